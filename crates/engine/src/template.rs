@@ -1,0 +1,1 @@
+//! Templates: the read-only layers a sandbox starts from.

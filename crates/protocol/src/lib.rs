@@ -1,0 +1,23 @@
+//! Wire types and codecs of the Novita/E2B sandbox API, shared by sandbank's client and server.
+//!
+//! - [`rest`]: the control plane's JSON bodies (`POST /sandboxes`, …) and the error body.
+//! - [`connect`]: the Connect protocol: envelopes, end-of-stream messages, error codes.
+//! - [`process`], [`filesystem`]: envd's messages, encodable as proto3 JSON (serde) and as
+//!   binary protobuf (prost) from one definition.
+//! - [`pagination`]: the keyset cursor carried in `X-Next-Token`.
+//! - [`metadata`]: the SDK's triple-encoded metadata filter.
+
+pub mod connect;
+pub mod filesystem;
+pub mod json;
+pub mod metadata;
+pub mod pagination;
+pub mod process;
+pub mod rest;
+
+/// The envd version the local engine advertises: high enough for every feature gate of the
+/// published SDKs (octet-stream upload needs 0.5.7).
+pub const ENVD_VERSION: &str = "0.5.7";
+
+/// The port envd listens on in a cloud sandbox; part of envd host names (`49983-<id>.<domain>`).
+pub const ENVD_PORT: u16 = 49983;

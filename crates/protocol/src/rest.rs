@@ -1,0 +1,194 @@
+//! The control plane's JSON bodies (Novita's `components.schemas`, E2B's spec/openapi.yml).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Every error body: the SDKs test `code` (not the HTTP status) for 404 and 409.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: u16,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoResume {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `POST /sandboxes`. Fields that are not listed (`mcp`, `nodeID`, `secrets`, …) are ignored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NewSandbox {
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(rename = "autoPause", default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause: Option<bool>,
+    #[serde(rename = "autoResume", default, skip_serializing_if = "Option::is_none")]
+    pub auto_resume: Option<AutoResume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    #[serde(rename = "allow_internet_access", default, skip_serializing_if = "Option::is_none")]
+    pub allow_internet_access: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<HashMap<String, String>>,
+    #[serde(rename = "envVars", default, skip_serializing_if = "Option::is_none")]
+    pub env_vars: Option<HashMap<String, String>>,
+}
+
+/// The response of create and connect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    #[serde(rename = "envdVersion")]
+    pub envd_version: String,
+    #[serde(rename = "envdAccessToken", default, skip_serializing_if = "Option::is_none")]
+    pub envd_access_token: Option<String>,
+    #[serde(rename = "trafficAccessToken", default)]
+    pub traffic_access_token: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxState {
+    Running,
+    Paused,
+}
+
+impl SandboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxState::Running => "running",
+            SandboxState::Paused => "paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(SandboxState::Running),
+            "paused" => Some(SandboxState::Paused),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    #[serde(rename = "autoResume")]
+    pub auto_resume: bool,
+    #[serde(rename = "onTimeout")]
+    pub on_timeout: String,
+}
+
+/// `GET /sandboxes/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxDetail {
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(rename = "startedAt")]
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "endAt")]
+    pub end_at: DateTime<Utc>,
+    pub state: SandboxState,
+    #[serde(rename = "cpuCount")]
+    pub cpu_count: u32,
+    #[serde(rename = "memoryMB")]
+    pub memory_mb: u64,
+    #[serde(rename = "diskSizeMB")]
+    pub disk_size_mb: u64,
+    #[serde(rename = "envdVersion")]
+    pub envd_version: String,
+    #[serde(rename = "envdAccessToken", default, skip_serializing_if = "Option::is_none")]
+    pub envd_access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+    #[serde(rename = "allowInternetAccess", default, skip_serializing_if = "Option::is_none")]
+    pub allow_internet_access: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// An item of `GET /v2/sandboxes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedSandbox {
+    #[serde(rename = "sandboxID")]
+    pub sandbox_id: String,
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    #[serde(rename = "startedAt")]
+    pub started_at: DateTime<Utc>,
+    #[serde(rename = "endAt")]
+    pub end_at: DateTime<Utc>,
+    pub state: SandboxState,
+    #[serde(rename = "cpuCount")]
+    pub cpu_count: u32,
+    #[serde(rename = "memoryMB")]
+    pub memory_mb: u64,
+    #[serde(rename = "diskSizeMB")]
+    pub disk_size_mb: u64,
+    #[serde(rename = "envdVersion")]
+    pub envd_version: String,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+}
+
+/// `POST /sandboxes/{id}/timeout`. Seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutBody {
+    pub timeout: u64,
+}
+
+/// `POST /sandboxes/{id}/connect`. Seconds; only ever extends a running sandbox's end time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSandbox {
+    pub timeout: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sandbox_reads_the_sdk_default_body() {
+        let body = r#"{"templateID":"base","metadata":{"k":"v"},"envVars":{"A":"1"},"timeout":300,"secure":true,"allow_internet_access":true,"autoPause":false,"mcp":null}"#;
+        let s: NewSandbox = serde_json::from_str(body).unwrap();
+        assert_eq!(s.template_id, "base");
+        assert_eq!(s.timeout, Some(300));
+        assert_eq!(s.env_vars.unwrap()["A"], "1");
+        assert_eq!(s.allow_internet_access, Some(true));
+    }
+
+    #[test]
+    fn wrong_types_are_rejected_with_the_field_named() {
+        let err = serde_json::from_str::<NewSandbox>(r#"{"templateID":"base","timeout":"soon"}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid type"), "{err}");
+        let err = serde_json::from_str::<NewSandbox>(r#"{"timeout":3}"#).unwrap_err();
+        assert!(err.to_string().contains("templateID"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! The control plane: the Novita/E2B REST API.

@@ -1,0 +1,1 @@
+//! Routes envd requests to the sandbox they name.

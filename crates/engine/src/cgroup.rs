@@ -1,1 +1,177 @@
-//! cgroup v1 and v2 behind one interface.
+//! cgroup v1 and v2 behind one interface: a parent group per server, a child per sandbox that
+//! bounds memory, processes and CPU.
+
+use crate::engine::Limits;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The v1 hierarchies a sandbox joins. `freezer` is for snapshots; `cpu` bounds CPU time.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "freezer"];
+const CPU_PERIOD_US: u64 = 100_000;
+
+#[derive(Clone, Debug)]
+pub enum Cgroups {
+    /// One directory per controller hierarchy.
+    V1 { parents: Vec<PathBuf> },
+    /// One directory in the unified hierarchy.
+    V2 { parent: PathBuf },
+}
+
+impl Cgroups {
+    /// Detects the cgroup version and creates this server's parent group `name`.
+    pub fn setup(name: &str) -> io::Result<Self> {
+        let root = Path::new(CGROUP_ROOT);
+        let cg = if root.join("cgroup.controllers").exists() {
+            let parent = root.join(name);
+            mkdir(&parent)?;
+            // Children can only use controllers their parent delegates.
+            let wanted = "+memory +pids +cpu";
+            if let Err(e) = fs::write(root.join("cgroup.subtree_control"), wanted) {
+                tracing::debug!("enabling controllers at the cgroup root: {e}");
+            }
+            fs::write(parent.join("cgroup.subtree_control"), wanted).map_err(|e| ctx(e, &parent, "enable controllers"))?;
+            Cgroups::V2 { parent }
+        } else {
+            let mut parents = Vec::new();
+            for c in V1_CONTROLLERS {
+                let hierarchy = root.join(c);
+                if !hierarchy.exists() {
+                    return Err(io::Error::other(format!("cgroup v1 controller {c} is not mounted at {}", hierarchy.display())));
+                }
+                let parent = hierarchy.join(name);
+                mkdir(&parent)?;
+                parents.push(parent);
+            }
+            Cgroups::V1 { parents }
+        };
+        Ok(cg)
+    }
+
+    /// The sandbox's group directories.
+    pub fn dirs(&self, id: &str) -> Vec<PathBuf> {
+        match self {
+            Cgroups::V1 { parents } => parents.iter().map(|p| p.join(id)).collect(),
+            Cgroups::V2 { parent } => vec![parent.join(id)],
+        }
+    }
+
+    /// Creates the sandbox's group with its limits; returns the `cgroup.procs` files a process
+    /// writes its pid into to join it.
+    pub fn create(&self, id: &str, limits: &Limits) -> io::Result<Vec<PathBuf>> {
+        let mem = (limits.memory_mb * 1024 * 1024).to_string();
+        let pids = limits.pids.to_string();
+        let quota = u64::from(limits.cpu_count) * CPU_PERIOD_US;
+        for dir in self.dirs(id) {
+            mkdir(&dir)?;
+        }
+        match self {
+            Cgroups::V1 { .. } => {
+                for dir in self.dirs(id) {
+                    match dir.parent().and_then(|p| p.parent()).and_then(|h| h.file_name()).and_then(|n| n.to_str()) {
+                        Some("memory") => write(&dir, "memory.limit_in_bytes", &mem)?,
+                        Some("pids") => write(&dir, "pids.max", &pids)?,
+                        Some("cpu") => {
+                            write(&dir, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string())?;
+                            write(&dir, "cpu.cfs_quota_us", &quota.to_string())?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Cgroups::V2 { .. } => {
+                let dir = &self.dirs(id)[0];
+                write(dir, "memory.max", &mem)?;
+                write(dir, "memory.swap.max", "0").ok();
+                write(dir, "pids.max", &pids)?;
+                write(dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
+            }
+        }
+        Ok(self.dirs(id).into_iter().map(|d| d.join("cgroup.procs")).collect())
+    }
+
+    /// SIGKILLs every process in the sandbox's group and removes it; waits up to `timeout` for
+    /// the processes to go.
+    pub fn destroy(&self, id: &str, timeout: Duration) -> io::Result<()> {
+        remove_group(&self.dirs(id), timeout)
+    }
+
+    /// Removes the parent group with any sandbox group a crashed server left in it.
+    pub fn teardown(&self, timeout: Duration) -> io::Result<()> {
+        let parents = match self {
+            Cgroups::V1 { parents } => parents.clone(),
+            Cgroups::V2 { parent } => vec![parent.clone()],
+        };
+        let mut children: Vec<PathBuf> = Vec::new();
+        for p in &parents {
+            if let Ok(rd) = fs::read_dir(p) {
+                children.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            }
+        }
+        for child in &children {
+            remove_group(std::slice::from_ref(child), timeout)?;
+        }
+        remove_group(&parents, timeout)
+    }
+
+    /// The sandbox's group directories that still exist (for leak checks).
+    pub fn existing(&self, id: &str) -> Vec<PathBuf> {
+        self.dirs(id).into_iter().filter(|d| d.exists()).collect()
+    }
+}
+
+fn remove_group(dirs: &[PathBuf], timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut busy = false;
+        for dir in dirs.iter().filter(|d| d.exists()) {
+            if dir.join("cgroup.kill").exists() {
+                let _ = fs::write(dir.join("cgroup.kill"), "1");
+            }
+            for pid in procs(dir) {
+                // SAFETY: kill(2) with a pid read from the group; a stale pid only fails.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            match fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if Instant::now() < deadline => {
+                    tracing::trace!("cgroup {} not empty yet: {e}", dir.display());
+                    busy = true;
+                }
+                Err(e) => return Err(ctx(e, dir, "remove")),
+            }
+        }
+        if !busy {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn procs(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn mkdir(dir: &Path) -> io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(ctx(e, dir, "create")),
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(|e| ctx(e, &path, &format!("write {value:?} to")))
+}
+
+fn ctx(e: io::Error, path: &Path, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("cgroup: {what} {}: {e}", path.display()))
+}

@@ -1,8 +1,24 @@
 //! The guest's side of a sandbox: what `sandbank guest` does before it serves envd.
+//!
+//! The engine starts `sandbank guest` already in new mount, UTS, IPC, network and PID
+//! namespaces (unshared before exec; a PID namespace takes effect for children). This first
+//! process joins the sandbox's cgroup and forks; the child is PID 1 of the new PID namespace.
+//! PID 1 mounts the overlay root, `/proc`, `/sys` and a minimal `/dev`, sets the hostname,
+//! brings up loopback, binds envd's socket at its host path, pivots into the new root and
+//! reports `ready` on stdout. The first process reports PID 1's host pid, waits for it and exits
+//! with it.
 
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{chdir, fork, pivot_root, sethostname, ForkResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 
 /// Written by the engine into the sandbox's directory; read by `sandbank guest --config`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -10,6 +26,17 @@ pub struct GuestConfig {
     pub sandbox_id: String,
     pub envd_socket: PathBuf,
     pub env_vars: BTreeMap<String, String>,
+    /// Lower layers of `/`, topmost first.
+    pub root_lowers: Vec<PathBuf>,
+    /// Lower layers of `/usr`, topmost first.
+    pub usr_lowers: Vec<PathBuf>,
+    pub root_upper: PathBuf,
+    pub root_work: PathBuf,
+    pub usr_upper: PathBuf,
+    pub usr_work: PathBuf,
+    pub rootfs: PathBuf,
+    /// The `cgroup.procs` files of the sandbox's cgroup.
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 /// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
@@ -17,13 +44,165 @@ pub struct GuestConfig {
 #[derive(Debug)]
 pub struct GuestInit {
     pub sandbox_id: String,
-    pub listener: std::os::unix::net::UnixListener,
+    pub listener: UnixListener,
     pub env_vars: BTreeMap<String, String>,
 }
 
 /// Enters the sandbox. Returns only in PID 1 inside it, with the root pivoted and the
 /// listener bound; the launching process waits for PID 1 and exits with it.
-pub fn enter(config_path: &std::path::Path) -> Result<GuestInit, String> {
-    let _ = config_path;
-    todo!("guest: enter")
+pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
+    let text = fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
+    let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
+    let me = std::process::id().to_string();
+    for procs in &config.cgroup_procs {
+        fs::write(procs, &me).map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
+    }
+    // SAFETY: the guest is single-threaded here (no runtime has started yet), so the child may
+    // run any code after fork.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            report(&format!("pid {child}"));
+            silence_stdout();
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break 1,
+                }
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Child => match become_pid1(&config) {
+            Ok(listener) => {
+                report("ready");
+                silence_stdout();
+                Ok(GuestInit { sandbox_id: config.sandbox_id, listener, env_vars: config.env_vars })
+            }
+            Err(e) => {
+                report(&format!("error {e}"));
+                std::process::exit(1);
+            }
+        },
+    }
+}
+
+fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
+    // Die with the first process, which dies with the server.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make mounts private: {e}"))?;
+    overlay(&c.root_lowers, &c.root_upper, &c.root_work, &c.rootfs)?;
+    let root = &c.rootfs;
+    overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), &root.join("proc"), Some("proc"), nosuid_nodev_noexec, None::<&str>)
+        .map_err(|e| format!("mount /proc: {e}"))?;
+    if let Err(e) =
+        mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None::<&str>)
+    {
+        eprintln!("sandbank guest: /sys not mounted: {e}");
+    }
+    make_dev(&root.join("dev"))?;
+    sethostname(&c.sandbox_id).map_err(|e| format!("sethostname: {e}"))?;
+    loopback_up()?;
+
+    // Bound before the pivot, at its host path: the server connects to it from outside.
+    let _ = fs::remove_file(&c.envd_socket);
+    let listener = UnixListener::bind(&c.envd_socket).map_err(|e| format!("bind {}: {e}", c.envd_socket.display()))?;
+
+    chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the host root: {e}"))?;
+    chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(listener)
+}
+
+fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
+    let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let opts = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
+}
+
+/// A tmpfs `/dev` with the usual character devices, `/dev/pts`, `/dev/ptmx` and `/dev/shm`.
+fn make_dev(dev: &Path) -> Result<(), String> {
+    mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=65536k"))
+        .map_err(|e| format!("mount /dev: {e}"))?;
+    let old = umask(Mode::empty());
+    let result = (|| {
+        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+            mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+                .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
+        }
+        for dir in ["pts", "shm"] {
+            fs::create_dir(dev.join(dir)).map_err(|e| format!("mkdir /dev/{dir}: {e}"))?;
+        }
+        mount(
+            Some("devpts"),
+            &dev.join("pts"),
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        )
+        .map_err(|e| format!("mount /dev/pts: {e}"))?;
+        mount(Some("shm"), &dev.join("shm"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))
+            .map_err(|e| format!("mount /dev/shm: {e}"))?;
+        for (link, target) in [
+            ("ptmx", "pts/ptmx"),
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            symlink(target, dev.join(link)).map_err(|e| format!("link /dev/{link}: {e}"))?;
+        }
+        Ok(())
+    })();
+    umask(old);
+    result
+}
+
+/// Brings up `lo` in the new network namespace (it starts down).
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: plain socket/ioctl calls on a zeroed `ifreq` naming "lo"; the fd is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut result = Ok(());
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            result = Err(format!("get lo flags: {}", std::io::Error::last_os_error()));
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+                result = Err(format!("bring lo up: {}", std::io::Error::last_os_error()));
+            }
+        }
+        libc::close(fd);
+        result
+    }
+}
+
+/// One line to the engine on the stdout pipe.
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Points stdout at /dev/null once the engine has what it needs, so nothing writes into a pipe
+/// nobody reads.
+fn silence_stdout() {
+    if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto fd 1 of a valid open fd.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
 }

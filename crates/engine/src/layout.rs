@@ -1,1 +1,96 @@
-//! Paths inside the data directory.
+//! Where things live inside the data directory. Version 1 of the on-disk layout:
+//!
+//! ```text
+//! <data>/lock                     flock held by the running server (holds its pid)
+//! <data>/templates/<name>/root    a template's root layer (its /usr comes from the host)
+//! <data>/sandboxes/<id>/          one running sandbox:
+//!     config.json                 what the guest reads at start
+//!     layer/root, layer/usr       the writable upper layers (/ and /usr)
+//!     work/root, work/usr         overlayfs work directories
+//!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
+//!     envd.sock                   envd's unix socket
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Unix socket paths are limited to 107 bytes.
+const MAX_SOCKET_PATH: usize = 107;
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+
+    pub fn templates(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+
+    pub fn template(&self, name: &str) -> PathBuf {
+        self.templates().join(name)
+    }
+
+    pub fn sandboxes(&self) -> PathBuf {
+        self.root.join("sandboxes")
+    }
+
+    pub fn sandbox(&self, id: &str) -> SandboxDir {
+        SandboxDir(self.sandboxes().join(id))
+    }
+
+    /// The longest data directory path that still leaves room for a sandbox's socket path.
+    pub fn check_socket_room(&self) -> Result<(), String> {
+        let probe = self.sandbox("aaaaaaaaaaaaaaaaaaaa").envd_socket();
+        let len = probe.as_os_str().len();
+        if len > MAX_SOCKET_PATH {
+            return Err(format!(
+                "data directory {} is too long: sandbox sockets would need {len} bytes, the limit is {MAX_SOCKET_PATH}",
+                self.root.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The directory of one sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxDir(pub PathBuf);
+
+impl SandboxDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn upper_root(&self) -> PathBuf {
+        self.0.join("layer/root")
+    }
+    pub fn upper_usr(&self) -> PathBuf {
+        self.0.join("layer/usr")
+    }
+    pub fn work_root(&self) -> PathBuf {
+        self.0.join("work/root")
+    }
+    pub fn work_usr(&self) -> PathBuf {
+        self.0.join("work/usr")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.0.join("rootfs")
+    }
+    pub fn envd_socket(&self) -> PathBuf {
+        self.0.join("envd.sock")
+    }
+}

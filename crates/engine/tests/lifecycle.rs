@@ -1,0 +1,174 @@
+//! Real sandboxes through the engine alone, with a stub guest instead of envd: this test
+//! executable is its own guest (`lifecycle guest --config …`), answering one shell command per
+//! connection on the envd socket. Needs root, as the engine does.
+
+use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("guest") {
+        stub_guest(Path::new(&args[3]));
+    }
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let tests: &[(&str, fn())] = &[
+        ("sandbox_is_isolated_and_leaves_nothing_behind", sandbox_is_isolated_and_leaves_nothing_behind),
+        ("limits_are_enforced_by_the_cgroup", limits_are_enforced_by_the_cgroup),
+        ("second_engine_on_a_data_dir_is_refused", second_engine_on_a_data_dir_is_refused),
+        ("unknown_template_is_an_error", unknown_template_is_an_error),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let result = std::panic::catch_unwind(test);
+        println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+        if result.is_ok() { passed += 1 } else { failed += 1 }
+    }
+    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
+    std::process::exit(if failed == 0 { 0 } else { 101 });
+}
+
+/// PID 1 of a test sandbox: one `sh -c` per connection, its output written back.
+fn stub_guest(config: &Path) -> ! {
+    let init = sandbank_engine::guest::enter(config).unwrap_or_else(|e| {
+        eprintln!("stub guest: {e}");
+        std::process::exit(1)
+    });
+    for conn in init.listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let mut line = String::new();
+        if BufReader::new(&conn).read_line(&mut line).is_err() {
+            continue;
+        }
+        let out = Command::new("/bin/sh").arg("-c").arg(line.trim()).envs(&init.env_vars).output();
+        let text = match out {
+            Ok(o) => format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+            Err(e) => format!("spawn failed: {e}"),
+        };
+        let _ = conn.write_all(text.as_bytes());
+    }
+    std::process::exit(0)
+}
+
+fn run(socket: &Path, cmd: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    writeln!(s, "{cmd}").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn open(dir: &Path) -> Engine {
+    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap() }).unwrap()
+}
+
+fn spec(engine: &Engine) -> SandboxSpec {
+    SandboxSpec {
+        id: id::new_id(),
+        template: "base".into(),
+        env_vars: BTreeMap::from([("GREETING".into(), "hello".into())]),
+        limits: engine.default_limits(),
+    }
+}
+
+fn sandbox_is_isolated_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let spec = spec(&engine);
+    let started = Instant::now();
+    let sb = rt.block_on(engine.create(spec.clone())).unwrap();
+    eprintln!("created in {:?}", started.elapsed());
+
+    assert_eq!(run(&sb.envd_socket, "hostname").trim(), spec.id);
+    let init = run(&sb.envd_socket, "tr '\\0' ' ' < /proc/1/cmdline");
+    assert!(init.contains(" guest --config "), "PID 1 is the guest: {init}");
+    assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
+    let passwd = run(&sb.envd_socket, "grep ^user: /etc/passwd");
+    assert!(passwd.starts_with("user:x:1000:1000:"), "{passwd}");
+    assert_eq!(run(&sb.envd_socket, "ls -A /home; ls -A /root").trim(), "user", "no host homes");
+    let data_dir = tmp.path().display().to_string();
+    assert!(run(&sb.envd_socket, &format!("ls {data_dir} 2>&1")).contains("No such file"));
+    assert!(run(&sb.envd_socket, "cat /etc/shadow").lines().all(|l| l.split(':').nth(1) == Some("*")));
+    let procs = run(&sb.envd_socket, "ls /proc | grep -c '^[0-9]'");
+    assert!(procs.trim().parse::<u32>().unwrap() <= 4, "only the sandbox's processes: {procs}");
+    let links = run(&sb.envd_socket, "cat /proc/net/dev | grep -c :");
+    assert_eq!(links.trim(), "1", "loopback only");
+    assert!(run(&sb.envd_socket, "ls -l /dev/null").starts_with("crw-rw-rw-"));
+    run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
+    assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
+    assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");
+    assert!(!Path::new("/usr/local/x").exists(), "the host's /usr is untouched");
+
+    let started = Instant::now();
+    assert!(rt.block_on(engine.kill(&spec.id)).unwrap());
+    eprintln!("killed in {:?}", started.elapsed());
+    assert!(!rt.block_on(engine.kill(&spec.id)).unwrap(), "a second kill finds nothing");
+    assert!(!tmp.path().join("sandboxes").join(&spec.id).exists());
+    assert_no_cgroup(&spec.id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&data_dir), "{mounts}");
+    rt.block_on(engine.shutdown());
+}
+
+fn limits_are_enforced_by_the_cgroup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let mut spec = spec(&engine);
+    spec.limits.memory_mb = 64;
+    spec.limits.pids = 50;
+    let sb = rt.block_on(engine.create(spec.clone())).unwrap();
+    let cgroup = run(&sb.envd_socket, "cat /proc/self/cgroup");
+    assert!(cgroup.contains(&spec.id), "{cgroup}");
+    // Past the pids limit, fork fails inside the sandbox and nowhere else.
+    let out = run(&sb.envd_socket, "(for i in $(seq 80); do sleep 5 & done) 2>&1 | head -2");
+    assert!(out.contains("fork"), "fork past pids.max must fail: {out}");
+    // Past the memory limit, the allocating process is killed.
+    let out = run(&sb.envd_socket, "python3 -c 'b=b\"x\"*(200<<20)' 2>&1; echo rc=$?");
+    assert!(out.contains("rc=137") || out.contains("MemoryError"), "allocating 200 MiB must fail under 64 MiB: {out}");
+    rt.block_on(engine.shutdown());
+    assert_no_cgroup(&spec.id);
+}
+
+fn second_engine_on_a_data_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = open(tmp.path());
+    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into() }).unwrap_err();
+    match &err {
+        EngineError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
+        other => panic!("expected Locked, got {other}"),
+    }
+    assert!(err.to_string().contains("in use by another sandbank serve"), "{err}");
+    drop(engine);
+}
+
+fn unknown_template_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let mut spec = spec(&engine);
+    spec.template = "nope".into();
+    match rt.block_on(engine.create(spec.clone())) {
+        Err(EngineError::TemplateNotFound(t)) => assert_eq!(t, "nope"),
+        other => panic!("expected TemplateNotFound, got {other:?}"),
+    }
+    assert!(!tmp.path().join("sandboxes").join(&spec.id).exists());
+}
+
+fn assert_no_cgroup(id: &str) {
+    let found = Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", id]).output().unwrap();
+    assert!(found.stdout.is_empty(), "cgroup left: {}", String::from_utf8_lossy(&found.stdout));
+}

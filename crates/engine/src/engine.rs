@@ -404,3 +404,13 @@ impl Spawner {
         result.await.map_err(|_| io::Error::other("spawner thread is gone"))?
     }
 }
+
+impl Drop for Engine {
+    /// Whatever the engine still holds goes with it: sandbox processes, cgroups, directories.
+    fn drop(&mut self) {
+        if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
+            tracing::error!("removing cgroups: {e}");
+        }
+        let _ = remove_all(&self.layout.sandboxes());
+    }
+}

@@ -116,6 +116,38 @@ impl Cgroups {
         remove_group(&parents, timeout)
     }
 
+    /// Freezes (`true`) or thaws every process of the sandbox, and waits until it is so.
+    pub fn set_frozen(&self, id: &str, frozen: bool) -> io::Result<()> {
+        let (file, value, done_file, done) = match self {
+            Cgroups::V1 { .. } => ("freezer.state", if frozen { "FROZEN" } else { "THAWED" }, "freezer.state", if frozen { "FROZEN" } else { "THAWED" }),
+            Cgroups::V2 { .. } => ("cgroup.freeze", if frozen { "1" } else { "0" }, "cgroup.events", if frozen { "frozen 1" } else { "frozen 0" }),
+        };
+        let dir = self.freezer_dir(id);
+        write(&dir, file, value)?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = fs::read_to_string(dir.join(done_file)).unwrap_or_default();
+            if state.lines().any(|l| l.trim() == done) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!("cgroup {} did not reach {done:?}: {}", dir.display(), state.trim())));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    fn freezer_dir(&self, id: &str) -> PathBuf {
+        match self {
+            Cgroups::V1 { parents } => parents
+                .iter()
+                .find(|p| p.parent().and_then(|h| h.file_name()).is_some_and(|n| n == "freezer"))
+                .expect("the freezer hierarchy is always set up")
+                .join(id),
+            Cgroups::V2 { parent } => parent.join(id),
+        }
+    }
+
     /// The sandbox's group directories that still exist (for leak checks).
     pub fn existing(&self, id: &str) -> Vec<PathBuf> {
         self.dirs(id).into_iter().filter(|d| d.exists()).collect()
@@ -127,6 +159,9 @@ fn remove_group(dirs: &[PathBuf], timeout: Duration) -> io::Result<()> {
     loop {
         let mut busy = false;
         for dir in dirs.iter().filter(|d| d.exists()) {
+            if dir.join("freezer.state").exists() {
+                let _ = fs::write(dir.join("freezer.state"), "THAWED");
+            }
             if dir.join("cgroup.kill").exists() {
                 let _ = fs::write(dir.join("cgroup.kill"), "1");
             }

@@ -121,7 +121,12 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
 
 fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
     let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-    let opts = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
+    // No redirects or metacopy: an upper layer must stand on its own as a snapshot layer.
+    let opts = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        upper.display(),
+        work.display()
+    );
     mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
         .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
 }

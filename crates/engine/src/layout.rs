@@ -3,6 +3,9 @@
 //! ```text
 //! <data>/lock                     flock held by the running server (holds its pid)
 //! <data>/templates/<name>/root    a template's root layer (its /usr comes from the host)
+//! <data>/state.db                 the snapshot catalog (SQLite)
+//! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
+//! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
 //! <data>/sandboxes/<id>/          one running sandbox:
 //!     config.json                 what the guest reads at start
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
@@ -40,6 +43,22 @@ impl Layout {
 
     pub fn template(&self, name: &str) -> PathBuf {
         self.templates().join(name)
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    pub fn layer(&self, id: &str) -> PathBuf {
+        self.layers().join(id)
+    }
+
+    pub fn staging(&self) -> PathBuf {
+        self.layers().join(".staging")
     }
 
     pub fn sandboxes(&self) -> PathBuf {

@@ -7,11 +7,14 @@
 //! outside. A cgroup bounds its memory, processes and CPU.
 
 pub mod cgroup;
+pub mod copy;
 pub mod engine;
 pub mod guest;
 pub mod id;
 pub mod layout;
+pub mod merge;
+pub mod store;
 pub mod template;
 
-pub use engine::{Engine, EngineConfig, EngineError, Limits, SandboxHandle, SandboxSpec};
+pub use engine::{Engine, EngineConfig, EngineError, Limits, SandboxHandle, SandboxSpec, SnapshotInfo};
 pub use guest::{GuestConfig, GuestInit};

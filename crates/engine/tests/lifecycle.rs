@@ -21,6 +21,9 @@ fn main() {
         ("limits_are_enforced_by_the_cgroup", limits_are_enforced_by_the_cgroup),
         ("second_engine_on_a_data_dir_is_refused", second_engine_on_a_data_dir_is_refused),
         ("unknown_template_is_an_error", unknown_template_is_an_error),
+        ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
+        ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
+        ("snapshots_survive_a_restart", snapshots_survive_a_restart),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -171,4 +174,118 @@ fn unknown_template_is_an_error() {
 fn assert_no_cgroup(id: &str) {
     let found = Command::new("find").args(["/sys/fs/cgroup", "-maxdepth", "4", "-name", id]).output().unwrap();
     assert!(found.stdout.is_empty(), "cgroup left: {}", String::from_utf8_lossy(&found.stdout));
+}
+
+fn snapshots_capture_files_and_start_new_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
+    let sock = &origin.envd_socket;
+    run(sock, "echo ready > /tmp/status.txt; mkdir -p /home/user/empty; ln -s status.txt /tmp/link; \
+               ln /tmp/status.txt /tmp/hard; rm /etc/hostname; echo new > /usr/local/added; \
+               chown 1000:1000 /tmp/status.txt; chmod 640 /tmp/status.txt; \
+               truncate -s 1G /tmp/sparse; mkfifo /tmp/fifo");
+    // A process that keeps running through the snapshot.
+    run(sock, "(i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.01; done) >/dev/null 2>&1 &");
+    let snap = rt.block_on(engine.snapshot(&origin.id, None)).unwrap();
+    assert!(id::is_valid(&snap.id), "{snap:?}");
+    assert_eq!(snap.sandbox_id, origin.id);
+    assert_eq!(snap.parent_id, None);
+    let c1: u64 = run(sock, "sleep 0.2; cat /tmp/counter").trim().parse().unwrap();
+    let c2: u64 = run(sock, "sleep 0.2; cat /tmp/counter").trim().parse().unwrap();
+    assert!(c2 > c1, "the origin carries on after the snapshot: {c1} then {c2}");
+
+    let mut child_spec = spec(&engine);
+    child_spec.template = format!("{}:default", snap.id);
+    let child = rt.block_on(engine.create(child_spec)).unwrap();
+    assert_eq!(child.template_id, snap.id);
+    let s = &child.envd_socket;
+    assert_eq!(run(s, "cat /tmp/status.txt"), "ready\n");
+    assert_eq!(run(s, "stat -c '%U %a %h' /tmp/status.txt").trim(), "user 640 2");
+    assert_eq!(run(s, "readlink /tmp/link").trim(), "status.txt");
+    assert_eq!(run(s, "test -d /home/user/empty && echo dir").trim(), "dir");
+    assert_eq!(run(s, "test -e /etc/hostname || echo deleted").trim(), "deleted");
+    assert_eq!(run(s, "cat /usr/local/added").trim(), "new");
+    assert_eq!(run(s, "stat -c %s /tmp/sparse").trim(), "1073741824");
+    assert_eq!(run(s, "test -p /tmp/fifo && echo fifo").trim(), "fifo");
+    assert!(!tmp.path().join("sandboxes").join(&child.id).join("layer/root/tmp").exists(), "the child's upper starts empty");
+
+    // Deleting is refused while the child runs, by ID or with the tag.
+    match engine.delete_snapshot(&format!("{}:default", snap.id)) {
+        Err(EngineError::SnapshotInUse { sandboxes, .. }) => assert_eq!(sandboxes, vec![child.id.clone()]),
+        other => panic!("expected SnapshotInUse, got {other:?}"),
+    }
+    // A snapshot of the child chains onto the first.
+    let grandchild_snap = rt.block_on(engine.snapshot(&child.id, Some("second".into()))).unwrap();
+    assert_eq!(grandchild_snap.parent_id.as_deref(), Some(snap.id.as_str()));
+    assert_eq!(grandchild_snap.names, vec!["second".to_string()]);
+    let listed = engine.list_snapshots(None, None, 10).unwrap();
+    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![grandchild_snap.id.as_str(), snap.id.as_str()]);
+    assert_eq!(engine.list_snapshots(Some(&origin.id), None, 10).unwrap().len(), 1);
+
+    rt.block_on(engine.kill(&child.id)).unwrap();
+    assert!(engine.delete_snapshot(&snap.id).unwrap());
+    assert!(!engine.delete_snapshot(&snap.id).unwrap(), "a second delete finds nothing");
+    // Its layer stays: the second snapshot stacks on it.
+    assert!(tmp.path().join("layers").join(&snap.id).exists());
+    let mut from_named = spec(&engine);
+    from_named.template = "second".into();
+    let s3 = rt.block_on(engine.create(from_named)).unwrap();
+    assert_eq!(run(&s3.envd_socket, "cat /tmp/status.txt"), "ready\n");
+    rt.block_on(engine.kill(&s3.id)).unwrap();
+    assert!(engine.delete_snapshot("second").unwrap());
+    assert_eq!(std::fs::read_dir(tmp.path().join("layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count(), 0, "every layer is collected");
+    rt.block_on(engine.shutdown());
+}
+
+fn snapshot_chains_flatten_and_layers_are_collected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let mut sb = rt.block_on(engine.create(spec(&engine))).unwrap();
+    let mut snaps = Vec::new();
+    for generation in 0..(sandbank_engine::engine::MAX_CHAIN + 3) {
+        run(&sb.envd_socket, &format!("echo {generation} > /tmp/gen{generation}; rm -f /tmp/gen{}", generation.wrapping_sub(2)));
+        let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+        rt.block_on(engine.kill(&sb.id)).unwrap();
+        let mut next = spec(&engine);
+        next.template = snap.id.clone();
+        sb = rt.block_on(engine.create(next)).unwrap();
+        snaps.push(snap);
+    }
+    let n = sandbank_engine::engine::MAX_CHAIN + 2;
+    let listing = run(&sb.envd_socket, "ls /tmp | tr '\\n' ' '");
+    assert_eq!(listing.trim(), format!("gen{} gen{}", n - 1, n), "only the last two generations remain");
+    rt.block_on(engine.kill(&sb.id)).unwrap();
+    for s in &snaps {
+        assert!(engine.delete_snapshot(&s.id).unwrap());
+    }
+    let left = std::fs::read_dir(tmp.path().join("layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(left, 0, "no layer left once every snapshot is gone");
+}
+
+fn snapshots_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let snap = {
+        let engine = open(tmp.path());
+        let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
+        run(&sb.envd_socket, "echo kept > /home/user/file");
+        let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+        rt.block_on(engine.shutdown());
+        snap
+    };
+    // Leftovers of a crash mid-snapshot: a staging layer and an unpublished layer.
+    std::fs::create_dir_all(tmp.path().join("layers/.staging/aaaaaaaaaaaaaaaaaaaa/root")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("layers/bbbbbbbbbbbbbbbbbbbb/root")).unwrap();
+    let engine = open(tmp.path());
+    assert!(!tmp.path().join("layers/.staging/aaaaaaaaaaaaaaaaaaaa").exists());
+    assert!(!tmp.path().join("layers/bbbbbbbbbbbbbbbbbbbb").exists());
+    assert_eq!(engine.snapshot_info(&format!("{}:default", snap.id)).unwrap(), Some(snap.clone()));
+    let mut s = spec(&engine);
+    s.template = snap.id.clone();
+    let sb = rt.block_on(engine.create(s)).unwrap();
+    assert_eq!(run(&sb.envd_socket, "cat /home/user/file"), "kept\n");
+    rt.block_on(engine.shutdown());
 }

@@ -164,7 +164,6 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
-use serde::Deserialize as _;
 
 #[cfg(test)]
 mod tests {

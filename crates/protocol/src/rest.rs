@@ -170,6 +170,16 @@ pub struct ConnectSandbox {
     pub secure: Option<bool>,
 }
 
+/// `POST /v2/sandboxes/{id}/connect` (the E2B SDK): the timeout may be left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectSandboxV2 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// `false` asks for a reboot instead of a memory resume; meaningless for a running sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

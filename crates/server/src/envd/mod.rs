@@ -1,9 +1,114 @@
 //! envd, the data plane inside a sandbox: the `process.Process` and `filesystem.Filesystem`
 //! Connect services, `GET/POST /files` and `/health`, served over HTTP on a unix socket.
+//!
+//! - [`connect`]: the Connect protocol on the server side (codecs, unary and streaming replies).
+//! - [`users`]: `/etc/passwd`/`/etc/group` look-ups and the `Authorization: Basic` user.
+//! - [`reaper`]: PID 1's child reaper; hands exit statuses to the process service.
+//! - [`process`]: the `process.Process` service.
+//! - [`filesystem`]: the `filesystem.Filesystem` service.
+//! - [`files`]: `GET /files` and `POST /files`.
 
+mod connect;
+mod files;
+mod filesystem;
+mod fsutil;
+mod process;
+mod reaper;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use sandbank_engine::GuestInit;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The user processes and file operations run as when the request names none.
+pub const DEFAULT_USER: &str = "user";
+
+/// What envd needs to serve: the sandbox's identity and env vars, and the default user.
+pub(crate) struct Options {
+    pub sandbox_id: String,
+    pub env_vars: BTreeMap<String, String>,
+    pub default_user: String,
+}
+
+/// Shared state of every handler.
+pub(crate) struct Envd {
+    pub opts: Options,
+    pub processes: process::Table,
+}
+
+pub(crate) type Shared = Arc<Envd>;
 
 pub async fn serve(init: GuestInit) -> anyhow::Result<()> {
-    let _ = init;
-    todo!("envd")
+    init.listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(init.listener)?;
+    let opts = Options {
+        sandbox_id: init.sandbox_id,
+        env_vars: init.env_vars,
+        default_user: DEFAULT_USER.to_string(),
+    };
+    serve_on(listener, opts).await
+}
+
+/// Serves envd on `listener` until the listener fails.
+pub(crate) async fn serve_on(listener: tokio::net::UnixListener, opts: Options) -> anyhow::Result<()> {
+    let app = router(opts)?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
+    tracing::debug!(sandbox = %opts.sandbox_id, "envd starting");
+    let reaper = reaper::Reaper::start()?;
+    let state: Shared = Arc::new(Envd { opts, processes: process::Table::new(reaper) });
+    let p = "/process.Process/";
+    let f = "/filesystem.Filesystem/";
+    Ok(Router::new()
+        .route(&format!("{p}Start"), post(process::start))
+        .route(&format!("{p}Connect"), post(process::connect))
+        .route(&format!("{p}List"), post(process::list))
+        .route(&format!("{p}SendInput"), post(process::send_input))
+        .route(&format!("{p}SendSignal"), post(process::send_signal))
+        .route(&format!("{p}CloseStdin"), post(process::close_stdin))
+        .route(&format!("{p}Update"), post(process::update))
+        .route(&format!("{p}StreamInput"), post(process::stream_input))
+        .route(&format!("{f}Stat"), post(filesystem::stat))
+        .route(&format!("{f}MakeDir"), post(filesystem::make_dir))
+        .route(&format!("{f}Move"), post(filesystem::move_entry))
+        .route(&format!("{f}ListDir"), post(filesystem::list_dir))
+        .route(&format!("{f}Remove"), post(filesystem::remove))
+        .route(&format!("{f}WatchDir"), post(filesystem::watch_dir))
+        .route("/files", get(files::download).post(files::upload))
+        .route("/health", get(health))
+        .route("/envs", get(envs))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state))
+}
+
+async fn health() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn envs(State(envd): State<Shared>) -> Json<BTreeMap<String, String>> {
+    Json(envd.opts.env_vars.clone())
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let message = format!("no route for {method} {path}");
+    if path.starts_with("/process.") || path.starts_with("/filesystem.") {
+        // connect-web maps a 404 to `unimplemented`; say so in the body as well.
+        (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "unimplemented", "message": message})))
+            .into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": 404, "message": message}))).into_response()
+    }
 }

@@ -1,0 +1,306 @@
+//! `GET /files` (download, gzip when accepted) and `POST /files` (multipart or octet-stream
+//! upload, gzip request bodies accepted), streamed to and from disk.
+//!
+//! Errors are E2B's JSON `{"code": <http status>, "message": "…"}`.
+
+use super::fsutil::{absolute, chown_to, create_dirs, is_no_space};
+use super::users;
+use super::Shared;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FilesQuery {
+    path: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct WriteInfo {
+    pub path: String,
+    pub name: String,
+    pub r#type: String,
+}
+
+struct HttpError(StatusCode, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"code": self.0.as_u16(), "message": self.1}))).into_response()
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> HttpError {
+    HttpError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn io_error(op: &str, path: &Path, e: &io::Error) -> HttpError {
+    let status = if e.kind() == io::ErrorKind::NotFound {
+        StatusCode::NOT_FOUND
+    } else if is_no_space(e) {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else if e.kind() == io::ErrorKind::PermissionDenied {
+        StatusCode::FORBIDDEN
+    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG)) {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    HttpError(status, format!("{op} {:?}: {e}", path.display().to_string()))
+}
+
+fn query(req: &Request) -> Result<FilesQuery, HttpError> {
+    Query::<FilesQuery>::try_from_uri(req.uri()).map(|q| q.0).map_err(|e| bad_request(format!("invalid query: {e}")))
+}
+
+fn user(envd: &Shared, headers: &HeaderMap, q: &FilesQuery) -> Result<users::User, HttpError> {
+    users::resolve(headers, q.username.as_deref(), &envd.opts.default_user)
+        .map_err(|e| HttpError(StatusCode::UNAUTHORIZED, e.message))
+}
+
+fn path_arg(path: Option<&str>) -> Result<PathBuf, HttpError> {
+    absolute(path.unwrap_or("")).map_err(bad_request)
+}
+
+/// Whether `Accept-Encoding` allows gzip (with a non-zero quality).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+            .next()
+            .unwrap_or(1.0);
+        name == "gzip" && q > 0.0
+    })
+}
+
+pub async fn download(State(envd): State<Shared>, req: Request) -> Response {
+    match download_inner(&envd, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn download_inner(envd: &Shared, req: Request) -> Result<Response, HttpError> {
+    let q = query(&req)?;
+    user(envd, req.headers(), &q)?;
+    let path = path_arg(q.path.as_deref())?;
+    let file = std::fs::File::open(&path).map_err(|e| io_error("open", &path, &e))?;
+    let meta = file.metadata().map_err(|e| io_error("stat", &path, &e))?;
+    if meta.is_dir() {
+        return Err(bad_request(format!("path {:?} is a directory", path.display().to_string())));
+    }
+    let octet = (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if accepts_gzip(req.headers()) {
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut enc = flate2::read::GzEncoder::new(file, flate2::Compression::fast());
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                match enc.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        let headers = [octet, (header::CONTENT_ENCODING, HeaderValue::from_static("gzip"))];
+        return Ok((StatusCode::OK, headers, Body::from_stream(receiver_stream(rx))).into_response());
+    }
+    let len = HeaderValue::from(meta.len());
+    if meta.len() == 0 {
+        return Ok((StatusCode::OK, [octet, (header::CONTENT_LENGTH, len)]).into_response());
+    }
+    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), CHUNK);
+    Ok((StatusCode::OK, [octet, (header::CONTENT_LENGTH, len)], Body::from_stream(stream)).into_response())
+}
+
+fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+}
+
+/// Decompresses a gzip request body on a blocking thread, chunk by chunk.
+fn gunzip(body: Body) -> Body {
+    let (in_tx, in_rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    let (out_tx, out_rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut data = body.into_data_stream();
+        while let Some(chunk) = data.next().await {
+            let item = chunk.map_err(io::Error::other);
+            let stop = item.is_err();
+            if in_tx.send(item).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    struct ChannelReader {
+        rx: mpsc::Receiver<io::Result<Bytes>>,
+        cur: Bytes,
+    }
+    impl Read for ChannelReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.cur.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(Ok(b)) => self.cur = b,
+                    Some(Err(e)) => return Err(e),
+                    None => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.cur.len());
+            buf[..n].copy_from_slice(&self.cur.split_to(n));
+            Ok(n)
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut dec = flate2::read::MultiGzDecoder::new(ChannelReader { rx: in_rx, cur: Bytes::new() });
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match dec.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if out_tx.blocking_send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = out_tx.blocking_send(Err(io::Error::new(e.kind(), format!("invalid gzip body: {e}"))));
+                    return;
+                }
+            }
+        }
+    });
+    Body::from_stream(receiver_stream(out_rx))
+}
+
+/// Streams `chunks` into `dest` (parents created and the file owned by `user`).
+async fn write_file<S, E>(dest: PathBuf, user: &users::User, chunks: S) -> Result<WriteInfo, HttpError>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let u = user.clone();
+    let d = dest.clone();
+    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, HttpError> {
+        if let Some(parent) = d.parent() {
+            create_dirs(parent, &u).map_err(|e| io_error("mkdir", parent, &e))?;
+        }
+        if d.is_dir() {
+            return Err(bad_request(format!("path {:?} is a directory", d.display().to_string())));
+        }
+        let file = std::fs::File::create(&d).map_err(|e| io_error("create", &d, &e))?;
+        chown_to(&d, &u).map_err(|e| io_error("chown", &d, &e))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))??;
+    let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| bad_request(format!("reading the upload for {:?}: {e}", dest.display().to_string())))?;
+        out.write_all(&chunk).await.map_err(|e| io_error("write", &dest, &e))?;
+    }
+    out.flush().await.map_err(|e| io_error("write", &dest, &e))?;
+    Ok(WriteInfo {
+        name: dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        path: dest.to_string_lossy().into_owned(),
+        r#type: "file".into(),
+    })
+}
+
+pub async fn upload(State(envd): State<Shared>, req: Request) -> Response {
+    match upload_inner(&envd, req).await {
+        Ok(infos) => (StatusCode::OK, Json(infos)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, HttpError> {
+    let q = query(&req)?;
+    let user = user(envd, req.headers(), &q)?;
+    let target = match q.path.as_deref() {
+        Some(p) if !p.is_empty() => Some(path_arg(Some(p))?),
+        _ => None,
+    };
+    let encoding = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let (parts, body) = req.into_parts();
+    let body = match encoding.as_str() {
+        "" | "identity" => body,
+        "gzip" | "x-gzip" => gunzip(body),
+        other => return Err(bad_request(format!("unsupported Content-Encoding {other:?} (want gzip or identity)"))),
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.starts_with("multipart/form-data") {
+        let Some(dest) = target else {
+            return Err(bad_request("the path query parameter is required for an application/octet-stream upload"));
+        };
+        return Ok(vec![write_file(dest, &user, body.into_data_stream()).await?]);
+    }
+    let req = Request::from_parts(parts, body);
+    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
+    let mut written = Vec::new();
+    loop {
+        let field = multipart.next_field().await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
+        let Some(field) = field else { break };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let dest = match &target {
+            Some(t) => t.clone(),
+            None => {
+                let name = field.file_name().unwrap_or("").to_string();
+                absolute(&name).map_err(|m| bad_request(format!("file part: {m} (give an absolute filename or the path query parameter)")))?
+            }
+        };
+        written.push(write_file(dest, &user, field).await?);
+    }
+    if written.is_empty() {
+        return Err(bad_request("the multipart body has no part named \"file\""));
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_parsing() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, identity"));
+        assert!(!accepts_gzip(&h));
+    }
+}

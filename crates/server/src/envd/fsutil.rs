@@ -1,0 +1,199 @@
+//! File-system helpers shared by the filesystem service and `/files`: path checks, `EntryInfo`,
+//! creating directories owned by a user, io-error classification.
+
+use super::users::{Names, User};
+use sandbank_protocol::connect::{Code, ConnectError};
+use sandbank_protocol::filesystem::{EntryInfo, FileType};
+use sandbank_protocol::json::Timestamp;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Go's `os.ModeDir`, part of the `mode` envd reports for directories.
+const GO_MODE_DIR: u32 = 0x8000_0000;
+
+/// A request path: absolute, without `..`. Returned normalized (no `.`, no trailing slash).
+pub fn absolute(path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("path is required".to_string());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} is not absolute"));
+    }
+    let mut out = PathBuf::from("/");
+    for c in Path::new(path).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Prefix(_) => return Err(format!("path {path:?} is invalid")),
+        }
+    }
+    Ok(out)
+}
+
+/// `ls -l` style permissions: `drwxr-xr-x`, `-rw-r--r--`, `lrwxrwxrwx`.
+pub fn permissions_string(mode: u32) -> String {
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => 'd',
+        libc::S_IFLNK => 'l',
+        libc::S_IFIFO => 'p',
+        libc::S_IFSOCK => 's',
+        libc::S_IFCHR => 'c',
+        libc::S_IFBLK => 'b',
+        _ => '-',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(kind);
+    let bits = [(0o400, 'r'), (0o200, 'w'), (0o100, 'x'), (0o040, 'r'), (0o020, 'w'), (0o010, 'x'), (0o004, 'r'), (0o002, 'w'), (0o001, 'x')];
+    for (i, (bit, ch)) in bits.iter().enumerate() {
+        let set = mode & bit != 0;
+        let c = match i {
+            2 if mode & 0o4000 != 0 => if set { 's' } else { 'S' },
+            5 if mode & 0o2000 != 0 => if set { 's' } else { 'S' },
+            8 if mode & 0o1000 != 0 => if set { 't' } else { 'T' },
+            _ if set => *ch,
+            _ => '-',
+        };
+        s.push(c);
+    }
+    s
+}
+
+/// The `EntryInfo` of `path`; a symlink is followed for the type, size and mode, and its
+/// target reported in `symlinkTarget`.
+pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
+    let lmeta = std::fs::symlink_metadata(path)?;
+    let mut symlink_target = None;
+    let meta = if lmeta.file_type().is_symlink() {
+        let target = std::fs::read_link(path)?;
+        let abs = if target.is_absolute() { target } else { path.parent().unwrap_or(Path::new("/")).join(target) };
+        symlink_target = Some(abs.to_string_lossy().into_owned());
+        std::fs::metadata(path).unwrap_or_else(|_| lmeta.clone())
+    } else {
+        lmeta.clone()
+    };
+    let file_type = if meta.is_dir() {
+        FileType::Directory
+    } else if meta.is_file() {
+        FileType::File
+    } else {
+        FileType::Unspecified
+    };
+    let perm = meta.permissions().mode() & 0o7777;
+    let mode = (perm & 0o777) | if meta.is_dir() { GO_MODE_DIR } else { 0 };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".to_string());
+    Ok(EntryInfo {
+        name,
+        r#type: file_type as i32,
+        path: path.to_string_lossy().into_owned(),
+        size: meta.len() as i64,
+        mode,
+        permissions: permissions_string(meta.mode()),
+        owner: names.user(lmeta.uid()),
+        group: names.group(lmeta.gid()),
+        modified_time: meta.modified().ok().map(Timestamp::from_system_time),
+        symlink_target,
+    })
+}
+
+/// Gives `path` to `user` when envd runs as root (otherwise it already owns what it creates).
+pub fn chown_to(path: &Path, user: &User) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
+}
+
+/// `mkdir -p`, giving every directory it creates to `user`. Returns whether `dir` was created.
+pub fn create_dirs(dir: &Path, user: &User) -> io::Result<bool> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return Ok(false),
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{:?} exists and is not a directory", dir.display().to_string()),
+            ))
+        }
+        Err(_) => {}
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, user)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            chown_to(dir, user)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// The Connect error of a failed file-system operation: `"<op> \"<path>\": <error>"`.
+pub fn rpc_error(op: &str, path: &Path, e: &io::Error) -> ConnectError {
+    let code = match e.kind() {
+        io::ErrorKind::NotFound => Code::NotFound,
+        io::ErrorKind::PermissionDenied => Code::PermissionDenied,
+        io::ErrorKind::AlreadyExists => Code::AlreadyExists,
+        _ if is_no_space(e) => Code::ResourceExhausted,
+        _ => match e.raw_os_error() {
+            Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) | Some(libc::ENOTEMPTY) => {
+                Code::InvalidArgument
+            }
+            _ => Code::Internal,
+        },
+    };
+    ConnectError::new(code, format!("{op} {:?}: {e}", path.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_must_be_absolute_and_are_normalized() {
+        assert_eq!(absolute("/a/./b/../c/").unwrap(), PathBuf::from("/a/c"));
+        assert_eq!(absolute("/../..").unwrap(), PathBuf::from("/"));
+        assert_eq!(absolute("tmp/x").unwrap_err(), "path \"tmp/x\" is not absolute");
+        assert!(absolute("").is_err());
+    }
+
+    #[test]
+    fn permissions_look_like_ls() {
+        assert_eq!(permissions_string(libc::S_IFDIR | 0o755), "drwxr-xr-x");
+        assert_eq!(permissions_string(libc::S_IFREG | 0o644), "-rw-r--r--");
+        assert_eq!(permissions_string(libc::S_IFLNK | 0o777), "lrwxrwxrwx");
+        assert_eq!(permissions_string(libc::S_IFDIR | 0o1777), "drwxrwxrwt");
+        assert_eq!(permissions_string(libc::S_IFREG | 0o4755), "-rwsr-xr-x");
+    }
+
+    #[test]
+    fn entry_info_follows_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.txt");
+        std::fs::write(&file, b"hello").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("f.txt", &link).unwrap();
+        let names = Names::load();
+        let e = entry_info(&link, &names).unwrap();
+        assert_eq!(e.r#type, FileType::File as i32);
+        assert_eq!(e.size, 5);
+        assert_eq!(e.name, "l");
+        assert_eq!(e.mode, 0o640);
+        assert_eq!(e.permissions, "-rw-r-----");
+        assert_eq!(e.symlink_target.as_deref(), Some(file.to_str().unwrap()));
+        let d = entry_info(dir.path(), &names).unwrap();
+        assert_eq!(d.r#type, FileType::Directory as i32);
+        assert_eq!(d.mode & GO_MODE_DIR, GO_MODE_DIR);
+        assert!(d.permissions.starts_with('d'));
+    }
+}

@@ -1,0 +1,606 @@
+//! End-to-end tests: envd on a unix socket in a temp dir, spoken to over real HTTP/1.1 with the
+//! Connect protocol, as the SDKs do. They run as root on the host (the default user is `user`
+//! when it exists, else `root`).
+
+use super::{serve_on, users, Options};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use prost::Message as _;
+use sandbank_protocol::connect::{encode_envelope, ConnectError, EndStream, Envelope, EnvelopeDecoder};
+use sandbank_protocol::filesystem::{EntryInfo, EntryResponse, FileType, ListDirResponse, PathRequest};
+use sandbank_protocol::process::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+struct TestEnvd {
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestEnvd {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn default_user() -> &'static str {
+    if users::lookup("user").is_some() {
+        "user"
+    } else {
+        "root"
+    }
+}
+
+async fn start_envd() -> TestEnvd {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("envd.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    let opts = Options {
+        sandbox_id: "test-sandbox".into(),
+        env_vars: [("SANDBOX_VAR".to_string(), "from-sandbox".to_string())].into(),
+        default_user: default_user().into(),
+    };
+    let task = tokio::spawn(async move {
+        serve_on(listener, opts).await.unwrap();
+    });
+    TestEnvd { dir, sock, task }
+}
+
+impl TestEnvd {
+    fn tmp(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> hyper::Response<Incoming> {
+        let stream = tokio::net::UnixStream::connect(&self.sock).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(uri).header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        sender.send_request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap()
+    }
+
+    async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (StatusCode, HeaderMap, Bytes) {
+        let resp = self.send(method, uri, headers, body).await;
+        let (parts, body) = resp.into_parts();
+        let bytes = tokio::time::timeout(Duration::from_secs(60), body.collect()).await.unwrap().unwrap().to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
+    /// A unary JSON call; returns the status and the JSON body.
+    async fn unary(&self, method: &str, body: Value) -> (StatusCode, Value) {
+        let (status, headers, bytes) = self
+            .call("POST", method, &[("content-type", "application/json"), ("connect-protocol-version", "1")], body.to_string().into_bytes())
+            .await;
+        assert_eq!(headers["content-type"], "application/json");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn stream(&self, method: &str, msg: Value, headers: &[(&str, &str)]) -> EventStream {
+        let mut all = vec![("content-type", "application/connect+json"), ("connect-protocol-version", "1")];
+        all.extend_from_slice(headers);
+        let resp = self.send("POST", method, &all, encode_envelope(0, msg.to_string().as_bytes()).to_vec()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/connect+json");
+        EventStream { body: resp.into_body(), dec: EnvelopeDecoder::default() }
+    }
+
+    async fn start(&self, cmd: &str, extra: Value, headers: &[(&str, &str)]) -> EventStream {
+        let mut msg = json!({"process": {"cmd": "/bin/bash", "args": ["-l", "-c", cmd]}, "stdin": false});
+        merge(&mut msg, extra);
+        self.stream("/process.Process/Start", msg, headers).await
+    }
+
+    async fn kill(&self, pid: u32) -> (StatusCode, Value) {
+        self.unary("/process.Process/SendSignal", json!({"process": {"pid": pid}, "signal": "SIGNAL_SIGKILL"})).await
+    }
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+struct EventStream {
+    body: Incoming,
+    dec: EnvelopeDecoder,
+}
+
+#[derive(Debug)]
+enum Item {
+    Event(Event),
+    /// The end-of-stream message.
+    End(Option<ConnectError>),
+}
+
+impl EventStream {
+    async fn envelope(&mut self) -> Option<Envelope> {
+        loop {
+            if let Some(env) = self.dec.next().unwrap() {
+                return Some(env);
+            }
+            match tokio::time::timeout(Duration::from_secs(30), self.body.frame()).await.expect("stream stalled") {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.dec.push(&data);
+                    }
+                }
+                _ => {
+                    self.dec.finish().unwrap();
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<Item> {
+        let env = self.envelope().await?;
+        if env.is_end_stream() {
+            let end: EndStream = serde_json::from_slice(&env.payload).unwrap();
+            return Some(Item::End(end.error));
+        }
+        let resp: EventResponse = serde_json::from_slice(&env.payload).unwrap();
+        Some(Item::Event(resp.event.unwrap().event.unwrap()))
+    }
+
+    async fn expect_start(&mut self) -> u32 {
+        match self.next().await {
+            Some(Item::Event(Event::Start(s))) => {
+                assert!(s.pid > 0);
+                s.pid
+            }
+            other => panic!("expected a start event, got {other:?}"),
+        }
+    }
+
+    /// Reads to the end of the stream.
+    async fn finish(&mut self) -> Outcome {
+        let mut out = Outcome::default();
+        while let Some(item) = self.next().await {
+            match item {
+                Item::Event(Event::Start(s)) => out.pid = s.pid,
+                Item::Event(Event::Data(DataEvent { output: Some(Output::Stdout(d)) })) => out.stdout.extend(d),
+                Item::Event(Event::Data(DataEvent { output: Some(Output::Stderr(d)) })) => out.stderr.extend(d),
+                Item::Event(Event::Data(_)) => panic!("empty data event"),
+                Item::Event(Event::End(e)) => {
+                    assert!(out.end.is_none(), "two end events");
+                    out.end = Some(e);
+                }
+                Item::Event(Event::Keepalive(_)) => out.keepalives += 1,
+                Item::End(err) => {
+                    out.error = err;
+                    out.finished = true;
+                }
+            }
+        }
+        assert!(out.finished, "no end-of-stream message");
+        out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    pid: u32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    end: Option<EndEvent>,
+    error: Option<ConnectError>,
+    keepalives: usize,
+    finished: bool,
+}
+
+fn basic(user: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:")))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_runs_a_command_and_reports_output_and_exit_status() {
+    let envd = start_envd().await;
+    let mut s = envd.start("echo hello; echo warn >&2; exit 3", json!({}), &[("keepalive-ping-interval", "50")]).await;
+    // The first envelope is exactly the start event, in the SDK's wire form.
+    let first = s.envelope().await.unwrap();
+    let v: Value = serde_json::from_slice(&first.payload).unwrap();
+    let pid = v["event"]["start"]["pid"].as_u64().unwrap() as u32;
+    assert!(pid > 0);
+    let out = s.finish().await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "warn\n");
+    let end = out.end.unwrap();
+    assert_eq!((end.exit_code, end.exited), (3, true));
+    assert_eq!(end.status, "exit status 3");
+    assert_eq!(end.error.as_deref(), Some("exit status 3"));
+    assert!(out.error.is_none());
+
+    let mut s = envd.start("true", json!({}), &[]).await;
+    let out = s.finish().await;
+    let end = out.end.unwrap();
+    assert_eq!((end.exit_code, end.exited, end.status.as_str(), end.error), (0, true, "exit status 0", None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_sets_env_cwd_and_user() {
+    let envd = start_envd().await;
+    let cwd = envd.tmp().to_str().unwrap().to_string();
+    let cmd = "echo \"$X|$SANDBOX_VAR|$USER|$HOME|$(pwd)|$(id -u)\"";
+    let mut s = envd.start(cmd, json!({"process": {"envs": {"X": "y"}, "cwd": cwd}}), &[("authorization", &basic("root"))]).await;
+    let out = s.finish().await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("y|from-sandbox|root|/root|{cwd}|0\n"));
+    assert_eq!(out.end.unwrap().exit_code, 0);
+
+    // The default user's home is the default cwd.
+    let home = users::lookup(default_user()).unwrap().home;
+    let mut s = envd.start("pwd; echo $USER", json!({}), &[]).await;
+    let out = s.finish().await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n{}\n", home.display(), default_user()));
+
+    // Unknown user and a missing cwd are errors naming the value.
+    let mut s = envd.start("true", json!({}), &[("authorization", &basic("no-such-user-xyz"))]).await;
+    let out = s.finish().await;
+    assert!(out.end.is_none());
+    let err = out.error.unwrap();
+    assert_eq!(err.code.as_str(), "unauthenticated");
+    assert!(err.message.contains("no-such-user-xyz"), "{}", err.message);
+    let mut s = envd.start("true", json!({"process": {"cwd": "/no/such/dir"}}), &[]).await;
+    let err = s.finish().await.error.unwrap();
+    assert_eq!(err.code.as_str(), "invalid_argument");
+    assert!(err.message.contains("/no/such/dir"), "{}", err.message);
+    let mut s = envd.start("true", json!({"pty": {"size": {"cols": 80, "rows": 24}}}), &[]).await;
+    assert_eq!(s.finish().await.error.unwrap().code.as_str(), "unimplemented");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_takes_stdin_and_closes_it() {
+    let envd = start_envd().await;
+    let mut s = envd.start("cat", json!({"stdin": true}), &[]).await;
+    let pid = s.expect_start().await;
+    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({}));
+    match s.next().await {
+        Some(Item::Event(Event::Data(DataEvent { output: Some(Output::Stdout(d)) }))) => assert_eq!(d, b"abc"),
+        other => panic!("expected stdout data, got {other:?}"),
+    }
+    let (status, _) = envd.unary("/process.Process/CloseStdin", json!({"process": {"pid": pid}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let out = s.finish().await;
+    assert_eq!(out.end.unwrap().exit_code, 0);
+
+    // Without stdin: true, stdin is /dev/null and SendInput is refused.
+    let mut s = envd.start("cat; sleep 30", json!({}), &[]).await;
+    let pid = s.expect_start().await;
+    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "failed_precondition");
+    envd.kill(pid).await;
+    assert_eq!(s.finish().await.end.unwrap().exit_code, -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_lists_kills_and_reattaches() {
+    let envd = start_envd().await;
+    let mut s = envd.start("while true; do echo tick; sleep 0.2; done", json!({"tag": "ticker"}), &[]).await;
+    let pid = s.expect_start().await;
+    drop(s); // a client disconnect does not kill the process
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let (status, body) = envd.unary("/process.Process/List", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = body["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).cloned().expect("listed");
+    assert_eq!(listed["tag"], "ticker");
+    assert_eq!(listed["config"]["cmd"], "/bin/bash");
+    assert_eq!(listed["config"]["args"][2], "while true; do echo tick; sleep 0.2; done");
+
+    let mut c = envd.stream("/process.Process/Connect", json!({"process": {"tag": "ticker"}}), &[]).await;
+    assert_eq!(c.expect_start().await, pid);
+    match c.next().await {
+        Some(Item::Event(Event::Data(DataEvent { output: Some(Output::Stdout(d)) }))) => assert_eq!(d, b"tick\n"),
+        other => panic!("expected output, got {other:?}"),
+    }
+    let (status, body) = envd.kill(pid).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = c.finish().await;
+    let end = out.end.unwrap();
+    assert_eq!((end.exit_code, end.exited), (-1, false));
+    assert_eq!(end.status, "signal: killed");
+    assert_eq!(end.error.as_deref(), Some("signal: killed"));
+    assert!(out.error.is_none());
+
+    // Gone now: signal and connect say not_found.
+    let (status, body) = envd.kill(pid).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], "not_found");
+    assert!(body["message"].as_str().unwrap().contains(&pid.to_string()));
+    let mut c = envd.stream("/process.Process/Connect", json!({"process": {"pid": pid}}), &[]).await;
+    assert_eq!(c.finish().await.error.unwrap().code.as_str(), "not_found");
+    let (_, body) = envd.unary("/process.Process/List", json!({})).await;
+    assert!(body.get("processes").is_none_or(|p| !p.as_array().unwrap().iter().any(|p| p["pid"] == pid)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_kills_a_command_at_its_deadline() {
+    let envd = start_envd().await;
+    let started = std::time::Instant::now();
+    let mut s = envd.start("sleep 30", json!({}), &[("connect-timeout-ms", "700")]).await;
+    let pid = s.expect_start().await;
+    let out = s.finish().await;
+    assert_eq!(out.error.unwrap().code.as_str(), "deadline_exceeded");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The whole process group is killed and reaped.
+    for _ in 0..50 {
+        let (_, body) = envd.unary("/process.Process/List", json!({})).await;
+        if body.get("processes").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = envd.unary("/process.Process/List", json!({})).await;
+    assert_eq!(body, json!({}), "process {pid} still listed");
+    assert!(!pid_alive(pid), "process {pid} still exists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_streams_ten_megabytes_and_keepalives() {
+    let envd = start_envd().await;
+    let mut s = envd.start("head -c 10485760 /dev/zero | tr '\\0' a; echo -n E >&2", json!({}), &[]).await;
+    let out = s.finish().await;
+    assert_eq!(out.stdout.len(), 10 * 1024 * 1024);
+    assert!(out.stdout.iter().all(|b| *b == b'a'));
+    assert_eq!(out.stderr, b"E");
+    assert_eq!(out.end.unwrap().exit_code, 0);
+
+    let mut s = envd.start("sleep 2.5; echo done", json!({}), &[("keepalive-ping-interval", "1")]).await;
+    let out = s.finish().await;
+    assert!(out.keepalives >= 1, "{out:?}");
+    assert_eq!(out.stdout, b"done\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_rejects_bad_requests_with_connect_errors() {
+    let envd = start_envd().await;
+    // A truncated envelope: the length says 10, one byte follows.
+    let (status, _, body) = envd
+        .call("POST", "/process.Process/Start", &[("content-type", "application/connect+json")], vec![0, 0, 0, 0, 10, b'{'])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["code"], "invalid_argument");
+    assert!(v["message"].as_str().unwrap().contains("truncated"), "{v}");
+    // Garbage unary JSON.
+    let (status, _, body) = envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/json")], b"{oops".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "invalid_argument");
+    // Unimplemented methods answer at once.
+    let (status, body) = envd.unary("/process.Process/Update", json!({"process": {"pid": 1}})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("unimplemented")));
+    let (status, _, body) = envd.call("POST", "/process.Process/StreamInput", &[("content-type", "application/connect+json")], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("unimplemented"));
+    let mut w = envd.stream("/filesystem.Filesystem/WatchDir", json!({"path": "/tmp"}), &[]).await;
+    assert_eq!(w.finish().await.error.unwrap().code.as_str(), "unimplemented");
+    // Unknown routes: 404 JSON.
+    let (status, _, body) = envd.call("GET", "/nope", &[], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], 404);
+    // Health and env vars.
+    let (status, _, body) = envd.call("GET", "/health", &[], vec![]).await;
+    assert_eq!((status, body.len()), (StatusCode::NO_CONTENT, 0));
+    let (status, _, body) = envd.call("GET", "/envs", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!({"SANDBOX_VAR": "from-sandbox"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_speaks_binary_protobuf() {
+    let envd = start_envd().await;
+    let path = envd.tmp().join("p.txt");
+    std::fs::write(&path, b"12345").unwrap();
+    let req = PathRequest { path: path.to_str().unwrap().into() }.encode_to_vec();
+    let (status, headers, body) = envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/proto")], req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/proto");
+    let entry = EntryResponse::decode(body).unwrap().entry.unwrap();
+    assert_eq!((entry.name.as_str(), entry.size, entry.r#type), ("p.txt", 5, FileType::File as i32));
+
+    let start = StartRequest {
+        process: Some(ProcessConfig { cmd: "/bin/echo".into(), args: vec!["proto".into()], ..Default::default() }),
+        stdin: Some(false),
+        ..Default::default()
+    };
+    let (status, headers, body) = envd
+        .call("POST", "/process.Process/Start", &[("content-type", "application/connect+proto")], encode_envelope(0, &start.encode_to_vec()).to_vec())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/connect+proto");
+    let mut dec = EnvelopeDecoder::default();
+    dec.push(&body);
+    let mut events = Vec::new();
+    let mut end_stream = None;
+    while let Some(env) = dec.next().unwrap() {
+        if env.is_end_stream() {
+            end_stream = Some(env.payload);
+        } else {
+            events.push(EventResponse::decode(env.payload).unwrap().event.unwrap().event.unwrap());
+        }
+    }
+    assert_eq!(end_stream.as_deref(), Some(&b"{}"[..]));
+    assert!(matches!(events[0], Event::Start(_)));
+    assert!(events.contains(&Event::Data(DataEvent { output: Some(Output::Stdout(b"proto\n".to_vec())) })));
+    assert!(matches!(events.last(), Some(Event::End(EndEvent { exited: true, exit_code: 0, .. }))));
+}
+
+fn entry(v: &Value) -> EntryInfo {
+    serde_json::from_value(v["entry"].clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_filesystem_service() {
+    let envd = start_envd().await;
+    let root = envd.tmp().join("fs");
+    let r = root.to_str().unwrap();
+
+    let (status, body) = envd.unary("/filesystem.Filesystem/MakeDir", json!({"path": format!("{r}/a/b")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let e = entry(&body);
+    assert_eq!((e.name.as_str(), e.r#type), ("b", FileType::Directory as i32));
+    assert_eq!(body["entry"]["type"], "FILE_TYPE_DIRECTORY");
+    assert!(e.permissions.starts_with('d'), "{}", e.permissions);
+    let (status, body) = envd.unary("/filesystem.Filesystem/MakeDir", json!({"path": format!("{r}/a/b")})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("already_exists")));
+
+    std::fs::write(root.join("a/f.txt"), b"hello").unwrap();
+    std::fs::write(root.join("a/b/g.txt"), b"x").unwrap();
+    let (status, body) = envd.unary("/filesystem.Filesystem/Stat", json!({"path": format!("{r}/a/f.txt")})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["entry"]["size"], "5");
+    assert_eq!(body["entry"]["type"], "FILE_TYPE_FILE");
+    assert_eq!(body["entry"]["permissions"].as_str().unwrap().len(), 10);
+    assert_eq!(body["entry"]["owner"], "root");
+    assert!(body["entry"]["modifiedTime"].as_str().unwrap().ends_with('Z'));
+
+    let list = |depth: u32| {
+        let envd = &envd;
+        let path = format!("{r}/a");
+        async move {
+            let (status, body) = envd.unary("/filesystem.Filesystem/ListDir", json!({"path": path, "depth": depth})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let resp: ListDirResponse = serde_json::from_value(body).unwrap();
+            let mut paths: Vec<String> = resp.entries.into_iter().map(|e| e.path).collect();
+            paths.sort();
+            paths
+        }
+    };
+    assert_eq!(list(1).await, [format!("{r}/a/b"), format!("{r}/a/f.txt")]);
+    assert_eq!(list(0).await, list(1).await);
+    assert_eq!(list(2).await, [format!("{r}/a/b"), format!("{r}/a/b/g.txt"), format!("{r}/a/f.txt")]);
+    let (status, body) = envd.unary("/filesystem.Filesystem/ListDir", json!({"path": format!("{r}/a/f.txt")})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")));
+
+    let (status, body) = envd
+        .unary("/filesystem.Filesystem/Move", json!({"source": format!("{r}/a/f.txt"), "destination": format!("{r}/new/dir/moved.txt")}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let e = entry(&body);
+    assert_eq!((e.path, e.name.as_str(), e.size), (format!("{r}/new/dir/moved.txt"), "moved.txt", 5));
+    assert!(!root.join("a/f.txt").exists());
+
+    let (status, _) = envd.unary("/filesystem.Filesystem/Remove", json!({"path": format!("{r}/a")})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!root.join("a").exists());
+    let (status, body) = envd.unary("/filesystem.Filesystem/Remove", json!({"path": format!("{r}/a")})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = envd.unary("/filesystem.Filesystem/Stat", json!({"path": format!("{r}/a/f.txt")})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = envd.unary("/filesystem.Filesystem/Stat", json!({"path": "tmp/x"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")));
+    assert_eq!(body["message"], "path \"tmp/x\" is not absolute");
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_uploads_and_downloads_files() {
+    let envd = start_envd().await;
+    let r = envd.tmp().to_str().unwrap().to_string();
+    let enc = |p: &str| percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string();
+
+    // Multipart, two files, destinations from the filenames.
+    let boundary = "XBOUNDARYx";
+    let mut body = Vec::new();
+    for (path, data) in [(format!("{r}/up/one.txt"), "first"), (format!("{r}/up/deep/two.txt"), "second")] {
+        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\nContent-Type: application/octet-stream\r\n\r\n{data}\r\n").unwrap();
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (status, _, resp) = envd.call("POST", "/files", &[("content-type", &ct)], body).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp));
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v, json!([
+        {"path": format!("{r}/up/one.txt"), "name": "one.txt", "type": "file"},
+        {"path": format!("{r}/up/deep/two.txt"), "name": "two.txt", "type": "file"},
+    ]));
+    assert_eq!(std::fs::read_to_string(format!("{r}/up/deep/two.txt")).unwrap(), "second");
+
+    // Octet-stream, gzip-encoded, 20 MB, overwriting.
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let target = format!("{r}/up/one.txt");
+    let uri = format!("/files?path={}&username=root", enc(&target));
+    let (status, _, resp) = envd
+        .call("POST", &uri, &[("content-type", "application/octet-stream"), ("content-encoding", "gzip")], gzip(&big))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp));
+    assert_eq!(serde_json::from_slice::<Value>(&resp).unwrap()[0]["path"], target);
+    assert!(std::fs::read(&target).unwrap() == big);
+
+    // Download, identity then gzip.
+    let (status, headers, data) = envd.call("GET", &format!("/files?path={}", enc(&target)), &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(headers["content-length"], big.len().to_string().as_str());
+    assert!(data == big);
+    let (status, headers, data) = envd.call("GET", &format!("/files?path={}", enc(&target)), &[("accept-encoding", "gzip")], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-encoding"], "gzip");
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&data[..]).read_to_end(&mut plain).unwrap();
+    assert!(plain == big);
+    // Empty file: Content-Length 0.
+    std::fs::write(format!("{r}/empty"), b"").unwrap();
+    let (status, headers, data) = envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/empty"))), &[], vec![]).await;
+    assert_eq!((status, headers["content-length"].to_str().unwrap(), data.len()), (StatusCode::OK, "0", 0));
+
+    // Errors: JSON with a numeric code.
+    let err = |(status, _, body): (StatusCode, HeaderMap, Bytes)| (status, serde_json::from_slice::<Value>(&body).unwrap());
+    let (status, v) = err(envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/missing"))), &[], vec![]).await);
+    assert_eq!((status, v["code"].as_u64()), (StatusCode::NOT_FOUND, Some(404)));
+    assert!(v["message"].as_str().unwrap().contains("missing"));
+    let (status, v) = err(envd.call("GET", &format!("/files?path={}", enc(&r)), &[], vec![]).await);
+    assert_eq!((status, v["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(400)));
+    let (status, v) = err(envd.call("GET", "/files?path=rel/x", &[], vec![]).await);
+    assert_eq!((status, v["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(400)));
+    let (status, v) = err(envd.call("GET", &format!("/files?path={}&username=nobody-xyz", enc(&target)), &[], vec![]).await);
+    assert_eq!((status, v["code"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
+    let (status, _) = err(envd.call("POST", "/files", &[("content-type", "application/octet-stream")], b"x".to_vec()).await);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = err(envd
+        .call("POST", &uri, &[("content-type", "application/octet-stream"), ("content-encoding", "gzip")], b"not gzip".to_vec())
+        .await);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_ends_the_stream_when_a_background_child_keeps_the_pipes() {
+    let envd = start_envd().await;
+    let started = std::time::Instant::now();
+    let mut s = envd.start("sleep 30 & echo hi", json!({}), &[]).await;
+    let out = s.finish().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.stdout, b"hi\n");
+    assert_eq!(out.end.unwrap().exit_code, 0);
+    // The background sleep is in the command's process group: stop it.
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(-(out.pid as i32), libc::SIGKILL) };
+}

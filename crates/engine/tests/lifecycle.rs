@@ -187,7 +187,7 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
                chown 1000:1000 /tmp/status.txt; chmod 640 /tmp/status.txt; \
                truncate -s 1G /tmp/sparse; mkfifo /tmp/fifo");
     // A process that keeps running through the snapshot.
-    run(sock, "(i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.01; done) >/dev/null 2>&1 &");
+    run(sock, "(i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/counter; sleep 0.01; done) >/dev/null 2>&1 &");
     let snap = rt.block_on(engine.snapshot(&origin.id, None)).unwrap();
     assert!(id::is_valid(&snap.id), "{snap:?}");
     assert_eq!(snap.sandbox_id, origin.id);

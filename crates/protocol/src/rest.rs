@@ -180,6 +180,23 @@ pub struct ConnectSandboxV2 {
     pub memory: Option<bool>,
 }
 
+/// `POST /sandboxes/{id}/snapshots`. The Novita SDK sends `{}`; the E2B SDK may name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSnapshot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A snapshot as the API reports it: `snapshotID` is `<id or name>:<tag>`, usable as a
+/// `templateID`; `names` never carry the tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    #[serde(rename = "snapshotID")]
+    pub snapshot_id: String,
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

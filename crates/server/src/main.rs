@@ -7,7 +7,6 @@ mod proxy;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -36,6 +35,3 @@ fn main() -> std::process::ExitCode {
         Command::Guest { config } => guest::main(&config),
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: SocketAddr) {}

@@ -1,1 +1,190 @@
-//! The control plane: the Novita/E2B REST API.
+//! The control plane: the Novita/E2B REST API, and the dispatch of envd traffic to the proxy.
+
+pub mod backend;
+pub mod error;
+pub mod extract;
+pub mod registry;
+pub mod sandboxes;
+pub mod snapshots;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use backend::Backend;
+use chrono::Utc;
+use error::ApiError;
+use registry::Registry;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub registry: Arc<Registry>,
+    api_key: Arc<str>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("sandboxes", &self.registry.len()).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(backend: Arc<dyn Backend>, api_key: &str) -> Self {
+        Self { backend, registry: Arc::new(Registry::default()), api_key: api_key.into() }
+    }
+
+    /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up).
+    pub fn watch_exit(&self, id: String, mut exited: tokio::sync::watch::Receiver<bool>) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            // An error means the engine dropped the sender: the sandbox is gone too.
+            let _ = exited.wait_for(|e| *e).await;
+            if state.registry.remove(&id).is_some() {
+                tracing::info!(%id, "sandbox exited on its own");
+                if let Err(e) = state.backend.kill(&id).await {
+                    tracing::warn!(%id, "cleanup of an exited sandbox failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// The one expiry task: sleeps until the earliest end time (or a change), kills what is due.
+    pub fn spawn_expiry(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                for entry in state.registry.take_expired(Utc::now()) {
+                    let backend = state.backend.clone();
+                    tokio::spawn(async move {
+                        tracing::info!(id = %entry.id, "sandbox timed out");
+                        if let Err(e) = backend.kill(&entry.id).await {
+                            tracing::warn!(id = %entry.id, "killing a timed-out sandbox failed: {e}");
+                        }
+                    });
+                }
+                let wait = match state.registry.next_deadline() {
+                    Some(d) => (d - Utc::now()).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(3600)),
+                    None => Duration::from_secs(3600),
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = state.registry.deadlines_changed() => {}
+                }
+            }
+        })
+    }
+
+    /// Forgets every sandbox and has the engine kill them all.
+    pub async fn shutdown(&self) {
+        let n = self.registry.drain().len();
+        tracing::info!(sandboxes = n, "shutting down the engine");
+        self.backend.shutdown().await;
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/sandboxes", post(sandboxes::create).get(sandboxes::list_v1))
+        // The E2B SDK creates and connects through the v2 paths.
+        .route("/v2/sandboxes", get(sandboxes::list_v2).post(sandboxes::create))
+        .route("/v2/sandboxes/{id}/connect", post(sandboxes::connect_v2))
+        .route("/sandboxes/{id}", get(sandboxes::get_one).delete(sandboxes::kill))
+        .route("/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
+        .route("/sandboxes/{id}/connect", post(sandboxes::connect))
+        .route("/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/sandboxes/{id}/snapshots", post(snapshots::create))
+        .route("/snapshots", get(snapshots::list))
+        .route("/templates/{id}", axum::routing::delete(snapshots::delete))
+        .route_layer(from_fn_with_state(state.clone(), require_api_key))
+        .route("/health", get(health))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        // Outermost: envd traffic never reaches the control plane's routes or its auth.
+        .layer(from_fn_with_state(state.clone(), dispatch_envd))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_string() }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_string() }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `X-API-KEY: <key>` (any spelling of the name) or `Authorization: Bearer <key>`.
+fn check_api_key(headers: &HeaderMap, key: &str) -> Result<(), ApiError> {
+    let mut offered = headers.get_all("x-api-key").iter().map(|v| v.as_bytes().trim_ascii()).collect::<Vec<_>>();
+    for v in headers.get_all(header::AUTHORIZATION) {
+        let v = v.as_bytes().trim_ascii();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+            offered.push(v[7..].trim_ascii());
+        }
+    }
+    if offered.is_empty() {
+        return Err(ApiError::Unauthorized(
+            "Missing API key: send it as X-API-KEY or Authorization: Bearer".into(),
+        ));
+    }
+    if offered.iter().any(|o| constant_time_eq(o, key.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("Invalid API key".into()))
+    }
+}
+
+async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match check_api_key(req.headers(), &state.api_key) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The sandbox an envd request is for: the `Novita-Sandbox-Id` / `E2b-Sandbox-Id` header, or
+/// a `49983-<id>.<domain>` host. Returned as sent (possibly in `<id>-<clientID>` form).
+pub fn envd_target(headers: &HeaderMap) -> Option<String> {
+    for name in ["novita-sandbox-id", "e2b-sandbox-id"] {
+        if let Some(v) = headers.get(name) {
+            return Some(String::from_utf8_lossy(v.as_bytes()).trim().to_string());
+        }
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let (label, _) = host.split_once('.')?;
+    let rest = label.strip_prefix(&format!("{}-", sandbank_protocol::ENVD_PORT))?;
+    (!rest.is_empty()).then(|| rest.to_string())
+}
+
+async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(raw) = envd_target(req.headers()) else {
+        return next.run(req).await;
+    };
+    let short = extract::short_id(&raw);
+    let socket = short.as_deref().and_then(|id| state.registry.envd_socket(id));
+    let shown = short.unwrap_or(raw);
+    let Some(socket) = socket else {
+        return ApiError::NotRunning(shown).into_response();
+    };
+    match crate::proxy::forward(&socket, req).await {
+        Ok(res) => res,
+        Err(e) => {
+            tracing::debug!(id = %shown, "envd proxy: {e}");
+            ApiError::NotRunning(shown).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

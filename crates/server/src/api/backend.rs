@@ -1,0 +1,74 @@
+//! The seam between the control plane and the engine: the handful of engine calls the API makes.
+//! The real implementation is [`sandbank_engine::Engine`]; tests use a fake.
+
+use sandbank_engine::engine::SnapshotInfo;
+use sandbank_engine::{Engine, EngineError, Limits, SandboxHandle, SandboxSpec};
+use std::future::Future;
+use std::pin::Pin;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub trait Backend: Send + Sync + 'static {
+    fn template_exists(&self, name: &str) -> bool;
+    fn default_limits(&self) -> Limits;
+    fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>>;
+    fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>>;
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+    fn snapshot<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        name: Option<String>,
+    ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>>;
+    /// Newest first; `after` is the previous page's last (created_at ns, id). Blocking.
+    fn list_snapshots(
+        &self,
+        sandbox_id: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SnapshotInfo>, EngineError>;
+    /// `Ok(false)` when there is no such snapshot. Blocking.
+    fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError>;
+}
+
+impl Backend for Engine {
+    fn template_exists(&self, name: &str) -> bool {
+        Engine::template_exists(self, name)
+    }
+
+    fn default_limits(&self) -> Limits {
+        Engine::default_limits(self)
+    }
+
+    fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>> {
+        Box::pin(Engine::create(self, spec))
+    }
+
+    fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>> {
+        Box::pin(Engine::kill(self, id))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Engine::shutdown(self))
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        name: Option<String>,
+    ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>> {
+        Box::pin(Engine::snapshot(self, sandbox_id, name))
+    }
+
+    fn list_snapshots(
+        &self,
+        sandbox_id: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SnapshotInfo>, EngineError> {
+        Engine::list_snapshots(self, sandbox_id, after, limit)
+    }
+
+    fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
+        Engine::delete_snapshot(self, id_or_name)
+    }
+}

@@ -1,0 +1,106 @@
+//! The control plane's one error type and its JSON response `{"code": <status>, "message": …}`.
+//! The SDKs test the body's `code` (404, 409), so no error response is ever bodyless.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sandbank_engine::EngineError;
+use sandbank_protocol::rest::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Sandbox \"{0}\" doesn't exist or you don't have access to it")]
+    SandboxNotFound(String),
+    #[error("Template \"{0}\" not found")]
+    TemplateNotFound(String),
+    /// E2B's wording for `DELETE /templates/{id}`.
+    #[error("template '{0}' not found")]
+    SnapshotNotFound(String),
+    #[error("Route {method} {path} not found")]
+    RouteNotFound { method: String, path: String },
+    #[error("Method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("Request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("sandbox \"{0}\" is not running")]
+    NotRunning(String),
+    #[error("Sandbox failed to start: {0}")]
+    StartFailed(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::SandboxNotFound(_)
+            | ApiError::TemplateNotFound(_)
+            | ApiError::SnapshotNotFound(_)
+            | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotRunning(_) => StatusCode::BAD_GATEWAY,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::TemplateNotFound(t) => ApiError::TemplateNotFound(t),
+            EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
+            EngineError::StartFailed(m) => ApiError::StartFailed(m),
+            EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
+            e @ EngineError::SnapshotInUse { .. } => ApiError::BadRequest(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(status = status.as_u16(), "{self}");
+        } else if status.is_server_error() {
+            tracing::info!(status = status.as_u16(), "{self}");
+        } else {
+            tracing::debug!(status = status.as_u16(), "{self}");
+        }
+        let body = ErrorBody { code: status.as_u16(), message: self.to_string() };
+        let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"code\":500,\"message\":\"\"}".to_vec());
+        let mut res = (status, bytes).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_follow_the_cloud() {
+        assert_eq!(
+            ApiError::SandboxNotFound("abc".into()).to_string(),
+            "Sandbox \"abc\" doesn't exist or you don't have access to it"
+        );
+        assert_eq!(ApiError::NotRunning("abc".into()).to_string(), "sandbox \"abc\" is not running");
+        assert_eq!(ApiError::NotRunning("x".into()).status(), StatusCode::BAD_GATEWAY);
+        let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+        assert!(e.to_string().contains("\"nope\""));
+    }
+}

@@ -1,0 +1,793 @@
+//! The control plane against a fake engine whose "sandboxes" are small HTTP servers on unix
+//! sockets: everything but the real sandboxes, without root.
+
+use super::backend::{Backend, BoxFuture};
+use super::{router, AppState};
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use sandbank_engine::{EngineError, Limits, SandboxHandle, SandboxSpec};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEY: &str = "test-key-123";
+
+struct FakeSandbox {
+    exited: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+struct Fake {
+    dir: tempfile::TempDir,
+    running: Mutex<HashMap<String, FakeSandbox>>,
+    killed: Mutex<Vec<String>>,
+    specs: Mutex<Vec<SandboxSpec>>,
+    snapshots: Mutex<Vec<sandbank_engine::SnapshotInfo>>,
+}
+
+impl Fake {
+    fn new() -> Arc<Self> {
+        Arc::new(Fake {
+            dir: tempfile::tempdir().unwrap(),
+            running: Mutex::default(),
+            killed: Mutex::default(),
+            specs: Mutex::default(),
+            snapshots: Mutex::default(),
+        })
+    }
+
+    /// Simulates the sandbox's PID 1 dying on its own.
+    fn die(&self, id: &str) {
+        let sb = self.running.lock().unwrap().remove(id).unwrap();
+        sb.server.abort();
+        let _ = sb.exited.send(true);
+    }
+
+    fn killed(&self) -> Vec<String> {
+        self.killed.lock().unwrap().clone()
+    }
+}
+
+/// The fake envd: echoes what it got; `/big?n=` streams n bytes; `/slow` streams forever.
+async fn fake_envd(req: axum::extract::Request) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    if path == "/big" {
+        let n: usize = parts.uri.query().unwrap().trim_start_matches("n=").parse().unwrap();
+        let chunks = (0..n.div_ceil(65536)).map(move |i| {
+            let len = (n - i * 65536).min(65536);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; len]))
+        });
+        return axum::response::Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    }
+    if path == "/slow" {
+        let s = futures_util::stream::unfold(0u32, |i| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from(format!("tick{i}\n"))), i + 1))
+        });
+        return axum::response::Response::new(Body::from_stream(s));
+    }
+    let body = body.collect().await.unwrap().to_bytes();
+    let headers: HashMap<String, String> =
+        parts.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into())).collect();
+    axum::Json(serde_json::json!({
+        "method": parts.method.to_string(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body_len": body.len(),
+        "body_head": String::from_utf8_lossy(&body[..body.len().min(64)]),
+    }))
+    .into_response_helper()
+}
+
+trait IntoResp {
+    fn into_response_helper(self) -> axum::response::Response;
+}
+impl<T: axum::response::IntoResponse> IntoResp for T {
+    fn into_response_helper(self) -> axum::response::Response {
+        self.into_response()
+    }
+}
+
+impl Backend for Fake {
+    fn template_exists(&self, name: &str) -> bool {
+        name == "base"
+    }
+
+    fn default_limits(&self) -> Limits {
+        Limits { cpu_count: 2, memory_mb: 512, pids: 256, disk_mb: 4096 }
+    }
+
+    fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>> {
+        Box::pin(async move {
+            let sock = self.dir.path().join(format!("{}.sock", spec.id));
+            let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+            let app = axum::Router::new().fallback(fake_envd);
+            let server = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            self.running.lock().unwrap().insert(spec.id.clone(), FakeSandbox { exited: tx, server });
+            self.specs.lock().unwrap().push(spec.clone());
+            Ok(SandboxHandle { id: spec.id, template_id: spec.template, envd_socket: sock, exited: rx })
+        })
+    }
+
+    fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>> {
+        Box::pin(async move {
+            self.killed.lock().unwrap().push(id.to_string());
+            let Some(sb) = self.running.lock().unwrap().remove(id) else { return Ok(false) };
+            sb.server.abort();
+            let _ = sb.exited.send(true);
+            Ok(true)
+        })
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        name: Option<String>,
+    ) -> BoxFuture<'a, Result<sandbank_engine::SnapshotInfo, EngineError>> {
+        Box::pin(async move {
+            let mut all = self.snapshots.lock().unwrap();
+            let created_at = 1_700_000_000_000_000_000 + all.len() as i64 * 1000;
+            let s = sandbank_engine::SnapshotInfo {
+                id: sandbank_engine::id::new_id(),
+                names: name.into_iter().collect(),
+                sandbox_id: sandbox_id.to_string(),
+                parent_id: None,
+                created_at,
+                size_bytes: 0,
+            };
+            all.push(s.clone());
+            Ok(s)
+        })
+    }
+
+    fn list_snapshots(
+        &self,
+        sandbox_id: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<sandbank_engine::SnapshotInfo>, EngineError> {
+        let mut v: Vec<_> = self
+            .snapshots
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| sandbox_id.is_none_or(|id| s.sandbox_id == id))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        if let Some((t, id)) = after {
+            v.retain(|s| (s.created_at, s.id.as_str()) < (t, id));
+        }
+        v.truncate(limit as usize);
+        Ok(v)
+    }
+
+    fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
+        let base = id_or_name.rsplit_once(':').map_or(id_or_name, |(b, _)| b);
+        if base == "inuse" {
+            return Err(EngineError::SnapshotInUse { id: "inuse".into(), sandboxes: vec!["x".into()] });
+        }
+        let mut all = self.snapshots.lock().unwrap();
+        let n = all.len();
+        all.retain(|s| s.id != base && !s.names.iter().any(|n| n == base));
+        Ok(all.len() != n)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let ids: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();
+            for id in ids {
+                let _ = self.kill(&id).await;
+            }
+        })
+    }
+}
+
+async fn start() -> (SocketAddr, Arc<Fake>, AppState) {
+    let fake = Fake::new();
+    let state = AppState::new(fake.clone(), KEY);
+    state.spawn_expiry();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, fake, state)
+}
+
+struct Res {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Res {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// An error response: JSON `{code, message}` with `code` = the status; returns the message.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.headers["content-type"], "application/json");
+        let v = self.json();
+        assert_eq!(v["code"], status, "{v}");
+        v["message"].as_str().expect("message").to_string()
+    }
+}
+
+async fn send(addr: SocketAddr, req: Request<Body>) -> Res {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let res = tx.send_request(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    Res { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Res {
+    let mut b = Request::builder().method(method).uri(path).header("host", addr.to_string()).header("x-api-key", KEY);
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    send(addr, b.body(body.map_or_else(Body::empty, |s| Body::from(s.to_string()))).unwrap()).await
+}
+
+async fn create(addr: SocketAddr, body: &str) -> String {
+    let r = call(addr, "POST", "/sandboxes", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.json()["sandboxID"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn auth_is_required_except_for_health() {
+    let (addr, _, _) = start().await;
+    let r = send(addr, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for path in ["/v2/sandboxes", "/sandboxes", "/sandboxes/abcdefghij0123456789"] {
+        let r = send(addr, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert!(r.error(401).contains("Missing API key"), "{path}");
+        let r = send(addr, Request::get(path).header("X-API-KEY", "wrong").body(Body::empty()).unwrap()).await;
+        assert_eq!(r.error(401), "Invalid API key");
+        let r =
+            send(addr, Request::get(path).header("Authorization", "Bearer wrong").body(Body::empty()).unwrap()).await;
+        r.error(401);
+    }
+    let r = send(addr, Request::post("/sandboxes").body(Body::from(r#"{"templateID":"base"}"#)).unwrap()).await;
+    r.error(401);
+    let r = send(
+        addr,
+        Request::get("/v2/sandboxes").header("authorization", format!("Bearer {KEY}")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = send(addr, Request::get("/v2/sandboxes").header("X-Api-Key", KEY).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn lifecycle_create_get_list_timeout_connect_kill() {
+    let (addr, fake, _) = start().await;
+    let before = chrono::Utc::now();
+    let r = call(addr, "POST", "/sandboxes", Some(r#"{"templateID":"base","metadata":{"k":"v"},"envVars":{"A":"1"},"timeout":120,"secure":true,"allow_internet_access":true,"autoPause":false}"#)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let v = r.json();
+    let id = v["sandboxID"].as_str().unwrap().to_string();
+    assert!(sandbank_engine::id::is_valid(&id), "{id}");
+    assert_eq!(v["templateID"], "base");
+    assert_eq!(v["envdVersion"], "0.5.7");
+    assert_eq!(v["clientID"], "sandbank");
+    assert!(v["domain"].is_null() && v.as_object().unwrap().contains_key("domain"));
+    assert!(v.get("envdAccessToken").is_none());
+    let spec = fake.specs.lock().unwrap()[0].clone();
+    assert_eq!(spec.env_vars.get("A").map(String::as_str), Some("1"));
+    assert_eq!(spec.template, "base");
+
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    assert_eq!(d["sandboxID"], id.as_str());
+    assert_eq!(d["state"], "running");
+    assert_eq!(d["cpuCount"], 2);
+    assert_eq!(d["memoryMB"], 512);
+    assert_eq!(d["diskSizeMB"], 4096);
+    assert_eq!(d["metadata"], serde_json::json!({"k": "v"}));
+    let started: chrono::DateTime<chrono::Utc> = d["startedAt"].as_str().unwrap().parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert!(started >= before - chrono::TimeDelta::seconds(1));
+    assert_eq!((end - started).num_seconds(), 120);
+    // Long form `<id>-<clientID>`.
+    let r = call(addr, "GET", &format!("/sandboxes/{id}-sandbank"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Timeout: may shorten.
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/timeout"), Some(r#"{"timeout":60}"#)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    let left = (end - chrono::Utc::now()).num_seconds();
+    assert!((58..=60).contains(&left), "{left}");
+
+    // Connect: only extends.
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":10}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["sandboxID"], id.as_str());
+    assert_eq!(r.json()["envdVersion"], "0.5.7");
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end2: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(end2, end, "connect with a shorter timeout must not shorten");
+    call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":600}"#)).await;
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end3: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert!((end3 - chrono::Utc::now()).num_seconds() >= 598);
+
+    // Both lists.
+    for path in ["/v2/sandboxes", "/sandboxes"] {
+        let l = call(addr, "GET", path, None).await.json();
+        assert_eq!(l.as_array().unwrap().len(), 1, "{path}");
+        assert_eq!(l[0]["sandboxID"], id.as_str());
+        assert_eq!(l[0]["state"], "running");
+        assert_eq!(l[0]["metadata"]["k"], "v");
+        assert_eq!(l[0]["memoryMB"], 512);
+    }
+
+    // Pause is not supported: a JSON 501 that names the sandbox, and it keeps running.
+    let m = call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await.error(501);
+    assert!(m.contains(&id), "{m}");
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.status, StatusCode::OK);
+
+    // Kill, then everything about it is 404 with the cloud's message.
+    let r = call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(fake.killed(), vec![id.clone()]);
+    let msg = format!("Sandbox \"{id}\" doesn't exist or you don't have access to it");
+    assert_eq!(call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await.error(404), msg);
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.error(404), msg);
+    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/timeout"), Some(r#"{"timeout":5}"#)).await.error(404), msg);
+    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":5}"#)).await.error(404), msg);
+    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await.error(404), msg);
+    assert_eq!(call(addr, "GET", "/v2/sandboxes", None).await.json(), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn default_timeout_is_300_seconds() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let s: chrono::DateTime<chrono::Utc> = d["startedAt"].as_str().unwrap().parse().unwrap();
+    let e: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!((e - s).num_seconds(), 300);
+    assert_eq!(d["metadata"], serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn sandboxes_expire_within_a_second_of_their_end() {
+    let (addr, fake, _) = start().await;
+    let long = create(addr, r#"{"templateID":"base","timeout":100}"#).await;
+    let short = create(addr, r#"{"templateID":"base","timeout":2}"#).await;
+    // Shortening the long one's timeout must wake the expiry task.
+    let t0 = Instant::now();
+    call(addr, "POST", &format!("/sandboxes/{long}/timeout"), Some(r#"{"timeout":1}"#)).await;
+    let mut gone_long = None;
+    let mut gone_short = None;
+    while t0.elapsed() < Duration::from_secs(5) && (gone_long.is_none() || gone_short.is_none()) {
+        if gone_long.is_none()
+            && call(addr, "GET", &format!("/sandboxes/{long}"), None).await.status == StatusCode::NOT_FOUND
+        {
+            gone_long = Some(t0.elapsed());
+        }
+        if gone_short.is_none()
+            && call(addr, "GET", &format!("/sandboxes/{short}"), None).await.status == StatusCode::NOT_FOUND
+        {
+            gone_short = Some(t0.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (gl, gs) = (gone_long.expect("long never expired"), gone_short.expect("short never expired"));
+    assert!(gl >= Duration::from_millis(900) && gl < Duration::from_secs(2), "{gl:?}");
+    assert!(gs >= Duration::from_millis(1800) && gs < Duration::from_secs(3), "{gs:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut killed = fake.killed();
+    killed.sort();
+    let mut want = vec![long, short];
+    want.sort();
+    assert_eq!(killed, want);
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_pid1_dies_is_dropped() {
+    let (addr, fake, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    fake.die(&id);
+    let t0 = Instant::now();
+    loop {
+        let r = call(addr, "GET", &format!("/sandboxes/{id}"), None).await;
+        if r.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "still listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(call(addr, "GET", "/v2/sandboxes", None).await.json(), serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn list_pagination_and_filters() {
+    let (addr, _, _) = start().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let md = if i % 2 == 0 { r#"{"a b":"c&d","n":"even"}"# } else { r#"{"n":"odd"}"# };
+        ids.push(create(addr, &format!(r#"{{"templateID":"base","metadata":{md}}}"#)).await);
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    // Pages of 2: 2, 2, 1; the token is absent on the last page.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            Some(t) => format!("/v2/sandboxes?limit=2&nextToken={t}"),
+            None => "/v2/sandboxes?limit=2".to_string(),
+        };
+        let r = call(addr, "GET", &path, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        pages += 1;
+        let items = r.json();
+        for it in items.as_array().unwrap() {
+            seen.push(it["sandboxID"].as_str().unwrap().to_string());
+        }
+        token = r.headers.get("x-next-token").map(|v| v.to_str().unwrap().to_string());
+        if pages == 1 {
+            // A sandbox created between pages (newer) must not appear in later pages, and
+            // nothing may be skipped or repeated.
+            create(addr, r#"{"templateID":"base","metadata":{"n":"late"}}"#).await;
+        }
+        if token.is_none() {
+            break;
+        }
+        assert_eq!(items.as_array().unwrap().len(), 2);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, newest_first);
+
+    // Exactly `limit` items left: no token.
+    let r = call(addr, "GET", "/v2/sandboxes?limit=6", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    assert!(r.headers.get("x-next-token").is_none());
+    let r = call(addr, "GET", "/v2/sandboxes", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+
+    // The SDK's triple-encoded metadata filter: {'a b': 'c&d'} and {n: 'even'}.
+    let r = call(addr, "GET", "/v2/sandboxes?metadata=a%252520b%3Dc%252526d", None).await;
+    let got: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|v| v["sandboxID"].as_str().unwrap().to_string()).collect();
+    assert_eq!(got, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]);
+    let r = call(addr, "GET", "/v2/sandboxes?metadata=n%3Dodd%26a%252520b%3Dc%252526d", None).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = call(addr, "GET", "/v2/sandboxes?metadata=n%3Dodd", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    let r = call(addr, "GET", "/sandboxes?metadata=n%3Dlate", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+
+    // State filter.
+    let r = call(addr, "GET", "/v2/sandboxes?state=paused", None).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = call(addr, "GET", "/v2/sandboxes?state=running,paused", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    // E2B repeats the key.
+    let r = call(addr, "GET", "/v2/sandboxes?state=running&state=paused", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    let r = call(addr, "GET", "/v2/sandboxes?state=paused&state=running", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    // E2B's extra filters and order.
+    let r = call(addr, "GET", "/v2/sandboxes?template=base", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    let r = call(addr, "GET", "/v2/sandboxes?template=other", None).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    let r = call(addr, "GET", "/v2/sandboxes?startedAfter=2000-01-01T00%3A00%3A00.000Z", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 6);
+    let r = call(addr, "GET", "/v2/sandboxes?startedAfter=2999-01-01T00%3A00%3A00.000Z", None).await;
+    assert_eq!(r.json(), serde_json::json!([]));
+    let m = call(addr, "GET", "/v2/sandboxes?startedAfter=yesterday", None).await.error(400);
+    assert!(m.contains("yesterday"), "{m}");
+    let r = call(addr, "GET", "/v2/sandboxes?order=asc&limit=4", None).await;
+    let asc: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|v| v["sandboxID"].as_str().unwrap().to_string()).collect();
+    assert_eq!(asc, ids[..4]);
+    let t = r.headers.get("x-next-token").unwrap().to_str().unwrap().to_string();
+    let r = call(addr, "GET", &format!("/v2/sandboxes?order=asc&limit=4&nextToken={t}"), None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    assert_eq!(r.json()[0]["sandboxID"], ids[4].as_str());
+    assert!(call(addr, "GET", "/v2/sandboxes?order=sideways", None).await.error(400).contains("sideways"));
+    let m = call(addr, "GET", "/v2/sandboxes?state=sleeping", None).await.error(400);
+    assert!(m.contains("\"sleeping\""), "{m}");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_4xx_naming_the_value() {
+    let (addr, _, _) = start().await;
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"templateID": "base""#)).await.error(400);
+    assert!(m.contains("not valid JSON"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"templateID":"base","timeout":"soon"}"#)).await.error(400);
+    assert!(m.contains("timeout") && m.contains("soon"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"templateID":"base","timeout":-5}"#)).await.error(400);
+    assert!(m.contains("-5"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"timeout":30}"#)).await.error(400);
+    assert!(m.contains("templateID"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"templateID":""}"#)).await.error(400);
+    assert!(m.contains("templateID"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", None).await.error(400);
+    assert!(m.contains("empty"), "{m}");
+    let m = call(addr, "POST", "/sandboxes", Some(r#"{"templateID":"no-such-tpl"}"#)).await.error(404);
+    assert!(m.contains("\"no-such-tpl\""), "{m}");
+    let m =
+        call(addr, "POST", "/sandboxes", Some(r#"{"templateID":"base","timeout":99999999999999}"#)).await.error(400);
+    assert!(m.contains("99999999999999"), "{m}");
+    for bad in ["0", "101", "abc", "-1", ""] {
+        let m = call(addr, "GET", &format!("/v2/sandboxes?limit={bad}"), None).await.error(400);
+        assert!(m.contains(&format!("{bad:?}")), "{m}");
+    }
+    let m = call(addr, "GET", "/v2/sandboxes?nextToken=garbage!!", None).await.error(400);
+    assert!(m.starts_with("Invalid next token") && m.contains("garbage!!"), "{m}");
+    let m = call(addr, "GET", "/v2/sandboxes?metadata=novalue", None).await.error(400);
+    assert!(m.contains("novalue"), "{m}");
+    let m = call(addr, "GET", "/sandboxes/abcdefghij0123456789", None).await.error(404);
+    assert!(m.contains("abcdefghij0123456789"), "{m}");
+    for bad in ["ABCDEFGHIJ0123456789", "..%2F..%2Fetc", "x%20y", "a.b"] {
+        let m = call(addr, "GET", &format!("/sandboxes/{bad}"), None).await.error(404);
+        let decoded = percent_encoding::percent_decode_str(bad).decode_utf8().unwrap();
+        assert!(m.contains(&*decoded), "{m}");
+    }
+    let m = call(addr, "DELETE", "/sandboxes/%FF%FE", None).await.error(400);
+    assert!(m.contains("sandbox ID"), "{m}");
+    let m = call(addr, "GET", "/no/such/route", None).await.error(404);
+    assert!(m.contains("/no/such/route"), "{m}");
+    let m = call(addr, "PUT", "/sandboxes", None).await.error(405);
+    assert!(m.contains("PUT"), "{m}");
+    let m = call(addr, "GET", "/sandboxes/abcdefghij0123456789/timeout", None).await.error(405);
+    assert!(m.contains("GET"), "{m}");
+    // Still serving.
+    assert_eq!(call(addr, "GET", "/v2/sandboxes", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_huge_body_is_refused_without_being_read() {
+    let (addr, _, _) = start().await;
+    // Declared length.
+    let stream = futures_util::stream::iter((0..1600).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65536]))));
+    let req = Request::post("/sandboxes")
+        .header("x-api-key", KEY)
+        .header("content-length", (1600 * 65536).to_string())
+        .body(Body::from_stream(stream))
+        .unwrap();
+    let t0 = Instant::now();
+    let r = send_lenient(addr, req).await;
+    assert!(r.error(413).contains("1048576"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // Chunked, no declared length: the limit still holds.
+    let stream = futures_util::stream::iter((0..1600).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65536]))));
+    let req = Request::post("/sandboxes").header("x-api-key", KEY).body(Body::from_stream(stream)).unwrap();
+    send_lenient(addr, req).await.error(413);
+    assert_eq!(call(addr, "GET", "/health", None).await.status, StatusCode::OK);
+}
+
+/// Like `send`, but the server may stop reading the request body: the response still counts.
+async fn send_lenient(addr: SocketAddr, req: Request<Body>) -> Res {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let res = tx.send_request(req).await.expect("a response before the body was sent");
+    let (parts, body) = res.into_parts();
+    Res { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+#[tokio::test]
+async fn envd_traffic_is_proxied_by_header_or_host() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    // By header, no API key; method, path, query, headers and body pass unchanged.
+    for header in ["Novita-Sandbox-Id", "E2b-Sandbox-Id"] {
+        let req = Request::post("/process.Process/Start?x=1&y=%2F")
+            .header("host", "whatever:1")
+            .header(header, &id)
+            .header("x-custom", "kept")
+            .header("content-type", "application/connect+json")
+            .body(Body::from("payload-123"))
+            .unwrap();
+        let r = send(addr, req).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let v = r.json();
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["uri"], "/process.Process/Start?x=1&y=%2F");
+        assert_eq!(v["headers"]["x-custom"], "kept");
+        assert_eq!(v["headers"]["content-type"], "application/connect+json");
+        assert_eq!(v["body_head"], "payload-123");
+    }
+    // `/health` with the header goes to envd, not the control plane.
+    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.json()["uri"], "/health");
+    // By host, and the long form of the ID.
+    let r = send(
+        addr,
+        Request::get("/files?path=/a")
+            .header("host", format!("49983-{id}.localhost:3000"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["uri"], "/files?path=/a");
+    let r = send(
+        addr,
+        Request::get("/x").header("host", format!("49983-{id}-sandbank.example.com")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["uri"], "/x");
+    let r = send(
+        addr,
+        Request::get("/x").header("novita-sandbox-id", format!("{id}-sandbank")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.json()["uri"], "/x");
+    // Big request and response bodies stream through.
+    let big = vec![b'y'; 5 << 20];
+    let r = send(addr, Request::post("/upload").header("e2b-sandbox-id", &id).body(Body::from(big)).unwrap()).await;
+    assert_eq!(r.json()["body_len"], 5 << 20);
+    let r =
+        send(addr, Request::get("/big?n=20971520").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.body.len(), 20971520);
+    // A long-lived stream delivers its chunks as they come.
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let res = tx
+        .send_request(Request::get("/slow").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(2), body.frame()).await.expect("first chunk in time");
+    assert_eq!(first.unwrap().unwrap().into_data().unwrap(), Bytes::from("tick0\n"));
+    drop(body);
+
+    // Unknown, malformed, dead: 502 JSON naming the sandbox.
+    let r = send(
+        addr,
+        Request::get("/health").header("e2b-sandbox-id", "abcdefghij0123456789").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(r.error(502), "sandbox \"abcdefghij0123456789\" is not running");
+    let r = send(addr, Request::get("/health").header("novita-sandbox-id", "NOPE").body(Body::empty()).unwrap()).await;
+    assert!(r.error(502).contains("\"NOPE\""));
+    call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
+    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.error(502), format!("sandbox \"{id}\" is not running"));
+    let r = send(
+        addr,
+        Request::get("/health").header("host", format!("49983-{id}.localhost")).body(Body::empty()).unwrap(),
+    )
+    .await;
+    r.error(502);
+}
+
+#[tokio::test]
+async fn shutdown_kills_everything() {
+    let (addr, fake, state) = start().await;
+    let a = create(addr, r#"{"templateID":"base"}"#).await;
+    let b = create(addr, r#"{"templateID":"base"}"#).await;
+    state.shutdown().await;
+    let mut k = fake.killed();
+    k.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(k, want);
+    assert_eq!(state.registry.len(), 0);
+}
+
+#[test]
+fn envd_target_parsing() {
+    let h = |pairs: &[(&str, &str)]| {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        super::envd_target(&m)
+    };
+    assert_eq!(h(&[("host", "localhost:3000")]), None);
+    assert_eq!(h(&[("host", "49983-abc.x.y")]).as_deref(), Some("abc"));
+    assert_eq!(h(&[("host", "3000-abc.x.y")]), None);
+    assert_eq!(h(&[("host", "49983-abc")]), None);
+    assert_eq!(h(&[("NOVITA-SANDBOX-ID", "q"), ("host", "49983-abc.x")]).as_deref(), Some("q"));
+    let _ = Method::GET;
+}
+
+#[tokio::test]
+async fn e2b_v2_create_and_connect() {
+    let (addr, _, _) = start().await;
+    let r = call(
+        addr,
+        "POST",
+        "/v2/sandboxes",
+        Some(r#"{"templateID":"base","envVars":{"A":"b"},"network":{"allowOut":[]},"iam":null}"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id = r.json()["sandboxID"].as_str().unwrap().to_string();
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    // No timeout: the default, and never shorter than before.
+    let r = call(addr, "POST", &format!("/v2/sandboxes/{id}/connect"), Some("{}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["sandboxID"], id.as_str());
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end2: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert!(end2 >= end);
+    let r =
+        call(addr, "POST", &format!("/v2/sandboxes/{id}/connect"), Some(r#"{"timeout":1000,"memory":false}"#)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    let end3: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
+    assert!((end3 - chrono::Utc::now()).num_seconds() >= 998);
+    let m = call(addr, "POST", "/v2/sandboxes/abcdefghij0123456789/connect", Some("{}")).await.error(404);
+    assert!(m.contains("abcdefghij0123456789"));
+    let m = call(addr, "POST", &format!("/v2/sandboxes/{id}/connect"), Some(r#"{"timeout":"x"}"#)).await.error(400);
+    assert!(m.contains("timeout"), "{m}");
+}
+
+#[tokio::test]
+async fn snapshots_create_list_delete() {
+    let (addr, fake, _) = start().await;
+    let a = create(addr, r#"{"templateID":"base"}"#).await;
+    let b = create(addr, r#"{"templateID":"base"}"#).await;
+    // Novita sends `{}`; a bodyless POST works too; E2B may name it.
+    let r = call(addr, "POST", &format!("/sandboxes/{a}/snapshots"), Some("{}")).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let s1 = r.json();
+    let id1 = s1["snapshotID"].as_str().unwrap().to_string();
+    assert!(id1.ends_with(":default") && sandbank_engine::id::is_valid(&id1[..20]), "{id1}");
+    assert_eq!(s1["names"], serde_json::json!([]));
+    let r = call(addr, "POST", &format!("/sandboxes/{a}/snapshots"), None).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let id2 = r.json()["snapshotID"].as_str().unwrap().to_string();
+    let r = call(addr, "POST", &format!("/sandboxes/{b}/snapshots"), Some(r#"{"name":"my-snap"}"#)).await;
+    assert_eq!(r.json(), serde_json::json!({"snapshotID": "my-snap:default", "names": ["my-snap"]}));
+    let m = call(addr, "POST", &format!("/sandboxes/{b}/snapshots"), Some(r#"{"name":"bad/name"}"#)).await.error(400);
+    assert!(m.contains("bad/name"), "{m}");
+    let m = call(addr, "POST", "/sandboxes/abcdefghij0123456789/snapshots", Some("{}")).await.error(404);
+    assert!(m.contains("abcdefghij0123456789"));
+    assert_eq!(fake.snapshots.lock().unwrap().len(), 3);
+
+    // Newest first, pages of 2, filter by sandbox.
+    let r = call(addr, "GET", "/snapshots?limit=2", None).await;
+    let ids: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|v| v["snapshotID"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec!["my-snap:default".to_string(), id2.clone()]);
+    let t = r.headers.get("x-next-token").expect("token").to_str().unwrap().to_string();
+    let r = call(addr, "GET", &format!("/snapshots?limit=2&nextToken={t}"), None).await;
+    let ids: Vec<String> =
+        r.json().as_array().unwrap().iter().map(|v| v["snapshotID"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, vec![id1.clone()]);
+    assert!(r.headers.get("x-next-token").is_none());
+    let r = call(addr, "GET", &format!("/snapshots?sandboxID={a}"), None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    call(addr, "GET", "/snapshots?limit=0", None).await.error(400);
+    assert!(call(addr, "GET", "/snapshots?nextToken=zz", None).await.error(400).contains("Invalid next token"));
+
+    // Delete: the tag is ignored, URL-encoded IDs work, unknown is 404 with E2B's wording.
+    let r = call(addr, "DELETE", &format!("/templates/{}", id1.replace(':', "%3A")), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(addr, "DELETE", &format!("/templates/{id1}"), None).await.error(404),
+        format!("template '{id1}' not found")
+    );
+    assert_eq!(call(addr, "DELETE", "/templates/my-snap%3Adefault", None).await.status, StatusCode::NO_CONTENT);
+    let m = call(addr, "DELETE", "/templates/inuse:default", None).await.error(400);
+    assert!(m.contains("running sandboxes"), "{m}");
+    assert_eq!(fake.snapshots.lock().unwrap().len(), 1);
+}

@@ -187,14 +187,28 @@ pub struct NewSnapshot {
     pub name: Option<String>,
 }
 
-/// A snapshot as the API reports it: `snapshotID` is `<id or name>:<tag>`, usable as a
-/// `templateID`; `names` never carry the tag.
+/// A snapshot as the API reports it: `snapshotID` is `<id>:<tag>`, usable as a `templateID`;
+/// `names` never carry the tag. The SDKs read only those two; the rest is sandbank's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
     #[serde(rename = "snapshotID")]
     pub snapshot_id: String,
     #[serde(default)]
     pub names: Vec<String>,
+    /// The sandbox it was taken from.
+    #[serde(rename = "sandboxID", default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_id: Option<String>,
+    /// The snapshot that sandbox was started from (lineage).
+    #[serde(rename = "parentSnapshotID", default, skip_serializing_if = "Option::is_none")]
+    pub parent_snapshot_id: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    /// Bytes of file data the snapshot added.
+    #[serde(rename = "sizeBytes", default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// What was captured: `filesystem` (the local engine) or `memory` (filesystem and memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Snapshots: `POST /sandboxes/{id}/snapshots`, `GET /snapshots`, `DELETE /templates/{id}`.
-//! A snapshot ID is `<id or name>:default` and is used as a `templateID` to start sandboxes.
+//! A snapshot ID is `<id>:default`; it, the bare ID or the snapshot's name start sandboxes as a
+//! `templateID`.
 
 use super::error::ApiError;
 use super::extract::{query_pairs, JsonBodyOrDefault, SandboxId};
@@ -16,9 +17,19 @@ use sandbank_protocol::rest::{NewSnapshot, SnapshotInfo};
 /// The only tag the local engine makes.
 pub const TAG: &str = "default";
 
+/// The local engine captures files, not process memory.
+pub const MODE: &str = "filesystem";
+
 fn body(s: &EngineSnapshot) -> SnapshotInfo {
-    let base = s.names.first().unwrap_or(&s.id);
-    SnapshotInfo { snapshot_id: format!("{base}:{TAG}"), names: s.names.clone() }
+    SnapshotInfo {
+        snapshot_id: format!("{}:{TAG}", s.id),
+        names: s.names.clone(),
+        sandbox_id: Some(s.sandbox_id.clone()),
+        parent_snapshot_id: s.parent_id.as_ref().map(|p| format!("{p}:{TAG}")),
+        created_at: Some(DateTime::from_timestamp_nanos(s.created_at)),
+        size_bytes: Some(s.size_bytes),
+        mode: Some(MODE.into()),
+    }
 }
 
 fn valid_name(name: &str) -> bool {

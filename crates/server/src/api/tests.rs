@@ -756,7 +756,13 @@ async fn snapshots_create_list_delete() {
     assert_eq!(r.status, StatusCode::CREATED);
     let id2 = r.json()["snapshotID"].as_str().unwrap().to_string();
     let r = call(addr, "POST", &format!("/sandboxes/{b}/snapshots"), Some(r#"{"name":"my-snap"}"#)).await;
-    assert_eq!(r.json(), serde_json::json!({"snapshotID": "my-snap:default", "names": ["my-snap"]}));
+    let named = r.json();
+    let id3 = named["snapshotID"].as_str().unwrap().to_string();
+    assert!(id3.ends_with(":default") && sandbank_engine::id::is_valid(&id3[..20]), "{id3}");
+    assert_eq!(named["names"], serde_json::json!(["my-snap"]));
+    assert_eq!(named["sandboxID"], b.as_str());
+    assert_eq!(named["mode"], "filesystem");
+    assert!(named["createdAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{named}");
     let m = call(addr, "POST", &format!("/sandboxes/{b}/snapshots"), Some(r#"{"name":"bad/name"}"#)).await.error(400);
     assert!(m.contains("bad/name"), "{m}");
     let m = call(addr, "POST", "/sandboxes/abcdefghij0123456789/snapshots", Some("{}")).await.error(404);
@@ -767,7 +773,7 @@ async fn snapshots_create_list_delete() {
     let r = call(addr, "GET", "/snapshots?limit=2", None).await;
     let ids: Vec<String> =
         r.json().as_array().unwrap().iter().map(|v| v["snapshotID"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, vec!["my-snap:default".to_string(), id2.clone()]);
+    assert_eq!(ids, vec![id3.clone(), id2.clone()]);
     let t = r.headers.get("x-next-token").expect("token").to_str().unwrap().to_string();
     let r = call(addr, "GET", &format!("/snapshots?limit=2&nextToken={t}"), None).await;
     let ids: Vec<String> =

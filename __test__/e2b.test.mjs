@@ -1,0 +1,141 @@
+// The core cases through E2B's published `e2b` SDK (it speaks the same API with its own
+// spellings: E2b-Sandbox-Id, POST /v2/sandboxes, …).
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomBytes, createHash } from 'node:crypto'
+import { Sandbox, CommandExitError, FileNotFoundError, SandboxNotFoundError, TimeoutError } from 'e2b'
+import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
+
+let server
+before(async () => {
+  server = await startServer()
+})
+after(async () => {
+  if (server) await stopAndCheck(server)
+})
+
+async function create(t, opts = {}) {
+  const sbx = await Sandbox.create({ ...server.e2b(), ...opts })
+  server.sandboxIds.add(sbx.sandboxId)
+  t.after(async () => {
+    await Sandbox.kill(sbx.sandboxId, server.e2b())
+  })
+  return sbx
+}
+
+describe('e2b: lifecycle', () => {
+  test('create with metadata, envs and timeout; getInfo; kill', async (t) => {
+    const sbx = await create(t, { metadata: { via: 'e2b' }, envs: { E2B_VAR: 'v1' }, timeoutMs: 90_000 })
+    assert.match(sbx.sandboxId, /^[a-z0-9]{20}$/)
+    const info = await Sandbox.getInfo(sbx.sandboxId, server.e2b())
+    assert.equal(info.sandboxId, sbx.sandboxId)
+    assert.equal(info.state, 'running')
+    assert.deepEqual(info.metadata, { via: 'e2b' })
+    const ttl = info.endAt.getTime() - info.startedAt.getTime()
+    assert.ok(ttl > 85_000 && ttl < 95_000, `endAt - startedAt = ${ttl} ms`)
+    assert.equal((await sbx.commands.run('echo $E2B_VAR')).stdout, 'v1\n')
+    assert.equal(await sbx.isRunning(), true)
+
+    assert.equal(await sbx.kill(), true)
+    await rejectsWith(Sandbox.getInfo(sbx.sandboxId, server.e2b()), SandboxNotFoundError)
+    assert.equal(await Sandbox.kill(sbx.sandboxId, server.e2b()), false)
+    assert.equal(await Sandbox.kill('nosuchsandbox0000000', server.e2b()), false)
+  })
+
+  test('connect to a running sandbox', async (t) => {
+    const sbx = await create(t)
+    const again = await Sandbox.connect(sbx.sandboxId, server.e2b())
+    assert.equal((await again.commands.run('hostname')).stdout.trim(), sbx.sandboxId)
+  })
+
+  test('setTimeout and expiry', async (t) => {
+    const sbx = await create(t)
+    await sbx.setTimeout(2_000)
+    const info = await sbx.getInfo()
+    assert.ok(info.endAt.getTime() - Date.now() <= 3_000)
+    await new Promise((r) => setTimeout(r, 3_000))
+    await rejectsWith(Sandbox.getInfo(sbx.sandboxId, server.e2b()), SandboxNotFoundError)
+  })
+
+  test('list with a metadata filter and limit 1', async (t) => {
+    const tag = randomBytes(4).toString('hex')
+    const a = await create(t, { metadata: { tag } })
+    const b = await create(t, { metadata: { tag } })
+    await create(t, { metadata: { tag: `${tag}x` } })
+    const pager = Sandbox.list({ ...server.e2b(), query: { metadata: { tag } }, limit: 1 })
+    const seen = []
+    while (pager.hasNext) {
+      const items = await pager.nextItems()
+      assert.ok(items.length <= 1)
+      seen.push(...items.map((s) => s.sandboxId))
+      assert.ok(seen.length <= 5, 'pagination does not end')
+    }
+    assert.deepEqual(seen.sort(), [a.sandboxId, b.sandboxId].sort())
+  })
+})
+
+describe('e2b: commands and files', () => {
+  let sbx
+  before(async () => {
+    sbx = await Sandbox.create(server.e2b())
+    server.sandboxIds.add(sbx.sandboxId)
+  })
+  after(async () => {
+    if (sbx) assert.equal(await sbx.kill(), true)
+  })
+
+  test('stdout, stderr, exit codes, CommandExitError', async () => {
+    const r = await sbx.commands.run('echo out; echo err >&2')
+    assert.deepEqual([r.exitCode, r.stdout, r.stderr], [0, 'out\n', 'err\n'])
+    const err = await rejectsWith(sbx.commands.run('echo o; echo e >&2; exit 7'), CommandExitError)
+    assert.deepEqual([err.exitCode, err.stdout, err.stderr], [7, 'o\n', 'e\n'])
+  })
+
+  test('envs, cwd, user', async () => {
+    assert.equal((await sbx.commands.run('echo $X', { envs: { X: 'per-cmd' } })).stdout, 'per-cmd\n')
+    assert.equal((await sbx.commands.run('pwd', { cwd: '/tmp' })).stdout, '/tmp\n')
+    assert.equal((await sbx.commands.run('whoami; pwd')).stdout, 'user\n/home/user\n')
+    assert.equal((await sbx.commands.run('whoami; id -u', { user: 'root' })).stdout, 'root\n0\n')
+  })
+
+  test('onStdout, background wait and kill, stdin', async () => {
+    const chunks = []
+    await sbx.commands.run('echo a; sleep 0.1; echo b', { onStdout: (d) => chunks.push(d) })
+    assert.equal(chunks.join(''), 'a\nb\n')
+
+    const h = await sbx.commands.run('sleep 600', { background: true })
+    assert.equal(await h.kill(), true)
+    await rejectsWith(h.wait(), CommandExitError)
+
+    const s = await sbx.commands.run('read line; echo "[$line]"', { background: true, stdin: true })
+    await sbx.commands.sendStdin(s.pid, 'via e2b\n')
+    assert.equal((await s.wait()).stdout, '[via e2b]\n')
+  })
+
+  test('command timeout → TimeoutError', async () => {
+    await rejectsWith(sbx.commands.run('sleep 30', { timeoutMs: 1_000 }), TimeoutError)
+  })
+
+  test('files: text and binary round trip, list, exists, makeDir, rename, remove, missing', async () => {
+    await sbx.files.write('/home/user/e2b.txt', 'e2b text ✓')
+    assert.equal(await sbx.files.read('/home/user/e2b.txt'), 'e2b text ✓')
+
+    const data = randomBytes(1024 * 1024 + 3)
+    await sbx.files.write('/tmp/e2b.bin', data.buffer.slice(data.byteOffset, data.byteOffset + data.length))
+    const back = await sbx.files.read('/tmp/e2b.bin', { format: 'bytes' })
+    assert.ok(Buffer.from(back).equals(data))
+    assert.equal((await sbx.commands.run('sha256sum /tmp/e2b.bin')).stdout.split(' ')[0], createHash('sha256').update(data).digest('hex'))
+
+    assert.equal(await sbx.files.makeDir('/home/user/d'), true)
+    assert.equal(await sbx.files.makeDir('/home/user/d'), false)
+    await sbx.files.write('/home/user/d/x.txt', 'x')
+    assert.deepEqual((await sbx.files.list('/home/user/d')).map((e) => e.name), ['x.txt'])
+    assert.equal(await sbx.files.exists('/home/user/d/x.txt'), true)
+    await sbx.files.rename('/home/user/d/x.txt', '/home/user/d/y.txt')
+    assert.equal(await sbx.files.exists('/home/user/d/x.txt'), false)
+    assert.equal(await sbx.files.read('/home/user/d/y.txt'), 'x')
+    await sbx.files.remove('/home/user/d')
+    assert.equal(await sbx.files.exists('/home/user/d'), false)
+    await rejectsWith(sbx.files.read('/home/user/missing.txt'), FileNotFoundError)
+  })
+})

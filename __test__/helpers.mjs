@@ -1,0 +1,163 @@
+// Shared test helpers: start a real `sandbank serve`, point the SDKs at it, and check that nothing
+// of it remains afterwards (mounts, cgroups, guest processes).
+import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import assert from 'node:assert/strict'
+import { packageRoot, removeDataDir, sandbankBinary, startLocalServer } from '../lib/server.mjs'
+
+export const repoRoot = packageRoot
+
+export { sandbankBinary }
+
+/**
+ * Starts `sandbank serve --listen 127.0.0.1:0` on a fresh temporary data dir with a random API
+ * key; resolves once it printed `listening on http://ADDR`. Records what sandbank-looking
+ * cgroups and guest processes exist beforehand, for the leftovers check.
+ */
+export async function startServer(opts = {}) {
+  const before = hostSnapshot()
+  const s = await startLocalServer({
+    tmpPrefix: 'sandbank-test-',
+    apiKey: `sk_test_${randomBytes(16).toString('hex')}`,
+    onStderr: process.env.SANDBANK_TEST_VERBOSE ? (d) => process.stderr.write(d) : undefined,
+    ...opts,
+  })
+  return Object.assign(s, {
+    before,
+    /** Sandbox IDs created through this server (for the leftovers check). */
+    sandboxIds: new Set(),
+    novita: (extra = {}) => s.sdkOpts({ requestTimeoutMs: 30_000, ...extra }),
+    e2b: (extra = {}) => s.sdkOpts({ requestTimeoutMs: 30_000, ...extra }),
+  })
+}
+
+/**
+ * Stops the server and asserts it exited by itself (code 0) within 5 s of SIGTERM, then that
+ * nothing of it remains on the host. Removes the data dir only when no mount points into it.
+ */
+export async function stopAndCheck(server) {
+  try {
+    const r = await server.stop()
+    assert.equal(r.alreadyExited, false, `the server died before the end of the tests; stderr:\n${server.stderr.slice(-4000)}`)
+    assert.ok(r.elapsedMs < 5000, `the server took ${r.elapsedMs} ms to exit after SIGTERM (limit 5000 ms)`)
+    assert.equal(r.signal, null, `the server was killed by ${r.signal}`)
+    assert.equal(r.code, 0, `the server exited with ${r.code} after SIGTERM; stderr:\n${server.stderr.slice(-4000)}`)
+    try {
+      assertNoLeftovers(server)
+    } catch (e) {
+      e.message += `\n--- server stderr (last 30 lines) ---\n${server.stderr.split('\n').slice(-30).join('\n')}`
+      throw e
+    }
+  } finally {
+    safeRemove(server.dataDir) // refuses while anything is still mounted inside
+  }
+}
+
+export const safeRemove = removeDataDir
+
+/** What exists on the host before a server starts: cgroup dirs and guest processes. */
+export function hostSnapshot() {
+  return { cgroups: new Set(sandbankCgroups()), guests: new Set(guestProcesses().map((p) => p.pid)) }
+}
+
+export function assertNoLeftovers(server) {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(server.dataDir))
+  assert.deepEqual(mounts, [], `mounts of the data dir remain after the server stopped`)
+
+  const ids = [...server.sandboxIds]
+  const cgroups = sandbankCgroups(ids).filter((p) => !server.before.cgroups.has(p) || ids.some((id) => p.includes(id)))
+  assert.deepEqual(cgroups, [], 'cgroup directories made by the server remain after it stopped')
+
+  const procs = allProcesses().filter(
+    (p) =>
+      p.cmdline.includes(server.dataDir) ||
+      ids.some((id) => p.cmdline.includes(id)) ||
+      (isGuest(p) && !server.before.guests.has(p.pid)),
+  )
+  assert.deepEqual(procs.map((p) => `${p.pid} ${p.cmdline}`), [], 'processes of the server remain after it stopped')
+}
+
+/** cgroup directories (any hierarchy, v1 or v2) whose path mentions sandbank or one of `ids`. */
+export function sandbankCgroups(ids = []) {
+  const out = []
+  const walk = (dir, depth) => {
+    let entries
+    try {
+      entries = readdirSync(dir, { withFileTypes: true })
+    } catch {
+      return
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue
+      const p = join(dir, e.name)
+      const lower = p.toLowerCase()
+      if (lower.includes('sandbank') || ids.some((id) => p.includes(id))) out.push(p)
+      if (depth < 6) walk(p, depth + 1)
+    }
+  }
+  if (existsSync('/sys/fs/cgroup')) walk('/sys/fs/cgroup', 0)
+  return out
+}
+
+export function allProcesses() {
+  const out = []
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean)
+      let exe = ''
+      try {
+        exe = readlinkSync(`/proc/${name}/exe`)
+      } catch {}
+      out.push({ pid: Number(name), argv, exe, cmdline: argv.join(' ') })
+    } catch {}
+  }
+  return out
+}
+
+function isGuest(p) {
+  const argv0 = p.argv[0] ?? ''
+  return (argv0.endsWith('sandbank') || p.exe.endsWith('/sandbank')) && p.argv.includes('guest')
+}
+
+export function guestProcesses() {
+  return allProcesses().filter(isGuest)
+}
+
+/** Retries `fn` until it stops throwing or `timeoutMs` passes; rethrows the last error. */
+export async function eventually(fn, { timeoutMs = 10_000, intervalMs = 100 } = {}) {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      return await fn()
+    } catch (e) {
+      if (Date.now() > end) throw e
+      await new Promise((r) => setTimeout(r, intervalMs))
+    }
+  }
+}
+
+/** Asserts `promise` rejects with an instance of `cls` and returns the error. */
+export async function rejectsWith(promise, cls, check) {
+  let err
+  try {
+    await promise
+  } catch (e) {
+    err = e
+  }
+  assert.ok(err, `expected a ${cls.name}, but the call succeeded`)
+  assert.ok(err instanceof cls, `expected a ${cls.name}, got ${err?.name}: ${err?.message}`)
+  if (check) check(err)
+  return err
+}
+
+export function isDir(p) {
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
+  }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// `npm test`: the Rust tests, then the JS tests. Both always run; the exit code is non-zero if
+// either failed. Each runner prints its own summary.
+//   1. make sure native/sandbank and the addon are current (`scripts/build.mjs`, a no-op when they are)
+//   2. cargo test --release --workspace   (release, so it reuses the build's artifacts)
+//   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
+//      and checks the host for leftovers after it stops, so files must not overlap)
+import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const step = (title, cmd, args) => {
+  console.log(`\n=== ${title}: ${cmd} ${args.join(' ')}`)
+  const t0 = Date.now()
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  const ok = r.status === 0
+  console.log(`=== ${title}: ${ok ? 'passed' : `FAILED (${r.error?.message ?? r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  return ok
+}
+
+if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) process.exit(1)
+
+const rust = step('Rust tests', 'cargo', ['test', '--release', '--workspace'])
+
+const files = readdirSync(join(root, '__test__'))
+  .filter((f) => f.endsWith('.test.mjs'))
+  .sort()
+  .map((f) => join('__test__', f))
+const js = step('JS tests', process.execPath, [
+  '--test',
+  '--test-concurrency=1',
+  '--test-timeout=300000',
+  '--test-reporter=spec',
+  ...files,
+])
+
+console.log(`\nsandbank tests: Rust ${rust ? 'passed' : 'FAILED'}, JS ${js ? 'passed' : 'FAILED'}`)
+process.exit(rust && js ? 0 : 1)

@@ -2,6 +2,7 @@
 
 use crate::api::{self, AppState};
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use sandbank_engine::{Engine, EngineConfig};
 use std::future::IntoFuture as _;
 use std::io::Write as _;
@@ -118,6 +119,13 @@ async fn serve(engine: Arc<Engine>, key: &str, listen: SocketAddr) -> anyhow::Re
     let expiry = state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    // Command streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each
+    // one back until the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, api::router(state.clone()))

@@ -217,14 +217,14 @@ impl Engine {
 
     /// Whether `name` is a template or a snapshot a sandbox can start from.
     pub fn template_exists(&self, name: &str) -> bool {
-        matches!(self.resolve(&self.state.lock().unwrap(), name), Ok(_))
+        self.resolve(&self.state.lock().unwrap(), name).is_ok()
     }
 
     /// The limits a sandbox gets when the request names none. The disk figure is the free space
     /// of the data directory's filesystem, which is all a sandbox can fill.
     pub fn default_limits(&self) -> Limits {
         let disk_mb = nix::sys::statvfs::statvfs(self.layout.root())
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64 / (1024 * 1024))
+            .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
             .unwrap_or(0);
         Limits { disk_mb, ..self.default_limits }
     }

@@ -179,6 +179,7 @@ impl EnvelopeDecoder {
     }
 
     /// The next whole envelope, or `None` when more bytes are needed.
+    #[allow(clippy::should_implement_trait)] // fallible, so not an Iterator
     pub fn next(&mut self) -> Result<Option<Envelope>, EnvelopeError> {
         if self.buf.len() < 5 {
             return Ok(None);

@@ -334,6 +334,10 @@ impl Engine {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
         let cgroup_procs = self.cgroups.create(&spec.id, &spec.limits).map_err(io_ctx("create the cgroup".into()))?;
+        let id = &spec.id;
+        fs::write(dir.hostname(), format!("{id}\n")).map_err(io_ctx("write the hostname file".into()))?;
+        let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
@@ -347,6 +351,7 @@ impl Engine {
             usr_work: dir.work_usr(),
             rootfs: dir.rootfs(),
             cgroup_procs,
+            bind_files: vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())],
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;

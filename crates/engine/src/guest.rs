@@ -37,6 +37,10 @@ pub struct GuestConfig {
     pub rootfs: PathBuf,
     /// The `cgroup.procs` files of the sandbox's cgroup.
     pub cgroup_procs: Vec<PathBuf>,
+    /// Host files bind-mounted over paths in the sandbox (`/etc/hostname`, `/etc/hosts`): they
+    /// belong to this sandbox, not to its layer, so snapshots do not carry them.
+    #[serde(default)]
+    pub bind_files: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
@@ -96,6 +100,14 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     overlay(&c.root_lowers, &c.root_upper, &c.root_work, &c.rootfs)?;
     let root = &c.rootfs;
     overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+    for (host, inside) in &c.bind_files {
+        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
+        if !target.exists() {
+            fs::write(&target, "").map_err(|e| format!("create {}: {e}", inside.display()))?;
+        }
+        mount(Some(host.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| format!("bind {} over {}: {e}", host.display(), inside.display()))?;
+    }
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("proc"), &root.join("proc"), Some("proc"), nosuid_nodev_noexec, None::<&str>)
         .map_err(|e| format!("mount /proc: {e}"))?;

@@ -11,6 +11,7 @@
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
 //!     work/root, work/usr         overlayfs work directories
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
+//!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     envd.sock                   envd's unix socket
 //! ```
 
@@ -108,6 +109,12 @@ impl SandboxDir {
     }
     pub fn rootfs(&self) -> PathBuf {
         self.0.join("rootfs")
+    }
+    pub fn hostname(&self) -> PathBuf {
+        self.0.join("hostname")
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.0.join("hosts")
     }
     pub fn envd_socket(&self) -> PathBuf {
         self.0.join("envd.sock")

@@ -96,6 +96,8 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     eprintln!("created in {:?}", started.elapsed());
 
     assert_eq!(run(&sb.envd_socket, "hostname").trim(), spec.id);
+    assert_eq!(run(&sb.envd_socket, "cat /etc/hostname").trim(), spec.id);
+    assert!(run(&sb.envd_socket, "getent hosts $(hostname)").starts_with("127.0.1.1"), "the sandbox resolves its own name");
     let init = run(&sb.envd_socket, "tr '\\0' ' ' < /proc/1/cmdline");
     assert!(init.contains(" guest --config "), "PID 1 is the guest: {init}");
     assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
@@ -183,7 +185,7 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
     let sock = &origin.envd_socket;
     run(sock, "echo ready > /tmp/status.txt; mkdir -p /home/user/empty; ln -s status.txt /tmp/link; \
-               ln /tmp/status.txt /tmp/hard; rm /etc/hostname; echo new > /usr/local/added; \
+               ln /tmp/status.txt /tmp/hard; rm /etc/debian_version; echo new > /usr/local/added; \
                chown 1000:1000 /tmp/status.txt; chmod 640 /tmp/status.txt; \
                truncate -s 1G /tmp/sparse; mkfifo /tmp/fifo");
     // A process that keeps running through the snapshot.
@@ -205,7 +207,8 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     assert_eq!(run(s, "stat -c '%U %a %h' /tmp/status.txt").trim(), "user 640 2");
     assert_eq!(run(s, "readlink /tmp/link").trim(), "status.txt");
     assert_eq!(run(s, "test -d /home/user/empty && echo dir").trim(), "dir");
-    assert_eq!(run(s, "test -e /etc/hostname || echo deleted").trim(), "deleted");
+    assert_eq!(run(s, "test -e /etc/debian_version || echo deleted").trim(), "deleted");
+    assert_eq!(run(s, "cat /etc/hostname").trim(), child.id, "the hostname file is the sandbox's own");
     assert_eq!(run(s, "cat /usr/local/added").trim(), "new");
     assert_eq!(run(s, "stat -c %s /tmp/sparse").trim(), "1073741824");
     assert_eq!(run(s, "test -p /tmp/fifo && echo fifo").trim(), "fifo");

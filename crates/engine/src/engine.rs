@@ -35,7 +35,7 @@ pub enum EngineError {
     #[error("snapshot {0:?} not found")]
     SnapshotNotFound(String),
     /// Deleting a snapshot that sandboxes were started from and still run.
-    #[error("cannot delete snapshot {id:?} because there are running sandboxes using it: {}", sandboxes.join(", "))]
+    #[error("cannot delete template '{id}' because there are running sandboxes using it: {}", sandboxes.join(", "))]
     SnapshotInUse { id: String, sandboxes: Vec<String> },
     #[error("snapshot of sandbox {id:?} failed: {reason}")]
     SnapshotFailed { id: String, reason: String },

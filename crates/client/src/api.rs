@@ -1,0 +1,656 @@
+//! The control plane (`core/sandbox/sandboxApi.ts`, modern domains): create, connect, kill,
+//! getInfo, setTimeout, list, snapshots. One [`Api`] per resolved [`ConnectionConfig`].
+
+use crate::config::{
+    header_map, timeout_to_seconds, Config, ConnectionConfig, DEFAULT_SANDBOX_TIMEOUT_MS,
+};
+use crate::error::{from_api_response, from_transport, ApiErrorBody, Error, Result};
+use crate::paginator::{SandboxPaginator, SnapshotPaginator};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use sandbank_protocol::rest;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use sandbank_protocol::rest::SnapshotInfo;
+
+pub const DEFAULT_TEMPLATE: &str = "base";
+
+/// `SandboxLifecycle`: what happens when the sandbox times out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxLifecycle {
+    /// `pause` or `kill` (default).
+    pub on_timeout: String,
+    /// Only meaningful with `pause`; default false.
+    pub auto_resume: Option<bool>,
+}
+
+/// `SandboxOpts` (the sandbox fields; connection fields live in `ConnectionOpts`).
+#[derive(Clone, Debug, Default)]
+pub struct SandboxCreateOpts {
+    /// Default `base`. A snapshot id works too.
+    pub template: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+    /// Sandbox-wide environment variables (`envVars`).
+    pub envs: Option<HashMap<String, String>>,
+    /// Default 300 000; sent in seconds, rounded up.
+    pub timeout_ms: Option<u64>,
+    /// Default true.
+    pub secure: Option<bool>,
+    /// Default true.
+    pub allow_internet_access: Option<bool>,
+    pub lifecycle: Option<SandboxLifecycle>,
+    /// Deprecated `betaCreate` option: `true` ≡ lifecycle `{onTimeout:'pause'}`.
+    pub auto_pause: Option<bool>,
+}
+
+/// `SandboxConnectOpts` (sandbox fields).
+#[derive(Clone, Debug, Default)]
+pub struct SandboxConnectOpts {
+    /// Default 300 000.
+    pub timeout_ms: Option<u64>,
+    pub secure: Option<bool>,
+}
+
+/// What create/connect return: enough to reach the sandbox's envd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxConnection {
+    pub sandbox_id: String,
+    /// The domain the API reported, if any (else the config's domain applies).
+    pub sandbox_domain: Option<String>,
+    pub envd_version: String,
+    pub envd_access_token: Option<String>,
+    pub traffic_access_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfoLifecycle {
+    pub on_timeout: String,
+    pub auto_resume: bool,
+}
+
+/// `SandboxInfo` (plus the `getFullInfo` extras `envd_access_token`, `sandbox_domain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    pub sandbox_id: String,
+    pub template_id: String,
+    /// The API's `alias`.
+    pub name: Option<String>,
+    pub metadata: HashMap<String, String>,
+    pub started_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    /// `running` or `paused`.
+    pub state: String,
+    pub cpu_count: u32,
+    pub memory_mb: u64,
+    pub envd_version: String,
+    pub allow_internet_access: Option<bool>,
+    pub lifecycle: Option<SandboxInfoLifecycle>,
+    pub envd_access_token: Option<String>,
+    pub sandbox_domain: Option<String>,
+}
+
+impl From<rest::SandboxDetail> for SandboxInfo {
+    fn from(d: rest::SandboxDetail) -> Self {
+        SandboxInfo {
+            sandbox_id: d.sandbox_id,
+            template_id: d.template_id,
+            name: d.alias.filter(|a| !a.is_empty()),
+            metadata: d.metadata,
+            started_at: d.started_at,
+            end_at: d.end_at,
+            state: d.state.as_str().to_string(),
+            cpu_count: d.cpu_count,
+            memory_mb: d.memory_mb,
+            envd_version: d.envd_version,
+            allow_internet_access: d.allow_internet_access,
+            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle {
+                on_timeout: l.on_timeout,
+                auto_resume: l.auto_resume,
+            }),
+            envd_access_token: d.envd_access_token,
+            sandbox_domain: d.domain.filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+impl From<rest::ListedSandbox> for SandboxInfo {
+    fn from(d: rest::ListedSandbox) -> Self {
+        SandboxInfo {
+            sandbox_id: d.sandbox_id,
+            template_id: d.template_id,
+            name: d.alias.filter(|a| !a.is_empty()),
+            metadata: d.metadata,
+            started_at: d.started_at,
+            end_at: d.end_at,
+            state: d.state.as_str().to_string(),
+            cpu_count: d.cpu_count,
+            memory_mb: d.memory_mb,
+            envd_version: d.envd_version,
+            allow_internet_access: None,
+            lifecycle: None,
+            envd_access_token: None,
+            sandbox_domain: None,
+        }
+    }
+}
+
+/// `SandboxListOpts`.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxListOpts {
+    /// Metadata filter, in the caller's order.
+    pub metadata: Option<Vec<(String, String)>>,
+    /// `running` / `paused`.
+    pub state: Option<Vec<String>>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// `SnapshotListOpts`.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotListOpts {
+    pub sandbox_id: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is percent-encoded.
+pub fn encode_uri_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `URLSearchParams` serialization of one name or value (application/x-www-form-urlencoded).
+fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"*-._".contains(&b) {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `metadata` query value exactly as the JS SDK sends it: each key and value
+/// `encodeURIComponent`ed, joined by `URLSearchParams`, and (by openapi-fetch) encoded once more.
+pub fn encode_metadata_query(pairs: &[(String, String)]) -> String {
+    let joined = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                form_urlencode(&encode_uri_component(k)),
+                form_urlencode(&encode_uri_component(v))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    encode_uri_component(&joined)
+}
+
+/// The query string of `GET /v2/sandboxes` (openapi-fetch order: metadata, state, limit, nextToken).
+pub fn sandbox_list_query(
+    metadata: Option<&[(String, String)]>,
+    state: Option<&[String]>,
+    limit: Option<u32>,
+    next_token: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = metadata {
+        parts.push(format!("metadata={}", encode_metadata_query(m)));
+    }
+    if let Some(s) = state {
+        // Arrays: form style, not exploded: each value encoded, joined by ','.
+        parts.push(format!(
+            "state={}",
+            s.iter()
+                .map(|v| encode_uri_component(v))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if let Some(l) = limit {
+        parts.push(format!("limit={l}"));
+    }
+    if let Some(t) = next_token {
+        parts.push(format!("nextToken={}", encode_uri_component(t)));
+    }
+    parts.join("&")
+}
+
+/// The query string of `GET /snapshots`.
+pub fn snapshot_list_query(
+    sandbox_id: Option<&str>,
+    limit: Option<u32>,
+    next_token: Option<&str>,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = sandbox_id {
+        parts.push(format!("sandboxID={}", encode_uri_component(s)));
+    }
+    if let Some(l) = limit {
+        parts.push(format!("limit={l}"));
+    }
+    if let Some(t) = next_token {
+        parts.push(format!("nextToken={}", encode_uri_component(t)));
+    }
+    parts.join("&")
+}
+
+/// A control-plane response as openapi-fetch sees it.
+#[derive(Debug)]
+pub(crate) struct ApiResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    /// openapi-fetch's `error`: `None` for 2xx, **and** for any 204 or `Content-Length: 0`
+    /// response (a bodyless error counts as success, as in the JS SDK).
+    pub fn error(&self) -> Option<ApiErrorBody> {
+        let empty = self.status == 204
+            || self
+                .headers
+                .get(reqwest::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+        if empty || (200..300).contains(&self.status) {
+            return None;
+        }
+        Some(ApiErrorBody::parse(&self.body))
+    }
+
+    /// `handleApiError`, or `Ok` when there is no error.
+    pub fn check(&self) -> Result<()> {
+        match self.error() {
+            None => Ok(()),
+            Some(body) => Err(from_api_response(self.status, &body)),
+        }
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+        if self.body.is_empty() {
+            return Err(Error::Other(format!("{what}: empty response body")));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::Sandbox(format!(
+                "{}: invalid response body ({what}): {e}",
+                self.status
+            ))
+        })
+    }
+
+    pub fn next_token(&self) -> Option<String> {
+        self.headers
+            .get("x-next-token")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+}
+
+/// `compareVersions(v, "0.1.0") < 0` for the SDK's TemplateError check.
+fn version_below(v: &str, min: (u64, u64, u64)) -> bool {
+    let core = v
+        .trim_start_matches('v')
+        .split(['-', '+'])
+        .next()
+        .unwrap_or("");
+    let mut it = core.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let got = (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    );
+    got < min
+}
+
+pub(crate) fn envd_version_at_least(v: &str, min: (u64, u64, u64)) -> bool {
+    !version_below(v, min)
+}
+
+/// The control-plane client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Api {
+    config: Config,
+}
+
+impl Api {
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    pub fn from_config(config: ConnectionConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<ApiResponse> {
+        let mut url = format!("{}{}", self.config.api_url, path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
+        let mut req = self
+            .config
+            .http
+            .request(method, url)
+            .headers(header_map(&self.config.api_headers())?);
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&b).expect("JSON"));
+        }
+        if let Some(t) = self.config.request_timeout(None) {
+            req = req.timeout(t);
+        }
+        let res = req.send().await.map_err(|e| from_transport(&e))?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.bytes().await.map_err(|e| from_transport(&e))?;
+        Ok(ApiResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `Sandbox.create`: `POST /sandboxes`.
+    pub async fn create(&self, opts: SandboxCreateOpts) -> Result<SandboxConnection> {
+        let template = opts
+            .template
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+        let (on_timeout, auto_resume) = match (&opts.lifecycle, opts.auto_pause) {
+            (Some(l), _) => (l.on_timeout.clone(), l.auto_resume),
+            (None, Some(true)) => ("pause".to_string(), Some(false)),
+            _ => ("kill".to_string(), Some(false)),
+        };
+        let auto_pause = on_timeout == "pause";
+        let body = rest::NewSandbox {
+            template_id: template,
+            timeout: Some(timeout_to_seconds(
+                opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS),
+            )),
+            auto_pause: Some(auto_pause),
+            auto_resume: auto_pause.then(|| rest::AutoResume {
+                enabled: auto_resume.unwrap_or(false),
+            }),
+            secure: Some(opts.secure.unwrap_or(true)),
+            allow_internet_access: Some(opts.allow_internet_access.unwrap_or(true)),
+            metadata: opts.metadata.clone(),
+            env_vars: opts.envs.clone(),
+        };
+        let res = self
+            .send(
+                Method::POST,
+                "/sandboxes",
+                "",
+                Some(serde_json::to_value(&body).expect("JSON")),
+            )
+            .await?;
+        res.check()?;
+        let data: rest::Sandbox = res.json("create sandbox")?;
+        if version_below(&data.envd_version, (0, 1, 0)) {
+            let _ = self.kill(&data.sandbox_id).await;
+            return Err(Error::Template(
+                "You need to update the template to use the new SDK. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
+            ));
+        }
+        Ok(connection(data))
+    }
+
+    /// `Sandbox.connect`: `POST /sandboxes/{id}/connect` (resumes a paused sandbox).
+    pub async fn connect(
+        &self,
+        sandbox_id: &str,
+        opts: SandboxConnectOpts,
+    ) -> Result<SandboxConnection> {
+        let body = rest::ConnectSandbox {
+            timeout: timeout_to_seconds(opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS)),
+            secure: opts.secure,
+        };
+        let path = format!("/sandboxes/{}/connect", encode_uri_component(sandbox_id));
+        let res = self
+            .send(
+                Method::POST,
+                &path,
+                "",
+                Some(serde_json::to_value(&body).expect("JSON")),
+            )
+            .await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::SandboxNotFound(format!(
+                "Paused sandbox {sandbox_id} not found"
+            )));
+        }
+        res.check()?;
+        Ok(connection(res.json("connect sandbox")?))
+    }
+
+    /// `Sandbox.kill`: `true` when killed, `false` when the API says 404.
+    pub async fn kill(&self, sandbox_id: &str) -> Result<bool> {
+        let path = format!("/sandboxes/{}", encode_uri_component(sandbox_id));
+        let res = self.send(Method::DELETE, &path, "", None).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Ok(false);
+        }
+        res.check()?;
+        Ok(true)
+    }
+
+    /// `Sandbox.getFullInfo` (getInfo drops `envd_access_token` and `sandbox_domain`).
+    pub async fn get_info(&self, sandbox_id: &str) -> Result<SandboxInfo> {
+        let path = format!("/sandboxes/{}", encode_uri_component(sandbox_id));
+        let res = self.send(Method::GET, &path, "", None).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::SandboxNotFound(format!(
+                "Sandbox {sandbox_id} not found"
+            )));
+        }
+        res.check()?;
+        if res.body.is_empty() {
+            return Err(Error::Other("Sandbox not found".into()));
+        }
+        let detail: rest::SandboxDetail = res.json("sandbox info")?;
+        Ok(detail.into())
+    }
+
+    /// `Sandbox.setTimeout`: `POST /sandboxes/{id}/timeout {timeout: ceil(ms/1000)}`.
+    pub async fn set_timeout(&self, sandbox_id: &str, timeout_ms: u64) -> Result<()> {
+        let path = format!("/sandboxes/{}/timeout", encode_uri_component(sandbox_id));
+        let body = serde_json::json!({ "timeout": timeout_to_seconds(timeout_ms) });
+        let res = self.send(Method::POST, &path, "", Some(body)).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::SandboxNotFound(format!(
+                "Sandbox {sandbox_id} not found"
+            )));
+        }
+        res.check()
+    }
+
+    /// `Sandbox.pause`: `true` = paused, `false` = already paused (code 409).
+    pub async fn pause(&self, sandbox_id: &str) -> Result<bool> {
+        let path = format!("/sandboxes/{}/pause", encode_uri_component(sandbox_id));
+        let res = self.send(Method::POST, &path, "", None).await?;
+        match res.error().and_then(|e| e.code()) {
+            Some(404) => Err(Error::SandboxNotFound(format!(
+                "Sandbox {sandbox_id} not found"
+            ))),
+            Some(409) => Ok(false),
+            _ => res.check().map(|()| true),
+        }
+    }
+
+    /// `Sandbox.list`: a paginator; no request until `next_items`.
+    pub fn list(&self, opts: SandboxListOpts) -> SandboxPaginator {
+        SandboxPaginator::new(self.clone(), opts)
+    }
+
+    /// `Sandbox.createSnapshot`: `POST /sandboxes/{id}/snapshots {}`.
+    pub async fn create_snapshot(&self, sandbox_id: &str) -> Result<SnapshotInfo> {
+        self.refuse_legacy("Sandbox.createSnapshot")?;
+        let path = format!("/sandboxes/{}/snapshots", encode_uri_component(sandbox_id));
+        let res = self
+            .send(Method::POST, &path, "", Some(serde_json::json!({})))
+            .await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::SandboxNotFound(format!(
+                "Sandbox {sandbox_id} not found"
+            )));
+        }
+        res.check()?;
+        res.json("create snapshot")
+    }
+
+    /// `Sandbox.listSnapshots`: a paginator over `GET /snapshots`.
+    pub fn list_snapshots(&self, opts: SnapshotListOpts) -> Result<SnapshotPaginator> {
+        self.refuse_legacy("Sandbox.listSnapshots")?;
+        Ok(SnapshotPaginator::new(self.clone(), opts))
+    }
+
+    /// `Sandbox.deleteSnapshot`: `DELETE /templates/{id}`; `false` when the API says 404.
+    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool> {
+        let path = format!("/templates/{}", encode_uri_component(snapshot_id));
+        let res = self.send(Method::DELETE, &path, "", None).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Ok(false);
+        }
+        res.check()?;
+        Ok(true)
+    }
+
+    fn refuse_legacy(&self, feature: &str) -> Result<()> {
+        if self.config.is_legacy_domain {
+            return Err(Error::Sandbox(format!(
+                "{feature} is not supported on legacy domains"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn connection(data: rest::Sandbox) -> SandboxConnection {
+    SandboxConnection {
+        sandbox_id: data.sandbox_id,
+        sandbox_domain: data.domain.filter(|d| !d.is_empty()),
+        envd_version: data.envd_version,
+        envd_access_token: data.envd_access_token,
+        traffic_access_token: data.traffic_access_token.filter(|t| !t.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_triple_encoded_like_the_sdk() {
+        let m = vec![("a b".to_string(), "c&d".to_string())];
+        assert_eq!(encode_metadata_query(&m), "a%252520b%3Dc%252526d");
+        // The server's decoder undoes it.
+        let once = percent_encoding::percent_decode_str("a%252520b%3Dc%252526d")
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(
+            sandbank_protocol::metadata::decode_filter(&once).unwrap(),
+            m
+        );
+        let two = vec![
+            ("k1".to_string(), "v1".to_string()),
+            ("k2".to_string(), "x~y(z)'!*".to_string()),
+        ];
+        let q = encode_metadata_query(&two);
+        let once = percent_encoding::percent_decode_str(&q)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(
+            sandbank_protocol::metadata::decode_filter(&once).unwrap(),
+            two
+        );
+    }
+
+    #[test]
+    fn list_queries_follow_openapi_fetch() {
+        let m = vec![("a b".to_string(), "c&d".to_string())];
+        let st = vec!["running".to_string(), "paused".to_string()];
+        assert_eq!(
+            sandbox_list_query(Some(&m), Some(&st), Some(10), Some("t/k=")),
+            "metadata=a%252520b%3Dc%252526d&state=running,paused&limit=10&nextToken=t%2Fk%3D"
+        );
+        assert_eq!(sandbox_list_query(None, None, None, None), "");
+        assert_eq!(snapshot_list_query(None, Some(1), None), "limit=1");
+        assert_eq!(
+            snapshot_list_query(Some("sb1"), Some(1), Some("tok2")),
+            "sandboxID=sb1&limit=1&nextToken=tok2"
+        );
+    }
+
+    #[test]
+    fn path_params_are_uri_component_encoded() {
+        assert_eq!(
+            encode_uri_component("team/snap:default"),
+            "team%2Fsnap%3Adefault"
+        );
+        assert_eq!(encode_uri_component("abc123"), "abc123");
+    }
+
+    #[test]
+    fn bodyless_errors_count_as_success_like_openapi_fetch() {
+        let mk = |status: u16, cl: Option<&str>, body: &str| {
+            let mut headers = HeaderMap::new();
+            if let Some(cl) = cl {
+                headers.insert(reqwest::header::CONTENT_LENGTH, cl.parse().unwrap());
+            }
+            ApiResponse {
+                status,
+                headers,
+                body: Bytes::from(body.to_string()),
+            }
+        };
+        assert!(mk(404, Some("0"), "").error().is_none());
+        assert!(mk(204, None, "").error().is_none());
+        assert!(mk(200, None, "[]").error().is_none());
+        let e = mk(404, None, r#"{"code":404,"message":"gone"}"#)
+            .error()
+            .unwrap();
+        assert_eq!(e.code(), Some(404));
+        assert_eq!(
+            mk(500, None, "boom").check().unwrap_err(),
+            Error::Sandbox("500: boom".into())
+        );
+    }
+
+    #[test]
+    fn version_gate() {
+        assert!(version_below("0.0.9", (0, 1, 0)));
+        assert!(!version_below("0.1.0", (0, 1, 0)));
+        assert!(!version_below("0.5.7", (0, 1, 0)));
+        assert!(envd_version_at_least("0.5.7", (0, 4, 0)));
+        assert!(!envd_version_at_least("0.3.9", (0, 4, 0)));
+    }
+}

@@ -1,0 +1,149 @@
+//! sandbank's Rust SDK core: the behaviour of the `novita-sandbox` JS SDK (names, defaults,
+//! errors, wire) over `reqwest`, shaped so a napi binding stays thin: plain structs in and out,
+//! cheap-to-clone handles (`Arc` inside), `Send + 'static` futures once a handle is cloned.
+//!
+//! - [`config`]: `ConnectionOpts` → [`ConnectionConfig`] (env vars, URLs, header sets).
+//! - [`error`]: one [`Error`] enum whose variants are the JS error classes ([`Error::kind`]).
+//! - [`api`]: the control plane ([`Api`]): create, connect, kill, getInfo, setTimeout, list,
+//!   snapshots; [`paginator`]: the two paginators.
+//! - [`envd`]: the Connect/JSON transport to a sandbox's envd; [`commands`], [`files`] on top.
+//! - [`sandbox`]: [`Sandbox`], tying it together.
+
+pub mod api;
+pub mod commands;
+pub mod config;
+pub mod envd;
+pub mod error;
+pub mod files;
+pub mod paginator;
+pub mod sandbox;
+
+pub use api::{
+    Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle,
+    SandboxListOpts, SnapshotInfo, SnapshotListOpts,
+};
+pub use commands::{
+    CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo,
+};
+pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};
+pub use error::{CommandResult, Error, Result};
+pub use files::{
+    EntryInfo, FileStream, FileType, Files, FilesystemOpts, WriteData, WriteEntry, WriteInfo,
+    WriteOpts,
+};
+pub use paginator::{SandboxPaginator, SnapshotPaginator};
+pub use sandbox::Sandbox;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn assert_send_static<T: Send + 'static>(_: &T) {}
+
+    /// The binding clones a handle into an `async move` block: those futures must be
+    /// `Send + 'static`.
+    #[allow(dead_code)]
+    fn futures_are_send_and_static(sbx: Sandbox, api: Api, h: CommandHandle, p: SnapshotPaginator) {
+        let s = sbx.clone();
+        assert_send_static(
+            &async move { s.commands().run("x", CommandStartOpts::default()).await },
+        );
+        let s = sbx.clone();
+        assert_send_static(&async move {
+            s.files()
+                .write("/a", WriteData::from("x"), WriteOpts::default())
+                .await
+        });
+        let s = sbx.clone();
+        assert_send_static(&async move {
+            s.files()
+                .read_stream("/a", FilesystemOpts::default())
+                .await?
+                .next_chunk()
+                .await
+        });
+        assert_send_static(&async move { api.create(SandboxCreateOpts::default()).await });
+        assert_send_static(&async move { (h.next_output().await, h.wait().await) });
+        assert_send_static(&async move { p.next_items().await });
+        let c = sbx.config().clone();
+        assert_send_static(&async move { Sandbox::create(c, SandboxCreateOpts::default()).await });
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = l.accept().await {
+                held.push(sock);
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn request_timeouts_map_like_the_sdk() {
+        let (url, task) = silent_server().await;
+        let opts = ConnectionOpts {
+            api_key: Some("k".into()),
+            api_url: Some(url.clone()),
+            sandbox_url: Some(url),
+            request_timeout_ms: Some(200),
+            http_client: Some(config::new_http_client()),
+            ..Default::default()
+        };
+        let config = Arc::new(ConnectionConfig::with_env(&opts, |_| None).unwrap());
+        let t0 = std::time::Instant::now();
+        let e = Api::new(config.clone()).kill("x").await.unwrap_err();
+        assert_eq!(
+            e,
+            Error::Timeout("The operation was aborted due to timeout".into())
+        );
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        let conn = SandboxConnection {
+            sandbox_id: "sb".into(),
+            sandbox_domain: None,
+            envd_version: "0.5.7".into(),
+            envd_access_token: None,
+            traffic_access_token: None,
+        };
+        let sbx = Sandbox::from_connection(config, conn);
+        // requestTimeoutMs until the start event → canceled → TimeoutError.
+        let e = sbx
+            .commands()
+            .start("true", CommandStartOpts::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), "TimeoutError");
+        assert!(e.to_string().starts_with("[canceled] This operation was aborted: This error is likely due to exceeding 'requestTimeoutMs'"), "{e}");
+        // Unary RPC: the same.
+        let e = sbx
+            .files()
+            .exists("/x", FilesystemOpts::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("'requestTimeoutMs'"), "{e}");
+        // timeoutMs below the request timeout → deadline_exceeded.
+        let e = sbx
+            .commands()
+            .start(
+                "true",
+                CommandStartOpts {
+                    timeout_ms: Some(50),
+                    request_timeout_ms: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("[deadline_exceeded] the operation timed out: "),
+            "{e}"
+        );
+        task.abort();
+    }
+}

@@ -110,6 +110,9 @@ impl Cgroups {
                 children.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
             }
         }
+        // Freezer groups first: a sandbox left frozen (a server killed mid-snapshot) must be
+        // thawed before its processes can die and free its other groups.
+        children.sort_by_key(|c| !c.join("freezer.state").exists());
         for child in &children {
             remove_group(std::slice::from_ref(child), timeout)?;
         }

@@ -94,6 +94,10 @@ impl Copier {
             pos = hole;
         }
         to.set_len(len)?;
+        // Start writing it back now, while the copy goes on: the sync that follows the copy then
+        // has less left to wait for.
+        // SAFETY: sync_file_range(2) on an open fd; it only starts asynchronous writeback.
+        unsafe { libc::sync_file_range(to.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
         self.stats.files += 1;
         Ok(())
     }

@@ -37,6 +37,8 @@ pub enum EngineError {
     /// Deleting a snapshot that sandboxes were started from and still run.
     #[error("cannot delete template '{id}' because there are running sandboxes using it: {}", sandboxes.join(", "))]
     SnapshotInUse { id: String, sandboxes: Vec<String> },
+    #[error("invalid snapshot name: {0}")]
+    InvalidName(String),
     #[error("snapshot of sandbox {id:?} failed: {reason}")]
     SnapshotFailed { id: String, reason: String },
     #[error("{context}: {source}")]
@@ -133,6 +135,8 @@ pub struct Engine {
 struct State {
     store: Store,
     sandboxes: HashMap<String, Running>,
+    /// Layers moved into place whose record is not committed yet.
+    publishing: std::collections::HashSet<String>,
 }
 
 #[derive(Debug)]
@@ -178,7 +182,7 @@ impl Engine {
         let lock = take_lock(&layout)?;
 
         let data_dir = fs::canonicalize(layout.root()).map_err(io_ctx("resolve the data directory".into()))?;
-        let cgroup_name = format!("sandbank-{:012x}", hash(&data_dir) & 0xffff_ffff_ffff);
+        let cgroup_name = cgroup_name(&data_dir);
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
         // What a crashed server left: processes in our cgroups, sandbox directories, a layer
         // that was being written.
@@ -203,7 +207,7 @@ impl Engine {
             cgroups,
             templates,
             default_limits,
-            state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new() })),
+            state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default() })),
             spawner: Spawner::start(),
             _lock: lock,
         };
@@ -437,6 +441,10 @@ impl Engine {
     /// Captures a running sandbox's filesystem as a new snapshot. The sandbox is frozen only
     /// while its upper layers are copied, then carries on.
     pub async fn snapshot(&self, sandbox_id: &str, name: Option<String>) -> Result<SnapshotInfo, EngineError> {
+        if let Some(name) = name.as_deref().filter(|n| self.templates.contains_key(*n)) {
+            // Templates resolve first: the snapshot could never be started or deleted by that name.
+            return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
+        }
         let Some(busy) = self.state.lock().unwrap().sandboxes.get(sandbox_id).map(|r| Arc::clone(&r.busy)) else {
             return Err(EngineError::SandboxNotFound(sandbox_id.to_string()));
         };
@@ -471,19 +479,17 @@ impl Engine {
             size_bytes,
             created_at,
         };
-        // Publish the layer and the record under the state lock: layer collection runs under
-        // it too and must never see a published layer without its record.
-        let mut state = self.state.lock().unwrap();
-        let published = (|| -> Result<(), EngineError> {
-            fs::rename(self.layout.staging().join(&id), self.layout.layer(&id)).map_err(io_ctx("publish the layer".into()))?;
-            sync_dir(&self.layout.layers()).map_err(io_ctx("sync the layers directory".into()))?;
-            state.store.insert(&record)?;
-            Ok(())
-        })();
-        if let Err(e) = published {
+        // Publish: the layer directory first, then its record. Layer collection skips layers being
+        // published, so it never removes one whose record is a moment away.
+        self.state.lock().unwrap().publishing.insert(id.clone());
+        let (layout, state) = (self.layout.clone(), Arc::clone(&self.state));
+        let published = tokio::task::spawn_blocking(move || publish(&layout, &state, &record).map(|()| record))
+            .await
+            .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?;
+        self.state.lock().unwrap().publishing.remove(&id);
+        let record = published.inspect_err(|_| {
             let _ = remove_all(&self.layout.layer(&id));
-            return Err(e);
-        }
+        })?;
         Ok(record.into())
     }
 
@@ -541,7 +547,11 @@ fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base
     let staging = layout.staging().join(id);
     fs::create_dir_all(&staging)?;
     let dir = layout.sandbox(sandbox);
-    cgroups.set_frozen(sandbox, true)?;
+    if let Err(e) = cgroups.set_frozen(sandbox, true) {
+        // Part of it may be frozen already: never leave it so.
+        let _ = cgroups.set_frozen(sandbox, false);
+        return Err(e);
+    }
     let started = Instant::now();
     let copied = copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
         copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
@@ -561,6 +571,15 @@ fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))
+}
+
+/// Moves a staged layer into the layer store and commits its record (blocking: a rename, an
+/// fsync and a SQLite commit).
+fn publish(layout: &Layout, state: &Mutex<State>, record: &SnapshotRecord) -> Result<(), EngineError> {
+    fs::rename(layout.staging().join(&record.id), layout.layer(&record.id)).map_err(io_ctx("publish the layer".into()))?;
+    sync_dir(&layout.layers()).map_err(io_ctx("sync the layers directory".into()))?;
+    state.lock().unwrap().store.insert(record)?;
+    Ok(())
 }
 
 /// Folds `below` (topmost first) into the staged layer, so that it alone stands for the whole
@@ -590,6 +609,7 @@ fn collect_layers(layout: &Layout, state: &Mutex<State>) {
             }
         };
         keep.extend(state.sandboxes.values().flat_map(|r| r.layers.iter().cloned()));
+        keep.extend(state.publishing.iter().cloned());
         let Ok(entries) = fs::read_dir(layout.layers()) else { return };
         entries
             .flatten()
@@ -609,11 +629,17 @@ fn io_ctx(context: String) -> impl FnOnce(io::Error) -> EngineError {
     move |source| EngineError::Io { context, source }
 }
 
-fn hash(path: &Path) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    path.hash(&mut h);
-    h.finish()
+/// This server's cgroup parent: `sandbank-` and 48 bits of the FNV-1a hash of the data
+/// directory's canonical path, so that a restarted server finds what a crashed one left, and
+/// tests can tell this server's groups from another's.
+pub fn cgroup_name(data_dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data_dir.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("sandbank-{:012x}", h & 0xffff_ffff_ffff)
 }
 
 /// One server per data directory: an exclusive `flock` on `<data>/lock`, which holds the pid
@@ -691,5 +717,14 @@ impl Spawner {
         let (reply, result) = oneshot::channel();
         self.tx.send((cmd, reply)).map_err(|_| io::Error::other("spawner thread is gone"))?;
         result.await.map_err(|_| io::Error::other("spawner thread is gone"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cgroup_names_are_stable_across_builds_and_languages() {
+        // The JS tests compute the same name (__test__/helpers.mjs `serverCgroupName`).
+        assert_eq!(super::cgroup_name(std::path::Path::new("/tmp")), "sandbank-e39c4bcebddb");
     }
 }

@@ -1,7 +1,7 @@
 // Shared test helpers: start a real `sandbank serve`, point the SDKs at it, and check that nothing
 // of it remains afterwards (mounts, cgroups, guest processes).
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import assert from 'node:assert/strict'
 import { packageRoot, removeDataDir, sandbankBinary, startLocalServer } from '../lib/server.mjs'
@@ -12,11 +12,9 @@ export { sandbankBinary }
 
 /**
  * Starts `sandbank serve --listen 127.0.0.1:0` on a fresh temporary data dir with a random API
- * key; resolves once it printed `listening on http://ADDR`. Records what sandbank-looking
- * cgroups and guest processes exist beforehand, for the leftovers check.
+ * key; resolves once it printed `listening on http://ADDR`.
  */
 export async function startServer(opts = {}) {
-  const before = hostSnapshot()
   const s = await startLocalServer({
     tmpPrefix: 'sandbank-test-',
     apiKey: `sk_test_${randomBytes(16).toString('hex')}`,
@@ -24,7 +22,6 @@ export async function startServer(opts = {}) {
     ...opts,
   })
   return Object.assign(s, {
-    before,
     /** Sandbox IDs created through this server (for the leftovers check). */
     sandboxIds: new Set(),
     novita: (extra = {}) => s.sdkOpts({ requestTimeoutMs: 30_000, ...extra }),
@@ -56,10 +53,6 @@ export async function stopAndCheck(server) {
 
 export const safeRemove = removeDataDir
 
-/** What exists on the host before a server starts: cgroup dirs and guest processes. */
-export function hostSnapshot() {
-  return { cgroups: new Set(sandbankCgroups()), guests: new Set(guestProcesses().map((p) => p.pid)) }
-}
 
 export function assertNoLeftovers(server) {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
@@ -68,16 +61,26 @@ export function assertNoLeftovers(server) {
   assert.deepEqual(mounts, [], `mounts of the data dir remain after the server stopped`)
 
   const ids = [...server.sandboxIds]
-  const cgroups = sandbankCgroups(ids).filter((p) => !server.before.cgroups.has(p) || ids.some((id) => p.includes(id)))
+  const own = serverCgroupName(server.dataDir)
+  const cgroups = sandbankCgroups(ids).filter((p) => p.includes(own) || ids.some((id) => p.includes(id)))
   assert.deepEqual(cgroups, [], 'cgroup directories made by the server remain after it stopped')
 
-  const procs = allProcesses().filter(
-    (p) =>
-      p.cmdline.includes(server.dataDir) ||
-      ids.some((id) => p.cmdline.includes(id)) ||
-      (isGuest(p) && !server.before.guests.has(p.pid)),
-  )
+  // A guest's command line names its config file inside the data dir.
+  const procs = allProcesses().filter((p) => p.cmdline.includes(server.dataDir) || ids.some((id) => p.cmdline.includes(id)))
   assert.deepEqual(procs.map((p) => `${p.pid} ${p.cmdline}`), [], 'processes of the server remain after it stopped')
+}
+
+/**
+ * The cgroup parent a server on `dataDir` makes: `sandbank-` and 48 bits of the FNV-1a hash of the
+ * data dir's canonical path (as the engine computes it).
+ */
+export function serverCgroupName(dataDir) {
+  let h = 0xcbf29ce484222325n
+  for (const b of Buffer.from(realpathSync(dataDir))) {
+    h ^= BigInt(b)
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn
+  }
+  return `sandbank-${(h & 0xffffffffffffn).toString(16).padStart(12, '0')}`
 }
 
 /** cgroup directories (any hierarchy, v1 or v2) whose path mentions sandbank or one of `ids`. */

@@ -9,5 +9,245 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class NativeCommandHandle {
+  get pid(): number
+  get stdout(): string
+  get stderr(): string
+  get exitCode(): number | null
+  get error(): string | null
+  /** The next output chunk; `null` once the stream has ended. */
+  nextOutput(): Promise<OutputChunk | null>
+  wait(): Promise<CommandResultJs>
+  disconnect(): void
+  kill(): Promise<boolean>
+}
+export type JsCommandHandle = NativeCommandHandle
+
+export declare class NativeCommands {
+  /** Runs to the end; a non-zero exit rejects with `[CommandExitError] <result JSON>`. */
+  run(cmd: string, opts?: CommandOptions | undefined | null): Promise<CommandResultJs>
+  /** Starts and returns once the process has started; `stream` delivers output chunks. */
+  start(cmd: string, opts: CommandOptions | undefined | null, stream: boolean): Promise<JsCommandHandle>
+  connect(pid: number, timeoutMs: number | undefined | null, requestTimeoutMs: number | undefined | null, stream: boolean): Promise<JsCommandHandle>
+  list(requestTimeoutMs?: number | undefined | null): Promise<Array<ProcessInfoJs>>
+  kill(pid: number, requestTimeoutMs?: number | undefined | null): Promise<boolean>
+  sendStdin(pid: number, data: Buffer, requestTimeoutMs?: number | undefined | null): Promise<void>
+}
+export type JsCommands = NativeCommands
+
+export declare class NativeFiles {
+  read(path: string, opts?: FsOptions | undefined | null): Promise<Buffer>
+  readText(path: string, opts?: FsOptions | undefined | null): Promise<string>
+  readStream(path: string, opts?: FsOptions | undefined | null): Promise<JsFileStream>
+  write(path: string, data: string | Buffer, opts?: FsOptions | undefined | null): Promise<WriteInfoJs>
+  writeFiles(files: Array<WriteEntryJs>, opts?: FsOptions | undefined | null): Promise<Array<WriteInfoJs>>
+  list(path: string, depth?: number | undefined | null, opts?: FsOptions | undefined | null): Promise<Array<EntryInfoJs>>
+  exists(path: string, opts?: FsOptions | undefined | null): Promise<boolean>
+  getInfo(path: string, opts?: FsOptions | undefined | null): Promise<EntryInfoJs>
+  makeDir(path: string, opts?: FsOptions | undefined | null): Promise<boolean>
+  rename(oldPath: string, newPath: string, opts?: FsOptions | undefined | null): Promise<EntryInfoJs>
+  remove(path: string, opts?: FsOptions | undefined | null): Promise<void>
+}
+export type JsFiles = NativeFiles
+
+/** A file being downloaded; JS pulls chunks into a `ReadableStream`. */
+export declare class NativeFileStream {
+  /** The next chunk, `null` at the end. */
+  nextChunk(): Promise<Buffer | null>
+}
+export type JsFileStream = NativeFileStream
+
+/** One sandbox. Cheap handles: the client's `Sandbox` is shared. */
+export declare class NativeSandbox {
+  /** `Sandbox.create(template, opts)`. */
+  static create(template?: string | undefined | null, opts?: SandboxOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<NativeSandbox>
+  /** `Sandbox.connect(id, opts)`. */
+  static connect(sandboxId: string, timeoutMs?: number | undefined | null, secure?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<NativeSandbox>
+  /** `Sandbox.kill(id)`: `false` when there is no such sandbox. */
+  static killSandbox(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  /** `Sandbox.getInfo(id)`. */
+  static getSandboxInfo(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<SandboxInfoJs>
+  /** `Sandbox.setTimeout(id, ms)`. */
+  static setSandboxTimeout(sandboxId: string, timeoutMs: number, conn?: ConnectionOptions | undefined | null): Promise<void>
+  /** `Sandbox.list(opts)`: no request until `nextItems`. */
+  static listSandboxes(opts?: SandboxListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSandboxPaginator
+  /** `Sandbox.createSnapshot(id)`. */
+  static createSnapshotOf(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
+  /** `Sandbox.listSnapshots(opts)`. */
+  static listAllSnapshots(opts?: SnapshotListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
+  /** `Sandbox.deleteSnapshot(id)`: `false` when there is no such snapshot. */
+  static deleteSnapshot(snapshotId: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  get sandboxId(): string
+  get sandboxDomain(): string
+  get envdVersion(): string
+  get trafficAccessToken(): string | null
+  /** The connection options this sandbox was made with, resolved (for per-call merges). */
+  get apiUrl(): string
+  commands(): NativeCommands
+  files(): NativeFiles
+  getHost(port: number): string
+  reconnect(timeoutMs?: number | undefined | null, secure?: boolean | undefined | null): Promise<void>
+  kill(): Promise<void>
+  setTimeout(timeoutMs: number): Promise<void>
+  getInfo(): Promise<SandboxInfoJs>
+  isRunning(requestTimeoutMs?: number | undefined | null): Promise<boolean>
+  createSnapshot(): Promise<SnapshotInfoJs>
+  listSnapshots(limit?: number | undefined | null, nextToken?: string | undefined | null): NativeSnapshotPaginator
+}
+export type JsSandbox = NativeSandbox
+
+export declare class NativeSandboxPaginator {
+  get hasNext(): boolean
+  get nextToken(): string | null
+  nextItems(): Promise<Array<SandboxInfoJs>>
+}
+export type JsSandboxPaginator = NativeSandboxPaginator
+
+export declare class NativeSnapshotPaginator {
+  get hasNext(): boolean
+  get nextToken(): string | null
+  nextItems(): Promise<Array<SnapshotInfoJs>>
+}
+export type JsSnapshotPaginator = NativeSnapshotPaginator
+
+export interface CommandOptions {
+  cwd?: string
+  user?: string
+  envs?: Record<string, string>
+  stdin?: boolean
+  timeoutMs?: number
+  requestTimeoutMs?: number
+}
+
+export interface CommandResultJs {
+  exitCode: number
+  error?: string
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Connection options (`ConnectionOpts` of novita-sandbox). Unset fields fall back to the
+ * `NOVITA_*`, then `E2B_*` environment variables.
+ */
+export interface ConnectionOptions {
+  apiKey?: string
+  accessToken?: string
+  domain?: string
+  apiUrl?: string
+  sandboxUrl?: string
+  debug?: boolean
+  /** Milliseconds; 0 disables. Default 60 000. */
+  requestTimeoutMs?: number
+  headers?: Record<string, string>
+}
+
+export interface EntryInfoJs {
+  name: string
+  type?: string
+  path: string
+  size: number
+  mode: number
+  permissions: string
+  owner: string
+  group: string
+  /** Epoch milliseconds. */
+  modifiedTime?: number
+  symlinkTarget?: string
+}
+
+export interface FsOptions {
+  user?: string
+  requestTimeoutMs?: number
+  useOctetStream?: boolean
+}
+
+export interface LifecycleOptions {
+  onTimeout: string
+  autoResume?: boolean
+}
+
+/** One output chunk: exactly one of the two is set. */
+export interface OutputChunk {
+  stdout?: string
+  stderr?: string
+}
+
+export interface ProcessInfoJs {
+  pid: number
+  tag?: string
+  cmd: string
+  args: Array<string>
+  envs: Record<string, string>
+  cwd?: string
+}
+
+/** `SandboxInfo` with times as epoch milliseconds. */
+export interface SandboxInfoJs {
+  sandboxId: string
+  templateId: string
+  name?: string
+  metadata: Record<string, string>
+  startedAt: number
+  endAt: number
+  state: string
+  cpuCount: number
+  memoryMb: number
+  envdVersion: string
+  allowInternetAccess?: boolean
+  lifecycle?: SandboxInfoLifecycleJs
+}
+
+export interface SandboxInfoLifecycleJs {
+  onTimeout: string
+  autoResume: boolean
+}
+
+export interface SandboxListOptions {
+  metadata?: Record<string, string>
+  state?: Array<string>
+  limit?: number
+  nextToken?: string
+}
+
+/** The sandbox fields of `SandboxOpts`. */
+export interface SandboxOptions {
+  metadata?: Record<string, string>
+  envs?: Record<string, string>
+  timeoutMs?: number
+  secure?: boolean
+  allowInternetAccess?: boolean
+  lifecycle?: LifecycleOptions
+  autoPause?: boolean
+}
+
+/** `SnapshotInfo` with `createdAt` as epoch milliseconds. */
+export interface SnapshotInfoJs {
+  snapshotId: string
+  names: Array<string>
+  sandboxId?: string
+  parentSnapshotId?: string
+  createdAt?: number
+  sizeBytes?: number
+  mode?: string
+}
+
+export interface SnapshotListOptions {
+  sandboxId?: string
+  limit?: number
+  nextToken?: string
+}
+
 /** The version of the native addon. */
 export declare function version(): string
+
+export interface WriteEntryJs {
+  path: string
+  data: string | Buffer
+}
+
+export interface WriteInfoJs {
+  name: string
+  type?: string
+  path: string
+}

@@ -835,4 +835,18 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeCommandHandle = nativeBinding.NativeCommandHandle
+module.exports.JsCommandHandle = nativeBinding.JsCommandHandle
+module.exports.NativeCommands = nativeBinding.NativeCommands
+module.exports.JsCommands = nativeBinding.JsCommands
+module.exports.NativeFiles = nativeBinding.NativeFiles
+module.exports.JsFiles = nativeBinding.JsFiles
+module.exports.NativeFileStream = nativeBinding.NativeFileStream
+module.exports.JsFileStream = nativeBinding.JsFileStream
+module.exports.NativeSandbox = nativeBinding.NativeSandbox
+module.exports.JsSandbox = nativeBinding.JsSandbox
+module.exports.NativeSandboxPaginator = nativeBinding.NativeSandboxPaginator
+module.exports.JsSandboxPaginator = nativeBinding.JsSandboxPaginator
+module.exports.NativeSnapshotPaginator = nativeBinding.NativeSnapshotPaginator
+module.exports.JsSnapshotPaginator = nativeBinding.JsSnapshotPaginator
 module.exports.version = nativeBinding.version

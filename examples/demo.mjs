@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// `npm run demo`: the snapshot walkthrough of the Novita docs, on the local engine.
-// It starts `sandbank serve` on a temporary data dir, drives it with the published
-// `novita-sandbox` SDK exactly as the docs do, prints each step with its time, and stops the server.
-// Snapshot steps run when the server offers /snapshots; until then they are skipped with a note.
-import { Sandbox } from 'novita-sandbox'
-import { removeDataDir, startLocalServer } from '../lib/server.mjs'
+// `npm run demo`: the snapshot walkthrough of the Novita docs, through `sandbank` itself on its
+// local default: no API key, no URL — the first call finds the local `sandbank serve` daemon
+// (through its daemon.json) or starts one in the background, which stops by itself after 5 idle
+// minutes. The code is the docs' code with the import swapped; each step prints its time.
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Sandbox } from 'sandbank'
+import { dataDir } from '../lib/local.js'
 
 const t00 = performance.now()
 let stepNo = 0
@@ -20,23 +22,25 @@ async function step(title, fn) {
     throw e
   }
 }
-const skip = (title, why) => console.log(`    ${title.padEnd(44)}  skipped: ${why}`)
 
-let server
 const live = new Set() // sandboxes to kill if the demo stops half-way
 let failed = false
+const daemon = () => {
+  try {
+    return JSON.parse(readFileSync(join(dataDir(), 'daemon.json'), 'utf8'))
+  } catch {
+    return null
+  }
+}
 try {
-  await step('start `sandbank serve`', async () => {
-    server = await startLocalServer({ tmpPrefix: 'sandbank-demo-' })
-    return `${server.url} (data dir ${server.dataDir})`
-  })
-  const opts = server.sdkOpts()
-
+  const before = daemon()
   let sandbox
   await step('Sandbox.create()', async () => {
-    sandbox = await Sandbox.create(opts)
+    sandbox = await Sandbox.create()
     live.add(sandbox)
-    return `sandbox ${sandbox.sandboxId}`
+    const d = daemon()
+    const how = before && d && before.pid === d.pid ? 'reused the running local daemon' : 'started the local daemon'
+    return `sandbox ${sandbox.sandboxId} (${how}: ${d?.url}, pid ${d?.pid})`
   })
 
   await step("commands.run('echo ready > /tmp/status.txt')", async () => {
@@ -62,21 +66,15 @@ try {
   })
 
   // ── Snapshots (the docs' flow): createSnapshot → create from it → list → delete ──
-  const probe = await server.fetch('/snapshots?limit=1')
-  await probe.arrayBuffer()
-  if (probe.status === 404) {
-    for (const title of ['sandbox.createSnapshot()', 'Sandbox.create(snapshotId)', "  → cat /tmp/status.txt", 'sandbox.listSnapshots()', 'Sandbox.deleteSnapshot(snapshotId)']) {
-      skip(title, 'this server has no /snapshots yet (404)')
-    }
-  } else {
+  {
     let snapshot
     await step('sandbox.createSnapshot()', async () => {
-      snapshot = await sandbox.createSnapshot(opts)
+      snapshot = await sandbox.createSnapshot()
       return `snapshot ${snapshot.snapshotId}`
     })
     let copy
     await step('Sandbox.create(snapshotId)', async () => {
-      copy = await Sandbox.create(snapshot.snapshotId, opts)
+      copy = await Sandbox.create(snapshot.snapshotId)
       live.add(copy)
       return `sandbox ${copy.sandboxId}`
     })
@@ -86,9 +84,8 @@ try {
       return JSON.stringify(r.stdout)
     })
     await step('sandbox.listSnapshots()', async () => {
-      const pager = sandbox.listSnapshots({ ...opts, limit: 20 })
       const ids = []
-      while (pager.hasNext) ids.push(...(await pager.nextItems()).map((s) => s.snapshotId))
+      for await (const s of sandbox.listSnapshots({ limit: 20 })) ids.push(s.snapshotId)
       if (!ids.includes(snapshot.snapshotId)) throw new Error(`${snapshot.snapshotId} missing from ${ids}`)
       return ids.join(', ')
     })
@@ -97,7 +94,7 @@ try {
       live.delete(copy)
     })
     await step('Sandbox.deleteSnapshot(snapshotId)', async () => {
-      const ok = await Sandbox.deleteSnapshot(snapshot.snapshotId, opts)
+      const ok = await Sandbox.deleteSnapshot(snapshot.snapshotId)
       if (!ok) throw new Error('deleteSnapshot returned false')
       return 'deleted'
     })
@@ -110,17 +107,9 @@ try {
 } catch (e) {
   failed = true
   console.error(`\ndemo failed: ${e.stack ?? e}`)
-  if (server?.stderr) console.error(`\nserver stderr (last lines):\n${server.stderr.split('\n').slice(-20).join('\n')}`)
+  console.error(`\nthe local daemon's log: ${join(dataDir(), 'daemon.log')}`)
 } finally {
   for (const s of live) await s.kill().catch(() => {})
-  if (server) {
-    await step('stop the server (SIGTERM)', async () => {
-      const r = await server.stop()
-      if (r.code !== 0) throw new Error(`exited with ${r.code ?? r.signal}`)
-      removeDataDir(server.dataDir)
-      return `exited 0 in ${r.elapsedMs.toFixed(0)} ms`
-    }).catch(() => (failed = true))
-  }
   console.log(`\ndemo ${failed ? 'FAILED' : 'done'} in ${((performance.now() - t00) / 1000).toFixed(2)} s`)
   process.exitCode = failed ? 1 : 0
 }

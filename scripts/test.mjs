@@ -24,6 +24,9 @@ if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) proc
 
 const rust = step('Rust tests', 'cargo', ['test', '--release', '--workspace'])
 
+// The public types: `tsc --strict --noEmit` over a typed example of every call.
+const types = step('TypeScript types', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join('__test__', 'tsconfig.json')])
+
 const files = readdirSync(join(root, '__test__'))
   .filter((f) => f.endsWith('.test.mjs'))
   .sort()
@@ -36,5 +39,5 @@ const js = step('JS tests', process.execPath, [
   ...files,
 ])
 
-console.log(`\nsandbank tests: Rust ${rust ? 'passed' : 'FAILED'}, JS ${js ? 'passed' : 'FAILED'}`)
-process.exit(rust && js ? 0 : 1)
+console.log(`\nsandbank tests: Rust ${rust ? 'passed' : 'FAILED'}, types ${types ? 'passed' : 'FAILED'}, JS ${js ? 'passed' : 'FAILED'}`)
+process.exit(rust && types && js ? 0 : 1)

@@ -1,5 +1,13 @@
-//! The Node.js binding of sandbank. It stays thin: the SDK surface arrives with the SDK issue;
-//! until then it only reports its version so the build, packaging and loading are exercised.
+//! The Node.js binding of sandbank: a thin napi-rs layer over `sandbank-client`. Each export
+//! converts its arguments, calls the client, and maps the result or the error (errors are tagged
+//! `[Kind] message`; `index.js` turns them into the JS error classes). No logic lives here.
+
+mod commands;
+mod config;
+mod errors;
+mod files;
+mod paginator;
+mod sandbox;
 
 use napi_derive::napi;
 

@@ -25,7 +25,16 @@ pub struct ServeArgs {
     /// Where sandboxes, templates and state live.
     #[arg(long, env = "SANDBANK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Stop by itself after this many seconds with no sandbox and no request (0: never). The
+    /// SDK starts its background daemon with 300.
+    #[arg(long, default_value_t = 0)]
+    pub idle_exit_secs: u64,
 }
+
+/// The file, in the data directory, that tells clients where a running server is:
+/// `{"url", "apiKey", "pid", "dataDir"}` (mode 0600). Written once listening, removed on exit.
+/// The SDK's local default reads it to reuse a running daemon.
+pub const DAEMON_STATE_FILE: &str = "daemon.json";
 
 /// How long the engine gets to kill every sandbox once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -96,6 +105,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700));
     let data_dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
     let guest_exe = std::env::current_exe().context("locating the sandbank executable")?;
+    check_privileges()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
@@ -103,13 +113,116 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;
-        serve(Arc::new(engine), &key, args.listen).await
+        let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));
+        serve(Arc::new(engine), &key, args.listen, &data_dir, idle).await
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
 }
 
-async fn serve(engine: Arc<Engine>, key: &str, listen: SocketAddr) -> anyhow::Result<()> {
+/// Sandboxes need namespaces, mounts and cgroups: root, or at least CAP_SYS_ADMIN.
+fn check_privileges() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return Ok(());
+    }
+    let cap_eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u64 = 21;
+    if cap_eff & (1 << CAP_SYS_ADMIN) != 0 {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "running sandboxes needs root or CAP_SYS_ADMIN (namespaces, overlay mounts, cgroups), and this process \
+         (uid {euid}) has neither: run it as root, or point the SDK at a sandbank server that can \
+         (SANDBANK_URL and SANDBANK_API_KEY), or at the Novita cloud (NOVITA_API_KEY)"
+    )
+}
+
+/// Requests in flight and the time of the last one, for `--idle-exit-secs`.
+#[derive(Debug)]
+struct Activity {
+    inflight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+async fn track_activity(
+    axum::extract::State(activity): axum::extract::State<Arc<Activity>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering;
+    activity.inflight.fetch_add(1, Ordering::SeqCst);
+    let res = next.run(req).await;
+    *activity.last.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    activity.inflight.fetch_sub(1, Ordering::SeqCst);
+    res
+}
+
+/// Resolves once there has been no sandbox and no request for `idle`.
+async fn idle_for(state: AppState, activity: Arc<Activity>, idle: Duration) {
+    use std::sync::atomic::Ordering;
+    let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(tick).await;
+        if state.registry.len() > 0 || activity.inflight.load(Ordering::SeqCst) > 0 {
+            *activity.last.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+            continue;
+        }
+        if activity.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= idle {
+            return;
+        }
+    }
+}
+
+/// Writes `daemon.json` atomically (0600).
+fn write_daemon_state(data_dir: &Path, url: &str, key: &str) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(DAEMON_STATE_FILE);
+    let tmp = data_dir.join(format!(".{DAEMON_STATE_FILE}.{}", std::process::id()));
+    let body = serde_json::json!({
+        "url": url,
+        "apiKey": key,
+        "pid": std::process::id(),
+        "dataDir": data_dir,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(body.to_string().as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(path)
+}
+
+/// Removes `daemon.json` if it still names this process.
+fn remove_daemon_state(path: &Path) {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
+        == Some(u64::from(std::process::id()));
+    if ours {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+async fn serve(
+    engine: Arc<Engine>,
+    key: &str,
+    listen: SocketAddr,
+    data_dir: &Path,
+    idle: Option<Duration>,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Installed before the "listening" line: a signal right after it is still a clean stop.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -127,14 +240,30 @@ async fn serve(engine: Arc<Engine>, key: &str, listen: SocketAddr) -> anyhow::Re
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let activity = Arc::new(Activity {
+        inflight: std::sync::atomic::AtomicUsize::new(0),
+        last: std::sync::Mutex::new(std::time::Instant::now()),
+    });
+    let app = api::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(activity.clone(), track_activity));
     let server = tokio::spawn(
-        axum::serve(listener, api::router(state.clone()))
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = stop_rx.await;
             })
             .into_future(),
     );
     tracing::info!(%addr, "serving the Novita/E2B API");
+    let state_file = write_daemon_state(data_dir, &format!("http://{addr}"), key)?;
+    let idle_exit = {
+        let (state, activity) = (state.clone(), activity.clone());
+        async move {
+            match idle {
+                Some(d) => idle_for(state, activity, d).await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on http://{addr}").context("writing to stdout")?;
@@ -144,10 +273,12 @@ async fn serve(engine: Arc<Engine>, key: &str, listen: SocketAddr) -> anyhow::Re
     let server_failed = tokio::select! {
         _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); None }
         _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); None }
+        _ = idle_exit => { tracing::info!("idle: no sandbox and no request for {:?}, stopping", idle.unwrap_or_default()); None }
         r = server => Some(r),
     };
     // Stop accepting; open streams end when their sandboxes are killed.
     let _ = stop_tx.send(());
+    remove_daemon_state(&state_file);
     expiry.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.shutdown()).await.is_err() {
         tracing::warn!("the engine did not shut down within {SHUTDOWN_GRACE:?}");

@@ -1,0 +1,162 @@
+// A typed example of every call of the `sandbank` surface; `npm run typecheck` runs
+// `tsc --strict --noEmit` over it (never executed).
+import SandboxDefault, {
+  Sandbox,
+  SandboxPaginator,
+  SnapshotPaginator,
+  CommandHandle,
+  CommandExitError,
+  SandboxError,
+  TimeoutError,
+  InvalidArgumentError,
+  NotEnoughSpaceError,
+  NotFoundError,
+  FileNotFoundError,
+  SandboxNotFoundError,
+  AuthenticationError,
+  TemplateError,
+  RateLimitError,
+  FileType,
+  version,
+  serverBinaryPath,
+  type CommandResult,
+  type EntryInfo,
+  type ProcessInfo,
+  type SandboxInfo,
+  type SandboxOpts,
+  type SnapshotInfo,
+  type WriteInfo,
+  type ConnectionOpts,
+} from 'sandbank'
+
+async function everything(): Promise<void> {
+  const conn: ConnectionOpts = { apiKey: 'k', apiUrl: 'http://127.0.0.1:3000', sandboxUrl: 'http://127.0.0.1:3000', requestTimeoutMs: 30_000, headers: { 'X-Trace': '1' }, domain: 'example.com' }
+  const opts: SandboxOpts = { ...conn, metadata: { a: 'b' }, envs: { X: 'y' }, timeoutMs: 60_000, secure: true, allowInternetAccess: true, lifecycle: { onTimeout: 'kill' } }
+
+  const a: Sandbox = await Sandbox.create()
+  const b: Sandbox = await Sandbox.create(opts)
+  const c: Sandbox = await Sandbox.create('base', opts)
+  const d: Sandbox = await SandboxDefault.create({ template: 'base' })
+  const e: Sandbox = await Sandbox.connect(a.sandboxId, { timeoutMs: 10_000, ...conn })
+  const same: Sandbox = await e.connect({ timeoutMs: 1_000 })
+  const id: string = a.sandboxId
+  const domain: string = a.sandboxDomain
+  const host: string = a.getHost(8080)
+  const token: string | undefined = a.trafficAccessToken
+
+  const killed: boolean = await Sandbox.kill(id, conn)
+  const nothing: void = await b.kill()
+  await c.kill({ requestTimeoutMs: 5_000 })
+  await Sandbox.setTimeout(id, 60_000, conn)
+  await d.setTimeout(60_000)
+  const info: SandboxInfo = await Sandbox.getInfo(id, conn)
+  const info2: SandboxInfo = await a.getInfo()
+  const started: Date = info.startedAt
+  const mem: number = info2.memoryMB
+  const running: boolean = await a.isRunning({ requestTimeoutMs: 1_000 })
+
+  const pager: SandboxPaginator = Sandbox.list({ ...conn, query: { metadata: { a: 'b' }, state: ['running', 'paused'] }, limit: 10, nextToken: 'x' })
+  const more: boolean = pager.hasNext
+  const next: string | undefined = pager.nextToken
+  const page: SandboxInfo[] = await pager.nextItems()
+  for await (const s of Sandbox.list()) {
+    const sid: string = s.sandboxId
+  }
+
+  // Snapshots
+  const snap: SnapshotInfo = await a.createSnapshot()
+  const snap2: SnapshotInfo = await Sandbox.createSnapshot(id, conn)
+  const snapId: string = snap.snapshotId
+  const created: Date | undefined = snap.createdAt
+  const size: number | undefined = snap2.sizeBytes
+  const names: string[] | undefined = snap.names
+  const parent: string | undefined = snap.parentSnapshotId
+  const mode: string | undefined = snap.mode
+  const origin: string | undefined = snap.sandboxId
+  const fromSnap: Sandbox = await Sandbox.create(snap.snapshotId, conn)
+  const snaps: SnapshotPaginator = Sandbox.listSnapshots({ sandboxId: id, limit: 5, nextToken: undefined, ...conn })
+  const mine: SnapshotPaginator = a.listSnapshots({ limit: 5 })
+  const snapPage: SnapshotInfo[] = await mine.nextItems()
+  for await (const s of snaps) {
+    const sid: string = s.snapshotId
+  }
+  const deleted: boolean = await Sandbox.deleteSnapshot(snap.snapshotId, conn)
+
+  // Commands
+  const r: CommandResult = await a.commands.run('echo hi')
+  const r2: CommandResult = await a.commands.run('echo hi', {
+    envs: { A: 'b' },
+    cwd: '/tmp',
+    user: 'root',
+    timeoutMs: 0,
+    requestTimeoutMs: 10_000,
+    onStdout: (data: string) => console.log(data),
+    onStderr: async (data: string) => console.error(data),
+  })
+  const exit: number = r.exitCode
+  const out: string = r2.stdout
+  const h: CommandHandle = await a.commands.run('sleep 10', { background: true, stdin: true })
+  const pid: number = h.pid
+  const code: number | undefined = h.exitCode
+  const sofar: string = h.stdout + h.stderr
+  const err: string | undefined = h.error
+  await a.commands.sendStdin(h.pid, 'data\n')
+  await a.commands.sendStdin(h.pid, new Uint8Array([1, 2]))
+  const list: ProcessInfo[] = await a.commands.list()
+  const h2: CommandHandle = await a.commands.connect(pid, { onStdout: (s) => void s, timeoutMs: 0 })
+  await h2.disconnect()
+  const k1: boolean = await h.kill()
+  const k2: boolean = await a.commands.kill(pid)
+  const waited: CommandResult = await h.wait()
+  const either: CommandHandle | CommandResult = await a.commands.run('true', { background: Math.random() > 0.5 })
+
+  // Files
+  const text: string = await a.files.read('/tmp/a')
+  const text2: string = await a.files.read('/tmp/a', { format: 'text', user: 'root' })
+  const bytes: Uint8Array = await a.files.read('/tmp/a', { format: 'bytes' })
+  const blob: Blob = await a.files.read('/tmp/a', { format: 'blob' })
+  const stream: ReadableStream<Uint8Array> = await a.files.read('/tmp/a', { format: 'stream' })
+  const w1: WriteInfo = await a.files.write('/tmp/a', 'text')
+  const w2: WriteInfo = await a.files.write('/tmp/b', new ArrayBuffer(8), { user: 'root', useOctetStream: true })
+  const w3: WriteInfo = await a.files.write('/tmp/c', new Blob(['x']))
+  const w4: WriteInfo = await a.files.write('/tmp/d', stream)
+  const ws: WriteInfo[] = await a.files.write([{ path: '/tmp/e', data: 'e' }, { path: '/tmp/f', data: new ArrayBuffer(1) }])
+  const ws2: WriteInfo[] = await a.files.writeFiles([{ path: '/tmp/g', data: 'g' }])
+  const entries: EntryInfo[] = await a.files.list('/tmp', { depth: 2 })
+  const isFile: boolean = entries[0]?.type === FileType.FILE
+  const exists: boolean = await a.files.exists('/tmp/a')
+  const made: boolean = await a.files.makeDir('/tmp/dir')
+  const moved: EntryInfo = await a.files.rename('/tmp/a', '/tmp/a2')
+  await a.files.remove('/tmp/a2')
+  const st: EntryInfo = await a.files.getInfo('/tmp')
+  const modified: Date | undefined = st.modifiedTime
+
+  // Errors
+  try {
+    await a.commands.run('exit 3')
+  } catch (x) {
+    if (x instanceof CommandExitError) {
+      const n: number = x.exitCode
+      const o: string = x.stdout + x.stderr
+      const m: string | undefined = x.error
+    }
+    if (x instanceof SandboxError) console.log(x.name, x.message)
+  }
+  const errors: Error[] = [
+    new SandboxError('x'),
+    new TimeoutError('x'),
+    new InvalidArgumentError('x'),
+    new NotEnoughSpaceError('x'),
+    new NotFoundError('x'),
+    new FileNotFoundError('x'),
+    new SandboxNotFoundError('x'),
+    new AuthenticationError('x'),
+    new TemplateError('x'),
+    new RateLimitError('x'),
+    new CommandExitError({ exitCode: 1, stdout: '', stderr: '', error: 'exit status 1' }),
+  ]
+  const v: string = version() + serverBinaryPath()
+  void [b, e, same, domain, host, token, killed, nothing, running, started, mem, more, next, page, created, size, names, parent, mode, origin, fromSnap, snapId, snapPage, deleted, exit, out, code, sofar, err, list, k1, k2, waited, either, text, text2, bytes, blob, w1, w2, w3, w4, ws, ws2, isFile, exists, made, moved, modified, errors, v]
+}
+
+void everything

@@ -1,0 +1,29 @@
+//! Client errors → JS rejections tagged `[Kind] message` (the JS layer builds the classes).
+//! A `CommandExitError` carries its result as JSON after the tag.
+
+use napi::{Error, Status};
+use sandbank_client::Error as ClientError;
+
+pub fn to_napi(e: ClientError) -> Error {
+    let message = match &e {
+        ClientError::CommandExit(r) => serde_json::to_string(r).unwrap_or_default(),
+        other => other.message(),
+    };
+    Error::new(Status::GenericFailure, format!("[{}] {}", e.kind(), message))
+}
+
+/// `.napi()` on client results.
+pub trait IntoNapi<T> {
+    fn napi(self) -> napi::Result<T>;
+}
+
+impl<T> IntoNapi<T> for Result<T, ClientError> {
+    fn napi(self) -> napi::Result<T> {
+        self.map_err(to_napi)
+    }
+}
+
+/// Milliseconds from JS (numbers are f64) → u64; negative or NaN → 0.
+pub fn ms(v: Option<f64>) -> Option<u64> {
+    v.map(|x| if x.is_finite() && x > 0.0 { x.ceil() as u64 } else { 0 })
+}

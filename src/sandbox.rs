@@ -1,0 +1,309 @@
+//! `NativeSandbox`: create/connect (factories), the static control-plane calls, and the
+//! instance calls of one sandbox.
+
+use crate::commands::JsCommands;
+use crate::config::{resolve, ConnectionOptions};
+use crate::errors::{ms, IntoNapi};
+use crate::files::JsFiles;
+use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
+use napi_derive::napi;
+use sandbank_client::api::SandboxInfoLifecycle;
+use sandbank_client::{
+    Api, Sandbox, SandboxConnectOpts, SandboxCreateOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts,
+    SnapshotInfo, SnapshotListOpts,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[napi(object)]
+pub struct LifecycleOptions {
+    pub on_timeout: String,
+    pub auto_resume: Option<bool>,
+}
+
+/// The sandbox fields of `SandboxOpts`.
+#[napi(object)]
+#[derive(Default)]
+pub struct SandboxOptions {
+    pub metadata: Option<HashMap<String, String>>,
+    pub envs: Option<HashMap<String, String>>,
+    pub timeout_ms: Option<f64>,
+    pub secure: Option<bool>,
+    pub allow_internet_access: Option<bool>,
+    pub lifecycle: Option<LifecycleOptions>,
+    pub auto_pause: Option<bool>,
+}
+
+#[napi(object)]
+pub struct SandboxInfoLifecycleJs {
+    pub on_timeout: String,
+    pub auto_resume: bool,
+}
+
+/// `SandboxInfo` with times as epoch milliseconds.
+#[napi(object)]
+pub struct SandboxInfoJs {
+    pub sandbox_id: String,
+    pub template_id: String,
+    pub name: Option<String>,
+    pub metadata: HashMap<String, String>,
+    pub started_at: f64,
+    pub end_at: f64,
+    pub state: String,
+    pub cpu_count: u32,
+    pub memory_mb: f64,
+    pub envd_version: String,
+    pub allow_internet_access: Option<bool>,
+    pub lifecycle: Option<SandboxInfoLifecycleJs>,
+}
+
+impl From<SandboxInfo> for SandboxInfoJs {
+    fn from(i: SandboxInfo) -> Self {
+        SandboxInfoJs {
+            sandbox_id: i.sandbox_id,
+            template_id: i.template_id,
+            name: i.name,
+            metadata: i.metadata,
+            started_at: i.started_at.timestamp_millis() as f64,
+            end_at: i.end_at.timestamp_millis() as f64,
+            state: i.state,
+            cpu_count: i.cpu_count,
+            memory_mb: i.memory_mb as f64,
+            envd_version: i.envd_version,
+            allow_internet_access: i.allow_internet_access,
+            lifecycle: i.lifecycle.map(|SandboxInfoLifecycle { on_timeout, auto_resume }| SandboxInfoLifecycleJs {
+                on_timeout,
+                auto_resume,
+            }),
+        }
+    }
+}
+
+/// `SnapshotInfo` with `createdAt` as epoch milliseconds.
+#[napi(object)]
+pub struct SnapshotInfoJs {
+    pub snapshot_id: String,
+    pub names: Vec<String>,
+    pub sandbox_id: Option<String>,
+    pub parent_snapshot_id: Option<String>,
+    pub created_at: Option<f64>,
+    pub size_bytes: Option<f64>,
+    pub mode: Option<String>,
+}
+
+impl From<SnapshotInfo> for SnapshotInfoJs {
+    fn from(s: SnapshotInfo) -> Self {
+        SnapshotInfoJs {
+            snapshot_id: s.snapshot_id,
+            names: s.names,
+            sandbox_id: s.sandbox_id,
+            parent_snapshot_id: s.parent_snapshot_id,
+            created_at: s.created_at.map(|t| t.timestamp_millis() as f64),
+            size_bytes: s.size_bytes.map(|b| b as f64),
+            mode: s.mode,
+        }
+    }
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct SandboxListOptions {
+    pub metadata: Option<HashMap<String, String>>,
+    pub state: Option<Vec<String>>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+#[napi(object)]
+#[derive(Default)]
+pub struct SnapshotListOptions {
+    pub sandbox_id: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
+
+/// One sandbox. Cheap handles: the client's `Sandbox` is shared.
+#[napi(js_name = "NativeSandbox")]
+pub struct JsSandbox {
+    inner: Arc<Sandbox>,
+}
+
+fn api(conn: Option<ConnectionOptions>) -> napi::Result<Api> {
+    Ok(Api::new(resolve(conn)?))
+}
+
+#[napi]
+impl JsSandbox {
+    /// `Sandbox.create(template, opts)`.
+    #[napi(factory)]
+    pub async fn create(
+        template: Option<String>,
+        opts: Option<SandboxOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<JsSandbox> {
+        let config = resolve(conn)?;
+        let o = opts.unwrap_or_default();
+        let create = SandboxCreateOpts {
+            template,
+            metadata: o.metadata,
+            envs: o.envs,
+            timeout_ms: ms(o.timeout_ms),
+            secure: o.secure,
+            allow_internet_access: o.allow_internet_access,
+            lifecycle: o.lifecycle.map(|l| SandboxLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
+            auto_pause: o.auto_pause,
+        };
+        let inner = Sandbox::create(config, create).await.napi()?;
+        Ok(JsSandbox { inner: Arc::new(inner) })
+    }
+
+    /// `Sandbox.connect(id, opts)`.
+    #[napi(factory)]
+    pub async fn connect(
+        sandbox_id: String,
+        timeout_ms: Option<f64>,
+        secure: Option<bool>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<JsSandbox> {
+        let config = resolve(conn)?;
+        let inner = Sandbox::connect(config, &sandbox_id, SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure })
+            .await
+            .napi()?;
+        Ok(JsSandbox { inner: Arc::new(inner) })
+    }
+
+    /// `Sandbox.kill(id)`: `false` when there is no such sandbox.
+    #[napi]
+    pub async fn kill_sandbox(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
+        api(conn)?.kill(&sandbox_id).await.napi()
+    }
+
+    /// `Sandbox.getInfo(id)`.
+    #[napi]
+    pub async fn get_sandbox_info(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<SandboxInfoJs> {
+        api(conn)?.get_info(&sandbox_id).await.map(SandboxInfoJs::from).napi()
+    }
+
+    /// `Sandbox.setTimeout(id, ms)`.
+    #[napi]
+    pub async fn set_sandbox_timeout(sandbox_id: String, timeout_ms: f64, conn: Option<ConnectionOptions>) -> napi::Result<()> {
+        api(conn)?.set_timeout(&sandbox_id, ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
+    }
+
+    /// `Sandbox.list(opts)`: no request until `nextItems`.
+    #[napi]
+    pub fn list_sandboxes(opts: Option<SandboxListOptions>, conn: Option<ConnectionOptions>) -> napi::Result<JsSandboxPaginator> {
+        let o = opts.unwrap_or_default();
+        let list = SandboxListOpts {
+            metadata: o.metadata.map(|m| m.into_iter().collect()),
+            state: o.state,
+            limit: o.limit,
+            next_token: o.next_token,
+        };
+        Ok(JsSandboxPaginator::new(api(conn)?.list(list)))
+    }
+
+    /// `Sandbox.createSnapshot(id)`.
+    #[napi]
+    pub async fn create_snapshot_of(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<SnapshotInfoJs> {
+        api(conn)?.create_snapshot(&sandbox_id).await.map(SnapshotInfoJs::from).napi()
+    }
+
+    /// `Sandbox.listSnapshots(opts)`.
+    #[napi]
+    pub fn list_all_snapshots(opts: Option<SnapshotListOptions>, conn: Option<ConnectionOptions>) -> napi::Result<JsSnapshotPaginator> {
+        let o = opts.unwrap_or_default();
+        let p = api(conn)?
+            .list_snapshots(SnapshotListOpts { sandbox_id: o.sandbox_id, limit: o.limit, next_token: o.next_token })
+            .napi()?;
+        Ok(JsSnapshotPaginator::new(p))
+    }
+
+    /// `Sandbox.deleteSnapshot(id)`: `false` when there is no such snapshot.
+    #[napi]
+    pub async fn delete_snapshot(snapshot_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
+        api(conn)?.delete_snapshot(&snapshot_id).await.napi()
+    }
+
+    #[napi(getter)]
+    pub fn sandbox_id(&self) -> String {
+        self.inner.sandbox_id().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn sandbox_domain(&self) -> String {
+        self.inner.sandbox_domain().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn envd_version(&self) -> String {
+        self.inner.envd_version().to_string()
+    }
+
+    #[napi(getter)]
+    pub fn traffic_access_token(&self) -> Option<String> {
+        self.inner.traffic_access_token()
+    }
+
+    /// The connection options this sandbox was made with, resolved (for per-call merges).
+    #[napi(getter)]
+    pub fn api_url(&self) -> String {
+        self.inner.config().api_url.clone()
+    }
+
+    #[napi]
+    pub fn commands(&self) -> JsCommands {
+        JsCommands::new(self.inner.commands().clone())
+    }
+
+    #[napi]
+    pub fn files(&self) -> JsFiles {
+        JsFiles::new(self.inner.files().clone())
+    }
+
+    #[napi]
+    pub fn get_host(&self, port: u32) -> String {
+        self.inner.get_host(port as u16)
+    }
+
+    #[napi]
+    pub async fn reconnect(&self, timeout_ms: Option<f64>, secure: Option<bool>) -> napi::Result<()> {
+        let s = self.inner.clone();
+        s.reconnect(SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure }).await.napi()
+    }
+
+    #[napi]
+    pub async fn kill(&self) -> napi::Result<()> {
+        let s = self.inner.clone();
+        s.kill().await.napi()
+    }
+
+    #[napi]
+    pub async fn set_timeout(&self, timeout_ms: f64) -> napi::Result<()> {
+        let s = self.inner.clone();
+        s.set_timeout(ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
+    }
+
+    #[napi]
+    pub async fn get_info(&self) -> napi::Result<SandboxInfoJs> {
+        let s = self.inner.clone();
+        s.get_info().await.map(SandboxInfoJs::from).napi()
+    }
+
+    #[napi]
+    pub async fn is_running(&self, request_timeout_ms: Option<f64>) -> napi::Result<bool> {
+        let s = self.inner.clone();
+        s.is_running(ms(request_timeout_ms)).await.napi()
+    }
+
+    #[napi]
+    pub async fn create_snapshot(&self) -> napi::Result<SnapshotInfoJs> {
+        let s = self.inner.clone();
+        s.create_snapshot().await.map(SnapshotInfoJs::from).napi()
+    }
+
+    #[napi]
+    pub fn list_snapshots(&self, limit: Option<u32>, next_token: Option<String>) -> napi::Result<JsSnapshotPaginator> {
+        self.inner.list_snapshots(limit, next_token).map(JsSnapshotPaginator::new).napi()
+    }
+}

@@ -95,23 +95,11 @@ pub struct SandboxInfo {
 impl From<rest::SandboxDetail> for SandboxInfo {
     fn from(d: rest::SandboxDetail) -> Self {
         SandboxInfo {
-            sandbox_id: d.sandbox_id,
-            template_id: d.template_id,
-            name: d.alias.filter(|a| !a.is_empty()),
-            metadata: d.metadata,
-            started_at: d.started_at,
-            end_at: d.end_at,
-            state: d.state.as_str().to_string(),
-            cpu_count: d.cpu_count,
-            memory_mb: d.memory_mb,
-            envd_version: d.envd_version,
             allow_internet_access: d.allow_internet_access,
-            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle {
-                on_timeout: l.on_timeout,
-                auto_resume: l.auto_resume,
-            }),
+            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
             envd_access_token: d.envd_access_token,
             sandbox_domain: d.domain.filter(|d| !d.is_empty()),
+            ..SandboxInfo::from(d.base)
         }
     }
 }

@@ -12,6 +12,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+/// File data is copied, and its writeback started, this much at a time.
+const WRITEBACK_CHUNK: i64 = 8 << 20;
+
 /// What a copy moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CopyStats {
@@ -78,7 +81,8 @@ impl Copier {
             let mut off_in = data;
             let mut off_out = data;
             while off_in < hole {
-                let chunk = (hole - off_in).min(1 << 30) as usize;
+                let chunk = (hole - off_in).min(WRITEBACK_CHUNK) as usize;
+                let written_from = off_out;
                 // SAFETY: copy_file_range(2) between two open fds with valid offset pointers.
                 let n = unsafe {
                     libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, chunk, 0)
@@ -90,14 +94,14 @@ impl Copier {
                     break;
                 }
                 self.stats.bytes += n as u64;
+                // Start writing this piece back while the next one is copied: the sync that
+                // follows the copy then has little left to wait for.
+                // SAFETY: sync_file_range(2) on an open fd; it only starts asynchronous writeback.
+                unsafe { libc::sync_file_range(to.as_raw_fd(), written_from, n as i64, libc::SYNC_FILE_RANGE_WRITE) };
             }
             pos = hole;
         }
         to.set_len(len)?;
-        // Start writing it back now, while the copy goes on: the sync that follows the copy then
-        // has less left to wait for.
-        // SAFETY: sync_file_range(2) on an open fd; it only starts asynchronous writeback.
-        unsafe { libc::sync_file_range(to.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
         self.stats.files += 1;
         Ok(())
     }

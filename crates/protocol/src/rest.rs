@@ -92,42 +92,6 @@ pub struct Lifecycle {
     pub on_timeout: String,
 }
 
-/// `GET /sandboxes/{id}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SandboxDetail {
-    #[serde(rename = "sandboxID")]
-    pub sandbox_id: String,
-    #[serde(rename = "templateID")]
-    pub template_id: String,
-    #[serde(rename = "clientID")]
-    pub client_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
-    #[serde(rename = "startedAt")]
-    pub started_at: DateTime<Utc>,
-    #[serde(rename = "endAt")]
-    pub end_at: DateTime<Utc>,
-    pub state: SandboxState,
-    #[serde(rename = "cpuCount")]
-    pub cpu_count: u32,
-    #[serde(rename = "memoryMB")]
-    pub memory_mb: u64,
-    #[serde(rename = "diskSizeMB")]
-    pub disk_size_mb: u64,
-    #[serde(rename = "envdVersion")]
-    pub envd_version: String,
-    #[serde(rename = "envdAccessToken", default, skip_serializing_if = "Option::is_none")]
-    pub envd_access_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    #[serde(default)]
-    pub metadata: HashMap<String, String>,
-    #[serde(rename = "allowInternetAccess", default, skip_serializing_if = "Option::is_none")]
-    pub allow_internet_access: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<Lifecycle>,
-}
-
 /// An item of `GET /v2/sandboxes`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedSandbox {
@@ -154,6 +118,21 @@ pub struct ListedSandbox {
     pub envd_version: String,
     #[serde(default)]
     pub metadata: HashMap<String, String>,
+}
+
+/// `GET /sandboxes/{id}`: a listed sandbox and what only the detail carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxDetail {
+    #[serde(flatten)]
+    pub base: ListedSandbox,
+    #[serde(rename = "envdAccessToken", default, skip_serializing_if = "Option::is_none")]
+    pub envd_access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(rename = "allowInternetAccess", default, skip_serializing_if = "Option::is_none")]
+    pub allow_internet_access: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
 }
 
 /// `POST /sandboxes/{id}/timeout`. Seconds.

@@ -62,24 +62,7 @@ fn listed(e: &Entry) -> ListedSandbox {
 }
 
 fn detail(e: &Entry) -> SandboxDetail {
-    SandboxDetail {
-        sandbox_id: e.id.clone(),
-        template_id: e.template.clone(),
-        client_id: CLIENT_ID.into(),
-        alias: None,
-        started_at: e.started_at,
-        end_at: e.end_at,
-        state: SandboxState::Running,
-        cpu_count: e.limits.cpu_count,
-        memory_mb: e.limits.memory_mb,
-        disk_size_mb: e.limits.disk_mb,
-        envd_version: ENVD_VERSION.into(),
-        envd_access_token: None,
-        domain: None,
-        metadata: e.metadata.clone(),
-        allow_internet_access: None,
-        lifecycle: None,
-    }
+    SandboxDetail { base: listed(e), envd_access_token: None, domain: None, allow_internet_access: None, lifecycle: None }
 }
 
 pub async fn create(

@@ -496,7 +496,8 @@ impl Api {
 
     /// `Sandbox.list`: a paginator; no request until `next_items`.
     pub fn list(&self, opts: SandboxListOpts) -> SandboxPaginator {
-        SandboxPaginator::new(self.clone(), opts)
+        let token = opts.next_token.clone();
+        SandboxPaginator::new(self.clone(), opts, token)
     }
 
     /// `Sandbox.createSnapshot`: `POST /sandboxes/{id}/snapshots {}`.
@@ -518,7 +519,8 @@ impl Api {
     /// `Sandbox.listSnapshots`: a paginator over `GET /snapshots`.
     pub fn list_snapshots(&self, opts: SnapshotListOpts) -> Result<SnapshotPaginator> {
         self.refuse_legacy("Sandbox.listSnapshots")?;
-        Ok(SnapshotPaginator::new(self.clone(), opts))
+        let token = opts.next_token.clone();
+        Ok(SnapshotPaginator::new(self.clone(), opts, token))
     }
 
     /// `Sandbox.deleteSnapshot`: `DELETE /templates/{id}`; `false` when the API says 404.

@@ -1,5 +1,5 @@
-//! `SandboxPaginator` and `SnapshotPaginator` (`BasePaginator` of the JS SDK): built without a
-//! request; `has_next` starts true; each `next_items` fetches one page and follows `x-next-token`.
+//! `SandboxPaginator` and `SnapshotPaginator` (`BasePaginator` of the JS SDK), one generic
+//! [`Paginator`] over a [`Listing`]: built without a request; `has_next` starts true; each `next_items` fetches one page and follows `x-next-token`.
 
 use crate::api::{
     sandbox_list_query, snapshot_list_query, Api, SandboxInfo, SandboxListOpts, SnapshotInfo,
@@ -55,22 +55,70 @@ impl Pages {
     }
 }
 
-/// Pages of [`SandboxInfo`] from `GET /v2/sandboxes`. Cheap to clone (shared state).
-#[derive(Clone, Debug)]
-pub struct SandboxPaginator {
+/// One kind of listing: where its pages come from and what their items are.
+pub trait Listing: Send + Sync + 'static {
+    /// What a page yields.
+    type Item;
+    /// The item as the server sends it.
+    type Wire: serde::de::DeserializeOwned;
+    /// The path of the list endpoint.
+    const PATH: &'static str;
+    /// For error messages: `"list sandboxes"`.
+    const WHAT: &'static str;
+    /// The query string for the page after `token`.
+    fn query(&self, token: Option<&str>) -> String;
+    /// The items of one page, from the response body.
+    fn items(body: Option<Vec<Self::Wire>>) -> Vec<Self::Item>;
+}
+
+impl Listing for SandboxListOpts {
+    type Item = SandboxInfo;
+    type Wire = rest::ListedSandbox;
+    const PATH: &'static str = "/v2/sandboxes";
+    const WHAT: &'static str = "list sandboxes";
+    fn query(&self, token: Option<&str>) -> String {
+        sandbox_list_query(self.metadata.as_deref(), self.state.as_deref(), self.limit, token)
+    }
+    fn items(body: Option<Vec<rest::ListedSandbox>>) -> Vec<SandboxInfo> {
+        body.unwrap_or_default().into_iter().map(SandboxInfo::from).collect()
+    }
+}
+
+impl Listing for SnapshotListOpts {
+    type Item = SnapshotInfo;
+    type Wire = SnapshotInfo;
+    const PATH: &'static str = "/snapshots";
+    const WHAT: &'static str = "list snapshots";
+    fn query(&self, token: Option<&str>) -> String {
+        snapshot_list_query(self.sandbox_id.as_deref(), self.limit, token)
+    }
+    fn items(body: Option<Vec<SnapshotInfo>>) -> Vec<SnapshotInfo> {
+        body.unwrap_or_default()
+    }
+}
+
+/// Pages of a listing. Cheap to clone (shared state).
+#[derive(Debug)]
+pub struct Paginator<L: Listing> {
     api: Api,
-    opts: Arc<SandboxListOpts>,
+    opts: Arc<L>,
     pages: Arc<Pages>,
 }
 
-impl SandboxPaginator {
-    pub(crate) fn new(api: Api, opts: SandboxListOpts) -> Self {
-        let pages = Arc::new(Pages::new(opts.next_token.clone()));
-        Self {
-            api,
-            opts: Arc::new(opts),
-            pages,
-        }
+impl<L: Listing> Clone for Paginator<L> {
+    fn clone(&self) -> Self {
+        Self { api: self.api.clone(), opts: Arc::clone(&self.opts), pages: Arc::clone(&self.pages) }
+    }
+}
+
+/// Pages of [`SandboxInfo`] from `GET /v2/sandboxes`.
+pub type SandboxPaginator = Paginator<SandboxListOpts>;
+/// Pages of [`SnapshotInfo`] from `GET /snapshots`.
+pub type SnapshotPaginator = Paginator<SnapshotListOpts>;
+
+impl<L: Listing> Paginator<L> {
+    pub(crate) fn new(api: Api, opts: L, next_token: Option<String>) -> Self {
+        Self { api, opts: Arc::new(opts), pages: Arc::new(Pages::new(next_token)) }
     }
 
     pub fn has_next(&self) -> bool {
@@ -81,76 +129,16 @@ impl SandboxPaginator {
         self.pages.next_token()
     }
 
-    pub async fn next_items(&self) -> Result<Vec<SandboxInfo>> {
+    pub async fn next_items(&self) -> Result<Vec<L::Item>> {
         let token = self.pages.begin()?;
-        let query = sandbox_list_query(
-            self.opts.metadata.as_deref(),
-            self.opts.state.as_deref(),
-            self.opts.limit,
-            token.as_deref(),
-        );
-        let res = self
-            .api
-            .send(Method::GET, "/v2/sandboxes", &query, None)
-            .await?;
+        let query = self.opts.query(token.as_deref());
+        let res = self.api.send(Method::GET, L::PATH, &query, None).await?;
         res.check()?;
         self.pages.update(res.next_token());
         if res.body.is_empty() {
             return Ok(Vec::new());
         }
-        let items: Option<Vec<rest::ListedSandbox>> = res.json("list sandboxes")?;
-        Ok(items
-            .unwrap_or_default()
-            .into_iter()
-            .map(SandboxInfo::from)
-            .collect())
-    }
-}
-
-/// Pages of [`SnapshotInfo`] from `GET /snapshots`. Cheap to clone (shared state).
-#[derive(Clone, Debug)]
-pub struct SnapshotPaginator {
-    api: Api,
-    opts: Arc<SnapshotListOpts>,
-    pages: Arc<Pages>,
-}
-
-impl SnapshotPaginator {
-    pub(crate) fn new(api: Api, opts: SnapshotListOpts) -> Self {
-        let pages = Arc::new(Pages::new(opts.next_token.clone()));
-        Self {
-            api,
-            opts: Arc::new(opts),
-            pages,
-        }
-    }
-
-    pub fn has_next(&self) -> bool {
-        self.pages.has_next()
-    }
-
-    pub fn next_token(&self) -> Option<String> {
-        self.pages.next_token()
-    }
-
-    pub async fn next_items(&self) -> Result<Vec<SnapshotInfo>> {
-        let token = self.pages.begin()?;
-        let query = snapshot_list_query(
-            self.opts.sandbox_id.as_deref(),
-            self.opts.limit,
-            token.as_deref(),
-        );
-        let res = self
-            .api
-            .send(Method::GET, "/snapshots", &query, None)
-            .await?;
-        res.check()?;
-        self.pages.update(res.next_token());
-        if res.body.is_empty() {
-            return Ok(Vec::new());
-        }
-        let items: Option<Vec<SnapshotInfo>> = res.json("list snapshots")?;
-        Ok(items.unwrap_or_default())
+        Ok(L::items(res.json(L::WHAT)?))
     }
 }
 

@@ -1,6 +1,8 @@
-//! `sandbank`: the local engine's server and the guest agent inside each sandbox.
+//! `sandbank`: the local engine's server, the CLI (sandboxes, snapshots, doctor) and the guest
+//! agent inside each sandbox.
 
 mod api;
+mod cli;
 mod envd;
 mod guest;
 mod proxy;
@@ -20,6 +22,26 @@ struct Cli {
 enum Command {
     /// Serve the Novita/E2B-compatible API with sandboxes on this machine.
     Serve(serve::ServeArgs),
+    /// Sandboxes of the configured server: list, kill.
+    #[command(subcommand)]
+    Sandboxes(cli::SandboxesCmd),
+    /// Snapshots of the configured server: list, delete.
+    #[command(subcommand)]
+    Snapshots(cli::SnapshotsCmd),
+    /// Snapshot a sandbox; prints the snapshot ID.
+    Snapshot {
+        #[arg(value_name = "SANDBOX_ID")]
+        sandbox_id: String,
+        /// Print the snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check what the local engine needs from this machine and say what is missing.
+    Doctor {
+        /// Machine-readable output: a JSON array of {status, check, detail}.
+        #[arg(long)]
+        json: bool,
+    },
     /// PID 1 inside a sandbox (started by `serve`, not by hand).
     #[command(hide = true)]
     Guest {
@@ -32,6 +54,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Sandboxes(cmd) => cli::run(|| cli::sandboxes::main(cmd)),
+        Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
+        Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
+        Command::Doctor { json } => cli::doctor::main(json),
         Command::Guest { config } => guest::main(&config),
     }
 }

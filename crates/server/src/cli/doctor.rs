@@ -1,0 +1,374 @@
+//! `sandbank doctor [--json]`: what the local engine needs from this machine, and what is
+//! missing. One line per check: `ok|missing|warn  <check>  <detail or fix>`; exit 1 when
+//! anything is missing.
+
+use super::{data_dir, print_out, read_daemon, DaemonState};
+use serde::Serialize;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Missing,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Missing => "missing",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub status: Status,
+    pub check: String,
+    pub detail: String,
+}
+
+fn check(status: Status, name: &str, detail: impl Into<String>) -> Check {
+    Check { status, check: name.into(), detail: detail.into() }
+}
+
+pub fn main(json: bool) -> ExitCode {
+    let checks = run_checks();
+    if json {
+        print_out(&super::json_text(&serde_json::to_value(&checks).expect("JSON")));
+    } else {
+        print_out(&render(&checks));
+    }
+    if checks.iter().any(|c| c.status == Status::Missing) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn render(checks: &[Check]) -> String {
+    let w = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+    checks.iter().map(|c| format!("{:<7}  {:<w$}  {}\n", c.status.as_str(), c.check, c.detail)).collect()
+}
+
+pub fn run_checks() -> Vec<Check> {
+    let mut out = vec![privileges(), kernel(), overlayfs()];
+    out.extend(namespaces());
+    out.push(cgroups());
+    out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
+    match data_dir() {
+        Some(dir) => {
+            out.push(disk(&dir));
+            out.push(writable(&dir));
+            out.push(daemon(&dir));
+        }
+        None => out.push(check(
+            Status::Missing,
+            "data dir",
+            "none: set SANDBANK_DATA_DIR, XDG_DATA_HOME or HOME (or pass --data-dir to `sandbank serve`)",
+        )),
+    }
+    out
+}
+
+fn privileges() -> Check {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return check(Status::Ok, "privileges", "running as root");
+    }
+    let cap_eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u64 = 21;
+    if cap_eff & (1 << CAP_SYS_ADMIN) != 0 {
+        return check(Status::Ok, "privileges", format!("uid {euid} with CAP_SYS_ADMIN"));
+    }
+    check(
+        Status::Missing,
+        "privileges",
+        format!("uid {euid} without CAP_SYS_ADMIN: run `sandbank serve` as root (e.g. with sudo)"),
+    )
+}
+
+fn kernel() -> Check {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| r.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    if !cfg!(target_os = "linux") {
+        return check(Status::Missing, "kernel", format!("{release}: the local engine needs Linux"));
+    }
+    let mut nums =
+        release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    if (major, minor) >= (5, 4) {
+        check(Status::Ok, "kernel", format!("Linux {release}"))
+    } else {
+        check(
+            Status::Warn,
+            "kernel",
+            format!("Linux {release}: untested below 5.4; upgrade if sandboxes fail to start"),
+        )
+    }
+}
+
+fn overlayfs() -> Check {
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if fs.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+        check(Status::Ok, "overlayfs", "overlay listed in /proc/filesystems")
+    } else {
+        check(
+            Status::Missing,
+            "overlayfs",
+            "overlay is not in /proc/filesystems: run `modprobe overlay` (CONFIG_OVERLAY_FS)",
+        )
+    }
+}
+
+/// Whether a child can `unshare(flag)`: `Ok(())` or the errno.
+fn try_unshare(flag: libc::c_int) -> Result<(), nix::errno::Errno> {
+    // SAFETY: the child only calls async-signal-safe functions (unshare, _exit) before exiting.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    if pid == 0 {
+        // SAFETY: unshare takes flags only; _exit never returns.
+        unsafe {
+            let code = if libc::unshare(flag) == 0 { 0 } else { *libc::__errno_location() & 0xff };
+            libc::_exit(code);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a valid pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if r < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else if libc::WIFEXITED(status) {
+        Err(nix::errno::Errno::from_raw(libc::WEXITSTATUS(status)))
+    } else {
+        Err(nix::errno::Errno::UnknownErrno)
+    }
+}
+
+fn namespaces() -> Vec<Check> {
+    [
+        ("user", "user", libc::CLONE_NEWUSER),
+        ("mnt", "mount", libc::CLONE_NEWNS),
+        ("pid", "pid", libc::CLONE_NEWPID),
+        ("net", "net", libc::CLONE_NEWNET),
+    ]
+    .into_iter()
+    .map(|(file, name, flag)| {
+        let label = format!("{name} namespace");
+        let path = format!("/proc/self/ns/{file}");
+        if !Path::new(&path).exists() {
+            return check(
+                Status::Missing,
+                &label,
+                format!("{path} is missing: the kernel lacks CONFIG_{}_NS", name.to_uppercase()),
+            );
+        }
+        match try_unshare(flag) {
+            Ok(()) => check(Status::Ok, &label, "a child can unshare it"),
+            Err(e) => check(
+                Status::Missing,
+                &label,
+                format!("unshare failed ({e}): run as root; in a container, allow namespaces (e.g. --privileged)"),
+            ),
+        }
+    })
+    .collect()
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "freezer"];
+
+fn cgroups() -> Check {
+    let root = Path::new(CGROUP_ROOT);
+    if root.join("cgroup.controllers").exists() {
+        // v2: freezing is built in (cgroup.freeze); the others must be available to delegate.
+        let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let have: Vec<&str> = available.split_whitespace().collect();
+        let missing: Vec<&str> = ["memory", "pids", "cpu"].into_iter().filter(|c| !have.contains(c)).collect();
+        if !missing.is_empty() {
+            return check(
+                Status::Missing,
+                "cgroups",
+                format!(
+                    "cgroup v2 without the {} controller(s) in {}: enable them in the parent's cgroup.subtree_control (systemd: Delegate=yes)",
+                    missing.join(", "),
+                    root.join("cgroup.controllers").display()
+                ),
+            );
+        }
+        if std::fs::metadata(root.join("cgroup.subtree_control")).is_ok_and(|m| m.permissions().readonly()) {
+            return check(Status::Missing, "cgroups", format!("{CGROUP_ROOT} is read-only: mount it read-write"));
+        }
+        return check(Status::Ok, "cgroups", "cgroup v2 with memory, pids, cpu (freezer built in)");
+    }
+    let enabled = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+    let is_enabled = |c: &str| {
+        enabled.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&c) && f.get(3) == Some(&"1")
+        })
+    };
+    let missing: Vec<String> =
+        CONTROLLERS.iter().filter(|c| !is_enabled(c) || !root.join(c).is_dir()).map(|c| c.to_string()).collect();
+    if missing.is_empty() {
+        check(Status::Ok, "cgroups", "cgroup v1 with memory, pids, cpu, freezer")
+    } else {
+        check(
+            Status::Missing,
+            "cgroups",
+            format!(
+                "cgroup v1 without {} mounted under {CGROUP_ROOT}: mount each hierarchy (e.g. `mount -t cgroup -o memory cgroup {CGROUP_ROOT}/memory`) or boot with cgroup v2",
+                missing.join(", ")
+            ),
+        )
+    }
+}
+
+/// The directory itself if it exists, else its nearest existing ancestor.
+fn existing_ancestor(dir: &Path) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            return PathBuf::from("/");
+        }
+    }
+    p
+}
+
+const LOW_DISK: u64 = 2 * 1024 * 1024 * 1024;
+
+fn disk(dir: &Path) -> Check {
+    let at = existing_ancestor(dir);
+    match nix::sys::statvfs::statvfs(&at) {
+        Ok(s) => {
+            // The field types differ between targets (u32 on some 32-bit ones).
+            #[allow(clippy::useless_conversion)]
+            let free = u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()));
+            let text = format!("{} free at {}", super::table::human_bytes(free), at.display());
+            if free < LOW_DISK {
+                check(Status::Warn, "disk", format!("{text}: snapshots copy sandbox layers; free some space"))
+            } else {
+                check(Status::Ok, "disk", text)
+            }
+        }
+        Err(e) => check(Status::Warn, "disk", format!("statvfs {}: {e}", at.display())),
+    }
+}
+
+fn writable(dir: &Path) -> Check {
+    if dir.is_dir() {
+        let probe = dir.join(format!(".doctor.{}", std::process::id()));
+        return match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                check(Status::Ok, "data dir", format!("{} is writable", dir.display()))
+            }
+            Err(e) => check(
+                Status::Missing,
+                "data dir",
+                format!("{} is not writable ({e}): fix its owner/permissions or set SANDBANK_DATA_DIR", dir.display()),
+            ),
+        };
+    }
+    let at = existing_ancestor(dir);
+    if !at.is_dir() {
+        return check(
+            Status::Missing,
+            "data dir",
+            format!("{} cannot be created ({} is not a directory): set SANDBANK_DATA_DIR", dir.display(), at.display()),
+        );
+    }
+    if nix::unistd::access(&at, nix::unistd::AccessFlags::W_OK).is_ok() {
+        check(Status::Ok, "data dir", format!("{} does not exist yet; `sandbank serve` creates it", dir.display()))
+    } else {
+        check(
+            Status::Missing,
+            "data dir",
+            format!("{} cannot be created ({} is not writable): set SANDBANK_DATA_DIR", dir.display(), at.display()),
+        )
+    }
+}
+
+/// `GET /health` on `url` (`http://host:port`): the HTTP status, or why not.
+fn health(url: &str) -> Result<u16, String> {
+    let hostport = url.strip_prefix("http://").ok_or_else(|| format!("{url} is not an http:// URL"))?;
+    let hostport = hostport.split('/').next().unwrap_or(hostport);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| format!("{hostport} resolves to nothing"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
+    write!(s, "GET /health HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let _ = s.take(4096).read_to_end(&mut buf);
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| "no HTTP answer".to_string())
+}
+
+fn daemon(dir: &Path) -> Check {
+    let file = dir.join(crate::serve::DAEMON_STATE_FILE);
+    match read_daemon(dir) {
+        DaemonState::Absent => check(
+            Status::Warn,
+            "daemon",
+            format!(
+                "not running (no {}): start one with `sandbank serve` (the SDK starts one on demand)",
+                file.display()
+            ),
+        ),
+        DaemonState::Stale(pid) => check(
+            Status::Warn,
+            "daemon",
+            format!("not running ({} names pid {pid}, which is gone): start one with `sandbank serve`", file.display()),
+        ),
+        DaemonState::Running(d) => match health(&d.url) {
+            Ok(200) => check(Status::Ok, "daemon", format!("pid {} serving {} (/health ok)", d.pid, d.url)),
+            Ok(code) => check(
+                Status::Missing,
+                "daemon",
+                format!("pid {} at {} answers /health with {code}: restart it", d.pid, d.url),
+            ),
+            Err(e) => check(
+                Status::Missing,
+                "daemon",
+                format!(
+                    "pid {} at {} does not answer /health ({e}): stop it and run `sandbank serve` again",
+                    d.pid, d.url
+                ),
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_status_check_detail_aligned() {
+        let t = render(&[
+            check(Status::Ok, "kernel", "Linux 6.1"),
+            check(Status::Missing, "overlayfs", "modprobe overlay"),
+        ]);
+        assert_eq!(t, "ok       kernel     Linux 6.1\nmissing  overlayfs  modprobe overlay\n");
+    }
+}

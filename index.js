@@ -8,6 +8,7 @@
 
 const binding = require('./binding.js')
 const local = require('./lib/local.js')
+const { isNativeError } = require('node:util').types
 
 const { NativeSandbox } = binding
 
@@ -136,7 +137,9 @@ const TAG = /^\[([A-Za-z]+)\] ([\s\S]*)$/
 
 /** A native rejection (`[Kind] message`) → the matching JS error; anything else unchanged. */
 function mapError(e) {
-  const m = e instanceof Error ? TAG.exec(e.message) : null
+  // isNativeError, not `instanceof Error`: the addon's errors come from the realm that loaded it
+  // (under Jest, not the test's realm, whose `Error` is another constructor).
+  const m = isNativeError(e) && typeof e.message === 'string' ? TAG.exec(e.message) : null
   if (!m) return e
   const [, kind, message] = m
   if (kind === 'CommandExitError') {

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // `npx sandbank …`: runs the native `sandbank` binary with the same arguments.
-// The binary is found via $SANDBANK_BIN, then <package>/native/sandbank (put there by `npm run build`).
+// The binary is found via $SANDBANK_BIN, then <package>/native/sandbank (put there by `npm run build`),
+// then the platform package (`sandbank-linux-x64-gnu`, …) that npm installed.
 // Signals are forwarded to it and its exit code (or signal) becomes ours.
 'use strict'
 
 const { spawn } = require('node:child_process')
 const { existsSync } = require('node:fs')
-const { join } = require('node:path')
+const { serverBinaryPath, platformPackages } = require('../lib/local.js')
 
 function findBinary() {
   if (process.env.SANDBANK_BIN) {
@@ -16,11 +17,16 @@ function findBinary() {
     }
     return process.env.SANDBANK_BIN
   }
-  const bundled = join(__dirname, '..', 'native', 'sandbank')
-  if (existsSync(bundled)) return bundled
+  // <package>/native/sandbank (a build from source), else the platform package's binary.
+  const bin = serverBinaryPath()
+  if (existsSync(bin)) return bin
+  if (process.platform !== 'linux') {
+    console.error(`sandbank: the native binary (the local engine) needs Linux; this is ${process.platform}-${process.arch}.`)
+    process.exit(127)
+  }
   console.error(
-    `sandbank: the native binary is missing (looked for ${bundled}).\n` +
-      'Run `npm run build` in the sandbank package (needs Rust and cargo), or set SANDBANK_BIN to a built `sandbank` binary.',
+    `sandbank: the native binary is missing (looked for ${bin} and in ${platformPackages().join(', ')}).\n` +
+      'Reinstall sandbank without --omit=optional, run `npm run build` in a checkout (needs Rust and cargo), or set SANDBANK_BIN to a built `sandbank` binary.',
   )
   process.exit(127)
 }

@@ -13,7 +13,7 @@
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
-const { join } = require('node:path')
+const { dirname, join } = require('node:path')
 
 const STATE_FILE = 'daemon.json'
 const LOG_FILE = 'daemon.log'
@@ -40,9 +40,45 @@ function dataDir() {
   return join(base, 'sandbank')
 }
 
-/** The `sandbank` binary: $SANDBANK_BIN, else the one beside the addon (`native/sandbank`). */
+/** Whether this Linux uses musl (Alpine) rather than glibc. */
+function isMusl() {
+  try {
+    return !process.report.getReport().header.glibcVersionRuntime
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The npm packages that may carry the `sandbank` binary on this machine, best match first: the
+ * platform package (`sandbank-linux-x64-gnu`, …) npm installed from the optional dependencies.
+ */
+function platformPackages() {
+  if (process.platform !== 'linux') return []
+  const libcs = isMusl() ? ['musl', 'gnu'] : ['gnu', 'musl']
+  return libcs.map((libc) => `sandbank-linux-${process.arch}-${libc}`)
+}
+
+/**
+ * The `sandbank` binary: $SANDBANK_BIN, else `native/sandbank` in this package (a build from
+ * source, `npm run build`), else the one in the platform package. When none exists, the path
+ * where a build would put it (the error messages name it).
+ */
 function serverBinaryPath() {
-  return process.env.SANDBANK_BIN || join(__dirname, '..', 'native', 'sandbank')
+  if (process.env.SANDBANK_BIN) return process.env.SANDBANK_BIN
+  const built = join(__dirname, '..', 'native', 'sandbank')
+  if (fs.existsSync(built)) return built
+  for (const name of platformPackages()) {
+    let dir
+    try {
+      dir = dirname(require.resolve(`${name}/package.json`))
+    } catch {
+      continue
+    }
+    const bin = join(dir, 'sandbank')
+    if (fs.existsSync(bin)) return bin
+  }
+  return built
 }
 
 function alive(pid) {
@@ -87,14 +123,17 @@ class LocalDaemonError extends Error {}
 
 /** Starts `sandbank serve` in the background and resolves with its daemon.json. */
 async function startDaemon(dir) {
-  const bin = serverBinaryPath()
-  if (!fs.existsSync(bin)) {
+  if (process.platform !== 'linux') {
     throw new LocalDaemonError(
-      `sandbank: no server configured and the local engine binary ${bin} is missing: run \`npm run build\`, set SANDBANK_BIN, or configure a server (SANDBANK_URL, or NOVITA_API_KEY for the Novita cloud)`,
+      `sandbank: no server configured, and the local engine needs Linux (this is ${process.platform}-${process.arch}): set NOVITA_API_KEY to use the Novita cloud, or SANDBANK_URL (and SANDBANK_API_KEY) to use a sandbank server running on a Linux machine`,
     )
   }
-  if (process.platform !== 'linux') {
-    throw new LocalDaemonError(`sandbank: the local engine needs Linux (this is ${process.platform}); configure a server (SANDBANK_URL, or NOVITA_API_KEY for the Novita cloud)`)
+  const bin = serverBinaryPath()
+  if (!fs.existsSync(bin)) {
+    const pkgs = platformPackages().join(' or ')
+    throw new LocalDaemonError(
+      `sandbank: no server configured and the local engine binary ${bin} is missing (npm installs it with the optional dependency ${pkgs}; it is skipped with --omit=optional or --no-optional): reinstall sandbank, run \`npm run build\` in a checkout, set SANDBANK_BIN, or configure a server (SANDBANK_URL, or NOVITA_API_KEY for the Novita cloud)`,
+    )
   }
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
   const logPath = join(dir, LOG_FILE)
@@ -183,4 +222,4 @@ function pickConnection(opts) {
   return out
 }
 
-module.exports = { connectionOpts, pickConnection, isConfigured, localServer, dataDir, serverBinaryPath, LocalDaemonError, STATE_FILE }
+module.exports = { connectionOpts, pickConnection, isConfigured, localServer, dataDir, serverBinaryPath, platformPackages, LocalDaemonError, STATE_FILE }

@@ -5,6 +5,9 @@
 //   2. cargo test --release --workspace   (release, so it reuses the build's artifacts)
 //   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
 //      and checks the host for leftovers after it stops, so files must not overlap)
+//   4. scripts/pack-check.mjs: npm pack the root and linux-x64-gnu packages, install them without
+//      Rust, run an ESM and a CJS script on the local default
+//   5. scripts/ci-checks.mjs: lint .github/workflows, run examples/jest and examples/vitest
 import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -39,5 +42,12 @@ const js = step('JS tests', process.execPath, [
   ...files,
 ])
 
-console.log(`\nsandbank tests: Rust ${rust ? 'passed' : 'FAILED'}, types ${types ? 'passed' : 'FAILED'}, JS ${js ? 'passed' : 'FAILED'}`)
-process.exit(rust && types && js ? 0 : 1)
+// The package as users install it: packed tarballs in a fresh project with no Rust on PATH.
+const pack = step('pack check', process.execPath, [join(root, 'scripts', 'pack-check.mjs')])
+
+// Release workflow lint, and the Jest/Vitest example suites (scripts/ci-checks.mjs).
+const ci = step('CI checks', process.execPath, [join(root, 'scripts', 'ci-checks.mjs')])
+
+const verdict = (ok) => (ok ? 'passed' : 'FAILED')
+console.log(`\nsandbank tests: Rust ${verdict(rust)}, types ${verdict(types)}, JS ${verdict(js)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`)
+process.exit(rust && types && js && pack && ci ? 0 : 1)

@@ -8,7 +8,7 @@
 
 const binding = require('./binding.js')
 const local = require('./lib/local.js')
-const { isNativeError } = require('node:util').types
+const { isAnyArrayBuffer, isNativeError } = require('node:util').types
 
 const { NativeSandbox } = binding
 
@@ -264,19 +264,26 @@ function sandboxOpts(o) {
   }
 }
 
+// Type checks here avoid `instanceof`: under Jest, a test's ArrayBuffer or Blob comes from another
+// realm than this module's globals.
+
 /** Bytes for the native side without copying where possible. */
 function toBuffer(data) {
   if (Buffer.isBuffer(data)) return data
-  if (data instanceof ArrayBuffer || data instanceof SharedArrayBuffer) return Buffer.from(data)
+  if (isAnyArrayBuffer(data)) return Buffer.from(data)
   if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength)
   throw new TypeError('Expected a Uint8Array or an ArrayBuffer')
+}
+
+function isBlob(data) {
+  return typeof data?.arrayBuffer === 'function' && typeof data?.size === 'number' && typeof data?.stream === 'function'
 }
 
 /** string | ArrayBuffer | ArrayBufferView | Blob | ReadableStream | AsyncIterable → string | Buffer. */
 async function uploadData(data) {
   if (typeof data === 'string') return data
-  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data) || data instanceof SharedArrayBuffer) return toBuffer(data)
-  if (typeof Blob !== 'undefined' && data instanceof Blob) return Buffer.from(await data.arrayBuffer())
+  if (isAnyArrayBuffer(data) || ArrayBuffer.isView(data)) return toBuffer(data)
+  if (isBlob(data)) return Buffer.from(await data.arrayBuffer())
   const chunks = []
   if (data && typeof data.getReader === 'function') {
     const reader = data.getReader()

@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
+import { runInNewContext } from 'node:vm'
 import * as novita from 'novita-sandbox'
 import * as sandbank from 'sandbank'
 import { startServer, stopAndCheck, eventually } from './helpers.mjs'
@@ -297,6 +298,19 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
 }
 
 describe('sandbank only', () => {
+  test('bytes from another realm (a vm context, as test runners make) upload intact', async (t) => {
+    const { Sandbox } = sandbank
+    const sbx = await Sandbox.create(server.novita())
+    t.after(() => sbx.kill())
+    const foreign = runInNewContext('new Uint8Array([0, 1, 2, 253, 254, 255])')
+    assert.equal(foreign instanceof Uint8Array, false, 'the array really is from another realm')
+    await sbx.files.write('/tmp/ab.bin', foreign.buffer)
+    await sbx.files.write('/tmp/u8.bin', foreign)
+    for (const name of ['ab', 'u8']) {
+      assert.deepEqual([...(await sbx.files.read(`/tmp/${name}.bin`, { format: 'bytes' }))], [0, 1, 2, 253, 254, 255])
+    }
+  })
+
   test('SnapshotInfo details; paginator over many pages with for await', async (t) => {
     const { Sandbox } = sandbank
     const sbx = await Sandbox.create(server.novita())

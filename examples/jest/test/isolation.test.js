@@ -28,3 +28,19 @@ test('errors are sandbank error classes in the test realm (instanceof works unde
   expect(err).toBeInstanceOf(Error)
   expect(err.name).toBe('SandboxNotFoundError')
 })
+
+test('bytes made in the test realm upload intact (ArrayBuffer, typed array, Blob)', async () => {
+  const sandbox = await Sandbox.create()
+  try {
+    const bytes = new Uint8Array([0, 1, 2, 253, 254, 255])
+    await sandbox.files.write('/tmp/ab.bin', bytes.buffer)
+    await sandbox.files.write('/tmp/u8.bin', bytes)
+    await sandbox.files.write('/tmp/blob.bin', new Blob([bytes]))
+    for (const name of ['ab', 'u8', 'blob']) {
+      const back = await sandbox.files.read(`/tmp/${name}.bin`, { format: 'bytes' })
+      expect(Array.from(back)).toEqual(Array.from(bytes))
+    }
+  } finally {
+    await sandbox.kill()
+  }
+})

@@ -128,7 +128,68 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the host root: {e}"))?;
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    mask_kernel_interfaces()?;
+    restrict_privileges()?;
     Ok(listener)
+}
+
+/// `/proc` and `/sys` files that show or change the host kernel, hidden or made read-only as
+/// Docker does.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+fn mask_kernel_interfaces() -> Result<(), String> {
+    for path in MASKED_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
+        let result = if path.is_dir() {
+            mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        } else {
+            mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        };
+        result.map_err(|e| format!("mask {}: {e}", path.display()))?;
+    }
+    for path in READ_ONLY_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
+        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .and_then(|()| {
+                let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                mount(None::<&str>, path, None::<&str>, ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+            })
+            .map_err(|e| format!("make {} read-only: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Docker's default capability set for root: what every program started in the sandbox can have
+/// at most (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+/// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+pub const ALLOWED_CAPS: u64 = 0xa804_25fb;
+
+/// Drops every other capability from the bounding set (PID 1 keeps what it holds; what it
+/// starts cannot get more) and sets `no_new_privs`, so no setuid program gains privileges.
+fn restrict_privileges() -> Result<(), String> {
+    let last: u32 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    for cap in (0..=last).filter(|c| *c >= 64 || ALLOWED_CAPS & (1 << c) == 0) {
+        // SAFETY: prctl(2) PR_CAPBSET_DROP with a capability number.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(format!("drop capability {cap}: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: prctl(2) PR_SET_NO_NEW_PRIVS with 1.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {

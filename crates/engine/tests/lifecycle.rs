@@ -112,6 +112,16 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let links = run(&sb.envd_socket, "cat /proc/net/dev | grep -c :");
     assert_eq!(links.trim(), "1", "loopback only");
     assert!(run(&sb.envd_socket, "ls -l /dev/null").starts_with("crw-rw-rw-"));
+    // Root in the sandbox holds Docker's default capabilities and no more, and cannot gain any.
+    let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
+    assert!(status.contains("CapBnd:\t00000000a80425fb"), "{status}");
+    assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(run(&sb.envd_socket, "mount -t tmpfs x /mnt 2>&1; echo rc=$?").contains("rc=32"), "no mounting");
+    assert!(run(&sb.envd_socket, "cat /proc/keys | wc -c").trim() == "0", "/proc/keys is masked");
+    let write = run(&sb.envd_socket, "echo 1 > /proc/sys/vm/drop_caches 2>&1; echo rc=$?");
+    assert!(write.contains("Read-only file system"), "/proc/sys is read-only: {write}");
+    assert!(run(&sb.envd_socket, "ls /sys/firmware | wc -l").trim() == "0", "/sys/firmware is masked");
     run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");

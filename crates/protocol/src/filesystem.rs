@@ -137,6 +137,86 @@ pub struct WatchDirRequest {
     pub recursive: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum EventType {
+    Unspecified = 0,
+    Create = 1,
+    Write = 2,
+    Remove = 3,
+    Rename = 4,
+    Chmod = 5,
+}
+
+impl EventType {
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            EventType::Unspecified => "EVENT_TYPE_UNSPECIFIED",
+            EventType::Create => "EVENT_TYPE_CREATE",
+            EventType::Write => "EVENT_TYPE_WRITE",
+            EventType::Remove => "EVENT_TYPE_REMOVE",
+            EventType::Rename => "EVENT_TYPE_RENAME",
+            EventType::Chmod => "EVENT_TYPE_CHMOD",
+        }
+    }
+    pub fn from_str_name(name: &str) -> Option<Self> {
+        match name {
+            "EVENT_TYPE_UNSPECIFIED" => Some(EventType::Unspecified),
+            "EVENT_TYPE_CREATE" => Some(EventType::Create),
+            "EVENT_TYPE_WRITE" => Some(EventType::Write),
+            "EVENT_TYPE_REMOVE" => Some(EventType::Remove),
+            "EVENT_TYPE_RENAME" => Some(EventType::Rename),
+            "EVENT_TYPE_CHMOD" => Some(EventType::Chmod),
+            _ => None,
+        }
+    }
+}
+crate::proto_enum!(EventType);
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct FilesystemEvent {
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[prost(enumeration = "EventType", tag = "2")]
+    #[serde(
+        skip_serializing_if = "is_zero_i32",
+        serialize_with = "ser_enum::<EventType, _>",
+        deserialize_with = "de_enum::<EventType, _>"
+    )]
+    pub r#type: i32,
+}
+
+/// `WatchDirResponse.StartEvent` and `WatchDirResponse.KeepAlive`: no fields.
+#[derive(Clone, Copy, PartialEq, prost::Message, Serialize, Deserialize)]
+pub struct WatchEmpty {}
+
+#[derive(Clone, PartialEq, prost::Oneof, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WatchEvent {
+    #[prost(message, tag = "1")]
+    Start(WatchEmpty),
+    #[prost(message, tag = "2")]
+    Filesystem(FilesystemEvent),
+    #[prost(message, tag = "3")]
+    Keepalive(WatchEmpty),
+}
+
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WatchDirResponse {
+    #[prost(oneof = "WatchEvent", tags = "1, 2, 3")]
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub event: Option<WatchEvent>,
+}
+
+impl WatchDirResponse {
+    pub fn new(event: WatchEvent) -> Self {
+        Self { event: Some(event) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +247,15 @@ mod tests {
     fn list_dir_reads_depth() {
         let r: ListDirRequest = serde_json::from_str(r#"{"path":"/tmp","depth":2}"#).unwrap();
         assert_eq!((r.path.as_str(), r.depth), ("/tmp", 2));
+    }
+
+    #[test]
+    fn watch_events_write_the_envd_wire_form() {
+        let start = WatchDirResponse::new(WatchEvent::Start(WatchEmpty {}));
+        assert_eq!(serde_json::to_string(&start).unwrap(), r#"{"start":{}}"#);
+        let ev = WatchDirResponse::new(WatchEvent::Filesystem(FilesystemEvent { name: "a/b.txt".into(), r#type: EventType::Write as i32 }));
+        assert_eq!(serde_json::to_string(&ev).unwrap(), r#"{"filesystem":{"name":"a/b.txt","type":"EVENT_TYPE_WRITE"}}"#);
+        let back: WatchDirResponse = serde_json::from_str(r#"{"filesystem":{"name":"x","type":"EVENT_TYPE_CHMOD"}}"#).unwrap();
+        assert_eq!(back.event, Some(WatchEvent::Filesystem(FilesystemEvent { name: "x".into(), r#type: 5 })));
     }
 }

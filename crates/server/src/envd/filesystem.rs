@@ -1,7 +1,7 @@
-//! The `filesystem.Filesystem` service: Stat, MakeDir, Move, ListDir, Remove (WatchDir is
-//! answered with `unimplemented`).
+//! The `filesystem.Filesystem` service: Stat, MakeDir, Move, ListDir, Remove (WatchDir is in
+//! [`super::watch`]).
 
-use super::connect::{self, Codec};
+use super::connect;
 use super::fsutil::{absolute, create_dirs, entry_info, rpc_error};
 use super::users::{self, Names, User};
 use super::Shared;
@@ -14,7 +14,7 @@ use sandbank_protocol::filesystem::*;
 use sandbank_protocol::process::Empty;
 use std::path::{Path, PathBuf};
 
-fn path_arg(path: &str) -> Result<PathBuf, ConnectError> {
+pub(super) fn path_arg(path: &str) -> Result<PathBuf, ConnectError> {
     absolute(path).map_err(|m| ConnectError::new(Code::InvalidArgument, m))
 }
 
@@ -25,7 +25,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ConnectError>
         .map_err(|e| ConnectError::new(Code::Internal, format!("file-system task failed: {e}")))?
 }
 
-fn user_of(envd: &Shared, headers: &HeaderMap) -> Result<User, ConnectError> {
+pub(super) fn user_of(envd: &Shared, headers: &HeaderMap) -> Result<User, ConnectError> {
     users::resolve(headers, None, &envd.opts.default_user)
 }
 
@@ -151,13 +151,4 @@ pub async fn remove(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
         .await
     })
     .await
-}
-
-pub async fn watch_dir(headers: HeaderMap, body: Body) -> Response {
-    let codec = match connect::stream_request::<WatchDirRequest>(&headers, body).await {
-        Ok((codec, _)) => codec,
-        Err(e) => return connect::early_stream_error(&headers, e),
-    };
-    let _: Codec = codec;
-    connect::stream_error(codec, ConnectError::new(Code::Unimplemented, "Filesystem/WatchDir is not supported by this envd yet"))
 }

@@ -7,14 +7,18 @@
 //! - [`process`]: the `process.Process` service.
 //! - [`filesystem`]: the `filesystem.Filesystem` service.
 //! - [`files`]: `GET /files` and `POST /files`.
+//! - [`pty`]: pseudo-terminals of PTY processes.
+//! - [`watch`]: `Filesystem/WatchDir` over inotify.
 
 mod connect;
 mod files;
 mod filesystem;
 mod fsutil;
 mod process;
+mod pty;
 mod reaper;
 mod users;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -84,7 +88,7 @@ pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
         .route(&format!("{f}Move"), post(filesystem::move_entry))
         .route(&format!("{f}ListDir"), post(filesystem::list_dir))
         .route(&format!("{f}Remove"), post(filesystem::remove))
-        .route(&format!("{f}WatchDir"), post(filesystem::watch_dir))
+        .route(&format!("{f}WatchDir"), post(watch::watch_dir))
         .route("/files", get(files::download).post(files::upload))
         .route("/health", get(health))
         .route("/envs", get(envs))

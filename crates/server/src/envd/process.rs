@@ -7,6 +7,7 @@
 //! from the list; the process keeps running.
 
 use super::connect::{self, Codec};
+use super::pty;
 use super::reaper::{status_text, Reaper};
 use super::users::{self, User};
 use super::Shared;
@@ -50,6 +51,8 @@ struct Proc {
     tag: Option<String>,
     config: ProcessConfig,
     stdin: tokio::sync::Mutex<Option<pipe::Sender>>,
+    /// The terminal of a PTY process.
+    pty: Option<Arc<pty::Master>>,
     /// Attached streams; `None` once the end event was sent.
     subscribers: Mutex<Option<Vec<mpsc::Sender<Event>>>>,
     exited: AtomicBool,
@@ -129,7 +132,7 @@ impl Table {
     }
 }
 
-fn keepalive_interval(headers: &HeaderMap) -> Duration {
+pub(super) fn keepalive_interval(headers: &HeaderMap) -> Duration {
     let secs = headers
         .get("keepalive-ping-interval")
         .and_then(|v| v.to_str().ok())
@@ -139,7 +142,7 @@ fn keepalive_interval(headers: &HeaderMap) -> Duration {
     Duration::from_secs(secs)
 }
 
-fn deadline(headers: &HeaderMap) -> Option<Instant> {
+pub(super) fn deadline(headers: &HeaderMap) -> Option<Instant> {
     let ms = headers.get("connect-timeout-ms")?.to_str().ok()?.trim().parse::<u64>().ok()?;
     Some(Instant::now() + Duration::from_millis(ms))
 }
@@ -179,9 +182,6 @@ fn spawn_error(cmd: &str, e: std::io::Error) -> ConnectError {
 
 /// Starts the process and registers it; returns it with the receiver of its first stream.
 fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, mpsc::Receiver<Event>), ConnectError> {
-    if req.pty.is_some() {
-        return Err(ConnectError::new(Code::Unimplemented, "PTY processes are not supported by this envd"));
-    }
     let config = req.process.unwrap_or_default();
     if config.cmd.is_empty() {
         return Err(ConnectError::new(Code::InvalidArgument, "process.cmd is required"));
@@ -196,15 +196,42 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
             format!("cwd {:?} does not exist or is not a directory", cwd.display().to_string()),
         ));
     }
+    let mut env = environment(user, &envd.opts.env_vars, &config.envs);
     let mut cmd = std::process::Command::new(&config.cmd);
-    cmd.args(&config.args)
-        .env_clear()
-        .envs(environment(user, &envd.opts.env_vars, &config.envs))
-        .current_dir(&cwd)
-        .stdin(if req.stdin == Some(true) { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.args(&config.args).current_dir(&cwd);
+    let master = match req.pty {
+        Some(p) => {
+            // The child gets the slave as its controlling terminal in a new session.
+            let size = p.size.unwrap_or_default();
+            let (master, slave) = pty::open(size.cols, size.rows)
+                .map_err(|e| ConnectError::new(Code::Internal, format!("opening a pseudo-terminal: {e}")))?;
+            let dup = |fd: &OwnedFd| {
+                fd.try_clone().map_err(|e| ConnectError::new(Code::Internal, format!("duplicating the terminal: {e}")))
+            };
+            cmd.stdin(Stdio::from(dup(&slave)?)).stdout(Stdio::from(dup(&slave)?)).stderr(Stdio::from(slave));
+            // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            if !env.iter().any(|(k, _)| k == "TERM") {
+                env.push(("TERM".into(), "xterm-256color".into()));
+            }
+            Some(Arc::new(master))
+        }
+        None => {
+            cmd.stdin(if req.stdin == Some(true) { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            None
+        }
+    };
+    cmd.env_clear().envs(env);
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid == 0 {
@@ -237,18 +264,20 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
     let stderr = to_rx(child.stderr.take().map(OwnedFd::from));
     let stdin = child.stdin.take().and_then(|s| pipe::Sender::from_owned_fd(OwnedFd::from(s)).ok());
     drop(child); // never waited on: the reaper owns the exit status
+    drop(cmd); // closes the parent's copies of the terminal's slave side
 
     let proc = Arc::new(Proc {
         pid,
         tag: req.tag,
         config,
         stdin: tokio::sync::Mutex::new(stdin),
+        pty: master.clone(),
         subscribers: Mutex::new(Some(Vec::new())),
         exited: AtomicBool::new(false),
     });
     let rx = proc.attach().expect("a new process accepts streams");
     envd.processes.procs.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, proc.clone());
-    tokio::spawn(pump(envd.clone(), proc.clone(), stdout, stderr, exit));
+    tokio::spawn(pump(envd.clone(), proc.clone(), stdout, stderr, master, exit));
     Ok((proc, rx))
 }
 
@@ -258,14 +287,16 @@ async fn pump(
     proc: Arc<Proc>,
     mut stdout: Option<pipe::Receiver>,
     mut stderr: Option<pipe::Receiver>,
+    mut pty: Option<Arc<pty::Master>>,
     mut exit: oneshot::Receiver<ExitStatus>,
 ) {
     let mut out_buf = vec![0u8; READ_CHUNK];
     let mut err_buf = vec![0u8; READ_CHUNK];
+    let mut pty_buf = vec![0u8; READ_CHUNK];
     let mut status: Option<ExitStatus> = None;
     let mut exit_done = false;
     loop {
-        if stdout.is_none() && stderr.is_none() && status.is_some() {
+        if stdout.is_none() && stderr.is_none() && pty.is_none() && status.is_some() {
             break;
         }
         if exit_done && status.is_none() {
@@ -280,6 +311,10 @@ async fn pump(
             r = async { stderr.as_mut().unwrap().read(&mut err_buf).await }, if stderr.is_some() => match r {
                 Ok(n) if n > 0 => proc.broadcast(Event::Data(DataEvent { output: Some(Output::Stderr(err_buf[..n].to_vec())) })).await,
                 _ => stderr = None,
+            },
+            r = async { pty.as_ref().unwrap().read(&mut pty_buf).await }, if pty.is_some() => match r {
+                Ok(n) if n > 0 => proc.broadcast(Event::Data(DataEvent { output: Some(Output::Pty(pty_buf[..n].to_vec())) })).await,
+                _ => pty = None,
             },
             s = &mut exit, if !exit_done => {
                 exit_done = true;
@@ -410,8 +445,19 @@ pub async fn send_input(State(envd): State<Shared>, headers: HeaderMap, body: Bo
         let proc = envd.processes.find(req.process.as_ref())?;
         let data = match req.input.and_then(|i| i.input) {
             Some(Input::Stdin(data)) => data,
-            Some(Input::Pty(_)) => return Err(ConnectError::new(Code::Unimplemented, "PTY input is not supported by this envd")),
-            None => return Err(ConnectError::new(Code::InvalidArgument, "input.stdin is required")),
+            Some(Input::Pty(data)) => {
+                let Some(master) = &proc.pty else {
+                    return Err(ConnectError::new(
+                        Code::FailedPrecondition,
+                        format!("process {} has no terminal (start it with pty)", proc.pid),
+                    ));
+                };
+                master.write_all(&data).await.map_err(|e| {
+                    ConnectError::new(Code::FailedPrecondition, format!("writing to the terminal of process {}: {e}", proc.pid))
+                })?;
+                return Ok(Empty {});
+            }
+            None => return Err(ConnectError::new(Code::InvalidArgument, "input.stdin or input.pty is required")),
         };
         let mut stdin = proc.stdin.lock().await;
         let Some(pipe) = stdin.as_mut() else {
@@ -451,9 +497,22 @@ pub async fn close_stdin(State(envd): State<Shared>, headers: HeaderMap, body: B
     .await
 }
 
-pub async fn update(headers: HeaderMap, body: Body) -> Response {
-    connect::unary(&headers, body, |_: UpdateRequest| async move {
-        Err::<Empty, _>(ConnectError::new(Code::Unimplemented, "Process/Update (PTY resize) is not supported by this envd"))
+pub async fn update(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    connect::unary(&headers, body, |req: UpdateRequest| async move {
+        let proc = envd.processes.find(req.process.as_ref())?;
+        let Some(size) = req.pty.and_then(|p| p.size) else {
+            return Ok(Empty {});
+        };
+        let Some(master) = &proc.pty else {
+            return Err(ConnectError::new(
+                Code::FailedPrecondition,
+                format!("process {} has no terminal to resize", proc.pid),
+            ));
+        };
+        master
+            .resize(size.cols, size.rows)
+            .map_err(|e| ConnectError::new(Code::Internal, format!("resizing the terminal of process {}: {e}", proc.pid)))?;
+        Ok(Empty {})
     })
     .await
 }

@@ -264,8 +264,6 @@ async fn envd_sets_env_cwd_and_user() {
     let err = s.finish().await.error.unwrap();
     assert_eq!(err.code.as_str(), "invalid_argument");
     assert!(err.message.contains("/no/such/dir"), "{}", err.message);
-    let mut s = envd.start("true", json!({"pty": {"size": {"cols": 80, "rows": 24}}}), &[]).await;
-    assert_eq!(s.finish().await.error.unwrap().code.as_str(), "unimplemented");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,14 +387,13 @@ async fn envd_rejects_bad_requests_with_connect_errors() {
     let (status, _, body) = envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/json")], b"{oops".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "invalid_argument");
+    // Update of an unknown process.
+    let (status, body) = envd.unary("/process.Process/Update", json!({"process": {"pid": 999_999_999u32}})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     // Unimplemented methods answer at once.
-    let (status, body) = envd.unary("/process.Process/Update", json!({"process": {"pid": 1}})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("unimplemented")));
     let (status, _, body) = envd.call("POST", "/process.Process/StreamInput", &[("content-type", "application/connect+json")], vec![]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("unimplemented"));
-    let mut w = envd.stream("/filesystem.Filesystem/WatchDir", json!({"path": "/tmp"}), &[]).await;
-    assert_eq!(w.finish().await.error.unwrap().code.as_str(), "unimplemented");
     // Unknown routes: 404 JSON.
     let (status, _, body) = envd.call("GET", "/nope", &[], vec![]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -603,4 +600,244 @@ async fn envd_ends_the_stream_when_a_background_child_keeps_the_pipes() {
     // The background sleep is in the command's process group: stop it.
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(-(out.pid as i32), libc::SIGKILL) };
+}
+
+impl EventStream {
+    /// Reads PTY output until it contains `needle`; returns everything read so far.
+    async fn pty_until(&mut self, seen: &mut Vec<u8>, needle: &str) -> String {
+        loop {
+            if String::from_utf8_lossy(seen).contains(needle) {
+                return String::from_utf8_lossy(seen).into_owned();
+            }
+            match self.next().await {
+                Some(Item::Event(Event::Data(DataEvent { output: Some(Output::Pty(d)) }))) => seen.extend(d),
+                Some(Item::Event(Event::Keepalive(_))) => {}
+                other => panic!("expected pty output containing {needle:?}, got {other:?} after {:?}", String::from_utf8_lossy(seen)),
+            }
+        }
+    }
+
+    /// Skips the remaining output up to the end event and the end of the stream.
+    async fn pty_end(&mut self) -> EndEvent {
+        let mut end = None;
+        while let Some(item) = self.next().await {
+            match item {
+                Item::Event(Event::End(e)) => end = Some(e),
+                Item::End(err) => assert!(err.is_none(), "{err:?}"),
+                Item::Event(Event::Data(DataEvent { output: Some(Output::Pty(_)) })) | Item::Event(Event::Keepalive(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        end.expect("an end event")
+    }
+}
+
+fn pty_input(data: &str) -> Value {
+    json!({"pty": base64::engine::general_purpose::STANDARD.encode(data)})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_runs_a_process_on_a_terminal() {
+    let envd = start_envd().await;
+    let script = "echo \"term:$TERM tty:$(tty)\"; echo \"size:$(stty size)\"; read a; echo \"got:$a\"; read b; echo \"size:$(stty size)\"; exit 4";
+    let req = json!({"process": {"cmd": "/bin/bash", "args": ["-c", script]}, "pty": {"size": {"cols": 100, "rows": 30}}});
+    let mut s = envd.stream("/process.Process/Start", req, &[]).await;
+    let pid = s.expect_start().await;
+    let mut seen = Vec::new();
+    let out = s.pty_until(&mut seen, "size:30 100").await;
+    assert!(out.contains("term:xterm-256color tty:/dev/pts/"), "{out}");
+    // What is typed goes through the terminal (echoed, with \r\n) to the program.
+    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("hello\n")})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let out = s.pty_until(&mut seen, "got:hello\r\n").await;
+    assert!(out.contains("hello\r\n"), "{out}");
+    // A resize is what the program sees next.
+    let (status, body) = envd
+        .unary("/process.Process/Update", json!({"process": {"pid": pid}, "pty": {"size": {"cols": 120, "rows": 40}}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("\n")})).await;
+    s.pty_until(&mut seen, "size:40 120").await;
+    let end = s.pty_end().await;
+    assert_eq!((end.exit_code, end.status.as_str()), (4, "exit status 4"));
+
+    // The SDK's interactive login shell: input, a second stream through Connect, kill.
+    let req = json!({"process": {"cmd": "/bin/bash", "args": ["-i", "-l"], "envs": {"TERM": "dumb"}}, "pty": {"size": {"cols": 80, "rows": 24}}});
+    let mut s = envd.stream("/process.Process/Start", req, &[]).await;
+    let pid = s.expect_start().await;
+    let mut c = envd.stream("/process.Process/Connect", json!({"process": {"pid": pid}}), &[]).await;
+    assert_eq!(c.expect_start().await, pid);
+    envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("echo \"v=$((6*7)) $TERM\"\n")})).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    s.pty_until(&mut a, "v=42 dumb").await;
+    c.pty_until(&mut b, "v=42 dumb").await;
+    // stdin input and a non-terminal process's resize are refused.
+    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
+    let mut plain = envd.start("sleep 30", json!({}), &[]).await;
+    let plain_pid = plain.expect_start().await;
+    let (status, body) = envd
+        .unary("/process.Process/Update", json!({"process": {"pid": plain_pid}, "pty": {"size": {"cols": 1, "rows": 1}}}))
+        .await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
+    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": plain_pid}, "input": pty_input("x")})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
+    envd.kill(plain_pid).await;
+    plain.finish().await;
+
+    let (status, _) = envd.kill(pid).await;
+    assert_eq!(status, StatusCode::OK);
+    let end = s.pty_end().await;
+    assert_eq!((end.exit_code, end.status.as_str()), (-1, "signal: killed"));
+    assert_eq!(c.pty_end().await.status, "signal: killed");
+    assert!(!pid_alive(pid));
+}
+
+struct WatchStream(EventStream);
+
+#[derive(Debug, PartialEq)]
+enum Watched {
+    Start,
+    Fs(String, &'static str),
+    Keepalive,
+    End(Option<String>),
+}
+
+impl WatchStream {
+    async fn open(envd: &TestEnvd, path: &Path, recursive: bool, headers: &[(&str, &str)]) -> Self {
+        let msg = json!({"path": path.to_str().unwrap(), "recursive": recursive});
+        WatchStream(envd.stream("/filesystem.Filesystem/WatchDir", msg, headers).await)
+    }
+
+    async fn next(&mut self) -> Option<Watched> {
+        let env = self.0.envelope().await?;
+        if env.is_end_stream() {
+            let end: EndStream = serde_json::from_slice(&env.payload).unwrap();
+            return Some(Watched::End(end.error.map(|e| e.code.as_str().to_string())));
+        }
+        let v: Value = serde_json::from_slice(&env.payload).unwrap();
+        Some(if v.get("start").is_some() {
+            Watched::Start
+        } else if v.get("keepalive").is_some() {
+            Watched::Keepalive
+        } else {
+            let ty = match v["filesystem"]["type"].as_str().unwrap() {
+                "EVENT_TYPE_CREATE" => "create",
+                "EVENT_TYPE_WRITE" => "write",
+                "EVENT_TYPE_REMOVE" => "remove",
+                "EVENT_TYPE_RENAME" => "rename",
+                "EVENT_TYPE_CHMOD" => "chmod",
+                other => panic!("unexpected event type {other}"),
+            };
+            Watched::Fs(v["filesystem"]["name"].as_str().unwrap().to_string(), ty)
+        })
+    }
+
+    /// Reads events until `(name, type)` arrives; returns every file-system event read.
+    async fn until(&mut self, name: &str, ty: &str) -> Vec<(String, &'static str)> {
+        let mut seen = Vec::new();
+        loop {
+            match self.next().await {
+                Some(Watched::Fs(n, t)) => {
+                    let hit = n == name && t == ty;
+                    seen.push((n, t));
+                    if hit {
+                        return seen;
+                    }
+                }
+                Some(Watched::Keepalive) => {}
+                other => panic!("waiting for {ty} {name}: got {other:?} after {seen:?}"),
+            }
+        }
+    }
+}
+
+fn inotify_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).map(|l| l.to_string_lossy().contains("inotify")).unwrap_or(false))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_watches_directories() {
+    let envd = start_envd().await;
+    let root = envd.tmp().join("w");
+    std::fs::create_dir(&root).unwrap();
+    let before = inotify_fds();
+
+    let mut w = WatchStream::open(&envd, &root, false, &[]).await;
+    assert_eq!(w.next().await, Some(Watched::Start));
+    std::fs::write(root.join("a.txt"), "one").unwrap();
+    let seen = w.until("a.txt", "write").await;
+    assert_eq!(seen[0], ("a.txt".to_string(), "create"));
+    std::fs::set_permissions(root.join("a.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    w.until("a.txt", "chmod").await;
+    std::fs::rename(root.join("a.txt"), root.join("b.txt")).unwrap();
+    let seen = w.until("b.txt", "create").await;
+    assert!(seen.contains(&("a.txt".to_string(), "rename")), "{seen:?}");
+    std::fs::remove_file(root.join("b.txt")).unwrap();
+    w.until("b.txt", "remove").await;
+    // Not recursive: a file in a subdirectory is not seen, only the directory.
+    std::fs::create_dir(root.join("sub")).unwrap();
+    w.until("sub", "create").await;
+    std::fs::write(root.join("sub/inner.txt"), "x").unwrap();
+    std::fs::write(root.join("marker"), "x").unwrap();
+    let seen = w.until("marker", "write").await;
+    assert!(seen.iter().all(|(n, _)| !n.contains("inner")), "{seen:?}");
+    assert_eq!(inotify_fds(), before + 1);
+    // The client going away closes the inotify descriptor.
+    drop(w);
+    let gone = async {
+        while inotify_fds() != before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone).await.expect("the inotify descriptor is closed");
+
+    // Recursive: existing and new subdirectories, with names relative to the watched dir.
+    let mut w = WatchStream::open(&envd, &root, true, &[]).await;
+    assert_eq!(w.next().await, Some(Watched::Start));
+    std::fs::write(root.join("sub/inner.txt"), "y").unwrap();
+    w.until("sub/inner.txt", "write").await;
+    std::fs::create_dir_all(root.join("new/deeper")).unwrap();
+    std::fs::write(root.join("new/deeper/f.txt"), "z").unwrap();
+    let seen = w.until("new/deeper/f.txt", "create").await;
+    assert!(seen.contains(&("new".to_string(), "create")), "{seen:?}");
+    std::fs::write(root.join("new/deeper/g.txt"), "z").unwrap();
+    w.until("new/deeper/g.txt", "write").await;
+    drop(w);
+
+    // Deadline and keepalives.
+    let mut w = WatchStream::open(&envd, &root, false, &[("connect-timeout-ms", "1500"), ("keepalive-ping-interval", "1")]).await;
+    assert_eq!(w.next().await, Some(Watched::Start));
+    assert_eq!(w.next().await, Some(Watched::Keepalive));
+    loop {
+        match w.next().await {
+            Some(Watched::Keepalive) => {}
+            Some(Watched::End(code)) => {
+                assert_eq!(code.as_deref(), Some("deadline_exceeded"));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(w.next().await, None);
+
+    // A symlink to a directory is watched as the directory.
+    let link = envd.tmp().join("link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let mut w = WatchStream::open(&envd, &link, false, &[]).await;
+    assert_eq!(w.next().await, Some(Watched::Start));
+    std::fs::write(root.join("via-link"), "x").unwrap();
+    w.until("via-link", "write").await;
+    drop(w);
+
+    // A missing path and a file.
+    let mut w = WatchStream::open(&envd, &root.join("nope"), false, &[]).await;
+    assert_eq!(w.next().await, Some(Watched::End(Some("not_found".into()))));
+    std::fs::write(root.join("file"), "x").unwrap();
+    let mut w = WatchStream::open(&envd, &root.join("file"), false, &[]).await;
+    assert_eq!(w.next().await, Some(Watched::End(Some("invalid_argument".into()))));
 }

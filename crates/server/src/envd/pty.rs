@@ -1,0 +1,103 @@
+//! Pseudo-terminals for PTY processes: the master side, non-blocking on the tokio reactor.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use tokio::io::unix::AsyncFd;
+
+/// The master side of a process's terminal.
+pub struct Master {
+    fd: AsyncFd<OwnedFd>,
+}
+
+fn set_flags(fd: &OwnedFd, nonblock: bool) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on an owned, open descriptor has no memory-safety preconditions.
+    unsafe {
+        if libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if nonblock {
+            let fl = libc::fcntl(raw, libc::F_GETFL);
+            if fl < 0 || libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn winsize(cols: u32, rows: u32) -> libc::winsize {
+    let clamp = |v: u32, d: u16| if v == 0 { d } else { v.min(u16::MAX as u32) as u16 };
+    libc::winsize { ws_row: clamp(rows, 24), ws_col: clamp(cols, 80), ws_xpixel: 0, ws_ypixel: 0 }
+}
+
+/// Opens a new terminal of `cols`×`rows`; returns the master and the slave (both close-on-exec).
+/// Must be called inside a runtime.
+pub fn open(cols: u32, rows: u32) -> io::Result<(Master, OwnedFd)> {
+    let ws = winsize(cols, rows);
+    let pty = nix::pty::openpty(Some(&ws), None).map_err(io::Error::from)?;
+    set_flags(&pty.master, true)?;
+    set_flags(&pty.slave, false)?;
+    // SAFETY: the descriptor is owned by the AsyncFd and neither replaced nor closed while registered.
+    let fd = unsafe { AsyncFd::register(pty.master) }.map_err(io::Error::from)?;
+    Ok((Master { fd }, pty.slave))
+}
+
+impl Master {
+    /// Reads output; `Ok(0)` once every slave descriptor is closed (the kernel says EIO).
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match res {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes all of `data` (the terminal's input).
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            let res = guard.try_io(|fd| {
+                // SAFETY: data is a valid readable buffer of data.len() bytes.
+                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match res {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the terminal size (TIOCSWINSZ); the foreground process group gets SIGWINCH.
+    pub fn resize(&self, cols: u32, rows: u32) -> io::Result<()> {
+        let ws = winsize(cols, rows);
+        // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer.
+        let rc = unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}

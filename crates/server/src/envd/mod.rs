@@ -11,6 +11,7 @@
 //! - [`watch`]: `Filesystem/WatchDir` over inotify.
 
 mod connect;
+mod fdio;
 mod files;
 mod filesystem;
 mod fsutil;

@@ -46,24 +46,9 @@ pub fn open(cols: u32, rows: u32) -> io::Result<(Master, OwnedFd)> {
 impl Master {
     /// Reads output; `Ok(0)` once every slave descriptor is closed (the kernel says EIO).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let res = guard.try_io(|fd| {
-                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match res {
-                Ok(Ok(n)) => return Ok(n),
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
-            }
+        match super::fdio::read(&self.fd, buf).await {
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+            result => result,
         }
     }
 

@@ -137,26 +137,10 @@ impl Watcher {
     async fn next_batch(&mut self, out: &mut VecDeque<FilesystemEvent>) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut guard = self.fd.readable().await?;
-            let res = guard.try_io(|fd| {
-                // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match res {
-                Ok(Ok(n)) => {
-                    self.parse(&buf[..n], out);
-                    if !out.is_empty() {
-                        return Ok(());
-                    }
-                }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => {}
+            let n = super::fdio::read(&self.fd, &mut buf).await?;
+            self.parse(&buf[..n], out);
+            if !out.is_empty() {
+                return Ok(());
             }
         }
     }

@@ -3,17 +3,14 @@
 #![allow(dead_code)]
 
 use sandbank_client::{Api, ConnectionConfig, ConnectionOpts, Sandbox, SandboxCreateOpts};
-use std::io::{BufRead, BufReader, Read};
+use sandbank_testkit::{serve_command, ServerProcess};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 pub struct Server {
     pub url: String,
     pub key: String,
-    child: Child,
-    stderr: Arc<Mutex<String>>,
+    process: ServerProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -37,65 +34,9 @@ impl Server {
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let key = format!("sk_test_{:016x}", rand::random::<u64>());
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .args(["--api-key", &key])
-            .env_remove("SANDBANK_API_KEY")
-            .env_remove("SANDBANK_DATA_DIR")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning sandbank serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let mut err = child.stderr.take().unwrap();
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let s = String::from_utf8_lossy(&buf[..n]).to_string();
-                    eprint!("{s}");
-                    sink.lock().unwrap().push_str(&s);
-                }
-            });
-        }
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Some(Ok(line))) => line,
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "server did not come up ({other:?}); stderr:\n{}",
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let addr = line
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("first line {line:?}"));
-        Server {
-            url: format!("http://{addr}"),
-            key,
-            child,
-            stderr,
-            _dir: dir,
-        }
+        let cmd = serve_command(&binary(), dir.path(), Some(&key), "warn");
+        let process = ServerProcess::spawn(cmd, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        Server { url: process.url(), key, process, _dir: dir }
     }
 
     /// Connection options for this server: explicit API key, API URL and envd URL.
@@ -124,51 +65,10 @@ impl Server {
             .expect("create sandbox")
     }
 
-    /// SIGTERM; asserts a clean exit within 10 s.
-    pub fn stop(mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc_kill(pid, 15) };
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "exit after SIGTERM: {status}; stderr:\n{}",
-                    self.stderr.lock().unwrap()
-                );
-                return;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("server still running 10 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: sending a signal to our own child process.
-            unsafe { libc_kill(self.child.id() as i32, 15) };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// SIGTERM; asserts a clean exit within 5 s.
+    pub fn stop(self) {
+        let Server { process, _dir, .. } = self;
+        process.stop();
     }
 }
 

@@ -7,37 +7,34 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use sandbank_testkit::{serve_command, ServerProcess};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 
 pub const KEY: &str = "integration-test-key";
-/// Opening the engine builds the `base` template on first use.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A running server, with the temporary data dir it owns (if any).
 pub struct Server {
-    pub addr: SocketAddr,
-    pub child: Child,
-    pub data_dir: PathBuf,
-    pub stderr: Arc<Mutex<String>>,
-    /// stdout after the `listening on` line: must stay empty.
-    pub extra_stdout: Arc<Mutex<Vec<String>>>,
+    process: ServerProcess,
     _tmp: Option<tempfile::TempDir>,
 }
 
-pub fn command(data_dir: &Path, key: Option<&str>) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbank"));
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
-    if let Some(k) = key {
-        cmd.args(["--api-key", k]);
+impl std::ops::Deref for Server {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.process
     }
-    cmd.env_remove("SANDBANK_API_KEY").env_remove("SANDBANK_DATA_DIR");
-    cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
+}
+
+pub fn command(data_dir: &Path, key: Option<&str>) -> Command {
+    serve_command(Path::new(env!("CARGO_BIN_EXE_sandbank")), data_dir, key, "info")
 }
 
 impl Server {
@@ -50,102 +47,13 @@ impl Server {
 
     /// Starts a server; `Err` carries its exit status and stderr when it does not come up.
     pub fn start_in(data_dir: &Path, key: Option<&str>) -> Result<Server, String> {
-        let mut child = command(data_dir, key).spawn().expect("spawning sandbank serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let mut err = child.stderr.take().unwrap();
-            let sink = stderr.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let s = String::from_utf8_lossy(&buf[..n]).to_string();
-                    eprint!("{s}");
-                    sink.lock().unwrap().push_str(&s);
-                }
-            });
-        }
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let extra_stdout = Arc::new(Mutex::new(Vec::new()));
-        let extra = extra_stdout.clone();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            for l in lines.map_while(Result::ok) {
-                extra.lock().unwrap().push(l);
-            }
-        });
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(Ok(line))) => {
-                let addr = line
-                    .strip_prefix("listening on http://")
-                    .unwrap_or_else(|| panic!("first stdout line: {line:?}"))
-                    .parse::<SocketAddr>()
-                    .unwrap_or_else(|e| panic!("address in {line:?}: {e}"));
-                assert_ne!(addr.port(), 0, "the real port, not 0");
-                Ok(Server { addr, child, data_dir: data_dir.to_path_buf(), stderr, extra_stdout, _tmp: None })
-            }
-            Ok(_) => {
-                let status = child.wait().unwrap();
-                std::thread::sleep(Duration::from_millis(100));
-                Err(format!("server exited ({status}) before listening; stderr:\n{}", stderr.lock().unwrap()))
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!("server did not listen within {START_TIMEOUT:?}; stderr:\n{}", stderr.lock().unwrap()))
-            }
-        }
-    }
-
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+        Ok(Server { process: ServerProcess::spawn(command(data_dir, key), data_dir)?, _tmp: None })
     }
 
     /// SIGTERM; asserts a clean exit within 5 s.
-    pub fn stop(mut self) -> ExitStatus {
-        let t0 = Instant::now();
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status after SIGTERM: {status}");
-                std::thread::sleep(Duration::from_millis(50));
-                let extra = self.extra_stdout.lock().unwrap().clone();
-                assert!(extra.is_empty(), "stdout after the listening line: {extra:?}");
-                return status;
-            }
-            if t0.elapsed() > Duration::from_secs(5) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("server still running 5 s after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(nix::sys::signal::Signal::SIGTERM);
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    pub fn stop(self) -> ExitStatus {
+        let Server { process, _tmp } = self;
+        process.stop()
     }
 }
 

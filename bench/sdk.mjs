@@ -6,13 +6,13 @@
 // system of every thread, so the addon's Rust threads count for sandbank, as the JS work counts for
 // novita-sandbox). Writes its own section of docs/BENCHMARKS.md (between `<!-- BEGIN bench/sdk.mjs -->` and `<!-- END … -->`).
 //   --rounds N (default 7), --no-write (print only)
-import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { execSync } from 'node:child_process'
 import os from 'node:os'
 import * as novita from 'novita-sandbox'
 import * as sandbank from 'sandbank'
 import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { upsertSection } from './report.mjs'
 
 const argv = process.argv.slice(2)
 const ROUNDS = Number(argv[argv.indexOf('--rounds') + 1]) || 7
@@ -130,13 +130,6 @@ console.log(`\n${section}\n`)
 
 if (WRITE) {
   const file = join(packageRoot, 'docs', 'BENCHMARKS.md')
-  const start = '<!-- BEGIN bench/sdk.mjs -->'
-  const end = '<!-- END bench/sdk.mjs -->'
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n'
-  const block = `${start}\n${section}\n${end}`
-  const i = doc.indexOf(start)
-  const j = doc.indexOf(end)
-  doc = i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`
-  writeFileSync(file, doc)
+  upsertSection(file, 'bench/sdk.mjs', section)
   console.error(`wrote the SDK section of ${file}`)
 }

@@ -12,10 +12,11 @@
 //
 // Usage: node bench/snapshot.mjs [--runs 40] [--out docs/BENCHMARKS.md] [--no-write]
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { upsertSection } from './report.mjs'
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -360,17 +361,4 @@ console.log(md)
 if (WRITE) {
   upsertSection(OUT, 'bench/snapshot.mjs', md)
   console.error(`wrote the snapshot section of ${OUT}`)
-}
-
-/** Replaces this bench's marked section of the report, or appends it; other sections stay. */
-function upsertSection(file, key, body) {
-  const begin = `<!-- BEGIN ${key} -->`
-  const end = `<!-- END ${key} -->`
-  const block = `${begin}\n${body.trim()}\n${end}\n`
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n'
-  const i = doc.indexOf(begin)
-  const j = doc.indexOf(end)
-  if (i >= 0 && j > i) doc = doc.slice(0, i) + block + doc.slice(j + end.length).replace(/^\n/, '')
-  else doc = `${doc.trimEnd()}\n\n${block}`
-  writeFileSync(file, doc)
 }

@@ -12,11 +12,11 @@
 // Usage: node bench/start.mjs [--runs 100] [--warmup 5] [--out docs/BENCHMARKS.md] [--no-write]
 // Needs root (the floor's unshare makes mount/PID namespaces without a user namespace).
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Sandbox } from 'novita-sandbox'
 import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { upsertSection } from './report.mjs'
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`)
@@ -228,18 +228,4 @@ console.log(md)
 if (WRITE) {
   upsertSection(OUT, 'bench/start.mjs', md)
   console.error(`wrote the start/kill section of ${OUT}`)
-}
-
-/** Replaces this bench's marked section of the report, or appends it; other sections (such as
- * bench/snapshot.mjs's) stay. */
-function upsertSection(file, key, body) {
-  const begin = `<!-- BEGIN ${key} -->`
-  const end = `<!-- END ${key} -->`
-  const block = `${begin}\n${body.trim()}\n${end}\n`
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n'
-  const i = doc.indexOf(begin)
-  const j = doc.indexOf(end)
-  if (i >= 0 && j > i) doc = doc.slice(0, i) + block + doc.slice(j + end.length).replace(/^\n/, '')
-  else doc = `${doc.trimEnd()}\n\n${block}`
-  writeFileSync(file, doc)
 }

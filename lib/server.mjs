@@ -1,5 +1,5 @@
 // Start and stop a local `sandbank serve` from Node: used by the demo, the benchmark and the tests.
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -131,4 +131,38 @@ export function removeDataDir(dir) {
   }
   rmSync(dir, { recursive: true, force: true })
   return true
+}
+
+/**
+ * Stops the daemon named in `<dataDir>/daemon.json` (one the SDK's local default started):
+ * SIGTERM, then waits up to 15 s; SIGKILL after that. Returns whether it went on SIGTERM (or none
+ * was running).
+ */
+export function stopDaemon(dataDir) {
+  let pid
+  try {
+    pid = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')).pid
+  } catch {
+    return true
+  }
+  try {
+    process.kill(pid, 'SIGTERM')
+  } catch {
+    return true
+  }
+  const deadline = Date.now() + 15_000
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0)
+      // A zombie (exited, not yet reaped by whoever inherited it) is gone too.
+      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true
+    } catch {
+      return true
+    }
+    spawnSync('sleep', ['0.1'])
+  }
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {}
+  return false
 }

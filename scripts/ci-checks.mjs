@@ -24,6 +24,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { stopDaemon } from '../lib/server.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
@@ -353,35 +354,6 @@ function findNpm() {
   const found = candidates.find((c) => c && /npm-cli\.js$/.test(c) && existsSync(c))
   if (!found) throw new Error(`npm-cli.js not found (looked in ${candidates.filter(Boolean).join(', ')})`)
   return found
-}
-
-/** SIGTERM the daemon named in <dataDir>/daemon.json; wait up to 15 s. True when none is left. */
-function stopDaemon(dataDir) {
-  let pid
-  try {
-    pid = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')).pid
-  } catch {
-    return true
-  }
-  try {
-    process.kill(pid, 'SIGTERM')
-  } catch {
-    return true
-  }
-  const deadline = Date.now() + 15_000
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0)
-      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true // exited, unreaped
-    } catch {
-      return true
-    }
-    spawnSync('sleep', ['0.1'])
-  }
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {}
-  return false
 }
 
 let failed = false

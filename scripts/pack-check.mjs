@@ -16,6 +16,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { stopDaemon } from '../lib/server.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const t0 = Date.now()
@@ -215,37 +216,8 @@ if (!daemonStopped) process.exit(1)
 log('passed')
 
 function cleanup() {
-  daemonStopped = stopDaemon()
+  daemonStopped = stopDaemon(dataDir)
+  if (!daemonStopped) console.error('pack-check: the daemon did not stop within 15 s of SIGTERM; killed it')
   rmSync(work, { recursive: true, force: true, maxRetries: 3 })
 }
 
-/** SIGTERM the daemon named in daemon.json and wait (up to 15 s) until it is gone. */
-function stopDaemon() {
-  let pid
-  try {
-    pid = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8')).pid
-  } catch {
-    return true
-  }
-  try {
-    process.kill(pid, 'SIGTERM')
-  } catch {
-    return true
-  }
-  const deadline = Date.now() + 15_000
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0)
-      // A zombie (exited, not yet reaped by whoever inherited it) is gone too.
-      if (/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))) return true
-    } catch {
-      return true
-    }
-    spawnSync('sleep', ['0.1'])
-  }
-  console.error(`pack-check: the daemon (pid ${pid}) did not stop within 15 s of SIGTERM; killing it`)
-  try {
-    process.kill(pid, 'SIGKILL')
-  } catch {}
-  return false
-}

@@ -96,7 +96,10 @@ impl From<rest::SandboxDetail> for SandboxInfo {
     fn from(d: rest::SandboxDetail) -> Self {
         SandboxInfo {
             allow_internet_access: d.allow_internet_access,
-            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
+            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle {
+                on_timeout: l.on_timeout,
+                auto_resume: l.auto_resume,
+            }),
             envd_access_token: d.envd_access_token,
             sandbox_domain: d.domain.filter(|d| !d.is_empty()),
             ..SandboxInfo::from(d.base)
@@ -122,6 +125,73 @@ impl From<rest::ListedSandbox> for SandboxInfo {
             envd_access_token: None,
             sandbox_domain: None,
         }
+    }
+}
+
+/// `SandboxMetrics`: one sample of a sandbox's resource usage (bytes for memory and disk).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxMetrics {
+    pub timestamp: DateTime<Utc>,
+    pub cpu_used_pct: f64,
+    pub cpu_count: f64,
+    pub mem_used: f64,
+    pub mem_total: f64,
+    pub disk_used: f64,
+    pub disk_total: f64,
+}
+
+/// `SandboxMetricsOpts`: the time range, as JS `Date` values in epoch milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SandboxMetricsOpts {
+    /// Default: the sandbox's start.
+    pub start_ms: Option<f64>,
+    /// Default: now.
+    pub end_ms: Option<f64>,
+}
+
+/// `Math.round(ms / 1000)` for a JS `Date`'s time; an invalid date (NaN) is an error naming the
+/// option.
+fn unix_seconds(name: &str, ms: f64) -> Result<i64> {
+    if !ms.is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "Invalid {name}: expected a valid Date, got Invalid Date"
+        )));
+    }
+    Ok((ms / 1000.0 + 0.5).floor() as i64)
+}
+
+/// The query of `GET /sandboxes/{id}/metrics` (openapi-fetch order: start, end).
+pub fn metrics_query(opts: SandboxMetricsOpts) -> Result<String> {
+    let mut parts = Vec::new();
+    if let Some(ms) = opts.start_ms {
+        parts.push(format!("start={}", unix_seconds("start", ms)?));
+    }
+    if let Some(ms) = opts.end_ms {
+        parts.push(format!("end={}", unix_seconds("end", ms)?));
+    }
+    Ok(parts.join("&"))
+}
+
+/// The `lifecycle` create option resolved as `getLifecycle` does (explicit `lifecycle` wins over
+/// the deprecated `autoPause`), checked: `(autoPause, autoResume.enabled)` for the request.
+pub fn resolve_lifecycle(
+    lifecycle: Option<&SandboxLifecycle>,
+    auto_pause: Option<bool>,
+) -> Result<(bool, Option<bool>)> {
+    match (lifecycle, auto_pause) {
+        (Some(l), _) => match l.on_timeout.as_str() {
+            "pause" => Ok((true, Some(l.auto_resume.unwrap_or(false)))),
+            "kill" if l.auto_resume == Some(true) => Err(Error::InvalidArgument(
+                "Invalid lifecycle: autoResume can be true only when onTimeout is 'pause'".into(),
+            )),
+            "kill" => Ok((false, None)),
+            other => Err(Error::InvalidArgument(format!(
+                "Invalid lifecycle.onTimeout: {other:?} (expected 'pause' or 'kill')"
+            ))),
+        },
+        (None, Some(true)) => Ok((true, Some(false))),
+        (None, _) => Ok((false, None)),
     }
 }
 
@@ -373,21 +443,15 @@ impl Api {
             .template
             .clone()
             .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
-        let (on_timeout, auto_resume) = match (&opts.lifecycle, opts.auto_pause) {
-            (Some(l), _) => (l.on_timeout.clone(), l.auto_resume),
-            (None, Some(true)) => ("pause".to_string(), Some(false)),
-            _ => ("kill".to_string(), Some(false)),
-        };
-        let auto_pause = on_timeout == "pause";
+        let (auto_pause, auto_resume) =
+            resolve_lifecycle(opts.lifecycle.as_ref(), opts.auto_pause)?;
         let body = rest::NewSandbox {
             template_id: template,
             timeout: Some(timeout_to_seconds(
                 opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS),
             )),
             auto_pause: Some(auto_pause),
-            auto_resume: auto_pause.then(|| rest::AutoResume {
-                enabled: auto_resume.unwrap_or(false),
-            }),
+            auto_resume: auto_resume.map(|enabled| rest::AutoResume { enabled }),
             secure: Some(opts.secure.unwrap_or(true)),
             allow_internet_access: Some(opts.allow_internet_access.unwrap_or(true)),
             metadata: opts.metadata.clone(),
@@ -492,6 +556,23 @@ impl Api {
             Some(409) => Ok(false),
             _ => res.check().map(|()| true),
         }
+    }
+
+    /// `Sandbox.getMetrics(id, {start, end})`: `GET /sandboxes/{id}/metrics?start=&end=` (unix
+    /// seconds). Errors as `handleApiError` maps them (no not-found special case, as in the SDK).
+    pub async fn get_metrics(
+        &self,
+        sandbox_id: &str,
+        opts: SandboxMetricsOpts,
+    ) -> Result<Vec<SandboxMetrics>> {
+        let query = metrics_query(opts)?;
+        let path = format!("/sandboxes/{}/metrics", encode_uri_component(sandbox_id));
+        let res = self.send(Method::GET, &path, &query, None).await?;
+        res.check()?;
+        if res.body.is_empty() {
+            return Ok(Vec::new());
+        }
+        res.json("sandbox metrics")
     }
 
     /// `Sandbox.list`: a paginator; no request until `next_items`.
@@ -632,6 +713,91 @@ mod tests {
         assert_eq!(
             mk(500, None, "boom").check().unwrap_err(),
             Error::Sandbox("500: boom".into())
+        );
+    }
+
+    #[test]
+    fn lifecycle_resolves_like_get_lifecycle_and_rejects_bad_values() {
+        let l = |t: &str, r: Option<bool>| SandboxLifecycle {
+            on_timeout: t.into(),
+            auto_resume: r,
+        };
+        assert_eq!(resolve_lifecycle(None, None).unwrap(), (false, None));
+        assert_eq!(resolve_lifecycle(None, Some(false)).unwrap(), (false, None));
+        assert_eq!(
+            resolve_lifecycle(None, Some(true)).unwrap(),
+            (true, Some(false))
+        );
+        assert_eq!(
+            resolve_lifecycle(Some(&l("pause", None)), None).unwrap(),
+            (true, Some(false))
+        );
+        assert_eq!(
+            resolve_lifecycle(Some(&l("pause", Some(true))), None).unwrap(),
+            (true, Some(true))
+        );
+        // An explicit lifecycle wins over autoPause.
+        assert_eq!(
+            resolve_lifecycle(Some(&l("kill", None)), Some(true)).unwrap(),
+            (false, None)
+        );
+        let e = resolve_lifecycle(Some(&l("hibernate", None)), None).unwrap_err();
+        assert_eq!(
+            e,
+            Error::InvalidArgument(
+                "Invalid lifecycle.onTimeout: \"hibernate\" (expected 'pause' or 'kill')".into()
+            )
+        );
+        let e = resolve_lifecycle(Some(&l("kill", Some(true))), None).unwrap_err();
+        assert_eq!(e.kind(), "InvalidArgumentError");
+        // The request body: autoResume only with pause, as novita-sandbox sends it.
+        let body = |lc: Option<SandboxLifecycle>, ap: Option<bool>| {
+            let (p, r) = resolve_lifecycle(lc.as_ref(), ap).unwrap();
+            serde_json::to_value(rest::NewSandbox {
+                template_id: "base".into(),
+                auto_pause: Some(p),
+                auto_resume: r.map(|enabled| rest::AutoResume { enabled }),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            body(None, None),
+            serde_json::json!({"templateID": "base", "autoPause": false})
+        );
+        assert_eq!(
+            body(Some(l("pause", Some(true))), None),
+            serde_json::json!({"templateID": "base", "autoPause": true, "autoResume": {"enabled": true}})
+        );
+    }
+
+    #[test]
+    fn metrics_query_rounds_to_seconds_like_math_round() {
+        let q = |s: Option<f64>, e: Option<f64>| {
+            metrics_query(SandboxMetricsOpts {
+                start_ms: s,
+                end_ms: e,
+            })
+        };
+        assert_eq!(q(None, None).unwrap(), "");
+        assert_eq!(
+            q(Some(1_700_000_000_499.0), Some(1_700_000_000_500.0)).unwrap(),
+            "start=1700000000&end=1700000001"
+        );
+        assert_eq!(q(None, Some(1_000.0)).unwrap(), "end=1");
+        let e = q(Some(f64::NAN), None).unwrap_err();
+        assert_eq!(
+            e,
+            Error::InvalidArgument("Invalid start: expected a valid Date, got Invalid Date".into())
+        );
+        let m: Vec<SandboxMetrics> = serde_json::from_str(
+            r#"[{"timestamp":"2025-01-02T03:04:05Z","timestampUnix":1735787045,"cpuCount":2,"cpuUsedPct":12.5,"memUsed":1048576,"memTotal":2097152,"diskUsed":10,"diskTotal":20}]"#,
+        )
+        .unwrap();
+        assert_eq!(m[0].timestamp.timestamp(), 1_735_787_045);
+        assert_eq!(
+            (m[0].cpu_used_pct, m[0].cpu_count, m[0].mem_total),
+            (12.5, 2.0, 2_097_152.0)
         );
     }
 

@@ -43,11 +43,14 @@ pub struct CommandConnectOpts {
     pub stream_output: bool,
 }
 
-/// One chunk of output, decoded as UTF-8 (sequences split across chunks are kept intact).
+/// One chunk of output: stdout and stderr decoded as UTF-8 (sequences split across chunks are
+/// kept intact), a terminal's output as raw bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandOutput {
     Stdout(String),
     Stderr(String),
+    /// Bytes a pseudo-terminal wrote (`data.pty`); not accumulated in `stdout()`.
+    Pty(Vec<u8>),
 }
 
 /// `ProcessInfo` of `commands.list()`.
@@ -125,7 +128,7 @@ pub struct Commands {
     envd: Envd,
 }
 
-fn pid_selector(pid: u32) -> Option<ProcessSelector> {
+pub(crate) fn pid_selector(pid: u32) -> Option<ProcessSelector> {
     Some(ProcessSelector {
         selector: Some(Selector::Pid(pid)),
     })
@@ -134,6 +137,10 @@ fn pid_selector(pid: u32) -> Option<ProcessSelector> {
 impl Commands {
     pub fn new(envd: Envd) -> Self {
         Self { envd }
+    }
+
+    pub(crate) fn envd(&self) -> &Envd {
+        &self.envd
     }
 
     /// `commands.list()`.
@@ -256,7 +263,7 @@ impl Commands {
 
     /// Opens the stream and reads the `start` event within the request timeout, then hands the
     /// rest of the stream to a reader task.
-    async fn begin(
+    pub(crate) async fn begin(
         &self,
         open: impl std::future::Future<Output = Result<RpcStream, ConnectError>> + Send,
         request_timeout_ms: Option<u64>,
@@ -479,7 +486,8 @@ async fn read_events(
                         s.stderr.push_str(&text);
                         Some(CommandOutput::Stderr(text))
                     }
-                    _ => None,
+                    Some(Output::Pty(b)) => Some(CommandOutput::Pty(b)),
+                    None => None,
                 }
             }
             Some(Event::End(e)) => {
@@ -508,6 +516,7 @@ async fn read_events(
 fn chunk_is_empty(c: &CommandOutput) -> bool {
     match c {
         CommandOutput::Stdout(s) | CommandOutput::Stderr(s) => s.is_empty(),
+        CommandOutput::Pty(b) => b.is_empty(),
     }
 }
 

@@ -19,6 +19,9 @@ use tokio::time::Instant;
 pub const ENVD_DEFAULT_USER: (u64, u64, u64) = (0, 4, 0);
 pub const ENVD_COMMANDS_STDIN: (u64, u64, u64) = (0, 3, 0);
 pub const ENVD_OCTET_STREAM_UPLOAD: (u64, u64, u64) = (0, 5, 7);
+pub const ENVD_RECURSIVE_WATCH: (u64, u64, u64) = (0, 1, 4);
+/// `getMetrics` needs envd ≥ 0.1.5.
+pub const ENVD_METRICS: (u64, u64, u64) = (0, 1, 5);
 
 /// The default `timeoutMs` of commands and watches (`Connect-Timeout-Ms`).
 pub const DEFAULT_STREAM_TIMEOUT_MS: u64 = 60_000;

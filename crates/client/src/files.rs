@@ -2,19 +2,27 @@
 //! `/files`, everything else through the `filesystem.Filesystem` Connect service.
 
 use crate::api::encode_uri_component;
-use crate::envd::{Envd, ENVD_OCTET_STREAM_UPLOAD};
+use crate::envd::{
+    canceled, Envd, RpcStream, DEFAULT_STREAM_TIMEOUT_MS, ENVD_OCTET_STREAM_UPLOAD,
+    ENVD_RECURSIVE_WATCH,
+};
 use crate::error::{from_envd_http, from_rpc, from_transport, Error, Result};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt as _};
 use sandbank_protocol::connect::Code;
 use sandbank_protocol::filesystem::{
-    EntryResponse, FileType as WireFileType, ListDirRequest, ListDirResponse, MoveRequest,
-    PathRequest,
+    EntryResponse, EventType as WireEventType, FileType as WireFileType, ListDirRequest,
+    ListDirResponse, MoveRequest, PathRequest, WatchDirRequest, WatchDirResponse, WatchEvent,
 };
 use sandbank_protocol::process::Empty;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// Events a watch buffers for its puller before the reader waits (backpressure).
+pub const WATCH_CHANNEL_CAPACITY: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileType {
@@ -168,6 +176,141 @@ impl FileStream {
             None => Ok(None),
             Some(Ok(b)) => Ok(Some(b)),
             Some(Err(e)) => Err(from_transport(&e)),
+        }
+    }
+}
+
+/// `FilesystemEventType`: what happened to a watched filesystem object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilesystemEventType {
+    Chmod,
+    Create,
+    Remove,
+    Rename,
+    Write,
+}
+
+impl FilesystemEventType {
+    /// `chmod` / `create` / `remove` / `rename` / `write`, the JS enum's values.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilesystemEventType::Chmod => "chmod",
+            FilesystemEventType::Create => "create",
+            FilesystemEventType::Remove => "remove",
+            FilesystemEventType::Rename => "rename",
+            FilesystemEventType::Write => "write",
+        }
+    }
+
+    /// The wire's `EventType`; `None` for `EVENT_TYPE_UNSPECIFIED` or unknown numbers (skipped,
+    /// as the JS SDK does).
+    pub fn from_wire(t: i32) -> Option<Self> {
+        match WireEventType::try_from(t).ok()? {
+            WireEventType::Chmod => Some(FilesystemEventType::Chmod),
+            WireEventType::Create => Some(FilesystemEventType::Create),
+            WireEventType::Remove => Some(FilesystemEventType::Remove),
+            WireEventType::Rename => Some(FilesystemEventType::Rename),
+            WireEventType::Write => Some(FilesystemEventType::Write),
+            WireEventType::Unspecified => None,
+        }
+    }
+}
+
+/// `FilesystemEvent`: `name` is relative to the watched directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilesystemEvent {
+    pub name: String,
+    pub event_type: FilesystemEventType,
+}
+
+/// `WatchOpts` (without the callbacks: pull [`WatchHandle::next_event`] instead).
+#[derive(Clone, Debug, Default)]
+pub struct WatchOpts {
+    /// Watch subdirectories too (envd ≥ 0.1.4); default false.
+    pub recursive: bool,
+    /// Default 60 000; 0 = no limit (`Connect-Timeout-Ms`). The watch ends with a
+    /// `TimeoutError` then.
+    pub timeout_ms: Option<u64>,
+    pub user: Option<String>,
+    /// Time allowed until envd confirms the watch; default: the config's request timeout.
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// A running directory watch: pull events with [`WatchHandle::next_event`], end it with
+/// [`WatchHandle::stop`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct WatchHandle {
+    inner: Arc<WatchInner>,
+}
+
+#[derive(Debug)]
+struct WatchInner {
+    cancel: watch::Sender<bool>,
+    events: tokio::sync::Mutex<mpsc::Receiver<Result<FilesystemEvent>>>,
+}
+
+impl WatchHandle {
+    fn spawn(stream: RpcStream) -> Self {
+        let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        tokio::spawn(read_watch_events(stream, tx, cancel_rx));
+        WatchHandle {
+            inner: Arc::new(WatchInner {
+                cancel: cancel_tx,
+                events: tokio::sync::Mutex::new(rx),
+            }),
+        }
+    }
+
+    /// The next event; `Ok(None)` once the watch ended cleanly; `Err` once, when it ended with
+    /// an error (the JS `onExit(err)`): a `TimeoutError` after `timeoutMs` or after
+    /// [`WatchHandle::stop`] (the aborted request, as connect-web reports it), the mapped RPC
+    /// error otherwise.
+    pub async fn next_event(&self) -> Result<Option<FilesystemEvent>> {
+        let mut rx = self.inner.events.lock().await;
+        rx.recv().await.transpose()
+    }
+
+    /// Stops watching: the request is dropped (envd then closes its watcher); pending and
+    /// later `next_event` calls finish.
+    pub fn stop(&self) {
+        let _ = self.inner.cancel.send(true);
+    }
+}
+
+async fn read_watch_events(
+    mut stream: RpcStream,
+    tx: mpsc::Sender<Result<FilesystemEvent>>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let aborted = || Err(from_rpc(&canceled(), false));
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = cancel.wait_for(|c| *c) => { let _ = tx.try_send(aborted()); return; }
+            m = stream.next::<WatchDirResponse>() => m,
+        };
+        let item = match msg {
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(from_rpc(&e, false))).await;
+                return;
+            }
+            Ok(Some(WatchDirResponse {
+                event: Some(WatchEvent::Filesystem(ev)),
+            })) => match FilesystemEventType::from_wire(ev.r#type) {
+                Some(event_type) => Ok(FilesystemEvent {
+                    name: ev.name,
+                    event_type,
+                }),
+                None => continue,
+            },
+            Ok(Some(_)) => continue, // start (again) and keepalives
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.wait_for(|c| *c) => { let _ = tx.try_send(aborted()); return; }
+            r = tx.send(item) => if r.is_err() { return; },
         }
     }
 }
@@ -520,6 +663,55 @@ impl Files {
         })
     }
 
+    /// `files.watchDir(path, onEvent, opts)`: returns once envd confirmed the watch (its
+    /// `start` event). A missing path is `FileNotFound`, a file `InvalidArgument`.
+    pub async fn watch_dir(&self, path: &str, opts: WatchOpts) -> Result<WatchHandle> {
+        if opts.recursive
+            && !crate::api::envd_version_at_least(self.envd.version(), ENVD_RECURSIVE_WATCH)
+        {
+            return Err(Error::Template(
+                "You need to update the template to use recursive watching. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
+            ));
+        }
+        let req = WatchDirRequest {
+            path: path.to_string(),
+            recursive: opts.recursive,
+        };
+        let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
+        let first = async {
+            let mut stream = self
+                .envd
+                .open_stream(
+                    "filesystem.Filesystem/WatchDir",
+                    &req,
+                    opts.user.as_deref(),
+                    timeout_ms,
+                )
+                .await?;
+            let ev = stream.next::<WatchDirResponse>().await?;
+            Ok::<_, sandbank_protocol::connect::ConnectError>((stream, ev))
+        };
+        let first = match self.envd.config().request_timeout(opts.request_timeout_ms) {
+            Some(t) => tokio::time::timeout(t, first)
+                .await
+                .unwrap_or_else(|_| Err(canceled())),
+            None => first.await,
+        };
+        match first {
+            Err(e) if e.code == Code::Unavailable => Err(Error::SandboxNotFound(
+                "Sandbox is probably not running anymore".into(),
+            )),
+            Err(e) => Err(from_rpc(&e, true)),
+            Ok((
+                stream,
+                Some(WatchDirResponse {
+                    event: Some(WatchEvent::Start(_)),
+                }),
+            )) => Ok(WatchHandle::spawn(stream)),
+            Ok(_) => Err(Error::Other("Expected start event".into())),
+        }
+    }
+
     /// `files.remove(path)`.
     pub async fn remove(&self, path: &str, opts: FilesystemOpts) -> Result<()> {
         let _: Empty = self
@@ -556,6 +748,24 @@ mod tests {
         use http_body_util::BodyExt as _;
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], expect.as_bytes());
+    }
+
+    #[test]
+    fn watch_event_types_map_like_the_sdk() {
+        let all: Vec<_> = (0..=6).map(FilesystemEventType::from_wire).collect();
+        assert_eq!(
+            all,
+            vec![
+                None,
+                Some(FilesystemEventType::Create),
+                Some(FilesystemEventType::Write),
+                Some(FilesystemEventType::Remove),
+                Some(FilesystemEventType::Rename),
+                Some(FilesystemEventType::Chmod),
+                None
+            ]
+        );
+        assert_eq!(FilesystemEventType::Chmod.as_str(), "chmod");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - [`error`]: one [`Error`] enum whose variants are the JS error classes ([`Error::kind`]).
 //! - [`api`]: the control plane ([`Api`]): create, connect, kill, getInfo, setTimeout, list,
 //!   snapshots; [`paginator`]: the two paginators.
-//! - [`envd`]: the Connect/JSON transport to a sandbox's envd; [`commands`], [`files`] on top.
+//! - [`envd`]: the Connect/JSON transport to a sandbox's envd; [`commands`], [`pty`], [`files`]
+//!   (with directory watches) on top; [`signature`]: signed `/files` URLs.
 //! - [`sandbox`]: [`Sandbox`], tying it together.
 
 pub mod api;
@@ -16,11 +17,13 @@ pub mod envd;
 pub mod error;
 pub mod files;
 pub mod paginator;
+pub mod pty;
 pub mod sandbox;
+pub mod signature;
 
 pub use api::{
     Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle,
-    SandboxListOpts, SnapshotInfo, SnapshotListOpts,
+    SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
 pub use commands::{
     CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo,
@@ -28,11 +31,13 @@ pub use commands::{
 pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};
 pub use error::{CommandResult, Error, Result};
 pub use files::{
-    EntryInfo, FileStream, FileType, Files, FilesystemOpts, WriteData, WriteEntry, WriteInfo,
-    WriteOpts,
+    EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts,
+    WatchHandle, WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
 };
 pub use paginator::{SandboxPaginator, SnapshotPaginator};
-pub use sandbox::Sandbox;
+pub use pty::{Pty, PtyConnectOpts, PtyCreateOpts, PtySize};
+pub use sandbox::{Sandbox, SandboxUrlOpts};
+pub use signature::{get_signature, FileOperation, Signature};
 
 #[cfg(test)]
 mod tests {

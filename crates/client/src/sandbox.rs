@@ -2,16 +2,27 @@
 //! and the instance forms of the control-plane calls.
 
 use crate::api::{
-    Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SnapshotInfo,
-    SnapshotListOpts,
+    envd_version_at_least, Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts,
+    SandboxInfo, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
 use crate::commands::Commands;
 use crate::config::{Config, ENVD_PORT};
-use crate::envd::Envd;
-use crate::error::{from_envd_http, from_transport, Result};
+use crate::envd::{Envd, ENVD_METRICS};
+use crate::error::{from_envd_http, from_transport, Error, Result};
 use crate::files::Files;
 use crate::paginator::SnapshotPaginator;
+use crate::pty::Pty;
+use crate::signature::{get_signature, FileOperation};
 use std::sync::{Arc, Mutex};
+
+/// `SandboxUrlOpts` of `uploadUrl` / `downloadUrl`.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxUrlOpts {
+    /// The user whose permissions (and home, for relative paths) apply.
+    pub user: Option<String>,
+    /// Sign with an expiration this many seconds from now (secured sandboxes only).
+    pub use_signature_expiration: Option<i64>,
+}
 
 /// The envd version the JS SDK assumes in debug mode.
 pub const ENVD_DEBUG_FALLBACK: &str = "99.99.99";
@@ -28,6 +39,7 @@ pub struct Sandbox {
     envd: Envd,
     commands: Commands,
     files: Files,
+    pty: Pty,
 }
 
 impl Sandbox {
@@ -53,6 +65,7 @@ impl Sandbox {
             api: Api::new(config),
             commands: Commands::new(envd.clone()),
             files: Files::new(envd.clone()),
+            pty: Pty::new(Commands::new(envd.clone())),
             envd,
         }
     }
@@ -123,6 +136,10 @@ impl Sandbox {
         &self.files
     }
 
+    pub fn pty(&self) -> &Pty {
+        &self.pty
+    }
+
     /// `sandbox.getHost(port)`.
     pub fn get_host(&self, port: u16) -> String {
         self.api
@@ -130,11 +147,88 @@ impl Sandbox {
             .host(&self.sandbox_id, port, Some(&self.sandbox_domain))
     }
 
-    /// `sandbox.connect(opts)`: refreshes the traffic access token.
-    pub async fn reconnect(&self, opts: SandboxConnectOpts) -> Result<()> {
-        let conn = self.api.connect(&self.sandbox_id, opts).await?;
+    /// `sandbox.connect(opts)`: resumes the sandbox if paused and refreshes the traffic access
+    /// token. `config` replaces this sandbox's connection settings for the call (per-call
+    /// options merged by the caller).
+    pub async fn reconnect(&self, opts: SandboxConnectOpts, config: Option<Config>) -> Result<()> {
+        let conn = match config {
+            Some(c) => Api::new(c).connect(&self.sandbox_id, opts).await?,
+            None => self.api.connect(&self.sandbox_id, opts).await?,
+        };
         *self.traffic_access_token.lock().expect("token") = conn.traffic_access_token;
         Ok(())
+    }
+
+    /// `sandbox.getMetrics({start, end})`: refuses envd older than 0.1.5, as the SDK does.
+    pub async fn get_metrics(
+        &self,
+        opts: SandboxMetricsOpts,
+        config: Option<Config>,
+    ) -> Result<Vec<SandboxMetrics>> {
+        if !envd_version_at_least(&self.envd_version, ENVD_METRICS) {
+            return Err(Error::Sandbox(
+                "You need to update the template to use the new SDK. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
+            ));
+        }
+        match config {
+            Some(c) => Api::new(c).get_metrics(&self.sandbox_id, opts).await,
+            None => self.api.get_metrics(&self.sandbox_id, opts).await,
+        }
+    }
+
+    /// `sandbox.uploadUrl(path?, opts)`: where to POST a file (multipart), signed when the
+    /// sandbox has an envd access token.
+    pub fn upload_url(&self, path: Option<&str>, opts: &SandboxUrlOpts) -> Result<String> {
+        self.file_url(path.unwrap_or(""), FileOperation::Write, opts)
+    }
+
+    /// `sandbox.downloadUrl(path, opts)`: where to GET a file, signed when the sandbox has an
+    /// envd access token.
+    pub fn download_url(&self, path: &str, opts: &SandboxUrlOpts) -> Result<String> {
+        self.file_url(path, FileOperation::Read, opts)
+    }
+
+    /// `<envd origin>/files?[username=]&[path=]&[signature=&signature_expiration=]`, the query
+    /// form-encoded as `URLSearchParams` writes it.
+    fn file_url(&self, path: &str, op: FileOperation, opts: &SandboxUrlOpts) -> Result<String> {
+        let token = self.envd_access_token.as_deref().filter(|t| !t.is_empty());
+        if token.is_none() && opts.use_signature_expiration.is_some() {
+            return Err(Error::Other(
+                "Signature expiration can be used only when sandbox is created as secured.".into(),
+            ));
+        }
+        let user = self.envd.effective_user(opts.user.as_deref());
+        let mut url = reqwest::Url::parse(self.envd.base_url())
+            .and_then(|u| u.join("/files"))
+            .map_err(|e| {
+                Error::Other(format!("Invalid sandbox URL {}: {e}", self.envd.base_url()))
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(u) = user.as_deref().filter(|u| !u.is_empty()) {
+                q.append_pair("username", u);
+            }
+            if !path.is_empty() {
+                q.append_pair("path", path);
+            }
+            if token.is_some() {
+                let sig = get_signature(
+                    path,
+                    op,
+                    user.as_deref(),
+                    opts.use_signature_expiration,
+                    token,
+                )?;
+                q.append_pair("signature", &sig.signature);
+                if let Some(exp) = sig.expiration {
+                    q.append_pair("signature_expiration", &exp.to_string());
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url.into())
     }
 
     /// `sandbox.kill()` (resolves to nothing, as in novita-sandbox; no-op in debug mode).
@@ -209,4 +303,122 @@ impl Sandbox {
 
     /// The envd port (49983).
     pub const ENVD_PORT: u16 = ENVD_PORT;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConnectionConfig, ConnectionOpts};
+    use crate::signature::sign;
+
+    fn sandbox(token: Option<&str>, envd_version: &str) -> Sandbox {
+        let opts = ConnectionOpts {
+            sandbox_url: Some("http://127.0.0.1:3000".into()),
+            ..Default::default()
+        };
+        let config = Arc::new(ConnectionConfig::with_env(&opts, |_| None).unwrap());
+        let conn = SandboxConnection {
+            sandbox_id: "sb1".into(),
+            sandbox_domain: None,
+            envd_version: envd_version.into(),
+            envd_access_token: token.map(str::to_string),
+            traffic_access_token: None,
+        };
+        Sandbox::from_connection(config, conn)
+    }
+
+    #[test]
+    fn file_urls_are_plain_without_a_token() {
+        let s = sandbox(None, "0.5.7");
+        let none = SandboxUrlOpts::default();
+        assert_eq!(
+            s.download_url("/tmp/a b.txt", &none).unwrap(),
+            "http://127.0.0.1:3000/files?path=%2Ftmp%2Fa+b.txt"
+        );
+        assert_eq!(
+            s.upload_url(None, &none).unwrap(),
+            "http://127.0.0.1:3000/files"
+        );
+        let root = SandboxUrlOpts {
+            user: Some("root".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            s.upload_url(Some("/x"), &root).unwrap(),
+            "http://127.0.0.1:3000/files?username=root&path=%2Fx"
+        );
+        // envd before 0.4.0 has no default user: `user` is named.
+        assert_eq!(
+            sandbox(None, "0.3.0").download_url("/x", &none).unwrap(),
+            "http://127.0.0.1:3000/files?username=user&path=%2Fx"
+        );
+        let e = s
+            .download_url(
+                "/x",
+                &SandboxUrlOpts {
+                    use_signature_expiration: Some(60),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::Other(
+                "Signature expiration can be used only when sandbox is created as secured.".into()
+            )
+        );
+    }
+
+    #[test]
+    fn file_urls_are_signed_with_the_access_token() {
+        let s = sandbox(Some("tok"), "0.5.7");
+        let url = s
+            .download_url("/tmp/a.txt", &SandboxUrlOpts::default())
+            .unwrap();
+        let sig = sign("/tmp/a.txt", FileOperation::Read, None, "tok", None);
+        let q: String = url::form_urlencoded_pair("signature", &sig);
+        assert_eq!(
+            url,
+            format!("http://127.0.0.1:3000/files?path=%2Ftmp%2Fa.txt&{q}")
+        );
+        // uploadUrl without a path signs the empty path.
+        let url = s.upload_url(None, &SandboxUrlOpts::default()).unwrap();
+        let sig = sign("", FileOperation::Write, None, "tok", None);
+        assert_eq!(
+            url,
+            format!(
+                "http://127.0.0.1:3000/files?{}",
+                url::form_urlencoded_pair("signature", &sig)
+            )
+        );
+        let url = s
+            .upload_url(
+                Some("/x"),
+                &SandboxUrlOpts {
+                    user: Some("root".into()),
+                    use_signature_expiration: Some(120),
+                },
+            )
+            .unwrap();
+        let parsed = reqwest::Url::parse(&url).unwrap();
+        let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
+        let exp: i64 = q["signature_expiration"].parse().unwrap();
+        assert!((exp - chrono::Utc::now().timestamp() - 120).abs() <= 1);
+        assert_eq!(
+            q["signature"],
+            sign("/x", FileOperation::Write, Some("root"), "tok", Some(exp))
+        );
+        assert!(
+            url.starts_with("http://127.0.0.1:3000/files?username=root&path=%2Fx&signature=v1_")
+        );
+    }
+
+    mod url {
+        /// `name=value` as `URLSearchParams` serializes it.
+        pub fn form_urlencoded_pair(name: &str, value: &str) -> String {
+            let mut u = reqwest::Url::parse("http://x/").unwrap();
+            u.query_pairs_mut().append_pair(name, value);
+            u.query().unwrap().to_string()
+        }
+    }
 }

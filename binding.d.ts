@@ -47,6 +47,8 @@ export declare class NativeFiles {
   makeDir(path: string, opts?: FsOptions | undefined | null): Promise<boolean>
   rename(oldPath: string, newPath: string, opts?: FsOptions | undefined | null): Promise<EntryInfoJs>
   remove(path: string, opts?: FsOptions | undefined | null): Promise<void>
+  /** Starts watching a directory; resolves once envd confirmed the watch. */
+  watchDir(path: string, opts?: WatchOptions | undefined | null): Promise<JsWatchHandle>
 }
 export type JsFiles = NativeFiles
 
@@ -56,6 +58,16 @@ export declare class NativeFileStream {
   nextChunk(): Promise<Buffer | null>
 }
 export type JsFileStream = NativeFileStream
+
+export declare class NativePty {
+  /** Starts a terminal; returns once it started. `stream` delivers its output (`pty` chunks). */
+  create(opts: PtyOptions, stream: boolean): Promise<NativeCommandHandle>
+  connect(pid: number, timeoutMs: number | undefined | null, requestTimeoutMs: number | undefined | null, stream: boolean): Promise<NativeCommandHandle>
+  sendInput(pid: number, data: Buffer, requestTimeoutMs?: number | undefined | null): Promise<void>
+  resize(pid: number, cols: number, rows: number, requestTimeoutMs?: number | undefined | null): Promise<void>
+  kill(pid: number, requestTimeoutMs?: number | undefined | null): Promise<boolean>
+}
+export type JsPty = NativePty
 
 /** One sandbox. Cheap handles: the client's `Sandbox` is shared. */
 export declare class NativeSandbox {
@@ -69,6 +81,10 @@ export declare class NativeSandbox {
   static getSandboxInfo(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<SandboxInfoJs>
   /** `Sandbox.setTimeout(id, ms)`. */
   static setSandboxTimeout(sandboxId: string, timeoutMs: number, conn?: ConnectionOptions | undefined | null): Promise<void>
+  /** `Sandbox.pause(id)`: `true` when paused, `false` when it already was. */
+  static pauseSandbox(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  /** `Sandbox.getMetrics(id, {start, end})`. */
+  static getSandboxMetrics(sandboxId: string, opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
   /** `Sandbox.list(opts)`: no request until `nextItems`. */
   static listSandboxes(opts?: SandboxListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSandboxPaginator
   /** `Sandbox.createSnapshot(id)`. */
@@ -85,8 +101,20 @@ export declare class NativeSandbox {
   get apiUrl(): string
   commands(): NativeCommands
   files(): NativeFiles
+  pty(): NativePty
   getHost(port: number): string
-  reconnect(timeoutMs?: number | undefined | null, secure?: boolean | undefined | null): Promise<void>
+  /**
+   * `sandbox.connect(opts)`; `conn` (this sandbox's options merged with the call's) replaces
+   * the sandbox's connection settings for the call.
+   */
+  reconnect(timeoutMs?: number | undefined | null, secure?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<void>
+  pause(): Promise<boolean>
+  /** `sandbox.getMetrics(opts)`; `conn` as for `reconnect`. */
+  getMetrics(opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
+  /** `sandbox.uploadUrl(path, opts)`. */
+  uploadUrl(path?: string | undefined | null, opts?: UrlOptions | undefined | null): string
+  /** `sandbox.downloadUrl(path, opts)`. */
+  downloadUrl(path: string, opts?: UrlOptions | undefined | null): string
   kill(): Promise<void>
   setTimeout(timeoutMs: number): Promise<void>
   getInfo(): Promise<SandboxInfoJs>
@@ -109,6 +137,15 @@ export declare class NativeSnapshotPaginator {
   nextItems(): Promise<Array<SnapshotInfoJs>>
 }
 export type JsSnapshotPaginator = NativeSnapshotPaginator
+
+/** A running directory watch; JS pulls events into the `onEvent`/`onExit` callbacks. */
+export declare class NativeWatchHandle {
+  /** The next event; `null` once the watch ended; rejects once when it ended with an error. */
+  nextEvent(): Promise<FilesystemEventJs | null>
+  /** Stops watching; a pending `nextEvent` finishes. */
+  stop(): void
+}
+export type JsWatchHandle = NativeWatchHandle
 
 export interface CommandOptions {
   cwd?: string
@@ -156,21 +193,38 @@ export interface EntryInfoJs {
   symlinkTarget?: string
 }
 
+/** `FilesystemEvent`: `type` is `chmod`, `create`, `remove`, `rename` or `write`. */
+export interface FilesystemEventJs {
+  name: string
+  type: string
+}
+
 export interface FsOptions {
   user?: string
   requestTimeoutMs?: number
   useOctetStream?: boolean
 }
 
+/** `getSignature({path, operation, user, expirationInSeconds, envdAccessToken})`. */
+export declare function getFileSignature(path: string, operation: string, user?: string | undefined | null, expirationInSeconds?: number | undefined | null, envdAccessToken?: string | undefined | null): SignatureJs
+
 export interface LifecycleOptions {
-  onTimeout: string
+  onTimeout?: string
   autoResume?: boolean
 }
 
-/** One output chunk: exactly one of the two is set. */
+/** `SandboxMetricsOpts`: `start`/`end` as epoch milliseconds (a `Date`'s `getTime()`). */
+export interface MetricsOptions {
+  start?: number
+  end?: number
+}
+
+/** One output chunk: exactly one of the three is set. */
 export interface OutputChunk {
   stdout?: string
   stderr?: string
+  /** A terminal's bytes. */
+  pty?: Buffer
 }
 
 export interface ProcessInfoJs {
@@ -180,6 +234,17 @@ export interface ProcessInfoJs {
   args: Array<string>
   envs: Record<string, string>
   cwd?: string
+}
+
+/** `PtyCreateOpts` without `onData`. */
+export interface PtyOptions {
+  cols: number
+  rows: number
+  envs?: Record<string, string>
+  cwd?: string
+  user?: string
+  timeoutMs?: number
+  requestTimeoutMs?: number
 }
 
 /** `SandboxInfo` with times as epoch milliseconds. */
@@ -210,6 +275,17 @@ export interface SandboxListOptions {
   nextToken?: string
 }
 
+/** `SandboxMetrics` with `timestamp` as epoch milliseconds. */
+export interface SandboxMetricsJs {
+  timestamp: number
+  cpuUsedPct: number
+  cpuCount: number
+  memUsed: number
+  memTotal: number
+  diskUsed: number
+  diskTotal: number
+}
+
 /** The sandbox fields of `SandboxOpts`. */
 export interface SandboxOptions {
   metadata?: Record<string, string>
@@ -219,6 +295,13 @@ export interface SandboxOptions {
   allowInternetAccess?: boolean
   lifecycle?: LifecycleOptions
   autoPause?: boolean
+}
+
+/** `getSignature`'s result. */
+export interface SignatureJs {
+  signature: string
+  /** Unix seconds; `null` without an expiration. */
+  expiration?: number
 }
 
 /** `SnapshotInfo` with `createdAt` as epoch milliseconds. */
@@ -238,8 +321,23 @@ export interface SnapshotListOptions {
   nextToken?: string
 }
 
+/** `SandboxUrlOpts`. */
+export interface UrlOptions {
+  user?: string
+  /** Seconds from now. */
+  useSignatureExpiration?: number
+}
+
 /** The version of the native addon. */
 export declare function version(): string
+
+/** `WatchOpts` without the callbacks. */
+export interface WatchOptions {
+  recursive?: boolean
+  timeoutMs?: number
+  user?: string
+  requestTimeoutMs?: number
+}
 
 export interface WriteEntryJs {
   path: string

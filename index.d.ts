@@ -38,9 +38,9 @@ export type Username = 'root' | 'user' | (string & {})
 
 /** What happens when a sandbox times out. */
 export interface SandboxLifecycle {
-  /** `kill` (default) or `pause`. */
+  /** `kill` (default) or `pause`: a paused sandbox keeps its state until `connect()` resumes it. */
   onTimeout: 'pause' | 'kill'
-  /** Resume a paused sandbox on traffic (only with `pause`). @default false */
+  /** Resume a paused sandbox on traffic. Can be `true` only with `onTimeout: 'pause'`. @default false */
   autoResume?: boolean
 }
 
@@ -54,19 +54,72 @@ export interface SandboxOpts extends ConnectionOpts {
   envs?: Record<string, string>
   /** Time to live in **milliseconds** (sent in seconds, rounded up). @default 300_000 */
   timeoutMs?: number
-  /** Secure the sandbox's envd with an access token. @default true */
+  /**
+   * Secure the sandbox's envd with an access token: every envd request then carries it
+   * (`X-Access-Token`), and `uploadUrl`/`downloadUrl` are signed with it. @default true
+   */
   secure?: boolean
-  /** Allow outbound internet access. @default true */
+  /** Allow outbound internet access (sent as `allow_internet_access`). @default true */
   allowInternetAccess?: boolean
   /** What happens on timeout. @default { onTimeout: 'kill' } */
   lifecycle?: SandboxLifecycle
+}
+
+/**
+ * Options of `Sandbox.betaCreate()`: those of `create()` and the deprecated `autoPause`.
+ */
+export type SandboxBetaCreateOpts = SandboxOpts & {
+  /**
+   * Pause the sandbox instead of killing it when it times out.
+   * @deprecated Use `lifecycle: { onTimeout: 'pause' }`; an explicit `lifecycle` wins.
+   * @default false
+   */
+  autoPause?: boolean
 }
 
 /** Options of `Sandbox.connect()`. */
 export interface SandboxConnectOpts extends ConnectionOpts {
   /** New time to live in **milliseconds** (only extends a running sandbox's). @default 300_000 */
   timeoutMs?: number
+  /** Secure the sandbox's envd with an access token. */
   secure?: boolean
+}
+
+/** Options of `getMetrics()`. */
+export interface SandboxMetricsOpts extends SandboxApiOpts {
+  /** Start of the range. @default the sandbox's start */
+  start?: Date
+  /** End of the range. @default now */
+  end?: Date
+}
+
+/** One sample of a sandbox's resource usage. */
+export interface SandboxMetrics {
+  /** When the sample was taken. */
+  timestamp: Date
+  /** CPU usage in percent (of all its CPUs). */
+  cpuUsedPct: number
+  /** Number of CPUs. */
+  cpuCount: number
+  /** Memory used, in bytes. */
+  memUsed: number
+  /** Memory available, in bytes. */
+  memTotal: number
+  /** Disk space used, in bytes. */
+  diskUsed: number
+  /** Disk space available, in bytes. */
+  diskTotal: number
+}
+
+/** Options of `uploadUrl()` / `downloadUrl()`. */
+export interface SandboxUrlOpts {
+  /**
+   * Make the signature expire this many **seconds** from now. Only for secured sandboxes (the
+   * default): with an unsecured one it throws.
+   */
+  useSignatureExpiration?: number
+  /** The user whose permissions apply (and whose home relative paths start from). */
+  user?: Username
 }
 
 /** The state of a sandbox. */
@@ -87,8 +140,15 @@ export interface SandboxInfo {
   envdVersion: string
   allowInternetAccess?: boolean
   network?: { allowOut?: string[]; denyOut?: string[]; allowPublicTraffic?: boolean; maskRequestHost?: string }
-  lifecycle?: { onTimeout: 'pause' | 'kill'; autoResume: boolean }
+  /** What happens when the sandbox times out. */
+  lifecycle?: SandboxInfoLifecycle
   volumeMounts?: { name: string; path: string }[]
+}
+
+/** The lifecycle a sandbox was created with. */
+export interface SandboxInfoLifecycle {
+  onTimeout: 'pause' | 'kill'
+  autoResume: boolean
 }
 
 /** Options of `Sandbox.list()`. */
@@ -177,6 +237,8 @@ export declare class Sandbox {
   readonly files: Filesystem
   /** The sandbox's commands. */
   readonly commands: Commands
+  /** The sandbox's pseudo-terminals. */
+  readonly pty: Pty
   /** The sandbox's ID. */
   readonly sandboxId: string
   /** The domain the sandbox is reached at. */
@@ -184,18 +246,74 @@ export declare class Sandbox {
   /** The traffic access token, if the sandbox has one. */
   get trafficAccessToken(): string | undefined
 
-  /** Creates a sandbox from the default template (`base`), or `opts.template`. */
+  /**
+   * Creates a sandbox from the default template (`base`), or `opts.template`.
+   * @throws InvalidArgumentError for an unknown `lifecycle.onTimeout`, or `autoResume` without `onTimeout: 'pause'`.
+   */
   static create<S extends typeof Sandbox>(this: S, opts?: SandboxOpts): Promise<InstanceType<S>>
   /** Creates a sandbox from a template or a snapshot ID. */
   static create<S extends typeof Sandbox>(this: S, template: string, opts?: SandboxOpts): Promise<InstanceType<S>>
 
   /**
-   * Connects to a sandbox by ID, resuming it if paused.
-   * @throws SandboxNotFoundError when there is no such sandbox.
+   * Like {@link Sandbox.create}, and takes the deprecated `autoPause` option.
+   * @throws InvalidArgumentError for an unknown `lifecycle.onTimeout`, or `autoResume` without `onTimeout: 'pause'`.
+   */
+  static betaCreate<S extends typeof Sandbox>(this: S, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>>
+  /** Like {@link Sandbox.create}, and takes the deprecated `autoPause` option. */
+  static betaCreate<S extends typeof Sandbox>(this: S, template: string, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>>
+
+  /**
+   * Connects to a sandbox by ID, resuming it if paused (a running sandbox's timeout is only
+   * ever extended).
+   * @throws SandboxNotFoundError (`Paused sandbox <id> not found`) when there is no such sandbox.
    */
   static connect<S extends typeof Sandbox>(this: S, sandboxId: string, opts?: SandboxConnectOpts): Promise<InstanceType<S>>
-  /** Connects to this sandbox again (resumes it if paused). */
+  /**
+   * Connects to this sandbox again, resuming it if paused; refreshes `trafficAccessToken`.
+   * @throws SandboxNotFoundError when the sandbox no longer exists.
+   */
   connect(opts?: SandboxConnectOpts): Promise<this>
+
+  /**
+   * Pauses a sandbox (keeps its files and processes; resume with {@link Sandbox.connect}).
+   * @returns `true` if it was paused, `false` if it already was.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static pause(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean>
+  /** @deprecated Use {@link Sandbox.pause}. */
+  static betaPause(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean>
+  /**
+   * Pauses this sandbox; resume it with {@link Sandbox.connect}.
+   * @returns `true` if it was paused, `false` if it already was.
+   */
+  pause(opts?: ConnectionOpts): Promise<boolean>
+  /** @deprecated Use {@link Sandbox.pause}. */
+  betaPause(opts?: ConnectionOpts): Promise<boolean>
+
+  /**
+   * Resource usage samples of a sandbox (`start`/`end` sent as unix seconds).
+   * @throws InvalidArgumentError for an invalid `start` or `end` date.
+   */
+  static getMetrics(sandboxId: string, opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]>
+  /**
+   * Resource usage samples of this sandbox.
+   * @throws SandboxError when the sandbox's envd is older than 0.1.5.
+   */
+  getMetrics(opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]>
+
+  /**
+   * The URL to upload a file to (`POST`, multipart/form-data, part name `file`). Signed with the
+   * sandbox's envd access token when it has one, so it works without headers.
+   * @param path where to write; without it, the part's file name is the destination.
+   * @throws Error when `useSignatureExpiration` is given for an unsecured sandbox.
+   */
+  uploadUrl(path?: string, opts?: SandboxUrlOpts): Promise<string>
+  /**
+   * The URL to download a file from (`GET`). Signed with the sandbox's envd access token when it
+   * has one, so it works without headers.
+   * @throws Error when `useSignatureExpiration` is given for an unsecured sandbox.
+   */
+  downloadUrl(path: string, opts?: SandboxUrlOpts): Promise<string>
 
   /** Lists sandboxes (no request until `nextItems()`). */
   static list(opts?: SandboxListOpts): SandboxPaginator
@@ -322,6 +440,62 @@ export declare class CommandHandle implements Omit<CommandResult, 'exitCode' | '
   kill(): Promise<boolean>
 }
 
+// ── PTY ──────────────────────────────────────────────────────────────────────────────────────
+
+/** Options of `pty.create()`. */
+export interface PtyCreateOpts extends CommandRequestOpts {
+  /** Columns of the terminal: an integer from 1 to 65535. */
+  cols: number
+  /** Rows of the terminal: an integer from 1 to 65535. */
+  rows: number
+  /** Called with each piece of the terminal's output (raw bytes, escape sequences included). */
+  onData: (data: Uint8Array) => void | Promise<void>
+  /** Time limit of the terminal in **milliseconds**; `0` = none. @default 60_000 */
+  timeoutMs?: number
+  /** User to run the shell as. @default the template's default user (`user`) */
+  user?: Username
+  /** Environment variables, over `TERM=xterm-256color`, `LANG=C.UTF-8`, `LC_ALL=C.UTF-8`. @default {} */
+  envs?: Record<string, string>
+  /** Working directory. @default the user's home directory */
+  cwd?: string
+}
+
+/** Options of `pty.connect()`. */
+export type PtyConnectOpts = Pick<PtyCreateOpts, 'onData' | 'timeoutMs'> & CommandRequestOpts
+
+/**
+ * `sandbox.pty`: pseudo-terminals running `/bin/bash -i -l`. Each is a process: it shows in
+ * `commands.list()`, and `wait()` on its handle resolves when the shell exits.
+ *
+ * @example
+ * ```ts
+ * const term = await sandbox.pty.create({ cols: 80, rows: 24, onData: (d) => process.stdout.write(d) })
+ * await sandbox.pty.sendInput(term.pid, new TextEncoder().encode('ls\n'))
+ * await sandbox.pty.resize(term.pid, { cols: 120, rows: 40 })
+ * await sandbox.pty.kill(term.pid)
+ * ```
+ */
+export declare class Pty {
+  /** @internal */
+  protected constructor()
+  /**
+   * Starts a terminal; resolves once it runs.
+   * @throws InvalidArgumentError when `cols` or `rows` is not an integer from 1 to 65535.
+   */
+  create(opts: PtyCreateOpts): Promise<CommandHandle>
+  /** Connects to a running terminal; `onData` gets its output from now on. */
+  connect(pid: number, opts?: PtyConnectOpts): Promise<CommandHandle>
+  /** Sends bytes to a terminal, as if typed (`\x03` is Ctrl-C). */
+  sendInput(pid: number, data: Uint8Array, opts?: CommandRequestOpts): Promise<void>
+  /**
+   * Resizes a terminal (its foreground process gets SIGWINCH).
+   * @throws InvalidArgumentError when `cols` or `rows` is not an integer from 1 to 65535.
+   */
+  resize(pid: number, size: { cols: number; rows: number }, opts?: CommandRequestOpts): Promise<void>
+  /** Kills a terminal (SIGKILL): `true` if killed, `false` if not found. */
+  kill(pid: number, opts?: CommandRequestOpts): Promise<boolean>
+}
+
 /** `sandbox.commands`: start and manage commands. */
 export declare class Commands {
   /** @internal */
@@ -401,6 +575,49 @@ export interface FilesystemListOpts extends FilesystemRequestOpts {
   depth?: number
 }
 
+/** What happened to a watched filesystem object. */
+export declare const FilesystemEventType: {
+  /** Permissions or ownership changed. */
+  readonly CHMOD: 'chmod'
+  /** Created. */
+  readonly CREATE: 'create'
+  /** Removed. */
+  readonly REMOVE: 'remove'
+  /** Renamed or moved away (the new name shows up as `create`). */
+  readonly RENAME: 'rename'
+  /** Written to. */
+  readonly WRITE: 'write'
+}
+export type FilesystemEventType = (typeof FilesystemEventType)[keyof typeof FilesystemEventType]
+
+/** A change in a watched directory. */
+export interface FilesystemEvent {
+  /** Path of the object, relative to the watched directory. */
+  name: string
+  type: FilesystemEventType
+}
+
+/** Options of `files.watchDir()`. */
+export interface WatchOpts extends FilesystemRequestOpts {
+  /** Time limit of the watch in **milliseconds**; `0` = none. @default 60_000 */
+  timeoutMs?: number
+  /**
+   * Called once when the watch ends: without an argument when the sandbox ended it, with the
+   * error otherwise (a `TimeoutError` after `timeoutMs`, and after `stop()`).
+   */
+  onExit?: (err?: Error) => void | Promise<void>
+  /** Watch subdirectories too. @default false */
+  recursive?: boolean
+}
+
+/** A running directory watch. */
+export declare class WatchHandle {
+  /** @internal */
+  protected constructor()
+  /** Stops watching; no `onEvent` call follows. */
+  stop(): Promise<void>
+}
+
 /** `sandbox.files`: the sandbox's filesystem. */
 export declare class Filesystem {
   /** @internal */
@@ -437,6 +654,12 @@ export declare class Filesystem {
   exists(path: string, opts?: FilesystemRequestOpts): Promise<boolean>
   /** Information about a file or directory. */
   getInfo(path: string, opts?: FilesystemRequestOpts): Promise<EntryInfo>
+  /**
+   * Watches a directory; resolves once the watch runs.
+   * @param onEvent called with each change.
+   * @throws FileNotFoundError when the directory does not exist; InvalidArgumentError when it is a file.
+   */
+  watchDir(path: string, onEvent: (event: FilesystemEvent) => void | Promise<void>, opts?: WatchOpts): Promise<WatchHandle>
 }
 
 // ── Errors ───────────────────────────────────────────────────────────────────────────────────
@@ -491,6 +714,27 @@ export declare class CommandExitError extends SandboxError implements CommandRes
 }
 
 // ── Package ──────────────────────────────────────────────────────────────────────────────────
+
+/** Arguments of {@link getSignature}. */
+export interface SignatureOpts {
+  /** Path of the file in the sandbox. */
+  path: string
+  /** `read` (download) or `write` (upload). */
+  operation: 'read' | 'write'
+  /** The user; `undefined` is the sandbox's default user. */
+  user: string | undefined
+  /** Make the signature expire this many **seconds** from now. */
+  expirationInSeconds?: number
+  /** The sandbox's envd access token. */
+  envdAccessToken?: string
+}
+
+/**
+ * The signature of a `/files` URL: `v1_` + base64(SHA-256 of `path:operation:user:token[:expiration]`),
+ * `=` padding removed; `expiration` in unix seconds, `null` without one.
+ * @throws Error when `envdAccessToken` is not set.
+ */
+export declare function getSignature(opts: SignatureOpts): Promise<{ signature: string; expiration: number | null }>
 
 /** The version of the native addon (the Rust crate's version). */
 export declare function version(): string

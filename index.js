@@ -251,6 +251,36 @@ function writeInfo(w) {
   return { name: w.name, type: opt(w.type), path: w.path }
 }
 
+function sandboxMetrics(m) {
+  return {
+    timestamp: new Date(m.timestamp),
+    cpuUsedPct: m.cpuUsedPct,
+    cpuCount: m.cpuCount,
+    memUsed: m.memUsed,
+    memTotal: m.memTotal,
+    diskUsed: m.diskUsed,
+    diskTotal: m.diskTotal,
+  }
+}
+
+/** A `Date` (any realm) or epoch milliseconds → milliseconds; anything else is an error naming it. */
+function dateMs(name, v) {
+  if (v === undefined || v === null) return undefined
+  if (typeof v === 'number') return v
+  if (Object.prototype.toString.call(v) === '[object Date]') return v.getTime()
+  throw new InvalidArgumentError(`Invalid ${name}: expected a Date, got ${typeof v === 'string' ? `"${v}"` : typeof v}`)
+}
+
+function metricsOpts(o) {
+  if (!o) return undefined
+  return { start: dateMs('start', o.start), end: dateMs('end', o.end) }
+}
+
+function urlOpts(o) {
+  if (!o) return undefined
+  return { user: o.user, useSignatureExpiration: o.useSignatureExpiration }
+}
+
 function sandboxOpts(o) {
   if (!o) return undefined
   return {
@@ -377,25 +407,26 @@ function commandOpts(o) {
   return { cwd: o.cwd, user: o.user, envs: o.envs, stdin: o.stdin, timeoutMs: o.timeoutMs, requestTimeoutMs: o.requestTimeoutMs }
 }
 
-/** A running command: `pid`, output so far, `wait()`, `kill()`, `disconnect()`. */
+/** A running command (or terminal): `pid`, output so far, `wait()`, `kill()`, `disconnect()`. */
 class CommandHandle {
   #native
   #pump
   #iterationError
-  constructor(native, onStdout, onStderr, streaming) {
+  constructor(native, onStdout, onStderr, streaming, onPty) {
     this.#native = native
     /** The process ID of the command. */
     Object.defineProperty(this, 'pid', { value: native.pid, enumerable: true })
-    this.#pump = streaming ? this.#handleEvents(onStdout, onStderr) : Promise.resolve()
+    this.#pump = streaming ? this.#handleEvents(onStdout, onStderr, onPty) : Promise.resolve()
   }
 
-  async #handleEvents(onStdout, onStderr) {
+  async #handleEvents(onStdout, onStderr, onPty) {
     try {
       for (;;) {
         const c = await this.#native.nextOutput()
         if (!c) return
         if (c.stdout !== null && c.stdout !== undefined) onStdout?.(c.stdout)
         else if (c.stderr !== null && c.stderr !== undefined) onStderr?.(c.stderr)
+        else if (c.pty) onPty?.(new Uint8Array(c.pty.buffer, c.pty.byteOffset, c.pty.length))
       }
     } catch (e) {
       this.#iterationError = mapError(e)
@@ -486,10 +517,103 @@ class Commands {
   }
 }
 
+// ── PTY ────────────────────────────────────────────────────────────────────────────────────
+
+/** A terminal dimension must at least be a number; the native side checks its range. */
+function ptyDimension(name, v) {
+  if (typeof v === 'number') return v
+  const shown = typeof v === 'string' ? `"${v}"` : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v)
+  throw new InvalidArgumentError(`Invalid PTY size: ${name} must be an integer from 1 to 65535, got ${shown}`)
+}
+
+/** `sandbox.pty`: pseudo-terminals (`/bin/bash -i -l` on a terminal of the given size). */
+class Pty {
+  #native
+  constructor(native) {
+    this.#native = native
+  }
+
+  /** Starts a terminal; `onData` gets its output as bytes. Resolves once it started. */
+  async create(opts) {
+    const cols = ptyDimension('cols', opts?.cols)
+    const rows = ptyDimension('rows', opts?.rows)
+    const streaming = typeof opts.onData === 'function'
+    const native = {
+      cols,
+      rows,
+      envs: opts.envs,
+      cwd: opts.cwd,
+      user: opts.user,
+      timeoutMs: opts.timeoutMs,
+      requestTimeoutMs: opts.requestTimeoutMs,
+    }
+    const h = await call(this.#native.create(native, streaming))
+    return new CommandHandle(h, undefined, undefined, streaming, opts.onData)
+  }
+
+  /** Connects to a running terminal; `onData` gets its output from now on. */
+  async connect(pid, opts) {
+    const streaming = typeof opts?.onData === 'function'
+    const h = await call(this.#native.connect(pid, opts?.timeoutMs, opts?.requestTimeoutMs, streaming))
+    return new CommandHandle(h, undefined, undefined, streaming, opts?.onData)
+  }
+
+  /** Sends bytes to a terminal, as if typed. */
+  async sendInput(pid, data, opts) {
+    await call(this.#native.sendInput(pid, toBuffer(data), opts?.requestTimeoutMs))
+  }
+
+  /** Resizes a terminal (its processes get SIGWINCH). */
+  async resize(pid, size, opts) {
+    const cols = ptyDimension('cols', size?.cols)
+    const rows = ptyDimension('rows', size?.rows)
+    await call(this.#native.resize(pid, cols, rows, opts?.requestTimeoutMs))
+  }
+
+  /** Kills a terminal (SIGKILL): `true` if killed, `false` if not found. */
+  async kill(pid, opts) {
+    return call(this.#native.kill(pid, opts?.requestTimeoutMs))
+  }
+}
+
 // ── Filesystem ─────────────────────────────────────────────────────────────────────────────
 
 /** Sandbox filesystem object type. */
 const FileType = Object.freeze({ FILE: 'file', DIR: 'dir' })
+
+/** What happened to a watched filesystem object. */
+const FilesystemEventType = Object.freeze({ CHMOD: 'chmod', CREATE: 'create', REMOVE: 'remove', RENAME: 'rename', WRITE: 'write' })
+
+/** A directory watch (`files.watchDir()`); `stop()` ends it. */
+class WatchHandle {
+  #native
+  #stopped = false
+  constructor(native, onEvent, onExit) {
+    this.#native = native
+    this.#pump(onEvent, onExit)
+  }
+
+  async #pump(onEvent, onExit) {
+    try {
+      for (;;) {
+        const e = await this.#native.nextEvent()
+        if (!e) break
+        if (!this.#stopped) onEvent?.({ name: e.name, type: e.type })
+      }
+    } catch (err) {
+      this.#native.stop()
+      onExit?.(mapError(err))
+      return
+    }
+    onExit?.()
+  }
+
+  /** Stops watching the directory. */
+  async stop() {
+    this.#stopped = true
+    this.#native.stop()
+  }
+}
 
 function fsOpts(o) {
   if (!o) return undefined
@@ -581,6 +705,16 @@ class Filesystem {
   async getInfo(path, opts) {
     return entryInfo(await call(this.#native.getInfo(path, fsOpts(opts))))
   }
+
+  /**
+   * Watches a directory: `onEvent` gets each change; `opts.onExit` is called once when the
+   * watch ends (with the error, if it ended with one). Resolves once the watch runs.
+   */
+  async watchDir(path, onEvent, opts) {
+    const native = { recursive: opts?.recursive, timeoutMs: opts?.timeoutMs, user: opts?.user, requestTimeoutMs: opts?.requestTimeoutMs }
+    const h = await call(this.#native.watchDir(path, native))
+    return new WatchHandle(h, onEvent, opts?.onExit)
+  }
 }
 
 // ── Sandbox ────────────────────────────────────────────────────────────────────────────────
@@ -604,6 +738,8 @@ class Sandbox {
     this.files = new Filesystem(native.files())
     /** The sandbox's commands. */
     this.commands = new Commands(native.commands())
+    /** The sandbox's pseudo-terminals. */
+    this.pty = new Pty(native.pty())
     /** The sandbox's ID. */
     this.sandboxId = native.sandboxId
     /** The domain the sandbox is reached at. */
@@ -628,6 +764,11 @@ class Sandbox {
     return new this(native, c)
   }
 
+  /** Like `create`; takes the deprecated `autoPause` option too. */
+  static async betaCreate(templateOrOpts, opts) {
+    return this.create(templateOrOpts, opts)
+  }
+
   /** Connects to a sandbox (resuming it if paused). */
   static async connect(sandboxId, opts) {
     const c = await conn(opts)
@@ -635,11 +776,53 @@ class Sandbox {
     return new this(native, c)
   }
 
-  /** Connects to this sandbox again (resumes it if paused). */
+  /** Connects to this sandbox again (resumes it if paused); refreshes `trafficAccessToken`. */
   async connect(opts) {
-    const c = this.#merged(opts)
-    await call(NativeSandbox.connect(this.sandboxId, opts?.timeoutMs, opts?.secure, c))
+    await call(this.#native.reconnect(opts?.timeoutMs, opts?.secure, opts ? this.#merged(opts) : undefined))
     return this
+  }
+
+  /** Pauses a sandbox: `true` if paused, `false` if it already was. */
+  static async pause(sandboxId, opts) {
+    return call(NativeSandbox.pauseSandbox(sandboxId, await conn(opts)))
+  }
+
+  /** @deprecated Use `Sandbox.pause()`. */
+  static async betaPause(sandboxId, opts) {
+    return this.pause(sandboxId, opts)
+  }
+
+  /** Pauses this sandbox: `true` if paused, `false` if it already was. Resume with `connect()`. */
+  async pause(opts) {
+    if (!opts) return call(this.#native.pause())
+    return call(NativeSandbox.pauseSandbox(this.sandboxId, this.#merged(opts)))
+  }
+
+  /** @deprecated Use `pause()`. */
+  async betaPause(opts) {
+    return this.pause(opts)
+  }
+
+  /** Resource usage samples of a sandbox between `start` and `end`. */
+  static async getMetrics(sandboxId, opts) {
+    const m = await call(NativeSandbox.getSandboxMetrics(sandboxId, metricsOpts(opts), await conn(opts)))
+    return m.map(sandboxMetrics)
+  }
+
+  /** Resource usage samples of this sandbox between `start` and `end`. */
+  async getMetrics(opts) {
+    const m = await call(this.#native.getMetrics(metricsOpts(opts), opts ? this.#merged(opts) : undefined))
+    return m.map(sandboxMetrics)
+  }
+
+  /** The URL to upload a file to with a multipart POST (signed for secured sandboxes). */
+  async uploadUrl(path, opts) {
+    return callSync(() => this.#native.uploadUrl(path, urlOpts(opts)))
+  }
+
+  /** The URL to download a file from (signed for secured sandboxes). */
+  async downloadUrl(path, opts) {
+    return callSync(() => this.#native.downloadUrl(path, urlOpts(opts)))
   }
 
   /** Lists sandboxes. */
@@ -719,6 +902,15 @@ class Sandbox {
   }
 }
 
+/**
+ * The signature of a `/files` URL (`v1_` + base64 SHA-256, `=` stripped) for a path, operation,
+ * user and envd access token, with an optional expiration (seconds from now).
+ */
+async function getSignature({ path, operation, user, expirationInSeconds, envdAccessToken }) {
+  const s = callSync(() => binding.getFileSignature(path, operation, user, expirationInSeconds, envdAccessToken))
+  return { signature: s.signature, expiration: s.expiration ?? null }
+}
+
 /** The version of the native addon (the Rust crate's version). */
 function version() {
   return binding.version()
@@ -732,6 +924,10 @@ exports.Commands = Commands
 exports.CommandHandle = CommandHandle
 exports.Filesystem = Filesystem
 exports.FileType = FileType
+exports.FilesystemEventType = FilesystemEventType
+exports.WatchHandle = WatchHandle
+exports.Pty = Pty
+exports.getSignature = getSignature
 exports.SandboxError = SandboxError
 exports.TimeoutError = TimeoutError
 exports.InvalidArgumentError = InvalidArgumentError

@@ -17,6 +17,10 @@ import SandboxDefault, {
   TemplateError,
   RateLimitError,
   FileType,
+  FilesystemEventType,
+  Pty,
+  WatchHandle,
+  getSignature,
   version,
   serverBinaryPath,
   type CommandResult,
@@ -27,6 +31,15 @@ import SandboxDefault, {
   type SnapshotInfo,
   type WriteInfo,
   type ConnectionOpts,
+  type FilesystemEvent,
+  type PtyCreateOpts,
+  type SandboxBetaCreateOpts,
+  type SandboxInfoLifecycle,
+  type SandboxLifecycle,
+  type SandboxMetrics,
+  type SandboxState,
+  type SandboxUrlOpts,
+  type WatchOpts,
 } from 'sandbank'
 
 async function everything(): Promise<void> {
@@ -62,6 +75,68 @@ async function everything(): Promise<void> {
   for await (const s of Sandbox.list()) {
     const sid: string = s.sandboxId
   }
+
+  // Lifecycle: pause, resume (connect), betaCreate with the deprecated autoPause
+  const lifecycle: SandboxLifecycle = { onTimeout: 'pause', autoResume: true }
+  const paused: Sandbox = await Sandbox.create({ ...conn, lifecycle, allowInternetAccess: false, secure: false })
+  const beta: SandboxBetaCreateOpts = { ...conn, autoPause: true }
+  const betaSbx: Sandbox = await Sandbox.betaCreate(beta)
+  const betaSbx2: Sandbox = await Sandbox.betaCreate('base', { lifecycle: { onTimeout: 'kill' } })
+  const didPause: boolean = await Sandbox.pause(id, conn)
+  const didPause2: boolean = await paused.pause()
+  const didPause3: boolean = await paused.betaPause({ requestTimeoutMs: 5_000 })
+  const didPause4: boolean = await Sandbox.betaPause(id)
+  const resumed: Sandbox = await paused.connect({ timeoutMs: 60_000 })
+  const state: SandboxState = (await resumed.getInfo()).state
+  const lc: SandboxInfoLifecycle | undefined = info.lifecycle
+  const onTimeout: 'pause' | 'kill' | undefined = lc?.onTimeout
+  const autoResume: boolean | undefined = lc?.autoResume
+  const internet: boolean | undefined = info.allowInternetAccess
+
+  // Metrics
+  const metrics: SandboxMetrics[] = await Sandbox.getMetrics(id, { ...conn, start: new Date(Date.now() - 60_000), end: new Date() })
+  const metrics2: SandboxMetrics[] = await a.getMetrics()
+  const m0: SandboxMetrics | undefined = metrics[0]
+  const when: Date | undefined = m0?.timestamp
+  const usage: number = (m0?.cpuUsedPct ?? 0) + (m0?.cpuCount ?? 0) + (m0?.memUsed ?? 0) + (m0?.memTotal ?? 0) + (m0?.diskUsed ?? 0) + (m0?.diskTotal ?? 0)
+
+  // Signed file URLs
+  const urlOpts: SandboxUrlOpts = { user: 'root', useSignatureExpiration: 60 }
+  const up: string = await a.uploadUrl()
+  const up2: string = await a.uploadUrl('/tmp/up.txt', urlOpts)
+  const down: string = await a.downloadUrl('/tmp/up.txt', { user: 'user' })
+  const sig: { signature: string; expiration: number | null } = await getSignature({ path: '/tmp/a', operation: 'read', user: undefined, expirationInSeconds: 30, envdAccessToken: 't' })
+
+  // PTY
+  const ptyOpts: PtyCreateOpts = { cols: 80, rows: 24, onData: (d: Uint8Array) => void d, envs: { A: 'b' }, cwd: '/tmp', user: 'root', timeoutMs: 0, requestTimeoutMs: 5_000 }
+  const ptyModule: Pty = a.pty
+  const term: CommandHandle = await a.pty.create(ptyOpts)
+  await a.pty.sendInput(term.pid, new TextEncoder().encode('ls\n'))
+  await a.pty.resize(term.pid, { cols: 100, rows: 40 })
+  const term2: CommandHandle = await a.pty.connect(term.pid, { onData: async (d) => void d.byteLength, timeoutMs: 0 })
+  await term2.disconnect()
+  const ptyKilled: boolean = await a.pty.kill(term.pid, { requestTimeoutMs: 1_000 })
+
+  // Directory watches
+  const watchOpts: WatchOpts = { recursive: true, timeoutMs: 0, user: 'root', requestTimeoutMs: 5_000, onExit: (err?: Error) => void err }
+  const watch: WatchHandle = await a.files.watchDir('/tmp', (ev: FilesystemEvent) => {
+    const n: string = ev.name
+    const created: boolean = ev.type === FilesystemEventType.CREATE || ev.type === 'write'
+    void [n, created]
+  }, watchOpts)
+  const watch2: WatchHandle = await a.files.watchDir('/tmp', async () => {})
+  await watch.stop()
+  await watch2.stop()
+
+  // What the types refuse
+  // @ts-expect-error unknown onTimeout
+  await Sandbox.create({ lifecycle: { onTimeout: 'hibernate' } })
+  // @ts-expect-error pty.create needs cols, rows and onData
+  await a.pty.create({ cols: 80 })
+  // @ts-expect-error sendInput takes bytes
+  await a.pty.sendInput(term.pid, 'ls')
+  // @ts-expect-error autoPause is only an option of betaCreate
+  await Sandbox.create({ autoPause: true })
 
   // Snapshots
   const snap: SnapshotInfo = await a.createSnapshot()
@@ -156,6 +231,7 @@ async function everything(): Promise<void> {
     new CommandExitError({ exitCode: 1, stdout: '', stderr: '', error: 'exit status 1' }),
   ]
   const v: string = version() + serverBinaryPath()
+  void [betaSbx, betaSbx2, didPause, didPause2, didPause3, didPause4, state, onTimeout, autoResume, internet, metrics2, when, usage, up, up2, down, sig, ptyModule, ptyKilled]
   void [b, e, same, domain, host, token, killed, nothing, running, started, mem, more, next, page, created, size, names, parent, mode, origin, fromSnap, snapId, snapPage, deleted, exit, out, code, sofar, err, list, k1, k2, waited, either, text, text2, bytes, blob, w1, w2, w3, w4, ws, ws2, isFile, exists, made, moved, modified, errors, v]
 }
 

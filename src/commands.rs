@@ -43,11 +43,13 @@ pub struct ProcessInfoJs {
     pub cwd: Option<String>,
 }
 
-/// One output chunk: exactly one of the two is set.
+/// One output chunk: exactly one of the three is set.
 #[napi(object)]
 pub struct OutputChunk {
     pub stdout: Option<String>,
     pub stderr: Option<String>,
+    /// A terminal's bytes.
+    pub pty: Option<Buffer>,
 }
 
 fn start_opts(o: Option<CommandOptions>, stream_output: bool) -> CommandStartOpts {
@@ -133,7 +135,7 @@ pub struct JsCommandHandle {
 }
 
 impl JsCommandHandle {
-    fn new(h: CommandHandle) -> Self {
+    pub fn new(h: CommandHandle) -> Self {
         Self { inner: Arc::new(h) }
     }
 }
@@ -170,8 +172,9 @@ impl JsCommandHandle {
     pub async fn next_output(&self) -> Option<OutputChunk> {
         let h = self.inner.clone();
         h.next_output().await.map(|c| match c {
-            CommandOutput::Stdout(s) => OutputChunk { stdout: Some(s), stderr: None },
-            CommandOutput::Stderr(s) => OutputChunk { stdout: None, stderr: Some(s) },
+            CommandOutput::Stdout(s) => OutputChunk { stdout: Some(s), stderr: None, pty: None },
+            CommandOutput::Stderr(s) => OutputChunk { stdout: None, stderr: Some(s), pty: None },
+            CommandOutput::Pty(b) => OutputChunk { stdout: None, stderr: None, pty: Some(Buffer::from(b)) },
         })
     }
 

@@ -4,7 +4,10 @@
 use crate::errors::{ms, IntoNapi};
 use napi::bindgen_prelude::{Buffer, Either};
 use napi_derive::napi;
-use sandbank_client::{EntryInfo, FileStream, Files, FilesystemOpts, WriteData, WriteEntry, WriteInfo, WriteOpts};
+use sandbank_client::{
+    EntryInfo, FileStream, Files, FilesystemEvent, FilesystemOpts, WatchHandle, WatchOpts, WriteData, WriteEntry,
+    WriteInfo, WriteOpts,
+};
 use std::sync::Arc;
 
 #[napi(object)]
@@ -59,6 +62,30 @@ impl From<EntryInfo> for EntryInfoJs {
             modified_time: e.modified_time.map(|t| t.timestamp_millis() as f64),
             symlink_target: e.symlink_target,
         }
+    }
+}
+
+/// `WatchOpts` without the callbacks.
+#[napi(object)]
+#[derive(Default)]
+pub struct WatchOptions {
+    pub recursive: Option<bool>,
+    pub timeout_ms: Option<f64>,
+    pub user: Option<String>,
+    pub request_timeout_ms: Option<f64>,
+}
+
+/// `FilesystemEvent`: `type` is `chmod`, `create`, `remove`, `rename` or `write`.
+#[napi(object)]
+pub struct FilesystemEventJs {
+    pub name: String,
+    #[napi(js_name = "type")]
+    pub event_type: String,
+}
+
+impl From<FilesystemEvent> for FilesystemEventJs {
+    fn from(e: FilesystemEvent) -> Self {
+        FilesystemEventJs { name: e.name, event_type: e.event_type.as_str().to_string() }
     }
 }
 
@@ -170,6 +197,43 @@ impl JsFiles {
     pub async fn remove(&self, path: String, opts: Option<FsOptions>) -> napi::Result<()> {
         let f = self.inner.clone();
         f.remove(&path, fs_opts(&opts)).await.napi()
+    }
+
+    /// Starts watching a directory; resolves once envd confirmed the watch.
+    #[napi]
+    pub async fn watch_dir(&self, path: String, opts: Option<WatchOptions>) -> napi::Result<JsWatchHandle> {
+        let f = self.inner.clone();
+        let o = opts.unwrap_or_default();
+        let w = WatchOpts {
+            recursive: o.recursive.unwrap_or(false),
+            timeout_ms: ms(o.timeout_ms),
+            user: o.user,
+            request_timeout_ms: ms(o.request_timeout_ms),
+        };
+        let h = f.watch_dir(&path, w).await.napi()?;
+        Ok(JsWatchHandle { inner: Arc::new(h) })
+    }
+}
+
+/// A running directory watch; JS pulls events into the `onEvent`/`onExit` callbacks.
+#[napi(js_name = "NativeWatchHandle")]
+pub struct JsWatchHandle {
+    inner: Arc<WatchHandle>,
+}
+
+#[napi]
+impl JsWatchHandle {
+    /// The next event; `null` once the watch ended; rejects once when it ended with an error.
+    #[napi]
+    pub async fn next_event(&self) -> napi::Result<Option<FilesystemEventJs>> {
+        let h = self.inner.clone();
+        h.next_event().await.map(|e| e.map(FilesystemEventJs::from)).napi()
+    }
+
+    /// Stops watching; a pending `nextEvent` finishes.
+    #[napi]
+    pub fn stop(&self) {
+        self.inner.stop()
     }
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod errors;
 mod files;
 mod paginator;
+mod pty;
 mod sandbox;
 
 use napi_derive::napi;

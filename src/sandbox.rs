@@ -6,18 +6,19 @@ use crate::config::{resolve, ConnectionOptions};
 use crate::errors::{ms, IntoNapi};
 use crate::files::JsFiles;
 use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
+use crate::pty::JsPty;
 use napi_derive::napi;
 use sandbank_client::api::SandboxInfoLifecycle;
 use sandbank_client::{
-    Api, Sandbox, SandboxConnectOpts, SandboxCreateOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts,
-    SnapshotInfo, SnapshotListOpts,
+    get_signature, Api, FileOperation, Sandbox, SandboxConnectOpts, SandboxCreateOpts, SandboxInfo, SandboxLifecycle,
+    SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SandboxUrlOpts, SnapshotInfo, SnapshotListOpts,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 
 #[napi(object)]
 pub struct LifecycleOptions {
-    pub on_timeout: String,
+    pub on_timeout: Option<String>,
     pub auto_resume: Option<bool>,
 }
 
@@ -105,6 +106,85 @@ impl From<SnapshotInfo> for SnapshotInfoJs {
     }
 }
 
+/// `SandboxMetrics` with `timestamp` as epoch milliseconds.
+#[napi(object)]
+pub struct SandboxMetricsJs {
+    pub timestamp: f64,
+    pub cpu_used_pct: f64,
+    pub cpu_count: f64,
+    pub mem_used: f64,
+    pub mem_total: f64,
+    pub disk_used: f64,
+    pub disk_total: f64,
+}
+
+impl From<SandboxMetrics> for SandboxMetricsJs {
+    fn from(m: SandboxMetrics) -> Self {
+        SandboxMetricsJs {
+            timestamp: m.timestamp.timestamp_millis() as f64,
+            cpu_used_pct: m.cpu_used_pct,
+            cpu_count: m.cpu_count,
+            mem_used: m.mem_used,
+            mem_total: m.mem_total,
+            disk_used: m.disk_used,
+            disk_total: m.disk_total,
+        }
+    }
+}
+
+/// `SandboxMetricsOpts`: `start`/`end` as epoch milliseconds (a `Date`'s `getTime()`).
+#[napi(object)]
+#[derive(Default)]
+pub struct MetricsOptions {
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+}
+
+fn metrics_opts(o: Option<MetricsOptions>) -> SandboxMetricsOpts {
+    let o = o.unwrap_or_default();
+    SandboxMetricsOpts { start_ms: o.start, end_ms: o.end }
+}
+
+fn metrics_js(v: Vec<SandboxMetrics>) -> Vec<SandboxMetricsJs> {
+    v.into_iter().map(SandboxMetricsJs::from).collect()
+}
+
+/// `SandboxUrlOpts`.
+#[napi(object)]
+#[derive(Default)]
+pub struct UrlOptions {
+    pub user: Option<String>,
+    /// Seconds from now.
+    pub use_signature_expiration: Option<i64>,
+}
+
+fn url_opts(o: Option<UrlOptions>) -> SandboxUrlOpts {
+    let o = o.unwrap_or_default();
+    SandboxUrlOpts { user: o.user, use_signature_expiration: o.use_signature_expiration }
+}
+
+/// `getSignature`'s result.
+#[napi(object)]
+pub struct SignatureJs {
+    pub signature: String,
+    /// Unix seconds; `null` without an expiration.
+    pub expiration: Option<i64>,
+}
+
+/// `getSignature({path, operation, user, expirationInSeconds, envdAccessToken})`.
+#[napi]
+pub fn get_file_signature(
+    path: String,
+    operation: String,
+    user: Option<String>,
+    expiration_in_seconds: Option<i64>,
+    envd_access_token: Option<String>,
+) -> napi::Result<SignatureJs> {
+    let op = FileOperation::parse(&operation).napi()?;
+    let s = get_signature(&path, op, user.as_deref(), expiration_in_seconds, envd_access_token.as_deref()).napi()?;
+    Ok(SignatureJs { signature: s.signature, expiration: s.expiration })
+}
+
 #[napi(object)]
 #[derive(Default)]
 pub struct SandboxListOptions {
@@ -190,6 +270,22 @@ impl JsSandbox {
         api(conn)?.set_timeout(&sandbox_id, ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
     }
 
+    /// `Sandbox.pause(id)`: `true` when paused, `false` when it already was.
+    #[napi]
+    pub async fn pause_sandbox(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
+        api(conn)?.pause(&sandbox_id).await.napi()
+    }
+
+    /// `Sandbox.getMetrics(id, {start, end})`.
+    #[napi]
+    pub async fn get_sandbox_metrics(
+        sandbox_id: String,
+        opts: Option<MetricsOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<Vec<SandboxMetricsJs>> {
+        api(conn)?.get_metrics(&sandbox_id, metrics_opts(opts)).await.map(metrics_js).napi()
+    }
+
     /// `Sandbox.list(opts)`: no request until `nextItems`.
     #[napi]
     pub fn list_sandboxes(opts: Option<SandboxListOptions>, conn: Option<ConnectionOptions>) -> napi::Result<JsSandboxPaginator> {
@@ -262,14 +358,57 @@ impl JsSandbox {
     }
 
     #[napi]
+    pub fn pty(&self) -> JsPty {
+        JsPty::new(self.inner.pty().clone())
+    }
+
+    #[napi]
     pub fn get_host(&self, port: u32) -> String {
         self.inner.get_host(port as u16)
     }
 
+    /// `sandbox.connect(opts)`; `conn` (this sandbox's options merged with the call's) replaces
+    /// the sandbox's connection settings for the call.
     #[napi]
-    pub async fn reconnect(&self, timeout_ms: Option<f64>, secure: Option<bool>) -> napi::Result<()> {
+    pub async fn reconnect(
+        &self,
+        timeout_ms: Option<f64>,
+        secure: Option<bool>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<()> {
         let s = self.inner.clone();
-        s.reconnect(SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure }).await.napi()
+        let config = conn.map(|c| resolve(Some(c))).transpose()?;
+        s.reconnect(SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure }, config).await.napi()
+    }
+
+    #[napi]
+    pub async fn pause(&self) -> napi::Result<bool> {
+        let s = self.inner.clone();
+        s.pause().await.napi()
+    }
+
+    /// `sandbox.getMetrics(opts)`; `conn` as for `reconnect`.
+    #[napi]
+    pub async fn get_metrics(
+        &self,
+        opts: Option<MetricsOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<Vec<SandboxMetricsJs>> {
+        let s = self.inner.clone();
+        let config = conn.map(|c| resolve(Some(c))).transpose()?;
+        s.get_metrics(metrics_opts(opts), config).await.map(metrics_js).napi()
+    }
+
+    /// `sandbox.uploadUrl(path, opts)`.
+    #[napi]
+    pub fn upload_url(&self, path: Option<String>, opts: Option<UrlOptions>) -> napi::Result<String> {
+        self.inner.upload_url(path.as_deref(), &url_opts(opts)).napi()
+    }
+
+    /// `sandbox.downloadUrl(path, opts)`.
+    #[napi]
+    pub fn download_url(&self, path: String, opts: Option<UrlOptions>) -> napi::Result<String> {
+        self.inner.download_url(&path, &url_opts(opts)).napi()
     }
 
     #[napi]

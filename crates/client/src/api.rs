@@ -21,8 +21,8 @@ pub const DEFAULT_TEMPLATE: &str = "base";
 /// `SandboxLifecycle`: what happens when the sandbox times out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxLifecycle {
-    /// `pause` or `kill` (default).
-    pub on_timeout: String,
+    /// `pause` or `kill` (the default when unset).
+    pub on_timeout: Option<String>,
     /// Only meaningful with `pause`; default false.
     pub auto_resume: Option<bool>,
 }
@@ -180,7 +180,7 @@ pub fn resolve_lifecycle(
     auto_pause: Option<bool>,
 ) -> Result<(bool, Option<bool>)> {
     match (lifecycle, auto_pause) {
-        (Some(l), _) => match l.on_timeout.as_str() {
+        (Some(l), _) => match l.on_timeout.as_deref().unwrap_or("kill") {
             "pause" => Ok((true, Some(l.auto_resume.unwrap_or(false)))),
             "kill" if l.auto_resume == Some(true) => Err(Error::InvalidArgument(
                 "Invalid lifecycle: autoResume can be true only when onTimeout is 'pause'".into(),
@@ -719,9 +719,14 @@ mod tests {
     #[test]
     fn lifecycle_resolves_like_get_lifecycle_and_rejects_bad_values() {
         let l = |t: &str, r: Option<bool>| SandboxLifecycle {
-            on_timeout: t.into(),
+            on_timeout: Some(t.into()),
             auto_resume: r,
         };
+        let unset = SandboxLifecycle {
+            on_timeout: None,
+            auto_resume: None,
+        };
+        assert_eq!(resolve_lifecycle(Some(&unset), Some(true)).unwrap(), (false, None));
         assert_eq!(resolve_lifecycle(None, None).unwrap(), (false, None));
         assert_eq!(resolve_lifecycle(None, Some(false)).unwrap(), (false, None));
         assert_eq!(

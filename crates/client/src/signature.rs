@@ -13,6 +13,17 @@ pub enum FileOperation {
 }
 
 impl FileOperation {
+    /// `read` or `write`; anything else is an error naming it.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "read" => Ok(FileOperation::Read),
+            "write" => Ok(FileOperation::Write),
+            other => Err(Error::InvalidArgument(format!(
+                "Invalid operation: {other:?} (expected 'read' or 'write')"
+            ))),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FileOperation::Read => "read",

@@ -726,7 +726,10 @@ mod tests {
             on_timeout: None,
             auto_resume: None,
         };
-        assert_eq!(resolve_lifecycle(Some(&unset), Some(true)).unwrap(), (false, None));
+        assert_eq!(
+            resolve_lifecycle(Some(&unset), Some(true)).unwrap(),
+            (false, None)
+        );
         assert_eq!(resolve_lifecycle(None, None).unwrap(), (false, None));
         assert_eq!(resolve_lifecycle(None, Some(false)).unwrap(), (false, None));
         assert_eq!(

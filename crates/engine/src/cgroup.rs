@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// The v1 hierarchies a sandbox joins. `freezer` is for snapshots; `cpu` bounds CPU time.
-const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "freezer"];
+/// The v1 hierarchies a sandbox joins. `freezer` is for snapshots and pause; `cpu` bounds CPU
+/// time; `cpuacct` counts it for metrics.
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct", "freezer"];
 const CPU_PERIOD_US: u64 = 100_000;
 
 #[derive(Clone, Debug)]
@@ -70,7 +71,7 @@ impl Cgroups {
         match self {
             Cgroups::V1 { .. } => {
                 for dir in self.dirs(id) {
-                    match dir.parent().and_then(|p| p.parent()).and_then(|h| h.file_name()).and_then(|n| n.to_str()) {
+                    match hierarchy_of(&dir) {
                         Some("memory") => write(&dir, "memory.limit_in_bytes", &mem)?,
                         Some("pids") => write(&dir, "pids.max", &pids)?,
                         Some("cpu") => {
@@ -151,10 +152,57 @@ impl Cgroups {
         }
     }
 
+    /// CPU time used by the sandbox's processes, and their memory less the page cache the
+    /// kernel can drop (what `free` would call used).
+    pub fn usage(&self, id: &str) -> io::Result<Usage> {
+        let (cpu_ns, memory_bytes) = match self {
+            Cgroups::V1 { .. } => {
+                let dir = |controller: &str| self.dirs(id).into_iter().find(|d| hierarchy_of(d) == Some(controller));
+                let cpu = dir("cpuacct").ok_or_else(|| io::Error::other("no cpuacct group"))?;
+                let mem = dir("memory").ok_or_else(|| io::Error::other("no memory group"))?;
+                let cpu_ns = read_u64(&cpu.join("cpuacct.usage"))?;
+                let used = read_u64(&mem.join("memory.usage_in_bytes"))?;
+                let inactive = stat_value(&mem.join("memory.stat"), "total_inactive_file").unwrap_or(0);
+                (cpu_ns, used.saturating_sub(inactive))
+            }
+            Cgroups::V2 { .. } => {
+                let dir = &self.dirs(id)[0];
+                let cpu_ns = stat_value(&dir.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
+                let used = read_u64(&dir.join("memory.current"))?;
+                let inactive = stat_value(&dir.join("memory.stat"), "inactive_file").unwrap_or(0);
+                (cpu_ns, used.saturating_sub(inactive))
+            }
+        };
+        Ok(Usage { cpu_ns, memory_bytes })
+    }
+
     /// The sandbox's group directories that still exist (for leak checks).
     pub fn existing(&self, id: &str) -> Vec<PathBuf> {
         self.dirs(id).into_iter().filter(|d| d.exists()).collect()
     }
+}
+
+/// What [`Cgroups::usage`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+}
+
+/// `memory` for `/sys/fs/cgroup/memory/<parent>/<sandbox>`.
+fn hierarchy_of(dir: &Path) -> Option<&str> {
+    dir.parent()?.parent()?.file_name()?.to_str()
+}
+
+fn read_u64(path: &Path) -> io::Result<u64> {
+    let text = fs::read_to_string(path).map_err(|e| ctx(e, path, "read"))?;
+    text.trim().parse().map_err(|_| io::Error::other(format!("cgroup: {} holds {:?}, not a number", path.display(), text.trim())))
+}
+
+/// A `key value` line of a cgroup stat file.
+fn stat_value(path: &Path, key: &str) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn remove_group(dirs: &[PathBuf], timeout: Duration) -> io::Result<()> {

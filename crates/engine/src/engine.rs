@@ -8,6 +8,7 @@ use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
 use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Read, Write};
@@ -45,6 +46,8 @@ pub enum EngineError {
     Io { context: String, source: std::io::Error },
     #[error("snapshot catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
+    #[error("sandbox {0:?} is already paused")]
+    AlreadyPaused(String),
 }
 
 /// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
@@ -55,7 +58,7 @@ pub struct EngineConfig {
 }
 
 /// Resource limits of one sandbox, as enforced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     pub cpu_count: u32,
     pub memory_mb: u64,
@@ -64,7 +67,7 @@ pub struct Limits {
     pub disk_mb: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub id: String,
     /// A template name, or a snapshot: its ID (with or without a `:tag`) or its name.
@@ -84,6 +87,69 @@ pub struct SandboxHandle {
     pub envd_socket: PathBuf,
     /// Becomes `true` when the sandbox's PID 1 has exited (killed, or died on its own).
     pub exited: tokio::sync::watch::Receiver<bool>,
+}
+
+/// How [`Engine::resume`] brought a paused sandbox back.
+#[derive(Debug)]
+pub enum Resumed {
+    /// Thawed: its processes carry on where they stopped.
+    Thawed,
+    /// Started again on its files: it was paused when the server stopped, and processes do not
+    /// outlive the server. The handle is the new guest's.
+    Restarted(SandboxHandle),
+}
+
+/// A paused sandbox, as the catalog keeps it so that it outlives the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PausedRecord {
+    spec: SandboxSpec,
+    /// The template at the bottom of its layers.
+    template: String,
+    /// The snapshot it started from, and the layers under its own upper layer, topmost first.
+    source: Option<String>,
+    layers: Vec<String>,
+    /// What it reports as its template: the template's name or the snapshot's ID.
+    template_id: String,
+    /// What the API keeps of it; opaque to the engine.
+    api: String,
+}
+
+/// What [`Engine::usage`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SandboxUsage {
+    /// CPU time since the sandbox started, in nanoseconds.
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+    /// Space the files the sandbox wrote take (its own layer; the layers under it are shared).
+    pub disk_bytes: u64,
+}
+
+/// Bytes allocated to the files under `dir` (not following symlinks; a hard-linked file counts
+/// once per link, an upper bound).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+/// A paused sandbox as [`Engine::paused`] lists it.
+#[derive(Clone, Debug)]
+pub struct PausedSandbox {
+    pub id: String,
+    /// What the API stored with [`Engine::pause`].
+    pub api: String,
+    pub envd_socket: PathBuf,
 }
 
 /// A snapshot as the engine reports it.
@@ -137,6 +203,9 @@ struct State {
     sandboxes: HashMap<String, Running>,
     /// Layers moved into place whose record is not committed yet.
     publishing: std::collections::HashSet<String>,
+    /// Paused sandboxes, as in the catalog: frozen ones (also in `sandboxes`) and, after a
+    /// restart, dormant ones (only files).
+    paused: HashMap<String, PausedRecord>,
 }
 
 #[derive(Debug)]
@@ -149,8 +218,45 @@ struct Running {
     source: Option<String>,
     template: String,
     layers: Vec<String>,
-    /// Serialises snapshots and the kill of this sandbox.
+    template_id: String,
+    spec: SandboxSpec,
+    /// Serialises snapshots, pause, resume and the kill of this sandbox.
     busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What a sandbox is started on: its template and the snapshot layers over it.
+struct Launch {
+    template: Template,
+    source: Option<String>,
+    layers: Vec<String>,
+    template_id: String,
+}
+
+/// A sandbox registered as running, about to be started.
+struct Registered {
+    template: Template,
+    layers: Vec<String>,
+    template_id: String,
+    exited_tx: watch::Sender<bool>,
+    exited_rx: watch::Receiver<bool>,
+}
+
+/// Registers a sandbox as running (its launcher pid comes once it is started).
+fn register(state: &mut State, spec: &SandboxSpec, launch: Launch) -> Registered {
+    let (exited_tx, exited_rx) = watch::channel(false);
+    let Launch { template, source, layers, template_id } = launch;
+    let running = Running {
+        launcher: None,
+        exited: exited_rx.clone(),
+        source,
+        template: template.name.clone(),
+        layers: layers.clone(),
+        template_id: template_id.clone(),
+        spec: spec.clone(),
+        busy: Arc::default(),
+    };
+    state.sandboxes.insert(spec.id.clone(), running);
+    Registered { template, layers, template_id, exited_tx, exited_rx }
 }
 
 /// What a sandbox starts from.
@@ -188,7 +294,6 @@ impl Engine {
         // that was being written.
         cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
-        remove_all(&layout.sandboxes()).map_err(io_ctx("remove leftover sandboxes".into()))?;
         remove_all(&layout.staging()).map_err(io_ctx("remove an unfinished snapshot".into()))?;
         for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
@@ -197,7 +302,9 @@ impl Engine {
         let base = template::build_base(&layout.template(template::BASE))
             .map_err(io_ctx("build the base template".into()))?;
         let templates = HashMap::from([(base.name.clone(), base)]);
-        let store = Store::open(&layout.state_db())?;
+        let mut store = Store::open(&layout.state_db())?;
+        let paused = load_paused(&layout, &mut store)?;
+        remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("remove leftover sandboxes".into()))?;
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
@@ -207,7 +314,7 @@ impl Engine {
             cgroups,
             templates,
             default_limits,
-            state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default() })),
+            state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default(), paused })),
             spawner: Spawner::start(),
             _lock: lock,
         };
@@ -253,26 +360,29 @@ impl Engine {
         if !id::is_valid(&spec.id) {
             return Err(EngineError::StartFailed(format!("invalid sandbox id {:?}", spec.id)));
         }
-        let dir = self.layout.sandbox(&spec.id);
-        let (exited_tx, exited_rx) = watch::channel(false);
         // Resolve and register at once, so that the snapshot cannot be deleted in between.
-        let (template, layers, template_id) = {
+        let launch = {
             let mut state = self.state.lock().unwrap();
+            if state.sandboxes.contains_key(&spec.id) || state.paused.contains_key(&spec.id) {
+                return Err(EngineError::StartFailed(format!("sandbox id {:?} is taken", spec.id)));
+            }
             let source = self.resolve(&state, &spec.template)?;
-            let layers = source.snapshot.as_ref().map(|s| s.layers.clone()).unwrap_or_default();
-            let template_id = source.snapshot.as_ref().map_or_else(|| source.template.name.clone(), |s| s.id.clone());
-            let template = source.template.clone();
-            let running = Running {
-                launcher: None,
-                exited: exited_rx.clone(),
+            let launch = Launch {
+                template: source.template.clone(),
+                layers: source.snapshot.as_ref().map(|s| s.layers.clone()).unwrap_or_default(),
+                template_id: source.snapshot.as_ref().map_or_else(|| source.template.name.clone(), |s| s.id.clone()),
                 source: source.snapshot.map(|s| s.id),
-                template: template.name.clone(),
-                layers: layers.clone(),
-                busy: Arc::default(),
             };
-            state.sandboxes.insert(spec.id.clone(), running);
-            (template, layers, template_id)
+            register(&mut state, &spec, launch)
         };
+        self.start(spec, launch).await
+    }
+
+    /// Prepares a registered sandbox and starts its guest; returns once its envd socket accepts
+    /// connections.
+    async fn start(&self, spec: SandboxSpec, launch: Registered) -> Result<SandboxHandle, EngineError> {
+        let dir = self.layout.sandbox(&spec.id);
+        let Registered { template, layers, template_id, exited_tx, exited_rx } = launch;
         let config_path = match self.prepare(&spec, &template, &layers, &dir) {
             Ok(p) => p,
             Err(e) => {
@@ -322,11 +432,11 @@ impl Engine {
         match tokio::time::timeout(START_TIMEOUT, read_ready(stdout)).await {
             Ok(Ok(())) => Ok(handle),
             Ok(Err(reason)) => {
-                self.kill(&spec.id).await.ok();
+                self.stop(&spec.id, false).await;
                 Err(EngineError::StartFailed(reason))
             }
             Err(_) => {
-                self.kill(&spec.id).await.ok();
+                self.stop(&spec.id, false).await;
                 Err(EngineError::StartFailed(format!("not ready after {START_TIMEOUT:?}")))
             }
         }
@@ -378,7 +488,9 @@ impl Engine {
             let id2 = id.clone();
             let cleaned = tokio::task::spawn_blocking(move || {
                 let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
-                let files = remove_all(layout.sandbox(&id2).path());
+                // A paused sandbox whose processes went with the server keeps its files.
+                let keep = state.lock().unwrap().paused.contains_key(&id2);
+                let files = if keep { Ok(()) } else { remove_all(layout.sandbox(&id2).path()) };
                 state.lock().unwrap().sandboxes.remove(&id2);
                 collect_layers(&layout, &state);
                 cg.and(files)
@@ -394,26 +506,70 @@ impl Engine {
         Ok(())
     }
 
-    /// Undoes a registration whose guest never started.
+    /// Undoes a registration whose guest never started. A paused sandbox that failed to start
+    /// again keeps its files.
     fn forget(&self, id: &str) {
         let _ = self.cgroups.destroy(id, KILL_TIMEOUT);
-        let _ = remove_all(self.layout.sandbox(id).path());
+        if !self.state.lock().unwrap().paused.contains_key(id) {
+            let _ = remove_all(self.layout.sandbox(id).path());
+        }
         self.state.lock().unwrap().sandboxes.remove(id);
     }
 
-    /// Kills a sandbox and removes everything it had: processes, cgroup, directories.
-    /// `Ok(false)` when no such sandbox runs. Waits for a snapshot of it in progress.
+    /// Kills a sandbox, running or paused, and removes everything it had: processes, cgroup,
+    /// directories. `Ok(false)` when there is no such sandbox. Waits for a snapshot of it in
+    /// progress.
     pub async fn kill(&self, id: &str) -> Result<bool, EngineError> {
         let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
-            return Ok(false);
+            return self.remove_dormant(id).await;
         };
         let _turn = busy.lock().await;
+        let was_paused = self.forget_paused(id).await?;
+        self.stop(id, was_paused).await;
+        Ok(true)
+    }
+
+    /// Removes a paused sandbox that has only files (paused when the server last stopped).
+    async fn remove_dormant(&self, id: &str) -> Result<bool, EngineError> {
+        if self.state.lock().unwrap().sandboxes.contains_key(id) || !self.forget_paused(id).await? {
+            return Ok(false);
+        }
+        let (layout, state, id) = (self.layout.clone(), Arc::clone(&self.state), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let removed = remove_all(layout.sandbox(&id).path());
+            collect_layers(&layout, &state);
+            removed
+        })
+        .await
+        .map_err(|e| EngineError::Io { context: "remove a paused sandbox".into(), source: io::Error::other(e) })?
+        .map_err(io_ctx("remove a paused sandbox".into()))?;
+        Ok(true)
+    }
+
+    /// Drops the paused record of a sandbox; whether it had one.
+    async fn forget_paused(&self, id: &str) -> Result<bool, EngineError> {
+        let (state, id) = (Arc::clone(&self.state), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut state = state.lock().unwrap();
+            let had = state.paused.remove(&id).is_some();
+            if had {
+                state.store.delete_paused(&id)?;
+            }
+            Ok(had)
+        })
+        .await
+        .map_err(|e| EngineError::Io { context: "update the catalog".into(), source: io::Error::other(e) })?
+    }
+
+    /// SIGKILLs the sandbox's guest and waits until its cleanup is done. The caller holds its
+    /// `busy` lock. A frozen sandbox is thawed so that its processes can die.
+    async fn stop(&self, id: &str, frozen: bool) {
         loop {
             let running = {
                 let state = self.state.lock().unwrap();
                 state.sandboxes.get(id).map(|r| (r.launcher, r.exited.clone()))
             };
-            let Some((launcher, mut exited)) = running else { return Ok(true) };
+            let Some((launcher, mut exited)) = running else { return };
             let Some(launcher) = launcher else {
                 // Still being started: its launcher pid is moments away.
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -423,16 +579,142 @@ impl Engine {
                 // SAFETY: the launcher is our unreaped child (the exit watcher reaps it before it
                 // marks the sandbox exited), so the pid cannot name another process.
                 unsafe { libc::kill(launcher, libc::SIGKILL) };
+                if frozen {
+                    // A frozen process takes its SIGKILL when thawed.
+                    let (cgroups, id2) = (self.cgroups.clone(), id.to_string());
+                    let thawed = tokio::task::spawn_blocking(move || cgroups.set_frozen(&id2, false)).await;
+                    if let Ok(Err(e)) = thawed {
+                        tracing::warn!(sandbox = id, "thawing a paused sandbox to kill it: {e}");
+                    }
+                }
             }
             let _ = exited.wait_for(|done| *done).await;
-            return Ok(true);
+            return;
         }
     }
 
-    /// Kills every sandbox and removes the cgroup parent: the server is stopping.
+    /// Pauses a running sandbox: freezes every process in it, with its memory, and records it in
+    /// the catalog (with `api`, what the API keeps of it), so that its files outlive a restart.
+    pub async fn pause(&self, id: &str, api: String) -> Result<(), EngineError> {
+        let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
+            let paused = self.state.lock().unwrap().paused.contains_key(id);
+            return Err(if paused { EngineError::AlreadyPaused(id.into()) } else { EngineError::SandboxNotFound(id.into()) });
+        };
+        let _turn = busy.lock().await;
+        let record = {
+            let state = self.state.lock().unwrap();
+            if state.paused.contains_key(id) {
+                return Err(EngineError::AlreadyPaused(id.into()));
+            }
+            let r = state.sandboxes.get(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
+            PausedRecord {
+                spec: r.spec.clone(),
+                template: r.template.clone(),
+                source: r.source.clone(),
+                layers: r.layers.clone(),
+                template_id: r.template_id.clone(),
+                api,
+            }
+        };
+        let (cgroups, state, id) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cgroups.set_frozen(&id, true) {
+                let _ = cgroups.set_frozen(&id, false);
+                return Err(io_ctx(format!("freeze sandbox {id}"))(e));
+            }
+            let json = serde_json::to_string(&record).expect("a paused record serializes");
+            let mut state = state.lock().unwrap();
+            if let Err(e) = state.store.put_paused(&id, &json) {
+                drop(state);
+                let _ = cgroups.set_frozen(&id, false);
+                return Err(e.into());
+            }
+            state.paused.insert(id, record);
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::Io { context: "pause".into(), source: io::Error::other(e) })?
+    }
+
+    /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused, starts
+    /// it again on its files. A running sandbox is left as it is (`Thawed`).
+    pub async fn resume(&self, id: &str) -> Result<Resumed, EngineError> {
+        let busy = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy));
+        if let Some(busy) = busy {
+            let _turn = busy.lock().await;
+            if !self.state.lock().unwrap().paused.contains_key(id) {
+                return Ok(Resumed::Thawed);
+            }
+            let (cgroups, id2) = (self.cgroups.clone(), id.to_string());
+            tokio::task::spawn_blocking(move || cgroups.set_frozen(&id2, false))
+                .await
+                .map_err(|e| EngineError::Io { context: "thaw".into(), source: io::Error::other(e) })?
+                .map_err(io_ctx(format!("thaw sandbox {id}")))?;
+            self.forget_paused(id).await?;
+            return Ok(Resumed::Thawed);
+        }
+        // Started again on its files. Its `busy` lock is held until it is up: a concurrent
+        // resume waits for it, then finds it running.
+        let (spec, launch, _turn) = {
+            let mut state = self.state.lock().unwrap();
+            let record = state.paused.get(id).cloned().ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
+            let template = self.templates.get(&record.template).ok_or_else(|| EngineError::TemplateNotFound(record.template.clone()))?;
+            let launch = Launch { template: template.clone(), source: record.source, layers: record.layers, template_id: record.template_id };
+            let launch = register(&mut state, &record.spec, launch);
+            let busy = Arc::clone(&state.sandboxes[id].busy);
+            let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
+            (record.spec, launch, turn)
+        };
+        let handle = self.start(spec, launch).await?;
+        self.forget_paused(id).await?;
+        Ok(Resumed::Restarted(handle))
+    }
+
+    /// What a sandbox uses now: CPU time and memory from its cgroup (zero for a sandbox paused
+    /// before a restart, which has no processes), and the disk space of its own upper layer.
+    pub async fn usage(&self, id: &str) -> Result<SandboxUsage, EngineError> {
+        let live = {
+            let state = self.state.lock().unwrap();
+            match (state.sandboxes.contains_key(id), state.paused.contains_key(id)) {
+                (false, false) => return Err(EngineError::SandboxNotFound(id.into())),
+                (live, _) => live,
+            }
+        };
+        let (cgroups, dir, id) = (self.cgroups.clone(), self.layout.sandbox(id), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            let cg = if live { cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))? } else { Default::default() };
+            let disk_bytes = disk_usage(&dir.upper_root()) + disk_usage(&dir.upper_usr());
+            Ok(SandboxUsage { cpu_ns: cg.cpu_ns, memory_bytes: cg.memory_bytes, disk_bytes })
+        })
+        .await
+        .map_err(|e| EngineError::Io { context: "usage".into(), source: io::Error::other(e) })?
+    }
+
+    /// The paused sandboxes, frozen or only files.
+    pub fn paused(&self) -> Vec<PausedSandbox> {
+        let state = self.state.lock().unwrap();
+        state
+            .paused
+            .iter()
+            .map(|(id, p)| PausedSandbox { id: id.clone(), api: p.api.clone(), envd_socket: self.layout.sandbox(id).envd_socket() })
+            .collect()
+    }
+
+    /// Kills every sandbox and removes the cgroup parent: the server is stopping. Paused
+    /// sandboxes keep their files and their place in the catalog.
     pub async fn shutdown(&self) {
         let ids = self.running();
-        futures_util::future::join_all(ids.iter().map(|id| self.kill(id))).await;
+        futures_util::future::join_all(ids.iter().map(|id| async move {
+            let (busy, paused) = {
+                let state = self.state.lock().unwrap();
+                (state.sandboxes.get(id).map(|r| Arc::clone(&r.busy)), state.paused.contains_key(id))
+            };
+            if let Some(busy) = busy {
+                let _turn = busy.lock().await;
+                self.stop(id, paused).await;
+            }
+        }))
+        .await;
         if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
             tracing::error!("removing cgroups: {e}");
         }
@@ -445,14 +727,21 @@ impl Engine {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
         }
-        let Some(busy) = self.state.lock().unwrap().sandboxes.get(sandbox_id).map(|r| Arc::clone(&r.busy)) else {
-            return Err(EngineError::SandboxNotFound(sandbox_id.to_string()));
+        let busy = self.state.lock().unwrap().sandboxes.get(sandbox_id).map(|r| Arc::clone(&r.busy));
+        let _turn = match &busy {
+            Some(busy) => Some(busy.lock().await),
+            None => None,
         };
-        let _turn = busy.lock().await;
-        let (source, template, base_layers) = {
+        // A running sandbox is frozen for the copy; a paused one is frozen already, and one
+        // paused before a restart has no processes.
+        let (source, template, base_layers, freeze) = {
             let state = self.state.lock().unwrap();
-            let r = state.sandboxes.get(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
-            (r.source.clone(), r.template.clone(), r.layers.clone())
+            let paused = state.paused.get(sandbox_id);
+            match (state.sandboxes.get(sandbox_id), paused) {
+                (Some(r), _) => (r.source.clone(), r.template.clone(), r.layers.clone(), paused.is_none()),
+                (None, Some(p)) => (p.source.clone(), p.template.clone(), p.layers.clone(), false),
+                (None, None) => return Err(EngineError::SandboxNotFound(sandbox_id.to_string())),
+            }
         };
         let id = id::new_id();
         let layout = self.layout.clone();
@@ -460,7 +749,7 @@ impl Engine {
         let sandbox = sandbox_id.to_string();
         let staged = {
             let id = id.clone();
-            tokio::task::spawn_blocking(move || stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers))
+            tokio::task::spawn_blocking(move || stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze))
                 .await
                 .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?
         };
@@ -513,10 +802,12 @@ impl Engine {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
         let mut state = self.state.lock().unwrap();
         let Some(record) = state.store.get(untagged)? else { return Ok(false) };
-        let mut users: Vec<String> =
-            state.sandboxes.iter().filter(|(_, r)| r.source.as_deref() == Some(&record.id)).map(|(id, _)| id.clone()).collect();
+        let running = state.sandboxes.iter().filter(|(_, r)| r.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
+        let paused = state.paused.iter().filter(|(_, p)| p.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
+        let mut users: Vec<String> = running.chain(paused).cloned().collect();
         if !users.is_empty() {
             users.sort();
+            users.dedup();
             return Err(EngineError::SnapshotInUse { id: record.id, sandboxes: users });
         }
         state.store.delete(&record.id)?;
@@ -537,30 +828,73 @@ impl Drop for Engine {
         if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
             tracing::error!("removing cgroups: {e}");
         }
-        let _ = remove_all(&self.layout.sandboxes());
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = remove_sandbox_dirs(&self.layout, &state.paused);
     }
 }
 
-/// Copies the sandbox's upper layers into `<staging>/<id>` with the sandbox frozen, and makes
-/// them durable. Returns the new chain (topmost first) and the bytes copied.
-fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base_layers: &[String]) -> io::Result<(Vec<String>, u64)> {
+/// Reads the paused sandboxes from the catalog; drops the records whose files are gone.
+fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, PausedRecord>, EngineError> {
+    let mut paused = HashMap::new();
+    for (id, json) in store.all_paused()? {
+        match serde_json::from_str::<PausedRecord>(&json) {
+            Ok(record) if layout.sandbox(&id).upper_root().is_dir() => {
+                paused.insert(id, record);
+            }
+            Ok(_) => {
+                tracing::warn!(sandbox = id, "the files of a paused sandbox are gone; forgetting it");
+                store.delete_paused(&id)?;
+            }
+            Err(e) => {
+                tracing::error!(sandbox = id, "unreadable record of a paused sandbox ({e}); forgetting it");
+                store.delete_paused(&id)?;
+            }
+        }
+    }
+    Ok(paused)
+}
+
+/// Removes every sandbox directory but those of paused sandboxes.
+fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) -> io::Result<()> {
+    let entries = match fs::read_dir(layout.sandboxes()) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().to_str().is_some_and(|id| paused.contains_key(id)) {
+            remove_all(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the sandbox's upper layers into `<staging>/<id>` (with the sandbox frozen meanwhile
+/// if `freeze`), and makes them durable. Returns the new chain (topmost first) and the bytes
+/// copied.
+fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base_layers: &[String], freeze: bool) -> io::Result<(Vec<String>, u64)> {
     let staging = layout.staging().join(id);
     fs::create_dir_all(&staging)?;
     let dir = layout.sandbox(sandbox);
-    if let Err(e) = cgroups.set_frozen(sandbox, true) {
-        // Part of it may be frozen already: never leave it so.
-        let _ = cgroups.set_frozen(sandbox, false);
-        return Err(e);
+    if freeze {
+        if let Err(e) = cgroups.set_frozen(sandbox, true) {
+            // Part of it may be frozen already: never leave it so.
+            let _ = cgroups.set_frozen(sandbox, false);
+            return Err(e);
+        }
     }
     let started = Instant::now();
     let copied = copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
         copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
     });
-    let frozen_for = started.elapsed();
-    let thawed = cgroups.set_frozen(sandbox, false);
-    tracing::info!(sandbox, snapshot = id, frozen_ms = frozen_for.as_secs_f64() * 1000.0, "sandbox frozen while its layer was copied");
+    if freeze {
+        let frozen_for = started.elapsed();
+        let thawed = cgroups.set_frozen(sandbox, false);
+        tracing::info!(sandbox, snapshot = id, frozen_ms = frozen_for.as_secs_f64() * 1000.0, "sandbox frozen while its layer was copied");
+        thawed?;
+    }
     let (files, bytes) = copied?;
-    thawed?;
     tracing::debug!(snapshot = id, files, bytes, "layer copied");
 
     let mut chain = vec![id.to_string()];
@@ -609,6 +943,7 @@ fn collect_layers(layout: &Layout, state: &Mutex<State>) {
             }
         };
         keep.extend(state.sandboxes.values().flat_map(|r| r.layers.iter().cloned()));
+        keep.extend(state.paused.values().flat_map(|p| p.layers.iter().cloned()));
         keep.extend(state.publishing.iter().cloned());
         let Ok(entries) = fs::read_dir(layout.layers()) else { return };
         entries

@@ -16,5 +16,5 @@ pub mod merge;
 pub mod store;
 pub mod template;
 
-pub use engine::{Engine, EngineConfig, EngineError, Limits, SandboxHandle, SandboxSpec, SnapshotInfo};
+pub use engine::{Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
 pub use guest::{GuestConfig, GuestInit};

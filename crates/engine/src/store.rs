@@ -1,10 +1,11 @@
-//! The snapshot catalog: one SQLite database in the data directory. Version 1 of the schema;
-//! a newer server migrates forward from `meta.schema_version`.
+//! The engine's durable state: one SQLite database in the data directory holding the snapshot
+//! catalog and the paused sandboxes. Schema version 2 (version 1 had no `paused` table; opening
+//! it adds one). A newer server migrates forward from `meta.schema_version`.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A snapshot as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +49,8 @@ impl Store {
                  created_at INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS snapshots_by_time ON snapshots (created_at DESC, id DESC);
-             CREATE INDEX IF NOT EXISTS snapshots_by_origin ON snapshots (origin_sandbox, created_at DESC, id DESC);",
+             CREATE INDEX IF NOT EXISTS snapshots_by_origin ON snapshots (origin_sandbox, created_at DESC, id DESC);
+             CREATE TABLE IF NOT EXISTS paused (id TEXT PRIMARY KEY, record TEXT NOT NULL);",
         )?;
         let version: Option<i64> =
             db.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
@@ -60,6 +62,9 @@ impl Store {
                 return Err(rusqlite::Error::InvalidParameterName(format!(
                     "the snapshot catalog has schema version {v}, newer than this server's {SCHEMA_VERSION}"
                 )))
+            }
+            Some(v) if v < SCHEMA_VERSION => {
+                db.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [SCHEMA_VERSION])?;
             }
             Some(_) => {}
         }
@@ -129,6 +134,25 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records a paused sandbox (`record` is the engine's JSON for it), replacing an older record.
+    pub fn put_paused(&mut self, id: &str, record: &str) -> rusqlite::Result<()> {
+        self.db.execute("INSERT OR REPLACE INTO paused (id, record) VALUES (?1, ?2)", [id, record])?;
+        Ok(())
+    }
+
+    pub fn delete_paused(&mut self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.db.execute("DELETE FROM paused WHERE id = ?1", [id])? > 0)
+    }
+
+    /// Every paused sandbox: (ID, record).
+    pub fn all_paused(&self) -> rusqlite::Result<Vec<(String, String)>> {
+        let mut stmt = self.db.prepare_cached("SELECT id, record FROM paused ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+}
+
 const COLUMNS: &str = "id, name, origin_sandbox, parent, template, layers, size_bytes, created_at";
 
 fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<SnapshotRecord> {
@@ -192,5 +216,22 @@ mod tests {
         assert_eq!(s.get("prod").unwrap().unwrap().id, "b");
         assert_eq!(s.get("a").unwrap().unwrap().name, None);
         assert_eq!(s.referenced_layers().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn paused_records_survive_reopening_and_replace_older_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.put_paused("b", "{\"v\":1}").unwrap();
+            s.put_paused("a", "{}").unwrap();
+            s.put_paused("b", "{\"v\":2}").unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.all_paused().unwrap(), [("a".into(), "{}".into()), ("b".into(), "{\"v\":2}".into())]);
+        assert!(s.delete_paused("a").unwrap());
+        assert!(!s.delete_paused("a").unwrap());
+        assert_eq!(s.all_paused().unwrap().len(), 1);
     }
 }

@@ -135,6 +135,27 @@ pub struct SandboxDetail {
     pub lifecycle: Option<Lifecycle>,
 }
 
+/// An item of `GET /sandboxes/{id}/metrics`. Bytes; `cpuUsedPct` is of all its CPUs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SandboxMetric {
+    pub timestamp: DateTime<Utc>,
+    /// Unix seconds.
+    #[serde(rename = "timestampUnix")]
+    pub timestamp_unix: i64,
+    #[serde(rename = "cpuCount")]
+    pub cpu_count: u32,
+    #[serde(rename = "cpuUsedPct")]
+    pub cpu_used_pct: f64,
+    #[serde(rename = "memUsed")]
+    pub mem_used: u64,
+    #[serde(rename = "memTotal")]
+    pub mem_total: u64,
+    #[serde(rename = "diskUsed")]
+    pub disk_used: u64,
+    #[serde(rename = "diskTotal")]
+    pub disk_total: u64,
+}
+
 /// `POST /sandboxes/{id}/timeout`. Seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeoutBody {
@@ -157,6 +178,15 @@ pub struct ConnectSandboxV2 {
     /// `false` asks for a reboot instead of a memory resume; meaningless for a running sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<bool>,
+}
+
+/// `POST /sandboxes/{id}/resume` (deprecated in favour of connect).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumedSandbox {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(rename = "autoPause", default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause: Option<bool>,
 }
 
 /// `POST /sandboxes/{id}/snapshots`. The Novita SDK sends `{}`; the E2B SDK may name it.

@@ -229,6 +229,7 @@ async fn serve(
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
     let state = AppState::new(engine, key);
+    state.restore_paused();
     let expiry = state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;

@@ -2,7 +2,7 @@
 //! The real implementation is [`sandbank_engine::Engine`]; tests use a fake.
 
 use sandbank_engine::engine::SnapshotInfo;
-use sandbank_engine::{Engine, EngineError, Limits, SandboxHandle, SandboxSpec};
+use sandbank_engine::{Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -13,6 +13,12 @@ pub trait Backend: Send + Sync + 'static {
     fn default_limits(&self) -> Limits;
     fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>>;
     fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>>;
+    /// Freezes a running sandbox; `api` is kept with it and comes back from [`Backend::paused`].
+    fn pause<'a>(&'a self, id: &'a str, api: String) -> BoxFuture<'a, Result<(), EngineError>>;
+    fn resume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Resumed, EngineError>>;
+    /// The paused sandboxes, with what the API stored for each (read at start).
+    fn paused(&self) -> Vec<PausedSandbox>;
+    fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>>;
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     fn snapshot<'a>(
         &'a self,
@@ -45,6 +51,22 @@ impl Backend for Engine {
 
     fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>> {
         Box::pin(Engine::kill(self, id))
+    }
+
+    fn pause<'a>(&'a self, id: &'a str, api: String) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(Engine::pause(self, id, api))
+    }
+
+    fn resume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Resumed, EngineError>> {
+        Box::pin(Engine::resume(self, id))
+    }
+
+    fn paused(&self) -> Vec<PausedSandbox> {
+        Engine::paused(self)
+    }
+
+    fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>> {
+        Box::pin(Engine::usage(self, id))
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

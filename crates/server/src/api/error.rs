@@ -30,7 +30,10 @@ pub enum ApiError {
     #[error("Sandbox failed to start: {0}")]
     StartFailed(String),
     #[error("{0}")]
-    NotImplemented(String),
+    Conflict(String),
+    /// envd traffic to a paused sandbox that does not resume by itself.
+    #[error("Sandbox \"{0}\" is paused: connect to it (Sandbox.connect) to resume it")]
+    Paused(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -46,8 +49,8 @@ impl ApiError {
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotRunning(_) => StatusCode::BAD_GATEWAY,
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::NotRunning(_) | ApiError::Paused(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +63,7 @@ impl From<EngineError> for ApiError {
             EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
             EngineError::StartFailed(m) => ApiError::StartFailed(m),
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
+            e @ EngineError::AlreadyPaused(_) => ApiError::Conflict(e.to_string()),
             e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }

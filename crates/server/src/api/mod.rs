@@ -1,9 +1,11 @@
 //! The control plane: the Novita/E2B REST API, and the dispatch of envd traffic to the proxy.
 
 pub mod backend;
+pub mod cpu;
 pub mod error;
 pub mod extract;
 pub mod registry;
+pub mod envd_auth;
 pub mod sandboxes;
 pub mod snapshots;
 
@@ -16,7 +18,8 @@ use axum::{Json, Router};
 use backend::Backend;
 use chrono::Utc;
 use error::ApiError;
-use registry::Registry;
+use registry::{Entry, Expired, Registry};
+use sandbank_protocol::rest::SandboxState;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +27,7 @@ use std::time::Duration;
 pub struct AppState {
     pub backend: Arc<dyn Backend>,
     pub registry: Arc<Registry>,
+    pub cpu_samples: Arc<cpu::CpuSamples>,
     api_key: Arc<str>,
 }
 
@@ -35,7 +39,22 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(backend: Arc<dyn Backend>, api_key: &str) -> Self {
-        Self { backend, registry: Arc::new(Registry::default()), api_key: api_key.into() }
+        Self { backend, registry: Arc::new(Registry::default()), cpu_samples: Arc::default(), api_key: api_key.into() }
+    }
+
+    /// Lists again the sandboxes that were paused when the server last stopped (the engine kept
+    /// their files and what the API stored with them).
+    pub fn restore_paused(&self) {
+        for p in self.backend.paused() {
+            match serde_json::from_str::<Entry>(&p.api) {
+                Ok(entry) => {
+                    let entry = Entry { state: SandboxState::Paused, envd_socket: p.envd_socket, ..entry };
+                    tracing::info!(id = %entry.id, "paused sandbox kept from before the restart");
+                    self.registry.insert(entry);
+                }
+                Err(e) => tracing::error!(id = %p.id, "unreadable paused sandbox ({e}); it stays in the engine"),
+            }
+        }
     }
 
     /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up).
@@ -44,6 +63,7 @@ impl AppState {
         tokio::spawn(async move {
             // An error means the engine dropped the sender: the sandbox is gone too.
             let _ = exited.wait_for(|e| *e).await;
+            state.cpu_samples.forget(&id);
             if state.registry.remove(&id).is_some() {
                 tracing::info!(%id, "sandbox exited on its own");
                 if let Err(e) = state.backend.kill(&id).await {
@@ -58,12 +78,23 @@ impl AppState {
         let state = self.clone();
         tokio::spawn(async move {
             loop {
-                for entry in state.registry.take_expired(Utc::now()) {
-                    let backend = state.backend.clone();
+                for expired in state.registry.take_expired(Utc::now()) {
+                    let state = state.clone();
                     tokio::spawn(async move {
-                        tracing::info!(id = %entry.id, "sandbox timed out");
-                        if let Err(e) = backend.kill(&entry.id).await {
-                            tracing::warn!(id = %entry.id, "killing a timed-out sandbox failed: {e}");
+                        match expired {
+                            Expired::Kill(entry) => {
+                                tracing::info!(id = %entry.id, "sandbox timed out");
+                                if let Err(e) = state.backend.kill(&entry.id).await {
+                                    tracing::warn!(id = %entry.id, "killing a timed-out sandbox failed: {e}");
+                                }
+                            }
+                            Expired::Pause(entry) => {
+                                tracing::info!(id = %entry.id, "sandbox timed out: pausing it");
+                                let id = entry.id.clone();
+                                if let Err(e) = sandboxes::pause_entry(&state, entry).await {
+                                    tracing::warn!(%id, "pausing a timed-out sandbox failed: {e}");
+                                }
+                            }
                         }
                     });
                 }
@@ -97,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
         .route("/sandboxes/{id}/connect", post(sandboxes::connect))
         .route("/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/sandboxes/{id}/resume", post(sandboxes::resume_deprecated))
+        .route("/sandboxes/{id}/metrics", get(sandboxes::metrics))
         .route("/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/snapshots", get(snapshots::list))
         .route("/templates/{id}", axum::routing::delete(snapshots::delete))
@@ -168,16 +201,41 @@ pub fn envd_target(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(raw) = envd_target(req.headers()) else {
+    // A signed `/files` URL (from `uploadUrl`/`downloadUrl`) names no sandbox: its signature,
+    // made with one sandbox's access token, tells which.
+    let signed = req.uri().path() == "/files" && req.uri().query().is_some_and(|q| q.contains("signature="));
+    let target = envd_target(req.headers()).or_else(|| {
+        let all = signed.then(|| state.registry.all())?;
+        all.into_iter().find(|e| e.access_token.as_deref().is_some_and(|t| envd_auth::signed_with(&req, t))).map(|e| e.id)
+    });
+    let Some(raw) = target else {
+        if signed {
+            return ApiError::Unauthorized(
+                "Invalid signature: no sandbox's access token made it for this path, user and operation (or the sandbox is gone)".into(),
+            )
+            .into_response();
+        }
         return next.run(req).await;
     };
     let short = extract::short_id(&raw);
-    let socket = short.as_deref().and_then(|id| state.registry.envd_socket(id));
+    let entry = short.as_deref().and_then(|id| state.registry.get(id));
     let shown = short.unwrap_or(raw);
-    let Some(socket) = socket else {
+    let Some(mut entry) = entry else {
         return ApiError::NotRunning(shown).into_response();
     };
-    match crate::proxy::forward(&socket, req).await {
+    if let Err(e) = envd_auth::check(&req, entry.access_token.as_deref()) {
+        return e.into_response();
+    }
+    if entry.state == SandboxState::Paused {
+        if !entry.lifecycle.auto_resume {
+            return ApiError::Paused(shown).into_response();
+        }
+        match sandboxes::resume(&state, &entry.id, entry.timeout).await {
+            Ok((resumed, _)) => entry = resumed,
+            Err(e) => return e.into_response(),
+        }
+    }
+    match crate::proxy::forward(&entry.envd_socket, req).await {
         Ok(res) => res,
         Err(e) => {
             tracing::debug!(id = %shown, "envd proxy: {e}");

@@ -4,12 +4,16 @@
 use chrono::{DateTime, Utc};
 use sandbank_engine::Limits;
 use sandbank_protocol::pagination::PageToken;
+use sandbank_protocol::rest::SandboxState;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
-#[derive(Clone, Debug)]
+/// A sandbox as the API knows it. A paused one's entry is kept by the engine with it
+/// (serialized), so that it outlives the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
     pub template: String,
@@ -18,6 +22,27 @@ pub struct Entry {
     pub limits: Limits,
     pub metadata: HashMap<String, String>,
     pub envd_socket: PathBuf,
+    pub state: SandboxState,
+    /// The timeout it was created with, in seconds: an automatic resume runs for as long.
+    pub timeout: u64,
+    pub lifecycle: Lifecycle,
+    /// Secure sandboxes: what envd requests must carry as `X-Access-Token`.
+    pub access_token: Option<String>,
+    pub allow_internet_access: bool,
+}
+
+/// What happens at the end time, and whether envd traffic wakes a paused sandbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    pub pause_on_timeout: bool,
+    pub auto_resume: bool,
+}
+
+/// What the expiry task does with a sandbox whose end time has come.
+#[derive(Debug)]
+pub enum Expired {
+    Kill(Entry),
+    Pause(Entry),
 }
 
 #[derive(Debug, Default)]
@@ -41,10 +66,6 @@ impl Registry {
         self.lock().get(id).cloned()
     }
 
-    pub fn envd_socket(&self, id: &str) -> Option<PathBuf> {
-        self.lock().get(id).map(|e| e.envd_socket.clone())
-    }
-
     pub fn remove(&self, id: &str) -> Option<Entry> {
         let removed = self.lock().remove(id);
         if removed.is_some() {
@@ -57,6 +78,32 @@ impl Registry {
         let all: Vec<Entry> = self.lock().drain().map(|(_, e)| e).collect();
         self.deadlines_changed.notify_one();
         all
+    }
+
+    /// Marks a running sandbox paused: `Err(true)` if it already is, `Err(false)` if unknown.
+    pub fn mark_paused(&self, id: &str) -> Result<Entry, bool> {
+        let mut map = self.lock();
+        let entry = map.get_mut(id).ok_or(false)?;
+        if entry.state == SandboxState::Paused {
+            return Err(true);
+        }
+        entry.state = SandboxState::Paused;
+        Ok(entry.clone())
+    }
+
+    /// Marks a sandbox running again (with its envd socket, which a restart may have moved),
+    /// ending `timeout` seconds from now.
+    pub fn mark_running(&self, id: &str, end_at: DateTime<Utc>, envd_socket: PathBuf) -> Option<Entry> {
+        let updated = {
+            let mut map = self.lock();
+            let entry = map.get_mut(id)?;
+            entry.state = SandboxState::Running;
+            entry.end_at = end_at;
+            entry.envd_socket = envd_socket;
+            entry.clone()
+        };
+        self.deadlines_changed.notify_one();
+        Some(updated)
     }
 
     /// Sets the end time; `extend_only` keeps a later one. Returns the entry as updated.
@@ -81,15 +128,30 @@ impl Registry {
         self.lock().len()
     }
 
-    /// Removes and returns every sandbox whose end time is not after `now`.
-    pub fn take_expired(&self, now: DateTime<Utc>) -> Vec<Entry> {
+    /// Every running sandbox whose end time is not after `now`: removed to be killed, or marked
+    /// paused to be paused, as its lifecycle says. Paused sandboxes have no end time.
+    pub fn take_expired(&self, now: DateTime<Utc>) -> Vec<Expired> {
         let mut map = self.lock();
-        let expired: Vec<String> = map.values().filter(|e| e.end_at <= now).map(|e| e.id.clone()).collect();
-        expired.iter().filter_map(|id| map.remove(id)).collect()
+        let due: Vec<String> = map
+            .values()
+            .filter(|e| e.state == SandboxState::Running && e.end_at <= now)
+            .map(|e| e.id.clone())
+            .collect();
+        let mut expired = Vec::new();
+        for id in due {
+            let Some(entry) = map.get_mut(&id) else { continue };
+            if entry.lifecycle.pause_on_timeout {
+                entry.state = SandboxState::Paused;
+                expired.push(Expired::Pause(entry.clone()));
+            } else if let Some(entry) = map.remove(&id) {
+                expired.push(Expired::Kill(entry));
+            }
+        }
+        expired
     }
 
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
-        self.lock().values().map(|e| e.end_at).min()
+        self.lock().values().filter(|e| e.state == SandboxState::Running).map(|e| e.end_at).min()
     }
 
     /// Resolves when a deadline may have changed (permit semantics: a change made before the
@@ -143,6 +205,11 @@ mod tests {
             limits: Limits { cpu_count: 1, memory_mb: 1, pids: 1, disk_mb: 1 },
             metadata: HashMap::new(),
             envd_socket: PathBuf::new(),
+            state: SandboxState::Running,
+            timeout: 300,
+            lifecycle: Lifecycle::default(),
+            access_token: None,
+            allow_internet_access: true,
         }
     }
 
@@ -190,8 +257,14 @@ mod tests {
         r.insert(entry("a", 1));
         r.insert(entry("b", 10));
         assert_eq!(r.next_deadline(), Some(DateTime::from_timestamp(1_700_000_001, 0).unwrap()));
+        r.insert(Entry { lifecycle: Lifecycle { pause_on_timeout: true, auto_resume: false }, ..entry("p", 2) });
         let gone = r.take_expired(DateTime::from_timestamp(1_700_000_005, 0).unwrap());
-        assert_eq!(ids(&gone), ["a"]);
+        assert!(matches!(&gone[..], [Expired::Kill(k), Expired::Pause(p)] | [Expired::Pause(p), Expired::Kill(k)] if k.id == "a" && p.id == "p"));
+        // A paused sandbox stays listed, has no deadline, and does not expire again.
+        assert_eq!(r.get("p").unwrap().state, SandboxState::Paused);
+        assert!(r.take_expired(DateTime::from_timestamp(1_700_000_006, 0).unwrap()).is_empty());
+        assert_eq!(r.mark_paused("p").unwrap_err(), true);
+        assert_eq!(r.mark_paused("zz").unwrap_err(), false);
         assert!(r.get("a").is_none() && r.get("b").is_some());
         let later = DateTime::from_timestamp(1_700_000_100, 0).unwrap();
         assert_eq!(r.set_end("b", later, true).unwrap().end_at, later);

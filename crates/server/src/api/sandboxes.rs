@@ -1,19 +1,20 @@
-//! `/sandboxes…`: create, get, list, kill, timeout, connect.
+//! `/sandboxes…`: create, get, list, kill, timeout, pause, connect (which resumes), metrics.
 
 use super::error::ApiError;
 use super::extract::{query_pairs, JsonBody, SandboxId};
-use super::registry::{page, Entry};
+use super::registry::{page, Entry, Lifecycle};
 use super::AppState;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbank_engine::SandboxSpec;
+use sandbank_engine::{Resumed, SandboxSpec};
 use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
-    ConnectSandbox, ConnectSandboxV2, ListedSandbox, NewSandbox, Sandbox, SandboxDetail, SandboxState, TimeoutBody,
+    self as rest, ConnectSandbox, ConnectSandboxV2, ListedSandbox, NewSandbox, ResumedSandbox, Sandbox, SandboxDetail,
+    SandboxMetric, SandboxState, TimeoutBody,
 };
 use sandbank_protocol::ENVD_VERSION;
 
@@ -37,7 +38,7 @@ fn sandbox_body(e: &Entry) -> Sandbox {
         template_id: e.template.clone(),
         client_id: CLIENT_ID.into(),
         envd_version: ENVD_VERSION.into(),
-        envd_access_token: None,
+        envd_access_token: e.access_token.clone(),
         traffic_access_token: None,
         domain: None,
         alias: None,
@@ -52,7 +53,7 @@ fn listed(e: &Entry) -> ListedSandbox {
         alias: None,
         started_at: e.started_at,
         end_at: e.end_at,
-        state: SandboxState::Running,
+        state: e.state,
         cpu_count: e.limits.cpu_count,
         memory_mb: e.limits.memory_mb,
         disk_size_mb: e.limits.disk_mb,
@@ -62,7 +63,22 @@ fn listed(e: &Entry) -> ListedSandbox {
 }
 
 fn detail(e: &Entry) -> SandboxDetail {
-    SandboxDetail { base: listed(e), envd_access_token: None, domain: None, allow_internet_access: None, lifecycle: None }
+    SandboxDetail {
+        base: listed(e),
+        envd_access_token: e.access_token.clone(),
+        domain: None,
+        allow_internet_access: Some(e.allow_internet_access),
+        lifecycle: Some(rest::Lifecycle {
+            auto_resume: e.lifecycle.auto_resume,
+            on_timeout: if e.lifecycle.pause_on_timeout { "pause" } else { "kill" }.into(),
+        }),
+    }
+}
+
+/// A new envd access token: 128 random bits, hex.
+fn new_access_token() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
 }
 
 pub async fn create(
@@ -94,6 +110,12 @@ pub async fn create(
     };
     let limits = spec.limits;
     let metadata = req.metadata.unwrap_or_default();
+    // Novita and E2B send `autoPause` (pause instead of kill at the end time) and, with it,
+    // `autoResume.enabled`.
+    let pause_on_timeout = req.auto_pause.unwrap_or(false);
+    let lifecycle = Lifecycle { pause_on_timeout, auto_resume: pause_on_timeout && req.auto_resume.is_some_and(|a| a.enabled) };
+    let access_token = req.secure.unwrap_or(false).then(new_access_token);
+    let allow_internet_access = req.allow_internet_access.unwrap_or(true);
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let task = tokio::spawn(async move {
@@ -108,6 +130,11 @@ pub async fn create(
             limits,
             metadata,
             envd_socket: handle.envd_socket.clone(),
+            state: SandboxState::Running,
+            timeout,
+            lifecycle,
+            access_token,
+            allow_internet_access,
         };
         state.registry.insert(entry.clone());
         state.watch_exit(handle.id.clone(), handle.exited);
@@ -126,7 +153,7 @@ pub async fn get_one(State(state): State<AppState>, SandboxId(id): SandboxId) ->
 /// The filters common to both lists: `metadata` (all pairs must match) and `state`.
 struct Filters {
     metadata: Vec<(String, String)>,
-    running: bool,
+    states: Vec<SandboxState>,
     /// E2B: a template ID or name.
     template: Option<String>,
     /// E2B: started at or after.
@@ -160,12 +187,11 @@ impl Filters {
                 _ => {}
             }
         }
-        let running = states.is_empty() || states.contains(&SandboxState::Running);
-        Ok(Filters { metadata, running, template, started_after })
+        Ok(Filters { metadata, states, template, started_after })
     }
 
     fn matches(&self, e: &Entry) -> bool {
-        self.running
+        (self.states.is_empty() || self.states.contains(&e.state))
             && self.metadata.iter().all(|(k, v)| e.metadata.get(k) == Some(v))
             && self.template.as_ref().is_none_or(|t| *t == e.template)
             && self.started_after.is_none_or(|t| e.started_at >= t)
@@ -243,10 +269,8 @@ pub async fn connect(
     State(state): State<AppState>,
     SandboxId(id): SandboxId,
     JsonBody(body): JsonBody<ConnectSandbox>,
-) -> Result<Json<Sandbox>, ApiError> {
-    let end = deadline(Utc::now(), body.timeout)?;
-    let entry = state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
-    Ok(Json(sandbox_body(&entry)))
+) -> Result<Response, ApiError> {
+    connect_or_resume(&state, id, body.timeout).await
 }
 
 /// `POST /v2/sandboxes/{id}/connect`: the same, with the timeout optional (default 300 s).
@@ -254,17 +278,140 @@ pub async fn connect_v2(
     State(state): State<AppState>,
     SandboxId(id): SandboxId,
     JsonBody(body): JsonBody<ConnectSandboxV2>,
-) -> Result<Json<Sandbox>, ApiError> {
-    let end = deadline(Utc::now(), body.timeout.unwrap_or(DEFAULT_TIMEOUT))?;
-    let entry = state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
-    Ok(Json(sandbox_body(&entry)))
+) -> Result<Response, ApiError> {
+    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
 }
 
-/// `POST /sandboxes/{id}/pause`: the local engine cannot pause (it would have to keep process
-/// memory); an unknown sandbox is still a 404, as the SDKs expect.
+/// A running sandbox: its end time is only ever extended, 200. A paused one is resumed and runs
+/// for `timeout` seconds, 201; if the server restarted meanwhile, only its files were kept, and a
+/// `Warning` header says so.
+async fn connect_or_resume(state: &AppState, id: String, timeout: u64) -> Result<Response, ApiError> {
+    let end = deadline(Utc::now(), timeout)?;
+    let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    if entry.state == SandboxState::Running {
+        let entry = state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
+        return Ok(Json(sandbox_body(&entry)).into_response());
+    }
+    let (entry, restarted) = resume(state, &id, timeout).await?;
+    let mut res = (StatusCode::CREATED, Json(sandbox_body(&entry))).into_response();
+    if restarted {
+        res.headers_mut().insert(header::WARNING, HeaderValue::from_static(RESTARTED_WARNING));
+    }
+    Ok(res)
+}
+
+/// `POST /sandboxes/{id}/resume` (deprecated): 201 when resumed, 409 when it is running.
+pub async fn resume_deprecated(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    JsonBody(body): JsonBody<ResumedSandbox>,
+) -> Result<Response, ApiError> {
+    let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    if entry.state == SandboxState::Running {
+        return Err(ApiError::Conflict(format!("Sandbox \"{id}\" is already running")));
+    }
+    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+}
+
+/// Told to whoever resumes a sandbox that was paused when the server stopped.
+pub const RESTARTED_WARNING: &str =
+    "199 sandbank \"the server restarted while the sandbox was paused: its files were kept, its processes were not\"";
+
+/// Resumes a paused sandbox for `timeout` seconds; returns its entry and whether it had to be
+/// started again on its files. Also what envd traffic to an auto-resuming sandbox does.
+pub async fn resume(state: &AppState, id: &str, timeout: u64) -> Result<(Entry, bool), ApiError> {
+    let backend = state.backend.clone();
+    let id2 = id.to_string();
+    // On its own task: a client that goes away must not leave a half-resumed sandbox.
+    let resumed = tokio::spawn(async move { backend.resume(&id2).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("resume failed: {e}")))??;
+    let end = deadline(Utc::now(), timeout)?;
+    let (socket, restarted) = match resumed {
+        Resumed::Thawed => (None, false),
+        Resumed::Restarted(handle) => {
+            state.watch_exit(handle.id.clone(), handle.exited.clone());
+            (Some(handle.envd_socket), true)
+        }
+    };
+    let current = state.registry.get(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
+    let entry = state
+        .registry
+        .mark_running(id, end, socket.unwrap_or(current.envd_socket))
+        .ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
+    tracing::info!(%id, restarted, timeout, "sandbox resumed");
+    Ok((entry, restarted))
+}
+
+/// `POST /sandboxes/{id}/pause`: freezes every process of the sandbox with its memory; 409 if
+/// it is paused already.
 pub async fn pause(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<StatusCode, ApiError> {
-    state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
-    Err(ApiError::NotImplemented(format!(
-        "Sandbox \"{id}\" cannot be paused: the local engine does not support pause; it keeps running"
-    )))
+    let entry = state.registry.mark_paused(&id).map_err(|already| {
+        if already {
+            ApiError::Conflict(format!("Sandbox \"{id}\" is already paused"))
+        } else {
+            ApiError::SandboxNotFound(id.clone())
+        }
+    })?;
+    pause_entry(&state, entry).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Has the engine pause a sandbox the registry marked paused; marks it running again if that
+/// fails. Also what the expiry task does for `onTimeout: 'pause'`.
+pub async fn pause_entry(state: &AppState, entry: Entry) -> Result<(), ApiError> {
+    let id = entry.id.clone();
+    let api = serde_json::to_string(&entry).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let backend = state.backend.clone();
+    let id2 = id.clone();
+    let paused = tokio::spawn(async move { backend.pause(&id2, api).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("pause failed: {e}")))?;
+    match paused {
+        Ok(()) => {
+            tracing::info!(%id, "sandbox paused");
+            Ok(())
+        }
+        Err(e) => {
+            state.registry.mark_running(&id, entry.end_at, entry.envd_socket.clone());
+            Err(e.into())
+        }
+    }
+}
+
+/// `GET /sandboxes/{id}/metrics?start=&end=` (unix seconds): one sample, taken now, if now is
+/// in the range. CPU use is over the time since the previous sample, or since the start.
+pub async fn metrics(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Vec<SandboxMetric>>, ApiError> {
+    let pairs = query_pairs(q.as_deref())?;
+    let bound = |key: &str| -> Result<Option<i64>, ApiError> {
+        match first(&pairs, key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::BadRequest(format!("Invalid {key} {v:?}: must be a unix time in seconds"))
+            }),
+        }
+    };
+    let (start, end) = (bound("start")?, bound("end")?);
+    let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    let usage = state.backend.usage(&id).await?;
+    let now = Utc::now();
+    let cpu_used_pct = state.cpu_samples.percent(&id, entry.started_at, now, usage.cpu_ns, entry.limits.cpu_count);
+    let t = now.timestamp();
+    if start.is_some_and(|s| t < s) || end.is_some_and(|e| t > e) {
+        return Ok(Json(Vec::new()));
+    }
+    Ok(Json(vec![SandboxMetric {
+        timestamp: now,
+        timestamp_unix: t,
+        cpu_count: entry.limits.cpu_count,
+        cpu_used_pct,
+        mem_used: usage.memory_bytes,
+        mem_total: entry.limits.memory_mb * 1024 * 1024,
+        disk_used: usage.disk_bytes,
+        disk_total: entry.limits.disk_mb * 1024 * 1024,
+    }]))
 }

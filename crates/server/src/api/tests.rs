@@ -128,6 +128,27 @@ impl Backend for Fake {
         })
     }
 
+    fn pause<'a>(&'a self, id: &'a str, _api: String) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            if !self.running.lock().unwrap().contains_key(id) {
+                return Err(EngineError::SandboxNotFound(id.into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn resume<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<sandbank_engine::Resumed, EngineError>> {
+        Box::pin(async move { Ok(sandbank_engine::Resumed::Thawed) })
+    }
+
+    fn paused(&self) -> Vec<sandbank_engine::PausedSandbox> {
+        Vec::new()
+    }
+
+    fn usage<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<sandbank_engine::SandboxUsage, EngineError>> {
+        Box::pin(async move { Ok(sandbank_engine::SandboxUsage { cpu_ns: 1_000_000, memory_bytes: 4096, disk_bytes: 8192 }) })
+    }
+
     fn snapshot<'a>(
         &'a self,
         sandbox_id: &'a str,
@@ -288,7 +309,9 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     assert_eq!(v["envdVersion"], "0.5.7");
     assert_eq!(v["clientID"], "sandbank");
     assert!(v["domain"].is_null() && v.as_object().unwrap().contains_key("domain"));
-    assert!(v.get("envdAccessToken").is_none());
+    // Secure: a 128-bit token that envd requests must carry.
+    let token = v["envdAccessToken"].as_str().unwrap().to_string();
+    assert!(token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
     let spec = fake.specs.lock().unwrap()[0].clone();
     assert_eq!(spec.env_vars.get("A").map(String::as_str), Some("1"));
     assert_eq!(spec.template, "base");
@@ -300,6 +323,9 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     assert_eq!(d["memoryMB"], 512);
     assert_eq!(d["diskSizeMB"], 4096);
     assert_eq!(d["metadata"], serde_json::json!({"k": "v"}));
+    assert_eq!(d["envdAccessToken"], token.as_str());
+    assert_eq!(d["allowInternetAccess"], true);
+    assert_eq!(d["lifecycle"], serde_json::json!({"autoResume": false, "onTimeout": "kill"}));
     let started: chrono::DateTime<chrono::Utc> = d["startedAt"].as_str().unwrap().parse().unwrap();
     let end: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
     assert!(started >= before - chrono::TimeDelta::seconds(1));
@@ -339,10 +365,32 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
         assert_eq!(l[0]["memoryMB"], 512);
     }
 
-    // Pause is not supported: a JSON 501 that names the sandbox, and it keeps running.
-    let m = call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await.error(501);
-    assert!(m.contains(&id), "{m}");
-    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.status, StatusCode::OK);
+    // Metrics: one sample now, from the engine's usage and the sandbox's limits.
+    let m = call(addr, "GET", &format!("/sandboxes/{id}/metrics"), None).await.json();
+    assert_eq!(m.as_array().unwrap().len(), 1, "{m}");
+    assert_eq!((m[0]["memUsed"].as_u64(), m[0]["memTotal"].as_u64()), (Some(4096), Some(512 << 20)));
+    assert_eq!((m[0]["diskUsed"].as_u64(), m[0]["diskTotal"].as_u64()), (Some(8192), Some(4096 << 20)));
+    assert_eq!(m[0]["cpuCount"], 2);
+    assert!(m[0]["cpuUsedPct"].as_f64().unwrap() >= 0.0);
+    let past = call(addr, "GET", &format!("/sandboxes/{id}/metrics?start=1&end=2"), None).await.json();
+    assert_eq!(past, serde_json::json!([]));
+    let bad = call(addr, "GET", &format!("/sandboxes/{id}/metrics?start=yesterday"), None).await.error(400);
+    assert!(bad.contains("\"yesterday\""), "{bad}");
+
+    // Pause: 204, then 409; listed as paused; no end time runs out; connect resumes with 201.
+    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await.status, StatusCode::NO_CONTENT);
+    let m = call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await.error(409);
+    assert!(m.contains(&id) && m.contains("already paused"), "{m}");
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["state"], "paused");
+    let paused = call(addr, "GET", "/v2/sandboxes?state=paused", None).await.json();
+    assert_eq!(paused.as_array().unwrap().len(), 1);
+    let running = call(addr, "GET", "/v2/sandboxes?state=running", None).await.json();
+    assert_eq!(running, serde_json::json!([]));
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":30}"#)).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json()["envdAccessToken"], token.as_str());
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["state"], "running");
+    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/resume"), Some("{}")).await.error(409), format!("Sandbox \"{id}\" is already running"));
 
     // Kill, then everything about it is 404 with the cloud's message.
     let r = call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;

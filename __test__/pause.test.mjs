@@ -1,0 +1,252 @@
+// Pause and resume, the timeout lifecycle, metrics, and secure sandboxes (access token, signed
+// URLs), through the published `novita-sandbox` SDK against a real `sandbank serve`.
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Sandbox, SandboxNotFoundError } from 'novita-sandbox'
+import { startServer, stopAndCheck, eventually, safeRemove, assertNoLeftovers } from './helpers.mjs'
+
+let server
+before(async () => {
+  server = await startServer()
+})
+after(async () => {
+  if (server) await stopAndCheck(server)
+})
+
+/** Creates a sandbox on `srv` that is killed when test `t` ends. */
+async function create(t, opts = {}, srv = server) {
+  const sbx = await Sandbox.create({ ...srv.novita(), ...opts })
+  srv.sandboxIds.add(sbx.sandboxId)
+  t.after(async () => {
+    if (!srv.stopped) await Sandbox.kill(sbx.sandboxId, srv.novita())
+  })
+  return sbx
+}
+
+/** A process that counts up in /tmp/counter, ten times a second; resolves to its pid. */
+async function startCounter(sbx) {
+  await sbx.commands.run('n=0; while true; do n=$((n+1)); echo $n > /tmp/counter; sleep 0.1; done', { background: true })
+  return eventually(async () => {
+    const r = await sbx.commands.run('pgrep -f "[w]hile true" | head -1; cat /tmp/counter')
+    const [pid, count] = r.stdout.trim().split('\n').map(Number)
+    assert.ok(pid > 0 && count > 0, r.stdout)
+    return pid
+  })
+}
+
+/** The counter's value, read from the host side of the sandbox's upper layer (works while paused). */
+function counterOnHost(srv, id) {
+  return Number(readFileSync(join(srv.dataDir, 'sandboxes', id, 'layer', 'root', 'tmp', 'counter'), 'utf8'))
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+describe('pause and resume', () => {
+  test('pause freezes processes with their memory; connect resumes the same sandbox', async (t) => {
+    const sbx = await create(t)
+    await sbx.files.write('/home/user/kept.txt', 'before the pause')
+    const pid = await startCounter(sbx)
+
+    assert.equal(await sbx.pause(), true)
+    assert.equal(await Sandbox.pause(sbx.sandboxId, server.novita()), false, 'a second pause is a 409: false')
+    const info = await Sandbox.getInfo(sbx.sandboxId, server.novita())
+    assert.equal(info.state, 'paused')
+    const paused = await Sandbox.list({ ...server.novita(), query: { state: ['paused'] } }).nextItems()
+    assert.deepEqual(paused.map((s) => s.sandboxId), [sbx.sandboxId])
+    const running = await Sandbox.list({ ...server.novita(), query: { state: ['running'] } }).nextItems()
+    assert.ok(!running.some((s) => s.sandboxId === sbx.sandboxId))
+    assert.equal(await sbx.isRunning(), false, 'envd of a paused sandbox does not answer')
+
+    // Frozen: the counter does not move while paused.
+    const frozenAt = counterOnHost(server, sbx.sandboxId)
+    await sleep(500)
+    assert.equal(counterOnHost(server, sbx.sandboxId), frozenAt)
+
+    const resumed = await Sandbox.connect(sbx.sandboxId, server.novita())
+    assert.equal(resumed.sandboxId, sbx.sandboxId)
+    assert.equal((await resumed.getInfo()).state, 'running')
+    assert.equal(await resumed.files.read('/home/user/kept.txt'), 'before the pause')
+    // The same process carries on counting from where it stopped.
+    const again = await resumed.commands.run(`kill -0 ${pid} && cat /tmp/counter`)
+    assert.ok(Number(again.stdout) >= frozenAt, `${again.stdout} < ${frozenAt}`)
+    await eventually(async () => assert.ok(counterOnHost(server, sbx.sandboxId) > frozenAt + 2))
+  })
+
+  test('20 pause/resume cycles in a row lose nothing', async (t) => {
+    const sbx = await create(t)
+    const pid = await startCounter(sbx)
+    for (let i = 0; i < 20; i++) {
+      await sbx.files.write(`/home/user/cycle-${i}.txt`, `cycle ${i}`)
+      assert.equal(await Sandbox.pause(sbx.sandboxId, server.novita()), true, `pause ${i}`)
+      await Sandbox.connect(sbx.sandboxId, server.novita())
+    }
+    const r = await sbx.commands.run(`kill -0 ${pid} && ls /home/user | grep -c cycle-`)
+    assert.equal(r.stdout, '20\n', 'the process lives on and all 20 files are there')
+    for (let i = 0; i < 20; i++) assert.equal(await sbx.files.read(`/home/user/cycle-${i}.txt`), `cycle ${i}`)
+  })
+
+  test('a paused sandbox can be snapshotted and killed; pause and connect of unknown IDs are 404', async (t) => {
+    const sbx = await create(t)
+    await sbx.files.write('/home/user/snap.txt', 'taken while paused')
+    await sbx.pause()
+    const snap = await Sandbox.createSnapshot(sbx.sandboxId, server.novita())
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, server.novita())).state, 'paused', 'a snapshot does not resume it')
+    const fromSnap = await Sandbox.create(snap.snapshotId, server.novita())
+    server.sandboxIds.add(fromSnap.sandboxId)
+    assert.equal(await fromSnap.files.read('/home/user/snap.txt'), 'taken while paused')
+    await fromSnap.kill()
+    assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, server.novita()), true)
+
+    assert.equal(await Sandbox.kill(sbx.sandboxId, server.novita()), true, 'a paused sandbox can be killed')
+    await assert.rejects(Sandbox.getInfo(sbx.sandboxId, server.novita()), SandboxNotFoundError)
+    await assert.rejects(Sandbox.pause('abcdefghij0123456789', server.novita()), SandboxNotFoundError)
+    await assert.rejects(Sandbox.connect('abcdefghij0123456789', server.novita()), SandboxNotFoundError)
+  })
+})
+
+describe('a paused sandbox outlives a server restart as a filesystem', () => {
+  test('files kept, processes not (and the connect response says so), then killed cleanly', async (t) => {
+    const first = await startServer()
+    const dataDir = first.dataDir
+    let second
+    t.after(async () => {
+      if (!first.stopped) await first.stop()
+      if (second) await stopAndCheck(second)
+      else safeRemove(dataDir)
+    })
+    const sbx = await Sandbox.create(first.novita())
+    first.sandboxIds.add(sbx.sandboxId)
+    await sbx.files.write('/home/user/notes.txt', 'kept across the restart')
+    await sbx.commands.run('echo usr-change > /usr/local/restart-marker', { user: 'root' })
+    await startCounter(sbx)
+    await sbx.pause()
+    const r = await first.stop()
+    first.stopped = true
+    assert.equal(r.code, 0, first.stderr.slice(-2000))
+    // Its processes went with the server: nothing of it runs, mounts or holds a cgroup.
+    assertNoLeftovers(first)
+    assert.ok(existsSync(join(dataDir, 'sandboxes', sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt')))
+
+    second = await startServer({ dataDir, apiKey: first.apiKey })
+    second.sandboxIds.add(sbx.sandboxId)
+    const info = await Sandbox.getInfo(sbx.sandboxId, second.novita())
+    assert.equal(info.state, 'paused')
+
+    const res = await second.fetch(`/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', body: JSON.stringify({ timeout: 60 }), headers: { 'content-type': 'application/json' } })
+    assert.equal(res.status, 201)
+    assert.match(res.headers.get('warning') ?? '', /processes were not/)
+    const body = await res.json()
+    assert.equal(body.sandboxID, sbx.sandboxId)
+
+    const back = await Sandbox.connect(sbx.sandboxId, second.novita())
+    assert.equal(await back.files.read('/home/user/notes.txt'), 'kept across the restart')
+    assert.equal((await back.commands.run('cat /usr/local/restart-marker')).stdout, 'usr-change\n')
+    const ps = await back.commands.run('pgrep -f "[w]hile true" || echo none')
+    assert.equal(ps.stdout.trim(), 'none', 'processes do not outlive the server')
+    assert.equal(await Sandbox.kill(sbx.sandboxId, second.novita()), true)
+    assert.ok(!existsSync(join(dataDir, 'sandboxes', sbx.sandboxId)), 'killing it removes its files')
+  })
+})
+
+describe('lifecycle on timeout', () => {
+  test("onTimeout 'pause' pauses at the end time; autoResume wakes it on envd traffic", async (t) => {
+    const sbx = await create(t, { timeoutMs: 1_000, lifecycle: { onTimeout: 'pause', autoResume: true } })
+    const info = await sbx.getInfo()
+    assert.deepEqual(info.lifecycle, { onTimeout: 'pause', autoResume: true })
+    await sbx.files.write('/home/user/a.txt', 'still here')
+    await eventually(async () => assert.equal((await sbx.getInfo()).state, 'paused'), { timeoutMs: 10_000 })
+    // Any envd request resumes it.
+    assert.equal(await sbx.files.read('/home/user/a.txt'), 'still here')
+    assert.equal((await sbx.getInfo()).state, 'running')
+  })
+
+  test("onTimeout 'pause' without autoResume stays paused until connect; the deprecated autoPause does the same", async (t) => {
+    const a = await create(t, { timeoutMs: 1_000, lifecycle: { onTimeout: 'pause' } })
+    const b = await Sandbox.betaCreate({ ...server.novita(), timeoutMs: 1_000, autoPause: true })
+    server.sandboxIds.add(b.sandboxId)
+    t.after(() => Sandbox.kill(b.sandboxId, server.novita()))
+    for (const sbx of [a, b]) {
+      await eventually(async () => assert.equal((await sbx.getInfo()).state, 'paused'), { timeoutMs: 10_000 })
+      // envd answers 502 for a paused sandbox, which the SDK reports as not running.
+      await assert.rejects(sbx.commands.run('true', { requestTimeoutMs: 5_000 }), SandboxNotFoundError)
+      assert.equal((await sbx.getInfo()).state, 'paused', 'envd traffic does not resume it')
+      await Sandbox.connect(sbx.sandboxId, { ...server.novita(), timeoutMs: 60_000 })
+      assert.equal((await sbx.commands.run('echo up')).stdout, 'up\n')
+    }
+  })
+})
+
+describe('metrics', () => {
+  test('getMetrics reports CPU, memory and disk from the cgroup and the upper layer', async (t) => {
+    const sbx = await create(t)
+    await sbx.commands.run('timeout 1 sh -c "while :; do :; done" || true')
+    await sbx.commands.run('head -c 8M /dev/urandom > /home/user/blob')
+    const [m] = await Sandbox.getMetrics(sbx.sandboxId, server.novita())
+    assert.ok(m.timestamp instanceof Date && Math.abs(m.timestamp.getTime() - Date.now()) < 10_000)
+    assert.ok(m.cpuUsedPct > 0 && m.cpuUsedPct <= 100, `cpuUsedPct ${m.cpuUsedPct}`)
+    assert.ok(m.cpuCount >= 1)
+    assert.ok(m.memUsed > 0 && m.memUsed < m.memTotal, `memUsed ${m.memUsed} / ${m.memTotal}`)
+    assert.ok(m.diskUsed >= 8 << 20 && m.diskUsed < 64 << 20, `diskUsed ${m.diskUsed}`)
+    assert.ok(m.diskTotal > m.diskUsed)
+    const none = await Sandbox.getMetrics(sbx.sandboxId, { ...server.novita(), start: new Date(0), end: new Date(1000) })
+    assert.deepEqual(none, [])
+  })
+})
+
+describe('secure sandboxes', () => {
+  const envd = (sbx, path, init = {}) =>
+    fetch(server.url + path, { ...init, headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'content-type': 'application/json', ...(init.headers ?? {}) } })
+
+  test('envd requests need the access token; insecure sandboxes have none', async (t) => {
+    const sbx = await create(t)
+    const info = await Sandbox.getFullInfo(sbx.sandboxId, server.novita())
+    assert.match(info.envdAccessToken, /^[0-9a-f]{32}$/)
+    const list = (headers) => envd(sbx, '/process.Process/List', { method: 'POST', body: '{}', headers })
+    assert.equal((await list({})).status, 401)
+    const bad = await list({ 'X-Access-Token': 'nope' })
+    assert.equal(bad.status, 401)
+    assert.equal((await bad.json()).code, 401)
+    assert.equal((await list({ 'X-Access-Token': info.envdAccessToken })).status, 200)
+    assert.equal((await envd(sbx, '/health')).status < 300, true, 'the health check is open')
+
+    const open = await create(t, { secure: false })
+    assert.equal((await Sandbox.getFullInfo(open.sandboxId, server.novita())).envdAccessToken, undefined)
+    assert.equal((await envd(open, '/process.Process/List', { method: 'POST', body: '{}' })).status, 200)
+  })
+
+  test('signed uploadUrl and downloadUrl work with a plain fetch; tampered or expired ones do not', async (t) => {
+    const sbx = await create(t)
+    const content = 'uploaded through a signed URL'
+    const up = await sbx.uploadUrl('/home/user/signed.txt')
+    assert.match(up, /signature=v1_/)
+    const form = new FormData()
+    form.append('file', new Blob([content]), 'signed.txt')
+    const res = await fetch(up, { method: 'POST', body: form })
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(await sbx.files.read('/home/user/signed.txt'), content)
+
+    const down = await sbx.downloadUrl('/home/user/signed.txt', { useSignatureExpiration: 60 })
+    assert.match(down, /signature_expiration=\d+/)
+    const got = await fetch(down)
+    assert.equal(got.status, 200)
+    assert.equal(await got.text(), content)
+
+    // A signature is for one path and one operation.
+    const other = new URL(down)
+    other.searchParams.set('path', '/etc/shadow')
+    assert.equal((await fetch(other)).status, 401)
+    assert.equal((await fetch(down, { method: 'POST' })).status, 401, 'a read signature does not allow a write')
+    const expiring = await sbx.downloadUrl('/home/user/signed.txt', { useSignatureExpiration: 1 })
+    await sleep(2100)
+    const expired = await fetch(expiring)
+    assert.equal(expired.status, 401)
+    assert.match((await expired.json()).message, /expired/)
+    // The signature is the SDKs' formula over the sandbox's token.
+    const token = (await Sandbox.getFullInfo(sbx.sandboxId, server.novita())).envdAccessToken
+    const sig = 'v1_' + createHash('sha256').update(`/home/user/signed.txt:read::${token}`).digest('base64').replace(/=+$/, '')
+    assert.equal(new URL(await sbx.downloadUrl('/home/user/signed.txt')).searchParams.get('signature'), sig)
+  })
+})

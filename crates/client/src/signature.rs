@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 /// `read` for downloads, `write` for uploads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +56,8 @@ pub fn sign(
         Some(exp) => format!("{path}:{op}:{user}:{envd_access_token}:{exp}"),
         None => format!("{path}:{op}:{user}:{envd_access_token}"),
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, raw.as_bytes());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let digest = Sha256::digest(raw.as_bytes());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(digest);
     format!("v1_{}", b64.trim_end_matches('='))
 }
 

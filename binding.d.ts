@@ -261,6 +261,9 @@ export interface SandboxInfoJs {
   envdVersion: string
   allowInternetAccess?: boolean
   lifecycle?: SandboxInfoLifecycleJs
+  /** Only from `getFullInfo` (the static `getInfo`'s response carries it too; JS drops it). */
+  envdAccessToken?: string
+  sandboxDomain?: string
 }
 
 export interface SandboxInfoLifecycleJs {

@@ -338,6 +338,12 @@ export declare class Sandbox {
   static getInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo>
   /** Information about this sandbox. */
   getInfo(opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<SandboxInfo>
+  /**
+   * Information about a sandbox, with what reaching its envd takes: the access token of a
+   * secured sandbox and its domain.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static getFullInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo & { envdAccessToken?: string; sandboxDomain?: string }>
 
   /** Whether the sandbox is running (its envd answers). */
   isRunning(opts?: Pick<ConnectionOpts, 'requestTimeoutMs'>): Promise<boolean>

@@ -859,6 +859,12 @@ class Sandbox {
     return sandboxInfo(await call(NativeSandbox.getSandboxInfo(sandboxId, await conn(opts))))
   }
 
+  /** Information about a sandbox, with its `envdAccessToken` and `sandboxDomain`. */
+  static async getFullInfo(sandboxId, opts) {
+    const i = await call(NativeSandbox.getSandboxInfo(sandboxId, await conn(opts)))
+    return { ...sandboxInfo(i), envdAccessToken: opt(i.envdAccessToken), sandboxDomain: opt(i.sandboxDomain) }
+  }
+
   /** Information about this sandbox. */
   async getInfo(opts) {
     if (!opts) return sandboxInfo(await call(this.#native.getInfo()))

@@ -229,10 +229,15 @@ describe('the same requests and results as novita-sandbox', () => {
     ])
   })
 
-  test('SandboxInfo: state paused, lifecycle, allowInternetAccess', async () => {
+  test('SandboxInfo: state paused, lifecycle, allowInternetAccess; getFullInfo adds the access token', async () => {
     const { out } = await same(async ({ Sandbox }, rec) => {
       await rec('info', () => Sandbox.getInfo('p1', conn()))
+      await rec('full', async () => {
+        const f = await Sandbox.getFullInfo('p1', conn())
+        return [f.envdAccessToken, f.sandboxDomain, f.state]
+      })
     })
+    assert.deepEqual(out.full[1], ['envd-token-1', undefined, 'paused'])
     const info = out.info[1]
     assert.equal(info.state, 'paused')
     assert.deepEqual(info.lifecycle, { onTimeout: 'pause', autoResume: true })

@@ -92,6 +92,9 @@ async function everything(): Promise<void> {
   const onTimeout: 'pause' | 'kill' | undefined = lc?.onTimeout
   const autoResume: boolean | undefined = lc?.autoResume
   const internet: boolean | undefined = info.allowInternetAccess
+  const full = await Sandbox.getFullInfo(id, conn)
+  const envdToken: string | undefined = full.envdAccessToken
+  const fullState: SandboxState = full.state
 
   // Metrics
   const metrics: SandboxMetrics[] = await Sandbox.getMetrics(id, { ...conn, start: new Date(Date.now() - 60_000), end: new Date() })
@@ -231,7 +234,7 @@ async function everything(): Promise<void> {
     new CommandExitError({ exitCode: 1, stdout: '', stderr: '', error: 'exit status 1' }),
   ]
   const v: string = version() + serverBinaryPath()
-  void [betaSbx, betaSbx2, didPause, didPause2, didPause3, didPause4, state, onTimeout, autoResume, internet, metrics2, when, usage, up, up2, down, sig, ptyModule, ptyKilled]
+  void [envdToken, fullState, betaSbx, betaSbx2, didPause, didPause2, didPause3, didPause4, state, onTimeout, autoResume, internet, metrics2, when, usage, up, up2, down, sig, ptyModule, ptyKilled]
   void [b, e, same, domain, host, token, killed, nothing, running, started, mem, more, next, page, created, size, names, parent, mode, origin, fromSnap, snapId, snapPage, deleted, exit, out, code, sofar, err, list, k1, k2, waited, either, text, text2, bytes, blob, w1, w2, w3, w4, ws, ws2, isFile, exists, made, moved, modified, errors, v]
 }
 

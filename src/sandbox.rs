@@ -56,6 +56,9 @@ pub struct SandboxInfoJs {
     pub envd_version: String,
     pub allow_internet_access: Option<bool>,
     pub lifecycle: Option<SandboxInfoLifecycleJs>,
+    /// Only from `getFullInfo` (the static `getInfo`'s response carries it too; JS drops it).
+    pub envd_access_token: Option<String>,
+    pub sandbox_domain: Option<String>,
 }
 
 impl From<SandboxInfo> for SandboxInfoJs {
@@ -76,6 +79,8 @@ impl From<SandboxInfo> for SandboxInfoJs {
                 on_timeout,
                 auto_resume,
             }),
+            envd_access_token: i.envd_access_token,
+            sandbox_domain: i.sandbox_domain,
         }
     }
 }

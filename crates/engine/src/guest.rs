@@ -130,6 +130,9 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     mask_kernel_interfaces()?;
     restrict_privileges()?;
+    // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
+    // every process it starts inherit it.
+    crate::seccomp::install()?;
     Ok(listener)
 }
 

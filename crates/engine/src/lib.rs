@@ -13,6 +13,7 @@ pub mod guest;
 pub mod id;
 pub mod layout;
 pub mod merge;
+pub mod seccomp;
 pub mod store;
 pub mod template;
 

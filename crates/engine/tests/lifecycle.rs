@@ -122,6 +122,20 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let write = run(&sb.envd_socket, "echo 1 > /proc/sys/vm/drop_caches 2>&1; echo rc=$?");
     assert!(write.contains("Read-only file system"), "/proc/sys is read-only: {write}");
     assert!(run(&sb.envd_socket, "ls /sys/firmware | wc -l").trim() == "0", "/sys/firmware is masked");
+    // The seccomp profile: no new namespaces (not even an unprivileged user namespace), no
+    // keyrings; threads and processes still start.
+    for cmd in ["unshare -U true", "unshare -m true", "unshare -n true"] {
+        let out = run(&sb.envd_socket, &format!("{cmd} 2>&1; echo rc=$?"));
+        assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{cmd}: {out}");
+    }
+    let keyctl = format!(
+        "python3 -c 'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall({},0,0,0,0,0); print(r, os.strerror(ctypes.get_errno()))'",
+        libc::SYS_keyctl
+    );
+    assert_eq!(run(&sb.envd_socket, &keyctl).trim(), "-1 Operation not permitted", "keyctl");
+    let threads = "python3 -c 'import threading; t=threading.Thread(target=print,args=(\"thread\",)); t.start(); t.join()'";
+    assert_eq!(run(&sb.envd_socket, threads).trim(), "thread");
+    assert!(run(&sb.envd_socket, "grep Seccomp: /proc/self/status").contains("Seccomp:\t2"));
     run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");

@@ -5,6 +5,7 @@ use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
+use crate::disk;
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
 use nix::fcntl::{Flock, FlockArg};
@@ -52,6 +53,9 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub guest_exe: PathBuf,
+    /// Each sandbox gets its own filesystem of this many MB for what it writes (see [`crate::disk`]);
+    /// `None`: it writes to the data directory's filesystem.
+    pub disk_limit_mb: Option<u64>,
 }
 
 /// Resource limits of one sandbox, as enforced.
@@ -60,7 +64,8 @@ pub struct Limits {
     pub cpu_count: u32,
     pub memory_mb: u64,
     pub pids: u32,
-    /// Not enforced yet: the free space of the data directory's filesystem.
+    /// The disk limit when the engine has one, else the free space of the data directory's
+    /// filesystem.
     pub disk_mb: u64,
 }
 
@@ -188,6 +193,7 @@ impl Engine {
         // that was being written.
         cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
         remove_all(&layout.sandboxes()).map_err(io_ctx("remove leftover sandboxes".into()))?;
         remove_all(&layout.staging()).map_err(io_ctx("remove an unfinished snapshot".into()))?;
         for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
@@ -198,6 +204,9 @@ impl Engine {
             .map_err(io_ctx("build the base template".into()))?;
         let templates = HashMap::from([(base.name.clone(), base)]);
         let store = Store::open(&layout.state_db())?;
+        if let Some(mb) = config.disk_limit_mb {
+            disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
+        }
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
@@ -227,6 +236,9 @@ impl Engine {
     /// The limits a sandbox gets when the request names none. The disk figure is the free space
     /// of the data directory's filesystem, which is all a sandbox can fill.
     pub fn default_limits(&self) -> Limits {
+        if let Some(disk_mb) = self.config.disk_limit_mb {
+            return Limits { disk_mb, ..self.default_limits };
+        }
         let disk_mb = nix::sys::statvfs::statvfs(self.layout.root())
             .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
             .unwrap_or(0);
@@ -334,6 +346,10 @@ impl Engine {
 
     /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
     fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir) -> Result<PathBuf, EngineError> {
+        if let Some(mb) = self.config.disk_limit_mb {
+            fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
+            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path()).map_err(io_ctx("attach the sandbox's disk".into()))?;
+        }
         for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs()] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
@@ -378,7 +394,7 @@ impl Engine {
             let id2 = id.clone();
             let cleaned = tokio::task::spawn_blocking(move || {
                 let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
-                let files = remove_all(layout.sandbox(&id2).path());
+                let files = remove_sandbox_dir(&layout, &id2);
                 state.lock().unwrap().sandboxes.remove(&id2);
                 collect_layers(&layout, &state);
                 cg.and(files)
@@ -397,7 +413,7 @@ impl Engine {
     /// Undoes a registration whose guest never started.
     fn forget(&self, id: &str) {
         let _ = self.cgroups.destroy(id, KILL_TIMEOUT);
-        let _ = remove_all(self.layout.sandbox(id).path());
+        let _ = remove_sandbox_dir(&self.layout, id);
         self.state.lock().unwrap().sandboxes.remove(id);
     }
 
@@ -537,8 +553,16 @@ impl Drop for Engine {
         if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
             tracing::error!("removing cgroups: {e}");
         }
+        let _ = disk::unmount_all_under(&self.layout.sandboxes());
         let _ = remove_all(&self.layout.sandboxes());
     }
+}
+
+/// Removes a sandbox's directory, and its own disk if it has one.
+fn remove_sandbox_dir(layout: &Layout, id: &str) -> io::Result<()> {
+    let dir = layout.sandbox(id);
+    disk::detach(&dir.disk_image(), dir.path())?;
+    remove_all(dir.path())
 }
 
 /// Copies the sandbox's upper layers into `<staging>/<id>` with the sandbox frozen, and makes

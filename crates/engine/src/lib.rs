@@ -8,6 +8,7 @@
 
 pub mod cgroup;
 pub mod copy;
+pub mod disk;
 pub mod engine;
 pub mod guest;
 pub mod id;

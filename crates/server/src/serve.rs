@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// SDK starts its background daemon with 300.
     #[arg(long, default_value_t = 0)]
     pub idle_exit_secs: u64,
+    /// Give each sandbox its own filesystem of this many MB for what it writes: past it, writes
+    /// fail with ENOSPC inside and uploads with HTTP 507 (0: no limit, sandboxes write to the
+    /// data directory's filesystem).
+    #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
+    pub disk_limit_mb: u64,
 }
 
 /// The file, in the data directory, that tells clients where a running server is:
@@ -109,7 +114,8 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe };
+        let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
+        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;

@@ -302,10 +302,15 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare) between fork and exec.
+        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare, close_range) between fork
+        // and exec.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                // No descriptor the server inherited (a shell's redirections, a parent's pipes)
+                // goes into the sandbox: only stdio survives the exec. (Kernels before 5.11 lack
+                // the flag; then inherited descriptors pass, as before.)
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }

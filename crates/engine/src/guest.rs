@@ -130,6 +130,7 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     mask_kernel_interfaces()?;
     restrict_privileges()?;
+    restrict_pid1()?;
     // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
     // every process it starts inherit it.
     crate::seccomp::install()?;
@@ -191,6 +192,46 @@ fn restrict_privileges() -> Result<(), String> {
     // SAFETY: prctl(2) PR_SET_NO_NEW_PRIVS with 1.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// PID 1 keeps no more than the processes it starts: envd needs Docker's set (it runs commands
+/// as other users, chowns, reads and writes any file) and mounts nothing after setup. With
+/// CAP_SYS_ADMIN, envd's own `/proc/self/map_files/*` would open the host files PID 1 has mapped
+/// (its executable, the host's libc) for the files API to read or truncate.
+///
+/// And it is not dumpable, so no process in the sandbox passes the ptrace checks on
+/// `/proc/1/{fd,exe,maps,environ,…}`: PID 1's descriptors and executable are the host's (the
+/// server's stderr, the `sandbank` binary), as with runc's init (CVE-2019-5736).
+fn restrict_pid1() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let low = ALLOWED_CAPS as u32;
+    let high = (ALLOWED_CAPS >> 32) as u32;
+    let header = Header { version: VERSION_3, pid: 0 };
+    let data = [
+        Data { effective: low, permitted: low, inheritable: 0 },
+        Data { effective: high, permitted: high, inheritable: 0 },
+    ];
+    // SAFETY: capset(2) with a version-3 header and the two data words that version takes.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(format!("drop PID 1's capabilities: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: prctl(2) PR_SET_DUMPABLE with 0.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(format!("make PID 1 non-dumpable: {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -141,6 +141,12 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let threads = "python3 -c 'import threading; t=threading.Thread(target=print,args=(\"thread\",)); t.start(); t.join()'";
     assert_eq!(run(&sb.envd_socket, threads).trim(), "thread");
     assert!(run(&sb.envd_socket, "grep Seccomp: /proc/self/status").contains("Seccomp:\t2"));
+    // PID 1 holds no more than that either, and its host descriptors and executable are out of reach.
+    assert!(run(&sb.envd_socket, "grep CapEff /proc/1/status").contains("00000000a80425fb"));
+    for probe in ["ls -l /proc/1/fd/2", "cat /proc/1/fd/0", "head -c 1 /proc/1/exe", "cat /proc/1/environ", "ls /proc/1/map_files"] {
+        let out = run(&sb.envd_socket, &format!("{probe} 2>&1; echo rc=$?"));
+        assert!(out.contains("Permission denied") && !out.contains("rc=0"), "{probe}: {out}");
+    }
     run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");

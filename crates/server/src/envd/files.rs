@@ -3,7 +3,7 @@
 //!
 //! Errors are E2B's JSON `{"code": <http status>, "message": "…"}`.
 
-use super::fsutil::{absolute, chown_to, create_dirs, is_no_space};
+use super::fsutil::{absolute, chown_to, create_dirs, is_no_space, open_file};
 use super::users;
 use super::Shared;
 use axum::body::{Body, Bytes};
@@ -53,7 +53,7 @@ fn io_error(op: &str, path: &Path, e: &io::Error) -> HttpError {
         StatusCode::INSUFFICIENT_STORAGE
     } else if e.kind() == io::ErrorKind::PermissionDenied {
         StatusCode::FORBIDDEN
-    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG)) {
+    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP)) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -98,7 +98,7 @@ async fn download_inner(envd: &Shared, req: Request) -> Result<Response, HttpErr
     let q = query(&req)?;
     user(envd, req.headers(), &q)?;
     let path = path_arg(q.path.as_deref())?;
-    let file = std::fs::File::open(&path).map_err(|e| io_error("open", &path, &e))?;
+    let file = open_file(&path, libc::O_RDONLY, 0).map_err(|e| io_error("open", &path, &e))?;
     let meta = file.metadata().map_err(|e| io_error("stat", &path, &e))?;
     if meta.is_dir() {
         return Err(bad_request(format!("path {:?} is a directory", path.display().to_string())));
@@ -207,7 +207,7 @@ where
         if d.is_dir() {
             return Err(bad_request(format!("path {:?} is a directory", d.display().to_string())));
         }
-        let file = std::fs::File::create(&d).map_err(|e| io_error("create", &d, &e))?;
+        let file = open_file(&d, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666).map_err(|e| io_error("create", &d, &e))?;
         chown_to(&d, &u).map_err(|e| io_error("chown", &d, &e))?;
         Ok(file)
     })

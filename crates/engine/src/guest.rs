@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -101,11 +102,11 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     let root = &c.rootfs;
     overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
     for (host, inside) in &c.bind_files {
-        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        if !target.exists() {
-            fs::write(&target, "").map_err(|e| format!("create {}: {e}", inside.display()))?;
-        }
-        mount(Some(host.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        // Resolved inside the new root: the layers may hold symlinks (a snapshot's, a template
+        // tarball's), and this process still sees the host's tree.
+        let target = open_in_root(root, inside).map_err(|e| format!("create {}: {e}", inside.display()))?;
+        let target = format!("/proc/self/fd/{}", target.as_raw_fd());
+        mount(Some(host.as_path()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} over {}: {e}", host.display(), inside.display()))?;
     }
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -135,6 +136,30 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     // every process it starts inherit it.
     crate::seccomp::install()?;
     Ok(listener)
+}
+
+/// Opens (creating it if needed) the file `inside` of the tree at `root` as if `root` were `/`:
+/// symlinks and `..` cannot leave it.
+fn open_in_root(root: &Path, inside: &Path) -> std::io::Result<fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = fs::File::open(root)?;
+    let rel = std::ffi::CString::new(inside.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: an all-zero open_how is valid; its fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.mode = 0o644;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2(2) on an open directory with a NUL-terminated path and a live open_how of
+    // the size passed.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { fs::File::from_raw_fd(fd as i32) })
 }
 
 /// `/proc` and `/sys` files that show or change the host kernel, hidden or made read-only as
@@ -323,7 +348,6 @@ fn report(line: &str) {
 /// nobody reads.
 fn silence_stdout() {
     if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
         // SAFETY: dup2 onto fd 1 of a valid open fd.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }

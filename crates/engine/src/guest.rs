@@ -269,7 +269,9 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Resu
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+    // nodev: device nodes live in the sandbox's own /dev only (a node in a layer must not open
+    // a host device).
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
         .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
 }
 

@@ -11,6 +11,10 @@
 //! PID 1 installs it after the sandbox is set up, before envd starts, so envd and everything it
 //! starts inherit it; envd mounts nothing after setup and needs none of these calls.
 //!
+//! `mknod` of character and block devices is denied too: Docker lets it succeed and denies the
+//! open in the devices cgroup, which this engine does not set up (see `guest.rs`: the root and
+//! `/usr` overlays are also `nodev`).
+//!
 //! Decisions: `ptrace` and `process_vm_readv`/`writev` are allowed (as Docker on kernels ≥ 4.8):
 //! the PID namespace confines them to the sandbox, and PID 1, which holds more capabilities than
 //! any other process there, cannot be traced without CAP_SYS_PTRACE, which is not in the bounding
@@ -113,6 +117,14 @@ pub fn program() -> Result<BpfProgram, String> {
     };
     rules.insert(libc::SYS_clone, flag_rules(NAMESPACE_FLAGS)?);
     rules.insert(libc::SYS_unshare, flag_rules(&[NAMESPACE_FLAGS, &[CLONE_NEWTIME]].concat())?);
+    // Device nodes: there is no devices cgroup, so a block device made here would open the
+    // host's disk. (FIFOs and sockets are fine; overlayfs makes its own whiteouts in the kernel.)
+    let device_rules = |arg: u8| -> Result<Vec<SeccompRule>, String> {
+        [libc::S_IFCHR, libc::S_IFBLK].iter().map(|&t| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(libc::S_IFMT.into()), t.into())?])).collect()
+    };
+    #[cfg(target_arch = "x86_64")]
+    rules.insert(libc::SYS_mknod, device_rules(1)?);
+    rules.insert(libc::SYS_mknodat, device_rules(2)?);
     // Denied unless the argument is one of the allowed values (conditions of a rule all hold).
     let other_personality = PERSONALITIES.iter().map(|&p| cond(0, SeccompCmpOp::Ne, p)).collect::<Result<_, _>>()?;
     rules.insert(libc::SYS_personality, vec![rule(other_personality)?]);
@@ -221,6 +233,10 @@ mod tests {
                 }
                 if libc::syscall(libc::SYS_getpid | X32_SYSCALL_BIT as libc::c_long) != -1 || errno() != libc::EPERM {
                     return 7;
+                }
+                let dev = c"/dev/shm/sandbank-seccomp-test-dev".as_ptr();
+                if libc::mknodat(libc::AT_FDCWD, dev, libc::S_IFBLK | 0o600, libc::makedev(7, 0)) != -1 || errno() != libc::EPERM {
+                    return 9;
                 }
                 let pid = libc::fork();
                 if pid == 0 {

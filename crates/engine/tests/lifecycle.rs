@@ -133,6 +133,9 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
         let out = run(&sb.envd_socket, &format!("{cmd} 2>&1; echo rc=$?"));
         assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{cmd}: {out}");
     }
+    let out = run(&sb.envd_socket, "mknod /tmp/blk b 7 0 2>&1; mknod /dev/c c 1 3 2>&1; mkfifo /tmp/fifo && echo fifo");
+    assert_eq!(out.matches("Operation not permitted").count(), 2, "no device nodes: {out}");
+    assert!(out.contains("fifo"), "{out}");
     let keyctl = format!(
         "python3 -c 'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall({},0,0,0,0,0); print(r, os.strerror(ctypes.get_errno()))'",
         libc::SYS_keyctl

@@ -24,6 +24,9 @@ use std::process::Command;
 
 /// Formats the empty filesystem image every sandbox's disk starts as, unless it exists.
 pub fn prepare_image(image: &Path, size_mb: u64) -> io::Result<()> {
+    if !Path::new("/dev/loop-control").exists() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "a disk limit needs loop devices (/dev/loop-control)"));
+    }
     if image.exists() {
         return Ok(());
     }

@@ -4,10 +4,10 @@
 // docs/RELIABILITY.md lists them with their outcome and how to run one.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
-import { startServer, stopAndCheck, serverCgroupName } from './helpers.mjs'
+import { eventually, guestProcesses, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
 
 const DISK_LIMIT_MB = 256
 
@@ -57,6 +57,19 @@ async function assertServing() {
   } finally {
     await fresh.kill()
   }
+}
+
+/** Loop devices whose backing file's path contains `path` (an image, or a data dir). */
+function loopDevicesOf(path) {
+  return readdirSync('/sys/block')
+    .filter((d) => d.startsWith('loop'))
+    .filter((d) => {
+      try {
+        return readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').includes(path)
+      } catch {
+        return false
+      }
+    })
 }
 
 const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
@@ -255,10 +268,38 @@ describe('limits', () => {
     const used = statSync(image).blocks * 512
     assert.ok(used <= (DISK_LIMIT_MB + 8) * 2 ** 20, `the host holds ${used} bytes for the sandbox`)
     await assert.rejects(sbx.files.write('/home/user/more', 'x'.repeat(8 << 20)), NotEnoughSpaceError)
+    assert.equal(await sbx.files.exists('/home/user/more'), false, 'the partial upload is removed')
     await sh(sbx, 'rm -f /home/user/fill /home/user/more')
     await sbx.files.write('/home/user/after', 'room again')
     assert.equal(await sbx.files.read('/home/user/after'), 'room again')
+    await sbx.kill()
+    await eventually(() => {
+      assert.equal(existsSync(image), false, 'the image outlived the sandbox')
+      assert.deepEqual(loopDevicesOf(image), [])
+    })
     await assertServing()
+  })
+
+  test('disk limit: a server killed with SIGKILL leaves no mount or loop device', async () => {
+    const other = await startServer({ extraArgs: ['--disk-limit-mb', '64'] })
+    try {
+      const sbx = await Sandbox.create(other.novita())
+      other.sandboxIds.add(sbx.sandboxId)
+      await sbx.files.write('/home/user/x', 'x')
+      assert.equal(loopDevicesOf(other.dataDir).length, 1)
+      other.proc.kill('SIGKILL')
+      await eventually(() => {
+        assert.deepEqual(loopDevicesOf(other.dataDir), [])
+        assert.deepEqual(guestProcesses().filter((p) => p.cmdline.includes(other.dataDir)), [])
+      })
+      assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(other.dataDir))
+    } finally {
+      await other.stop()
+    }
+    // The next server on that data dir removes the image the killed one left.
+    const again = await startServer({ dataDir: other.dataDir, extraArgs: ['--disk-limit-mb', '64'] })
+    assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
+    await stopAndCheck(again)
   })
 
   test('process flood: capped by the pids limit', async (t) => {

@@ -215,11 +215,25 @@ where
     .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))??;
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut chunks = std::pin::pin!(chunks);
+    let mut failed = None;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| bad_request(format!("reading the upload for {:?}: {e}", dest.display().to_string())))?;
-        out.write_all(&chunk).await.map_err(|e| io_error("write", &dest, &e))?;
+        if failed.is_none() {
+            failed = out.write_all(&chunk).await.err();
+        }
+        // After a failed write (a full disk) the rest of the body is read and dropped: a
+        // response sent before the request is read is a connection reset to most clients,
+        // which would never see the 507.
     }
-    out.flush().await.map_err(|e| io_error("write", &dest, &e))?;
+    if failed.is_none() {
+        failed = out.flush().await.err();
+    }
+    if let Some(e) = failed {
+        drop(out);
+        // A partial file is of no use and would keep the disk full.
+        let _ = tokio::fs::remove_file(&dest).await;
+        return Err(io_error("write", &dest, &e));
+    }
     Ok(WriteInfo {
         name: dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: dest.to_string_lossy().into_owned(),

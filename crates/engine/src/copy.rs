@@ -83,13 +83,7 @@ impl Copier {
             while off_in < hole {
                 let chunk = (hole - off_in).min(WRITEBACK_CHUNK) as usize;
                 let written_from = off_out;
-                // SAFETY: copy_file_range(2) between two open fds with valid offset pointers.
-                let n = unsafe {
-                    libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, chunk, 0)
-                };
-                if n < 0 {
-                    return Err(at(io::Error::last_os_error(), dst));
-                }
+                let n = copy_range(&from, &mut off_in, &to, &mut off_out, chunk).map_err(|e| at(e, dst))?;
                 if n == 0 {
                     break;
                 }
@@ -105,6 +99,28 @@ impl Copier {
         self.stats.files += 1;
         Ok(())
     }
+}
+
+/// Copies up to `len` bytes between the offsets, and advances them; 0 at the end of `from`.
+/// In the kernel with `copy_file_range`; through a buffer when the two files are on different
+/// filesystems (a sandbox with its own disk), where the kernel refuses with EXDEV.
+fn copy_range(from: &File, off_in: &mut i64, to: &File, off_out: &mut i64, len: usize) -> io::Result<usize> {
+    // SAFETY: copy_file_range(2) between two open fds with valid offset pointers.
+    let n = unsafe { libc::copy_file_range(from.as_raw_fd(), off_in, to.as_raw_fd(), off_out, len, 0) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EXDEV) {
+        return Err(e);
+    }
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len.min(1 << 20)];
+    let n = from.read_at(&mut buf, *off_in as u64)?;
+    to.write_all_at(&buf[..n], *off_out as u64)?;
+    *off_in += n as i64;
+    *off_out += n as i64;
+    Ok(n)
 }
 
 /// Gives `dst` the owner, mode, times and xattrs of `src`.

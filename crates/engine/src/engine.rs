@@ -5,6 +5,7 @@ use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
+use crate::disk;
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
 use nix::fcntl::{Flock, FlockArg};
@@ -55,6 +56,9 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub guest_exe: PathBuf,
+    /// Each sandbox gets its own filesystem of this many MB for what it writes (see [`crate::disk`]);
+    /// `None`: it writes to the data directory's filesystem.
+    pub disk_limit_mb: Option<u64>,
 }
 
 /// Resource limits of one sandbox, as enforced.
@@ -63,7 +67,8 @@ pub struct Limits {
     pub cpu_count: u32,
     pub memory_mb: u64,
     pub pids: u32,
-    /// Not enforced yet: the free space of the data directory's filesystem.
+    /// The disk limit when the engine has one, else the free space of the data directory's
+    /// filesystem.
     pub disk_mb: u64,
 }
 
@@ -294,6 +299,7 @@ impl Engine {
         // that was being written.
         cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
         remove_all(&layout.staging()).map_err(io_ctx("remove an unfinished snapshot".into()))?;
         for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
@@ -305,6 +311,17 @@ impl Engine {
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;
         remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("remove leftover sandboxes".into()))?;
+        // The disks of paused sandboxes (those that had one) are mounted again: their files are
+        // read for snapshots and metrics, and a resume starts on them.
+        for id in paused.keys() {
+            let dir = layout.sandbox(id);
+            if dir.disk_image().exists() {
+                disk::mount_image(&dir.disk_image(), dir.path()).map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
+            }
+        }
+        if let Some(mb) = config.disk_limit_mb {
+            disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
+        }
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
@@ -334,6 +351,9 @@ impl Engine {
     /// The limits a sandbox gets when the request names none. The disk figure is the free space
     /// of the data directory's filesystem, which is all a sandbox can fill.
     pub fn default_limits(&self) -> Limits {
+        if let Some(disk_mb) = self.config.disk_limit_mb {
+            return Limits { disk_mb, ..self.default_limits };
+        }
         let disk_mb = nix::sys::statvfs::statvfs(self.layout.root())
             .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
             .unwrap_or(0);
@@ -400,10 +420,15 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare) between fork and exec.
+        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare, close_range) between fork
+        // and exec.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                // No descriptor the server inherited (a shell's redirections, a parent's pipes)
+                // goes into the sandbox: only stdio survives the exec. (Kernels before 5.11 lack
+                // the flag; then inherited descriptors pass, as before.)
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -444,6 +469,12 @@ impl Engine {
 
     /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
     fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir) -> Result<PathBuf, EngineError> {
+        // A paused sandbox started again already has its files (and its disk, mounted at start).
+        let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
+        if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
+            fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
+            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path()).map_err(io_ctx("attach the sandbox's disk".into()))?;
+        }
         for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs()] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
@@ -490,7 +521,7 @@ impl Engine {
                 let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
                 // A paused sandbox whose processes went with the server keeps its files.
                 let keep = state.lock().unwrap().paused.contains_key(&id2);
-                let files = if keep { Ok(()) } else { remove_all(layout.sandbox(&id2).path()) };
+                let files = if keep { Ok(()) } else { remove_sandbox_dir(&layout, &id2) };
                 state.lock().unwrap().sandboxes.remove(&id2);
                 collect_layers(&layout, &state);
                 cg.and(files)
@@ -511,7 +542,7 @@ impl Engine {
     fn forget(&self, id: &str) {
         let _ = self.cgroups.destroy(id, KILL_TIMEOUT);
         if !self.state.lock().unwrap().paused.contains_key(id) {
-            let _ = remove_all(self.layout.sandbox(id).path());
+            let _ = remove_sandbox_dir(&self.layout, id);
         }
         self.state.lock().unwrap().sandboxes.remove(id);
     }
@@ -828,17 +859,26 @@ impl Drop for Engine {
         if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
             tracing::error!("removing cgroups: {e}");
         }
+        let _ = disk::unmount_all_under(&self.layout.sandboxes());
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let _ = remove_sandbox_dirs(&self.layout, &state.paused);
     }
+}
+
+/// Removes a sandbox's directory, and its own disk if it has one.
+fn remove_sandbox_dir(layout: &Layout, id: &str) -> io::Result<()> {
+    let dir = layout.sandbox(id);
+    disk::detach(&dir.disk_image(), dir.path())?;
+    remove_all(dir.path())
 }
 
 /// Reads the paused sandboxes from the catalog; drops the records whose files are gone.
 fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, PausedRecord>, EngineError> {
     let mut paused = HashMap::new();
     for (id, json) in store.all_paused()? {
+        let dir = layout.sandbox(&id);
         match serde_json::from_str::<PausedRecord>(&json) {
-            Ok(record) if layout.sandbox(&id).upper_root().is_dir() => {
+            Ok(record) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
                 paused.insert(id, record);
             }
             Ok(_) => {
@@ -854,7 +894,7 @@ fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, Pau
     Ok(paused)
 }
 
-/// Removes every sandbox directory but those of paused sandboxes.
+/// Removes every sandbox directory (and disk image) but those of paused sandboxes.
 fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) -> io::Result<()> {
     let entries = match fs::read_dir(layout.sandboxes()) {
         Ok(e) => e,
@@ -863,7 +903,9 @@ fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) 
     };
     for entry in entries {
         let entry = entry?;
-        if !entry.file_name().to_str().is_some_and(|id| paused.contains_key(id)) {
+        let name = entry.file_name();
+        let id = name.to_str().map(|n| n.strip_suffix(".img").unwrap_or(n));
+        if !id.is_some_and(|id| paused.contains_key(id)) {
             remove_all(&entry.path())?;
         }
     }

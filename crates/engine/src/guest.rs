@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -101,11 +102,11 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     let root = &c.rootfs;
     overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
     for (host, inside) in &c.bind_files {
-        let target = root.join(inside.strip_prefix("/").unwrap_or(inside));
-        if !target.exists() {
-            fs::write(&target, "").map_err(|e| format!("create {}: {e}", inside.display()))?;
-        }
-        mount(Some(host.as_path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        // Resolved inside the new root: the layers may hold symlinks (a snapshot's, a template
+        // tarball's), and this process still sees the host's tree.
+        let target = open_in_root(root, inside).map_err(|e| format!("create {}: {e}", inside.display()))?;
+        let target = format!("/proc/self/fd/{}", target.as_raw_fd());
+        mount(Some(host.as_path()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} over {}: {e}", host.display(), inside.display()))?;
     }
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -130,7 +131,35 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
     mask_kernel_interfaces()?;
     restrict_privileges()?;
+    restrict_pid1()?;
+    // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
+    // every process it starts inherit it.
+    crate::seccomp::install()?;
     Ok(listener)
+}
+
+/// Opens (creating it if needed) the file `inside` of the tree at `root` as if `root` were `/`:
+/// symlinks and `..` cannot leave it.
+fn open_in_root(root: &Path, inside: &Path) -> std::io::Result<fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = fs::File::open(root)?;
+    let rel = std::ffi::CString::new(inside.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: an all-zero open_how is valid; its fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.mode = 0o644;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2(2) on an open directory with a NUL-terminated path and a live open_how of
+    // the size passed.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { fs::File::from_raw_fd(fd as i32) })
 }
 
 /// `/proc` and `/sys` files that show or change the host kernel, hidden or made read-only as
@@ -192,6 +221,46 @@ fn restrict_privileges() -> Result<(), String> {
     Ok(())
 }
 
+/// PID 1 keeps no more than the processes it starts: envd needs Docker's set (it runs commands
+/// as other users, chowns, reads and writes any file) and mounts nothing after setup. With
+/// CAP_SYS_ADMIN, envd's own `/proc/self/map_files/*` would open the host files PID 1 has mapped
+/// (its executable, the host's libc) for the files API to read or truncate.
+///
+/// And it is not dumpable, so no process in the sandbox passes the ptrace checks on
+/// `/proc/1/{fd,exe,maps,environ,…}`: PID 1's descriptors and executable are the host's (the
+/// server's stderr, the `sandbank` binary), as with runc's init (CVE-2019-5736).
+fn restrict_pid1() -> Result<(), String> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let low = ALLOWED_CAPS as u32;
+    let high = (ALLOWED_CAPS >> 32) as u32;
+    let header = Header { version: VERSION_3, pid: 0 };
+    let data = [
+        Data { effective: low, permitted: low, inheritable: 0 },
+        Data { effective: high, permitted: high, inheritable: 0 },
+    ];
+    // SAFETY: capset(2) with a version-3 header and the two data words that version takes.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(format!("drop PID 1's capabilities: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: prctl(2) PR_SET_DUMPABLE with 0.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(format!("make PID 1 non-dumpable: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
     let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
     // No redirects or metacopy: an upper layer must stand on its own as a snapshot layer.
@@ -200,7 +269,9 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Resu
         upper.display(),
         work.display()
     );
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+    // nodev: device nodes live in the sandbox's own /dev only (a node in a layer must not open
+    // a host device).
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
         .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
 }
 
@@ -279,7 +350,6 @@ fn report(line: &str) {
 /// nobody reads.
 fn silence_stdout() {
     if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
         // SAFETY: dup2 onto fd 1 of a valid open fd.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }

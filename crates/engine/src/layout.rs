@@ -6,6 +6,8 @@
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
+//! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
+//! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/sandboxes/<id>/          one running sandbox:
 //!     config.json                 what the guest reads at start
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
@@ -66,6 +68,11 @@ impl Layout {
         self.root.join("sandboxes")
     }
 
+    /// The empty filesystem of `mb` MB that each sandbox's own disk is a copy of.
+    pub fn empty_disk(&self, mb: u64) -> PathBuf {
+        self.root.join(format!("disks/empty-{mb}M.ext4"))
+    }
+
     pub fn sandbox(&self, id: &str) -> SandboxDir {
         SandboxDir(self.sandboxes().join(id))
     }
@@ -91,6 +98,10 @@ pub struct SandboxDir(pub PathBuf);
 impl SandboxDir {
     pub fn path(&self) -> &Path {
         &self.0
+    }
+    /// The image of the sandbox's own disk (with a disk limit), mounted on its directory.
+    pub fn disk_image(&self) -> PathBuf {
+        self.0.with_extension("img")
     }
     pub fn config(&self) -> PathBuf {
         self.0.join("config.json")

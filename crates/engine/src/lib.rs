@@ -8,11 +8,13 @@
 
 pub mod cgroup;
 pub mod copy;
+pub mod disk;
 pub mod engine;
 pub mod guest;
 pub mod id;
 pub mod layout;
 pub mod merge;
+pub mod seccomp;
 pub mod store;
 pub mod template;
 

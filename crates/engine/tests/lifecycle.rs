@@ -19,6 +19,7 @@ fn main() {
     let tests: &[(&str, fn())] = &[
         ("sandbox_is_isolated_and_leaves_nothing_behind", sandbox_is_isolated_and_leaves_nothing_behind),
         ("limits_are_enforced_by_the_cgroup", limits_are_enforced_by_the_cgroup),
+        ("disk_limit_gives_enospc_and_keeps_snapshots", disk_limit_gives_enospc_and_keeps_snapshots),
         ("second_engine_on_a_data_dir_is_refused", second_engine_on_a_data_dir_is_refused),
         ("unknown_template_is_an_error", unknown_template_is_an_error),
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
@@ -74,7 +75,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn open(dir: &Path) -> Engine {
-    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap() }).unwrap()
+    open_with_disk(dir, None)
+}
+
+fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
+    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb }).unwrap()
 }
 
 fn spec(engine: &Engine) -> SandboxSpec {
@@ -122,6 +127,29 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let write = run(&sb.envd_socket, "echo 1 > /proc/sys/vm/drop_caches 2>&1; echo rc=$?");
     assert!(write.contains("Read-only file system"), "/proc/sys is read-only: {write}");
     assert!(run(&sb.envd_socket, "ls /sys/firmware | wc -l").trim() == "0", "/sys/firmware is masked");
+    // The seccomp profile: no new namespaces (not even an unprivileged user namespace), no
+    // keyrings; threads and processes still start.
+    for cmd in ["unshare -U true", "unshare -m true", "unshare -n true"] {
+        let out = run(&sb.envd_socket, &format!("{cmd} 2>&1; echo rc=$?"));
+        assert!(out.contains("Operation not permitted") && !out.contains("rc=0"), "{cmd}: {out}");
+    }
+    let out = run(&sb.envd_socket, "mknod /tmp/blk b 7 0 2>&1; mknod /dev/c c 1 3 2>&1; mkfifo /tmp/fifo && echo fifo");
+    assert_eq!(out.matches("Operation not permitted").count(), 2, "no device nodes: {out}");
+    assert!(out.contains("fifo"), "{out}");
+    let keyctl = format!(
+        "python3 -c 'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall({},0,0,0,0,0); print(r, os.strerror(ctypes.get_errno()))'",
+        libc::SYS_keyctl
+    );
+    assert_eq!(run(&sb.envd_socket, &keyctl).trim(), "-1 Operation not permitted", "keyctl");
+    let threads = "python3 -c 'import threading; t=threading.Thread(target=print,args=(\"thread\",)); t.start(); t.join()'";
+    assert_eq!(run(&sb.envd_socket, threads).trim(), "thread");
+    assert!(run(&sb.envd_socket, "grep Seccomp: /proc/self/status").contains("Seccomp:\t2"));
+    // PID 1 holds no more than that either, and its host descriptors and executable are out of reach.
+    assert!(run(&sb.envd_socket, "grep CapEff /proc/1/status").contains("00000000a80425fb"));
+    for probe in ["ls -l /proc/1/fd/2", "cat /proc/1/fd/0", "head -c 1 /proc/1/exe", "cat /proc/1/environ", "ls /proc/1/map_files"] {
+        let out = run(&sb.envd_socket, &format!("{probe} 2>&1; echo rc=$?"));
+        assert!(out.contains("Permission denied") && !out.contains("rc=0"), "{probe}: {out}");
+    }
     run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
     assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");
@@ -161,7 +189,7 @@ fn limits_are_enforced_by_the_cgroup() {
 fn second_engine_on_a_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = open(tmp.path());
-    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into() }).unwrap_err();
+    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None }).unwrap_err();
     match &err {
         EngineError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
         other => panic!("expected Locked, got {other}"),
@@ -181,6 +209,41 @@ fn unknown_template_is_an_error() {
         other => panic!("expected TemplateNotFound, got {other:?}"),
     }
     assert!(!tmp.path().join("sandboxes").join(&spec.id).exists());
+}
+
+fn disk_limit_gives_enospc_and_keeps_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open_with_disk(tmp.path(), Some(64));
+    assert_eq!(engine.default_limits().disk_mb, 64);
+    let started = Instant::now();
+    let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
+    eprintln!("created with its own disk in {:?}", started.elapsed());
+    let sock = &sb.envd_socket;
+    assert!(run(sock, "df -m / | tail -1").split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() <= 64);
+    run(sock, "echo kept > /tmp/kept");
+    let out = run(sock, "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; echo rc=$?");
+    assert!(out.contains("No space left on device") && out.contains("rc=1"), "{out}");
+    let out = run(sock, "su user -c 'head -c 4M /dev/zero > /tmp/user-file' 2>&1; echo rc=$?");
+    assert!(out.contains("No space left on device"), "no reserve for root: {out}");
+    // The host holds at most the limit for it.
+    let image = tmp.path().join(format!("sandboxes/{}.img", sb.id));
+    let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&image).unwrap());
+    assert!(blocks * 512 <= 65 << 20, "{} bytes on the host", blocks * 512);
+    // Snapshots copy across filesystems; the new sandbox gets its own, empty disk.
+    run(sock, "rm /tmp/fill");
+    let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+    let child = rt.block_on(engine.create(SandboxSpec { template: snap.id.clone(), ..spec(&engine) })).unwrap();
+    assert_eq!(run(&child.envd_socket, "cat /tmp/kept").trim(), "kept");
+    for id in [&sb.id, &child.id] {
+        assert!(rt.block_on(engine.kill(id)).unwrap());
+        assert!(!tmp.path().join(format!("sandboxes/{id}.img")).exists());
+    }
+    rt.block_on(engine.shutdown());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(tmp.path().to_str().unwrap()), "{mounts}");
+    let loops = Command::new("losetup").arg("-a").output().unwrap();
+    assert!(!String::from_utf8_lossy(&loops.stdout).contains(tmp.path().to_str().unwrap()), "loop devices left");
 }
 
 fn assert_no_cgroup(id: &str) {

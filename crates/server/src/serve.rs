@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// SDK starts its background daemon with 300.
     #[arg(long, default_value_t = 0)]
     pub idle_exit_secs: u64,
+    /// Give each sandbox its own filesystem of this many MB for what it writes: past it, writes
+    /// fail with ENOSPC inside and uploads with HTTP 507 (0: no limit, sandboxes write to the
+    /// data directory's filesystem).
+    #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
+    pub disk_limit_mb: u64,
 }
 
 /// The file, in the data directory, that tells clients where a running server is:
@@ -106,10 +111,14 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
     let guest_exe = std::env::current_exe().context("locating the sandbank executable")?;
     check_privileges()?;
+    if args.disk_limit_mb > 0 {
+        own_mount_namespace()?;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe };
+        let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
+        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;
@@ -118,6 +127,18 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// With a disk limit, each sandbox's disk is mounted by the server: in a mount namespace of its
+/// own (the host's mounts still propagate into it, not the reverse), those mounts go with the
+/// server even when it is killed, instead of staying on the host until the next start on the same
+/// data directory. Called while the process is still single-threaded.
+fn own_mount_namespace() -> anyhow::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare the mount namespace")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
+        .context("make the server's mounts its own")?;
+    Ok(())
 }
 
 /// Sandboxes need namespaces, mounts and cgroups: root, or at least CAP_SYS_ADMIN.

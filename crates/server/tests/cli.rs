@@ -324,6 +324,8 @@ async fn doctor_reports_this_machine() {
         "net namespace",
         "cgroups",
         "fuse",
+        "seccomp",
+        "disk limit",
         "data dir",
         "daemon",
     ] {

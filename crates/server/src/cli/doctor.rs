@@ -62,6 +62,8 @@ pub fn run_checks() -> Vec<Check> {
     out.extend(namespaces());
     out.push(cgroups());
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
+    out.push(seccomp());
+    out.push(disk_limit());
     match data_dir() {
         Some(dir) => {
             out.push(disk(&dir));
@@ -251,6 +253,27 @@ fn existing_ancestor(dir: &Path) -> PathBuf {
         }
     }
     p
+}
+
+/// Every sandbox gets a seccomp filter; without kernel support none starts.
+fn seccomp() -> Check {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if status.lines().any(|l| l.starts_with("Seccomp_filters:") || l.starts_with("Seccomp:")) {
+        check(Status::Ok, "seccomp", "filters are supported")
+    } else {
+        check(Status::Missing, "seccomp", "the kernel has no seccomp (CONFIG_SECCOMP_FILTER): sandboxes cannot start")
+    }
+}
+
+/// What `sandbank serve --disk-limit-mb` needs: `mkfs.ext4` and loop devices.
+fn disk_limit() -> Check {
+    let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
+    let loop_control = Path::new("/dev/loop-control").exists();
+    match (mkfs, loop_control) {
+        (true, true) => check(Status::Ok, "disk limit", "--disk-limit-mb available (mkfs.ext4, loop devices)"),
+        (false, _) => check(Status::Warn, "disk limit", "--disk-limit-mb needs mkfs.ext4 (e2fsprogs)"),
+        (true, false) => check(Status::Warn, "disk limit", "--disk-limit-mb needs loop devices (/dev/loop-control)"),
+    }
 }
 
 const LOW_DISK: u64 = 2 * 1024 * 1024 * 1024;

@@ -3,7 +3,7 @@
 //!
 //! Errors are E2B's JSON `{"code": <http status>, "message": "…"}`.
 
-use super::fsutil::{absolute, chown_to, create_dirs, is_no_space};
+use super::fsutil::{absolute, chown_to, create_dirs, is_no_space, open_file};
 use super::users;
 use super::Shared;
 use axum::body::{Body, Bytes};
@@ -53,7 +53,7 @@ fn io_error(op: &str, path: &Path, e: &io::Error) -> HttpError {
         StatusCode::INSUFFICIENT_STORAGE
     } else if e.kind() == io::ErrorKind::PermissionDenied {
         StatusCode::FORBIDDEN
-    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG)) {
+    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP)) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -98,7 +98,7 @@ async fn download_inner(envd: &Shared, req: Request) -> Result<Response, HttpErr
     let q = query(&req)?;
     user(envd, req.headers(), &q)?;
     let path = path_arg(q.path.as_deref())?;
-    let file = std::fs::File::open(&path).map_err(|e| io_error("open", &path, &e))?;
+    let file = open_file(&path, libc::O_RDONLY, 0).map_err(|e| io_error("open", &path, &e))?;
     let meta = file.metadata().map_err(|e| io_error("stat", &path, &e))?;
     if meta.is_dir() {
         return Err(bad_request(format!("path {:?} is a directory", path.display().to_string())));
@@ -207,7 +207,7 @@ where
         if d.is_dir() {
             return Err(bad_request(format!("path {:?} is a directory", d.display().to_string())));
         }
-        let file = std::fs::File::create(&d).map_err(|e| io_error("create", &d, &e))?;
+        let file = open_file(&d, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666).map_err(|e| io_error("create", &d, &e))?;
         chown_to(&d, &u).map_err(|e| io_error("chown", &d, &e))?;
         Ok(file)
     })
@@ -215,11 +215,25 @@ where
     .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))??;
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut chunks = std::pin::pin!(chunks);
+    let mut failed = None;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| bad_request(format!("reading the upload for {:?}: {e}", dest.display().to_string())))?;
-        out.write_all(&chunk).await.map_err(|e| io_error("write", &dest, &e))?;
+        if failed.is_none() {
+            failed = out.write_all(&chunk).await.err();
+        }
+        // After a failed write (a full disk) the rest of the body is read and dropped: a
+        // response sent before the request is read is a connection reset to most clients,
+        // which would never see the 507.
     }
-    out.flush().await.map_err(|e| io_error("write", &dest, &e))?;
+    if failed.is_none() {
+        failed = out.flush().await.err();
+    }
+    if let Some(e) = failed {
+        drop(out);
+        // A partial file is of no use and would keep the disk full.
+        let _ = tokio::fs::remove_file(&dest).await;
+        return Err(io_error("write", &dest, &e));
+    }
     Ok(WriteInfo {
         name: dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: dest.to_string_lossy().into_owned(),

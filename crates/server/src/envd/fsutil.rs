@@ -133,6 +133,37 @@ pub fn create_dirs(dir: &Path, user: &User) -> io::Result<bool> {
     }
 }
 
+/// Opens `path` for the files API like `open(2)` with `flags` (and `O_CLOEXEC`), but refuses
+/// with ELOOP to pass through a magic link (`/proc/*/fd/*`, `/proc/*/exe`, `/proc/*/map_files/*`,
+/// also when a symlink leads there): those name what PID 1 holds from the host, not a path in
+/// the sandbox. Ordinary symlinks are followed, inside the sandbox's root.
+pub fn open_file(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = flags | libc::O_CLOEXEC;
+    // SAFETY: an all-zero open_how is valid; its fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = flags as u64;
+    how.mode = if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 };
+    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2(2) with a NUL-terminated path and a pointer to a live open_how of the
+    // size passed.
+    let mut fd = unsafe {
+        libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
+    } as libc::c_int;
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // Before Linux 5.6: PID 1 has no capability that makes magic links dangerous.
+        // SAFETY: open(2) with a NUL-terminated path.
+        fd = unsafe { libc::open(c.as_ptr(), flags, mode) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
 pub fn is_no_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
@@ -145,7 +176,8 @@ pub fn rpc_error(op: &str, path: &Path, e: &io::Error) -> ConnectError {
         io::ErrorKind::AlreadyExists => Code::AlreadyExists,
         _ if is_no_space(e) => Code::ResourceExhausted,
         _ => match e.raw_os_error() {
-            Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) | Some(libc::ENOTEMPTY) => {
+            Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) | Some(libc::ENOTEMPTY)
+            | Some(libc::ELOOP) => {
                 Code::InvalidArgument
             }
             _ => Code::Internal,
@@ -173,6 +205,26 @@ mod tests {
         assert_eq!(permissions_string(libc::S_IFLNK | 0o777), "lrwxrwxrwx");
         assert_eq!(permissions_string(libc::S_IFDIR | 0o1777), "drwxrwxrwt");
         assert_eq!(permissions_string(libc::S_IFREG | 0o4755), "-rwsr-xr-x");
+    }
+
+    #[test]
+    fn open_file_refuses_magic_links_and_follows_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        std::os::unix::fs::symlink(&file, dir.path().join("l")).unwrap();
+        assert!(open_file(&dir.path().join("l"), libc::O_RDONLY, 0).is_ok());
+        let held = std::fs::File::open(&file).unwrap();
+        use std::os::fd::AsRawFd;
+        let magic = PathBuf::from(format!("/proc/self/fd/{}", held.as_raw_fd()));
+        assert_eq!(open_file(&magic, libc::O_RDONLY, 0).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        std::os::unix::fs::symlink(&magic, dir.path().join("to-magic")).unwrap();
+        let e = open_file(&dir.path().join("to-magic"), libc::O_WRONLY | libc::O_TRUNC, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(std::fs::read(&file).unwrap(), b"x", "not truncated");
+        let new = dir.path().join("new");
+        drop(open_file(&new, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o640).unwrap());
+        assert_eq!(std::fs::metadata(&new).unwrap().permissions().mode() & 0o777, 0o640 & !0o022 & 0o777);
     }
 
     #[test]

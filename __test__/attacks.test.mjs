@@ -1,0 +1,375 @@
+// Attacks from inside a sandbox and through the API, against a real `sandbank serve` (with a disk
+// limit) driven by the published novita-sandbox SDK. Each attack runs in its own sandbox; after
+// each, a bystander sandbox must still run a command and the server must still start sandboxes.
+// docs/RELIABILITY.md lists them with their outcome and how to run one.
+import { after, before, describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
+import { eventually, guestProcesses, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
+
+const DISK_LIMIT_MB = 256
+
+let server
+let bystander
+before(async () => {
+  server = await startServer({ extraArgs: ['--disk-limit-mb', String(DISK_LIMIT_MB)] })
+  bystander = await create()
+})
+after(async () => {
+  if (bystander) await bystander.kill().catch(() => {})
+  if (server) await stopAndCheck(server)
+})
+
+async function create() {
+  const sbx = await Sandbox.create({ ...server.novita(), timeoutMs: 120_000 })
+  server.sandboxIds.add(sbx.sandboxId)
+  return sbx
+}
+
+/** A sandbox for one attack, killed when the test ends. */
+async function victim(t) {
+  const sbx = await create()
+  t.after(() => sbx.kill().catch(() => {}))
+  return sbx
+}
+
+/** Runs `cmd` in the sandbox; resolves to its output whatever its exit status. */
+async function sh(sbx, cmd, opts = {}) {
+  try {
+    const r = await sbx.commands.run(cmd, { timeoutMs: 60_000, ...opts })
+    return { ...r, out: r.stdout + r.stderr }
+  } catch (e) {
+    if (e instanceof CommandExitError) return { exitCode: e.exitCode, error: e.error, stdout: e.stdout, stderr: e.stderr, out: e.stdout + e.stderr }
+    throw e
+  }
+}
+const root = (sbx, cmd, opts = {}) => sh(sbx, cmd, { user: 'root', ...opts })
+
+/** The server survived: the bystander runs a command, and a new sandbox starts and runs one. */
+async function assertServing() {
+  assert.equal(server.proc.exitCode, null, 'the server died')
+  assert.equal((await bystander.commands.run('echo alive')).stdout, 'alive\n')
+  const fresh = await create()
+  try {
+    assert.equal((await fresh.commands.run('echo fresh')).stdout, 'fresh\n')
+  } finally {
+    await fresh.kill()
+  }
+}
+
+/** Loop devices whose backing file's path contains `path` (an image, or a data dir). */
+function loopDevicesOf(path) {
+  return readdirSync('/sys/block')
+    .filter((d) => d.startsWith('loop'))
+    .filter((d) => {
+      try {
+        return readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').includes(path)
+      } catch {
+        return false
+      }
+    })
+}
+
+const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
+
+/** Raw envd request to the sandbox through the server (as the SDKs send it). */
+const envd = (sbx, path, init = {}) =>
+  fetch(server.url + path, { ...init, headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', ...(init.headers ?? {}) } })
+
+describe('host secrets', () => {
+  test('host secrets: /root, /etc/shadow, the data dir and the api-key file are out of reach', async (t) => {
+    const sbx = await victim(t)
+    const secret = `/root/.${marker('secret')}`
+    writeFileSync(secret, 'host secret')
+    const keyFile = `${server.dataDir}/api-key`
+    writeFileSync(keyFile, `${server.apiKey}\n`, { mode: 0o600 })
+    t.after(() => rmSync(secret, { force: true }))
+    for (const path of [secret, keyFile, `${server.dataDir}/state.db`]) {
+      const r = await root(sbx, `cat ${path}`)
+      assert.notEqual(r.exitCode, 0, `${path} is readable inside: ${r.out}`)
+      await assert.rejects(sbx.files.read(path), NotFoundError, `${path} through the files API`)
+    }
+    const hostShadow = existsSync('/etc/shadow') ? readFileSync('/etc/shadow', 'utf8') : ''
+    const rootHash = /^root:([^:*!]{3,}):/m.exec(hostShadow)?.[1]
+    const inside = await sbx.files.read('/etc/shadow')
+    assert.ok(inside.split('\n').filter(Boolean).every((l) => l.split(':')[1] === '*'), inside)
+    if (rootHash) assert.ok(!inside.includes(rootHash))
+    // The key is nowhere a sandbox can read.
+    const grep = await root(sbx, `grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr ${server.apiKey} / 2>/dev/null | head -5`)
+    assert.equal(grep.stdout, '', grep.out)
+    await assertServing()
+  })
+})
+
+describe('host processes', () => {
+  test('host processes: invisible, and the server cannot be signalled', async (t) => {
+    const sbx = await victim(t)
+    const ps = await root(sbx, 'ps -eo pid=,args=')
+    const lines = ps.stdout.trim().split('\n')
+    assert.ok(lines.length < 10, ps.stdout)
+    assert.ok(!ps.stdout.includes('serve') && !ps.stdout.includes('node'), ps.stdout)
+    const pid = server.proc.pid
+    // The server's host pid names no process inside (sandbox pids start at 1).
+    const kill = await root(sbx, `kill -9 ${pid} 2>&1; echo rc=$?`)
+    assert.ok(kill.out.includes('No such process') || lines.some((l) => l.trim().startsWith(`${pid} `)), kill.out)
+    await assertServing()
+  })
+})
+
+describe('network', () => {
+  test('host loopback: the API port is unreachable from inside', async (t) => {
+    const sbx = await victim(t)
+    const port = new URL(server.url).port
+    // Loopback, and the default gateway when the sandbox has one (host loopback is often mapped there).
+    const probe = `python3 - <<'EOF'
+import socket
+targets = ['127.0.0.1']
+for line in open('/proc/net/route').read().splitlines()[1:]:
+    f = line.split()
+    if f[1] == '00000000':
+        targets.append(socket.inet_ntoa(bytes.fromhex(f[2])[::-1]))
+for host in targets:
+    s = socket.socket(); s.settimeout(3)
+    try:
+        s.connect((host, ${port})); print('CONNECTED', host)
+    except OSError as e:
+        print('refused', host, e)
+EOF`
+    const r = await sh(sbx, probe)
+    assert.ok(!r.out.includes('CONNECTED'), r.out)
+    assert.ok(r.out.includes('refused 127.0.0.1'), r.out)
+    await assertServing()
+  })
+})
+
+describe('files API', () => {
+  test('files API: .. in paths stays inside (read, write, list, rename)', async (t) => {
+    const sbx = await victim(t)
+    const name = marker('dotdot')
+    await sbx.files.write(`/../../../../tmp/${name}`, 'inside')
+    assert.equal(existsSync(`/tmp/${name}`), false, 'written on the host')
+    assert.equal(await sbx.files.read(`/tmp/${name}`), 'inside')
+    assert.equal(await sbx.files.read('/../../../etc/hostname'), `${sbx.sandboxId}\n`)
+    const listing = (await sbx.files.list('/../..')).map((e) => e.name)
+    assert.ok(listing.includes('tmp') && !listing.includes('work'), `host's / listed: ${listing}`)
+    await sbx.files.rename(`/tmp/${name}`, `/../../../tmp/${name}.moved`)
+    assert.equal(existsSync(`/tmp/${name}.moved`), false)
+    assert.equal(await sbx.files.exists(`/tmp/${name}.moved`), true)
+    await assertServing()
+  })
+
+  test('files API: symlinks resolve inside the sandbox, never to the host', async (t) => {
+    const sbx = await victim(t)
+    await root(sbx, `ln -s / /tmp/root-link; ln -s ${server.dataDir} /tmp/data-link; ln -s /etc /home/user/etc-link`)
+    assert.equal(await sbx.files.read('/tmp/root-link/etc/hostname'), `${sbx.sandboxId}\n`)
+    await assert.rejects(sbx.files.list('/tmp/data-link'), NotFoundError)
+    await assert.rejects(sbx.files.read('/tmp/data-link/state.db'), NotFoundError)
+    const name = marker('symlink')
+    await sbx.files.write(`/tmp/root-link/tmp/${name}`, 'x')
+    assert.equal(existsSync(`/tmp/${name}`), false)
+    await assertServing()
+  })
+
+  test('files API: magic links of PID 1 (/proc/*/fd, exe, map_files, root) are refused', async (t) => {
+    const sbx = await victim(t)
+    const maps = (await sbx.files.read('/proc/1/maps')).split('\n').filter((l) => l.includes(' /'))
+    assert.ok(maps.length > 0)
+    const mapped = maps.map((l) => l.split(/\s+/)[0])
+    const magic = ['/proc/self/fd/2', '/proc/1/fd/0', '/proc/1/exe', '/proc/self/root/etc/hostname', `/proc/1/map_files/${mapped[0]}`]
+    for (const path of magic) {
+      await assert.rejects(sbx.files.read(path), (e) => !(e instanceof assert.AssertionError), `read ${path}`)
+    }
+    // The same through symlinks made inside, and for writes (a truncating open would hit the
+    // host file: the server's stderr, the sandbank binary, the host's libc).
+    const secret = marker('stderr')
+    for (const [i, path] of magic.entries()) {
+      await root(sbx, `ln -sf ${path} /tmp/magic-${i}`)
+      await assert.rejects(sbx.files.read(`/tmp/magic-${i}`), (e) => !(e instanceof assert.AssertionError), `read via link to ${path}`)
+      await assert.rejects(sbx.files.write(`/tmp/magic-${i}`, `${secret}\n`), (e) => !(e instanceof assert.AssertionError), `write via link to ${path}`)
+    }
+    await assert.rejects(sbx.files.write('/proc/self/fd/2', `${secret}\n`))
+    assert.ok(!server.stderr.includes(secret), "wrote into the server's stderr")
+    // Nor from a shell inside: PID 1 is not dumpable.
+    for (const path of ['/proc/1/fd/2', '/proc/1/exe', `/proc/1/map_files/${mapped[0]}`, '/proc/1/environ']) {
+      const r = await root(sbx, `head -c 1 ${path} > /dev/null; echo rc=$?`)
+      assert.ok(r.out.includes('Permission denied') && !r.out.includes('rc=0'), `${path}: ${r.out}`)
+    }
+    await assertServing()
+  })
+
+  test('files API: hard links and bind mounts cannot reach host files', async (t) => {
+    const sbx = await victim(t)
+    const ln = await root(sbx, 'ln /proc/1/exe /tmp/exe 2>&1; ln /etc/shadow /tmp/shadow-link && echo linked')
+    assert.ok(!existsSync('/tmp/exe') && ln.out.includes('linked'), ln.out)
+    assert.equal(await sbx.files.read('/tmp/shadow-link'), await sbx.files.read('/etc/shadow'))
+    const bind = await root(sbx, 'mkdir -p /tmp/b && mount --bind / /tmp/b 2>&1; echo rc=$?')
+    assert.ok(!bind.out.includes('rc=0'), bind.out)
+    await assertServing()
+  })
+
+  test('files API: multipart filenames with .. or relative paths stay inside', async (t) => {
+    const sbx = await victim(t)
+    const name = marker('multipart')
+    const upload = async (filename) => {
+      const form = new FormData()
+      form.append('file', new Blob(['payload']), filename)
+      return envd(sbx, '/files?username=user', { method: 'POST', body: form })
+    }
+    let res = await upload(`/../../../../tmp/${name}`)
+    assert.equal(res.status, 200, await res.text())
+    assert.equal(existsSync(`/tmp/${name}`), false)
+    assert.equal(await sbx.files.read(`/tmp/${name}`), 'payload')
+    res = await upload(`../../../../tmp/${name}.rel`)
+    assert.equal(res.status, 400, await res.text())
+    res = await upload('/proc/self/fd/2')
+    assert.ok(res.status >= 400, `${res.status} ${await res.text()}`)
+    await assertServing()
+  })
+})
+
+describe('limits', () => {
+  /** A file of the sandbox's cgroup, v1 (`controller` hierarchy) or v2. */
+  const cgroupFile = (sbx, controller, file) => {
+    const group = `${serverCgroupName(server.dataDir)}/${sbx.sandboxId}`
+    const p = [`/sys/fs/cgroup/${controller}/${group}/${file}`, `/sys/fs/cgroup/${group}/${file}`].find(existsSync)
+    assert.ok(p, `no ${file} for ${group}`)
+    return readFileSync(p, 'utf8').trim()
+  }
+
+  test('fork bomb: stopped by the pids limit', async (t) => {
+    const sbx = await victim(t)
+    await sbx.commands.run(`bash -c ':(){ :|:& };:' >/dev/null 2>&1`, { background: true })
+    await new Promise((r) => setTimeout(r, 3000))
+    const current = Number(cgroupFile(sbx, 'pids', 'pids.current'))
+    assert.ok(current > 500 && current <= 1024, `pids.current ${current}`)
+    await assertServing()
+    const started = performance.now()
+    await sbx.kill()
+    assert.ok(performance.now() - started < 10_000, 'killing the bomb took over 10 s')
+    await assertServing()
+  })
+
+  test('memory hog: OOM-killed inside the sandbox only', async (t) => {
+    const sbx = await victim(t)
+    // Writes every page of 2 GiB, four times the sandbox's memory.
+    const r = await sh(sbx, `python3 -c 'b = b"x" * (2 << 30); print(len(b))'`)
+    assert.ok(r.exitCode === 137 || /killed/.test(r.error), `not OOM-killed: ${r.exitCode} ${r.error} ${r.out}`)
+    assert.equal((await sbx.commands.run('echo survived')).stdout, 'survived\n', 'envd survives the OOM kill')
+    await assertServing()
+  })
+
+  test('disk filler: ENOSPC inside, NotEnoughSpaceError from the files API', async (t) => {
+    const sbx = await victim(t)
+    const dd = await sh(sbx, `dd if=/dev/zero of=/home/user/fill bs=1M count=${DISK_LIMIT_MB * 2} 2>&1`)
+    assert.ok(dd.out.includes('No space left on device'), dd.out)
+    const image = `${server.dataDir}/sandboxes/${sbx.sandboxId}.img`
+    const used = statSync(image).blocks * 512
+    assert.ok(used <= (DISK_LIMIT_MB + 8) * 2 ** 20, `the host holds ${used} bytes for the sandbox`)
+    await assert.rejects(sbx.files.write('/home/user/more', 'x'.repeat(8 << 20)), NotEnoughSpaceError)
+    assert.equal(await sbx.files.exists('/home/user/more'), false, 'the partial upload is removed')
+    await sh(sbx, 'rm -f /home/user/fill /home/user/more')
+    await sbx.files.write('/home/user/after', 'room again')
+    assert.equal(await sbx.files.read('/home/user/after'), 'room again')
+    await sbx.kill()
+    await eventually(() => {
+      assert.equal(existsSync(image), false, 'the image outlived the sandbox')
+      assert.deepEqual(loopDevicesOf(image), [])
+    })
+    await assertServing()
+  })
+
+  test('disk limit: a server killed with SIGKILL leaves no mount or loop device', async () => {
+    const other = await startServer({ extraArgs: ['--disk-limit-mb', '64'] })
+    try {
+      const sbx = await Sandbox.create(other.novita())
+      other.sandboxIds.add(sbx.sandboxId)
+      await sbx.files.write('/home/user/x', 'x')
+      assert.equal(loopDevicesOf(other.dataDir).length, 1)
+      other.proc.kill('SIGKILL')
+      await eventually(() => {
+        assert.deepEqual(loopDevicesOf(other.dataDir), [])
+        assert.deepEqual(guestProcesses().filter((p) => p.cmdline.includes(other.dataDir)), [])
+      })
+      assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(other.dataDir))
+    } finally {
+      await other.stop()
+    }
+    // The next server on that data dir removes the image the killed one left.
+    const again = await startServer({ dataDir: other.dataDir, extraArgs: ['--disk-limit-mb', '64'] })
+    assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
+    await stopAndCheck(again)
+  })
+
+  test('process flood: capped by the pids limit', async (t) => {
+    const sbx = await victim(t)
+    const r = await sh(sbx, 'n=0; for i in $(seq 3000); do sleep 120 & n=$((n+1)); done 2>/dev/null; echo started; pgrep -c sleep')
+    const count = Number(r.stdout.trim().split('\n').pop())
+    assert.ok(count < 1024, `${count} sleeps running: ${r.out.slice(-300)}`)
+    await assertServing()
+  })
+
+  test('open files flood: each process stops at its limit, the host does not run out', async (t) => {
+    const sbx = await victim(t)
+    const flood = `python3 - <<'EOF'
+import os, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+try:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+except (ValueError, OSError):
+    pass
+fds = []
+try:
+    while True:
+        fds.append(os.open('/dev/null', os.O_RDONLY))
+except OSError as e:
+    print(len(fds), e.strerror)
+EOF`
+    const runs = await Promise.all([1, 2, 3, 4].map(() => sh(sbx, flood)))
+    for (const r of runs) assert.ok(/Too many open files|Cannot allocate memory/.test(r.out), r.out)
+    const [used, , max] = readFileSync('/proc/sys/fs/file-nr', 'utf8').trim().split(/\s+/).map(Number)
+    assert.ok(used < max / 2, `host file-nr ${used} of ${max}`)
+    await assertServing()
+  })
+})
+
+describe('PID 1', () => {
+  test('kill PID 1: kill -9 1 and kill -9 -1 from root inside', async (t) => {
+    const sbx = await victim(t)
+    await root(sbx, 'kill -9 1; kill -KILL 1; kill -STOP 1')
+    assert.equal((await sbx.commands.run('echo still here')).stdout, 'still here\n')
+    await sbx.commands.run('sleep 300', { background: true })
+    await root(sbx, 'kill -9 -1') // every process but PID 1, itself included
+    assert.equal((await sbx.commands.run('echo after kill -1')).stdout, 'after kill -1\n')
+    assert.equal((await sh(sbx, 'pgrep -c sleep')).stdout.trim(), '0')
+    await assertServing()
+  })
+})
+
+describe('seccomp', () => {
+  test('seccomp-denied syscalls: namespaces, mount, keyctl, bpf, perf, modules, device nodes', async (t) => {
+    const sbx = await victim(t)
+    for (const cmd of ['unshare -m true', 'unshare -U -r true', 'unshare -n true', 'mount -t tmpfs none /mnt', 'mknod /tmp/sda b 8 0']) {
+      const r = await root(sbx, `${cmd} 2>&1; echo rc=$?`)
+      assert.ok(/Operation not permitted|permission denied/i.test(r.out) && !r.out.includes('rc=0'), `${cmd}: ${r.out}`)
+    }
+    const calls = `python3 - <<'EOF'
+import ctypes, os, platform
+nr = {'x86_64': dict(keyctl=250, add_key=248, bpf=321, perf_event_open=298, init_module=175, setns=308, userfaultfd=323, io_uring_setup=425),
+      'aarch64': dict(keyctl=219, add_key=217, bpf=280, perf_event_open=241, init_module=105, setns=268, userfaultfd=282, io_uring_setup=425)}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+for name, n in nr.items():
+    r = libc.syscall(n, 0, 0, 0, 0, 0)
+    print(name, r, os.strerror(ctypes.get_errno()))
+EOF`
+    for (const user of ['root', 'user']) {
+      const r = await sh(sbx, calls, { user })
+      const lines = r.stdout.trim().split('\n')
+      assert.equal(lines.length, 8, r.out)
+      for (const l of lines) assert.ok(l.endsWith('-1 Operation not permitted'), `${user}: ${l}`)
+    }
+    assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n')
+    await assertServing()
+  })
+})

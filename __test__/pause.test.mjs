@@ -108,8 +108,9 @@ describe('pause and resume', () => {
 })
 
 describe('a paused sandbox outlives a server restart as a filesystem', () => {
-  test('files kept, processes not (and the connect response says so), then killed cleanly', async (t) => {
-    const first = await startServer()
+  for (const diskLimit of [false, true]) test(`files kept, processes not (and the connect response says so), then killed cleanly${diskLimit ? ', with its own disk' : ''}`, async (t) => {
+    const extraArgs = diskLimit ? ['--disk-limit-mb', '256'] : []
+    const first = await startServer({ extraArgs })
     const dataDir = first.dataDir
     let second
     t.after(async () => {
@@ -128,9 +129,10 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     assert.equal(r.code, 0, first.stderr.slice(-2000))
     // Its processes went with the server: nothing of it runs, mounts or holds a cgroup.
     assertNoLeftovers(first)
-    assert.ok(existsSync(join(dataDir, 'sandboxes', sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt')))
+    const kept = diskLimit ? [`${sbx.sandboxId}.img`] : [sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt']
+    assert.ok(existsSync(join(dataDir, 'sandboxes', ...kept)), `${kept.join('/')} is kept`)
 
-    second = await startServer({ dataDir, apiKey: first.apiKey })
+    second = await startServer({ dataDir, apiKey: first.apiKey, extraArgs })
     second.sandboxIds.add(sbx.sandboxId)
     const info = await Sandbox.getInfo(sbx.sandboxId, second.novita())
     assert.equal(info.state, 'paused')
@@ -148,6 +150,7 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     assert.equal(ps.stdout.trim(), 'none', 'processes do not outlive the server')
     assert.equal(await Sandbox.kill(sbx.sandboxId, second.novita()), true)
     assert.ok(!existsSync(join(dataDir, 'sandboxes', sbx.sandboxId)), 'killing it removes its files')
+    assert.ok(!existsSync(join(dataDir, 'sandboxes', `${sbx.sandboxId}.img`)), 'and its disk')
   })
 })
 

@@ -4,6 +4,7 @@ use crate::cgroup::Cgroups;
 use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
+use crate::net::{self, Pasta};
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
@@ -45,6 +46,9 @@ pub enum EngineError {
     Io { context: String, source: std::io::Error },
     #[error("snapshot catalog: {0}")]
     Catalog(#[from] rusqlite::Error),
+    /// Internet access asked for explicitly, on a host without pasta.
+    #[error("allowInternetAccess needs {} on the host; install it, or create the sandbox with allowInternetAccess: false", net::INSTALL_HINT)]
+    NetworkUnavailable,
 }
 
 /// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
@@ -52,6 +56,9 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub guest_exe: PathBuf,
+    /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
+    /// `None`: sandboxes get loopback only.
+    pub pasta: Option<PathBuf>,
 }
 
 /// Resource limits of one sandbox, as enforced.
@@ -72,6 +79,9 @@ pub struct SandboxSpec {
     /// Environment variables every process in the sandbox gets.
     pub env_vars: BTreeMap<String, String>,
     pub limits: Limits,
+    /// Outbound network through pasta. `None` (not asked): yes when pasta is installed, else
+    /// loopback only; `Some(true)` without pasta is an error.
+    pub allow_internet_access: Option<bool>,
 }
 
 /// A running sandbox.
@@ -84,6 +94,8 @@ pub struct SandboxHandle {
     pub envd_socket: PathBuf,
     /// Becomes `true` when the sandbox's PID 1 has exited (killed, or died on its own).
     pub exited: tokio::sync::watch::Receiver<bool>,
+    /// Whether it has outbound network.
+    pub internet: bool,
 }
 
 /// A snapshot as the engine reports it.
@@ -151,6 +163,8 @@ struct Running {
     layers: Vec<String>,
     /// Serialises snapshots and the kill of this sandbox.
     busy: Arc<tokio::sync::Mutex<()>>,
+    /// Its network helper, outside its cgroup; killed when this is dropped.
+    net: Option<Pasta>,
 }
 
 /// What a sandbox starts from.
@@ -197,6 +211,9 @@ impl Engine {
         let base = template::build_base(&layout.template(template::BASE))
             .map_err(io_ctx("build the base template".into()))?;
         let templates = HashMap::from([(base.name.clone(), base)]);
+        if config.pasta.is_none() {
+            tracing::warn!("{} not found: sandboxes get loopback only, and asking for internet access fails", net::INSTALL_HINT);
+        }
         let store = Store::open(&layout.state_db())?;
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
@@ -253,6 +270,10 @@ impl Engine {
         if !id::is_valid(&spec.id) {
             return Err(EngineError::StartFailed(format!("invalid sandbox id {:?}", spec.id)));
         }
+        let internet = match (spec.allow_internet_access, &self.config.pasta) {
+            (Some(true), None) => return Err(EngineError::NetworkUnavailable),
+            (asked, pasta) => asked != Some(false) && pasta.is_some(),
+        };
         let dir = self.layout.sandbox(&spec.id);
         let (exited_tx, exited_rx) = watch::channel(false);
         // Resolve and register at once, so that the snapshot cannot be deleted in between.
@@ -269,11 +290,12 @@ impl Engine {
                 template: template.name.clone(),
                 layers: layers.clone(),
                 busy: Arc::default(),
+                net: None,
             };
             state.sandboxes.insert(spec.id.clone(), running);
             (template, layers, template_id)
         };
-        let config_path = match self.prepare(&spec, &template, &layers, &dir) {
+        let config_path = match self.prepare(&spec, &template, &layers, &dir, internet) {
             Ok(p) => p,
             Err(e) => {
                 self.forget(&spec.id);
@@ -318,9 +340,23 @@ impl Engine {
         }
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
-        let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx };
-        match tokio::time::timeout(START_TIMEOUT, read_ready(stdout)).await {
-            Ok(Ok(())) => Ok(handle),
+        let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
+        // The network is set up while the guest sets itself up, and is there before it is ready.
+        let network = async {
+            match self.config.pasta.as_deref().filter(|_| internet) {
+                Some(pasta) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        match tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(read_ready(stdout), network) }).await {
+            Ok(Ok(((), pasta))) => {
+                // Gone already (killed meanwhile): its pasta goes now, outside the lock.
+                let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
+                    Some(r) => std::mem::replace(&mut r.net, pasta),
+                    None => pasta,
+                };
+                Ok(handle)
+            }
             Ok(Err(reason)) => {
                 self.kill(&spec.id).await.ok();
                 Err(EngineError::StartFailed(reason))
@@ -333,7 +369,7 @@ impl Engine {
     }
 
     /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
-    fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir) -> Result<PathBuf, EngineError> {
+    fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir, internet: bool) -> Result<PathBuf, EngineError> {
         for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs()] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
@@ -342,6 +378,15 @@ impl Engine {
         fs::write(dir.hostname(), format!("{id}\n")).map_err(io_ctx("write the hostname file".into()))?;
         let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
+        let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
+        if internet {
+            let resolv = net::host_resolv_conf().unwrap_or_else(|| {
+                tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
+                String::new()
+            });
+            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
+            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
+        }
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
@@ -355,7 +400,7 @@ impl Engine {
             usr_work: dir.work_usr(),
             rootfs: dir.rootfs(),
             cgroup_procs,
-            bind_files: vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())],
+            bind_files,
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
@@ -379,7 +424,9 @@ impl Engine {
             let cleaned = tokio::task::spawn_blocking(move || {
                 let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
                 let files = remove_all(layout.sandbox(&id2).path());
-                state.lock().unwrap().sandboxes.remove(&id2);
+                // Dropped outside the lock: it stops the sandbox's pasta and waits for it.
+                let running = state.lock().unwrap().sandboxes.remove(&id2);
+                drop(running);
                 collect_layers(&layout, &state);
                 cg.and(files)
             })

@@ -109,7 +109,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe };
+        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, pasta: sandbank_engine::net::find_pasta() };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;

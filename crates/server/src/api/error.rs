@@ -60,7 +60,9 @@ impl From<EngineError> for ApiError {
             EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
             EngineError::StartFailed(m) => ApiError::StartFailed(m),
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
-            e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
+            e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_) | EngineError::NetworkUnavailable) => {
+                ApiError::BadRequest(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

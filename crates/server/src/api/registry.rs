@@ -18,6 +18,8 @@ pub struct Entry {
     pub limits: Limits,
     pub metadata: HashMap<String, String>,
     pub envd_socket: PathBuf,
+    /// Whether the sandbox has outbound network.
+    pub internet: bool,
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +145,7 @@ mod tests {
             limits: Limits { cpu_count: 1, memory_mb: 1, pids: 1, disk_mb: 1 },
             metadata: HashMap::new(),
             envd_socket: PathBuf::new(),
+            internet: false,
         }
     }
 

@@ -62,7 +62,13 @@ fn listed(e: &Entry) -> ListedSandbox {
 }
 
 fn detail(e: &Entry) -> SandboxDetail {
-    SandboxDetail { base: listed(e), envd_access_token: None, domain: None, allow_internet_access: None, lifecycle: None }
+    SandboxDetail {
+        base: listed(e),
+        envd_access_token: None,
+        domain: None,
+        allow_internet_access: Some(e.internet),
+        lifecycle: None,
+    }
 }
 
 pub async fn create(
@@ -91,6 +97,7 @@ pub async fn create(
         template: template.clone(),
         env_vars: req.env_vars.unwrap_or_default().into_iter().collect(),
         limits: backend.default_limits(),
+        allow_internet_access: req.allow_internet_access,
     };
     let limits = spec.limits;
     let metadata = req.metadata.unwrap_or_default();
@@ -108,6 +115,7 @@ pub async fn create(
             limits,
             metadata,
             envd_socket: handle.envd_socket.clone(),
+            internet: handle.internet,
         };
         state.registry.insert(entry.clone());
         state.watch_exit(handle.id.clone(), handle.exited);

@@ -211,9 +211,6 @@ impl Engine {
         let base = template::build_base(&layout.template(template::BASE))
             .map_err(io_ctx("build the base template".into()))?;
         let templates = HashMap::from([(base.name.clone(), base)]);
-        if config.pasta.is_none() {
-            tracing::warn!("{} not found: sandboxes get loopback only, and asking for internet access fails", net::INSTALL_HINT);
-        }
         let store = Store::open(&layout.state_db())?;
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);

@@ -31,11 +31,15 @@ pub const PASTA: &str = "pasta";
 pub const INSTALL_HINT: &str = "pasta (Debian/Ubuntu package passt: apt-get install passt)";
 
 /// Finds pasta on `PATH`, then in the usual system directories (a server may run with a bare
-/// `PATH`).
-pub fn find_pasta() -> Option<PathBuf> {
+/// `PATH`), and checks that it can work here. `Err` says what is missing.
+pub fn find_pasta() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from));
-    dirs.map(|d| d.join(PASTA)).find(|p| is_executable(p))
+    let pasta = dirs.map(|d| d.join(PASTA)).find(|p| is_executable(p)).ok_or_else(|| format!("{INSTALL_HINT} is not installed"))?;
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(format!("{} is installed but /dev/net/tun is missing (modprobe tun)", pasta.display()));
+    }
+    Ok(pasta)
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -103,10 +107,6 @@ impl Pasta {
                 Err(format!("pasta could not set up the sandbox's network: {said}"))
             }
         }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 

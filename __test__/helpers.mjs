@@ -35,6 +35,8 @@ export async function startServer(opts = {}) {
  */
 export async function stopAndCheck(server) {
   try {
+    // Its children (guests' launchers, sandboxes' pasta): none may outlive it.
+    const children = childProcesses(server.proc.pid)
     const r = await server.stop()
     assert.equal(r.alreadyExited, false, `the server died before the end of the tests; stderr:\n${server.stderr.slice(-4000)}`)
     assert.ok(r.elapsedMs < 5000, `the server took ${r.elapsedMs} ms to exit after SIGTERM (limit 5000 ms)`)
@@ -42,6 +44,8 @@ export async function stopAndCheck(server) {
     assert.equal(r.code, 0, `the server exited with ${r.code} after SIGTERM; stderr:\n${server.stderr.slice(-4000)}`)
     try {
       assertNoLeftovers(server)
+      const alive = children.filter(isAlive)
+      assert.deepEqual(alive.map((p) => `${p.pid} ${p.cmdline}`), [], 'child processes of the server outlived it')
     } catch (e) {
       e.message += `\n--- server stderr (last 30 lines) ---\n${server.stderr.split('\n').slice(-30).join('\n')}`
       throw e
@@ -103,6 +107,32 @@ export function sandbankCgroups(ids = []) {
   }
   if (existsSync('/sys/fs/cgroup')) walk('/sys/fs/cgroup', 0)
   return out
+}
+
+/** A process's parent pid, start time (clock ticks since boot) and state, from /proc/PID/stat. */
+function procStat(pid) {
+  try {
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so split after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { state: f[0], ppid: Number(f[1]), start: f[19] }
+  } catch {
+    return null
+  }
+}
+
+/** The children of `pid` (with their start times, to tell a reused pid apart later). */
+export function childProcesses(pid) {
+  return allProcesses()
+    .map((p) => ({ ...p, stat: procStat(p.pid) }))
+    .filter((p) => p.stat?.ppid === pid)
+    .map((p) => ({ pid: p.pid, start: p.stat.start, argv: p.argv, cmdline: p.cmdline }))
+}
+
+/** Whether a process from `childProcesses` still runs (a zombie left for init to reap does not). */
+export function isAlive(p) {
+  const stat = procStat(p.pid)
+  return stat !== null && stat.start === p.start && stat.state !== 'Z'
 }
 
 export function allProcesses() {

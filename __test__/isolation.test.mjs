@@ -74,10 +74,20 @@ test('ps shows only the sandbox processes, with the guest as PID 1', async () =>
   }
 })
 
-test('the network namespace has only loopback', async () => {
-  const r = await sbx.commands.run('cat /proc/net/dev')
-  const ifaces = r.stdout.split('\n').slice(2).map((l) => l.split(':')[0].trim()).filter(Boolean)
-  assert.deepEqual(ifaces, ['lo'])
+/** The network interfaces a sandbox sees. */
+const interfaces = async (s) =>
+  (await s.commands.run('cat /proc/net/dev')).stdout.split('\n').slice(2).map((l) => l.split(':')[0].trim()).filter(Boolean)
+
+test("the network namespace is the sandbox's own: loopback and pasta's tap; loopback only without internet access", async (t) => {
+  // Internet access (the SDK's default): none of the host's devices, only the tap pasta made.
+  const ifaces = await interfaces(sbx)
+  assert.equal(ifaces.length, 2, ifaces.join(' '))
+  assert.equal(ifaces[0], 'lo')
+  assert.equal((await sbx.commands.run(`cat /sys/class/net/${ifaces[1]}/tun_flags`)).exitCode, 0, `${ifaces[1]} is a tap`)
+  const offline = await Sandbox.create({ ...server.novita(), allowInternetAccess: false })
+  server.sandboxIds.add(offline.sandboxId)
+  t.after(() => offline.kill())
+  assert.deepEqual(await interfaces(offline), ['lo'])
 })
 
 test('two sandboxes do not share files or processes', async (t) => {

@@ -4,6 +4,7 @@ use crate::cgroup::Cgroups;
 use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
+use crate::net::{self, Pasta};
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::disk;
 use crate::store::{SnapshotRecord, Store};
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     /// Each sandbox gets its own filesystem of this many MB for what it writes (see [`crate::disk`]);
     /// `None`: it writes to the data directory's filesystem.
     pub disk_limit_mb: Option<u64>,
+    /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
+    /// `None`: sandboxes get loopback only.
+    pub pasta: Option<PathBuf>,
 }
 
 /// Resource limits of one sandbox, as enforced.
@@ -80,6 +84,9 @@ pub struct SandboxSpec {
     /// Environment variables every process in the sandbox gets.
     pub env_vars: BTreeMap<String, String>,
     pub limits: Limits,
+    /// Outbound network through pasta. `None` (not asked): yes when pasta is installed, else
+    /// loopback only; `Some(true)` without pasta is an error.
+    pub allow_internet_access: Option<bool>,
 }
 
 /// A running sandbox.
@@ -92,6 +99,8 @@ pub struct SandboxHandle {
     pub envd_socket: PathBuf,
     /// Becomes `true` when the sandbox's PID 1 has exited (killed, or died on its own).
     pub exited: tokio::sync::watch::Receiver<bool>,
+    /// Whether it has outbound network.
+    pub internet: bool,
 }
 
 /// How [`Engine::resume`] brought a paused sandbox back.
@@ -227,6 +236,8 @@ struct Running {
     spec: SandboxSpec,
     /// Serialises snapshots, pause, resume and the kill of this sandbox.
     busy: Arc<tokio::sync::Mutex<()>>,
+    /// Its network helper, outside its cgroup; killed when this is dropped.
+    net: Option<Pasta>,
 }
 
 /// What a sandbox is started on: its template and the snapshot layers over it.
@@ -259,6 +270,7 @@ fn register(state: &mut State, spec: &SandboxSpec, launch: Launch) -> Registered
         template_id: template_id.clone(),
         spec: spec.clone(),
         busy: Arc::default(),
+        net: None,
     };
     state.sandboxes.insert(spec.id.clone(), running);
     Registered { template, layers, template_id, exited_tx, exited_rx }
@@ -399,11 +411,17 @@ impl Engine {
     }
 
     /// Prepares a registered sandbox and starts its guest; returns once its envd socket accepts
-    /// connections.
+    /// connections (and its network is up).
     async fn start(&self, spec: SandboxSpec, launch: Registered) -> Result<SandboxHandle, EngineError> {
         let dir = self.layout.sandbox(&spec.id);
         let Registered { template, layers, template_id, exited_tx, exited_rx } = launch;
-        let config_path = match self.prepare(&spec, &template, &layers, &dir) {
+        // The SDKs always ask for internet access; a host without pasta gives loopback only
+        // (said at start, by `doctor`, and in the sandbox's `allowInternetAccess`).
+        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some();
+        if spec.allow_internet_access == Some(true) && !internet {
+            tracing::warn!(sandbox = %spec.id, "internet access asked for, but there is no pasta: loopback only");
+        }
+        let config_path = match self.prepare(&spec, &template, &layers, &dir, internet) {
             Ok(p) => p,
             Err(e) => {
                 self.forget(&spec.id);
@@ -453,9 +471,23 @@ impl Engine {
         }
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
-        let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx };
-        match tokio::time::timeout(START_TIMEOUT, read_ready(stdout)).await {
-            Ok(Ok(())) => Ok(handle),
+        let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
+        // The network is set up while the guest sets itself up, and is there before it is ready.
+        let network = async {
+            match self.config.pasta.as_deref().filter(|_| internet) {
+                Some(pasta) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        match tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(read_ready(stdout), network) }).await {
+            Ok(Ok(((), pasta))) => {
+                // Gone already (killed meanwhile): its pasta goes now, outside the lock.
+                let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
+                    Some(r) => std::mem::replace(&mut r.net, pasta),
+                    None => pasta,
+                };
+                Ok(handle)
+            }
             Ok(Err(reason)) => {
                 self.stop(&spec.id, false).await;
                 Err(EngineError::StartFailed(reason))
@@ -468,7 +500,7 @@ impl Engine {
     }
 
     /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
-    fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir) -> Result<PathBuf, EngineError> {
+    fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir, internet: bool) -> Result<PathBuf, EngineError> {
         // A paused sandbox started again already has its files (and its disk, mounted at start).
         let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
@@ -483,6 +515,15 @@ impl Engine {
         fs::write(dir.hostname(), format!("{id}\n")).map_err(io_ctx("write the hostname file".into()))?;
         let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
+        let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
+        if internet {
+            let resolv = net::host_resolv_conf().unwrap_or_else(|| {
+                tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
+                String::new()
+            });
+            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
+            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
+        }
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
@@ -496,7 +537,7 @@ impl Engine {
             usr_work: dir.work_usr(),
             rootfs: dir.rootfs(),
             cgroup_procs,
-            bind_files: vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())],
+            bind_files,
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
@@ -522,7 +563,9 @@ impl Engine {
                 // A paused sandbox whose processes went with the server keeps its files.
                 let keep = state.lock().unwrap().paused.contains_key(&id2);
                 let files = if keep { Ok(()) } else { remove_sandbox_dir(&layout, &id2) };
-                state.lock().unwrap().sandboxes.remove(&id2);
+                // Dropped outside the lock: it stops the sandbox's pasta and waits for it.
+                let running = state.lock().unwrap().sandboxes.remove(&id2);
+                drop(running);
                 collect_layers(&layout, &state);
                 cg.and(files)
             })

@@ -120,6 +120,8 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
     make_dev(&root.join("dev"))?;
     sethostname(&c.sandbox_id).map_err(|e| format!("sethostname: {e}"))?;
     loopback_up()?;
+    // ICMP echo sockets for every group, as ping needs without NET_RAW (a per-namespace setting).
+    let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
 
     // Bound before the pivot, at its host path: the server connects to it from outside.
     let _ = fs::remove_file(&c.envd_socket);
@@ -196,10 +198,12 @@ fn mask_kernel_interfaces() -> Result<(), String> {
     Ok(())
 }
 
-/// Docker's default capability set for root: what every program started in the sandbox can have
-/// at most (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
-/// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
-pub const ALLOWED_CAPS: u64 = 0xa804_25fb;
+/// Docker's default capability set for root, less NET_RAW: what every program started in the
+/// sandbox can have at most (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+/// NET_BIND_SERVICE, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP). Raw packets could carry any
+/// address, 127.0.0.1 included, to the host's network helper (see `net`); ping works without
+/// NET_RAW through ICMP sockets.
+pub const ALLOWED_CAPS: u64 = 0xa804_05fb;
 
 /// Drops every other capability from the bounding set (PID 1 keeps what it holds; what it
 /// starts cannot get more) and sets `no_new_privs`, so no setuid program gains privileges.

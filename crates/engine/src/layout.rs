@@ -14,6 +14,7 @@
 //!     work/root, work/usr         overlayfs work directories
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
+//!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
 //!     envd.sock                   envd's unix socket
 //! ```
 
@@ -126,6 +127,9 @@ impl SandboxDir {
     }
     pub fn hosts(&self) -> PathBuf {
         self.0.join("hosts")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.0.join("resolv.conf")
     }
     pub fn envd_socket(&self) -> PathBuf {
         self.0.join("envd.sock")

@@ -25,6 +25,9 @@ fn main() {
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
         ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
         ("snapshots_survive_a_restart", snapshots_survive_a_restart),
+        ("internet_access_through_pasta", internet_access_through_pasta),
+        ("internet_access_without_pasta", internet_access_without_pasta),
+        ("internet_access_when_pasta_fails", internet_access_when_pasta_fails),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -79,7 +82,8 @@ fn open(dir: &Path) -> Engine {
 }
 
 fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
-    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb }).unwrap()
+    let pasta = sandbank_engine::net::find_pasta().ok();
+    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb, pasta }).unwrap()
 }
 
 fn spec(engine: &Engine) -> SandboxSpec {
@@ -88,6 +92,8 @@ fn spec(engine: &Engine) -> SandboxSpec {
         template: "base".into(),
         env_vars: BTreeMap::from([("GREETING".into(), "hello".into())]),
         limits: engine.default_limits(),
+        // Most tests need no network; `internet_access_*` ask for it.
+        allow_internet_access: Some(false),
     }
 }
 
@@ -117,10 +123,10 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let links = run(&sb.envd_socket, "cat /proc/net/dev | grep -c :");
     assert_eq!(links.trim(), "1", "loopback only");
     assert!(run(&sb.envd_socket, "ls -l /dev/null").starts_with("crw-rw-rw-"));
-    // Root in the sandbox holds Docker's default capabilities and no more, and cannot gain any.
+    // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any.
     let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
-    assert!(status.contains("CapBnd:\t00000000a80425fb"), "{status}");
-    assert!(status.contains("CapEff:\t00000000a80425fb"), "{status}");
+    assert!(status.contains("CapBnd:\t00000000a80405fb"), "{status}");
+    assert!(status.contains("CapEff:\t00000000a80405fb"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(run(&sb.envd_socket, "mount -t tmpfs x /mnt 2>&1; echo rc=$?").contains("rc=32"), "no mounting");
     assert!(run(&sb.envd_socket, "cat /proc/keys | wc -c").trim() == "0", "/proc/keys is masked");
@@ -145,7 +151,7 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     assert_eq!(run(&sb.envd_socket, threads).trim(), "thread");
     assert!(run(&sb.envd_socket, "grep Seccomp: /proc/self/status").contains("Seccomp:\t2"));
     // PID 1 holds no more than that either, and its host descriptors and executable are out of reach.
-    assert!(run(&sb.envd_socket, "grep CapEff /proc/1/status").contains("00000000a80425fb"));
+    assert!(run(&sb.envd_socket, "grep CapEff /proc/1/status").contains("00000000a80405fb"));
     for probe in ["ls -l /proc/1/fd/2", "cat /proc/1/fd/0", "head -c 1 /proc/1/exe", "cat /proc/1/environ", "ls /proc/1/map_files"] {
         let out = run(&sb.envd_socket, &format!("{probe} 2>&1; echo rc=$?"));
         assert!(out.contains("Permission denied") && !out.contains("rc=0"), "{probe}: {out}");
@@ -189,7 +195,7 @@ fn limits_are_enforced_by_the_cgroup() {
 fn second_engine_on_a_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = open(tmp.path());
-    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None }).unwrap_err();
+    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None, pasta: None }).unwrap_err();
     match &err {
         EngineError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
         other => panic!("expected Locked, got {other}"),
@@ -363,5 +369,133 @@ fn snapshots_survive_a_restart() {
     s.template = snap.id.clone();
     let sb = rt.block_on(engine.create(s)).unwrap();
     assert_eq!(run(&sb.envd_socket, "cat /home/user/file"), "kept\n");
+    rt.block_on(engine.shutdown());
+}
+
+/// Our children running pasta (the test process is the server here).
+fn pasta_children() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
+        let argv0 = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
+        if ppid == Some(me.as_str()) && argv0.ends_with("pasta") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The output of a python3 script run inside the sandbox (hex-encoded: the stub guest reads one
+/// line per command).
+fn python(socket: &Path, code: &str) -> String {
+    let hex: String = code.bytes().map(|b| format!("{b:02x}")).collect();
+    run(socket, &format!("python3 -c 'exec(bytes.fromhex(\"{hex}\").decode())' 2>&1"))
+}
+
+fn internet_access_through_pasta() {
+    if let Err(why) = sandbank_engine::net::find_pasta() {
+        panic!("{why}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    // A service on the host's loopback, which no sandbox may reach.
+    let host_service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host_service.set_nonblocking(true).unwrap();
+    let port = host_service.local_addr().unwrap().port();
+
+    let mut asked = spec(&engine);
+    asked.allow_internet_access = Some(true);
+    let mut default = spec(&engine);
+    default.allow_internet_access = None;
+    let started = Instant::now();
+    let sb = rt.block_on(engine.create(asked.clone())).unwrap();
+    eprintln!("created with network in {:?}", started.elapsed());
+    let other = rt.block_on(engine.create(default.clone())).unwrap();
+    assert!(sb.internet && other.internet, "asked for, and by default with pasta installed");
+    assert_eq!(pasta_children().len(), 2, "one pasta per sandbox");
+
+    // Configured before the sandbox was ready: the first command has its interface and route.
+    let links = run(&sb.envd_socket, "grep -c : /proc/net/dev; awk '$2 == \"00000000\" {print \"default via\", $1}' /proc/net/route");
+    assert!(links.starts_with("2\n") && links.contains("default via"), "loopback, a tap and a default route: {links}");
+    let resolv = run(&sb.envd_socket, "cat /etc/resolv.conf");
+    assert!(resolv.lines().any(|l| l.starts_with("nameserver ") && !l.contains(" 127.")), "{resolv}");
+    let dns = run(&sb.envd_socket, "getent hosts pypi.org");
+    assert!(!dns.trim().is_empty(), "DNS works inside");
+
+    // Nothing reaches the host's loopback: not 127.0.0.1 (the sandbox's own), not the gateway
+    // (the real one), not raw packets (no CAP_NET_RAW).
+    let code = format!(
+        "import socket\n\
+         gw = [l.split()[2] for l in open(\"/proc/net/route\") if l.split()[1] == \"00000000\"][0]\n\
+         gw = socket.inet_ntoa(bytes.fromhex(gw)[::-1])\n\
+         for host in (\"127.0.0.1\", gw):\n\
+         \x20   try:\n\
+         \x20       socket.create_connection((host, {port}), timeout=2); print(host, \"reached\")\n\
+         \x20   except OSError as e:\n\
+         \x20       print(host, \"refused\" if isinstance(e, ConnectionRefusedError) else \"failed\", e)\n\
+         try:\n\
+         \x20   socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print(\"raw sockets allowed\")\n\
+         except PermissionError:\n\
+         \x20   print(\"raw sockets refused\")\n"
+    );
+    let out = python(&sb.envd_socket, &code);
+    eprintln!("{}", out.trim());
+    assert!(!out.contains("reached") && out.contains("127.0.0.1 refused") && out.contains("raw sockets refused"), "{out}");
+    assert!(host_service.accept().is_err(), "the host's loopback service saw a connection");
+
+    // A snapshot freezes the sandbox, not its pasta: the network still works after it.
+    rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+    assert!(!run(&sb.envd_socket, "getent hosts pypi.org").trim().is_empty(), "network after a snapshot");
+
+    // Killing a sandbox stops its pasta (reaped: no zombie); shutdown stops the others.
+    rt.block_on(engine.kill(&sb.id)).unwrap();
+    assert_eq!(pasta_children().len(), 1, "the killed sandbox's pasta is gone");
+    rt.block_on(engine.shutdown());
+    assert_eq!(pasta_children(), Vec::<u32>::new(), "no pasta left after shutdown");
+}
+
+fn internet_access_without_pasta() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: None }).unwrap();
+    // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
+    let mut asked = spec(&engine);
+    asked.allow_internet_access = Some(true);
+    let sb = rt.block_on(engine.create(asked)).unwrap();
+    assert!(!sb.internet);
+    assert_eq!(run(&sb.envd_socket, "grep -c : /proc/net/dev").trim(), "1", "loopback only");
+    rt.block_on(engine.kill(&sb.id)).unwrap();
+
+    // Not asked for: loopback only, and said so.
+    let mut default = spec(&engine);
+    default.allow_internet_access = None;
+    let sb = rt.block_on(engine.create(default)).unwrap();
+    assert!(!sb.internet);
+    assert_eq!(run(&sb.envd_socket, "grep -c : /proc/net/dev").trim(), "1", "loopback only");
+    // No resolver configured: lookups fail at once (127.0.0.1:53 refuses), they do not hang.
+    let started = Instant::now();
+    assert!(run(&sb.envd_socket, "getent hosts pypi.org; echo rc=$?").contains("rc=2"));
+    assert!(started.elapsed().as_secs() < 3, "DNS without network failed in {:?}", started.elapsed());
+    rt.block_on(engine.shutdown());
+}
+
+fn internet_access_when_pasta_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let broken = EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: Some("/bin/false".into()) };
+    let engine = Engine::open(broken).unwrap();
+    let mut asked = spec(&engine);
+    asked.allow_internet_access = Some(true);
+    match rt.block_on(engine.create(asked.clone())) {
+        Err(EngineError::StartFailed(m)) => assert!(m.contains("pasta could not set up the sandbox's network"), "{m}"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(!tmp.path().join("sandboxes").join(&asked.id).exists());
+    assert_no_cgroup(&asked.id);
     rt.block_on(engine.shutdown());
 }

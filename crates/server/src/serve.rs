@@ -118,7 +118,10 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
         let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb };
+        let pasta = sandbank_engine::net::find_pasta()
+            .inspect_err(|why| tracing::warn!("{why}: sandboxes get loopback only"))
+            .ok();
+        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;

@@ -323,6 +323,7 @@ async fn doctor_reports_this_machine() {
         "pid namespace",
         "net namespace",
         "cgroups",
+        "network",
         "fuse",
         "seccomp",
         "disk limit",

@@ -38,6 +38,7 @@ async fn lifecycle() {
     assert_eq!(d["state"], "running");
     assert_eq!(d["envdVersion"], "0.5.7");
     assert_eq!(d["metadata"], serde_json::json!({"owner": "it"}));
+    assert_eq!(d["allowInternetAccess"], true, "pasta is installed (Debian package passt)");
     assert!(d["cpuCount"].as_u64().unwrap() >= 1, "{d}");
     assert!(d["memoryMB"].as_u64().unwrap() >= 64, "{d}");
     assert!(d["diskSizeMB"].as_u64().unwrap() >= 1, "{d}");

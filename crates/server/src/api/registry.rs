@@ -28,7 +28,8 @@ pub struct Entry {
     pub lifecycle: Lifecycle,
     /// Secure sandboxes: what envd requests must carry as `X-Access-Token`.
     pub access_token: Option<String>,
-    pub allow_internet_access: bool,
+    /// Whether the sandbox has outbound network.
+    pub internet: bool,
 }
 
 /// What happens at the end time, and whether envd traffic wakes a paused sandbox.
@@ -209,7 +210,7 @@ mod tests {
             timeout: 300,
             lifecycle: Lifecycle::default(),
             access_token: None,
-            allow_internet_access: true,
+            internet: false,
         }
     }
 

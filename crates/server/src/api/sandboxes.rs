@@ -67,7 +67,7 @@ fn detail(e: &Entry) -> SandboxDetail {
         base: listed(e),
         envd_access_token: e.access_token.clone(),
         domain: None,
-        allow_internet_access: Some(e.allow_internet_access),
+        allow_internet_access: Some(e.internet),
         lifecycle: Some(rest::Lifecycle {
             auto_resume: e.lifecycle.auto_resume,
             on_timeout: if e.lifecycle.pause_on_timeout { "pause" } else { "kill" }.into(),
@@ -107,6 +107,7 @@ pub async fn create(
         template: template.clone(),
         env_vars: req.env_vars.unwrap_or_default().into_iter().collect(),
         limits: backend.default_limits(),
+        allow_internet_access: req.allow_internet_access,
     };
     let limits = spec.limits;
     let metadata = req.metadata.unwrap_or_default();
@@ -115,7 +116,6 @@ pub async fn create(
     let pause_on_timeout = req.auto_pause.unwrap_or(false);
     let lifecycle = Lifecycle { pause_on_timeout, auto_resume: pause_on_timeout && req.auto_resume.is_some_and(|a| a.enabled) };
     let access_token = req.secure.unwrap_or(false).then(new_access_token);
-    let allow_internet_access = req.allow_internet_access.unwrap_or(true);
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let task = tokio::spawn(async move {
@@ -134,7 +134,7 @@ pub async fn create(
             timeout,
             lifecycle,
             access_token,
-            allow_internet_access,
+            internet: handle.internet,
         };
         state.registry.insert(entry.clone());
         state.watch_exit(handle.id.clone(), handle.exited);

@@ -114,7 +114,8 @@ impl Backend for Fake {
             let (tx, rx) = tokio::sync::watch::channel(false);
             self.running.lock().unwrap().insert(spec.id.clone(), FakeSandbox { exited: tx, server });
             self.specs.lock().unwrap().push(spec.clone());
-            Ok(SandboxHandle { id: spec.id, template_id: spec.template, envd_socket: sock, exited: rx })
+            let internet = spec.allow_internet_access != Some(false);
+            Ok(SandboxHandle { id: spec.id, template_id: spec.template, envd_socket: sock, exited: rx, internet })
         })
     }
 
@@ -315,9 +316,11 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     let spec = fake.specs.lock().unwrap()[0].clone();
     assert_eq!(spec.env_vars.get("A").map(String::as_str), Some("1"));
     assert_eq!(spec.template, "base");
+    assert_eq!(spec.allow_internet_access, Some(true));
 
     let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
     assert_eq!(d["sandboxID"], id.as_str());
+    assert_eq!(d["allowInternetAccess"], true);
     assert_eq!(d["state"], "running");
     assert_eq!(d["cpuCount"], 2);
     assert_eq!(d["memoryMB"], 512);
@@ -844,4 +847,14 @@ async fn snapshots_create_list_delete() {
     let m = call(addr, "DELETE", "/templates/inuse:default", None).await.error(400);
     assert!(m.contains("running sandboxes"), "{m}");
     assert_eq!(fake.snapshots.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn internet_access_is_passed_on_and_reported() {
+    let (addr, fake, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base","allow_internet_access":false}"#).await;
+    assert_eq!(fake.specs.lock().unwrap()[0].allow_internet_access, Some(false));
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["allowInternetAccess"], false);
+    create(addr, r#"{"templateID":"base"}"#).await;
+    assert_eq!(fake.specs.lock().unwrap()[1].allow_internet_access, None, "absent stays absent");
 }

@@ -61,6 +61,7 @@ pub fn run_checks() -> Vec<Check> {
     let mut out = vec![privileges(), kernel(), overlayfs()];
     out.extend(namespaces());
     out.push(cgroups());
+    out.push(network());
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
     out.push(seccomp());
     out.push(disk_limit());
@@ -241,6 +242,18 @@ fn cgroups() -> Check {
                 missing.join(", ")
             ),
         )
+    }
+}
+
+/// pasta gives sandboxes outbound network; without it they get loopback only.
+fn network() -> Check {
+    match sandbank_engine::net::find_pasta() {
+        Ok(pasta) => check(Status::Ok, "network", format!("{}: sandboxes can have internet access", pasta.display())),
+        Err(why) => check(
+            Status::Warn,
+            "network",
+            format!("{why}: sandboxes get loopback only, and creating one with allowInternetAccess (the SDKs' default) fails"),
+        ),
     }
 }
 

@@ -75,8 +75,12 @@ function loopDevicesOf(path) {
 const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
 
 /** Raw envd request to the sandbox through the server (as the SDKs send it). */
+/** A raw envd request to `sbx`, with its access token (novita-sandbox keeps it on the instance). */
 const envd = (sbx, path, init = {}) =>
-  fetch(server.url + path, { ...init, headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', ...(init.headers ?? {}) } })
+  fetch(server.url + path, {
+    ...init,
+    headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', 'X-Access-Token': sbx.envdAccessToken ?? '', ...(init.headers ?? {}) },
+  })
 
 describe('host secrets', () => {
   test('host secrets: /root, /etc/shadow, the data dir and the api-key file are out of reach', async (t) => {

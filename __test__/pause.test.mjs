@@ -241,7 +241,7 @@ describe('secure sandboxes', () => {
     const other = new URL(down)
     other.searchParams.set('path', '/etc/shadow')
     assert.equal((await fetch(other)).status, 401)
-    assert.equal((await fetch(down, { method: 'POST' })).status, 401, 'a read signature does not allow a write')
+    assert.equal((await fetch(down, { method: 'POST', body: form })).status, 401, 'a read signature does not allow a write')
     const expiring = await sbx.downloadUrl('/home/user/signed.txt', { useSignatureExpiration: 1 })
     await sleep(2100)
     const expired = await fetch(expiring)

@@ -210,10 +210,10 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     });
     let Some(raw) = target else {
         if signed {
-            return ApiError::Unauthorized(
+            let e = ApiError::Unauthorized(
                 "Invalid signature: no sandbox's access token made it for this path, user and operation (or the sandbox is gone)".into(),
-            )
-            .into_response();
+            );
+            return refuse(req, e).await;
         }
         return next.run(req).await;
     };
@@ -221,18 +221,18 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     let entry = short.as_deref().and_then(|id| state.registry.get(id));
     let shown = short.unwrap_or(raw);
     let Some(mut entry) = entry else {
-        return ApiError::NotRunning(shown).into_response();
+        return refuse(req, ApiError::NotRunning(shown)).await;
     };
     if let Err(e) = envd_auth::check(&req, entry.access_token.as_deref()) {
-        return e.into_response();
+        return refuse(req, e).await;
     }
     if entry.state == SandboxState::Paused {
         if !entry.lifecycle.auto_resume {
-            return ApiError::Paused(shown).into_response();
+            return refuse(req, ApiError::Paused(shown)).await;
         }
         match sandboxes::resume(&state, &entry.id, entry.timeout).await {
             Ok((resumed, _)) => entry = resumed,
-            Err(e) => return e.into_response(),
+            Err(e) => return refuse(req, e).await,
         }
     }
     match crate::proxy::forward(&entry.envd_socket, req).await {
@@ -242,6 +242,14 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
             ApiError::NotRunning(shown).into_response()
         }
     }
+}
+
+/// Answers an envd request with `e` after reading what it sends (up to 8 MiB, for 5 s at most):
+/// a client still sending an upload would otherwise see its connection reset, not the answer.
+async fn refuse(req: Request, e: ApiError) -> Response {
+    const DRAIN_LIMIT: usize = 8 << 20;
+    let _ = tokio::time::timeout(Duration::from_secs(5), axum::body::to_bytes(req.into_body(), DRAIN_LIMIT)).await;
+    e.into_response()
 }
 
 #[cfg(test)]

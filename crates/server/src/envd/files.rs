@@ -192,6 +192,13 @@ fn gunzip(body: Body) -> Body {
     Body::from_stream(receiver_stream(out_rx))
 }
 
+/// Reads and drops the rest of an upload that failed: a response sent before the request is
+/// read is a connection reset to most clients (EPIPE), which would never see the error.
+async fn drain<S: Stream>(chunks: S) {
+    let mut chunks = std::pin::pin!(chunks);
+    while chunks.next().await.is_some() {}
+}
+
 /// Streams `chunks` into `dest` (parents created and the file owned by `user`).
 async fn write_file<S, E>(dest: PathBuf, user: &users::User, chunks: S) -> Result<WriteInfo, HttpError>
 where
@@ -200,7 +207,7 @@ where
 {
     let u = user.clone();
     let d = dest.clone();
-    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, HttpError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<std::fs::File, HttpError> {
         if let Some(parent) = d.parent() {
             create_dirs(parent, &u).map_err(|e| io_error("mkdir", parent, &e))?;
         }
@@ -212,7 +219,15 @@ where
         Ok(file)
     })
     .await
-    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))??;
+    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))
+    .and_then(|r| r);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) => {
+            drain(chunks).await;
+            return Err(e);
+        }
+    };
     let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
     let mut chunks = std::pin::pin!(chunks);
     let mut failed = None;
@@ -221,9 +236,8 @@ where
         if failed.is_none() {
             failed = out.write_all(&chunk).await.err();
         }
-        // After a failed write (a full disk) the rest of the body is read and dropped: a
-        // response sent before the request is read is a connection reset to most clients,
-        // which would never see the 507.
+        // After a failed write (a full disk) the rest of the body is read and dropped, as in
+        // `drain`, so that the client sees the 507.
     }
     if failed.is_none() {
         failed = out.flush().await.err();
@@ -249,11 +263,19 @@ pub async fn upload(State(envd): State<Shared>, req: Request) -> Response {
 }
 
 async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, HttpError> {
-    let q = query(&req)?;
-    let user = user(envd, req.headers(), &q)?;
-    let target = match q.path.as_deref() {
-        Some(p) if !p.is_empty() => Some(path_arg(Some(p))?),
-        _ => None,
+    let checked = query(&req).and_then(|q| {
+        let user = user(envd, req.headers(), &q)?;
+        match q.path.as_deref() {
+            Some(p) if !p.is_empty() => Ok((user, Some(path_arg(Some(p))?))),
+            _ => Ok((user, None)),
+        }
+    });
+    let (user, target) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            drain(req.into_body().into_data_stream()).await;
+            return Err(e);
+        }
     };
     let encoding = req
         .headers()
@@ -266,7 +288,10 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
     let body = match encoding.as_str() {
         "" | "identity" => body,
         "gzip" | "x-gzip" => gunzip(body),
-        other => return Err(bad_request(format!("unsupported Content-Encoding {other:?} (want gzip or identity)"))),
+        other => {
+            drain(body.into_data_stream()).await;
+            return Err(bad_request(format!("unsupported Content-Encoding {other:?} (want gzip or identity)")));
+        }
     };
     let content_type = parts
         .headers
@@ -276,6 +301,7 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
         .to_ascii_lowercase();
     if !content_type.starts_with("multipart/form-data") {
         let Some(dest) = target else {
+            drain(body.into_data_stream()).await;
             return Err(bad_request("the path query parameter is required for an application/octet-stream upload"));
         };
         return Ok(vec![write_file(dest, &user, body.into_data_stream()).await?]);
@@ -290,13 +316,29 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
             continue;
         }
         let dest = match &target {
-            Some(t) => t.clone(),
+            Some(t) => Ok(t.clone()),
             None => {
                 let name = field.file_name().unwrap_or("").to_string();
-                absolute(&name).map_err(|m| bad_request(format!("file part: {m} (give an absolute filename or the path query parameter)")))?
+                absolute(&name).map_err(|m| bad_request(format!("file part: {m} (give an absolute filename or the path query parameter)")))
             }
         };
-        written.push(write_file(dest, &user, field).await?);
+        let result = match dest {
+            Ok(dest) => write_file(dest, &user, field).await,
+            Err(e) => {
+                drain(field).await;
+                Err(e)
+            }
+        };
+        match result {
+            Ok(info) => written.push(info),
+            Err(e) => {
+                // The answer waits for the rest of the body (see `drain`).
+                while let Ok(Some(field)) = multipart.next_field().await {
+                    drain(field).await;
+                }
+                return Err(e);
+            }
+        }
     }
     if written.is_empty() {
         return Err(bad_request("the multipart body has no part named \"file\""));

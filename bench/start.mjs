@@ -3,7 +3,8 @@
 //
 // Measures, in one run and side by side:
 //   • sandbank (raw HTTP): POST /sandboxes → envd Process/Start `/bin/bash -l -c true` → end event
-//     (the time until the first command has exited), then DELETE /sandboxes/{id} (kill time);
+//     (the time until the first command has exited), then DELETE /sandboxes/{id} (kill time), for a
+//     loopback-only sandbox and for one with internet access (pasta; what the SDKs ask for);
 //   • sandbank (novita-sandbox SDK): Sandbox.create() + commands.run('true'), then kill();
 //   • the floor: `unshare -m -p -f -u -i -n --mount-proc true` spawned from Node, and a plain
 //     `true` spawned the same way (the harness's own process-spawn cost).
@@ -84,12 +85,12 @@ async function runCommand(server, created, cmd) {
   return end.exitCode ?? 0
 }
 
-async function rawCycle(server) {
+async function rawCycle(server, internet = false) {
   const t0 = performance.now()
   const res = await server.fetch('/sandboxes', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ templateID: 'base', timeout: 60 }),
+    body: JSON.stringify({ templateID: 'base', timeout: 60, allow_internet_access: internet }),
   })
   const created = await res.json()
   if (res.status !== 201) throw new Error(`POST /sandboxes → ${res.status}: ${JSON.stringify(created)}`)
@@ -139,6 +140,7 @@ try {
   await series('warm-up', WARMUP, () => rawCycle(server))
   // Interleave nothing: each series runs back to back so they see the same machine state.
   const raw = await series('sandbank raw HTTP', RUNS, () => rawCycle(server))
+  const net = await series('sandbank raw HTTP, internet access', RUNS, () => rawCycle(server, true))
   const sdk = await series('sandbank via novita-sandbox', RUNS, () => sdkCycle(server.sdkOpts()))
   const unshare = await series('unshare floor', RUNS, () => spawnTime('unshare', ['-m', '-p', '-f', '-u', '-i', '-n', '--mount-proc', 'true']))
   const trueT = await series('spawn true', RUNS, () => spawnTime('true', []))
@@ -148,6 +150,8 @@ try {
     rawCreate: stats(raw.map((r) => r.create)),
     rawSecond: stats(raw.map((r) => r.second)),
     rawKill: stats(raw.map((r) => r.kill)),
+    netFirst: stats(net.map((r) => r.firstExit)),
+    netKill: stats(net.map((r) => r.kill)),
     sdkFirst: stats(sdk.map((r) => r.firstExit)),
     sdkKill: stats(sdk.map((r) => r.kill)),
     unshare: stats(unshare),
@@ -186,6 +190,7 @@ times in milliseconds; p99 is the nearest-rank percentile (with 100 runs: the se
 ${row('**sandbank, raw HTTP**: `POST /sandboxes` → `Process/Start` `bash -l -c true` → end event', results.rawFirst)}
 ${row('… of which `POST /sandboxes` (201 received)', results.rawCreate)}
 ${row('… then a second `bash -l -c true` in the same sandbox (not part of the start time)', results.rawSecond)}
+${row('sandbank, raw HTTP, with internet access (`allow_internet_access: true`: pasta set up before ready)', results.netFirst)}
 ${row('sandbank via `novita-sandbox`: `Sandbox.create()` + `commands.run(\'true\')`', results.sdkFirst)}
 ${row('floor: `unshare -m -p -f -u -i -n --mount-proc true`', results.unshare)}
 ${row('harness: spawn `true` from Node', results.spawnTrue)}
@@ -193,13 +198,16 @@ ${row('harness: spawn `true` from Node', results.spawnTrue)}
 Cold start (the first sandbox after the server came up, not in the rows above): ${f(results.cold.firstExit)} ms to the first
 command's exit (${f(results.cold.create)} ms for \`POST /sandboxes\`), kill ${f(results.cold.kill)} ms.
 
-Target p50 ≤ ${TARGET_P50_MS} ms: **${met ? 'met' : 'not met'}** (${f(results.rawFirst.p50)} ms).
+Target p50 ≤ ${TARGET_P50_MS} ms: **${met ? 'met' : 'not met'}** for a loopback-only sandbox (${f(results.rawFirst.p50)} ms);
+with internet access (the SDKs' default) the p50 is ${f(results.netFirst.p50)} ms: **${results.netFirst.p50 <= TARGET_P50_MS ? 'met' : 'not met'}**. The difference is
+pasta's own start (it configures the sandbox's interface, routes and its tap device before it reports ready).
 
 ### Kill: \`DELETE /sandboxes/{id}\` → 204
 
 | what | p50 | p99 | mean | min | max | p50 ÷ floor |
 |---|---:|---:|---:|---:|---:|---:|
 ${row('sandbank, raw HTTP `DELETE`', results.rawKill)}
+${row('sandbank, raw HTTP `DELETE`, with internet access (pasta stopped and reaped too)', results.netKill)}
 ${row('sandbank via `novita-sandbox`: `sandbox.kill()`', results.sdkKill)}
 
 A kill returns once the sandbox's processes are dead and its mounts, cgroup and directories are gone.
@@ -208,7 +216,8 @@ A kill returns once the sandbox's processes are dead and its mounts, cgroup and 
 
 - One \`sandbank serve\` (the release build in \`native/sandbank\`) on \`127.0.0.1:0\` with a fresh temporary data dir;
   the client is the benchmark process itself, over HTTP/1.1 keep-alive (Node's \`fetch\`).
-- **Raw HTTP row**: the clock starts before \`POST /sandboxes {"templateID":"base"}\` and stops when the
+- **Raw HTTP rows**: the clock starts before \`POST /sandboxes {"templateID":"base","allow_internet_access":false}\`
+  (or \`true\`) and stops when the
   \`Process/Start\` stream (Connect protocol, JSON, routed by the \`Novita-Sandbox-Id\` header) has delivered the
   command's \`end\` event and the end-of-stream — the same request the SDKs send for \`commands.run('true')\`:
   \`/bin/bash -l -c true\` as the default user, so the time includes a login shell. Then \`DELETE\` is timed

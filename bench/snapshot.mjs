@@ -90,7 +90,8 @@ async function runCommand(sandboxID, cmd, user) {
   return { exitCode: end.exitCode ?? 0, stdout }
 }
 async function create(templateID) {
-  const r = await api('POST', '/sandboxes', { templateID, timeout: 600 })
+  // Loopback only: this measures layers, not the network helper (bench/start.mjs has both).
+  const r = await api('POST', '/sandboxes', { templateID, timeout: 600, allow_internet_access: false })
   if (r.status !== 201) throw new Error(`POST /sandboxes ${templateID} → ${r.status}: ${JSON.stringify(r.body)}`)
   return r.body.sandboxID
 }

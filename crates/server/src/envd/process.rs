@@ -174,7 +174,10 @@ fn environment(user: &User, sandbox: &std::collections::BTreeMap<String, String>
 
 fn spawn_error(cmd: &str, e: std::io::Error) -> ConnectError {
     let code = match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => Code::InvalidArgument,
+        // InvalidInput: a NUL in the command, an argument or an env var (the request's fault).
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput => {
+            Code::InvalidArgument
+        }
         _ => Code::Internal,
     };
     ConnectError::new(code, format!("error starting process {cmd:?}: {e}"))
@@ -431,7 +434,10 @@ pub async fn connect(State(envd): State<Shared>, headers: HeaderMap, body: Body)
 }
 
 pub async fn list(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    // A malformed or unknown user is refused here too, as by every other call.
+    let user = users::resolve(&headers, None, &envd.opts.default_user);
     connect::unary(&headers, body, |_: Empty| async move {
+        user?;
         let procs = envd.processes.procs.lock().unwrap_or_else(|e| e.into_inner());
         let mut processes: Vec<ProcessInfo> = procs.values().map(|p| p.info()).collect();
         processes.sort_by_key(|p| p.pid);
@@ -518,11 +524,12 @@ pub async fn update(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
 }
 
 /// Client streaming: answered at once, without reading the (possibly endless) request body.
+/// A wrong content type is the client's error (400), not a 501.
 pub async fn stream_input(headers: HeaderMap) -> Response {
     let err = ConnectError::new(Code::Unimplemented, "Process/StreamInput is not supported by this envd; use SendInput");
     match Codec::streaming(&headers) {
         Ok(codec) => connect::stream_error(codec, err),
-        Err(_) => connect::unary_error(&err),
+        Err(bad_type) => connect::unary_error(&bad_type),
     }
 }
 
@@ -549,6 +556,13 @@ mod tests {
         assert_eq!(env["PATH"], "/sb");
         assert_eq!(env["A"], "2");
         assert_eq!(env["B"], "3");
+    }
+
+    #[test]
+    fn a_nul_in_a_command_is_the_requests_fault() {
+        // Regression (found by tests/malformed.rs): it was `internal`.
+        let e = std::process::Command::new("/bin/tr\0ue").spawn().unwrap_err();
+        assert_eq!(spawn_error("/bin/tr\0ue", e).code, Code::InvalidArgument);
     }
 
     #[test]

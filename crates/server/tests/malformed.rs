@@ -100,13 +100,7 @@ async fn fetch(a: SocketAddr, case: &Case) -> Result<Res, String> {
         b = b.header(*k, hyper::header::HeaderValue::from_bytes(v).unwrap());
     }
     let request = b.body(Full::new(Bytes::from(case.body.clone()))).map_err(|e| format!("building: {e}"))?;
-    let stream = tokio::net::TcpStream::connect(a).await.map_err(|e| e.to_string())?;
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let res = tx.send_request(request).await.map_err(|e| format!("no response: {e}"))?;
-    let (parts, body) = res.into_parts();
-    let body = http_body_util::BodyExt::collect(body).await.map_err(|e| format!("reading the body: {e}"))?.to_bytes();
-    Ok(Res { status: parts.status, headers: parts.headers, body })
+    try_send(a, request).await
 }
 
 /// For bodies the server refuses unread (over its limit): writes on a raw socket while reading

@@ -31,6 +31,9 @@ pub enum ApiError {
     StartFailed(String),
     #[error("{0}")]
     NotImplemented(String),
+    /// The data directory's filesystem is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -48,6 +51,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotRunning(_) => StatusCode::BAD_GATEWAY,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +65,7 @@ impl From<EngineError> for ApiError {
             EngineError::StartFailed(m) => ApiError::StartFailed(m),
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
             e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
+            e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -102,5 +107,7 @@ mod tests {
         let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
         assert!(e.to_string().contains("\"nope\""));
+        let e: ApiError = EngineError::NoSpace { id: "x".into(), reason: "No space left on device (os error 28)".into() }.into();
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
     }
 }

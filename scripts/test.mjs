@@ -2,7 +2,9 @@
 // `npm test`: the Rust tests, then the JS tests. Both always run; the exit code is non-zero if
 // either failed. Each runner prints its own summary.
 //   1. make sure native/sandbank and the addon are current (`scripts/build.mjs`, a no-op when they are)
-//   2. cargo test --release --workspace   (release, so it reuses the build's artifacts)
+//   2. cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
+//      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time
+//      cargo-fuzz install and the targets' build)
 //   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
 //      and checks the host for leftovers after it stops, so files must not overlap)
 //   4. scripts/pack-check.mjs: npm pack the root and linux-x64-gnu packages, install them without
@@ -27,6 +29,9 @@ if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) proc
 
 const rust = step('Rust tests', 'cargo', ['test', '--release', '--workspace'])
 
+// libFuzzer over the wire decoders, briefly: a smoke run; long runs are `npm run fuzz -- --each N`.
+const fuzz = step('fuzz', process.execPath, [join(root, 'scripts', 'fuzz.mjs'), '--total', '25'])
+
 // The public types: `tsc --strict --noEmit` over a typed example of every call.
 const types = step('TypeScript types', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join('__test__', 'tsconfig.json')])
 
@@ -49,5 +54,5 @@ const pack = step('pack check', process.execPath, [join(root, 'scripts', 'pack-c
 const ci = step('CI checks', process.execPath, [join(root, 'scripts', 'ci-checks.mjs')])
 
 const verdict = (ok) => (ok ? 'passed' : 'FAILED')
-console.log(`\nsandbank tests: Rust ${verdict(rust)}, types ${verdict(types)}, JS ${verdict(js)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`)
-process.exit(rust && types && js && pack && ci ? 0 : 1)
+console.log(`\nsandbank tests: Rust ${verdict(rust)}, fuzz ${verdict(fuzz)}, types ${verdict(types)}, JS ${verdict(js)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`)
+process.exit(rust && fuzz && types && js && pack && ci ? 0 : 1)

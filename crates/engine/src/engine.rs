@@ -44,6 +44,9 @@ pub enum EngineError {
     InvalidName(String),
     #[error("snapshot of sandbox {id:?} failed: {reason}")]
     SnapshotFailed { id: String, reason: String },
+    /// A snapshot that did not fit: the data directory's filesystem is full (or over quota).
+    #[error("snapshot of sandbox {id:?} failed: {reason}")]
+    NoSpace { id: String, reason: String },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("snapshot catalog: {0}")]
@@ -829,7 +832,13 @@ impl Engine {
         };
         let (layers, size_bytes) = staged.map_err(|e| {
             let _ = remove_all(&self.layout.staging().join(&id));
-            EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() }
+            let (id, reason) = (sandbox_id.to_string(), e.to_string());
+            // Told apart so that the API can say 507, as envd does for a file that does not fit.
+            if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
+                EngineError::NoSpace { id, reason }
+            } else {
+                EngineError::SnapshotFailed { id, reason }
+            }
         })?;
         let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
         let record = SnapshotRecord {

@@ -1,12 +1,14 @@
 //! Wire types and codecs of the Novita/E2B sandbox API, shared by sandbank's client and server.
 //!
 //! - [`rest`]: the control plane's JSON bodies (`POST /sandboxes`, …) and the error body.
+//! - [`body`]: parsing a request body into one of them, with errors that name the field.
 //! - [`connect`]: the Connect protocol: envelopes, end-of-stream messages, error codes.
 //! - [`process`], [`filesystem`]: envd's messages, encodable as proto3 JSON (serde) and as
 //!   binary protobuf (prost) from one definition.
 //! - [`pagination`]: the keyset cursor carried in `X-Next-Token`.
 //! - [`metadata`]: the SDK's triple-encoded metadata filter.
 
+pub mod body;
 pub mod connect;
 pub mod filesystem;
 pub mod json;

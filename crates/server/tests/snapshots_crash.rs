@@ -7,12 +7,12 @@
 mod common;
 
 use bytes::Bytes;
+use common::host::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The origin's data: FILES files of FILE_SIZE bytes (50 MB), so that a snapshot takes a while.
@@ -33,11 +33,6 @@ fn content(round: usize, i: usize) -> Vec<u8> {
     }
     out.truncate(FILE_SIZE);
     out
-}
-
-async fn envd(a: SocketAddr, id: &str, method: &str, path: &str, body: Vec<u8>) -> Res {
-    let b = req(a, method, path).header("E2b-Sandbox-Id", id).header("content-type", "application/octet-stream");
-    send(a, b.body(Full::new(Bytes::from(body))).unwrap()).await
 }
 
 /// Starts a sandbox from `template` and writes the round's data into /home/user/data.
@@ -65,87 +60,6 @@ async fn verify(a: SocketAddr, snapshot: &str, round: usize) {
         assert!(r.body[..] == content(round, i)[..], "snapshot {snapshot}: f{i:04} differs ({} bytes)", r.body.len());
     }
     assert_eq!(call(a, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
-}
-
-/// Every snapshot, all pages.
-async fn list_all(a: SocketAddr) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let path = match &token {
-            Some(t) => format!("/snapshots?limit=100&nextToken={t}"),
-            None => "/snapshots?limit=100".to_string(),
-        };
-        let r = call(a, "GET", &path, None).await;
-        assert_eq!(r.status, StatusCode::OK);
-        out.extend(r.json().as_array().unwrap().iter().cloned());
-        token = r.header("x-next-token");
-        if token.is_none() {
-            return out;
-        }
-    }
-}
-
-fn layer_dirs(data: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(data.join("layers"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect()
-}
-
-fn staging_entries(data: &Path) -> Vec<String> {
-    std::fs::read_dir(data.join("layers/.staging"))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default()
-}
-
-/// Guest processes of this data directory (their command line names its config file).
-fn guests(data: &Path) -> Vec<i32> {
-    let needle = data.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(" guest ") && cmd.contains(&needle)
-        })
-        .filter(|pid| {
-            // A zombie is already dead.
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')
-        })
-        .collect()
-}
-
-/// cgroup directories (v1 or v2) named after one of `ids`.
-fn cgroups_of(ids: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return out };
-    let mut dirs: Vec<std::path::PathBuf> = vec!["/sys/fs/cgroup".into()];
-    dirs.extend(hierarchies.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    for h in dirs {
-        for parent in std::fs::read_dir(&h).into_iter().flatten().flatten() {
-            if !parent.file_name().to_string_lossy().starts_with("sandbank-") {
-                continue;
-            }
-            for id in ids {
-                let p = parent.path().join(id);
-                if p.exists() {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn mounts_of(data: &Path) -> Vec<String> {
-    let needle = data.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&needle)).map(String::from).collect()
 }
 
 /// The outcome of one round (printed).

@@ -34,6 +34,9 @@ pub enum ApiError {
     /// envd traffic to a paused sandbox that does not resume by itself.
     #[error("Sandbox \"{0}\" is paused: connect to it (Sandbox.connect) to resume it")]
     Paused(String),
+    /// The data directory's filesystem is full.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -51,6 +54,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotRunning(_) | ApiError::Paused(_) => StatusCode::BAD_GATEWAY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +69,7 @@ impl From<EngineError> for ApiError {
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
             e @ EngineError::AlreadyPaused(_) => ApiError::Conflict(e.to_string()),
             e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
+            e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -106,5 +111,7 @@ mod tests {
         let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
         assert!(e.to_string().contains("\"nope\""));
+        let e: ApiError = EngineError::NoSpace { id: "x".into(), reason: "No space left on device (os error 28)".into() }.into();
+        assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
     }
 }

@@ -56,37 +56,10 @@ async fn read_body(req: Request) -> Result<bytes::Bytes, ApiError> {
     }
 }
 
+/// Malformed JSON and wrong types are 400s naming the field and value (see
+/// [`sandbank_protocol::body`], which the fuzz targets exercise).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("Request body is empty: expected a JSON object".into()));
-    }
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
-    let serde_json::Value::Object(fields) = &value else {
-        return Err(ApiError::BadRequest(format!("Request body must be a JSON object, not {value}")));
-    };
-    match T::deserialize(&value) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            // Name the field: retry with one field at a time removed; the one whose removal
-            // changes the error (to "missing field" or to success) is the culprit.
-            let msg = e.to_string();
-            let culprit = fields.keys().find(|k| {
-                let mut fewer = fields.clone();
-                fewer.remove(*k);
-                match T::deserialize(&serde_json::Value::Object(fewer)) {
-                    Ok(_) => true,
-                    Err(e2) => e2.to_string() != msg,
-                }
-            });
-            Err(ApiError::BadRequest(match culprit {
-                Some(k) if !msg.starts_with("missing field") => {
-                    format!("Invalid request body: field \"{k}\": {msg} (got {})", fields[k])
-                }
-                _ => format!("Invalid request body: {msg}"),
-            }))
-        }
-    }
+    sandbank_protocol::body::parse_object(bytes).map_err(ApiError::BadRequest)
 }
 
 /// The `{id}` of a `/sandboxes/{id}…` route, in its short form: the cloud accepts

@@ -64,6 +64,14 @@ impl Codec {
                 if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                     return Ok(T::default());
                 }
+                // A message is a JSON object in valid UTF-8. serde alone would take `[]` as a
+                // struct and skip bad UTF-8 inside fields it ignores.
+                if std::str::from_utf8(bytes).is_err() {
+                    return Err(ConnectError::new(Code::InvalidArgument, "invalid JSON request message: not UTF-8"));
+                }
+                if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                    return Err(ConnectError::new(Code::InvalidArgument, "invalid JSON request message: not a JSON object"));
+                }
                 serde_json::from_slice(bytes).map_err(|e| {
                     ConnectError::new(Code::InvalidArgument, format!("invalid JSON request message: {e}"))
                 })
@@ -214,5 +222,9 @@ mod tests {
         assert_eq!(err.code, Code::InvalidArgument);
         let err = Codec::Proto.decode::<ListResponse>(&[0xff, 0xff]).unwrap_err();
         assert_eq!(err.code, Code::InvalidArgument);
+        // Regressions (found by tests/malformed.rs): both were accepted as an empty message.
+        assert_eq!(Codec::Json.decode::<ListResponse>(b" []").unwrap_err().code, Code::InvalidArgument);
+        let err = Codec::Json.decode::<ListResponse>(b"{\"x\":\"\xff\"}").unwrap_err();
+        assert!(err.message.contains("UTF-8"), "{}", err.message);
     }
 }

@@ -20,6 +20,10 @@ pub fn absolute(path: &str) -> Result<PathBuf, String> {
     if !path.starts_with('/') {
         return Err(format!("path {path:?} is not absolute"));
     }
+    // No file name holds a NUL; the OS call would fail as an internal error instead.
+    if path.contains('\0') {
+        return Err(format!("path {path:?} contains a NUL byte"));
+    }
     let mut out = PathBuf::from("/");
     for c in Path::new(path).components() {
         match c {
@@ -196,6 +200,8 @@ mod tests {
         assert_eq!(absolute("/../..").unwrap(), PathBuf::from("/"));
         assert_eq!(absolute("tmp/x").unwrap_err(), "path \"tmp/x\" is not absolute");
         assert!(absolute("").is_err());
+        // Regression (found by tests/malformed.rs): a NUL was a 500 from every file RPC and /files.
+        assert_eq!(absolute("/tmp/a\0b").unwrap_err(), "path \"/tmp/a\\0b\" contains a NUL byte");
     }
 
     #[test]

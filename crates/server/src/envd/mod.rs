@@ -93,6 +93,7 @@ pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
         .route("/files", get(files::download).post(files::upload))
         .route("/health", get(health))
         .route("/envs", get(envs))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::disable())
         .with_state(state))
@@ -104,6 +105,19 @@ async fn health() -> StatusCode {
 
 async fn envs(State(envd): State<Shared>) -> Json<BTreeMap<String, String>> {
     Json(envd.opts.env_vars.clone())
+}
+
+/// axum's own 405 has no body; clients expect a JSON error (found by tests/malformed.rs).
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let message = format!("method {method} not allowed on {path}");
+    if path.starts_with("/process.") || path.starts_with("/filesystem.") {
+        // Connect has no code for it: a Connect RPC is a POST, anything else is a bad request.
+        (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"code": "invalid_argument", "message": message})))
+            .into_response()
+    } else {
+        (StatusCode::METHOD_NOT_ALLOWED, Json(serde_json::json!({"code": 405, "message": message}))).into_response()
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

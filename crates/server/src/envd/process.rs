@@ -40,6 +40,8 @@ const READ_CHUNK: usize = 32 * 1024;
 /// After the process exited, how long its pipes may stay silent before the stream ends anyway
 /// (a background descendant may hold them open forever).
 const DRAIN_IDLE: Duration = Duration::from_millis(100);
+/// The most chunks taken from each pipe at the end of a drain (a descendant may keep writing).
+const DRAIN_CHUNKS: usize = 64;
 
 pub struct Table {
     reaper: Arc<Reaper>,
@@ -174,7 +176,10 @@ fn environment(user: &User, sandbox: &std::collections::BTreeMap<String, String>
 
 fn spawn_error(cmd: &str, e: std::io::Error) -> ConnectError {
     let code = match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => Code::InvalidArgument,
+        // InvalidInput: a NUL in the command, an argument or an env var (the request's fault).
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput => {
+            Code::InvalidArgument
+        }
         _ => Code::Internal,
     };
     ConnectError::new(code, format!("error starting process {cmd:?}: {e}"))
@@ -281,6 +286,20 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
     Ok((proc, rx))
 }
 
+/// What is in a pipe now, without waiting: at most `limit` chunks, read straight from the
+/// (non-blocking) descriptor. tokio only knows a pipe is readable once its reactor has run.
+fn read_now(pipe: &impl std::os::fd::AsFd, buf: &mut [u8], limit: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match nix::unistd::read(pipe, buf) {
+            Ok(n) if n > 0 => out.push(buf[..n].to_vec()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => break, // end of file, EAGAIN (nothing more now) or an error
+        }
+    }
+    out
+}
+
 /// Reads the process's output until it exited and its pipes are drained, then sends `end`.
 async fn pump(
     envd: Shared,
@@ -303,7 +322,17 @@ async fn pump(
             break; // the reaper lost the child; end without a status
         }
         let drain_timer = tokio::time::sleep(if status.is_some() { DRAIN_IDLE } else { Duration::from_secs(86400 * 365) });
+        // Biased: output that is ready is always read before the drain timer may end the stream
+        // (polled at random, a starved thread could let the timer win over the last output).
         tokio::select! {
+            biased;
+            s = &mut exit, if !exit_done => {
+                exit_done = true;
+                if let Ok(s) = s {
+                    proc.exited.store(true, Ordering::SeqCst);
+                    status = Some(s);
+                }
+            }
             r = async { stdout.as_mut().unwrap().read(&mut out_buf).await }, if stdout.is_some() => match r {
                 Ok(n) if n > 0 => proc.broadcast(Event::Data(DataEvent { output: Some(Output::Stdout(out_buf[..n].to_vec())) })).await,
                 _ => stdout = None,
@@ -316,14 +345,21 @@ async fn pump(
                 Ok(n) if n > 0 => proc.broadcast(Event::Data(DataEvent { output: Some(Output::Pty(pty_buf[..n].to_vec())) })).await,
                 _ => pty = None,
             },
-            s = &mut exit, if !exit_done => {
-                exit_done = true;
-                if let Ok(s) = s {
-                    proc.exited.store(true, Ordering::SeqCst);
-                    status = Some(s);
+            _ = drain_timer => {
+                // Silent for DRAIN_IDLE by the clock. Whatever the process wrote before it exited
+                // is in the pipes even if this (starved) thread's reactor has not noticed yet:
+                // take it before ending (found by bench/load.mjs: a stream ended without its
+                // output under load).
+                for (pipe, buf, wrap) in [
+                    (&stdout, &mut out_buf, Output::Stdout as fn(Vec<u8>) -> Output),
+                    (&stderr, &mut err_buf, Output::Stderr),
+                ] {
+                    for chunk in pipe.as_ref().map(|p| read_now(p, buf, DRAIN_CHUNKS)).unwrap_or_default() {
+                        proc.broadcast(Event::Data(DataEvent { output: Some(wrap(chunk)) })).await;
+                    }
                 }
+                break;
             }
-            _ = drain_timer => break,
         }
     }
     proc.exited.store(true, Ordering::SeqCst);
@@ -431,7 +467,10 @@ pub async fn connect(State(envd): State<Shared>, headers: HeaderMap, body: Body)
 }
 
 pub async fn list(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
+    // A malformed or unknown user is refused here too, as by every other call.
+    let user = users::resolve(&headers, None, &envd.opts.default_user);
     connect::unary(&headers, body, |_: Empty| async move {
+        user?;
         let procs = envd.processes.procs.lock().unwrap_or_else(|e| e.into_inner());
         let mut processes: Vec<ProcessInfo> = procs.values().map(|p| p.info()).collect();
         processes.sort_by_key(|p| p.pid);
@@ -518,11 +557,12 @@ pub async fn update(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
 }
 
 /// Client streaming: answered at once, without reading the (possibly endless) request body.
+/// A wrong content type is the client's error (400), not a 501.
 pub async fn stream_input(headers: HeaderMap) -> Response {
     let err = ConnectError::new(Code::Unimplemented, "Process/StreamInput is not supported by this envd; use SendInput");
     match Codec::streaming(&headers) {
         Ok(codec) => connect::stream_error(codec, err),
-        Err(_) => connect::unary_error(&err),
+        Err(bad_type) => connect::unary_error(&bad_type),
     }
 }
 
@@ -549,6 +589,28 @@ mod tests {
         assert_eq!(env["PATH"], "/sb");
         assert_eq!(env["A"], "2");
         assert_eq!(env["B"], "3");
+    }
+
+    #[test]
+    fn read_now_takes_what_is_there_without_waiting() {
+        // Regression (found by bench/load.mjs): the final drain must not depend on the reactor.
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        nix::unistd::write(&w, b"84\n").unwrap();
+        let mut buf = [0u8; 2];
+        assert_eq!(read_now(&r, &mut buf, 64), vec![b"84".to_vec(), b"\n".to_vec()]);
+        // A writer still holds the pipe (a background descendant): nothing more, no waiting.
+        assert!(read_now(&r, &mut buf, 64).is_empty());
+        nix::unistd::write(&w, &[b'x'; 10]).unwrap();
+        assert_eq!(read_now(&r, &mut buf, 3).len(), 3, "bounded");
+        drop(w);
+        assert_eq!(read_now(&r, &mut buf, 64).len(), 2, "the rest, then end of file");
+    }
+
+    #[test]
+    fn a_nul_in_a_command_is_the_requests_fault() {
+        // Regression (found by tests/malformed.rs): it was `internal`.
+        let e = std::process::Command::new("/bin/tr\0ue").spawn().unwrap_err();
+        assert_eq!(spawn_error("/bin/tr\0ue", e).code, Code::InvalidArgument);
     }
 
     #[test]

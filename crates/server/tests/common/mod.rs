@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
+pub mod host;
+
 pub const KEY: &str = "integration-test-key";
 
 /// A running server, with the temporary data dir it owns (if any).
@@ -92,6 +94,19 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Res {
     let res = tx.send_request(req).await.expect("response");
     let (parts, body) = res.into_parts();
     Res { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+}
+
+/// Like [`send`], but a refused connection or a cut-off answer is an `Err`, not a panic (for
+/// tests that kill the server, or that expect it to refuse a request).
+pub async fn try_send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Res, String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let res = tx.send_request(req).await.map_err(|e| format!("no response: {e}"))?;
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.map_err(|e| format!("reading the body: {e}"))?.to_bytes();
+    Ok(Res { status: parts.status, headers: parts.headers, body })
 }
 
 pub fn req(addr: SocketAddr, method: &str, path: &str) -> hyper::http::request::Builder {

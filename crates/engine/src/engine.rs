@@ -1082,12 +1082,24 @@ fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError> {
         .truncate(false)
         .open(&path)
         .map_err(io_ctx(format!("open {}", path.display())))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((mut file, _)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(EngineError::Locked { path: layout.root().to_path_buf(), pid: pid.trim().to_string() });
+    // A server that was just killed may still have a child between fork and exec, holding a copy
+    // of the lock's descriptor for a moment: while the owner named in the file is dead, wait.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut file = file;
+    let mut lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((mut back, _)) => {
+                let mut pid = String::new();
+                let _ = back.read_to_string(&mut pid);
+                let _ = std::io::Seek::rewind(&mut back);
+                let owner_alive = pid.trim().parse::<i32>().is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+                if owner_alive || Instant::now() > deadline {
+                    return Err(EngineError::Locked { path: layout.root().to_path_buf(), pid: pid.trim().to_string() });
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                file = back;
+            }
         }
     };
     lock.set_len(0).map_err(io_ctx("truncate the lock file".into()))?;

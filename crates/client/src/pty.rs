@@ -84,13 +84,8 @@ pub struct PtyCreateOpts {
     pub stream_output: bool,
 }
 
-/// `PtyConnectOpts`.
-#[derive(Clone, Debug, Default)]
-pub struct PtyConnectOpts {
-    pub timeout_ms: Option<u64>,
-    pub request_timeout_ms: Option<u64>,
-    pub stream_output: bool,
-}
+/// `PtyConnectOpts`: a terminal is reattached to as a command is.
+pub type PtyConnectOpts = crate::commands::CommandConnectOpts;
 
 /// The environment a terminal gets: the caller's, over the SDK's defaults.
 pub fn pty_envs(mut envs: HashMap<String, String>) -> HashMap<String, String> {

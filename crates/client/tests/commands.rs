@@ -142,6 +142,7 @@ fn background_handles_stdin_kill_connect() {
             match chunk {
                 CommandOutput::Stdout(s) => out.push_str(&s),
                 CommandOutput::Stderr(s) => err.push_str(&s),
+                CommandOutput::Pty(_) => panic!("terminal output from a command started without a terminal"),
             }
         }
         assert_eq!((out.as_str(), err.as_str()), ("1\n2\n3\n", "e\n"));

@@ -12,6 +12,7 @@
 //! Needs root (the engine).
 
 mod common;
+use common::rng::XorShift;
 
 use bytes::Bytes;
 use common::host::*;
@@ -32,26 +33,14 @@ const MARKER_BYTES: usize = 256 * 1024;
 
 /// Deterministic content for a sandbox (xorshift seeded by its ID).
 fn content(id: &str) -> Vec<u8> {
-    let mut x = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) | 1;
+    let mut rng = XorShift(id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) | 1);
     let mut out = Vec::with_capacity(MARKER_BYTES);
     while out.len() < MARKER_BYTES {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+        out.extend_from_slice(&rng.next().to_le_bytes());
     }
     out
 }
 
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// What the clients were told, over all rounds.
 #[derive(Default)]

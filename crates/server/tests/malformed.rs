@@ -15,6 +15,7 @@
 //!   with an empty body and `connection: close`. They are checked for a 4xx and no hang.
 
 mod common;
+use common::rng::XorShift;
 
 use bytes::Bytes;
 use common::*;
@@ -640,19 +641,6 @@ async fn raw_http(a: SocketAddr) -> Vec<String> {
     failures
 }
 
-/// A tiny deterministic generator for the mutation round.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Valid bodies with a few random bytes flipped, cut or repeated, sent to routes that change
 /// nothing lasting: each answer is a success or a well-formed 4xx; never a 5xx.

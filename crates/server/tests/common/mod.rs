@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus};
 
 pub mod host;
+pub mod rng;
 
 pub const KEY: &str = "integration-test-key";
 

@@ -1,8 +1,10 @@
 //! envd's messages in both encodings (`sandbank_protocol::{process, filesystem, connect}`):
 //! whatever decodes — proto3 JSON or binary protobuf — never panics, re-encodes to something
 //! that decodes to the same message, and (as the server's `expect` requires) always serializes.
+//! Each input is tried as it is, and as the seed of a JSON document shaped like these messages.
 #![no_main]
 
+use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sandbank_protocol::connect::{ConnectError, EndStream};
@@ -37,7 +39,16 @@ fn both<T: Message + Default + Serialize + DeserializeOwned + PartialEq + Debug>
     proto::<T>(data);
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The messages' field names (camelCase and the original snake_case the parser also takes).
+const KEYS: &[&str] = &[
+    "process", "cmd", "args", "envs", "cwd", "pty", "size", "cols", "rows", "tag", "stdin", "pid", "input", "signal",
+    "path", "depth", "source", "destination", "recursive", "event", "start", "data", "stdout", "stderr", "end",
+    "exitCode", "exit_code", "exited", "status", "error", "keepalive", "entry", "entries", "name", "type", "mode",
+    "permissions", "owner", "group", "modifiedTime", "modified_time", "symlinkTarget", "code", "message",
+    "processes", "config", "filesystem", "metadata",
+];
+
+fn all(data: &[u8]) {
     // process.Process
     both::<StartRequest>(data);
     both::<ConnectRequest>(data);
@@ -58,4 +69,11 @@ fuzz_target!(|data: &[u8]| {
     // Connect errors and end-of-stream messages
     json::<ConnectError>(data);
     json::<EndStream>(data);
+}
+
+fuzz_target!(|data: &[u8]| {
+    all(data);
+    if let Ok(doc) = sandbank_fuzz::object(&mut Unstructured::new(data), KEYS, 4) {
+        all(&serde_json::to_vec(&serde_json::Value::Object(doc)).unwrap());
+    }
 });

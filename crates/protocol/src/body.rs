@@ -25,15 +25,15 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     // shows before any "missing field"). One small object per field keeps this linear; removing
     // each field in turn from a copy of the whole object was quadratic, and a 1 MB body of
     // 80 000 fields held a server thread for minutes.
-    let culprit = fields.iter().map(|(k, _)| k).find(|k| {
-        let one: serde_json::Map<String, serde_json::Value> = [((*k).clone(), fields[*k].clone())].into_iter().collect();
+    let culprit = fields.iter().find(|(k, v)| {
+        let one: serde_json::Map<String, serde_json::Value> = [((*k).clone(), (*v).clone())].into_iter().collect();
         matches!(T::deserialize(&serde_json::Value::Object(one)), Err(e) if !e.to_string().starts_with("missing field"))
     });
     // serde quotes the offending value in full: cut it, as the value itself.
     let err = shorten(&err);
     Err(match culprit {
-        Some(k) if !err.starts_with("missing field") => {
-            format!("Invalid request body: field \"{k}\": {err} (got {})", shorten(&fields[k].to_string()))
+        Some((k, v)) if !err.starts_with("missing field") => {
+            format!("Invalid request body: field \"{k}\": {err} (got {})", shorten(&v.to_string()))
         }
         _ => format!("Invalid request body: {err}"),
     })

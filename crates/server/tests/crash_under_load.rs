@@ -104,7 +104,7 @@ async fn worker(a: SocketAddr, seed: u64, acks: Arc<Acks>) {
         acks.count("snapshot");
         let snap = r.json()["snapshotID"].as_str().unwrap().to_string();
         acks.snapshots.lock().unwrap().insert(snap.clone(), id.clone());
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             acks.deleting.lock().unwrap().insert(snap.clone());
             let Some(r) = attempt(a, &acks, "DELETE", &format!("/templates/{snap}"), None, vec![]).await else { return };
             assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&r.body));
@@ -112,7 +112,7 @@ async fn worker(a: SocketAddr, seed: u64, acks: Arc<Acks>) {
             acks.deleted.lock().unwrap().insert(snap);
         }
         // Half the sandboxes are killed; the others are still running when the server dies.
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             let Some(r) = attempt(a, &acks, "DELETE", &format!("/sandboxes/{id}"), None, vec![]).await else { return };
             assert_eq!(r.status, StatusCode::NO_CONTENT);
             acks.count("kill");

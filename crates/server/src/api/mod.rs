@@ -92,7 +92,13 @@ impl AppState {
                                 tracing::info!(id = %entry.id, "sandbox timed out: pausing it");
                                 let id = entry.id.clone();
                                 if let Err(e) = sandboxes::pause_entry(&state, entry).await {
-                                    tracing::warn!(%id, "pausing a timed-out sandbox failed: {e}");
+                                    // Its time is up either way: it goes, rather than expiring
+                                    // again and again.
+                                    tracing::warn!(%id, "pausing a timed-out sandbox failed ({e}): killing it");
+                                    state.registry.remove(&id);
+                                    if let Err(e) = state.backend.kill(&id).await {
+                                        tracing::warn!(%id, "killing it failed too: {e}");
+                                    }
                                 }
                             }
                         }

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// A sandbox as the API knows it. A paused one's entry is kept by the engine with it
-/// (serialized), so that it outlives the server.
+/// (serialized), so that it outlives the server; fields added later default when read back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
@@ -24,11 +24,15 @@ pub struct Entry {
     pub envd_socket: PathBuf,
     pub state: SandboxState,
     /// The timeout it was created with, in seconds: an automatic resume runs for as long.
+    #[serde(default)]
     pub timeout: u64,
+    #[serde(default)]
     pub lifecycle: Lifecycle,
     /// Secure sandboxes: what envd requests must carry as `X-Access-Token`.
+    #[serde(default)]
     pub access_token: Option<String>,
     /// Whether the sandbox has outbound network.
+    #[serde(default)]
     pub internet: bool,
 }
 

@@ -613,7 +613,7 @@ impl Engine {
         }
         let (layout, state, id) = (self.layout.clone(), Arc::clone(&self.state), id.to_string());
         tokio::task::spawn_blocking(move || {
-            let removed = remove_all(layout.sandbox(&id).path());
+            let removed = remove_sandbox_dir(&layout, &id);
             collect_layers(&layout, &state);
             removed
         })

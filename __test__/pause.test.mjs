@@ -124,6 +124,11 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     await sbx.commands.run('echo usr-change > /usr/local/restart-marker', { user: 'root' })
     await startCounter(sbx)
     await sbx.pause()
+    // A second one stays paused through the restart and is killed without being resumed.
+    const other = await Sandbox.create(first.novita())
+    first.sandboxIds.add(other.sandboxId)
+    await other.files.write('/home/user/other.txt', 'x')
+    await other.pause()
     const r = await first.stop()
     first.stopped = true
     assert.equal(r.code, 0, first.stderr.slice(-2000))
@@ -134,8 +139,14 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
 
     second = await startServer({ dataDir, apiKey: first.apiKey, extraArgs })
     second.sandboxIds.add(sbx.sandboxId)
+    second.sandboxIds.add(other.sandboxId)
     const info = await Sandbox.getInfo(sbx.sandboxId, second.novita())
     assert.equal(info.state, 'paused')
+    const paused = await Sandbox.list({ ...second.novita(), query: { state: ['paused'] } }).nextItems()
+    assert.deepEqual(paused.map((s) => s.sandboxId).sort(), [sbx.sandboxId, other.sandboxId].sort())
+    assert.equal(await Sandbox.kill(other.sandboxId, second.novita()), true, 'a sandbox paused before the restart can be killed as it is')
+    for (const left of [other.sandboxId, `${other.sandboxId}.img`]) assert.ok(!existsSync(join(dataDir, 'sandboxes', left)), `${left} is removed`)
+    await assert.rejects(Sandbox.getInfo(other.sandboxId, second.novita()), SandboxNotFoundError)
 
     const res = await second.fetch(`/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', body: JSON.stringify({ timeout: 60 }), headers: { 'content-type': 'application/json' } })
     assert.equal(res.status, 201)

@@ -152,7 +152,10 @@ describe('control plane', () => {
 
 describe('envd', () => {
   const envd = (path, init = {}) =>
-    fetch(server.url + path, { ...init, headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', ...(init.headers ?? {}) } })
+    fetch(server.url + path, {
+      ...init,
+      headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', 'X-Access-Token': sbx.envdAccessToken ?? '', ...(init.headers ?? {}) },
+    })
 
   test('a truncated Connect envelope is rejected', async () => {
     const msg = Buffer.from(JSON.stringify({ process: { cmd: '/bin/echo', args: ['x'] } }))

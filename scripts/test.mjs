@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: the Rust tests, then the JS tests. Both always run; the exit code is non-zero if
 // either failed. Each runner prints its own summary.
+//   0. install the host packages the tests use when missing (scripts/system-deps.sh)
 //   1. make sure native/sandbank and the addon are current (`scripts/build.mjs`, a no-op when they are)
 //   2. cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
 //      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time
@@ -25,6 +26,8 @@ const step = (title, cmd, args) => {
   return ok
 }
 
+// The host packages the tests use (apt, when missing and root: scripts/system-deps.sh).
+if (!step('system packages', 'bash', [join(root, 'scripts', 'system-deps.sh')])) process.exit(1)
 if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) process.exit(1)
 
 const rust = step('Rust tests', 'cargo', ['test', '--release', '--workspace'])

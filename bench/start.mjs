@@ -210,7 +210,9 @@ ${row('sandbank, raw HTTP `DELETE`', results.rawKill)}
 ${row('sandbank, raw HTTP `DELETE`, with internet access (pasta stopped and reaped too)', results.netKill)}
 ${row('sandbank via `novita-sandbox`: `sandbox.kill()`', results.sdkKill)}
 
-A kill returns once the sandbox's processes are dead and its mounts, cgroup and directories are gone.
+A kill returns once the sandbox's processes are dead and its mounts, cgroup and directories are gone,
+and, with internet access, once its pasta has been killed and reaped: that is where the extra time of that
+row goes (signalling pasta earlier, in parallel with the rest of the cleanup, did not shorten it).
 
 ### Method
 

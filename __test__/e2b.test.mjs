@@ -139,3 +139,22 @@ describe('e2b: commands and files', () => {
     await rejectsWith(sbx.files.read('/home/user/missing.txt'), FileNotFoundError)
   })
 })
+
+describe('e2b: pause and resume', () => {
+  test('pause (false when already paused), list paused, connect resumes with files and processes', async (t) => {
+    const sbx = await create(t)
+    await sbx.files.write('/home/user/e2b-paused.txt', 'kept')
+    const bg = await sbx.commands.run('sleep 600', { background: true })
+    assert.equal(await sbx.pause(), true)
+    assert.equal(await Sandbox.pause(sbx.sandboxId, server.e2b()), false)
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, server.e2b())).state, 'paused')
+    const paused = await Sandbox.list({ ...server.e2b(), query: { state: ['paused'] } }).nextItems()
+    assert.deepEqual(paused.map((s) => s.sandboxId), [sbx.sandboxId])
+
+    const back = await Sandbox.connect(sbx.sandboxId, server.e2b())
+    assert.equal((await back.getInfo()).state, 'running')
+    assert.equal(await back.files.read('/home/user/e2b-paused.txt'), 'kept')
+    assert.equal((await back.commands.run(`kill -0 ${bg.pid} && echo alive`)).stdout, 'alive\n')
+    await rejectsWith(Sandbox.pause('abcdefghij0123456789', server.e2b()), SandboxNotFoundError)
+  })
+})

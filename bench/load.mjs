@@ -133,7 +133,9 @@ async function main() {
         const r = await request('create', '/sandboxes', {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ templateID: template, timeout: 600, metadata: { client: String(n) } }),
+          // Loopback only: this measures the server under load; a pasta per sandbox (its own
+          // ~30 MB process) is measured by bench/start.mjs.
+          body: JSON.stringify({ templateID: template, timeout: 600, metadata: { client: String(n) }, allow_internet_access: false }),
         })
         // A snapshot deleted meanwhile is a 404: an expected answer.
         if (r?.status === 201) sandbox = r.json().sandboxID

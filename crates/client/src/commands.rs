@@ -174,11 +174,14 @@ impl Commands {
         data: Vec<u8>,
         request_timeout_ms: Option<u64>,
     ) -> Result<()> {
+        self.send_input(pid, Input::Stdin(data), request_timeout_ms).await
+    }
+
+    /// `Process/SendInput`: bytes for a process's stdin or its terminal.
+    pub(crate) async fn send_input(&self, pid: u32, input: Input, request_timeout_ms: Option<u64>) -> Result<()> {
         let req = SendInputRequest {
             process: pid_selector(pid),
-            input: Some(ProcessInput {
-                input: Some(Input::Stdin(data)),
-            }),
+            input: Some(ProcessInput { input: Some(input) }),
         };
         let _: Empty = self
             .envd

@@ -6,8 +6,7 @@ use crate::commands::{pid_selector, CommandHandle, Commands};
 use crate::envd::DEFAULT_STREAM_TIMEOUT_MS;
 use crate::error::{from_rpc, Error, Result};
 use sandbank_protocol::process::{
-    ConnectRequest, Empty, Input, ProcessConfig, ProcessInput, Pty as WirePty, PtySize as WireSize,
-    SendInputRequest, StartRequest, UpdateRequest,
+    Empty, Input, ProcessConfig, Pty as WirePty, PtySize as WireSize, StartRequest, UpdateRequest,
 };
 use std::collections::HashMap;
 
@@ -137,18 +136,7 @@ impl Pty {
 
     /// `pty.connect(pid, opts)`: another handle on a running terminal (output from now on).
     pub async fn connect(&self, pid: u32, opts: PtyConnectOpts) -> Result<CommandHandle> {
-        let req = ConnectRequest {
-            process: pid_selector(pid),
-        };
-        let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
-        let envd = self.commands.envd().clone();
-        let open = async move {
-            envd.open_stream("process.Process/Connect", &req, None, timeout_ms)
-                .await
-        };
-        self.commands
-            .begin(open, opts.request_timeout_ms, opts.stream_output)
-            .await
+        self.commands.connect(pid, opts).await
     }
 
     /// `pty.sendInput(pid, data)`: bytes typed into the terminal.
@@ -158,19 +146,7 @@ impl Pty {
         data: Vec<u8>,
         request_timeout_ms: Option<u64>,
     ) -> Result<()> {
-        let req = SendInputRequest {
-            process: pid_selector(pid),
-            input: Some(ProcessInput {
-                input: Some(Input::Pty(data)),
-            }),
-        };
-        let _: Empty = self
-            .commands
-            .envd()
-            .unary("process.Process/SendInput", &req, None, request_timeout_ms)
-            .await
-            .map_err(|e| from_rpc(&e, false))?;
-        Ok(())
+        self.commands.send_input(pid, Input::Pty(data), request_timeout_ms).await
     }
 
     /// `pty.resize(pid, {cols, rows})` (`Process/Update`).
@@ -202,6 +178,7 @@ impl Pty {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sandbank_protocol::process::{ProcessInput, SendInputRequest};
 
     #[test]
     fn sizes_are_checked_and_errors_name_the_value() {

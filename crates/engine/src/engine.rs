@@ -612,21 +612,19 @@ impl Engine {
             return Ok(false);
         }
         let (layout, state, id) = (self.layout.clone(), Arc::clone(&self.state), id.to_string());
-        tokio::task::spawn_blocking(move || {
+        blocking("remove a paused sandbox", move || {
             let removed = remove_sandbox_dir(&layout, &id);
             collect_layers(&layout, &state);
-            removed
+            removed.map_err(io_ctx("remove a paused sandbox".into()))
         })
-        .await
-        .map_err(|e| EngineError::Io { context: "remove a paused sandbox".into(), source: io::Error::other(e) })?
-        .map_err(io_ctx("remove a paused sandbox".into()))?;
+        .await?;
         Ok(true)
     }
 
     /// Drops the paused record of a sandbox; whether it had one.
     async fn forget_paused(&self, id: &str) -> Result<bool, EngineError> {
         let (state, id) = (Arc::clone(&self.state), id.to_string());
-        tokio::task::spawn_blocking(move || {
+        blocking("update the catalog", move || {
             let mut state = state.lock().unwrap();
             let had = state.paused.remove(&id).is_some();
             if had {
@@ -635,7 +633,6 @@ impl Engine {
             Ok(had)
         })
         .await
-        .map_err(|e| EngineError::Io { context: "update the catalog".into(), source: io::Error::other(e) })?
     }
 
     /// SIGKILLs the sandbox's guest and waits until its cleanup is done. The caller holds its
@@ -694,7 +691,7 @@ impl Engine {
             }
         };
         let (cgroups, state, id) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
-        tokio::task::spawn_blocking(move || {
+        blocking("pause", move || {
             if let Err(e) = cgroups.set_frozen(&id, true) {
                 let _ = cgroups.set_frozen(&id, false);
                 return Err(io_ctx(format!("freeze sandbox {id}"))(e));
@@ -710,7 +707,6 @@ impl Engine {
             Ok(())
         })
         .await
-        .map_err(|e| EngineError::Io { context: "pause".into(), source: io::Error::other(e) })?
     }
 
     /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused, starts
@@ -723,10 +719,7 @@ impl Engine {
                 return Ok(Resumed::Thawed);
             }
             let (cgroups, id2) = (self.cgroups.clone(), id.to_string());
-            tokio::task::spawn_blocking(move || cgroups.set_frozen(&id2, false))
-                .await
-                .map_err(|e| EngineError::Io { context: "thaw".into(), source: io::Error::other(e) })?
-                .map_err(io_ctx(format!("thaw sandbox {id}")))?;
+            blocking("thaw", move || cgroups.set_frozen(&id2, false).map_err(io_ctx(format!("thaw sandbox {id2}")))).await?;
             self.forget_paused(id).await?;
             return Ok(Resumed::Thawed);
         }
@@ -758,13 +751,12 @@ impl Engine {
             }
         };
         let (cgroups, dir, id) = (self.cgroups.clone(), self.layout.sandbox(id), id.to_string());
-        tokio::task::spawn_blocking(move || {
+        blocking("usage", move || {
             let cg = if live { cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))? } else { Default::default() };
             let disk_bytes = disk_usage(&dir.upper_root()) + disk_usage(&dir.upper_usr());
             Ok(SandboxUsage { cpu_ns: cg.cpu_ns, memory_bytes: cg.memory_bytes, disk_bytes })
         })
         .await
-        .map_err(|e| EngineError::Io { context: "usage".into(), source: io::Error::other(e) })?
     }
 
     /// The paused sandboxes, frozen or only files.
@@ -1052,6 +1044,16 @@ fn collect_layers(layout: &Layout, state: &Mutex<State>) {
             tracing::error!("removing layer {}: {e}", dir.display());
         }
     }
+}
+
+/// Runs blocking work (cgroup files, the catalog, directory trees) off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Io { context: what.into(), source: io::Error::other(e) })?
 }
 
 fn io_ctx(context: String) -> impl FnOnce(io::Error) -> EngineError {

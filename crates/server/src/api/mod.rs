@@ -224,24 +224,24 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
         return next.run(req).await;
     };
     let short = extract::short_id(&raw);
-    let entry = short.as_deref().and_then(|id| state.registry.get(id));
+    let route = short.as_deref().and_then(|id| state.registry.route(id));
     let shown = short.unwrap_or(raw);
-    let Some(mut entry) = entry else {
+    let Some(mut route) = route else {
         return refuse(req, ApiError::NotRunning(shown)).await;
     };
-    if let Err(e) = envd_auth::check(&req, entry.access_token.as_deref()) {
+    if let Err(e) = envd_auth::check(&req, route.access_token.as_deref()) {
         return refuse(req, e).await;
     }
-    if entry.state == SandboxState::Paused {
-        if !entry.lifecycle.auto_resume {
+    if route.paused {
+        if !route.auto_resume {
             return refuse(req, ApiError::Paused(shown)).await;
         }
-        match sandboxes::resume(&state, &entry.id, entry.timeout).await {
-            Ok((resumed, _)) => entry = resumed,
+        match sandboxes::resume(&state, &shown, route.timeout).await {
+            Ok((resumed, _)) => route.envd_socket = resumed.envd_socket,
             Err(e) => return refuse(req, e).await,
         }
     }
-    match crate::proxy::forward(&entry.envd_socket, req).await {
+    match crate::proxy::forward(&route.envd_socket, req).await {
         Ok(res) => res,
         Err(e) => {
             tracing::debug!(id = %shown, "envd proxy: {e}");

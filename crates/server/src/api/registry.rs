@@ -36,6 +36,16 @@ pub struct Entry {
     pub internet: bool,
 }
 
+/// See [`Registry::route`].
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub envd_socket: PathBuf,
+    pub access_token: Option<String>,
+    pub paused: bool,
+    pub auto_resume: bool,
+    pub timeout: u64,
+}
+
 /// What happens at the end time, and whether envd traffic wakes a paused sandbox.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lifecycle {
@@ -69,6 +79,18 @@ impl Registry {
 
     pub fn get(&self, id: &str) -> Option<Entry> {
         self.lock().get(id).cloned()
+    }
+
+    /// What routing an envd request to the sandbox needs (every command and file call: no
+    /// copy of the whole entry).
+    pub fn route(&self, id: &str) -> Option<Route> {
+        self.lock().get(id).map(|e| Route {
+            envd_socket: e.envd_socket.clone(),
+            access_token: e.access_token.clone(),
+            paused: e.state == SandboxState::Paused,
+            auto_resume: e.lifecycle.auto_resume,
+            timeout: e.timeout,
+        })
     }
 
     pub fn remove(&self, id: &str) -> Option<Entry> {

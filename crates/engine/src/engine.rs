@@ -9,6 +9,7 @@ use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::disk;
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
+use crate::userns::IdMap;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +67,9 @@ pub struct EngineConfig {
     /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
     /// `None`: sandboxes get loopback only.
     pub pasta: Option<PathBuf>,
+    /// Run each sandbox in a user namespace, its root an unprivileged host user, where this
+    /// machine can ([`crate::userns`]; checked at open, see [`Engine::user_namespace`]).
+    pub user_namespace: bool,
 }
 
 /// Resource limits of one sandbox, as enforced.
@@ -210,6 +214,8 @@ pub struct Engine {
     /// must be read and changed together.
     state: Arc<Mutex<State>>,
     spawner: Spawner,
+    /// The id mapping of sandboxes' user namespaces; `None`: they have none.
+    userns: Option<IdMap>,
     /// Held for the engine's life: one server per data directory.
     _lock: Flock<fs::File>,
 }
@@ -338,6 +344,8 @@ impl Engine {
             disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
         }
 
+        let userns = config.user_namespace.then(|| probe_userns(&config.guest_exe, &layout)).flatten();
+
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
         let engine = Self {
@@ -348,6 +356,7 @@ impl Engine {
             default_limits,
             state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default(), paused })),
             spawner: Spawner::start(),
+            userns,
             _lock: lock,
         };
         engine.collect_layers();
@@ -356,6 +365,12 @@ impl Engine {
 
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+
+    /// How sandboxes' ids map to the host's; `None`: sandboxes have no user namespace (not asked
+    /// for, or this machine cannot, as logged at open), and root inside is the host's root.
+    pub fn user_namespace(&self) -> Option<IdMap> {
+        self.userns
     }
 
     /// Whether `name` is a template or a snapshot a sandbox can start from.
@@ -453,8 +468,9 @@ impl Engine {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
-                if libc::unshare(flags) != 0 {
+                // Its own mount namespace, for the sandbox's root; PID 1's namespaces are the
+                // guest's to make (see `guest`).
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -475,14 +491,19 @@ impl Engine {
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
         let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
-        // The network is set up while the guest sets itself up, and is there before it is ready.
-        let network = async {
-            match self.config.pasta.as_deref().filter(|_| internet) {
-                Some(pasta) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
-                None => Ok(None),
-            }
+        let started = async {
+            let mut report = GuestReport::new(stdout)?;
+            let pid1 = report.pid1().await?;
+            // The network is set up while PID 1 sets itself up, and is there before it is ready.
+            let network = async {
+                match self.config.pasta.as_deref().filter(|_| internet) {
+                    Some(pasta) => Pasta::start(pasta, pid1, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            tokio::try_join!(report.ready(), network)
         };
-        match tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(read_ready(stdout), network) }).await {
+        match tokio::time::timeout(START_TIMEOUT, started).await {
             Ok(Ok(((), pasta))) => {
                 // Gone already (killed meanwhile): its pasta goes now, outside the lock.
                 let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
@@ -510,7 +531,7 @@ impl Engine {
             fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
             disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path()).map_err(io_ctx("attach the sandbox's disk".into()))?;
         }
-        for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs()] {
+        for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
         let cgroup_procs = self.cgroups.create(&spec.id, &spec.limits).map_err(io_ctx("create the cgroup".into()))?;
@@ -541,6 +562,8 @@ impl Engine {
             rootfs: dir.rootfs(),
             cgroup_procs,
             bind_files,
+            sandbox_dir: dir.path().to_path_buf(),
+            userns: self.userns,
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
@@ -1109,18 +1132,50 @@ fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError> {
     Ok(lock)
 }
 
-/// Reads the guest's report: `pid N`, then `ready` or `error <why>`.
-async fn read_ready(stdout: std::process::ChildStdout) -> Result<(), String> {
-    let fd = OwnedFd::from(stdout);
-    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(|e| format!("guest pipe: {e}"))?;
-    let mut lines = BufReader::new(pipe).lines();
-    loop {
-        match lines.next_line().await {
-            Ok(Some(line)) if line == "ready" => return Ok(()),
-            Ok(Some(line)) if line.starts_with("pid ") => continue,
-            Ok(Some(line)) => return Err(line.strip_prefix("error ").unwrap_or(&line).to_string()),
-            Ok(None) => return Err("the guest exited before it was ready (see the server log)".into()),
-            Err(e) => return Err(format!("reading the guest's report: {e}")),
+/// The user namespace sandboxes get, if this machine can give them one; said in the log if not.
+fn probe_userns(guest_exe: &Path, layout: &Layout) -> Option<IdMap> {
+    crate::userns::check(guest_exe, &layout.userns_probe())
+        .inspect_err(|why| {
+            tracing::warn!(
+                "sandboxes get no user namespace ({why}): root in a sandbox is the host's root, \
+                 confined by its capability set, seccomp and the /proc and /sys masks"
+            )
+        })
+        .ok()
+}
+
+/// What the guest reports on its stdout: `pid N` (PID 1's host pid), then `ready`; or
+/// `error <why>` at any point.
+struct GuestReport {
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::pipe::Receiver>>,
+}
+
+impl GuestReport {
+    fn new(stdout: std::process::ChildStdout) -> Result<Self, String> {
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(|e| format!("guest pipe: {e}"))?;
+        Ok(Self { lines: BufReader::new(pipe).lines() })
+    }
+
+    async fn next(&mut self) -> Result<String, String> {
+        match self.lines.next_line().await {
+            Ok(Some(line)) => match line.strip_prefix("error ") {
+                Some(why) => Err(why.to_string()),
+                None => Ok(line),
+            },
+            Ok(None) => Err("the guest exited before it was ready (see the server log)".into()),
+            Err(e) => Err(format!("reading the guest's report: {e}")),
+        }
+    }
+
+    async fn pid1(&mut self) -> Result<i32, String> {
+        let line = self.next().await?;
+        line.strip_prefix("pid ").and_then(|p| p.parse().ok()).ok_or_else(|| format!("unexpected report from the guest: {line:?}"))
+    }
+
+    async fn ready(&mut self) -> Result<(), String> {
+        match self.next().await? {
+            line if line == "ready" => Ok(()),
+            line => Err(format!("unexpected report from the guest: {line:?}")),
         }
     }
 }

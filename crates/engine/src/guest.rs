@@ -1,22 +1,27 @@
 //! The guest's side of a sandbox: what `sandbank guest` does before it serves envd.
 //!
-//! The engine starts `sandbank guest` already in new mount, UTS, IPC, network and PID
-//! namespaces (unshared before exec; a PID namespace takes effect for children). This first
-//! process joins the sandbox's cgroup and forks; the child is PID 1 of the new PID namespace.
-//! PID 1 mounts the overlay root, `/proc`, `/sys` and a minimal `/dev`, sets the hostname,
-//! brings up loopback, binds envd's socket at its host path, pivots into the new root and
+//! The engine starts `sandbank guest` in a mount namespace of its own. This first process, host
+//! root, joins the sandbox's cgroup, mounts the sandbox's root (an overlay of its upper layer over
+//! the read-only ones; seen through idmapped mounts when the sandbox has a user namespace, see
+//! [`crate::userns`]), binds the host files laid over it and envd's socket at its host path, and
+//! starts PID 1 in new user (optionally), mount, UTS, IPC, network and PID namespaces. PID 1
+//! takes root's ids in its user namespace, mounts `/proc`, `/sys` and a minimal `/dev`, sets the
+//! hostname, brings up loopback, pivots into the new root, drops what it must not keep and
 //! reports `ready` on stdout. The first process reports PID 1's host pid, waits for it and exits
 //! with it.
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::stat::{umask, Mode};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, fork, pivot_root, sethostname, ForkResult};
+use crate::layout::SandboxDir;
+use crate::mounts;
+use crate::userns::{self, IdMap};
+use nix::unistd::{chdir, pivot_root, sethostname};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -42,6 +47,11 @@ pub struct GuestConfig {
     /// belong to this sandbox, not to its layer, so snapshots do not carry them.
     #[serde(default)]
     pub bind_files: Vec<(PathBuf, PathBuf)>,
+    /// The sandbox's directory (see [`SandboxDir`]): the upper and work directories are in it.
+    pub sandbox_dir: PathBuf,
+    /// The sandbox's user namespace, when it has one.
+    #[serde(default)]
+    pub userns: Option<IdMap>,
 }
 
 /// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
@@ -62,45 +72,77 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
     for procs in &config.cgroup_procs {
         fs::write(procs, &me).map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
     }
-    // SAFETY: the guest is single-threaded here (no runtime has started yet), so the child may
-    // run any code after fork.
-    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Parent { child } => {
-            report(&format!("pid {child}"));
-            silence_stdout();
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => break code,
-                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-                    Ok(_) => continue,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(_) => break 1,
-                }
-            };
-            std::process::exit(code);
-        }
-        ForkResult::Child => match become_pid1(&config) {
-            Ok(listener) => {
+    let listener = match prepare_root(&config) {
+        Ok(l) => l,
+        Err(e) => fail(&e),
+    };
+    // PID 1 waits until its id maps are written: the end of this pipe.
+    let (mapped_r, mapped_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let mut namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+    if config.userns.is_some() {
+        namespaces |= libc::CLONE_NEWUSER;
+    }
+    // The guest is single-threaded here (no runtime has started yet), as clone_into needs.
+    let pid1 = match userns::clone_into(namespaces) {
+        Ok(pid) => pid,
+        Err(e) => fail(&e),
+    };
+    if pid1 == 0 {
+        drop(mapped_w);
+        return match become_pid1(&config, mapped_r) {
+            Ok(()) => {
                 report("ready");
                 silence_stdout();
                 Ok(GuestInit { sandbox_id: config.sandbox_id, listener, env_vars: config.env_vars })
             }
-            Err(e) => {
-                report(&format!("error {e}"));
-                std::process::exit(1);
-            }
-        },
+            Err(e) => fail(&e),
+        };
     }
+    drop((mapped_r, listener));
+    let child = nix::unistd::Pid::from_raw(pid1);
+    if let Some(map) = &config.userns {
+        if let Err(e) = map.write_maps(pid1) {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            fail(&e);
+        }
+    }
+    // Said before PID 1 goes on, so that it comes before PID 1's `ready`.
+    report(&format!("pid {pid1}"));
+    drop(mapped_w);
+    silence_stdout();
+    let code = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => break code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break 1,
+        }
+    };
+    std::process::exit(code);
 }
 
-fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
-    // Die with the first process, which dies with the server.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+/// Reports why the sandbox could not start, and exits.
+fn fail(why: &str) -> ! {
+    report(&format!("error {why}"));
+    std::process::exit(1);
+}
+
+/// In the first process, as host root: mounts the sandbox's root with the host files laid over
+/// it, binds envd's socket (at its host path: the server connects to it from outside) and moves
+/// into the root, which PID 1 inherits as its working directory (with a user namespace, its root
+/// cannot look up host paths such as the data directory).
+fn prepare_root(c: &GuestConfig) -> Result<UnixListener, String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make mounts private: {e}"))?;
-    overlay(&c.root_lowers, &c.root_upper, &c.root_work, &c.rootfs)?;
     let root = &c.rootfs;
-    overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+    match &c.userns {
+        Some(map) => mount_idmapped_root(c, map)?,
+        None => {
+            overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
+            overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+        }
+    }
     for (host, inside) in &c.bind_files {
         // Resolved inside the new root: the layers may hold symlinks (a snapshot's, a template
         // tarball's), and this process still sees the host's tree.
@@ -109,35 +151,100 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, String> {
         mount(Some(host.as_path()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} over {}: {e}", host.display(), inside.display()))?;
     }
-    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &root.join("proc"), Some("proc"), nosuid_nodev_noexec, None::<&str>)
-        .map_err(|e| format!("mount /proc: {e}"))?;
-    if let Err(e) =
-        mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None::<&str>)
-    {
-        eprintln!("sandbank guest: /sys not mounted: {e}");
-    }
-    make_dev(&root.join("dev"))?;
-    sethostname(&c.sandbox_id).map_err(|e| format!("sethostname: {e}"))?;
-    loopback_up()?;
-    // ICMP echo sockets for every group, as ping needs without NET_RAW (a per-namespace setting).
-    let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
-
-    // Bound before the pivot, at its host path: the server connects to it from outside.
     let _ = fs::remove_file(&c.envd_socket);
     let listener = UnixListener::bind(&c.envd_socket).map_err(|e| format!("bind {}: {e}", c.envd_socket.display()))?;
-
     chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    Ok(listener)
+}
+
+/// The overlays of `/` and `/usr` over idmapped views of their layers (see [`crate::userns`]).
+/// The idmapped mounts are made on a scratch tmpfs and detached once the overlays hold them.
+fn mount_idmapped_root(c: &GuestConfig, map: &IdMap) -> Result<(), String> {
+    let staging = SandboxDir(c.sandbox_dir.clone()).idmapped();
+    mount(Some("tmpfs"), &staging, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=700,size=64k"))
+        .map_err(|e| format!("mount {}: {e}", staging.display()))?;
+    let userns = userns::helper_namespace(map)?;
+    let idmapped = |src: &Path, name: String| -> Result<PathBuf, String> {
+        let dst = staging.join(name);
+        fs::create_dir(&dst).map_err(|e| format!("create {}: {e}", dst.display()))?;
+        mounts::attach_idmapped(src, &dst, userns.as_fd())?;
+        Ok(dst)
+    };
+    let root_lowers = c.root_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("root{i}"))).collect::<Result<Vec<_>, _>>()?;
+    let usr_lowers = c.usr_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("usr{i}"))).collect::<Result<Vec<_>, _>>()?;
+    // The upper and work directories of an overlay must be on one mount: the sandbox's directory.
+    let own = idmapped(&c.sandbox_dir, "own".into())?;
+    let in_own = |p: &Path| {
+        p.strip_prefix(&c.sandbox_dir)
+            .map(|rel| own.join(rel))
+            .map_err(|_| format!("{} is not in the sandbox's directory {}", p.display(), c.sandbox_dir.display()))
+    };
+    let (root_upper, root_work, usr_upper, usr_work) = (in_own(&c.root_upper)?, in_own(&c.root_work)?, in_own(&c.usr_upper)?, in_own(&c.usr_work)?);
+    userns::as_mapped_root(map, || {
+        overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
+        overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
+    })??;
+    umount2(&staging, MntFlags::MNT_DETACH).map_err(|e| format!("detach {}: {e}", staging.display()))
+}
+
+/// Makes the root (the working directory) PID 1's own mount. The first process mounted it, and
+/// its mounts came into PID 1's namespace locked, when that namespace belongs to a new user
+/// namespace (a less privileged namespace cannot take apart what it was given): pivot_root
+/// refuses a locked mount. A copy made here, attached on top, is not locked.
+fn own_root() -> Result<(), String> {
+    let tree = mounts::clone_tree(Path::new("."), true)?;
+    mounts::attach(&tree, Path::new("."))?;
+    // Into the copy: the working directory was the mount now under it.
+    nix::unistd::fchdir(&tree).map_err(|e| format!("enter the sandbox's root: {e}"))
+}
+
+/// In PID 1, in its new namespaces and with the sandbox's root as working directory.
+fn become_pid1(c: &GuestConfig, mapped: OwnedFd) -> Result<(), String> {
+    userns::wait_for_maps(mapped)?;
+    if c.userns.is_some() {
+        userns::become_root()?;
+    }
+    // Die with the first process, which dies with the server. (Set after the ids change, which
+    // clears it.)
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make mounts private: {e}"))?;
+    own_root()?;
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), "proc", Some("proc"), nosuid_nodev_noexec, None::<&str>).map_err(|e| format!("mount /proc: {e}"))?;
+    if let Err(e) = mount(Some("sysfs"), "sys", Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None::<&str>) {
+        eprintln!("sandbank guest: /sys not mounted: {e}");
+    }
+    make_dev(Path::new("dev"))?;
+    sethostname(&c.sandbox_id).map_err(|e| format!("sethostname: {e}"))?;
+    loopback_up()?;
+
     pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach the host root: {e}"))?;
     chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // ICMP echo sockets for every group the sandbox has, as ping needs without NET_RAW (a
+    // per-namespace setting; the groups must be mapped in the sandbox's user namespace).
+    let last_gid = c.userns.map_or(u32::MAX >> 1, |m| m.count - 1);
+    let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {last_gid}"));
     mask_kernel_interfaces()?;
     restrict_privileges()?;
     restrict_pid1()?;
     // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
     // every process it starts inherit it.
     crate::seccomp::install()?;
-    Ok(listener)
+    Ok(())
+}
+
+/// `sandbank guest --probe-userns SCRATCH`: runs [`userns::probe`]; the exit code is 0 if
+/// sandboxes can have a user namespace here, else 1 with the reason on stderr.
+pub fn probe_userns_main(scratch: &Path) -> u8 {
+    match userns::probe(scratch, &IdMap::DEFAULT) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 /// Opens (creating it if needed) the file `inside` of the tree at `root` as if `root` were `/`:
@@ -280,14 +387,17 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Resu
 }
 
 /// A tmpfs `/dev` with the usual character devices, `/dev/pts`, `/dev/ptmx` and `/dev/shm`.
+/// The devices are the host's, bind-mounted: root of a user namespace cannot make device nodes.
 fn make_dev(dev: &Path) -> Result<(), String> {
     mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=65536k"))
         .map_err(|e| format!("mount /dev: {e}"))?;
     let old = umask(Mode::empty());
     let result = (|| {
-        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
-            mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-                .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
+        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let (host, inside) = (Path::new("/dev").join(name), dev.join(name));
+            fs::File::create(&inside).map_err(|e| format!("create /dev/{name}: {e}"))?;
+            mount(Some(host.as_path()), &inside, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| format!("bind {} on /dev/{name}: {e}", host.display()))?;
         }
         for dir in ["pts", "shm"] {
             fs::create_dir(dev.join(dir)).map_err(|e| format!("mkdir /dev/{dir}: {e}"))?;

@@ -7,12 +7,14 @@
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
 //! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
+//! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
 //! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/sandboxes/<id>/          one running sandbox:
 //!     config.json                 what the guest reads at start
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
 //!     work/root, work/usr         overlayfs work directories
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
+//!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
 //!     envd.sock                   envd's unix socket
@@ -69,6 +71,11 @@ impl Layout {
         self.root.join("sandboxes")
     }
 
+    /// Scratch directories of the start-up check for user namespaces ([`crate::userns::probe`]).
+    pub fn userns_probe(&self) -> PathBuf {
+        self.root.join("userns-probe")
+    }
+
     /// The empty filesystem of `mb` MB that each sandbox's own disk is a copy of.
     pub fn empty_disk(&self, mb: u64) -> PathBuf {
         self.root.join(format!("disks/empty-{mb}M.ext4"))
@@ -121,6 +128,9 @@ impl SandboxDir {
     }
     pub fn rootfs(&self) -> PathBuf {
         self.0.join("rootfs")
+    }
+    pub fn idmapped(&self) -> PathBuf {
+        self.0.join("idmapped")
     }
     pub fn hostname(&self) -> PathBuf {
         self.0.join("hostname")

@@ -1,10 +1,11 @@
 //! sandbank's local sandbox runtime for Linux. It knows nothing of HTTP: the server turns API
 //! calls into [`Engine`] calls.
 //!
-//! A sandbox is a `sandbank guest` process tree: the guest enters new mount, PID, UTS, IPC and
-//! network namespaces, mounts an overlay of a writable upper layer over the template's read-only
-//! layers, pivots into it and, as PID 1, serves envd on a unix socket the server reaches from
-//! outside. A cgroup bounds its memory, processes and CPU. With internet access (the default,
+//! A sandbox is a `sandbank guest` process tree: the guest mounts an overlay of a writable upper
+//! layer over the template's read-only layers, starts PID 1 in new user, mount, PID, UTS, IPC
+//! and network namespaces, which pivots into it and serves envd on a unix socket the server
+//! reaches from outside. Root in a sandbox is an unprivileged host user where the kernel can map
+//! the layers for it ([`userns`]). A cgroup bounds its memory, processes and CPU. With internet access (the default,
 //! when `pasta` is installed) a pasta process on the host connects its network namespace to the
 //! host's network ([`net`]).
 
@@ -16,10 +17,12 @@ pub mod guest;
 pub mod id;
 pub mod layout;
 pub mod merge;
+pub mod mounts;
 pub mod net;
 pub mod seccomp;
 pub mod store;
 pub mod template;
+pub mod userns;
 
 pub use engine::{Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
 pub use guest::{GuestConfig, GuestInit};

@@ -2,6 +2,7 @@
 //! executable is its own guest (`lifecycle guest --config …`), answering one shell command per
 //! connection on the envd socket. Needs root, as the engine does.
 
+use sandbank_engine::userns::IdMap;
 use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,6 +14,9 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("guest") {
+        if args[2] == "--probe-userns" {
+            std::process::exit(sandbank_engine::guest::probe_userns_main(Path::new(&args[3])).into());
+        }
         stub_guest(Path::new(&args[3]));
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
@@ -25,6 +29,7 @@ fn main() {
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
         ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
         ("snapshots_survive_a_restart", snapshots_survive_a_restart),
+        ("snapshots_cross_user_namespace_modes", snapshots_cross_user_namespace_modes),
         ("internet_access_through_pasta", internet_access_through_pasta),
         ("internet_access_without_pasta", internet_access_without_pasta),
         ("internet_access_when_pasta_fails", internet_access_when_pasta_fails),
@@ -83,7 +88,7 @@ fn open(dir: &Path) -> Engine {
 
 fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
     let pasta = sandbank_engine::net::find_pasta().ok();
-    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb, pasta }).unwrap()
+    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb, pasta, user_namespace: true }).unwrap()
 }
 
 fn spec(engine: &Engine) -> SandboxSpec {
@@ -123,6 +128,21 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let links = run(&sb.envd_socket, "cat /proc/net/dev | grep -c :");
     assert_eq!(links.trim(), "1", "loopback only");
     assert!(run(&sb.envd_socket, "ls -l /dev/null").starts_with("crw-rw-rw-"));
+    assert_eq!(run(&sb.envd_socket, "head -c 4 /dev/zero | od -An -tx1").trim(), "00 00 00 00");
+    // Root in the sandbox is host uid 100000 (this machine has idmapped layers: Linux 5.19+).
+    assert_eq!(engine.user_namespace(), Some(IdMap::DEFAULT), "this machine supports user namespaces for sandboxes");
+    let map = run(&sb.envd_socket, "cat /proc/self/uid_map /proc/self/gid_map");
+    assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536", "0", "100000", "65536"], "{map}");
+    run(&sb.envd_socket, "sleep 30 >/dev/null 2>&1 & echo $! > /tmp/sleep.pid");
+    let sleeper = host_pids_of(&spec.id, "sleep");
+    assert_eq!(sleeper.len(), 1, "one sleep in the sandbox's cgroup: {sleeper:?}");
+    assert_eq!(host_ids(sleeper[0]), (100_000, 100_000), "a process of the sandbox's root, seen from the host");
+    run(&sb.envd_socket, "install -o 1000 -g 1000 /dev/null /tmp/owned-by-user");
+    let upper = tmp.path().join(format!("sandboxes/{}/layer/root/tmp", spec.id));
+    use std::os::unix::fs::MetadataExt;
+    let owner = |f: &str| std::fs::metadata(upper.join(f)).map(|m| (m.uid(), m.gid())).unwrap();
+    assert_eq!(owner("sleep.pid"), (0, 0), "the sandbox's root writes files as uid 0 on disk");
+    assert_eq!(owner("owned-by-user"), (1000, 1000));
     // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any.
     let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
     assert!(status.contains("CapBnd:\t00000000a80405fb"), "{status}");
@@ -195,7 +215,7 @@ fn limits_are_enforced_by_the_cgroup() {
 fn second_engine_on_a_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = open(tmp.path());
-    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None, pasta: None }).unwrap_err();
+    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None, pasta: None, user_namespace: true }).unwrap_err();
     match &err {
         EngineError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
         other => panic!("expected Locked, got {other}"),
@@ -372,6 +392,76 @@ fn snapshots_survive_a_restart() {
     rt.block_on(engine.shutdown());
 }
 
+/// Host pids of the processes named `comm` in the sandbox's cgroup.
+fn host_pids_of(id: &str, comm: &str) -> Vec<u32> {
+    let found = Command::new("find").args(["/sys/fs/cgroup/pids", "-maxdepth", "3", "-name", id]).output().unwrap();
+    let dir = String::from_utf8_lossy(&found.stdout).lines().next().expect("the sandbox's pids cgroup").to_string();
+    std::fs::read_to_string(format!("{dir}/cgroup.procs"))
+        .unwrap()
+        .lines()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm))
+        .collect()
+}
+
+/// The real uid and gid of a host process.
+fn host_ids(pid: u32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    (field("Uid:"), field("Gid:"))
+}
+
+/// Without a user namespace (asked for, or where the machine has none) root in a sandbox is the
+/// host's root; layers are the same either way, so a snapshot taken in one mode starts in the
+/// other with its files and owners.
+fn snapshots_cross_user_namespace_modes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let plain = |userns| {
+        let guest_exe = std::env::current_exe().unwrap();
+        Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe, disk_limit_mb: None, pasta: None, user_namespace: userns }).unwrap()
+    };
+    let snap = {
+        let engine = plain(false);
+        assert_eq!(engine.user_namespace(), None);
+        let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
+        let map = run(&sb.envd_socket, "cat /proc/self/uid_map");
+        assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{map}");
+        run(&sb.envd_socket, "echo root > /root/r; install -o 1000 -g 1000 /dev/null /home/user/u; rm /etc/debian_version; rm -r /etc/skel; mkdir /etc/skel; touch /etc/skel/only");
+        let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+        rt.block_on(engine.shutdown());
+        snap
+    };
+    let engine = plain(true);
+    assert_eq!(engine.user_namespace(), Some(IdMap::DEFAULT));
+    let mut s = spec(&engine);
+    s.template = snap.id.clone();
+    let sb = rt.block_on(engine.create(s)).unwrap();
+    let sock = &sb.envd_socket;
+    let owners = run(sock, "stat -c '%u %g' /root/r /home/user/u /etc/passwd");
+    assert_eq!(owners.split_whitespace().collect::<Vec<_>>(), ["0", "0", "1000", "1000", "0", "0"]);
+    assert_eq!(run(sock, "test -e /etc/debian_version || echo deleted").trim(), "deleted", "the whiteout holds");
+    assert_eq!(run(sock, "ls -A /etc/skel").trim(), "only", "the opaque directory holds");
+    // Root of the namespace changes what the layers below hold (a copy-up), as root.
+    run(sock, "echo more >> /root/r; echo x >> /etc/passwd; rm /etc/os-release");
+    assert_eq!(run(sock, "cat /root/r"), "root\nmore\n");
+    let upper = tmp.path().join(format!("sandboxes/{}/layer/root", sb.id));
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert_eq!(std::fs::metadata(upper.join("etc/passwd")).unwrap().uid(), 0, "copied up as root's");
+    let whiteout = std::fs::symlink_metadata(upper.join("etc/os-release")).unwrap();
+    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0, "a whiteout as a host-mounted overlay makes it");
+    // And back: a snapshot of the user-namespace sandbox starts without one.
+    let back = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+    rt.block_on(engine.shutdown());
+    drop(engine);
+    let engine = plain(false);
+    let mut s = spec(&engine);
+    s.template = back.id;
+    let sb = rt.block_on(engine.create(s)).unwrap();
+    assert_eq!(run(&sb.envd_socket, "cat /root/r; stat -c %u /root/r; test -e /etc/os-release || echo gone"), "root\nmore\n0\ngone\n");
+    rt.block_on(engine.shutdown());
+}
+
 /// Our children running pasta (the test process is the server here).
 fn pasta_children() -> Vec<u32> {
     let me = std::process::id().to_string();
@@ -462,7 +552,7 @@ fn internet_access_through_pasta() {
 fn internet_access_without_pasta() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let engine = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: None }).unwrap();
+    let engine = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: None, user_namespace: true }).unwrap();
     // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
     let mut asked = spec(&engine);
     asked.allow_internet_access = Some(true);
@@ -487,7 +577,7 @@ fn internet_access_without_pasta() {
 fn internet_access_when_pasta_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let broken = EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: Some("/bin/false".into()) };
+    let broken = EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: Some("/bin/false".into()), user_namespace: true };
     let engine = Engine::open(broken).unwrap();
     let mut asked = spec(&engine);
     asked.allow_internet_access = Some(true);

@@ -45,8 +45,12 @@ enum Command {
     /// PID 1 inside a sandbox (started by `serve`, not by hand).
     #[command(hide = true)]
     Guest {
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "probe_userns")]
+        config: Option<PathBuf>,
+        /// Check whether sandboxes can have a user namespace, on scratch directories here; exit
+        /// 0 if so, else say why on stderr.
+        #[arg(long, value_name = "SCRATCH_DIR", conflicts_with = "config")]
+        probe_userns: Option<PathBuf>,
     },
 }
 
@@ -58,6 +62,10 @@ fn main() -> std::process::ExitCode {
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
         Command::Doctor { json } => cli::doctor::main(json),
-        Command::Guest { config } => guest::main(&config),
+        Command::Guest { probe_userns: Some(scratch), .. } => {
+            std::process::ExitCode::from(sandbank_engine::guest::probe_userns_main(&scratch))
+        }
+        Command::Guest { config: Some(config), .. } => guest::main(&config),
+        Command::Guest { .. } => unreachable!("clap requires --config or --probe-userns"),
     }
 }

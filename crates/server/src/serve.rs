@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// data directory's filesystem).
     #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
     pub disk_limit_mb: u64,
+    /// Run sandboxes without a user namespace even where this machine supports one: root in a
+    /// sandbox is then the host's root (confined by capabilities, seccomp and masks).
+    #[arg(long, env = "SANDBANK_NO_USERNS")]
+    pub no_userns: bool,
 }
 
 /// The file, in the data directory, that tells clients where a running server is:
@@ -121,7 +125,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let pasta = sandbank_engine::net::find_pasta()
             .inspect_err(|why| tracing::warn!("{why}: sandboxes get loopback only"))
             .ok();
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta };
+        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta, user_namespace: !args.no_userns };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
         let key = api_key(args.api_key, &data_dir)?;

@@ -64,6 +64,7 @@ pub fn run_checks() -> Vec<Check> {
     out.push(network());
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
     out.push(seccomp());
+    out.push(user_namespace());
     out.push(disk_limit());
     match data_dir() {
         Some(dir) => {
@@ -101,6 +102,43 @@ fn privileges() -> Check {
         "privileges",
         format!("uid {euid} without CAP_SYS_ADMIN: run `sandbank serve` as root (e.g. with sudo)"),
     )
+}
+
+/// Sandboxes' root is an unprivileged host user where the kernel and filesystems allow it:
+/// checked as the server checks it at start (root only: it mounts).
+fn user_namespace() -> Check {
+    const NAME: &str = "root mapping";
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return check(Status::Warn, NAME, "not checked: run doctor as root to check the user namespace of sandboxes");
+    }
+    let (Some(dir), Ok(exe)) = (data_dir(), std::env::current_exe()) else {
+        return check(Status::Warn, NAME, "not checked: no data directory");
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return check(Status::Warn, NAME, format!("not checked: create {}: {e}", dir.display()));
+    }
+    let scratch = dir.join(format!("doctor-userns-{}", std::process::id()));
+    match sandbank_engine::userns::check(&exe, &scratch) {
+        Ok(map) => check(
+            Status::Ok,
+            NAME,
+            format!(
+                "sandboxes run in a user namespace: their ids 0-{} are the host's {}-{}",
+                map.count - 1,
+                map.host_base,
+                map.host_base + map.count - 1
+            ),
+        ),
+        Err(why) => check(
+            Status::Warn,
+            NAME,
+            format!(
+                "no user namespace for sandboxes ({why}): root in a sandbox is the host's root, confined by \
+                 capabilities, seccomp and masks (needs Linux 5.19+ and idmapped mounts on the data directory's filesystem)"
+            ),
+        ),
+    }
 }
 
 fn kernel() -> Check {

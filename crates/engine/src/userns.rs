@@ -1,0 +1,335 @@
+//! Root in a sandbox as an unprivileged user of the host: the sandbox runs in a user namespace
+//! that maps its ids `0..65536` to the host's `100000..165536`, and sees its layers through
+//! idmapped mounts with the same mapping, so that files keep their owners on disk (uid 0 stays
+//! 0 in every layer). Snapshot layers are therefore the same with or without a user namespace.
+//!
+//! The guest's first process, host root, mounts the overlay itself over the idmapped layers
+//! (overlayfs takes idmapped layers since Linux 5.19), before it starts the sandbox's PID 1 in the
+//! new namespaces. A host-mounted overlay keeps its `trusted.overlay.*` xattrs and its whiteouts
+//! as before. It writes (copy-ups, whiteouts, its work directory) with the credentials of whoever
+//! mounted it, and an idmapped upper layer only takes writes from ids it maps: so the overlay is
+//! mounted with the fsuid of the sandbox's root ([`as_mapped_root`]), capabilities kept.
+//!
+//! Where the kernel or a filesystem cannot do this, [`probe`] says why, and the engine runs
+//! sandboxes without a user namespace (root inside is then the host's root, confined by the
+//! capability set, seccomp and the masks of `guest`).
+
+use crate::mounts;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// A sandbox's ids `0..count` are the host's `host_base..host_base + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub host_base: u32,
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The range Docker's `userns-remap` and most `/etc/subuid` files start with. Every sandbox
+    /// gets the same one: they are apart anyway (PID, IPC, network and mount namespaces, cgroups).
+    pub const DEFAULT: IdMap = IdMap {
+        host_base: 100_000,
+        count: 65_536,
+    };
+
+    /// The line of `/proc/<pid>/uid_map` (and `gid_map`).
+    pub fn map_line(&self) -> String {
+        format!("0 {} {}", self.host_base, self.count)
+    }
+
+    /// Gives `pid`, a process just started in a new user namespace, this mapping for its user and
+    /// group ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
+    pub fn write_maps(&self, pid: i32) -> Result<(), String> {
+        for file in ["uid_map", "gid_map"] {
+            let path = format!("/proc/{pid}/{file}");
+            fs::write(&path, self.map_line()).map_err(|e| format!("write {path}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `clone3(2)` with namespace flags and no new stack: returns like `fork`, `0` in the child. Only
+/// for a single-threaded caller (as `fork`: the child may then run any code).
+pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let args = CloneArgs {
+        flags: namespaces as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 without CLONE_VM or a stack duplicates the process as fork does; the
+    // caller is single-threaded, so the child's copy of the address space is consistent.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
+    if pid < 0 {
+        return Err(format!("clone3: {}", io::Error::last_os_error()));
+    }
+    Ok(pid as i32)
+}
+
+/// A user namespace with `map`, held by its descriptor: what idmapped mounts take their mapping
+/// from. Made by a short-lived child (a process cannot give itself a mapping other than its
+/// own id). Single-threaded callers only.
+pub fn helper_namespace(map: &IdMap) -> Result<OwnedFd, String> {
+    let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let pid = clone_into(libc::CLONE_NEWUSER)?;
+    if pid == 0 {
+        // The child only waits for its parent to be done with it (the end of the pipe).
+        drop(wait_w);
+        let mut byte = [0u8];
+        // SAFETY: read(2) into a live one-byte buffer, then _exit(2).
+        unsafe {
+            libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    drop(wait_r);
+    let result = map.write_maps(pid).and_then(|()| {
+        fs::File::open(format!("/proc/{pid}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(|e| format!("open the user namespace of pid {pid}: {e}"))
+    });
+    drop(wait_w);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}
+
+/// Runs `f` with the file system ids of the sandbox's root (`host_base`) and every capability
+/// this process has: an overlay mounted inside `f` then writes to its idmapped upper layer as
+/// that user. (Leaving fsuid 0 drops the file capabilities; they are raised again here, and come
+/// back by themselves with fsuid 0.)
+pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String> {
+    // SAFETY: setfsuid/setfsgid change only this thread's file system ids; the guest is
+    // single-threaded here.
+    unsafe {
+        libc::setfsgid(map.host_base);
+        libc::setfsuid(map.host_base);
+    }
+    let raised = raise_effective_caps();
+    let result = raised.map(|()| f());
+    // SAFETY: as above; back to root's file system ids, which restores the file capabilities.
+    unsafe {
+        libc::setfsuid(0);
+        libc::setfsgid(0);
+    }
+    result
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// Effective capabilities = permitted.
+fn raise_effective_caps() -> Result<(), String> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget(2) with a version-3 header and the two data words that version fills.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
+        return Err(format!("capget: {}", io::Error::last_os_error()));
+    }
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    // SAFETY: capset(2) with the header and data just read, effective raised to permitted.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(format!("capset: {}", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether sandboxes can have a user namespace here: runs [`probe`] as `guest_exe guest
+/// --probe-userns SCRATCH` (a process of its own: a multi-threaded one cannot leave its mount
+/// namespace) on scratch directories at `scratch`, which must be on the data directory's
+/// filesystem, and removes them. `Err` says why not.
+pub fn check(guest_exe: &Path, scratch: &Path) -> Result<IdMap, String> {
+    let _ = crate::template::remove_all(scratch);
+    let out = std::process::Command::new(guest_exe)
+        .arg("guest")
+        .arg("--probe-userns")
+        .arg(scratch)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output();
+    let _ = crate::template::remove_all(scratch);
+    match out {
+        Ok(o) if o.status.success() => Ok(IdMap::DEFAULT),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Err(format!("start {}: {e}", guest_exe.display())),
+    }
+}
+
+/// Checks, in a process of its own (`sandbank guest --probe-userns`, single-threaded), everything
+/// a sandbox in a user namespace needs from this machine, on scratch directories under `scratch`
+/// (on the data directory's filesystem): idmapped mounts of the data directory's filesystem and
+/// of the host's `/usr`, an overlay over idmapped layers that stores the sandbox's root as uid
+/// 0, and `/proc` mounted by root of a new user and PID namespace. `Err` says what failed.
+pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare the mount namespace: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make mounts private: {e}"))?;
+    let dir = |name: &str| scratch.join(name);
+    for d in [
+        "lower/proc",
+        "own/upper",
+        "own/work",
+        "merged",
+        "idmapped/lower",
+        "idmapped/own",
+        "idmapped/usr",
+    ] {
+        fs::create_dir_all(dir(d)).map_err(|e| format!("create {}: {e}", dir(d).display()))?;
+    }
+    fs::write(dir("lower/file"), "lower")
+        .map_err(|e| format!("write {}: {e}", dir("lower/file").display()))?;
+
+    let userns = helper_namespace(map)?;
+    for (src, dst) in [
+        (dir("lower"), dir("idmapped/lower")),
+        (dir("own"), dir("idmapped/own")),
+        ("/usr".into(), dir("idmapped/usr")),
+    ] {
+        mounts::attach_idmapped(&src, &dst, userns.as_fd())?;
+    }
+    let seen = fs::metadata(dir("idmapped/lower/file"))
+        .map_err(|e| format!("stat through the idmapped mount: {e}"))?
+        .uid();
+    if seen != map.host_base {
+        return Err(format!(
+            "an idmapped mount shows uid 0 as {seen}, not {}",
+            map.host_base
+        ));
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        dir("idmapped/lower").display(),
+        dir("idmapped/own/upper").display(),
+        dir("idmapped/own/work").display()
+    );
+    as_mapped_root(map, || {
+        mount(
+            Some("overlay"),
+            &dir("merged"),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        )
+    })?
+    .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
+
+    // Root of the sandbox writes a file; on disk it must be root's.
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
+    let pid = clone_into(flags)?;
+    if pid == 0 {
+        drop(ready_w);
+        let code = match probe_as_sandbox_root(ready_r, &dir("merged")) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+        // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    drop(ready_r);
+    let mapped = map.write_maps(pid);
+    drop(ready_w);
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
+        .map_err(|e| format!("wait: {e}"))?;
+    mapped?;
+    if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
+        return Err(format!(
+            "root of a new user namespace could not use its files or mount /proc ({status:?})"
+        ));
+    }
+    let owner = fs::metadata(dir("own/upper/written"))
+        .map_err(|e| format!("the sandbox's file: {e}"))?
+        .uid();
+    if owner != 0 {
+        return Err(format!(
+            "a file root wrote in the sandbox is stored as uid {owner}, not 0"
+        ));
+    }
+    Ok(())
+}
+
+/// The probe's sandbox: becomes root of its user namespace once mapped, writes a file to the
+/// overlay and mounts `/proc`.
+fn probe_as_sandbox_root(ready: OwnedFd, merged: &Path) -> Result<(), String> {
+    wait_for_maps(ready)?;
+    become_root()?;
+    fs::write(merged.join("written"), "x")
+        .map_err(|e| format!("write to the overlay as the sandbox's root: {e}"))?;
+    fs::read_to_string(merged.join("file"))
+        .map_err(|e| format!("read a lower file as the sandbox's root: {e}"))?;
+    nix::mount::mount(
+        Some("proc"),
+        &merged.join("proc"),
+        Some("proc"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount /proc in a new user namespace: {e}"))
+}
+
+/// In a process just cloned into new namespaces: waits until its parent is done with it (has
+/// written its id maps, when it has a user namespace), which the parent says by closing its end
+/// of the pipe.
+pub fn wait_for_maps(ready: OwnedFd) -> Result<(), String> {
+    let mut byte = [0u8];
+    // SAFETY: read(2) into a live one-byte buffer; EOF is the signal.
+    if unsafe { libc::read(ready.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } < 0 {
+        return Err(format!(
+            "wait for the id maps: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Takes the ids of root in this process's (new, mapped) user namespace, with no supplementary
+/// groups.
+pub fn become_root() -> Result<(), String> {
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root, root, root).map_err(|e| format!("setresgid 0: {e}"))?;
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).map_err(|e| format!("setresuid 0: {e}"))
+}

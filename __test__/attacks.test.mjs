@@ -122,6 +122,35 @@ describe('host processes', () => {
   })
 })
 
+describe('user namespace', () => {
+  test("root inside is an unprivileged host user: host uid 100000, no say over the host's files", async (t) => {
+    const sbx = await victim(t)
+    const map = await root(sbx, 'cat /proc/self/uid_map')
+    assert.deepEqual(map.stdout.trim().split(/\s+/), ['0', '100000', '65536'])
+    // Seen from the host: the sandbox's root and its user are uids 100000 and 101000.
+    const tag = marker('uid')
+    await root(sbx, `exec -a ${tag}-root sleep 300 >/dev/null 2>&1 &`)
+    await sh(sbx, `exec -a ${tag}-user sleep 300 >/dev/null 2>&1 &`)
+    const hostUid = (name) => {
+      const pid = readdirSync('/proc').find((p) => /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(`${tag}-${name}`))
+      assert.ok(pid, `the ${name} process is visible from the host`)
+      return readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)[1]
+    }
+    assert.equal(await eventually(() => hostUid('root')), '100000')
+    assert.equal(await eventually(() => hostUid('user')), '101000')
+    // The devices are the host's nodes: usable, but not root's to change.
+    const before = statSync('/dev/null').mode
+    const chmod = await root(sbx, 'chmod 000 /dev/null 2>&1; chown 0 /dev/null 2>&1; echo x > /dev/null && echo usable')
+    assert.match(chmod.out, /Operation not permitted[\s\S]*Operation not permitted/)
+    assert.ok(chmod.out.includes('usable'), chmod.out)
+    assert.equal(statSync('/dev/null').mode, before, "the host's /dev/null is unchanged")
+    // Its own files stay its own: /etc/hosts is root's inside.
+    const hosts = await root(sbx, 'echo "10.0.0.1 extra" >> /etc/hosts && stat -c %u /etc/hosts && tail -1 /etc/hosts')
+    assert.equal(hosts.stdout, '0\n10.0.0.1 extra\n')
+    await assertServing()
+  })
+})
+
 describe('network', () => {
   test('host loopback: the API port is unreachable from inside', async (t) => {
     const sbx = await victim(t)

@@ -11,7 +11,7 @@
 //! with it.
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{umask, Mode};
+use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use crate::layout::SandboxDir;
 use crate::mounts;
@@ -144,6 +144,12 @@ fn prepare_root(c: &GuestConfig) -> Result<UnixListener, String> {
         }
     }
     for (host, inside) in &c.bind_files {
+        if let Some(map) = &c.userns {
+            // The sandbox's own files: its root may change them (as it could its own /etc/hosts).
+            let owner = Some(map.host_base);
+            nix::unistd::chown(host.as_path(), owner.map(nix::unistd::Uid::from_raw), owner.map(nix::unistd::Gid::from_raw))
+                .map_err(|e| format!("chown {}: {e}", host.display()))?;
+        }
         // Resolved inside the new root: the layers may hold symlinks (a snapshot's, a template
         // tarball's), and this process still sees the host's tree.
         let target = open_in_root(root, inside).map_err(|e| format!("create {}: {e}", inside.display()))?;
@@ -215,7 +221,7 @@ fn become_pid1(c: &GuestConfig, mapped: OwnedFd) -> Result<(), String> {
     if let Err(e) = mount(Some("sysfs"), "sys", Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None::<&str>) {
         eprintln!("sandbank guest: /sys not mounted: {e}");
     }
-    make_dev(Path::new("dev"))?;
+    make_dev(Path::new("dev"), c.userns.is_some())?;
     sethostname(&c.sandbox_id).map_err(|e| format!("sethostname: {e}"))?;
     loopback_up()?;
 
@@ -387,17 +393,27 @@ fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Resu
 }
 
 /// A tmpfs `/dev` with the usual character devices, `/dev/pts`, `/dev/ptmx` and `/dev/shm`.
-/// The devices are the host's, bind-mounted: root of a user namespace cannot make device nodes.
-fn make_dev(dev: &Path) -> Result<(), String> {
+///
+/// Root of a user namespace cannot make device nodes, so there the devices are the host's,
+/// bind-mounted: their owner (host root) is not mapped in the namespace, so the sandbox can use
+/// them but not chmod or chown them. Without a user namespace root inside could, and the host's
+/// nodes would change with them: there the sandbox gets nodes of its own.
+fn make_dev(dev: &Path, in_userns: bool) -> Result<(), String> {
     mount(Some("tmpfs"), dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755,size=65536k"))
         .map_err(|e| format!("mount /dev: {e}"))?;
     let old = umask(Mode::empty());
     let result = (|| {
-        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-            let (host, inside) = (Path::new("/dev").join(name), dev.join(name));
-            fs::File::create(&inside).map_err(|e| format!("create /dev/{name}: {e}"))?;
-            mount(Some(host.as_path()), &inside, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| format!("bind {} on /dev/{name}: {e}", host.display()))?;
+        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+            let inside = dev.join(name);
+            if in_userns {
+                let host = Path::new("/dev").join(name);
+                fs::File::create(&inside).map_err(|e| format!("create /dev/{name}: {e}"))?;
+                mount(Some(host.as_path()), &inside, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| format!("bind {} on /dev/{name}: {e}", host.display()))?;
+            } else {
+                mknod(&inside, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+                    .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
+            }
         }
         for dir in ["pts", "shm"] {
             fs::create_dir(dev.join(dir)).map_err(|e| format!("mkdir /dev/{dir}: {e}"))?;

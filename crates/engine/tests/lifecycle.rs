@@ -143,6 +143,8 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let owner = |f: &str| std::fs::metadata(upper.join(f)).map(|m| (m.uid(), m.gid())).unwrap();
     assert_eq!(owner("sleep.pid"), (0, 0), "the sandbox's root writes files as uid 0 on disk");
     assert_eq!(owner("owned-by-user"), (1000, 1000));
+    let devices = run(&sb.envd_socket, "chmod 600 /dev/null 2>&1; echo x > /dev/null && echo usable; echo extra >> /etc/hosts && stat -c %u /etc/hosts");
+    assert!(devices.contains("Operation not permitted") && devices.contains("usable\n0\n"), "the host's /dev/null cannot be changed; /etc/hosts is root's: {devices}");
     // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any.
     let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
     assert!(status.contains("CapBnd:\t00000000a80405fb"), "{status}");
@@ -427,6 +429,10 @@ fn snapshots_cross_user_namespace_modes() {
         let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
         let map = run(&sb.envd_socket, "cat /proc/self/uid_map");
         assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{map}");
+        // Its device nodes are its own: root changing them leaves the host's alone.
+        assert_eq!(run(&sb.envd_socket, "chmod 600 /dev/null && stat -c %a /dev/null").trim(), "600");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata("/dev/null").unwrap().permissions().mode() & 0o777, 0o666);
         run(&sb.envd_socket, "echo root > /root/r; install -o 1000 -g 1000 /dev/null /home/user/u; rm /etc/debian_version; rm -r /etc/skel; mkdir /etc/skel; touch /etc/skel/only");
         let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
         rt.block_on(engine.shutdown());

@@ -4,7 +4,9 @@
 // Measures, in one run and side by side:
 //   • sandbank (raw HTTP): POST /sandboxes → envd Process/Start `/bin/bash -l -c true` → end event
 //     (the time until the first command has exited), then DELETE /sandboxes/{id} (kill time), for a
-//     loopback-only sandbox and for one with internet access (pasta; what the SDKs ask for);
+//     loopback-only sandbox and for one with internet access (pasta; what the SDKs ask for), and
+//     for a loopback-only sandbox of a second server started with `--no-userns` (interleaved run by
+//     run with the first, to show what the user namespace costs);
 //   • sandbank (novita-sandbox SDK): Sandbox.create() + commands.run('true'), then kill();
 //   • the floor: `unshare -m -p -f -u -i -n --mount-proc true` spawned from Node, and a plain
 //     `true` spawned the same way (the harness's own process-spawn cost).
@@ -132,14 +134,22 @@ async function series(label, n, fn) {
 if (process.getuid?.() !== 0) console.error('warning: not root; the unshare floor will fail')
 const loadAtStart = os.loadavg()[0]
 let server
+let plainServer
 let results
 try {
   server = await startLocalServer({ tmpPrefix: 'sandbank-bench-' })
   console.error(`server ${server.url} ready in ${server.startMs.toFixed(0)} ms`)
+  plainServer = await startLocalServer({ tmpPrefix: 'sandbank-bench-', extraArgs: ['--no-userns'] })
   const cold = await rawCycle(server) // the first sandbox after the server started
-  await series('warm-up', WARMUP, () => rawCycle(server))
-  // Interleave nothing: each series runs back to back so they see the same machine state.
-  const raw = await series('sandbank raw HTTP', RUNS, () => rawCycle(server))
+  await series('warm-up', WARMUP, async () => (await rawCycle(server), await rawCycle(plainServer)))
+  // Each series runs back to back so they see the same machine state; the user-namespace
+  // comparison is interleaved run by run.
+  const raw = []
+  const plain = []
+  await series('sandbank raw HTTP, with and without a user namespace', RUNS, async () => {
+    raw.push(await rawCycle(server))
+    plain.push(await rawCycle(plainServer))
+  })
   const net = await series('sandbank raw HTTP, internet access', RUNS, () => rawCycle(server, true))
   const sdk = await series('sandbank via novita-sandbox', RUNS, () => sdkCycle(server.sdkOpts()))
   const unshare = await series('unshare floor', RUNS, () => spawnTime('unshare', ['-m', '-p', '-f', '-u', '-i', '-n', '--mount-proc', 'true']))
@@ -150,6 +160,8 @@ try {
     rawCreate: stats(raw.map((r) => r.create)),
     rawSecond: stats(raw.map((r) => r.second)),
     rawKill: stats(raw.map((r) => r.kill)),
+    plainFirst: stats(plain.map((r) => r.firstExit)),
+    plainKill: stats(plain.map((r) => r.kill)),
     netFirst: stats(net.map((r) => r.firstExit)),
     netKill: stats(net.map((r) => r.kill)),
     sdkFirst: stats(sdk.map((r) => r.firstExit)),
@@ -162,9 +174,9 @@ try {
   if (server?.stderr) console.error(`server stderr (last lines):\n${server.stderr.split('\n').slice(-20).join('\n')}`)
   process.exitCode = 1
 } finally {
-  if (server) {
-    const r = await server.stop()
-    if (r.code === 0) removeDataDir(server.dataDir)
+  for (const s of [server, plainServer].filter(Boolean)) {
+    const r = await s.stop()
+    if (r.code === 0) removeDataDir(s.dataDir)
   }
 }
 if (!results) process.exit(1)
@@ -190,6 +202,7 @@ times in milliseconds; p99 is the nearest-rank percentile (with 100 runs: the se
 ${row('**sandbank, raw HTTP**: `POST /sandboxes` → `Process/Start` `bash -l -c true` → end event', results.rawFirst)}
 ${row('… of which `POST /sandboxes` (201 received)', results.rawCreate)}
 ${row('… then a second `bash -l -c true` in the same sandbox (not part of the start time)', results.rawSecond)}
+${row('sandbank, raw HTTP, without a user namespace (a second server with `--no-userns`, interleaved with the first row)', results.plainFirst)}
 ${row('sandbank, raw HTTP, with internet access (`allow_internet_access: true`: pasta set up before ready)', results.netFirst)}
 ${row('sandbank via `novita-sandbox`: `Sandbox.create()` + `commands.run(\'true\')`', results.sdkFirst)}
 ${row('floor: `unshare -m -p -f -u -i -n --mount-proc true`', results.unshare)}
@@ -202,11 +215,16 @@ Target p50 ≤ ${TARGET_P50_MS} ms: **${met ? 'met' : 'not met'}** for a loopbac
 with internet access (the SDKs' default) the p50 is ${f(results.netFirst.p50)} ms: **${results.netFirst.p50 <= TARGET_P50_MS ? 'met' : 'not met'}**. The difference is
 pasta's own start (it configures the sandbox's interface, routes and its tap device before it reports ready).
 
+The user namespace (root inside = host uid 100000, layers through idmapped mounts; the default where the machine
+supports it) against none, run for run: p50 ${f(results.rawFirst.p50)} against ${f(results.plainFirst.p50)} ms
+(**${(results.rawFirst.p50 / results.plainFirst.p50).toFixed(2)}×**), kill ${f(results.rawKill.p50)} against ${f(results.plainKill.p50)} ms.
+
 ### Kill: \`DELETE /sandboxes/{id}\` → 204
 
 | what | p50 | p99 | mean | min | max | p50 ÷ floor |
 |---|---:|---:|---:|---:|---:|---:|
 ${row('sandbank, raw HTTP `DELETE`', results.rawKill)}
+${row('sandbank, raw HTTP `DELETE`, without a user namespace', results.plainKill)}
 ${row('sandbank, raw HTTP `DELETE`, with internet access (pasta stopped and reaped too)', results.netKill)}
 ${row('sandbank via `novita-sandbox`: `sandbox.kill()`', results.sdkKill)}
 

@@ -252,13 +252,16 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     })?
     .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
-    // Root of the sandbox writes a file; on disk it must be root's.
+    // Root of the sandbox writes a file; on disk it must be root's. It starts in the overlay, as a
+    // sandbox's PID 1 does: the host directories above it (the data directory is 0700, owned by
+    // host root) are out of its reach.
+    std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
     let pid = clone_into(flags)?;
     if pid == 0 {
         drop(ready_w);
-        let code = match probe_as_sandbox_root(ready_r, &dir("merged")) {
+        let code = match probe_as_sandbox_root(ready_r) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("{e}");
@@ -290,23 +293,15 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     Ok(())
 }
 
-/// The probe's sandbox: becomes root of its user namespace once mapped, writes a file to the
-/// overlay and mounts `/proc`.
-fn probe_as_sandbox_root(ready: OwnedFd, merged: &Path) -> Result<(), String> {
+/// The probe's sandbox: becomes root of its user namespace once mapped, then, in the overlay
+/// (its working directory), writes a file, reads a lower one and mounts `/proc`.
+fn probe_as_sandbox_root(ready: OwnedFd) -> Result<(), String> {
     wait_for_maps(ready)?;
     become_root()?;
-    fs::write(merged.join("written"), "x")
-        .map_err(|e| format!("write to the overlay as the sandbox's root: {e}"))?;
-    fs::read_to_string(merged.join("file"))
-        .map_err(|e| format!("read a lower file as the sandbox's root: {e}"))?;
-    nix::mount::mount(
-        Some("proc"),
-        &merged.join("proc"),
-        Some("proc"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| format!("mount /proc in a new user namespace: {e}"))
+    fs::write("written", "x").map_err(|e| format!("write to the overlay as the sandbox's root: {e}"))?;
+    fs::read_to_string("file").map_err(|e| format!("read a lower file as the sandbox's root: {e}"))?;
+    nix::mount::mount(Some("proc"), "proc", Some("proc"), nix::mount::MsFlags::empty(), None::<&str>)
+        .map_err(|e| format!("mount /proc in a new user namespace: {e}"))
 }
 
 /// In a process just cloned into new namespaces: waits until its parent is done with it (has

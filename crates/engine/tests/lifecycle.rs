@@ -87,6 +87,9 @@ fn open(dir: &Path) -> Engine {
 }
 
 fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
+    // As `sandbank serve` leaves it: only host root may enter.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let pasta = sandbank_engine::net::find_pasta().ok();
     Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb, pasta, user_namespace: true }).unwrap()
 }
@@ -419,6 +422,8 @@ fn host_ids(pid: u32) -> (u32, u32) {
 fn snapshots_cross_user_namespace_modes() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let plain = |userns| {
         let guest_exe = std::env::current_exe().unwrap();
         Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe, disk_limit_mb: None, pasta: None, user_namespace: userns }).unwrap()

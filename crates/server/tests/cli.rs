@@ -326,6 +326,7 @@ async fn doctor_reports_this_machine() {
         "network",
         "fuse",
         "seccomp",
+        "root mapping",
         "disk limit",
         "data dir",
         "daemon",
@@ -337,6 +338,7 @@ async fn doctor_reports_this_machine() {
     assert_eq!(get("kernel").2, format!("Linux {}", release.trim()));
     assert!(get("daemon").2.contains(&format!("pid {} serving {}", s.child.id(), s.url())), "{:?}", get("daemon"));
     assert!(get("disk").2.contains("free at"), "{:?}", get("disk"));
+    assert!(get("root mapping").2.contains("the host's 100000-165535"), "{:?}", get("root mapping"));
     // Columns line up: every check starts at the same offset.
     let text = stdout(&o);
     let offsets: Vec<usize> = text.lines().zip(&lines).map(|(l, (_, c, _))| l.find(c.as_str()).unwrap()).collect();

@@ -115,10 +115,8 @@ fn user_namespace() -> Check {
     let (Some(dir), Ok(exe)) = (data_dir(), std::env::current_exe()) else {
         return check(Status::Warn, NAME, "not checked: no data directory");
     };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return check(Status::Warn, NAME, format!("not checked: create {}: {e}", dir.display()));
-    }
-    let scratch = dir.join(format!("doctor-userns-{}", std::process::id()));
+    // On the data directory's filesystem, without creating the directory.
+    let scratch = existing_ancestor(&dir).join(format!(".sandbank-doctor-userns-{}", std::process::id()));
     match sandbank_engine::userns::check(&exe, &scratch) {
         Ok(map) => check(
             Status::Ok,

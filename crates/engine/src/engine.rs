@@ -493,15 +493,16 @@ impl Engine {
         let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
         let started = async {
             let mut report = GuestReport::new(stdout)?;
-            let pid1 = report.pid1().await?;
-            // The network is set up while PID 1 sets itself up, and is there before it is ready.
+            report.expect("net").await?;
+            // The network is set up (through the launcher, which is in the sandbox's network
+            // namespace now) while the guest sets up the rest, and is there before it is ready.
             let network = async {
                 match self.config.pasta.as_deref().filter(|_| internet) {
-                    Some(pasta) => Pasta::start(pasta, pid1, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                    Some(pasta) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
                     None => Ok(None),
                 }
             };
-            tokio::try_join!(report.ready(), network)
+            tokio::try_join!(report.expect("ready"), network)
         };
         match tokio::time::timeout(START_TIMEOUT, started).await {
             Ok(Ok(((), pasta))) => {
@@ -1144,8 +1145,8 @@ fn probe_userns(guest_exe: &Path, layout: &Layout) -> Option<IdMap> {
         .ok()
 }
 
-/// What the guest reports on its stdout: `pid N` (PID 1's host pid), then `ready`; or
-/// `error <why>` at any point.
+/// What the guest reports on its stdout: `net` (it is in the sandbox's network namespace), then
+/// `ready`; or `error <why>` at any point.
 struct GuestReport {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::pipe::Receiver>>,
 }
@@ -1167,15 +1168,11 @@ impl GuestReport {
         }
     }
 
-    async fn pid1(&mut self) -> Result<i32, String> {
-        let line = self.next().await?;
-        line.strip_prefix("pid ").and_then(|p| p.parse().ok()).ok_or_else(|| format!("unexpected report from the guest: {line:?}"))
-    }
-
-    async fn ready(&mut self) -> Result<(), String> {
+    /// Waits for `line`.
+    async fn expect(&mut self, line: &str) -> Result<(), String> {
         match self.next().await? {
-            line if line == "ready" => Ok(()),
-            line => Err(format!("unexpected report from the guest: {line:?}")),
+            got if got == line => Ok(()),
+            got => Err(format!("unexpected report from the guest: {got:?}, not {line:?}")),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! root, joins the sandbox's cgroup, mounts the sandbox's root (an overlay of its upper layer over
 //! the read-only ones; seen through idmapped mounts when the sandbox has a user namespace, see
 //! [`crate::userns`]), binds the host files laid over it and envd's socket at its host path, and
-//! starts PID 1 in new user (optionally), mount, UTS, IPC, network and PID namespaces. PID 1
-//! takes root's ids in its user namespace, mounts `/proc`, `/sys` and a minimal `/dev`, sets the
-//! hostname, brings up loopback, pivots into the new root, drops what it must not keep and
-//! reports `ready` on stdout. The first process reports PID 1's host pid, waits for it and exits
+//! starts PID 1 in new mount, UTS, IPC and PID namespaces. Before all that it moves into the
+//! sandbox's network namespace and says `net` on stdout, so that the engine can connect the
+//! network meanwhile; with a user namespace, the network namespace is that namespace's, and PID 1
+//! is started from inside it. PID 1 takes root's ids in its user namespace, mounts `/proc`, `/sys`
+//! and a minimal `/dev`, sets the hostname, brings up loopback, pivots into the new root, drops
+//! what it must not keep and reports `ready` on stdout. The first process waits for it and exits
 //! with it.
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -15,13 +17,13 @@ use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use crate::layout::SandboxDir;
 use crate::mounts;
-use crate::userns::{self, IdMap};
+use crate::userns::{self, IdMap, Namespaces};
 use nix::unistd::{chdir, pivot_root, sethostname};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -68,28 +70,39 @@ pub struct GuestInit {
 pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
     let text = fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
     let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
+    let parent = nix::unistd::getppid();
     let me = std::process::id().to_string();
     for procs in &config.cgroup_procs {
         fs::write(procs, &me).map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
     }
-    let listener = match prepare_root(&config) {
+    // The network namespace comes first: the engine connects the sandbox's network to it (through
+    // this process) while the rest is set up.
+    let namespaces = match enter_network(&config) {
+        Ok(ns) => ns,
+        Err(e) => fail(&e),
+    };
+    report("net");
+    let listener = match prepare_root(&config, namespaces.as_ref()) {
         Ok(l) => l,
         Err(e) => fail(&e),
     };
-    // PID 1 waits until its id maps are written: the end of this pipe.
-    let (mapped_r, mapped_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let mut namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
-    if config.userns.is_some() {
-        namespaces |= libc::CLONE_NEWUSER;
+    // PID 1's other namespaces belong to the sandbox's user namespace: made from inside it.
+    if let Some(ns) = &namespaces {
+        if let Err(e) = ns.enter_user() {
+            fail(&e);
+        }
     }
+    if let Err(e) = die_with_parent(parent) {
+        fail(&e);
+    }
+    let namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
     // The guest is single-threaded here (no runtime has started yet), as clone_into needs.
     let pid1 = match userns::clone_into(namespaces) {
         Ok(pid) => pid,
         Err(e) => fail(&e),
     };
     if pid1 == 0 {
-        drop(mapped_w);
-        return match become_pid1(&config, mapped_r) {
+        return match become_pid1(&config) {
             Ok(()) => {
                 report("ready");
                 silence_stdout();
@@ -98,20 +111,10 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
             Err(e) => fail(&e),
         };
     }
-    drop((mapped_r, listener));
-    let child = nix::unistd::Pid::from_raw(pid1);
-    if let Some(map) = &config.userns {
-        if let Err(e) = map.write_maps(pid1) {
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            fail(&e);
-        }
-    }
-    // Said before PID 1 goes on, so that it comes before PID 1's `ready`.
-    report(&format!("pid {pid1}"));
-    drop(mapped_w);
+    drop(listener);
     silence_stdout();
     let code = loop {
-        match waitpid(child, None) {
+        match waitpid(nix::unistd::Pid::from_raw(pid1), None) {
             Ok(WaitStatus::Exited(_, code)) => break code,
             Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
             Ok(_) => continue,
@@ -120,6 +123,33 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
         }
     };
     std::process::exit(code);
+}
+
+/// Dies (SIGKILL) when the server does: the engine asked for that before exec, but changing
+/// credentials (the overlay's mount as the sandbox's root, joining its user namespace) cleared
+/// it. Exits now if the server is already gone.
+fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    if nix::unistd::getppid() != parent {
+        return Err("the server is gone".into());
+    }
+    Ok(())
+}
+
+/// Moves this process into the sandbox's network namespace: one owned by the sandbox's user
+/// namespace (returned, for the rest of the setup to use) when it has one, else a new one.
+fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, String> {
+    match &c.userns {
+        Some(map) => {
+            let ns = Namespaces::new(map)?;
+            ns.enter_net()?;
+            Ok(Some(ns))
+        }
+        None => {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare the network namespace: {e}"))?;
+            Ok(None)
+        }
+    }
 }
 
 /// Reports why the sandbox could not start, and exits.
@@ -132,13 +162,13 @@ fn fail(why: &str) -> ! {
 /// it, binds envd's socket (at its host path: the server connects to it from outside) and moves
 /// into the root, which PID 1 inherits as its working directory (with a user namespace, its root
 /// cannot look up host paths such as the data directory).
-fn prepare_root(c: &GuestConfig) -> Result<UnixListener, String> {
+fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<UnixListener, String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make mounts private: {e}"))?;
     let root = &c.rootfs;
-    match &c.userns {
-        Some(map) => mount_idmapped_root(c, map)?,
-        None => {
+    match (&c.userns, namespaces) {
+        (Some(map), Some(ns)) => mount_idmapped_root(c, map, ns)?,
+        _ => {
             overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
             overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
         }
@@ -165,15 +195,14 @@ fn prepare_root(c: &GuestConfig) -> Result<UnixListener, String> {
 
 /// The overlays of `/` and `/usr` over idmapped views of their layers (see [`crate::userns`]).
 /// The idmapped mounts are made on a scratch tmpfs and detached once the overlays hold them.
-fn mount_idmapped_root(c: &GuestConfig, map: &IdMap) -> Result<(), String> {
+fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<(), String> {
     let staging = SandboxDir(c.sandbox_dir.clone()).idmapped();
     mount(Some("tmpfs"), &staging, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=700,size=64k"))
         .map_err(|e| format!("mount {}: {e}", staging.display()))?;
-    let userns = userns::helper_namespace(map)?;
     let idmapped = |src: &Path, name: String| -> Result<PathBuf, String> {
         let dst = staging.join(name);
         fs::create_dir(&dst).map_err(|e| format!("create {}: {e}", dst.display()))?;
-        mounts::attach_idmapped(src, &dst, userns.as_fd())?;
+        mounts::attach_idmapped(src, &dst, ns.user.as_fd())?;
         Ok(dst)
     };
     let root_lowers = c.root_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("root{i}"))).collect::<Result<Vec<_>, _>>()?;
@@ -205,8 +234,7 @@ fn own_root() -> Result<(), String> {
 }
 
 /// In PID 1, in its new namespaces and with the sandbox's root as working directory.
-fn become_pid1(c: &GuestConfig, mapped: OwnedFd) -> Result<(), String> {
-    userns::wait_for_maps(mapped)?;
+fn become_pid1(c: &GuestConfig) -> Result<(), String> {
     if c.userns.is_some() {
         userns::become_root()?;
     }

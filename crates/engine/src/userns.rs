@@ -82,31 +82,52 @@ pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
     Ok(pid as i32)
 }
 
-/// A user namespace with `map`, held by its descriptor: what idmapped mounts take their mapping
-/// from. Made by a short-lived child (a process cannot give itself a mapping other than its
-/// own id). Single-threaded callers only.
-pub fn helper_namespace(map: &IdMap) -> Result<OwnedFd, String> {
-    let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let pid = clone_into(libc::CLONE_NEWUSER)?;
-    if pid == 0 {
-        // The child only waits for its parent to be done with it (the end of the pipe).
-        drop(wait_w);
-        let mut byte = [0u8];
-        // SAFETY: read(2) into a live one-byte buffer, then _exit(2).
-        unsafe {
-            libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
-            libc::_exit(0)
+/// A sandbox's user namespace, with `map`, and a network namespace it owns, held by their
+/// descriptors. Made by a short-lived child (a process cannot give itself a mapping other than
+/// its own id). Single-threaded callers only.
+#[derive(Debug)]
+pub struct Namespaces {
+    pub user: OwnedFd,
+    pub net: OwnedFd,
+}
+
+impl Namespaces {
+    pub fn new(map: &IdMap) -> Result<Self, String> {
+        let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let pid = clone_into(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
+        if pid == 0 {
+            // The child only waits for its parent to be done with it (the end of the pipe).
+            drop(wait_w);
+            let mut byte = [0u8];
+            // SAFETY: read(2) into a live one-byte buffer, then _exit(2).
+            unsafe {
+                libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+                libc::_exit(0)
+            }
         }
+        drop(wait_r);
+        let open = |kind: &str| {
+            fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+                .map(OwnedFd::from)
+                .map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
+        };
+        let result = map.write_maps(pid).and_then(|()| Ok(Namespaces { user: open("user")?, net: open("net")? }));
+        drop(wait_w);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        result
     }
-    drop(wait_r);
-    let result = map.write_maps(pid).and_then(|()| {
-        fs::File::open(format!("/proc/{pid}/ns/user"))
-            .map(OwnedFd::from)
-            .map_err(|e| format!("open the user namespace of pid {pid}: {e}"))
-    });
-    drop(wait_w);
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    result
+
+    /// Moves this process into the network namespace.
+    pub fn enter_net(&self) -> Result<(), String> {
+        nix::sched::setns(&self.net, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("join the sandbox's network namespace: {e}"))
+    }
+
+    /// Moves this process into the user namespace: the namespaces it makes next belong to it. Its
+    /// ids stay the host's (unmapped there) until it takes root's ([`become_root`]); it keeps no
+    /// privilege over the host, except as the owner of what host root owns.
+    pub fn enter_user(&self) -> Result<(), String> {
+        nix::sched::setns(&self.user, nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("join the sandbox's user namespace: {e}"))
+    }
 }
 
 /// Runs `f` with the file system ids of the sandbox's root (`host_base`) and every capability
@@ -218,13 +239,13 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     fs::write(dir("lower/file"), "lower")
         .map_err(|e| format!("write {}: {e}", dir("lower/file").display()))?;
 
-    let userns = helper_namespace(map)?;
+    let ns = Namespaces::new(map)?;
     for (src, dst) in [
         (dir("lower"), dir("idmapped/lower")),
         (dir("own"), dir("idmapped/own")),
         ("/usr".into(), dir("idmapped/usr")),
     ] {
-        mounts::attach_idmapped(&src, &dst, userns.as_fd())?;
+        mounts::attach_idmapped(&src, &dst, ns.user.as_fd())?;
     }
     let seen = fs::metadata(dir("idmapped/lower/file"))
         .map_err(|e| format!("stat through the idmapped mount: {e}"))?
@@ -252,16 +273,41 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     })?
     .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
-    // Root of the sandbox writes a file; on disk it must be root's. It starts in the overlay, as a
-    // sandbox's PID 1 does: the host directories above it (the data directory is 0700, owned by
-    // host root) are out of its reach.
+    // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
+    // sandbox's start does (see `guest`), in a child that stays host root's: into the network and
+    // user namespaces, then PID 1 in new mount and PID namespaces, starting in the overlay (the
+    // host directories above it, the data directory among them, are out of its reach).
     std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;
-    let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
-    let pid = clone_into(flags)?;
+    let launcher = clone_into(0)?;
+    if launcher == 0 {
+        let code = match launch_probe_sandbox(&ns) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e}");
+                1
+            }
+        };
+        // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(code) }
+    }
+    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(launcher), None).map_err(|e| format!("wait: {e}"))?;
+    if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
+        return Err(format!("root of a new user namespace could not use its files or mount /proc ({status:?})"));
+    }
+    let owner = fs::metadata(dir("own/upper/written")).map_err(|e| format!("the sandbox's file: {e}"))?.uid();
+    if owner != 0 {
+        return Err(format!("a file root wrote in the sandbox is stored as uid {owner}, not 0"));
+    }
+    Ok(())
+}
+
+/// The probe's launcher: joins the namespaces and starts the probe's PID 1; its exit code.
+fn launch_probe_sandbox(ns: &Namespaces) -> Result<i32, String> {
+    ns.enter_net()?;
+    ns.enter_user()?;
+    let pid = clone_into(libc::CLONE_NEWNS | libc::CLONE_NEWPID)?;
     if pid == 0 {
-        drop(ready_w);
-        let code = match probe_as_sandbox_root(ready_r) {
+        let code = match probe_as_sandbox_root() {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("{e}");
@@ -271,52 +317,20 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
         // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
         unsafe { libc::_exit(code) }
     }
-    drop(ready_r);
-    let mapped = map.write_maps(pid);
-    drop(ready_w);
-    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
-        .map_err(|e| format!("wait: {e}"))?;
-    mapped?;
-    if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
-        return Err(format!(
-            "root of a new user namespace could not use its files or mount /proc ({status:?})"
-        ));
+    match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).map_err(|e| format!("wait: {e}"))? {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
+        other => Err(format!("the probe's sandbox ended with {other:?}")),
     }
-    let owner = fs::metadata(dir("own/upper/written"))
-        .map_err(|e| format!("the sandbox's file: {e}"))?
-        .uid();
-    if owner != 0 {
-        return Err(format!(
-            "a file root wrote in the sandbox is stored as uid {owner}, not 0"
-        ));
-    }
-    Ok(())
 }
 
-/// The probe's sandbox: becomes root of its user namespace once mapped, then, in the overlay
-/// (its working directory), writes a file, reads a lower one and mounts `/proc`.
-fn probe_as_sandbox_root(ready: OwnedFd) -> Result<(), String> {
-    wait_for_maps(ready)?;
+/// The probe's sandbox: takes root's ids in its user namespace, then, in the overlay (its working
+/// directory), writes a file, reads a lower one and mounts `/proc`.
+fn probe_as_sandbox_root() -> Result<(), String> {
     become_root()?;
     fs::write("written", "x").map_err(|e| format!("write to the overlay as the sandbox's root: {e}"))?;
     fs::read_to_string("file").map_err(|e| format!("read a lower file as the sandbox's root: {e}"))?;
     nix::mount::mount(Some("proc"), "proc", Some("proc"), nix::mount::MsFlags::empty(), None::<&str>)
         .map_err(|e| format!("mount /proc in a new user namespace: {e}"))
-}
-
-/// In a process just cloned into new namespaces: waits until its parent is done with it (has
-/// written its id maps, when it has a user namespace), which the parent says by closing its end
-/// of the pipe.
-pub fn wait_for_maps(ready: OwnedFd) -> Result<(), String> {
-    let mut byte = [0u8];
-    // SAFETY: read(2) into a live one-byte buffer; EOF is the signal.
-    if unsafe { libc::read(ready.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } < 0 {
-        return Err(format!(
-            "wait for the id maps: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    Ok(())
 }
 
 /// Takes the ids of root in this process's (new, mapped) user namespace, with no supplementary

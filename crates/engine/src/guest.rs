@@ -77,17 +77,17 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
     }
     // The network namespace comes first: the engine connects the sandbox's network to it (through
     // this process) while the rest is set up.
-    let namespaces = match enter_network(&config) {
+    let sandbox_ns = match enter_network(&config) {
         Ok(ns) => ns,
         Err(e) => fail(&e),
     };
     report("net");
-    let listener = match prepare_root(&config, namespaces.as_ref()) {
+    let listener = match prepare_root(&config, sandbox_ns.as_ref()) {
         Ok(l) => l,
         Err(e) => fail(&e),
     };
     // PID 1's other namespaces belong to the sandbox's user namespace: made from inside it.
-    if let Some(ns) = &namespaces {
+    if let Some(ns) = &sandbox_ns {
         if let Err(e) = ns.enter_user() {
             fail(&e);
         }
@@ -95,12 +95,14 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
     if let Err(e) = die_with_parent(parent) {
         fail(&e);
     }
-    let namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    let pid1_namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
     // The guest is single-threaded here (no runtime has started yet), as clone_into needs.
-    let pid1 = match userns::clone_into(namespaces) {
+    let pid1 = match userns::clone_into(pid1_namespaces) {
         Ok(pid) => pid,
         Err(e) => fail(&e),
     };
+    // Neither process needs the namespaces' descriptors any more (and envd must not hold them).
+    drop(sandbox_ns);
     if pid1 == 0 {
         return match become_pid1(&config) {
             Ok(()) => {
@@ -375,30 +377,8 @@ fn restrict_privileges() -> Result<(), String> {
 /// `/proc/1/{fd,exe,maps,environ,…}`: PID 1's descriptors and executable are the host's (the
 /// server's stderr, the `sandbank` binary), as with runc's init (CVE-2019-5736).
 fn restrict_pid1() -> Result<(), String> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let low = ALLOWED_CAPS as u32;
-    let high = (ALLOWED_CAPS >> 32) as u32;
-    let header = Header { version: VERSION_3, pid: 0 };
-    let data = [
-        Data { effective: low, permitted: low, inheritable: 0 },
-        Data { effective: high, permitted: high, inheritable: 0 },
-    ];
-    // SAFETY: capset(2) with a version-3 header and the two data words that version takes.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        return Err(format!("drop PID 1's capabilities: {}", std::io::Error::last_os_error()));
-    }
+    crate::caps::set(crate::caps::CapSets { effective: ALLOWED_CAPS, permitted: ALLOWED_CAPS })
+        .map_err(|e| format!("drop PID 1's capabilities: {e}"))?;
     // SAFETY: prctl(2) PR_SET_DUMPABLE with 0.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         return Err(format!("make PID 1 non-dumpable: {}", std::io::Error::last_os_error()));

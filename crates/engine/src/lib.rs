@@ -9,6 +9,7 @@
 //! when `pasta` is installed) a pasta process on the host connects its network namespace to the
 //! host's network ([`net`]).
 
+pub mod caps;
 pub mod cgroup;
 pub mod copy;
 pub mod disk;

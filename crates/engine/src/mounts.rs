@@ -7,8 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn cstring(path: &Path) -> Result<CString, String> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| format!("{} has a NUL byte", path.display()))
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
 }
 
 /// A detached copy of the mount at `path` (with the mounts under it when `recursive`): a new
@@ -24,11 +23,7 @@ pub fn clone_tree(path: &Path, recursive: bool) -> Result<OwnedFd, String> {
     // SAFETY: open_tree(2) on a NUL-terminated path; a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
     if fd < 0 {
-        return Err(format!(
-            "open_tree {}: {}",
-            path.display(),
-            io::Error::last_os_error()
-        ));
+        return Err(format!("open_tree {}: {}", path.display(), io::Error::last_os_error()));
     }
     // SAFETY: the kernel just returned this fd; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
@@ -44,23 +39,11 @@ pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
     // SAFETY: mount_setattr(2) on the tree's fd with an empty path and a live mount_attr of the
     // size passed.
     let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr,
-            std::mem::size_of::<MountAttr>(),
-        )
+        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr, std::mem::size_of::<MountAttr>())
     };
     if r < 0 {
         return Err(format!("mount_setattr: {}", io::Error::last_os_error()));
@@ -73,22 +56,10 @@ pub fn attach(tree: &OwnedFd, dst: &Path) -> Result<(), String> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let c = cstring(dst)?;
     // SAFETY: move_mount(2) of the tree (empty path) onto a NUL-terminated path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
+    let r =
+        unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
     if r < 0 {
-        return Err(format!(
-            "move_mount to {}: {}",
-            dst.display(),
-            io::Error::last_os_error()
-        ));
+        return Err(format!("move_mount to {}: {}", dst.display(), io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -100,11 +71,5 @@ pub fn attach_idmapped(src: &Path, dst: &Path, userns: BorrowedFd) -> Result<(),
     let tree = clone_tree(src, false)?;
     set_idmap(&tree, userns)
         .and_then(|()| attach(&tree, dst))
-        .map_err(|e| {
-            format!(
-                "idmapped mount of {} on {}: {e}",
-                src.display(),
-                dst.display()
-            )
-        })
+        .map_err(|e| format!("idmapped mount of {} on {}: {e}", src.display(), dst.display()))
 }

@@ -32,10 +32,7 @@ pub struct IdMap {
 impl IdMap {
     /// The range Docker's `userns-remap` and most `/etc/subuid` files start with. Every sandbox
     /// gets the same one: they are apart anyway (PID, IPC, network and mount namespaces, cgroups).
-    pub const DEFAULT: IdMap = IdMap {
-        host_base: 100_000,
-        count: 65_536,
-    };
+    pub const DEFAULT: IdMap = IdMap { host_base: 100_000, count: 65_536 };
 
     /// The line of `/proc/<pid>/uid_map` (and `gid_map`).
     pub fn map_line(&self) -> String {
@@ -68,11 +65,7 @@ pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
         stack_size: u64,
         tls: u64,
     }
-    let args = CloneArgs {
-        flags: namespaces as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
+    let args = CloneArgs { flags: namespaces as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     // SAFETY: clone3 without CLONE_VM or a stack duplicates the process as fork does; the
     // caller is single-threaded, so the child's copy of the address space is consistent.
     let pid = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
@@ -141,7 +134,9 @@ pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String
         libc::setfsgid(map.host_base);
         libc::setfsuid(map.host_base);
     }
-    let raised = raise_effective_caps();
+    let raised = crate::caps::get()
+        .and_then(|sets| crate::caps::set(crate::caps::CapSets { effective: sets.permitted, ..sets }))
+        .map_err(|e| format!("raise the capabilities: {e}"));
     let result = raised.map(|()| f());
     // SAFETY: as above; back to root's file system ids, which restores the file capabilities.
     unsafe {
@@ -149,41 +144,6 @@ pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String
         libc::setfsgid(0);
     }
     result
-}
-
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
-/// Effective capabilities = permitted.
-fn raise_effective_caps() -> Result<(), String> {
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    // SAFETY: capget(2) with a version-3 header and the two data words that version fills.
-    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } != 0 {
-        return Err(format!("capget: {}", io::Error::last_os_error()));
-    }
-    for d in &mut data {
-        d.effective = d.permitted;
-    }
-    // SAFETY: capset(2) with the header and data just read, effective raised to permitted.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        return Err(format!("capset: {}", io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 /// Whether sandboxes can have a user namespace here: runs [`probe`] as `guest_exe guest
@@ -214,47 +174,22 @@ pub fn check(guest_exe: &Path, scratch: &Path) -> Result<IdMap, String> {
 /// 0, and `/proc` mounted by root of a new user and PID namespace. `Err` says what failed.
 pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("unshare the mount namespace: {e}"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("make mounts private: {e}"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare the mount namespace: {e}"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make mounts private: {e}"))?;
     let dir = |name: &str| scratch.join(name);
-    for d in [
-        "lower/proc",
-        "own/upper",
-        "own/work",
-        "merged",
-        "idmapped/lower",
-        "idmapped/own",
-        "idmapped/usr",
-    ] {
+    for d in ["lower/proc", "own/upper", "own/work", "merged", "idmapped/lower", "idmapped/own", "idmapped/usr"] {
         fs::create_dir_all(dir(d)).map_err(|e| format!("create {}: {e}", dir(d).display()))?;
     }
-    fs::write(dir("lower/file"), "lower")
-        .map_err(|e| format!("write {}: {e}", dir("lower/file").display()))?;
+    fs::write(dir("lower/file"), "lower").map_err(|e| format!("write {}: {e}", dir("lower/file").display()))?;
 
     let ns = Namespaces::new(map)?;
-    for (src, dst) in [
-        (dir("lower"), dir("idmapped/lower")),
-        (dir("own"), dir("idmapped/own")),
-        ("/usr".into(), dir("idmapped/usr")),
-    ] {
+    for (src, dst) in [(dir("lower"), dir("idmapped/lower")), (dir("own"), dir("idmapped/own")), ("/usr".into(), dir("idmapped/usr"))] {
         mounts::attach_idmapped(&src, &dst, ns.user.as_fd())?;
     }
-    let seen = fs::metadata(dir("idmapped/lower/file"))
-        .map_err(|e| format!("stat through the idmapped mount: {e}"))?
-        .uid();
+    let seen = fs::metadata(dir("idmapped/lower/file")).map_err(|e| format!("stat through the idmapped mount: {e}"))?.uid();
     if seen != map.host_base {
-        return Err(format!(
-            "an idmapped mount shows uid 0 as {seen}, not {}",
-            map.host_base
-        ));
+        return Err(format!("an idmapped mount shows uid 0 as {seen}, not {}", map.host_base));
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
@@ -262,16 +197,8 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
         dir("idmapped/own/upper").display(),
         dir("idmapped/own/work").display()
     );
-    as_mapped_root(map, || {
-        mount(
-            Some("overlay"),
-            &dir("merged"),
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(opts.as_str()),
-        )
-    })?
-    .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
+    as_mapped_root(map, || mount(Some("overlay"), &dir("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str())))?
+        .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
     // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
     // sandbox's start does (see `guest`), in a child that stays host root's: into the network and

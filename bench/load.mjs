@@ -84,7 +84,20 @@ function fdKinds(pid) {
 }
 
 async function main() {
-  const server = await startLocalServer({ tmpPrefix: 'sandbank-load-' })
+  // With SANDBANK_HEAP_STATS=SECS in the environment the server logs what malloc holds; kept
+  // for the report.
+  const heap = []
+  const heapLine = /heap stats in_use_kb=(\d+) free_kb=(\d+) mmapped_kb=(\d+) arena_kb=(\d+) rss_anon_kb=(\d+)/g
+  let pending = ''
+  const onStderr = (chunk) => {
+    pending = (pending + chunk.replace(/\x1b\[[0-9;]*m/g, '')).slice(-4096)
+    for (const m of pending.matchAll(heapLine)) {
+      const [inUseKb, freeKb, mmappedKb, arenaKb, anonKb] = m.slice(1).map(Number)
+      heap.push({ t: performance.now(), inUseKb, freeKb, mmappedKb, arenaKb, anonKb })
+    }
+    pending = pending.slice(pending.lastIndexOf('\n') + 1)
+  }
+  const server = await startLocalServer({ tmpPrefix: 'sandbank-load-', onStderr })
   const pid = server.proc.pid
   console.log(`load: ${CONCURRENCY} clients for ${DURATION_S} s against ${server.url} (pid ${pid})`)
 
@@ -112,8 +125,9 @@ async function main() {
   const sample = () => {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-      const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)[1])
-      samples.push({ t: performance.now(), rssKb, fds: readdirSync(`/proc/${pid}/fd`).length })
+      const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0)
+      // RssAnon is the heap (and stacks); RssFile, the mapped binary, libraries and SQLite's files.
+      samples.push({ t: performance.now(), rssKb: kb('VmRSS'), anonKb: kb('RssAnon'), fileKb: kb('RssFile'), fds: readdirSync(`/proc/${pid}/fd`).length })
     } catch {}
   }
   sample()
@@ -235,6 +249,7 @@ async function main() {
   sample()
   const after = samples.pop() // every sandbox and snapshot gone: descriptors back to the baseline
   after.kinds = fdKinds(pid)
+  const heapAfter = heap.at(-1) // every sandbox and snapshot gone
   const stop = await server.stop()
   try {
     assertNoLeftovers({ dataDir: server.dataDir, sandboxIds: new Set() })
@@ -274,9 +289,22 @@ async function main() {
   console.log(`load: server RSS ${rss.firstMb.toFixed(1)} MB (first third) → ${rss.lastMb.toFixed(1)} MB (last third), max ${rss.maxMb.toFixed(1)} MB; ` +
     `${(after.rssKb / 1024).toFixed(1)} MB idle after; open fds ${idle.fds} idle before, ${fds.first.toFixed(0)} → ${fds.last.toFixed(0)} under load ` +
     `(max ${fds.max}), ${after.fds} idle after; ${samples.length} samples`)
+  // The run by tenths (mean of each tenth's samples): a leak keeps climbing, a cache levels off.
+  const tenths = (xs, f) =>
+    Array.from({ length: 10 }, (_, i) => xs.slice(Math.floor((i * xs.length) / 10), Math.floor(((i + 1) * xs.length) / 10)))
+      .filter((part) => part.length)
+      .map((part) => (mean(part, f) / 1024).toFixed(1))
+      .join(', ')
+  console.log(`load: RSS by tenth ${tenths(samples, (s) => s.rssKb)} MB; anonymous ${tenths(samples, (s) => s.anonKb)} MB; file ${tenths(samples, (s) => s.fileKb)} MB`)
+  const underLoad = heap.filter((h) => h.t >= t0 && h.t <= t0 + elapsedS * 1000)
+  if (underLoad.length) {
+    console.log(`load: malloc in use by tenth ${tenths(underLoad, (h) => h.inUseKb)} MB; free in the heaps ${tenths(underLoad, (h) => h.freeKb)} MB; ` +
+      `in use ${(heap[0].inUseKb / 1024).toFixed(1)} MB before the load, ${(heapAfter.inUseKb / 1024).toFixed(1)} MB once everything was gone ` +
+      `(${(heapAfter.freeKb / 1024).toFixed(1)} MB free in the heaps)`)
+  }
   if (JSON_OUT) {
     const ops = Object.fromEntries([...stats].map(([op, s]) => [op, { n: s.n, p50: pct(s.ms, 50), p99: pct(s.ms, 99), statuses: s.statuses }]))
-    writeFileSync(JSON_OUT, JSON.stringify({ concurrency: CONCURRENCY, seconds: elapsedS, total, fiveXX, rss, fds, idle, after, ops, samples, failures }, null, 2))
+    writeFileSync(JSON_OUT, JSON.stringify({ concurrency: CONCURRENCY, seconds: elapsedS, total, fiveXX, rss, fds, idle, after, ops, samples, heap, failures }, null, 2))
   }
   if (failures.length) {
     console.error(`\nload: FAILED: ${failures.length} problems (first: ${failures[0]})`)

@@ -119,6 +119,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         own_mount_namespace()?;
     }
 
+    heap_stats_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
         let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
@@ -134,6 +135,43 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// `SANDBANK_HEAP_STATS=SECS`: every SECS seconds, a log line with what glibc's malloc holds:
+/// `in_use` (live allocations), `free` (freed but kept by malloc), `mmapped` (large blocks) and
+/// `arena` (what the heaps took from the system), next to the process's anonymous RSS. Live bytes that keep growing under a steady
+/// load are a leak; flat live bytes under a growing RSS are the allocator keeping memory. A
+/// diagnostic, off by default (`mallinfo2` walks every arena under its lock).
+fn heap_stats_from_env() {
+    let Some(secs) = std::env::var("SANDBANK_HEAP_STATS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0)
+    else {
+        return;
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new().name("sandbank-heap-stats".into()).spawn(move || loop {
+            // SAFETY: mallinfo2 has no preconditions; it only reads malloc's own counters.
+            let m = unsafe { libc::mallinfo2() };
+            let rss_anon_kb = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+                .unwrap_or(0);
+            tracing::info!(
+                in_use_kb = (m.uordblks + m.hblkhd) / 1024,
+                free_kb = m.fordblks / 1024,
+                mmapped_kb = m.hblkhd / 1024,
+                arena_kb = m.arena / 1024,
+                rss_anon_kb,
+                "heap stats"
+            );
+            std::thread::sleep(Duration::from_secs(secs));
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("SANDBANK_HEAP_STATS: {e}");
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    tracing::warn!("SANDBANK_HEAP_STATS={secs}: only with glibc's malloc");
 }
 
 /// With a disk limit, each sandbox's disk is mounted by the server: in a mount namespace of its

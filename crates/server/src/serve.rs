@@ -248,6 +248,34 @@ async fn idle_for(state: AppState, activity: Arc<Activity>, idle: Duration) {
     }
 }
 
+/// How long the server must have had no request before the memory freed in malloc's heaps is
+/// given back to the system.
+const TRIM_WHEN_QUIET_FOR: Duration = Duration::from_secs(10);
+
+/// Under load, glibc's malloc keeps what is freed in its heaps for the next requests: the live
+/// heap stays flat while the RSS climbs to a plateau (docs/RELIABILITY.md, "Load"). Once no
+/// request has come for [`TRIM_WHEN_QUIET_FOR`], that memory goes back (`malloc_trim`), once per
+/// quiet spell.
+async fn trim_when_quiet(activity: Arc<Activity>) {
+    use std::sync::atomic::Ordering;
+    let mut trimmed_after: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(TRIM_WHEN_QUIET_FOR / 2).await;
+        let last = *activity.last.lock().unwrap_or_else(|e| e.into_inner());
+        if activity.inflight.load(Ordering::SeqCst) > 0 || last.elapsed() < TRIM_WHEN_QUIET_FOR || trimmed_after == Some(last) {
+            continue;
+        }
+        trimmed_after = Some(last);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let t0 = std::time::Instant::now();
+            // SAFETY: malloc_trim has no preconditions.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            tracing::debug!(took = ?t0.elapsed(), "quiet: freed heap memory given back");
+        }
+    }
+}
+
 /// Writes `daemon.json` atomically (0600).
 fn write_daemon_state(data_dir: &Path, url: &str, key: &str) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(DAEMON_STATE_FILE);
@@ -320,6 +348,7 @@ async fn serve(
             })
             .into_future(),
     );
+    let trim = tokio::spawn(trim_when_quiet(activity.clone()));
     tracing::info!(%addr, "serving the Novita/E2B API");
     let state_file = write_daemon_state(data_dir, &format!("http://{addr}"), key)?;
     let idle_exit = {
@@ -347,6 +376,7 @@ async fn serve(
     let _ = stop_tx.send(());
     remove_daemon_state(&state_file);
     expiry.abort();
+    trim.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.shutdown()).await.is_err() {
         tracing::warn!("the engine did not shut down within {SHUTDOWN_GRACE:?}");
     }

@@ -11,9 +11,11 @@
 // Fails (exit 1) on any 5xx or transport error, on a wrong command output or file content, when
 // the RSS of the last third of the run is more than 25% (and 32 MB) above the first third's, or
 // when anything is left once every sandbox and snapshot is gone: open descriptors above the
-// idle baseline, sandbox cgroups, guest processes, layers, and after the stop, mounts and cgroups.
+// idle baseline, live heap (malloc's in-use bytes, logged by the server) more than 8 MB above
+// its idle baseline, sandbox cgroups, guest processes, layers, and after the stop, mounts and
+// cgroups.
 //
-// Usage: node bench/load.mjs [--duration 30] [--concurrency 200] [--json FILE]
+// Usage: node bench/load.mjs [--duration 30] [--concurrency 200] [--json FILE] [--settle 15]
 // Needs root (the engine), like the server.
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -28,6 +30,8 @@ const arg = (name, dflt) => {
 const DURATION_S = Number(arg('duration', 30))
 const CONCURRENCY = Number(arg('concurrency', 200))
 const JSON_OUT = arg('json', null)
+/** Seconds of idle after every sandbox and snapshot is gone, before the last sample. */
+const SETTLE_S = Number(arg('settle', 15))
 /** Snapshots kept around at most; older ones are deleted by the clients. */
 const MAX_SNAPSHOTS = 100
 const FILE_BYTES = 64 * 1024
@@ -84,7 +88,20 @@ function fdKinds(pid) {
 }
 
 async function main() {
-  const server = await startLocalServer({ tmpPrefix: 'sandbank-load-' })
+  // The server logs what malloc holds every SANDBANK_HEAP_STATS seconds (2 unless set; 0: off);
+  // kept for the report and the leak check.
+  const heap = []
+  const heapLine = /heap stats in_use_kb=(\d+) free_kb=(\d+) mmapped_kb=(\d+) arena_kb=(\d+) rss_anon_kb=(\d+)/g
+  let pending = ''
+  const onStderr = (chunk) => {
+    pending = (pending + chunk.replace(/\x1b\[[0-9;]*m/g, '')).slice(-4096)
+    for (const m of pending.matchAll(heapLine)) {
+      const [inUseKb, freeKb, mmappedKb, arenaKb, anonKb] = m.slice(1).map(Number)
+      heap.push({ t: performance.now(), inUseKb, freeKb, mmappedKb, arenaKb, anonKb })
+    }
+    pending = pending.slice(pending.lastIndexOf('\n') + 1)
+  }
+  const server = await startLocalServer({ tmpPrefix: 'sandbank-load-', onStderr, env: { SANDBANK_HEAP_STATS: process.env.SANDBANK_HEAP_STATS ?? '2' } })
   const pid = server.proc.pid
   console.log(`load: ${CONCURRENCY} clients for ${DURATION_S} s against ${server.url} (pid ${pid})`)
 
@@ -112,8 +129,9 @@ async function main() {
   const sample = () => {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-      const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)[1])
-      samples.push({ t: performance.now(), rssKb, fds: readdirSync(`/proc/${pid}/fd`).length })
+      const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0)
+      // RssAnon is the heap (and stacks); RssFile, the mapped binary, libraries and SQLite's files.
+      samples.push({ t: performance.now(), rssKb: kb('VmRSS'), anonKb: kb('RssAnon'), fileKb: kb('RssFile'), fds: readdirSync(`/proc/${pid}/fd`).length })
     } catch {}
   }
   sample()
@@ -230,11 +248,13 @@ async function main() {
   if (guests.length) fail(`guest processes left while the server runs: ${guests.map((p) => `${p.pid} ${p.cmdline}`).join('; ')}`)
 
   // The HTTP client closes its idle keep-alive connections after 4 s; then only the server's own
-  // descriptors are left.
-  await new Promise((r) => setTimeout(r, 6000))
+  // descriptors are left. 15 s also outlasts the runtime's idle blocking threads (10 s), whose
+  // malloc caches would count as live heap, and lets the server give its freed heap back.
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000))
   sample()
   const after = samples.pop() // every sandbox and snapshot gone: descriptors back to the baseline
   after.kinds = fdKinds(pid)
+  const heapAfter = heap.at(-1) // every sandbox and snapshot gone
   const stop = await server.stop()
   try {
     assertNoLeftovers({ dataDir: server.dataDir, sandboxIds: new Set() })
@@ -253,6 +273,12 @@ async function main() {
   const fds = { first: mean(first, (s) => s.fds), last: mean(last, (s) => s.fds), max: Math.max(...samples.map((s) => s.fds)) }
   const growth = (a, b, slack) => b > a * 1.25 && b - a > slack
   if (growth(rss.firstMb, rss.lastMb, 32)) fail(`RSS grew: ${rss.firstMb.toFixed(1)} MB → ${rss.lastMb.toFixed(1)} MB`)
+  // Live heap once everything is gone: 1.0-1.2 MB after 60 s and after 180 s runs (0.1 MB before
+  // any load). Memory kept per sandbox or per request would pile up here, whatever the allocator
+  // does with the rest.
+  if (heapAfter && heapAfter.inUseKb > heap[0].inUseKb + 8 * 1024) {
+    fail(`live heap: ${(heap[0].inUseKb / 1024).toFixed(1)} MB before the load, ${(heapAfter.inUseKb / 1024).toFixed(1)} MB after everything was gone`)
+  }
   // Under load the descriptors follow the number of live sandboxes; once all are gone they
   // must be back where they started.
   if (after.fds > idle.fds + 16) {
@@ -274,9 +300,22 @@ async function main() {
   console.log(`load: server RSS ${rss.firstMb.toFixed(1)} MB (first third) → ${rss.lastMb.toFixed(1)} MB (last third), max ${rss.maxMb.toFixed(1)} MB; ` +
     `${(after.rssKb / 1024).toFixed(1)} MB idle after; open fds ${idle.fds} idle before, ${fds.first.toFixed(0)} → ${fds.last.toFixed(0)} under load ` +
     `(max ${fds.max}), ${after.fds} idle after; ${samples.length} samples`)
+  // The run by tenths (mean of each tenth's samples): a leak keeps climbing, a cache levels off.
+  const tenths = (xs, f) =>
+    Array.from({ length: 10 }, (_, i) => xs.slice(Math.floor((i * xs.length) / 10), Math.floor(((i + 1) * xs.length) / 10)))
+      .filter((part) => part.length)
+      .map((part) => (mean(part, f) / 1024).toFixed(1))
+      .join(', ')
+  console.log(`load: RSS by tenth ${tenths(samples, (s) => s.rssKb)} MB; anonymous ${tenths(samples, (s) => s.anonKb)} MB; file ${tenths(samples, (s) => s.fileKb)} MB`)
+  const underLoad = heap.filter((h) => h.t >= t0 && h.t <= t0 + elapsedS * 1000)
+  if (underLoad.length) {
+    console.log(`load: malloc in use by tenth ${tenths(underLoad, (h) => h.inUseKb)} MB; free in the heaps ${tenths(underLoad, (h) => h.freeKb)} MB; ` +
+      `in use ${(heap[0].inUseKb / 1024).toFixed(1)} MB before the load, ${(heapAfter.inUseKb / 1024).toFixed(1)} MB once everything was gone ` +
+      `(${(heapAfter.freeKb / 1024).toFixed(1)} MB free in the heaps)`)
+  }
   if (JSON_OUT) {
     const ops = Object.fromEntries([...stats].map(([op, s]) => [op, { n: s.n, p50: pct(s.ms, 50), p99: pct(s.ms, 99), statuses: s.statuses }]))
-    writeFileSync(JSON_OUT, JSON.stringify({ concurrency: CONCURRENCY, seconds: elapsedS, total, fiveXX, rss, fds, idle, after, ops, samples, failures }, null, 2))
+    writeFileSync(JSON_OUT, JSON.stringify({ concurrency: CONCURRENCY, seconds: elapsedS, total, fiveXX, rss, fds, idle, after, ops, samples, heap, failures }, null, 2))
   }
   if (failures.length) {
     console.error(`\nload: FAILED: ${failures.length} problems (first: ${failures[0]})`)

@@ -119,6 +119,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         own_mount_namespace()?;
     }
 
+    heap_stats_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
         let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
@@ -134,6 +135,43 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// `SANDBANK_HEAP_STATS=SECS`: every SECS seconds, a log line with what glibc's malloc holds:
+/// `in_use` (live allocations), `free` (freed but kept by malloc), `mmapped` (large blocks) and
+/// `arena` (what the heaps took from the system), next to the process's anonymous RSS. Live bytes that keep growing under a steady
+/// load are a leak; flat live bytes under a growing RSS are the allocator keeping memory. A
+/// diagnostic, off by default (`mallinfo2` walks every arena under its lock).
+fn heap_stats_from_env() {
+    let Some(secs) = std::env::var("SANDBANK_HEAP_STATS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0)
+    else {
+        return;
+    };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new().name("sandbank-heap-stats".into()).spawn(move || loop {
+            // SAFETY: mallinfo2 has no preconditions; it only reads malloc's own counters.
+            let m = unsafe { libc::mallinfo2() };
+            let rss_anon_kb = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+                .unwrap_or(0);
+            tracing::info!(
+                in_use_kb = (m.uordblks + m.hblkhd) / 1024,
+                free_kb = m.fordblks / 1024,
+                mmapped_kb = m.hblkhd / 1024,
+                arena_kb = m.arena / 1024,
+                rss_anon_kb,
+                "heap stats"
+            );
+            std::thread::sleep(Duration::from_secs(secs));
+        });
+        if let Err(e) = spawned {
+            tracing::warn!("SANDBANK_HEAP_STATS: {e}");
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    tracing::warn!("SANDBANK_HEAP_STATS={secs}: only with glibc's malloc");
 }
 
 /// With a disk limit, each sandbox's disk is mounted by the server: in a mount namespace of its
@@ -210,6 +248,34 @@ async fn idle_for(state: AppState, activity: Arc<Activity>, idle: Duration) {
     }
 }
 
+/// How long the server must have had no request before the memory freed in malloc's heaps is
+/// given back to the system.
+const TRIM_WHEN_QUIET_FOR: Duration = Duration::from_secs(10);
+
+/// Under load, glibc's malloc keeps what is freed in its heaps for the next requests: the live
+/// heap stays flat while the RSS climbs to a plateau (docs/RELIABILITY.md, "Load"). Once no
+/// request has come for [`TRIM_WHEN_QUIET_FOR`], that memory goes back (`malloc_trim`), once per
+/// quiet spell.
+async fn trim_when_quiet(activity: Arc<Activity>) {
+    use std::sync::atomic::Ordering;
+    let mut trimmed_after: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(TRIM_WHEN_QUIET_FOR / 2).await;
+        let last = *activity.last.lock().unwrap_or_else(|e| e.into_inner());
+        if activity.inflight.load(Ordering::SeqCst) > 0 || last.elapsed() < TRIM_WHEN_QUIET_FOR || trimmed_after == Some(last) {
+            continue;
+        }
+        trimmed_after = Some(last);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            let t0 = std::time::Instant::now();
+            // SAFETY: malloc_trim has no preconditions.
+            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            tracing::debug!(took = ?t0.elapsed(), "quiet: freed heap memory given back");
+        }
+    }
+}
+
 /// Writes `daemon.json` atomically (0600).
 fn write_daemon_state(data_dir: &Path, url: &str, key: &str) -> anyhow::Result<PathBuf> {
     let path = data_dir.join(DAEMON_STATE_FILE);
@@ -282,6 +348,7 @@ async fn serve(
             })
             .into_future(),
     );
+    let trim = tokio::spawn(trim_when_quiet(activity.clone()));
     tracing::info!(%addr, "serving the Novita/E2B API");
     let state_file = write_daemon_state(data_dir, &format!("http://{addr}"), key)?;
     let idle_exit = {
@@ -309,6 +376,7 @@ async fn serve(
     let _ = stop_tx.send(());
     remove_daemon_state(&state_file);
     expiry.abort();
+    trim.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.shutdown()).await.is_err() {
         tracing::warn!("the engine did not shut down within {SHUTDOWN_GRACE:?}");
     }

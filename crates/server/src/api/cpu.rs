@@ -1,5 +1,7 @@
 //! CPU use as a percentage needs two readings of a cumulative counter: this keeps the last
 //! reading of each sandbox, so that a metrics request reports the use since the previous one.
+//! A reading goes when its sandbox leaves the registry (killed, expired or exited: see
+//! `sandboxes::kill`, `sandboxes::metrics` and `AppState::watch_exit`).
 
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -28,6 +30,12 @@ impl CpuSamples {
 
     pub fn forget(&self, id: &str) {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// How many sandboxes have a reading kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

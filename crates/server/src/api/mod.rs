@@ -84,6 +84,7 @@ impl AppState {
                         match expired {
                             Expired::Kill(entry) => {
                                 tracing::info!(id = %entry.id, "sandbox timed out");
+                                state.cpu_samples.forget(&entry.id);
                                 if let Err(e) = state.backend.kill(&entry.id).await {
                                     tracing::warn!(id = %entry.id, "killing a timed-out sandbox failed: {e}");
                                 }
@@ -96,6 +97,7 @@ impl AppState {
                                     // again and again.
                                     tracing::warn!(%id, "pausing a timed-out sandbox failed ({e}): killing it");
                                     state.registry.remove(&id);
+                                    state.cpu_samples.forget(&id);
                                     if let Err(e) = state.backend.kill(&id).await {
                                         tracing::warn!(%id, "killing it failed too: {e}");
                                     }

@@ -242,6 +242,9 @@ pub async fn list_v1(
 
 pub async fn kill(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<StatusCode, ApiError> {
     state.registry.remove(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    // Also here, not only when its PID 1 exits: a sandbox paused before a restart has no
+    // process to exit.
+    state.cpu_samples.forget(&id);
     let backend = state.backend.clone();
     // Gone from the API at once; the engine's cleanup finishes even if the client goes away.
     let task = tokio::spawn(async move { backend.kill(&id).await.map(|_| id) });
@@ -400,6 +403,11 @@ pub async fn metrics(
     let usage = state.backend.usage(&id).await?;
     let now = Utc::now();
     let cpu_used_pct = state.cpu_samples.percent(&id, entry.started_at, now, usage.cpu_ns, entry.limits.cpu_count);
+    if state.registry.route(&id).is_none() {
+        // Killed while its usage was read: whoever removed it may have forgotten its reading
+        // before this one was kept.
+        state.cpu_samples.forget(&id);
+    }
     let t = now.timestamp();
     if start.is_some_and(|s| t < s) || end.is_some_and(|e| t > e) {
         return Ok(Json(Vec::new()));

@@ -470,6 +470,25 @@ async fn a_sandbox_whose_pid1_dies_is_dropped() {
     assert_eq!(call(addr, "GET", "/v2/sandboxes", None).await.json(), serde_json::json!([]));
 }
 
+/// A metrics call keeps a CPU reading per sandbox: it must go with the sandbox, also for one
+/// with no process whose exit would say so (paused before a restart: only its files are left).
+#[tokio::test]
+async fn cpu_readings_go_with_their_sandbox() {
+    let (addr, fake, state) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    call(addr, "GET", &format!("/sandboxes/{id}/metrics"), None).await.json();
+    let dormant = "dormantsandbox000001".to_string();
+    let entry = state.registry.get(&id).unwrap();
+    state.registry.insert(super::registry::Entry { id: dormant.clone(), ..entry });
+    call(addr, "GET", &format!("/sandboxes/{dormant}/metrics"), None).await.json();
+    assert_eq!(state.cpu_samples.len(), 2);
+    for id in [&id, &dormant] {
+        assert_eq!(call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(fake.killed(), vec![id, dormant]);
+    assert_eq!(state.cpu_samples.len(), 0);
+}
+
 #[tokio::test]
 async fn list_pagination_and_filters() {
     let (addr, _, _) = start().await;

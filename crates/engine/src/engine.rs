@@ -868,16 +868,17 @@ impl Engine {
             created_at,
         };
         // Publish: the layer directory first, then its record. Layer collection skips layers being
-        // published, so it never removes one whose record is a moment away.
-        self.state.lock().unwrap().publishing.insert(id.clone());
+        // published, so it never removes one whose record is a moment away. All of it in the
+        // blocking task, which runs to its end even when the caller is gone.
         let (layout, state) = (self.layout.clone(), Arc::clone(&self.state));
-        let published = tokio::task::spawn_blocking(move || publish(&layout, &state, &record).map(|()| record))
-            .await
-            .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?;
-        self.state.lock().unwrap().publishing.remove(&id);
-        let record = published.inspect_err(|_| {
-            let _ = remove_all(&self.layout.layer(&id));
-        })?;
+        let record = tokio::task::spawn_blocking(move || {
+            let _publishing = Publishing::start(&state, &id);
+            publish(&layout, &state, &record).map(|()| record).inspect_err(|_| {
+                let _ = remove_all(&layout.layer(&id));
+            })
+        })
+        .await
+        .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })??;
         Ok(record.into())
     }
 
@@ -1143,6 +1144,26 @@ fn probe_userns(guest_exe: &Path, layout: &Layout) -> Option<IdMap> {
             )
         })
         .ok()
+}
+
+/// A layer being published, in `State::publishing` for as long as this lives (however the
+/// publishing ends: done, failed or panicked).
+struct Publishing<'a> {
+    state: &'a Mutex<State>,
+    id: &'a str,
+}
+
+impl<'a> Publishing<'a> {
+    fn start(state: &'a Mutex<State>, id: &'a str) -> Self {
+        state.lock().unwrap().publishing.insert(id.to_string());
+        Self { state, id }
+    }
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).publishing.remove(self.id);
+    }
 }
 
 /// What the guest reports on its stdout: `net` (it is in the sandbox's network namespace), then

@@ -139,9 +139,10 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `SANDBANK_HEAP_STATS=SECS`: every SECS seconds, a log line with what glibc's malloc holds:
 /// `in_use` (live allocations), `free` (freed but kept by malloc), `mmapped` (large blocks) and
-/// `arena` (what the heaps took from the system), next to the process's anonymous RSS. Live bytes that keep growing under a steady
-/// load are a leak; flat live bytes under a growing RSS are the allocator keeping memory. A
-/// diagnostic, off by default (`mallinfo2` walks every arena under its lock).
+/// `arena` (what the heaps took from the system), next to the process's anonymous RSS. Live
+/// bytes that keep growing under a steady load are a leak; flat live bytes under a growing RSS
+/// are the allocator keeping memory. A diagnostic, off by default (`mallinfo2` walks every arena
+/// under its lock).
 fn heap_stats_from_env() {
     let Some(secs) = std::env::var("SANDBANK_HEAP_STATS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0)
     else {

@@ -4,9 +4,9 @@
 // loopback, where the API listens; with `allowInternetAccess: false` nothing leaves the sandbox.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { readFileSync, readlinkSync } from 'node:fs'
 import { Sandbox } from 'novita-sandbox'
-import { childProcesses, isAlive, startServer, stopAndCheck } from './helpers.mjs'
+import { childProcesses, guestProcesses, isAlive, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -28,6 +28,23 @@ async function create(t, template, opts = {}) {
 
 /** The server's pasta processes. */
 const pastas = () => childProcesses(server.proc.pid).filter((p) => (p.argv[0] ?? '').endsWith('pasta'))
+
+/**
+ * The pasta processes serving sandbox `id`: those holding its network namespace (pasta keeps it
+ * open as its stdin). Others serve other sandboxes, or the network the server made ahead of time.
+ */
+function pastasOf(id) {
+  const guest = guestProcesses().find((p) => p.cmdline.includes(`/sandboxes/${id}/config.json`))
+  assert.ok(guest, `no guest process for ${id}`)
+  const netns = readlinkSync(`/proc/${guest.pid}/ns/net`)
+  return pastas().filter((p) => {
+    try {
+      return readlinkSync(`/proc/${p.pid}/fd/0`) === netns
+    } catch {
+      return false
+    }
+  })
+}
 
 const WHEEL = '/home/user/pkgs/six-1.16.0-py2.py3-none-any.whl'
 
@@ -84,14 +101,13 @@ print("ms", round((time.monotonic() - t) * 1000))
     assert.match(probe.stdout, /151\.101\.0\.223 OSError \[Errno 101\] Network is unreachable/)
     const ms = Number(/^ms (\d+)$/m.exec(probe.stdout)[1])
     assert.ok(ms < 2000, `connection attempts took ${ms} ms to fail:\n${probe.stdout}`)
-    assert.equal(pastas().length, 0, 'no pasta for a sandbox without network')
+    assert.deepEqual(pastasOf(sbx.sandboxId), [], 'no pasta for a sandbox without network')
   })
 
   test("the host's loopback stays out of reach: the API's port on 127.0.0.1 and on the gateway, raw packets", async (t) => {
     const port = Number(new URL(server.url).port)
-    const others = new Set(pastas().map((p) => p.pid))
     const sbx = await create(t)
-    const mine = pastas().filter((p) => !others.has(p.pid))
+    const mine = pastasOf(sbx.sandboxId)
     assert.equal(mine.length, 1, 'one pasta for the sandbox')
     await sbx.files.write(
       '/tmp/probe.py',

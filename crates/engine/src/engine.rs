@@ -5,6 +5,8 @@ use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
 use crate::net::{self, Pasta};
+use crate::netpool::{NetPool, ReadyNet};
+use crate::spawner::Spawner;
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::disk;
 use crate::store::{SnapshotRecord, Store};
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -214,6 +216,8 @@ pub struct Engine {
     /// must be read and changed together.
     state: Arc<Mutex<State>>,
     spawner: Spawner,
+    /// Networks made ahead of time for sandboxes with internet access (with pasta only).
+    net_pool: Option<NetPool>,
     /// The id mapping of sandboxes' user namespaces; `None`: they have none.
     userns: Option<IdMap>,
     /// Held for the engine's life: one server per data directory.
@@ -348,6 +352,8 @@ impl Engine {
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
+        let spawner = Spawner::start();
+        let net_pool = config.pasta.clone().map(|pasta| NetPool::new(pasta, config.guest_exe.clone(), userns, spawner.clone()));
         let engine = Self {
             config,
             layout,
@@ -355,7 +361,8 @@ impl Engine {
             templates,
             default_limits,
             state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default(), paused })),
-            spawner: Spawner::start(),
+            spawner,
+            net_pool,
             userns,
             _lock: lock,
         };
@@ -371,6 +378,19 @@ impl Engine {
     /// for, or this machine cannot, as logged at open), and root inside is the host's root.
     pub fn user_namespace(&self) -> Option<IdMap> {
         self.userns
+    }
+
+    /// Starts making a network ahead of time for the next sandbox with internet access (see
+    /// [`crate::netpool`]), if there is pasta and none is ready. Needs a tokio runtime.
+    pub fn prepare_network(&self) {
+        if let Some(pool) = &self.net_pool {
+            pool.refill();
+        }
+    }
+
+    /// How many networks made ahead of time are ready.
+    pub fn networks_ready(&self) -> usize {
+        self.net_pool.as_ref().map_or(0, NetPool::ready)
     }
 
     /// Whether `name` is a template or a snapshot a sandbox can start from.
@@ -439,7 +459,9 @@ impl Engine {
         if spec.allow_internet_access == Some(true) && !internet {
             tracing::warn!(sandbox = %spec.id, "internet access asked for, but there is no pasta: loopback only");
         }
-        let config_path = match self.prepare(&spec, &template, &layers, &dir, internet) {
+        // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
+        let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
+        let config_path = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
             Ok(p) => p,
             Err(e) => {
                 self.forget(&spec.id);
@@ -497,9 +519,11 @@ impl Engine {
             // The network is set up (through the launcher, which is in the sandbox's network
             // namespace now) while the guest sets up the rest, and is there before it is ready.
             let network = async {
-                match self.config.pasta.as_deref().filter(|_| internet) {
-                    Some(pasta) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
-                    None => Ok(None),
+                match (ready_net, self.config.pasta.as_deref().filter(|_| internet)) {
+                    // Joined (the guest said `net`): the namespaces are the sandbox's now.
+                    (Some(ready), _) => Ok(Some(ready.into_pasta())),
+                    (None, Some(pasta)) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                    (None, None) => Ok(None),
                 }
             };
             tokio::try_join!(report.expect("ready"), network)
@@ -525,7 +549,15 @@ impl Engine {
     }
 
     /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
-    fn prepare(&self, spec: &SandboxSpec, template: &Template, layers: &[String], dir: &SandboxDir, internet: bool) -> Result<PathBuf, EngineError> {
+    fn prepare(
+        &self,
+        spec: &SandboxSpec,
+        template: &Template,
+        layers: &[String],
+        dir: &SandboxDir,
+        internet: bool,
+        namespaces_of: Option<i32>,
+    ) -> Result<PathBuf, EngineError> {
         // A paused sandbox started again already has its files (and its disk, mounted at start).
         let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
@@ -565,6 +597,7 @@ impl Engine {
             bind_files,
             sandbox_dir: dir.path().to_path_buf(),
             userns: self.userns,
+            namespaces_of,
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
@@ -796,6 +829,9 @@ impl Engine {
     /// Kills every sandbox and removes the cgroup parent: the server is stopping. Paused
     /// sandboxes keep their files and their place in the catalog.
     pub async fn shutdown(&self) {
+        if let Some(pool) = &self.net_pool {
+            pool.close();
+        }
         let ids = self.running();
         futures_util::future::join_all(ids.iter().map(|id| async move {
             let (busy, paused) = {
@@ -1206,34 +1242,6 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Starts guests from one long-lived thread: a guest dies with the thread that forked it
-/// (`PR_SET_PDEATHSIG`), and runtime threads may come and go.
-#[derive(Debug)]
-struct Spawner {
-    tx: std::sync::mpsc::Sender<(std::process::Command, oneshot::Sender<io::Result<std::process::Child>>)>,
-}
-
-impl Spawner {
-    fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<(std::process::Command, oneshot::Sender<_>)>();
-        std::thread::Builder::new()
-            .name("sandbank-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn the spawner thread");
-        Self { tx }
-    }
-
-    async fn spawn(&self, cmd: std::process::Command) -> io::Result<std::process::Child> {
-        let (reply, result) = oneshot::channel();
-        self.tx.send((cmd, reply)).map_err(|_| io::Error::other("spawner thread is gone"))?;
-        result.await.map_err(|_| io::Error::other("spawner thread is gone"))?
-    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,11 @@ pub struct GuestConfig {
     /// The sandbox's user namespace, when it has one.
     #[serde(default)]
     pub userns: Option<IdMap>,
+    /// A process whose user and network namespaces (network only, without `userns`) the sandbox
+    /// joins instead of making its own: made ahead of time with its network ready
+    /// ([`crate::netpool`]).
+    #[serde(default)]
+    pub namespaces_of: Option<i32>,
 }
 
 /// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
@@ -139,15 +144,24 @@ fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), String> {
 }
 
 /// Moves this process into the sandbox's network namespace: one owned by the sandbox's user
-/// namespace (returned, for the rest of the setup to use) when it has one, else a new one.
+/// namespace (returned, for the rest of the setup to use) when it has one, else one of its own.
+/// Both are made here, or were made ahead of time by the process `namespaces_of`.
 fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, String> {
-    match &c.userns {
-        Some(map) => {
-            let ns = Namespaces::new(map)?;
+    match (&c.userns, c.namespaces_of) {
+        (Some(map), made) => {
+            let ns = match made {
+                Some(pid) => Namespaces::of(pid)?,
+                None => Namespaces::new(map)?,
+            };
             ns.enter_net()?;
             Ok(Some(ns))
         }
-        None => {
+        (None, Some(pid)) => {
+            let net = fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("open the network namespace of pid {pid}: {e}"))?;
+            nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("join the sandbox's network namespace: {e}"))?;
+            Ok(None)
+        }
+        (None, None) => {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare the network namespace: {e}"))?;
             Ok(None)
         }

@@ -85,6 +85,16 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
+    /// The namespaces of process `pid` (a holder made ahead of time, see [`crate::netpool`]).
+    pub fn of(pid: i32) -> Result<Self, String> {
+        let open = |kind: &str| {
+            fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+                .map(OwnedFd::from)
+                .map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
+        };
+        Ok(Namespaces { user: open("user")?, net: open("net")? })
+    }
+
     pub fn new(map: &IdMap) -> Result<Self, String> {
         let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
         let pid = clone_into(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
@@ -99,12 +109,7 @@ impl Namespaces {
             }
         }
         drop(wait_r);
-        let open = |kind: &str| {
-            fs::File::open(format!("/proc/{pid}/ns/{kind}"))
-                .map(OwnedFd::from)
-                .map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
-        };
-        let result = map.write_maps(pid).and_then(|()| Ok(Namespaces { user: open("user")?, net: open("net")? }));
+        let result = map.write_maps(pid).and_then(|()| Self::of(pid));
         drop(wait_w);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         result

@@ -14,6 +14,9 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("guest") {
+        if args[2] == "--hold-namespaces" {
+            std::process::exit(sandbank_engine::netpool::hold_namespaces_main().into());
+        }
         if args[2] == "--probe-userns" {
             std::process::exit(sandbank_engine::guest::probe_userns_main(Path::new(&args[3])).into());
         }
@@ -473,21 +476,32 @@ fn snapshots_cross_user_namespace_modes() {
     rt.block_on(engine.shutdown());
 }
 
-/// Our children running pasta (the test process is the server here).
-fn pasta_children() -> Vec<u32> {
+/// Our children (the test process is the server here) whose command line (arguments joined by
+/// spaces) passes `matching`.
+fn our_children(matching: impl Fn(&str) -> bool) -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
         let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim);
-        let argv0 = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let argv0 = String::from_utf8_lossy(argv0.split(|b| *b == 0).next().unwrap_or_default()).into_owned();
-        if ppid == Some(me.as_str()) && argv0.ends_with("pasta") {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if ppid == Some(me.as_str()) && matching(cmdline.trim_end()) {
             out.push(pid);
         }
     }
     out
+}
+
+/// Our children running pasta.
+fn pasta_children() -> Vec<u32> {
+    our_children(|cmd| cmd.split(' ').next().is_some_and(|argv0| argv0.ends_with("pasta")))
+}
+
+/// Our children holding namespaces for a network made ahead of time.
+fn holders() -> Vec<u32> {
+    our_children(|cmd| cmd.contains(" --hold-namespaces"))
 }
 
 /// The output of a python3 script run inside the sandbox (hex-encoded: the stub guest reads one
@@ -513,12 +527,20 @@ fn internet_access_through_pasta() {
     asked.allow_internet_access = Some(true);
     let mut default = spec(&engine);
     default.allow_internet_access = None;
+    // A network is made ahead of time: the first sandbox joins it, the second (made before the
+    // next is ready) gets its own.
+    rt.block_on(async { engine.prepare_network() });
+    wait_for_networks(&engine, 1);
+    assert_eq!(pasta_children().len(), 1, "the network made ahead of time has its pasta");
     let started = Instant::now();
     let sb = rt.block_on(engine.create(asked.clone())).unwrap();
-    eprintln!("created with network in {:?}", started.elapsed());
+    eprintln!("created with network made ahead of time in {:?}", started.elapsed());
+    let started = Instant::now();
     let other = rt.block_on(engine.create(default.clone())).unwrap();
+    eprintln!("created with network in {:?}", started.elapsed());
     assert!(sb.internet && other.internet, "asked for, and by default with pasta installed");
-    assert_eq!(pasta_children().len(), 2, "one pasta per sandbox");
+    wait_for_networks(&engine, 1);
+    assert_eq!(pasta_children().len(), 3, "one pasta per sandbox, and the next network's");
 
     // Configured before the sandbox was ready: the first command has its interface and route.
     let links = run(&sb.envd_socket, "grep -c : /proc/net/dev; awk '$2 == \"00000000\" {print \"default via\", $1}' /proc/net/route");
@@ -554,11 +576,27 @@ fn internet_access_through_pasta() {
     assert!(!run(&sb.envd_socket, "getent hosts pypi.org").trim().is_empty(), "network after a snapshot");
 
     // Killing a sandbox stops its pasta (reaped: no zombie); shutdown stops the others.
+    for s in [&sb, &other] {
+        assert!(!run(&s.envd_socket, "getent hosts pypi.org").trim().is_empty(), "network in both");
+    }
+
+    // Killing a sandbox stops its pasta (reaped: no zombie); shutdown stops the others, and the
+    // network made ahead of time.
     rt.block_on(engine.kill(&sb.id)).unwrap();
-    assert_eq!(pasta_children().len(), 1, "the killed sandbox's pasta is gone");
+    assert_eq!(pasta_children().len(), 2, "the killed sandbox's pasta is gone");
     rt.block_on(engine.shutdown());
     assert_eq!(pasta_children(), Vec::<u32>::new(), "no pasta left after shutdown");
+    assert_eq!(holders(), Vec::<u32>::new(), "no namespace holder left after shutdown");
 }
+
+fn wait_for_networks(engine: &Engine, n: usize) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while engine.networks_ready() < n {
+        assert!(Instant::now() < deadline, "no network made ahead of time after 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 
 fn internet_access_without_pasta() {
     let tmp = tempfile::tempdir().unwrap();

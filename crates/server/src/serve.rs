@@ -129,6 +129,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta, user_namespace: !args.no_userns };
         let engine =
             tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
+        engine.prepare_network();
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));
         serve(Arc::new(engine), &key, args.listen, &data_dir, idle).await

@@ -1,0 +1,165 @@
+//! Sandbox networks made ahead of time. Starting pasta takes about 19 ms, most of what a sandbox
+//! with internet access takes to start, and it needs no sandbox: a holder process makes the
+//! namespaces (the sandboxes' user namespace with a network namespace it owns; without user
+//! namespaces, a network namespace alone), pasta is attached to them, and the next sandbox with
+//! internet access joins them (`GuestConfig::namespaces_of`). One is kept ready; the next one is
+//! made as soon as it is taken.
+
+use crate::net::Pasta;
+use crate::spawner::Spawner;
+use crate::userns::IdMap;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How many networks are kept ready. Each costs a pasta process (about 30 MB resident, mostly
+/// packet buffers) while it waits.
+const READY: usize = 1;
+
+#[derive(Debug)]
+pub struct NetPool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ready: Mutex<Vec<ReadyNet>>,
+    making: AtomicBool,
+    closed: AtomicBool,
+    pasta: PathBuf,
+    guest_exe: PathBuf,
+    userns: Option<IdMap>,
+    spawner: Spawner,
+}
+
+/// Namespaces with pasta attached, waiting for a sandbox.
+#[derive(Debug)]
+pub struct ReadyNet {
+    holder: Holder,
+    pasta: Pasta,
+}
+
+impl ReadyNet {
+    /// The process whose namespaces the sandbox joins.
+    pub fn holder_pid(&self) -> i32 {
+        self.holder.0.id() as i32
+    }
+
+    /// The network's pasta, for the sandbox that joined its namespaces: the holder goes (the
+    /// sandbox holds the namespaces now).
+    pub fn into_pasta(self) -> Pasta {
+        self.pasta
+    }
+
+    fn is_alive(&mut self) -> bool {
+        matches!(self.holder.0.try_wait(), Ok(None)) && self.pasta.is_running()
+    }
+}
+
+/// `sandbank guest --hold-namespaces`: a process that only keeps its namespaces until its stdin
+/// closes. Killed and reaped when dropped.
+#[derive(Debug)]
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl NetPool {
+    pub(crate) fn new(pasta: PathBuf, guest_exe: PathBuf, userns: Option<IdMap>, spawner: Spawner) -> Self {
+        let inner = Inner {
+            ready: Mutex::new(Vec::new()),
+            making: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            pasta,
+            guest_exe,
+            userns,
+            spawner,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// A ready network, if there is one; starts making the next. Needs a tokio runtime.
+    pub fn take(&self) -> Option<ReadyNet> {
+        let taken = loop {
+            let Some(mut net) = self.inner.ready.lock().unwrap().pop() else { break None };
+            if net.is_alive() {
+                break Some(net);
+            }
+        };
+        self.refill();
+        taken
+    }
+
+    /// Starts making a network in the background unless enough are ready or being made.
+    pub fn refill(&self) {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::SeqCst) || inner.ready.lock().unwrap().len() >= READY || inner.making.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let inner = Arc::clone(inner);
+        tokio::spawn(async move {
+            let made = make(&inner).await;
+            match made {
+                Ok(net) if !inner.closed.load(Ordering::SeqCst) => inner.ready.lock().unwrap().push(net),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("making a network ahead of time: {e}"),
+            }
+            inner.making.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Stops the ready networks and makes no more.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let ready = std::mem::take(&mut *self.inner.ready.lock().unwrap());
+        drop(ready);
+    }
+
+    /// How many networks are ready now.
+    pub fn ready(&self) -> usize {
+        self.inner.ready.lock().unwrap().len()
+    }
+}
+
+async fn make(inner: &Inner) -> Result<ReadyNet, String> {
+    let mut cmd = Command::new(&inner.guest_exe);
+    cmd.args(["guest", "--hold-namespaces"]).env_clear().stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    let namespaces = if inner.userns.is_some() { libc::CLONE_NEWUSER | libc::CLONE_NEWNET } else { libc::CLONE_NEWNET };
+    // SAFETY: only async-signal-safe calls (setsid, unshare, prctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            if libc::unshare(namespaces) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // After the unshare, which makes new credentials. (Its stdin closing with the
+            // server ends it too.)
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let holder = Holder(inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.display()))?);
+    let pid = holder.0.id() as i32;
+    if let Some(map) = &inner.userns {
+        map.write_maps(pid)?;
+    }
+    let pasta = Pasta::start(&inner.pasta, pid, "(ahead of time)", |cmd| inner.spawner.spawn(cmd)).await?;
+    Ok(ReadyNet { holder, pasta })
+}
+
+/// `sandbank guest --hold-namespaces`: waits until stdin closes (the engine drops it, or dies).
+pub fn hold_namespaces_main() -> u8 {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin();
+    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    0
+}

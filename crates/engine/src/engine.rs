@@ -528,7 +528,12 @@ impl Engine {
             };
             tokio::try_join!(report.expect("ready"), network)
         };
-        match tokio::time::timeout(START_TIMEOUT, started).await {
+        let started = tokio::time::timeout(START_TIMEOUT, started).await;
+        // The next network is made now that this sandbox has started (see `netpool`).
+        if internet {
+            self.prepare_network();
+        }
+        match started {
             Ok(Ok(((), pasta))) => {
                 // Gone already (killed meanwhile): its pasta goes now, outside the lock.
                 let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {

@@ -3,7 +3,8 @@
 //! namespaces (the sandboxes' user namespace with a network namespace it owns; without user
 //! namespaces, a network namespace alone), pasta is attached to them, and the next sandbox with
 //! internet access joins them (`GuestConfig::namespaces_of`). One is kept ready; the next one is
-//! made as soon as it is taken.
+//! made once that sandbox has started (not meanwhile: on two cores, making it would slow the
+//! start it is meant to speed up).
 
 use crate::net::Pasta;
 use crate::spawner::Spawner;
@@ -85,19 +86,18 @@ impl NetPool {
         Self { inner: Arc::new(inner) }
     }
 
-    /// A ready network, if there is one; starts making the next. Needs a tokio runtime.
+    /// A ready network, if there is one.
     pub fn take(&self) -> Option<ReadyNet> {
-        let taken = loop {
-            let Some(mut net) = self.inner.ready.lock().unwrap().pop() else { break None };
+        loop {
+            let mut net = self.inner.ready.lock().unwrap().pop()?;
             if net.is_alive() {
-                break Some(net);
+                return Some(net);
             }
-        };
-        self.refill();
-        taken
+        }
     }
 
-    /// Starts making a network in the background unless enough are ready or being made.
+    /// Starts making a network in the background unless enough are ready or being made. Needs a
+    /// tokio runtime.
     pub fn refill(&self) {
         let inner = &self.inner;
         if inner.closed.load(Ordering::SeqCst) || inner.ready.lock().unwrap().len() >= READY || inner.making.swap(true, Ordering::SeqCst) {

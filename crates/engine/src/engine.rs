@@ -461,8 +461,8 @@ impl Engine {
         }
         // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
         let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
-        let config_path = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
-            Ok(p) => p,
+        let (config_path, cgroup_procs) = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
+            Ok(prepared) => prepared,
             Err(e) => {
                 self.forget(&spec.id);
                 return Err(e);
@@ -475,7 +475,7 @@ impl Engine {
             .arg(&config_path)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         // SAFETY: only async-signal-safe calls (setsid, prctl, unshare, close_range) between fork
@@ -507,12 +507,27 @@ impl Engine {
         };
         let launcher = child.id() as i32;
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take().expect("stdin is piped");
         if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
             r.launcher = Some(launcher);
         }
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
         let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
+        // The guest is put in the sandbox's cgroup from here, while it sets up (the first write
+        // to a cgroup takes a few ms in the kernel); it waits for `joined` on its stdin before it
+        // starts PID 1, which is born in the cgroup.
+        let joined = async move {
+            let mut stdin = stdin;
+            tokio::task::spawn_blocking(move || {
+                for procs in &cgroup_procs {
+                    fs::write(procs, launcher.to_string()).map_err(|e| format!("put the guest in cgroup {}: {e}", procs.display()))?;
+                }
+                stdin.write_all(b"joined\n").map_err(|e| format!("tell the guest it is in its cgroup: {e}"))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
         let started = async {
             let mut report = GuestReport::new(stdout)?;
             report.expect("net").await?;
@@ -528,7 +543,7 @@ impl Engine {
             };
             tokio::try_join!(report.expect("ready"), network)
         };
-        let started = tokio::time::timeout(START_TIMEOUT, started).await;
+        let started = tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(joined, started).map(|((), started)| started) }).await;
         // The next network is made now that this sandbox has started (see `netpool`).
         if internet {
             self.prepare_network();
@@ -553,7 +568,8 @@ impl Engine {
         }
     }
 
-    /// Makes the sandbox's directories, cgroup and guest config; returns the config's path.
+    /// Makes the sandbox's directories, cgroup and guest config; returns the config's path and
+    /// the cgroup's `cgroup.procs` files.
     fn prepare(
         &self,
         spec: &SandboxSpec,
@@ -562,7 +578,7 @@ impl Engine {
         dir: &SandboxDir,
         internet: bool,
         namespaces_of: Option<i32>,
-    ) -> Result<PathBuf, EngineError> {
+    ) -> Result<(PathBuf, Vec<PathBuf>), EngineError> {
         // A paused sandbox started again already has its files (and its disk, mounted at start).
         let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
@@ -598,7 +614,6 @@ impl Engine {
             usr_upper: dir.upper_usr(),
             usr_work: dir.work_usr(),
             rootfs: dir.rootfs(),
-            cgroup_procs,
             bind_files,
             sandbox_dir: dir.path().to_path_buf(),
             userns: self.userns,
@@ -606,7 +621,7 @@ impl Engine {
         };
         let json = serde_json::to_vec(&config).expect("guest config serializes");
         fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
-        Ok(dir.config())
+        Ok((dir.config(), cgroup_procs))
     }
 
     /// Waits for the launcher to exit, then removes the sandbox's cgroup and directory, drops

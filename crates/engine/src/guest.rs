@@ -1,17 +1,17 @@
 //! The guest's side of a sandbox: what `sandbank guest` does before it serves envd.
 //!
 //! The engine starts `sandbank guest` in a mount namespace of its own. This first process, host
-//! root, joins the sandbox's cgroup, mounts the sandbox's root (an overlay of its upper layer over
-//! the read-only ones; seen through idmapped mounts when the sandbox has a user namespace, see
-//! [`crate::userns`]), binds the host files laid over it and envd's socket at its host path, and
-//! starts PID 1 in new mount, UTS, IPC and PID namespaces. Before all that it moves into the
-//! sandbox's network namespace and says `net` on stdout, so that the engine can connect the
-//! network meanwhile; with a user namespace, the network namespace is that namespace's, and PID 1
-//! is started from inside it. PID 1 takes root's ids in its user namespace, mounts `/proc`, `/sys`
-//! and a minimal `/dev`, sets the hostname, brings up loopback, pivots into the new root, drops
-//! what it must not keep and reports `ready` on stdout. The first process waits for it and exits
-//! with it.
-
+//! root, mounts the sandbox's root (an overlay of its upper layer over the read-only ones; seen
+//! through idmapped mounts when the sandbox has a user namespace, see [`crate::userns`]), binds
+//! the host files laid over it and envd's socket at its host path, and starts PID 1 in new mount,
+//! UTS, IPC and PID namespaces. Before all that it moves into the sandbox's network namespace and
+//! says `net` on stdout, so that the engine can connect the network meanwhile; with a user
+//! namespace, the network namespace is that namespace's, and PID 1 is started from inside it. The
+//! engine puts it in the sandbox's cgroup meanwhile too, and says `joined` on its stdin; PID 1 is
+//! started after that, in the cgroup. PID 1 takes root's ids in its user namespace, mounts
+//! `/proc`, `/sys` and a minimal `/dev`, sets the hostname, brings up loopback, pivots into the
+//! new root, drops what it must not keep and reports `ready` on stdout. The first process waits
+//! for it and exits with it.
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -43,8 +43,6 @@ pub struct GuestConfig {
     pub usr_upper: PathBuf,
     pub usr_work: PathBuf,
     pub rootfs: PathBuf,
-    /// The `cgroup.procs` files of the sandbox's cgroup.
-    pub cgroup_procs: Vec<PathBuf>,
     /// Host files bind-mounted over paths in the sandbox (`/etc/hostname`, `/etc/hosts`): they
     /// belong to this sandbox, not to its layer, so snapshots do not carry them.
     #[serde(default)]
@@ -76,10 +74,6 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
     let text = fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
     let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
     let parent = nix::unistd::getppid();
-    let me = std::process::id().to_string();
-    for procs in &config.cgroup_procs {
-        fs::write(procs, &me).map_err(|e| format!("join cgroup {}: {e}", procs.display()))?;
-    }
     // The network namespace comes first: the engine connects the sandbox's network to it (through
     // this process) while the rest is set up.
     let sandbox_ns = match enter_network(&config) {
@@ -97,7 +91,7 @@ pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
             fail(&e);
         }
     }
-    if let Err(e) = die_with_parent(parent) {
+    if let Err(e) = die_with_parent(parent).and_then(|()| wait_for_cgroup()) {
         fail(&e);
     }
     let pid1_namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
@@ -139,6 +133,23 @@ fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
     if nix::unistd::getppid() != parent {
         return Err("the server is gone".into());
+    }
+    Ok(())
+}
+
+/// Waits until the engine has put this process in the sandbox's cgroup (it says `joined` on
+/// stdin; it does that while this process sets up), so that PID 1 is born there. Then stdin is
+/// `/dev/null`, for PID 1 and what it starts.
+fn wait_for_cgroup() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("waiting for the cgroup: {e}"))?;
+    if line.trim_end() != "joined" {
+        return Err("the engine did not put the sandbox in its cgroup".into());
+    }
+    let null = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
+    // SAFETY: dup2 onto fd 0 of a valid open fd.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(format!("stdin from /dev/null: {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -520,10 +520,19 @@ impl Engine {
         let joined = async move {
             let mut stdin = stdin;
             tokio::task::spawn_blocking(move || {
+                // A guest that is gone already (ESRCH, EPIPE) says why on stdout: that is the error.
+                let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
                 for procs in &cgroup_procs {
-                    fs::write(procs, launcher.to_string()).map_err(|e| format!("put the guest in cgroup {}: {e}", procs.display()))?;
+                    match fs::write(procs, launcher.to_string()) {
+                        Err(e) if gone(&e) => return Ok(()),
+                        Err(e) => return Err(format!("put the guest in cgroup {}: {e}", procs.display())),
+                        Ok(()) => {}
+                    }
                 }
-                stdin.write_all(b"joined\n").map_err(|e| format!("tell the guest it is in its cgroup: {e}"))
+                match stdin.write_all(b"joined\n") {
+                    Err(e) if !gone(&e) => Err(format!("tell the guest it is in its cgroup: {e}")),
+                    _ => Ok(()),
+                }
             })
             .await
             .map_err(|e| e.to_string())?

@@ -107,8 +107,13 @@ impl NetPool {
         tokio::spawn(async move {
             let made = make(&inner).await;
             match made {
-                Ok(net) if !inner.closed.load(Ordering::SeqCst) => inner.ready.lock().unwrap().push(net),
-                Ok(_) => {}
+                Ok(net) => {
+                    // Checked under the lock `close` takes: none is kept after it.
+                    let mut ready = inner.ready.lock().unwrap();
+                    if !inner.closed.load(Ordering::SeqCst) {
+                        ready.push(net);
+                    }
+                }
                 Err(e) => tracing::warn!("making a network ahead of time: {e}"),
             }
             inner.making.store(false, Ordering::SeqCst);
@@ -117,8 +122,12 @@ impl NetPool {
 
     /// Stops the ready networks and makes no more.
     pub fn close(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        let ready = std::mem::take(&mut *self.inner.ready.lock().unwrap());
+        let ready = {
+            let mut ready = self.inner.ready.lock().unwrap();
+            self.inner.closed.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *ready)
+        };
+        // Killed and reaped outside the lock.
         drop(ready);
     }
 

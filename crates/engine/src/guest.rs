@@ -411,7 +411,8 @@ fn restrict_pid1() -> Result<(), String> {
     Ok(())
 }
 
-fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
+/// Mounts the overlay of a sandbox's `/` or `/usr` (also what [`userns::probe`] tries).
+pub(crate) fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
     let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
     // No redirects or metacopy: an upper layer must stand on its own as a snapshot layer.
     let opts = format!(

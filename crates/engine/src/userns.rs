@@ -196,13 +196,7 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     if seen != map.host_base {
         return Err(format!("an idmapped mount shows uid 0 as {seen}, not {}", map.host_base));
     }
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-        dir("idmapped/lower").display(),
-        dir("idmapped/own/upper").display(),
-        dir("idmapped/own/work").display()
-    );
-    as_mapped_root(map, || mount(Some("overlay"), &dir("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str())))?
+    as_mapped_root(map, || crate::guest::overlay(&[dir("idmapped/lower")], &dir("idmapped/own/upper"), &dir("idmapped/own/work"), &dir("merged")))?
         .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
     // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
@@ -212,15 +206,7 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;
     let launcher = clone_into(0)?;
     if launcher == 0 {
-        let code = match launch_probe_sandbox(&ns) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        };
-        // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) }
+        exit_child(launch_probe_sandbox(&ns));
     }
     let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(launcher), None).map_err(|e| format!("wait: {e}"))?;
     if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
@@ -239,20 +225,23 @@ fn launch_probe_sandbox(ns: &Namespaces) -> Result<i32, String> {
     ns.enter_user()?;
     let pid = clone_into(libc::CLONE_NEWNS | libc::CLONE_NEWPID)?;
     if pid == 0 {
-        let code = match probe_as_sandbox_root() {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("{e}");
-                1
-            }
-        };
-        // SAFETY: _exit(2) ends the child without running the parent's exit handlers.
-        unsafe { libc::_exit(code) }
+        exit_child(probe_as_sandbox_root().map(|()| 0));
     }
     match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).map_err(|e| format!("wait: {e}"))? {
         nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
         other => Err(format!("the probe's sandbox ended with {other:?}")),
     }
+}
+
+/// Ends a child of the probe with `result`'s code (1 for an error, said on stderr), without
+/// running the parent's exit handlers.
+fn exit_child(result: Result<i32, String>) -> ! {
+    let code = result.unwrap_or_else(|e| {
+        eprintln!("{e}");
+        1
+    });
+    // SAFETY: _exit(2) only ends this process.
+    unsafe { libc::_exit(code) }
 }
 
 /// The probe's sandbox: takes root's ids in its user namespace, then, in the overlay (its working

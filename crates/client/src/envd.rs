@@ -351,6 +351,11 @@ impl RpcStream {
                             )
                         })?;
                         return match end.error {
+                            // The server's deadline is ours (it came in Connect-Timeout-Ms); whichever
+                            // side noticed first, report it the one way the JS SDKs do.
+                            Some(err) if err.code == Code::DeadlineExceeded && self.deadline.is_some() => {
+                                Err(deadline_exceeded())
+                            }
                             Some(err) => Err(err),
                             None => Ok(None),
                         };
@@ -504,5 +509,33 @@ mod tests {
         assert!(s.next::<serde_json::Value>().await.unwrap().is_some());
         let e = s.next::<serde_json::Value>().await.unwrap_err();
         assert_eq!(e.message, "protocol error: missing EndStreamResponse");
+    }
+
+    #[tokio::test]
+    async fn the_servers_deadline_reads_as_the_clients_own() {
+        use sandbank_protocol::connect::end_stream_envelope;
+        let end = || {
+            end_stream_envelope(Some(ConnectError::new(
+                Code::DeadlineExceeded,
+                "the command's deadline (Connect-Timeout-Ms) was exceeded",
+            )))
+        };
+        // With a deadline of ours, the server only got there first: the same error either way.
+        let mut s = RpcStream {
+            body: Box::pin(futures_util::stream::iter(vec![Ok(end())])),
+            decoder: EnvelopeDecoder::default(),
+            deadline: Some(Instant::now() + Duration::from_secs(60)),
+            ended: false,
+        };
+        assert_eq!(s.next::<serde_json::Value>().await.unwrap_err(), deadline_exceeded());
+        // Without one, the server's own words pass through.
+        let mut s = RpcStream {
+            body: Box::pin(futures_util::stream::iter(vec![Ok(end())])),
+            decoder: EnvelopeDecoder::default(),
+            deadline: None,
+            ended: false,
+        };
+        let e = s.next::<serde_json::Value>().await.unwrap_err();
+        assert_eq!(e.message, "the command's deadline (Connect-Timeout-Ms) was exceeded");
     }
 }

@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod envd;
 mod guest;
+mod http_server;
 mod proxy;
 mod serve;
 

@@ -1,10 +1,9 @@
 //! `sandbank serve`: start the engine and the HTTP API; stop both cleanly on SIGTERM/SIGINT.
 
 use crate::api::{self, AppState};
+use crate::http_server;
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use sandbank_engine::{Engine, EngineConfig};
-use std::future::IntoFuture as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -38,6 +37,10 @@ pub struct ServeArgs {
     /// sandbox is then the host's root (confined by capabilities, seccomp and masks).
     #[arg(long, env = "SANDBANK_NO_USERNS")]
     pub no_userns: bool,
+    /// Close a connection whose request headers have not all arrived this many seconds after the
+    /// server started waiting for them (a new connection, or an idle kept-alive one).
+    #[arg(long, default_value_t = crate::http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
 }
 
 /// The file, in the data directory, that tells clients where a running server is:
@@ -132,7 +135,8 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.prepare_network();
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));
-        serve(Arc::new(engine), &key, args.listen, &data_dir, idle).await
+        let header_timeout = Duration::from_secs(args.header_timeout_secs);
+        serve(Arc::new(engine), &key, args.listen, header_timeout, &data_dir, idle).await
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
@@ -316,6 +320,7 @@ async fn serve(
     engine: Arc<Engine>,
     key: &str,
     listen: SocketAddr,
+    header_timeout: Duration,
     data_dir: &Path,
     idle: Option<Duration>,
 ) -> anyhow::Result<()> {
@@ -329,13 +334,6 @@ async fn serve(
     let expiry = state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    // Command streams are many small writes: without TCP_NODELAY, Nagle's algorithm holds each
-    // one back until the client's delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let activity = Arc::new(Activity {
         inflight: std::sync::atomic::AtomicUsize::new(0),
@@ -343,13 +341,9 @@ async fn serve(
     });
     let app = api::router(state.clone())
         .layer(axum::middleware::from_fn_with_state(activity.clone(), track_activity));
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(http_server::serve(listener, app, header_timeout, async {
+        let _ = stop_rx.await;
+    }));
     let trim = tokio::spawn(trim_when_quiet(activity.clone()));
     tracing::info!(%addr, "serving the Novita/E2B API");
     let state_file = write_daemon_state(data_dir, &format!("http://{addr}"), key)?;
@@ -383,8 +377,7 @@ async fn serve(
         tracing::warn!("the engine did not shut down within {SHUTDOWN_GRACE:?}");
     }
     match server_failed {
-        Some(Ok(Ok(()))) | None => Ok(()),
-        Some(Ok(Err(e))) => Err(e).context("serving HTTP"),
+        Some(Ok(())) | None => Ok(()),
         Some(Err(e)) => Err(e).context("the HTTP server task"),
     }
 }

@@ -241,6 +241,58 @@ async fn a_100_mb_body_gets_413_json() {
     s.stop();
 }
 
+/// Reads what the server sends until it closes the connection; `None` if it is still open after
+/// `within`.
+async fn read_until_closed(sock: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(within, sock.read_to_end(&mut got)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&got).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Slow clients: a connection that sends nothing, one that stops in the middle of its headers
+/// and a kept-alive one left idle are all closed once `--header-timeout-secs` passes, while a
+/// client that sends its headers in slow pieces within it is served, as is everyone else.
+#[tokio::test]
+async fn unfinished_headers_and_idle_connections_are_closed() {
+    let s = Server::start_with(&["--header-timeout-secs", "2"]);
+    let a = s.addr;
+    let request = format!("GET /health HTTP/1.1\r\nhost: {a}\r\n\r\n");
+
+    let mut silent = tokio::net::TcpStream::connect(a).await.unwrap();
+    let mut halfway = tokio::net::TcpStream::connect(a).await.unwrap();
+    halfway.write_all(format!("GET /health HTTP/1.1\r\nhost: {a}\r\nx-slow").as_bytes()).await.unwrap();
+    // Two requests in a row on one connection (keep-alive works), then nothing.
+    let mut idle = tokio::net::TcpStream::connect(a).await.unwrap();
+    for _ in 0..2 {
+        idle.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = idle.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    }
+    // Slow but within the limit: the headers in three pieces over about 0.6 s.
+    let mut slow = tokio::net::TcpStream::connect(a).await.unwrap();
+    for piece in request.as_bytes().chunks(request.len() / 3 + 1) {
+        slow.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut buf = [0u8; 1024];
+    let n = slow.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Everyone else is served meanwhile.
+    assert_eq!(call(a, "GET", "/health", None).await.status, StatusCode::OK);
+
+    for (what, sock) in [("sent nothing", &mut silent), ("stopped mid-headers", &mut halfway), ("kept alive, idle", &mut idle)] {
+        let said = read_until_closed(sock, Duration::from_secs(15)).await;
+        // Closed without an answer: there is no request to answer.
+        assert_eq!(said.as_deref(), Some(""), "{what}: open 15 s on, or answered");
+    }
+    assert_eq!(call(a, "GET", "/health", None).await.status, StatusCode::OK);
+    s.stop();
+}
+
 #[tokio::test]
 async fn envd_traffic_for_unknown_sandboxes_is_502_json_without_a_key() {
     let s = Server::start();

@@ -48,6 +48,15 @@ impl Server {
         s
     }
 
+    /// Starts a server with these extra `serve` arguments, in a fresh data directory.
+    pub fn start_with(args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = command(tmp.path(), Some(KEY));
+        cmd.args(args);
+        let process = ServerProcess::spawn(cmd, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+        Server { process, _tmp: Some(tmp) }
+    }
+
     /// Starts a server; `Err` carries its exit status and stderr when it does not come up.
     pub fn start_in(data_dir: &Path, key: Option<&str>) -> Result<Server, String> {
         Ok(Server { process: ServerProcess::spawn(command(data_dir, key), data_dir)?, _tmp: None })

@@ -11,6 +11,7 @@
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
@@ -21,13 +22,18 @@ use tokio::net::TcpListener;
 /// `client_header_timeout` is 60 s): plenty for any client that means to send a request.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts connections and serves `app` on each until `stop` completes; then accepts no more
-/// (connections already open are dropped with the runtime).
+/// Accepts connections and serves `app` on each until `stop` completes; then accepts no more,
+/// and each open connection closes once its request in flight is answered (a command stream's
+/// when its sandbox is killed), so no new request starts while the engine shuts down.
 pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, stop: impl Future<Output = ()>) {
+    let open = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                open.shutdown().await;
+                return;
+            }
             accepted = listener.accept() => accepted,
         };
         let (tcp, peer) = match accepted {
@@ -46,11 +52,12 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
             tracing::debug!("TCP_NODELAY: {e}");
         }
         let service = TowerToHyperService::new(app.clone());
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(tcp), service);
+        let conn = open.watch(conn);
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(tcp), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "connection closed: {e}");
             }

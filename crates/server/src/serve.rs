@@ -218,11 +218,21 @@ fn check_privileges() -> anyhow::Result<()> {
     )
 }
 
-/// Requests in flight and the time of the last one, for `--idle-exit-secs`.
+/// Requests in flight and the time the last one ended, for `--idle-exit-secs` and the trim.
 #[derive(Debug)]
 struct Activity {
     inflight: std::sync::atomic::AtomicUsize,
     last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Activity {
+    /// When the last request ended; `None` while one is in flight.
+    fn quiet_since(&self) -> Option<std::time::Instant> {
+        if self.inflight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(*self.last.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 async fn track_activity(
@@ -240,16 +250,18 @@ async fn track_activity(
 
 /// Resolves once there has been no sandbox and no request for `idle`.
 async fn idle_for(state: AppState, activity: Arc<Activity>, idle: Duration) {
-    use std::sync::atomic::Ordering;
     let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    // When a sandbox was last seen (its own clock: the trim goes by requests alone).
+    let mut busy_at = std::time::Instant::now();
     loop {
         tokio::time::sleep(tick).await;
-        if state.registry.len() > 0 || activity.inflight.load(Ordering::SeqCst) > 0 {
-            *activity.last.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
-            continue;
-        }
-        if activity.last.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= idle {
-            return;
+        match activity.quiet_since() {
+            Some(last) if state.registry.len() == 0 => {
+                if last.max(busy_at).elapsed() >= idle {
+                    return;
+                }
+            }
+            _ => busy_at = std::time::Instant::now(),
         }
     }
 }
@@ -263,12 +275,11 @@ const TRIM_WHEN_QUIET_FOR: Duration = Duration::from_secs(10);
 /// request has come for [`TRIM_WHEN_QUIET_FOR`], that memory goes back (`malloc_trim`), once per
 /// quiet spell.
 async fn trim_when_quiet(activity: Arc<Activity>) {
-    use std::sync::atomic::Ordering;
     let mut trimmed_after: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(TRIM_WHEN_QUIET_FOR / 2).await;
-        let last = *activity.last.lock().unwrap_or_else(|e| e.into_inner());
-        if activity.inflight.load(Ordering::SeqCst) > 0 || last.elapsed() < TRIM_WHEN_QUIET_FOR || trimmed_after == Some(last) {
+        let Some(last) = activity.quiet_since() else { continue };
+        if last.elapsed() < TRIM_WHEN_QUIET_FOR || trimmed_after == Some(last) {
             continue;
         }
         trimmed_after = Some(last);

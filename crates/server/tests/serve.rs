@@ -293,6 +293,26 @@ async fn unfinished_headers_and_idle_connections_are_closed() {
     s.stop();
 }
 
+/// `--idle-exit-secs`: a sandbox keeps the server up with no request coming; once it is gone and
+/// no request comes, the server stops by itself, cleanly.
+#[tokio::test]
+async fn idle_exit_waits_for_the_last_sandbox() {
+    let mut s = Server::start_with(&["--idle-exit-secs", "1"]);
+    let id = create(s.addr, r#"{"templateID":"base"}"#).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(s.child.try_wait().unwrap().is_none(), "stopped while sandbox {id} ran");
+    assert_eq!(call(s.addr, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "still running 15 s after its last sandbox went");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
 #[tokio::test]
 async fn envd_traffic_for_unknown_sandboxes_is_502_json_without_a_key() {
     let s = Server::start();

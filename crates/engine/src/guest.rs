@@ -12,6 +12,7 @@
 //! `/proc`, `/sys` and a minimal `/dev`, sets the hostname, brings up loopback, pivots into the
 //! new root, drops what it must not keep and reports `ready` on stdout. The first process waits
 //! for it and exits with it.
+
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -168,7 +169,7 @@ fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, String> {
             Ok(Some(ns))
         }
         (None, Some(pid)) => {
-            let net = fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| format!("open the network namespace of pid {pid}: {e}"))?;
+            let net = userns::namespace_of(pid, "net")?;
             nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("join the sandbox's network namespace: {e}"))?;
             Ok(None)
         }

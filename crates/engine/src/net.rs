@@ -71,8 +71,7 @@ impl Pasta {
         // root process is out of its reach, and newer versions close every inherited descriptor
         // but 0-2: the namespace comes as its stdin. Its "PID file" is its stdout: pasta writes
         // it once the namespace is configured.
-        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
-            .map_err(|e| format!("open the network namespace of pid {pid}: {e}"))?;
+        let netns = crate::userns::namespace_of(pid, "net")?;
         let ids = format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid());
         let mut cmd = Command::new(exe);
         cmd.args(["--foreground", "--quiet", "--stderr"])
@@ -113,9 +112,8 @@ impl Pasta {
             }
         }
     }
-}
 
-impl Pasta {
+    /// Whether pasta still runs (a network kept ready is checked before a sandbox joins it).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -87,12 +87,7 @@ pub struct Namespaces {
 impl Namespaces {
     /// The namespaces of process `pid` (a holder made ahead of time, see [`crate::netpool`]).
     pub fn of(pid: i32) -> Result<Self, String> {
-        let open = |kind: &str| {
-            fs::File::open(format!("/proc/{pid}/ns/{kind}"))
-                .map(OwnedFd::from)
-                .map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
-        };
-        Ok(Namespaces { user: open("user")?, net: open("net")? })
+        Ok(Namespaces { user: namespace_of(pid, "user")?, net: namespace_of(pid, "net")? })
     }
 
     pub fn new(map: &IdMap) -> Result<Self, String> {
@@ -126,6 +121,11 @@ impl Namespaces {
     pub fn enter_user(&self) -> Result<(), String> {
         nix::sched::setns(&self.user, nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("join the sandbox's user namespace: {e}"))
     }
+}
+
+/// The `kind` namespace (`user`, `net`, …) of process `pid`, held by a descriptor.
+pub fn namespace_of(pid: i32, kind: &str) -> Result<OwnedFd, String> {
+    fs::File::open(format!("/proc/{pid}/ns/{kind}")).map(OwnedFd::from).map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
 }
 
 /// Runs `f` with the file system ids of the sandbox's root (`host_base`) and every capability

@@ -39,7 +39,7 @@ pub struct ServeArgs {
     pub no_userns: bool,
     /// Close a connection whose request headers have not all arrived this many seconds after the
     /// server started waiting for them (a new connection, or an idle kept-alive one).
-    #[arg(long, default_value_t = crate::http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
 }
 

@@ -254,8 +254,11 @@ describe('files API', () => {
     assert.equal(res.status, 200, await res.text())
     assert.equal(existsSync(`/tmp/${name}`), false)
     assert.equal(await sbx.files.read(`/tmp/${name}`), 'payload')
+    // A relative name is in the user's home, as envd has it; `..` climbs inside the sandbox only.
     res = await upload(`../../../../tmp/${name}.rel`)
-    assert.equal(res.status, 400, await res.text())
+    assert.equal(res.status, 200, await res.text())
+    assert.equal(existsSync(`/tmp/${name}.rel`), false)
+    assert.equal(await sbx.files.read(`/tmp/${name}.rel`), 'payload')
     res = await upload('/proc/self/fd/2')
     assert.ok(res.status >= 400, `${res.status} ${await res.text()}`)
     await assertServing()

@@ -203,8 +203,15 @@ describe('envd', () => {
     await stillServes()
   })
 
-  test('a path that is not absolute → 400 naming it', async () => {
-    for (const path of ['relative.txt', '../etc/passwd']) {
+  test('a relative path is in the home, as envd has it; another user\'s `~name` → 400 naming it', async () => {
+    // Missing in the home: 404 naming the resolved path.
+    const missing = await envd(`/files?path=${encodeURIComponent('no-such-file.txt')}`)
+    assert.equal(missing.status, 404)
+    assert.match((await missing.json()).message, /\/home\/user\/no-such-file\.txt/)
+    // `..` goes up from the home.
+    const up = await envd(`/files?path=${encodeURIComponent('../../etc/hostname')}`)
+    assert.equal(up.status, 200)
+    for (const path of ['~root/x', '~nobody']) {
       const res = await envd(`/files?path=${encodeURIComponent(path)}`)
       const text = await res.text()
       assert.equal(res.status, 400, `GET /files?path=${path} → ${res.status} ${text}`)
@@ -214,13 +221,13 @@ describe('envd', () => {
     }
     const res = await envd('/filesystem.Filesystem/Stat', {
       method: 'POST',
-      body: JSON.stringify({ path: 'not/absolute' }),
+      body: JSON.stringify({ path: '~root/x' }),
       headers: { 'content-type': 'application/json', 'connect-protocol-version': '1' },
     })
     assert.equal(res.status, 400)
     const body = await res.json()
     assert.equal(body.code, 'invalid_argument')
-    assert.match(body.message, /not\/absolute/)
+    assert.match(body.message, /~root\/x/)
     await stillServes()
   })
 

@@ -42,6 +42,26 @@ describe('e2b: lifecycle', () => {
     assert.equal(await Sandbox.kill('nosuchsandbox0000000', server.e2b()), false)
   })
 
+  test('a sandbox made by e2b (POST /v2/sandboxes, no `secure` flag) has a token; its ID alone opens nothing', async (t) => {
+    const sbx = await create(t)
+    assert.match(sbx.envdAccessToken, /^[0-9a-f]{32}$/, 'the create answer carried a token')
+    const bare = { 'E2b-Sandbox-Id': sbx.sandboxId, 'E2b-Sandbox-Port': '49983' }
+    const read = await fetch(`${server.url}/files?path=/etc/hostname`, { headers: bare })
+    assert.equal(read.status, 401)
+    assert.equal((await read.json()).code, 401)
+    const start = await fetch(`${server.url}/process.Process/Start`, {
+      method: 'POST',
+      headers: { ...bare, 'content-type': 'application/connect+json', 'connect-protocol-version': '1' },
+      body: Buffer.concat([Buffer.from([0, 0, 0, 0, 32]), Buffer.from('{"process":{"cmd":"/bin/true"} }')]),
+    })
+    assert.equal(start.status, 401)
+    // The SDK got the token with the sandbox and sends it: everything works through it.
+    await sbx.files.write('/tmp/t.txt', 'ok')
+    assert.equal((await sbx.commands.run('cat /tmp/t.txt')).stdout, 'ok')
+    const url = await sbx.downloadUrl('/tmp/t.txt')
+    assert.equal(await (await fetch(url)).text(), 'ok')
+  })
+
   test('connect to a running sandbox', async (t) => {
     const sbx = await create(t)
     const again = await Sandbox.connect(sbx.sandboxId, server.e2b())
@@ -137,6 +157,28 @@ describe('e2b: commands and files', () => {
     await sbx.files.remove('/home/user/d')
     assert.equal(await sbx.files.exists('/home/user/d'), false)
     await rejectsWith(sbx.files.read('/home/user/missing.txt'), FileNotFoundError)
+  })
+
+  test('relative paths and `~` are in the user\'s home, as envd has them; reported paths are absolute', async () => {
+    const info = await sbx.files.write('rel/notes.txt', 'relative')
+    assert.equal(info.path, '/home/user/rel/notes.txt')
+    assert.equal(await sbx.files.read('/home/user/rel/notes.txt'), 'relative')
+    assert.equal(await sbx.files.read('~/rel/notes.txt'), 'relative')
+    assert.equal((await sbx.files.getInfo('rel')).path, '/home/user/rel')
+    assert.deepEqual((await sbx.files.list('rel')).map((e) => e.path), ['/home/user/rel/notes.txt'])
+    assert.equal(await sbx.files.exists('rel/notes.txt'), true)
+    assert.equal(await sbx.files.makeDir('rel/sub'), true)
+    assert.equal((await sbx.files.rename('rel/notes.txt', 'rel/sub/moved.txt')).path, '/home/user/rel/sub/moved.txt')
+    assert.equal((await sbx.commands.run('pwd; cat moved.txt', { cwd: 'rel/sub' })).stdout, '/home/user/rel/sub\nrelative')
+    // root's home is /root.
+    await sbx.files.write('as-root.txt', 'r', { user: 'root' })
+    assert.equal((await sbx.commands.run('cat /root/as-root.txt', { user: 'root' })).stdout, 'r')
+    // A directory's mode is its permission bits only (no Go `ModeDir` bit).
+    assert.equal((await sbx.files.getInfo('rel')).mode, 0o755)
+    // Removing what is gone succeeds, as envd's `os.RemoveAll` does.
+    await sbx.files.remove('rel')
+    await sbx.files.remove('rel')
+    assert.equal(await sbx.files.exists('rel'), false)
   })
 })
 

@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -67,5 +67,60 @@ test('bin/sandbank.js forwards SIGTERM: `sandbank serve` stops within 5 s with c
   const took = Date.now() - t0
   assert.ok(took < 5000, `took ${took} ms`)
   assert.deepEqual(r, { code: 0, signal: null }, stderr)
+  safeRemove(dataDir)
+})
+
+/** `sh -c` around the launcher, as `npx` runs it; resolves once the server listens. */
+async function serveThroughShell() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sandbank-test-'))
+  const args = [wrapper, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--api-key', randomBytes(8).toString('hex')]
+  // `; true`: the shell keeps its child instead of exec'ing it, as npm's does.
+  const shell = spawn('sh', ['-c', `"${process.execPath}" ${args.map((a) => `'${a}'`).join(' ')}; true`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let stderr = ''
+  shell.stderr.on('data', (d) => (stderr += d))
+  await new Promise((resolve, reject) => {
+    shell.stdout.on('data', (d) => {
+      out += d
+      if (/listening on http/.test(out)) resolve()
+    })
+    shell.on('exit', (code) => reject(new Error(`exited ${code} before listening: ${stderr}`)))
+    setTimeout(() => reject(new Error('no "listening on" line within 60 s')), 60_000).unref()
+  })
+  const { pid } = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8'))
+  const launcher = Number(spawnSync('ps', ['-o', 'ppid=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim())
+  return { shell, dataDir, server: pid, launcher }
+}
+
+const alive = (pid) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function goneWithin(pids, ms) {
+  const end = Date.now() + ms
+  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+  return pids.filter(alive)
+}
+
+test('SIGTERM to the shell `npx` runs the launcher in: the launcher and the server stop too', async () => {
+  const { shell, dataDir, server, launcher } = await serveThroughShell()
+  assert.ok(alive(launcher) && launcher !== shell.pid, `launcher ${launcher}`)
+  shell.kill('SIGTERM')
+  assert.deepEqual(await goneWithin([launcher, server], 5000), [], 'left running')
+  assert.equal(existsSync(join(dataDir, 'daemon.json')), false, 'the server stopped cleanly (it removes daemon.json)')
+  safeRemove(dataDir)
+})
+
+test('SIGKILL of the launcher: the server stops cleanly by itself', async () => {
+  const { shell, dataDir, server, launcher } = await serveThroughShell()
+  process.kill(launcher, 'SIGKILL')
+  assert.deepEqual(await goneWithin([server], 5000), [], 'the server outlived its launcher')
+  assert.equal(existsSync(join(dataDir, 'daemon.json')), false, 'the server stopped cleanly (it removes daemon.json)')
+  await new Promise((r) => (shell.exitCode !== null ? r() : shell.on('exit', r)))
   safeRemove(dataDir)
 })

@@ -214,7 +214,7 @@ describe('secure sandboxes', () => {
   const envd = (sbx, path, init = {}) =>
     fetch(server.url + path, { ...init, headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'content-type': 'application/json', ...(init.headers ?? {}) } })
 
-  test('envd requests need the access token; insecure sandboxes have none', async (t) => {
+  test('envd requests need the access token, whatever `secure` said at creation', async (t) => {
     const sbx = await create(t)
     const info = await Sandbox.getFullInfo(sbx.sandboxId, server.novita())
     assert.match(info.envdAccessToken, /^[0-9a-f]{32}$/)
@@ -226,9 +226,18 @@ describe('secure sandboxes', () => {
     assert.equal((await list({ 'X-Access-Token': info.envdAccessToken })).status, 200)
     assert.equal((await envd(sbx, '/health')).status < 300, true, 'the health check is open')
 
-    const open = await create(t, { secure: false })
-    assert.equal((await Sandbox.getFullInfo(open.sandboxId, server.novita())).envdAccessToken, undefined)
-    assert.equal((await envd(open, '/process.Process/List', { method: 'POST', body: '{}' })).status, 200)
+    // `secure: false` is not honoured: on a shared host, a sandbox ID alone must open nothing.
+    const unflagged = await create(t, { secure: false })
+    const token = (await Sandbox.getFullInfo(unflagged.sandboxId, server.novita())).envdAccessToken
+    assert.match(token, /^[0-9a-f]{32}$/)
+    const refused = await envd(unflagged, '/process.Process/List', { method: 'POST', body: '{}' })
+    assert.equal(refused.status, 401)
+    assert.match((await refused.json()).message, /X-Access-Token/)
+    assert.equal((await envd(unflagged, '/files?path=/etc/hostname')).status, 401)
+    assert.equal((await envd(unflagged, '/process.Process/List', { method: 'POST', body: '{}', headers: { 'X-Access-Token': token } })).status, 200)
+    // The SDK uses the token it was given, so everything still works through it.
+    await unflagged.files.write('/tmp/a.txt', 'still works')
+    assert.equal((await unflagged.commands.run('cat /tmp/a.txt')).stdout, 'still works')
   })
 
   test('signed uploadUrl and downloadUrl work with a plain fetch; tampered or expired ones do not', async (t) => {

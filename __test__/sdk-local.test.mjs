@@ -6,9 +6,9 @@
 import { after, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { allProcesses, repoRoot, safeRemove, startServer, stopAndCheck } from './helpers.mjs'
 
 const CHILD = join(repoRoot, '__test__', 'fixtures', 'sdk-local-child.mjs')
@@ -28,10 +28,31 @@ function bareEnv(home, extra = {}) {
   return { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, SANDBANK_IDLE_EXIT_SECS: String(IDLE_SECS), ...extra }
 }
 
+/**
+ * The package and the child script copied where any user can read them: the clone may live where
+ * other users cannot enter (under /root, or a 0700 temporary directory). Returns the child's path.
+ */
+function publicChild() {
+  const dir = mkdtempSync(join(tmpdir(), 'sandbank-local-pkg-'))
+  dirs.push(dir)
+  const pkg = join(dir, 'node_modules', 'sandbank')
+  mkdirSync(pkg, { recursive: true })
+  const { files } = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'))
+  const addons = readdirSync(repoRoot).filter((f) => f.endsWith('.node'))
+  for (const f of [...files, ...addons, 'package.json', 'native']) {
+    if (existsSync(join(repoRoot, f))) cpSync(join(repoRoot, f), join(pkg, f), { recursive: true })
+  }
+  cpSync(CHILD, join(dir, basename(CHILD)))
+  chmodSync(dir, 0o755)
+  return join(dir, basename(CHILD))
+}
+
 function runChild(env, { uid, gid } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = Date.now()
-    const p = spawn(process.execPath, [CHILD], { env, cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], uid, gid })
+    const child = uid === undefined ? CHILD : publicChild()
+    const cwd = uid === undefined ? repoRoot : join(child, '..')
+    const p = spawn(process.execPath, [child], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'], uid, gid })
     let out = ''
     let err = ''
     p.stdout.on('data', (d) => (out += d))

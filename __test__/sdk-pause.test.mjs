@@ -122,10 +122,12 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
       // Without the token: 401.
       const res = await fetch(`${server.url}/process.Process/List`, { method: 'POST', body: '{}', headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'content-type': 'application/json' } })
       assert.equal(res.status, 401)
-      // Unsecured: no token at all.
-      const open = await create(t, { secure: false })
-      assert.equal((await Sandbox.getFullInfo(open.sandboxId, opts())).envdAccessToken, undefined)
-      assert.equal((await open.commands.run('echo open')).stdout, 'open\n')
+      // `secure: false` still gets a token (a sandbox ID alone opens nothing), and the SDK uses it.
+      const unflagged = await create(t, { secure: false })
+      assert.match((await Sandbox.getFullInfo(unflagged.sandboxId, opts())).envdAccessToken, /^[0-9a-f]{32}$/)
+      assert.equal((await unflagged.commands.run('echo works')).stdout, 'works\n')
+      const refused = await fetch(`${server.url}/process.Process/List`, { method: 'POST', body: '{}', headers: { 'Novita-Sandbox-Id': unflagged.sandboxId, 'content-type': 'application/json' } })
+      assert.equal(refused.status, 401)
     })
 
     test('uploadUrl / downloadUrl: signed URLs work with a plain fetch; tampered and expired ones do not', async (t) => {
@@ -160,14 +162,17 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
       const sig = 'v1_' + createHash('sha256').update(`/home/user/signed.txt:read::${envdAccessToken}`).digest('base64').replace(/=+$/, '')
       assert.equal(new URL(await sbx.downloadUrl('/home/user/signed.txt')).searchParams.get('signature'), sig)
 
-      // An unsecured sandbox: plain URLs; asking for an expiration is an error.
-      const open = await create(t, { secure: false })
-      const plain = await open.downloadUrl('/etc/hostname')
-      assert.equal(new URL(plain).searchParams.has('signature'), false)
-      const r = await fetch(plain, { headers: { 'Novita-Sandbox-Id': open.sandboxId } })
+      // `secure: false` still has a token, so its URLs are signed (and may expire) too.
+      const unflagged = await create(t, { secure: false })
+      const signed = await unflagged.downloadUrl('/etc/hostname', { useSignatureExpiration: 60 })
+      assert.equal(new URL(signed).searchParams.has('signature'), true)
+      const r = await fetch(signed)
       assert.equal(r.status, 200)
-      assert.equal((await r.text()).trim(), open.sandboxId)
-      await assert.rejects(open.uploadUrl('/x', { useSignatureExpiration: 10 }), { message: 'Signature expiration can be used only when sandbox is created as secured.' })
+      assert.equal((await r.text()).trim(), unflagged.sandboxId)
+      const unsigned = new URL(signed)
+      unsigned.searchParams.delete('signature')
+      unsigned.searchParams.delete('signature_expiration')
+      assert.equal((await fetch(unsigned, { headers: { 'Novita-Sandbox-Id': unflagged.sandboxId } })).status, 401)
     })
   })
 }

@@ -106,9 +106,11 @@ async function main() {
   console.log(`load: ${CONCURRENCY} clients for ${DURATION_S} s against ${server.url} (pid ${pid})`)
 
   /** One request: records its status and time; a 5xx or a transport error is a failure. */
+  /** Each sandbox's envd access token, from its create response. */
+  const tokens = new Map()
   async function request(op, path, init = {}, envdId = null) {
     const headers = { ...(init.headers ?? {}) }
-    if (envdId) headers['e2b-sandbox-id'] = envdId
+    if (envdId) Object.assign(headers, { 'e2b-sandbox-id': envdId, 'x-access-token': tokens.get(envdId) })
     const t0 = performance.now()
     let res, body
     try {
@@ -156,7 +158,10 @@ async function main() {
           body: JSON.stringify({ templateID: template, timeout: 600, metadata: { client: String(n) }, allow_internet_access: false }),
         })
         // A snapshot deleted meanwhile is a 404: an expected answer.
-        if (r?.status === 201) sandbox = r.json().sandboxID
+        if (r?.status === 201) {
+          sandbox = r.json().sandboxID
+          tokens.set(sandbox, r.json().envdAccessToken)
+        }
         else if (r && r.status !== 404) fail(`create from ${template}: ${r.status} ${r.body}`)
         file = null
       } else if (roll < 0.3) {
@@ -203,6 +208,7 @@ async function main() {
       } else {
         const r = await request('kill', `/sandboxes/${sandbox}`, { method: 'DELETE' })
         if (r && r.status !== 204) fail(`kill: ${r.status} ${r.body}`)
+        tokens.delete(sandbox)
         sandbox = null
       }
     }

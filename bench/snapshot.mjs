@@ -59,6 +59,8 @@ function envelope(obj) {
   head.writeUInt32BE(body.length, 1)
   return Buffer.concat([head, body])
 }
+/** Each sandbox's envd access token, from its create response. */
+const tokens = new Map()
 /** Runs `bash -l -c cmd` as the SDKs do (Process/Start, Connect JSON); returns {exitCode, stdout}. */
 async function runCommand(sandboxID, cmd, user) {
   const res = await fetch(`${server.url}/process.Process/Start`, {
@@ -67,6 +69,7 @@ async function runCommand(sandboxID, cmd, user) {
       'content-type': 'application/connect+json',
       'connect-protocol-version': '1',
       'novita-sandbox-id': sandboxID,
+      'x-access-token': tokens.get(sandboxID),
       'novita-sandbox-port': '49983',
       ...(user ? { authorization: `Basic ${Buffer.from(`${user}:`).toString('base64')}` } : {}),
     },
@@ -93,6 +96,7 @@ async function create(templateID) {
   // Loopback only: this measures layers, not the network helper (bench/start.mjs has both).
   const r = await api('POST', '/sandboxes', { templateID, timeout: 600, allow_internet_access: false })
   if (r.status !== 201) throw new Error(`POST /sandboxes ${templateID} → ${r.status}: ${JSON.stringify(r.body)}`)
+  tokens.set(r.body.sandboxID, r.body.envdAccessToken)
   return r.body.sandboxID
 }
 async function kill(id) {

@@ -31,7 +31,8 @@ function findBinary() {
   process.exit(127)
 }
 
-const child = spawn(findBinary(), process.argv.slice(2), { stdio: 'inherit' })
+// SANDBANK_LAUNCHER_PID: the binary stops (SIGTERM) when this process dies, however it dies.
+const child = spawn(findBinary(), process.argv.slice(2), { stdio: 'inherit', env: { ...process.env, SANDBANK_LAUNCHER_PID: String(process.pid) } })
 
 const forwarded = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2']
 for (const sig of forwarded) {
@@ -39,6 +40,13 @@ for (const sig of forwarded) {
     if (child.exitCode === null && child.signalCode === null) child.kill(sig)
   })
 }
+
+// `npx` runs us through `sh -c`, and a SIGTERM to npx reaches the shell, not us: when our parent
+// goes away (we are re-parented), stop the binary as if we had been sent SIGTERM ourselves.
+const parent = process.ppid
+setInterval(() => {
+  if (process.ppid !== parent && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+}, 250).unref()
 
 child.on('error', (err) => {
   console.error(`sandbank: cannot start ${child.spawnfile}: ${err.message}`)

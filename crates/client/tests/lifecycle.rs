@@ -125,8 +125,9 @@ fn secure_sandboxes_send_the_token_and_sign_urls() {
         assert_eq!(res.text().await.unwrap(), "signed");
         let tampered = url.replace("s.txt", "t.txt");
         assert_eq!(http.get(&tampered).send().await.unwrap().status(), 401);
-        // Unsecured: no token, and asking for an expiration is an error.
-        let open = Sandbox::create(
+        // `secure: false`: the server gives it a token all the same (a sandbox ID alone opens
+        // nothing), so its URLs are signed and may carry an expiration.
+        let unflagged = Sandbox::create(
             srv.config(),
             SandboxCreateOpts {
                 secure: Some(false),
@@ -135,16 +136,19 @@ fn secure_sandboxes_send_the_token_and_sign_urls() {
         )
         .await
         .unwrap();
-        assert_eq!(open.envd_access_token(), None);
-        let e = open
-            .upload_url(
-                None,
+        assert!(unflagged.envd_access_token().is_some_and(|t| t.len() == 32));
+        let url = unflagged
+            .download_url(
+                "/etc/hostname",
                 &SandboxUrlOpts {
-                    use_signature_expiration: Some(5),
+                    use_signature_expiration: Some(60),
                     ..Default::default()
                 },
             )
-            .unwrap_err();
-        assert_eq!(e.kind(), "Error");
+            .unwrap();
+        let res = http.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap().trim(), unflagged.sandbox_id());
+        unflagged.kill().await.unwrap();
     });
 }

@@ -955,9 +955,15 @@ impl Engine {
 
     /// Snapshots newest first, optionally only those of one sandbox; `after` is the
     /// (created_at, id) of the previous page's last item.
-    pub fn list_snapshots(&self, sandbox_id: Option<&str>, after: Option<(i64, &str)>, limit: u32) -> Result<Vec<SnapshotInfo>, EngineError> {
+    pub fn list_snapshots(
+        &self,
+        sandbox_id: Option<&str>,
+        name: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SnapshotInfo>, EngineError> {
         let state = self.state.lock().unwrap();
-        Ok(state.store.list(sandbox_id, after, limit)?.into_iter().map(Into::into).collect())
+        Ok(state.store.list(sandbox_id, name, after, limit)?.into_iter().map(Into::into).collect())
     }
 
     /// Deletes a snapshot (by ID with or without a tag, or by name). `Ok(false)` when there is

@@ -106,15 +106,23 @@ impl Store {
     }
 
     /// Newest first; `after` is the (created_at, id) of the last item of the previous page.
-    pub fn list(&self, origin: Option<&str>, after: Option<(i64, &str)>, limit: u32) -> rusqlite::Result<Vec<SnapshotRecord>> {
+    /// `origin` and `name` filter when given.
+    pub fn list(
+        &self,
+        origin: Option<&str>,
+        name: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<SnapshotRecord>> {
         let (after_t, after_id) = after.map(|(t, id)| (Some(t), Some(id))).unwrap_or((None, None));
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM snapshots
              WHERE (?1 IS NULL OR origin_sandbox = ?1)
                AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
+               AND (?5 IS NULL OR name = ?5)
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))?;
-        let rows = stmt.query_map(params![origin, after_t, after_id, limit], row_to_record)?;
+        let rows = stmt.query_map(params![origin, after_t, after_id, limit, name], row_to_record)?;
         rows.collect()
     }
 
@@ -194,13 +202,18 @@ mod tests {
             s.insert(&rec(id, origin, t)).unwrap();
         }
         let ids = |v: Vec<SnapshotRecord>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(s.list(None, None, 10).unwrap()), ["d", "c", "b", "a"]);
-        assert_eq!(ids(s.list(None, Some((2, "c")), 10).unwrap()), ["b", "a"]);
-        assert_eq!(ids(s.list(Some("x"), None, 2).unwrap()), ["d", "c"]);
-        assert_eq!(ids(s.list(Some("x"), Some((2, "c")), 2).unwrap()), ["a"]);
+        assert_eq!(ids(s.list(None, None, None, 10).unwrap()), ["d", "c", "b", "a"]);
+        assert_eq!(ids(s.list(None, None, Some((2, "c")), 10).unwrap()), ["b", "a"]);
+        assert_eq!(ids(s.list(Some("x"), None, None, 2).unwrap()), ["d", "c"]);
+        assert_eq!(ids(s.list(Some("x"), None, Some((2, "c")), 2).unwrap()), ["a"]);
         assert!(s.delete("b").unwrap());
         assert!(!s.delete("b").unwrap());
-        assert_eq!(ids(s.list(None, Some((3, "d")), 10).unwrap()), ["c", "a"]);
+        assert_eq!(ids(s.list(None, None, Some((3, "d")), 10).unwrap()), ["c", "a"]);
+        // By name: only the snapshot that has it.
+        s.insert(&SnapshotRecord { name: Some("prod".into()), ..rec("e", "y", 4) }).unwrap();
+        assert_eq!(ids(s.list(None, Some("prod"), None, 10).unwrap()), ["e"]);
+        assert_eq!(ids(s.list(Some("x"), Some("prod"), None, 10).unwrap()), Vec::<String>::new());
+        assert_eq!(ids(s.list(None, Some("nope"), None, 10).unwrap()), Vec::<String>::new());
     }
 
     #[test]

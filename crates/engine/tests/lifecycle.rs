@@ -330,9 +330,9 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     let grandchild_snap = rt.block_on(engine.snapshot(&child.id, Some("second".into()))).unwrap();
     assert_eq!(grandchild_snap.parent_id.as_deref(), Some(snap.id.as_str()));
     assert_eq!(grandchild_snap.names, vec!["second".to_string()]);
-    let listed = engine.list_snapshots(None, None, 10).unwrap();
+    let listed = engine.list_snapshots(None, None, None, 10).unwrap();
     assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![grandchild_snap.id.as_str(), snap.id.as_str()]);
-    assert_eq!(engine.list_snapshots(Some(&origin.id), None, 10).unwrap().len(), 1);
+    assert_eq!(engine.list_snapshots(Some(&origin.id), None, None, 10).unwrap().len(), 1);
 
     rt.block_on(engine.kill(&child.id)).unwrap();
     assert!(engine.delete_snapshot(&snap.id).unwrap());

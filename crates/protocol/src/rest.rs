@@ -196,6 +196,14 @@ pub struct NewSnapshot {
     pub name: Option<String>,
 }
 
+/// `GET /templates/aliases/{alias}`: the template an alias names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateAlias {
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    pub public: bool,
+}
+
 /// A snapshot as the API reports it: `snapshotID` is `<id>:<tag>`, usable as a `templateID`;
 /// `names` never carry the tag. The SDKs read only those two; the rest is sandbank's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

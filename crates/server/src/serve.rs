@@ -51,10 +51,18 @@ pub const DAEMON_STATE_FILE: &str = "daemon.json";
 /// How long the engine gets to kill every sandbox once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
+/// Set by the JS launcher (`npx sandbank`, `bin/sandbank.js`) to its own pid: a server it started
+/// stops, cleanly, when the launcher dies, however it dies.
+const LAUNCHER_PID_ENV: &str = "SANDBANK_LAUNCHER_PID";
+
 pub fn main(args: ServeArgs) -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if !stop_with_launcher() {
+        tracing::info!("the launcher that started this server is gone: not starting");
+        return ExitCode::FAILURE;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -106,6 +114,24 @@ fn api_key(given: Option<String>, data_dir: &Path) -> anyhow::Result<String> {
     std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
     tracing::info!("generated an API key, stored in {}", path.display());
     Ok(key)
+}
+
+/// When the JS launcher started this server, has SIGTERM (the clean stop) sent here when it dies.
+/// `false` when it is already gone.
+fn stop_with_launcher() -> bool {
+    let Some(launcher) = std::env::var(LAUNCHER_PID_ENV).ok().and_then(|p| p.parse::<i32>().ok()) else {
+        return true;
+    };
+    let parent = || nix::unistd::getppid().as_raw();
+    if parent() != launcher {
+        // Started some other way with the variable inherited; nothing to follow.
+        return true;
+    }
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM) {
+        tracing::warn!("cannot follow the launcher (prctl PR_SET_PDEATHSIG: {e}); stop this server yourself");
+    }
+    // It may have died before the signal was armed.
+    parent() == launcher
 }
 
 fn run(args: ServeArgs) -> anyhow::Result<()> {

@@ -63,11 +63,15 @@ impl Acks {
 }
 
 /// One request; `None` once the server is gone. A 5xx is recorded.
-async fn attempt(a: SocketAddr, acks: &Acks, method: &str, path: &str, envd: Option<&str>, body: Vec<u8>) -> Option<Res> {
+/// `envd`: the sandbox's ID and access token, for an envd call.
+async fn attempt(a: SocketAddr, acks: &Acks, method: &str, path: &str, envd: Option<(&str, &str)>, body: Vec<u8>) -> Option<Res> {
     let mut b = req(a, method, path).header("x-api-key", KEY);
+    if let Some((id, token)) = envd {
+        b = b.header("e2b-sandbox-id", id).header("x-access-token", token);
+    }
     b = match envd {
-        Some(id) if path.starts_with("/files") => b.header("e2b-sandbox-id", id).header("content-type", "application/octet-stream"),
-        Some(id) => b.header("e2b-sandbox-id", id).header("content-type", "application/connect+json"),
+        Some(_) if path.starts_with("/files") => b.header("content-type", "application/octet-stream"),
+        Some(_) => b.header("content-type", "application/connect+json"),
         None => b.header("content-type", "application/json"),
     };
     let r = tokio::time::timeout(Duration::from_secs(60), try_send(a, b.body(Full::new(Bytes::from(body))).unwrap()))
@@ -90,11 +94,13 @@ async fn worker(a: SocketAddr, seed: u64, acks: Arc<Acks>) {
         assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         acks.count("create");
         let id = r.json()["sandboxID"].as_str().unwrap().to_string();
-        let Some(r) = attempt(a, &acks, "POST", &format!("/files?path={MARKER}"), Some(&id), content(&id)).await else { return };
+        let token = r.json()["envdAccessToken"].as_str().unwrap().to_string();
+        let sbx = Some((id.as_str(), token.as_str()));
+        let Some(r) = attempt(a, &acks, "POST", &format!("/files?path={MARKER}"), sbx, content(&id)).await else { return };
         assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
         acks.count("file write");
         let start = encode_envelope(0, br#"{"process":{"cmd":"/bin/sh","args":["-c","echo $((6*7)) > /tmp/x; cat /tmp/x"]}}"#);
-        let Some(r) = attempt(a, &acks, "POST", "/process.Process/Start", Some(&id), start.to_vec()).await else { return };
+        let Some(r) = attempt(a, &acks, "POST", "/process.Process/Start", sbx, start.to_vec()).await else { return };
         assert_eq!(r.status, StatusCode::OK);
         if String::from_utf8_lossy(&r.body).contains("\"NDIK\"") {
             acks.count("command"); // base64 "42\n": the stream was whole

@@ -67,8 +67,8 @@ async fn runs(a: std::net::SocketAddr, id: &str) -> bool {
     let body = sandbank_protocol::connect::encode_envelope(0, br#"{"process":{"cmd":"/bin/echo","args":["alive"]}}"#);
     let r = send(
         a,
-        req(a, "POST", "/process.Process/Start")
-            .header("e2b-sandbox-id", id)
+        envd_req(a, id, "POST", "/process.Process/Start")
+            .await
             .header("content-type", "application/connect+json")
             .body(http_body_util::Full::new(body))
             .unwrap(),
@@ -107,8 +107,8 @@ async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
     // What part of it was written goes, so that B has its 2 MB again.
     let r = send(
         a,
-        req(a, "POST", "/filesystem.Filesystem/Remove")
-            .header("e2b-sandbox-id", &b_id)
+        envd_req(a, &b_id, "POST", "/filesystem.Filesystem/Remove")
+            .await
             .header("content-type", "application/json")
             .body(http_body_util::Full::new(bytes::Bytes::from_static(br#"{"path":"/home/user/more.bin"}"#)))
             .unwrap(),

@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::StatusCode;
 use std::time::{Duration, Instant};
 
+/// envd's health check: open without the access token, as the cloud's is.
 async fn envd_health(a: std::net::SocketAddr, id: &str) -> Res {
     send(a, req(a, "GET", "/health").header("E2b-Sandbox-Id", id).body(Full::new(Bytes::new())).unwrap()).await
 }
@@ -26,7 +27,7 @@ async fn lifecycle() {
     assert_eq!(id.len(), 20);
     assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{id}");
     assert_eq!(v["templateID"], "base");
-    assert_eq!(v["envdVersion"], "0.5.7");
+    assert_eq!(v["envdVersion"], sandbank_protocol::ENVD_VERSION);
     assert_eq!(v["clientID"], "sandbank");
     assert!(v["domain"].is_null());
 
@@ -36,7 +37,7 @@ async fn lifecycle() {
     assert_eq!(d["sandboxID"], id.as_str());
     assert_eq!(d["templateID"], "base");
     assert_eq!(d["state"], "running");
-    assert_eq!(d["envdVersion"], "0.5.7");
+    assert_eq!(d["envdVersion"], sandbank_protocol::ENVD_VERSION);
     assert_eq!(d["metadata"], serde_json::json!({"owner": "it"}));
     assert_eq!(d["allowInternetAccess"], true, "pasta is installed (Debian package passt)");
     assert!(d["cpuCount"].as_u64().unwrap() >= 1, "{d}");
@@ -47,7 +48,8 @@ async fn lifecycle() {
     assert_eq!((time(&d["endAt"]) - started).num_seconds(), 120);
     assert_eq!(call(a, "GET", &format!("/sandboxes/{id}-sandbank"), None).await.status, StatusCode::OK);
 
-    // envd answers through the proxy, by header (both spellings) and by host, with no key.
+    // envd answers through the proxy, by header (both spellings) and by host, with no key (its
+    // health check needs no token either).
     assert_eq!(envd_health(a, &id).await.status, StatusCode::NO_CONTENT);
     let r = send(
         a,
@@ -92,7 +94,8 @@ async fn lifecycle() {
     let msg = format!("Sandbox \"{id}\" doesn't exist or you don't have access to it");
     assert_eq!(call(a, "GET", &format!("/sandboxes/{id}"), None).await.error(404), msg);
     assert_eq!(call(a, "DELETE", &format!("/sandboxes/{id}"), None).await.error(404), msg);
-    assert_eq!(envd_health(a, &id).await.error(502), format!("sandbox \"{id}\" is not running"));
+    // Gone: the cloud proxy's words, which every SDK reads as "not running".
+    assert_eq!(envd_health(a, &id).await.error(502), format!("The sandbox \"{id}\" was not found"));
     assert_eq!(call(a, "GET", "/v2/sandboxes", None).await.json(), serde_json::json!([]));
     s.stop();
 }
@@ -181,6 +184,7 @@ async fn sigterm_with_running_sandboxes_exits_within_5_s() {
     }
     // A long-lived envd connection open at the time of the stop must not hold it up.
     let id = create(a, r#"{"templateID":"base"}"#).await;
+    let token = token(a, &id).await;
     let stream = tokio::net::TcpStream::connect(a).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
@@ -192,6 +196,7 @@ async fn sigterm_with_running_sandboxes_exits_within_5_s() {
         let r = Request::post("/process.Process/Start")
             .header("host", "x")
             .header("E2b-Sandbox-Id", id)
+            .header("X-Access-Token", token)
             .header("content-type", "application/connect+json")
             .header("connect-protocol-version", "1")
             .body(Full::new(Bytes::from(frame)))
@@ -216,7 +221,7 @@ async fn sigterm_with_running_sandboxes_exits_within_5_s() {
 }
 
 async fn envd(a: std::net::SocketAddr, id: &str, method: &str, path: &str, body: &'static [u8]) -> Res {
-    let b = req(a, method, path).header("E2b-Sandbox-Id", id).header("content-type", "application/octet-stream");
+    let b = envd_req(a, id, method, path).await.header("content-type", "application/octet-stream");
     send(a, b.body(Full::new(Bytes::from_static(body))).unwrap()).await
 }
 

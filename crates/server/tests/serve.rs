@@ -324,7 +324,7 @@ async fn envd_traffic_for_unknown_sandboxes_is_502_json_without_a_key() {
     ] {
         let b = if name == "host" { hyper::Request::get("/health") } else { req(a, "GET", "/health") };
         let r = send(a, b.header(name, value).body(Full::new(Bytes::new())).unwrap()).await;
-        assert_eq!(r.error(502), "sandbox \"abcdefghij0123456789\" is not running", "{name}");
+        assert_eq!(r.error(502), "The sandbox \"abcdefghij0123456789\" was not found", "{name}");
     }
     let r = send(
         a,
@@ -334,6 +334,6 @@ async fn envd_traffic_for_unknown_sandboxes_is_502_json_without_a_key() {
             .unwrap(),
     )
     .await;
-    assert_eq!(r.error(502), "sandbox \"zzzzzzzzzzzzzzzzzzzz\" is not running");
+    assert_eq!(r.error(502), "The sandbox \"zzzzzzzzzzzzzzzzzzzz\" was not found");
     s.stop();
 }

@@ -25,10 +25,12 @@ pub trait Backend: Send + Sync + 'static {
         sandbox_id: &'a str,
         name: Option<String>,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>>;
-    /// Newest first; `after` is the previous page's last (created_at ns, id). Blocking.
+    /// Newest first, of one origin sandbox and with one name when given; `after` is the
+    /// previous page's last (created_at ns, id). Blocking.
     fn list_snapshots(
         &self,
         sandbox_id: Option<&str>,
+        name: Option<&str>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError>;
@@ -84,10 +86,11 @@ impl Backend for Engine {
     fn list_snapshots(
         &self,
         sandbox_id: Option<&str>,
+        name: Option<&str>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError> {
-        Engine::list_snapshots(self, sandbox_id, after, limit)
+        Engine::list_snapshots(self, sandbox_id, name, after, limit)
     }
 
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {

@@ -1,5 +1,5 @@
-//! Secure sandboxes: envd requests carry the sandbox's access token as `X-Access-Token`, or,
-//! for `/files`, a URL signature made with it (what `uploadUrl`/`downloadUrl` hand out):
+//! Every sandbox has an envd access token (whatever `secure` said at creation): envd requests
+//! carry it as `X-Access-Token`, or, for `/files`, a URL signature made with it (what `uploadUrl`/`downloadUrl` hand out):
 //! `v1_` + base64(sha256("<path>:<read|write>:<username>:<token>[:<expiration>]")), unpadded,
 //! with an optional `signature_expiration` (unix seconds) after which it is refused.
 
@@ -10,9 +10,20 @@ use axum::http::Method;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-/// `Ok` when the request may reach the sandbox whose token is `token` (`None`: not secure).
-pub fn check(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
-    let Some(token) = token else { return Ok(()) };
+/// A new envd access token: 128 random bits, hex.
+pub fn new_access_token() -> String {
+    let bits: u128 = rand::random();
+    format!("{bits:032x}")
+}
+
+/// Reads a stored token; `null` (a sandbox stored before every sandbox had one) gets a new one.
+pub fn token_or_new<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let stored: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(stored.filter(|t| !t.is_empty()).unwrap_or_else(new_access_token))
+}
+
+/// `Ok` when the request may reach the sandbox whose token is `token`.
+pub fn check(req: &Request, token: &str) -> Result<(), ApiError> {
     // envd's health check is open, as the cloud's is.
     if req.uri().path() == "/health" {
         return Ok(());
@@ -27,7 +38,7 @@ pub fn check(req: &Request, token: Option<&str>) -> Result<(), ApiError> {
     match Signed::from_request(req)? {
         Some(signed) => signed.verify(token, chrono::Utc::now().timestamp()),
         None => Err(ApiError::Unauthorized(
-            "This sandbox is secure: send its envdAccessToken as X-Access-Token, or use a signed URL".into(),
+            "Missing access token: send the sandbox's envdAccessToken as X-Access-Token, or use a signed URL".into(),
         )),
     }
 }
@@ -84,7 +95,8 @@ impl Signed {
             )));
         }
         match &self.expiration {
-            Some((_, at)) if *at < now => Err(ApiError::Unauthorized(format!("The signature expired at {at} (unix time)"))),
+            // envd's words, which the SDKs' users may match on.
+            Some((_, at)) if *at < now => Err(ApiError::Unauthorized("signature is already expired".into())),
             _ => Ok(()),
         }
     }
@@ -122,30 +134,34 @@ mod tests {
 
     #[test]
     fn tokens_and_signatures_are_checked() {
-        assert!(check(&req("GET", "/files?path=/a", None), None).is_ok(), "not secure: open");
-        assert!(check(&req("GET", "/health", None), Some("t")).is_ok());
-        assert!(check(&req("POST", "/process.Process/List", Some("t")), Some("t")).is_ok());
-        assert!(matches!(check(&req("POST", "/process.Process/List", Some("u")), Some("t")), Err(ApiError::Unauthorized(_))));
-        assert!(matches!(check(&req("POST", "/process.Process/List", None), Some("t")), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(check(&req("GET", "/files?path=/a", None), "t"), Err(ApiError::Unauthorized(_))));
+        assert!(check(&req("GET", "/health", None), "t").is_ok());
+        assert!(check(&req("POST", "/process.Process/List", Some("t")), "t").is_ok());
+        assert!(matches!(check(&req("POST", "/process.Process/List", Some("u")), "t"), Err(ApiError::Unauthorized(_))));
+        assert!(matches!(check(&req("POST", "/process.Process/List", None), "t"), Err(ApiError::Unauthorized(_))));
 
         let sig = sign("/a b", "read", "root", "t", None);
         let uri = format!("/files?path=%2Fa%20b&username=root&signature={}", urlencode(&sig));
-        assert!(check(&req("GET", &uri, None), Some("t")).is_ok());
+        assert!(check(&req("GET", &uri, None), "t").is_ok());
         assert!(signed_with(&req("GET", &uri, None), "t"));
         assert!(!signed_with(&req("GET", &uri, None), "other"));
         // The same signature does not allow a write, another user or another path.
-        assert!(check(&req("POST", &uri, None), Some("t")).is_err());
-        assert!(check(&req("GET", &uri.replace("root", "user"), None), Some("t")).is_err());
-        assert!(check(&req("GET", &uri.replace("%20b", "%20c"), None), Some("t")).is_err());
+        assert!(check(&req("POST", &uri, None), "t").is_err());
+        assert!(check(&req("GET", &uri.replace("root", "user"), None), "t").is_err());
+        assert!(check(&req("GET", &uri.replace("%20b", "%20c"), None), "t").is_err());
 
         let later = (chrono::Utc::now().timestamp() + 60).to_string();
         let past = (chrono::Utc::now().timestamp() - 60).to_string();
         for (exp, ok) in [(later, true), (past, false)] {
             let sig = sign("/x", "write", "", "t", Some(&exp));
             let uri = format!("/files?path=%2Fx&signature={}&signature_expiration={exp}", urlencode(&sig));
-            assert_eq!(check(&req("POST", &uri, None), Some("t")).is_ok(), ok, "expiration {exp}");
+            let r = check(&req("POST", &uri, None), "t");
+            assert_eq!(r.is_ok(), ok, "expiration {exp}");
+            if !ok {
+                assert!(matches!(r, Err(ApiError::Unauthorized(m)) if m == "signature is already expired"));
+            }
         }
-        let bad = check(&req("GET", "/files?path=/x&signature=v1_x&signature_expiration=soon", None), Some("t"));
+        let bad = check(&req("GET", "/files?path=/x&signature=v1_x&signature_expiration=soon", None), "t");
         assert!(matches!(bad, Err(ApiError::BadRequest(m)) if m.contains("\"soon\"")));
     }
 

@@ -16,17 +16,28 @@ pub enum ApiError {
     SandboxNotFound(String),
     #[error("Template \"{0}\" not found")]
     TemplateNotFound(String),
+    #[error("Template alias \"{0}\" not found")]
+    TemplateAliasNotFound(String),
     /// E2B's wording for `DELETE /templates/{id}`.
     #[error("template '{0}' not found")]
     SnapshotNotFound(String),
     #[error("Route {method} {path} not found")]
     RouteNotFound { method: String, path: String },
+    /// A route the SDKs call that this server does not serve (yet): 501, never a 404 that an SDK
+    /// would read as "sandbox not found".
+    #[error("{method} {route} is not implemented by sandbank serve")]
+    NotImplemented { method: String, route: String },
     #[error("Method {method} not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("Request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("sandbox \"{0}\" is not running")]
+    /// envd traffic for a sandbox that is gone (or never was), in the words of the cloud's proxy,
+    /// which the SDKs read as "not running" ("was not found").
+    #[error("The sandbox \"{0}\" was not found")]
     NotRunning(String),
+    /// envd traffic for a listed sandbox whose envd did not answer: the proxy's "port is not open".
+    #[error("The sandbox \"{0}\" is running but port is not open: its envd did not answer")]
+    EnvdUnreachable(String),
     #[error("Sandbox failed to start: {0}")]
     StartFailed(String),
     #[error("{0}")]
@@ -48,11 +59,13 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::SandboxNotFound(_)
             | ApiError::TemplateNotFound(_)
+            | ApiError::TemplateAliasNotFound(_)
             | ApiError::SnapshotNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::NotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotRunning(_) | ApiError::Paused(_) => StatusCode::BAD_GATEWAY,
+            ApiError::NotRunning(_) | ApiError::EnvdUnreachable(_) | ApiError::Paused(_) => StatusCode::BAD_GATEWAY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,7 +119,9 @@ mod tests {
             ApiError::SandboxNotFound("abc".into()).to_string(),
             "Sandbox \"abc\" doesn't exist or you don't have access to it"
         );
-        assert_eq!(ApiError::NotRunning("abc".into()).to_string(), "sandbox \"abc\" is not running");
+        // The SDKs tell "gone" from "unreachable" by these words of the cloud's proxy.
+        assert!(ApiError::NotRunning("abc".into()).to_string().contains("was not found"));
+        assert!(ApiError::EnvdUnreachable("abc".into()).to_string().contains("port is not open"));
         assert_eq!(ApiError::NotRunning("x".into()).status(), StatusCode::BAD_GATEWAY);
         let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);

@@ -8,6 +8,7 @@ pub mod registry;
 pub mod envd_auth;
 pub mod sandboxes;
 pub mod snapshots;
+pub mod templates;
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, Uri};
@@ -140,7 +141,9 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/metrics", get(sandboxes::metrics))
         .route("/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/snapshots", get(snapshots::list))
-        .route("/templates/{id}", axum::routing::delete(snapshots::delete))
+        .route("/templates/aliases/{alias}", get(templates::alias))
+        .route("/templates/{id}", axum::routing::delete(snapshots::delete).get(not_implemented))
+        .merge(not_implemented_routes())
         .route_layer(from_fn_with_state(state.clone(), require_api_key))
         .route("/health", get(health))
         .method_not_allowed_fallback(method_not_allowed)
@@ -148,6 +151,46 @@ pub fn router(state: AppState) -> Router {
         // Outermost: envd traffic never reaches the control plane's routes or its auth.
         .layer(from_fn_with_state(state.clone(), dispatch_envd))
         .with_state(state)
+}
+
+/// Routes the published SDKs call that this server does not serve yet: 501 naming the route.
+fn not_implemented_routes() -> Router<AppState> {
+    use axum::routing::put;
+    let ni = not_implemented;
+    Router::new()
+        // Sandboxes: e2b's fork and logs; Novita's clone, reset, memory, volumes, commit, quota, events.
+        .route("/sandboxes/{id}/fork", post(ni))
+        .route("/sandboxes/{id}/clone", post(ni))
+        .route("/sandboxes/{id}/reset", post(ni))
+        .route("/sandboxes/{id}/hotplug-memory", post(ni))
+        .route("/sandboxes/{id}/volume-mounts", post(ni).delete(ni))
+        .route("/sandboxes/{id}/commit", post(ni))
+        .route("/sandboxes/{id}/network", put(ni))
+        .route("/sandboxes/{id}/logs", get(ni))
+        .route("/v2/sandboxes/{id}/logs", get(ni))
+        .route("/sandboxes/quota", get(ni))
+        .route("/sandboxes/events", get(ni))
+        // Templates (E2B's build API).
+        .route("/templates", get(ni).post(ni))
+        .route("/v2/templates", post(ni))
+        .route("/v3/templates", post(ni))
+        .route("/templates/tags", post(ni).delete(ni))
+        .route("/templates/{id}/tags", get(ni))
+        .route("/templates/{id}/files/{hash}", get(ni))
+        .route("/templates/{id}/builds/{build}", post(ni))
+        .route("/v2/templates/{id}/builds/{build}", post(ni))
+        .route("/templates/{id}/builds/{build}/status", get(ni))
+        .route("/templates/{id}/builds/{build}/logs", get(ni))
+        // Volumes and secrets.
+        .route("/volumes", get(ni).post(ni))
+        .route("/volumes/{id}", get(ni).delete(ni))
+        .route("/volumecontent/{id}/{*rest}", get(ni).post(ni).put(ni).patch(ni).delete(ni))
+        .route("/secrets", get(ni).post(ni))
+        .route("/secrets/{id}", get(ni).post(ni).delete(ni))
+}
+
+async fn not_implemented(method: Method, route: axum::extract::MatchedPath) -> ApiError {
+    ApiError::NotImplemented { method: method.to_string(), route: route.as_str().to_string() }
 }
 
 async fn health() -> Response {
@@ -214,7 +257,7 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     let signed = req.uri().path() == "/files" && req.uri().query().is_some_and(|q| q.contains("signature="));
     let target = envd_target(req.headers()).or_else(|| {
         let all = signed.then(|| state.registry.all())?;
-        all.into_iter().find(|e| e.access_token.as_deref().is_some_and(|t| envd_auth::signed_with(&req, t))).map(|e| e.id)
+        all.into_iter().find(|e| envd_auth::signed_with(&req, &e.access_token)).map(|e| e.id)
     });
     let Some(raw) = target else {
         if signed {
@@ -231,7 +274,7 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     let Some(mut route) = route else {
         return refuse(req, ApiError::NotRunning(shown)).await;
     };
-    if let Err(e) = envd_auth::check(&req, route.access_token.as_deref()) {
+    if let Err(e) = envd_auth::check(&req, &route.access_token) {
         return refuse(req, e).await;
     }
     if route.paused {
@@ -246,8 +289,13 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     match crate::proxy::forward(&route.envd_socket, req).await {
         Ok(res) => res,
         Err(e) => {
-            tracing::debug!(id = %shown, "envd proxy: {e}");
-            ApiError::NotRunning(shown).into_response()
+            tracing::debug!(id = %shown, "envd proxy: {e:?}");
+            // Killed while the request was on its way, or listed with an envd that did not answer.
+            if state.registry.route(&shown).is_some() {
+                ApiError::EnvdUnreachable(shown).into_response()
+            } else {
+                ApiError::NotRunning(shown).into_response()
+            }
         }
     }
 }

@@ -28,9 +28,11 @@ pub struct Entry {
     pub timeout: u64,
     #[serde(default)]
     pub lifecycle: Lifecycle,
-    /// Secure sandboxes: what envd requests must carry as `X-Access-Token`.
-    #[serde(default)]
-    pub access_token: Option<String>,
+    /// What every envd request must carry as `X-Access-Token` (or sign a URL with), whatever
+    /// `secure` said at creation. A paused sandbox kept by a server from before every sandbox had
+    /// one (stored without it, or as `null`) gets a new one when read back.
+    #[serde(default = "super::envd_auth::new_access_token", deserialize_with = "super::envd_auth::token_or_new")]
+    pub access_token: String,
     /// Whether the sandbox has outbound network.
     #[serde(default)]
     pub internet: bool,
@@ -40,7 +42,7 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct Route {
     pub envd_socket: PathBuf,
-    pub access_token: Option<String>,
+    pub access_token: String,
     pub paused: bool,
     pub auto_resume: bool,
     pub timeout: u64,
@@ -235,7 +237,7 @@ mod tests {
             state: SandboxState::Running,
             timeout: 300,
             lifecycle: Lifecycle::default(),
-            access_token: None,
+            access_token: "t".into(),
             internet: false,
         }
     }
@@ -297,5 +299,21 @@ mod tests {
         assert_eq!(r.set_end("b", later, true).unwrap().end_at, later);
         assert_eq!(r.set_end("b", DateTime::from_timestamp(1_700_000_050, 0).unwrap(), true).unwrap().end_at, later);
         assert!(r.set_end("zz", later, false).is_none());
+    }
+
+    #[test]
+    fn a_sandbox_stored_without_a_token_gets_one() {
+        let stored = serde_json::to_value(entry("a", 1)).unwrap();
+        for token in [None, Some(serde_json::Value::Null), Some("".into())] {
+            let mut v = stored.clone();
+            match token {
+                None => drop(v.as_object_mut().unwrap().remove("access_token")),
+                Some(t) => v["access_token"] = t,
+            }
+            let read: Entry = serde_json::from_value(v).unwrap();
+            assert_eq!(read.access_token.len(), 32, "a new 128-bit token");
+        }
+        let read: Entry = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.access_token, "t", "a stored token is kept");
     }
 }

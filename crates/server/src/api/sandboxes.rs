@@ -38,7 +38,7 @@ fn sandbox_body(e: &Entry) -> Sandbox {
         template_id: e.template.clone(),
         client_id: CLIENT_ID.into(),
         envd_version: ENVD_VERSION.into(),
-        envd_access_token: e.access_token.clone(),
+        envd_access_token: Some(e.access_token.clone()),
         traffic_access_token: None,
         domain: None,
         alias: None,
@@ -65,7 +65,7 @@ fn listed(e: &Entry) -> ListedSandbox {
 fn detail(e: &Entry) -> SandboxDetail {
     SandboxDetail {
         base: listed(e),
-        envd_access_token: e.access_token.clone(),
+        envd_access_token: Some(e.access_token.clone()),
         domain: None,
         allow_internet_access: Some(e.internet),
         lifecycle: Some(rest::Lifecycle {
@@ -73,12 +73,6 @@ fn detail(e: &Entry) -> SandboxDetail {
             on_timeout: if e.lifecycle.pause_on_timeout { "pause" } else { "kill" }.into(),
         }),
     }
-}
-
-/// A new envd access token: 128 random bits, hex.
-fn new_access_token() -> String {
-    let bits: u128 = rand::random();
-    format!("{bits:032x}")
 }
 
 pub async fn create(
@@ -115,7 +109,9 @@ pub async fn create(
     // `autoResume.enabled`.
     let pause_on_timeout = req.auto_pause.unwrap_or(false);
     let lifecycle = Lifecycle { pause_on_timeout, auto_resume: pause_on_timeout && req.auto_resume.is_some_and(|a| a.enabled) };
-    let access_token = req.secure.unwrap_or(false).then(new_access_token);
+    // Every sandbox is secured, whatever `secure` says: on a shared host, a sandbox ID alone must
+    // open nothing (e2b >= 2.5 creates sandboxes without the flag).
+    let access_token = super::envd_auth::new_access_token();
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let task = tokio::spawn(async move {

@@ -64,7 +64,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body(&snap))))
 }
 
-/// `GET /snapshots?sandboxID=&limit=&nextToken=`: newest first, cursor in `X-Next-Token`.
+/// `GET /snapshots?sandboxID=&name=&limit=&nextToken=`: newest first, cursor in `X-Next-Token`.
+/// `name` may carry a tag (`name:default`), as a snapshot ID does.
 pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let pairs = query_pairs(q.as_deref())?;
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -81,9 +82,11 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
         None => None,
     };
     let sandbox = get("sandboxID").filter(|s| !s.is_empty());
+    let name = get("name").filter(|s| !s.is_empty()).map(|n| n.rsplit_once(':').map_or(n.clone(), |(base, _)| base.to_string()));
     let backend = state.backend.clone();
     let mut items = tokio::task::spawn_blocking(move || {
-        backend.list_snapshots(sandbox.as_deref(), after.as_ref().map(|(t, id)| (*t, id.as_str())), limit + 1)
+        let after = after.as_ref().map(|(t, id)| (*t, id.as_str()));
+        backend.list_snapshots(sandbox.as_deref(), name.as_deref(), after, limit + 1)
     })
     .await
     .map_err(|e| ApiError::Internal(format!("listing snapshots failed: {e}")))??;

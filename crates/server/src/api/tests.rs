@@ -2,7 +2,7 @@
 //! sockets: everything but the real sandboxes, without root.
 
 use super::backend::{Backend, BoxFuture};
-use super::{router, AppState};
+use super::{envd_auth, router, AppState};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
@@ -174,6 +174,7 @@ impl Backend for Fake {
     fn list_snapshots(
         &self,
         sandbox_id: Option<&str>,
+        name: Option<&str>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<sandbank_engine::SnapshotInfo>, EngineError> {
@@ -183,6 +184,7 @@ impl Backend for Fake {
             .unwrap()
             .iter()
             .filter(|s| sandbox_id.is_none_or(|id| s.sandbox_id == id))
+            .filter(|s| name.is_none_or(|n| s.names.iter().any(|m| m == n)))
             .cloned()
             .collect();
         v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -663,11 +665,14 @@ async fn send_lenient(addr: SocketAddr, req: Request<Body>) -> Res {
 async fn envd_traffic_is_proxied_by_header_or_host() {
     let (addr, _, _) = start().await;
     let id = create(addr, r#"{"templateID":"base"}"#).await;
-    // By header, no API key; method, path, query, headers and body pass unchanged.
+    let token = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["envdAccessToken"].as_str().unwrap().to_string();
+    // By header, with the sandbox's token and no API key; method, path, query, headers and body
+    // pass unchanged.
     for header in ["Novita-Sandbox-Id", "E2b-Sandbox-Id"] {
         let req = Request::post("/process.Process/Start?x=1&y=%2F")
             .header("host", "whatever:1")
             .header(header, &id)
+            .header("x-access-token", &token)
             .header("x-custom", "kept")
             .header("content-type", "application/connect+json")
             .body(Body::from("payload-123"))
@@ -682,13 +687,14 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
         assert_eq!(v["body_head"], "payload-123");
     }
     // `/health` with the header goes to envd, not the control plane.
-    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
+    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
     assert_eq!(r.json()["uri"], "/health");
     // By host, and the long form of the ID.
     let r = send(
         addr,
         Request::get("/files?path=/a")
             .header("host", format!("49983-{id}.localhost:3000"))
+            .header("x-access-token", &token)
             .body(Body::empty())
             .unwrap(),
     )
@@ -696,29 +702,35 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
     assert_eq!(r.json()["uri"], "/files?path=/a");
     let r = send(
         addr,
-        Request::get("/x").header("host", format!("49983-{id}-sandbank.example.com")).body(Body::empty()).unwrap(),
+        Request::get("/x")
+            .header("host", format!("49983-{id}-sandbank.example.com"))
+            .header("x-access-token", &token)
+            .body(Body::empty()).unwrap(),
     )
     .await;
     assert_eq!(r.json()["uri"], "/x");
     let r = send(
         addr,
-        Request::get("/x").header("novita-sandbox-id", format!("{id}-sandbank")).body(Body::empty()).unwrap(),
+        Request::get("/x")
+            .header("novita-sandbox-id", format!("{id}-sandbank"))
+            .header("x-access-token", &token)
+            .body(Body::empty()).unwrap(),
     )
     .await;
     assert_eq!(r.json()["uri"], "/x");
     // Big request and response bodies stream through.
     let big = vec![b'y'; 5 << 20];
-    let r = send(addr, Request::post("/upload").header("e2b-sandbox-id", &id).body(Body::from(big)).unwrap()).await;
+    let r = send(addr, Request::post("/upload").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::from(big)).unwrap()).await;
     assert_eq!(r.json()["body_len"], 5 << 20);
     let r =
-        send(addr, Request::get("/big?n=20971520").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
+        send(addr, Request::get("/big?n=20971520").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
     assert_eq!(r.body.len(), 20971520);
     // A long-lived stream delivers its chunks as they come.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let res = tx
-        .send_request(Request::get("/slow").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap())
+        .send_request(Request::get("/slow").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap())
         .await
         .unwrap();
     let mut body = res.into_body();
@@ -732,18 +744,62 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
         Request::get("/health").header("e2b-sandbox-id", "abcdefghij0123456789").body(Body::empty()).unwrap(),
     )
     .await;
-    assert_eq!(r.error(502), "sandbox \"abcdefghij0123456789\" is not running");
+    assert_eq!(r.error(502), "The sandbox \"abcdefghij0123456789\" was not found");
     let r = send(addr, Request::get("/health").header("novita-sandbox-id", "NOPE").body(Body::empty()).unwrap()).await;
     assert!(r.error(502).contains("\"NOPE\""));
     call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
-    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).body(Body::empty()).unwrap()).await;
-    assert_eq!(r.error(502), format!("sandbox \"{id}\" is not running"));
+    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
+    assert_eq!(r.error(502), format!("The sandbox \"{id}\" was not found"));
     let r = send(
         addr,
         Request::get("/health").header("host", format!("49983-{id}.localhost")).body(Body::empty()).unwrap(),
     )
     .await;
     r.error(502);
+}
+
+/// Every sandbox has an envd access token, whichever create route made it and whatever `secure`
+/// said: its ID alone opens nothing, by header or by host.
+#[tokio::test]
+async fn every_sandbox_is_secured_whatever_the_route_and_flag() {
+    let (addr, _, _) = start().await;
+    for route in ["/sandboxes", "/v2/sandboxes"] {
+        for secure in ["", r#","secure":true"#, r#","secure":false"#] {
+            let what = format!("POST {route} with {secure:?}");
+            let r = call(addr, "POST", route, Some(&format!(r#"{{"templateID":"base"{secure}}}"#))).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{what}");
+            let v = r.json();
+            let id = v["sandboxID"].as_str().unwrap().to_string();
+            let token = v["envdAccessToken"].as_str().unwrap_or_else(|| panic!("{what}: no token in {v}")).to_string();
+            assert!(token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "{what}: {token}");
+            let by_header = |b: axum::http::request::Builder| b.header("e2b-sandbox-id", &id);
+            let by_host = |b: axum::http::request::Builder| b.header("host", format!("49983-{id}.localhost"));
+            for (how, route_to) in [("header", &by_header as &dyn Fn(_) -> _), ("host", &by_host)] {
+                for (method, path) in [("GET", "/files?path=/etc/hostname"), ("POST", "/process.Process/Start"), ("POST", "/files?path=/tmp/x")] {
+                    let req = |token: Option<&str>| {
+                        let mut b = route_to(Request::builder().method(method).uri(path));
+                        if let Some(t) = token {
+                            b = b.header("x-access-token", t);
+                        }
+                        b.body(Body::from("x")).unwrap()
+                    };
+                    let m = send(addr, req(None)).await.error(401);
+                    assert!(m.contains("X-Access-Token"), "{what}, by {how}, {method} {path}: {m}");
+                    let m = send(addr, req(Some("0123456789abcdef0123456789abcdef"))).await.error(401);
+                    assert!(m.contains("Invalid X-Access-Token"), "{what}, by {how}: {m}");
+                    let r = send(addr, req(Some(&token))).await;
+                    assert_eq!(r.status, StatusCode::OK, "{what}, by {how}, {method} {path}: {:?}", r.body);
+                }
+            }
+            // A URL signed with its token opens `/files` without the header, and names the sandbox.
+            let sig = envd_auth::sign("/etc/hostname", "read", "", &token, None);
+            let enc = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
+            let r = send(addr, Request::get(format!("/files?path=%2Fetc%2Fhostname&signature={enc}")).body(Body::empty()).unwrap()).await;
+            assert_eq!(r.status, StatusCode::OK, "{what}: signed URL: {:?}", r.body);
+            assert_eq!(r.json()["uri"], format!("/files?path=%2Fetc%2Fhostname&signature={enc}"));
+            call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
+        }
+    }
 }
 
 #[tokio::test]
@@ -852,6 +908,16 @@ async fn snapshots_create_list_delete() {
     assert!(r.headers.get("x-next-token").is_none());
     let r = call(addr, "GET", &format!("/snapshots?sandboxID={a}"), None).await;
     assert_eq!(r.json().as_array().unwrap().len(), 2);
+    // By name (e2b's `listSnapshots({ name })`), with or without a tag; an unknown name: empty.
+    for q in ["name=my-snap", "name=my-snap%3Adefault", &format!("name=my-snap&sandboxID={b}")] {
+        let r = call(addr, "GET", &format!("/snapshots?{q}"), None).await;
+        let ids: Vec<String> =
+            r.json().as_array().unwrap().iter().map(|v| v["snapshotID"].as_str().unwrap().to_string()).collect();
+        assert_eq!(ids, vec![id3.clone()], "{q}");
+    }
+    for q in ["name=nope", &format!("name=my-snap&sandboxID={a}")] {
+        assert_eq!(call(addr, "GET", &format!("/snapshots?{q}"), None).await.json(), serde_json::json!([]), "{q}");
+    }
     call(addr, "GET", "/snapshots?limit=0", None).await.error(400);
     assert!(call(addr, "GET", "/snapshots?nextToken=zz", None).await.error(400).contains("Invalid next token"));
 
@@ -866,6 +932,45 @@ async fn snapshots_create_list_delete() {
     let m = call(addr, "DELETE", "/templates/inuse:default", None).await.error(400);
     assert!(m.contains("running sandboxes"), "{m}");
     assert_eq!(fake.snapshots.lock().unwrap().len(), 1);
+}
+
+/// `Template.exists` (e2b): a template or snapshot the engine knows is an alias; anything else 404.
+#[tokio::test]
+async fn template_aliases_are_the_engines_templates() {
+    let (addr, _, _) = start().await;
+    let r = call(addr, "GET", "/templates/aliases/base", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), serde_json::json!({"templateID": "base", "public": false}));
+    let m = call(addr, "GET", "/templates/aliases/no-such-template", None).await.error(404);
+    assert!(m.contains("\"no-such-template\""), "{m}");
+    call(addr, "GET", "/templates/aliases/base", None).await;
+    let r = send(addr, Request::get("/templates/aliases/base").body(Body::empty()).unwrap()).await;
+    r.error(401);
+}
+
+/// Routes the SDKs call that are not served yet: 501 JSON naming the route (a 404 would read as
+/// "sandbox not found" in the SDKs), and still behind the API key.
+#[tokio::test]
+async fn unserved_sdk_routes_answer_501_naming_them() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    for (method, path, route) in [
+        ("POST", format!("/sandboxes/{id}/fork"), "/sandboxes/{id}/fork"),
+        ("POST", format!("/sandboxes/{id}/clone"), "/sandboxes/{id}/clone"),
+        ("PUT", format!("/sandboxes/{id}/network"), "/sandboxes/{id}/network"),
+        ("POST", "/v3/templates".to_string(), "/v3/templates"),
+        ("GET", "/templates/abc/builds/xyz/status".to_string(), "/templates/{id}/builds/{build}/status"),
+        ("GET", "/templates/abc".to_string(), "/templates/{id}"),
+        ("GET", "/volumes".to_string(), "/volumes"),
+        ("DELETE", "/secrets/s1".to_string(), "/secrets/{id}"),
+    ] {
+        let m = call(addr, method, &path, Some("{}")).await.error(501);
+        assert_eq!(m, format!("{method} {route} is not implemented by sandbank serve"));
+        let r = send(addr, Request::builder().method(method).uri(&path).body(Body::empty()).unwrap()).await;
+        r.error(401);
+    }
+    // A route nobody calls is still a 404.
+    call(addr, "GET", "/no/such/route", None).await.error(404);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! Errors are E2B's JSON `{"code": <http status>, "message": "…"}`.
 
-use super::fsutil::{absolute, chown_to, create_dirs, is_no_space, open_file};
+use super::fsutil::{chown_to, create_dirs, is_no_space, open_file, resolve};
 use super::users;
 use super::Shared;
 use axum::body::{Body, Bytes};
@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -70,8 +71,9 @@ fn user(envd: &Shared, headers: &HeaderMap, q: &FilesQuery) -> Result<users::Use
         .map_err(|e| HttpError(StatusCode::UNAUTHORIZED, e.message))
 }
 
-fn path_arg(path: Option<&str>) -> Result<PathBuf, HttpError> {
-    absolute(path.unwrap_or("")).map_err(bad_request)
+/// A request path, resolved for `user` as envd does (relative to the home, `~`).
+fn path_arg(path: Option<&str>, user: &users::User) -> Result<PathBuf, HttpError> {
+    resolve(path.unwrap_or(""), &user.home).map_err(bad_request)
 }
 
 /// Whether `Accept-Encoding` allows gzip (with a non-zero quality).
@@ -96,8 +98,8 @@ pub async fn download(State(envd): State<Shared>, req: Request) -> Response {
 
 async fn download_inner(envd: &Shared, req: Request) -> Result<Response, HttpError> {
     let q = query(&req)?;
-    user(envd, req.headers(), &q)?;
-    let path = path_arg(q.path.as_deref())?;
+    let user = user(envd, req.headers(), &q)?;
+    let path = path_arg(q.path.as_deref(), &user)?;
     let file = open_file(&path, libc::O_RDONLY, 0).map_err(|e| io_error("open", &path, &e))?;
     let meta = file.metadata().map_err(|e| io_error("stat", &path, &e))?;
     if meta.is_dir() {
@@ -266,7 +268,10 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
     let checked = query(&req).and_then(|q| {
         let user = user(envd, req.headers(), &q)?;
         match q.path.as_deref() {
-            Some(p) if !p.is_empty() => Ok((user, Some(path_arg(Some(p))?))),
+            Some(p) if !p.is_empty() => {
+                let path = path_arg(Some(p), &user)?;
+                Ok((user, Some(path)))
+            }
             _ => Ok((user, None)),
         }
     });
@@ -306,7 +311,32 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
         };
         return Ok(vec![write_file(dest, &user, body.into_data_stream()).await?]);
     }
-    let req = Request::from_parts(parts, body);
+    let (body, rest) = read_to_end(body);
+    let written = upload_parts(Request::from_parts(parts, body), target, &user).await;
+    // Its reader is gone: the rest (at most a chunked body's last chunk, for a well-formed body)
+    // is read and dropped before the answer.
+    let _ = tokio::time::timeout(Duration::from_secs(5), rest).await;
+    written
+}
+
+/// `body`, read to its end by a task of its own; the returned body gets what it reads for as long
+/// as it is read. multer stops at the closing boundary, and a chunked body's last chunk may come
+/// after it: answering before that chunk was read makes hyper close the connection, and the
+/// client (the server's proxy) then gets a broken pipe instead of the answer.
+fn read_to_end(body: Body) -> (Body, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, axum::Error>>(4);
+    let task = tokio::spawn(async move {
+        let mut chunks = std::pin::pin!(body.into_data_stream());
+        let mut forwarding = true;
+        while let Some(chunk) = chunks.next().await {
+            forwarding = forwarding && tx.send(chunk).await.is_ok();
+        }
+    });
+    (Body::from_stream(receiver_stream(rx)), task)
+}
+
+/// Writes each part named `file` (to `target`, else to its file name).
+async fn upload_parts(req: Request, target: Option<PathBuf>, user: &users::User) -> Result<Vec<WriteInfo>, HttpError> {
     let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
     let mut written = Vec::new();
     loop {
@@ -319,11 +349,11 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
             Some(t) => Ok(t.clone()),
             None => {
                 let name = field.file_name().unwrap_or("").to_string();
-                absolute(&name).map_err(|m| bad_request(format!("file part: {m} (give an absolute filename or the path query parameter)")))
+                resolve(&name, &user.home).map_err(|m| bad_request(format!("file part: {m} (give a filename or the path query parameter)")))
             }
         };
         let result = match dest {
-            Ok(dest) => write_file(dest, &user, field).await,
+            Ok(dest) => write_file(dest, user, field).await,
             Err(e) => {
                 drain(field).await;
                 Err(e)

@@ -2,7 +2,7 @@
 //! [`super::watch`]).
 
 use super::connect;
-use super::fsutil::{absolute, create_dirs, entry_info, rpc_error};
+use super::fsutil::{create_dirs, entry_info, resolve, rpc_error};
 use super::users::{self, Names, User};
 use super::Shared;
 use axum::body::Body;
@@ -14,8 +14,9 @@ use sandbank_protocol::filesystem::*;
 use sandbank_protocol::process::Empty;
 use std::path::{Path, PathBuf};
 
-pub(super) fn path_arg(path: &str) -> Result<PathBuf, ConnectError> {
-    absolute(path).map_err(|m| ConnectError::new(Code::InvalidArgument, m))
+/// A request path, resolved for `user` as envd does (relative to the home, `~`).
+pub(super) fn path_arg(path: &str, user: &User) -> Result<PathBuf, ConnectError> {
+    resolve(path, &user.home).map_err(|m| ConnectError::new(Code::InvalidArgument, m))
 }
 
 /// Runs blocking file-system work off the async threads.
@@ -32,8 +33,7 @@ pub(super) fn user_of(envd: &Shared, headers: &HeaderMap) -> Result<User, Connec
 pub async fn stat(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: PathRequest| async move {
-        user?;
-        let path = path_arg(&req.path)?;
+        let path = path_arg(&req.path, &user?)?;
         blocking(move || {
             let entry = entry_info(&path, &Names::load()).map_err(|e| rpc_error("stat", &path, &e))?;
             Ok(EntryResponse { entry: Some(entry) })
@@ -47,7 +47,7 @@ pub async fn make_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: PathRequest| async move {
         let user = user?;
-        let path = path_arg(&req.path)?;
+        let path = path_arg(&req.path, &user)?;
         blocking(move || {
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => {
@@ -77,8 +77,8 @@ pub async fn move_entry(State(envd): State<Shared>, headers: HeaderMap, body: Bo
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: MoveRequest| async move {
         let user = user?;
-        let source = path_arg(&req.source)?;
-        let destination = path_arg(&req.destination)?;
+        let source = path_arg(&req.source, &user)?;
+        let destination = path_arg(&req.destination, &user)?;
         blocking(move || {
             std::fs::symlink_metadata(&source).map_err(|e| rpc_error("move", &source, &e))?;
             if let Some(parent) = destination.parent() {
@@ -117,8 +117,7 @@ fn walk(dir: &Path, depth: u32, names: &Names, out: &mut Vec<EntryInfo>) -> std:
 pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: ListDirRequest| async move {
-        user?;
-        let path = path_arg(&req.path)?;
+        let path = path_arg(&req.path, &user?)?;
         let depth = req.depth.max(1);
         blocking(move || {
             let meta = std::fs::metadata(&path).map_err(|e| rpc_error("list", &path, &e))?;
@@ -137,16 +136,22 @@ pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
 pub async fn remove(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: PathRequest| async move {
-        user?;
-        let path = path_arg(&req.path)?;
+        let path = path_arg(&req.path, &user?)?;
         if path == Path::new("/") {
             return Err(ConnectError::new(Code::InvalidArgument, "refusing to remove \"/\""));
         }
         blocking(move || {
-            let meta = std::fs::symlink_metadata(&path).map_err(|e| rpc_error("remove", &path, &e))?;
+            // A missing path is removed already, as envd's `os.RemoveAll` has it.
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Empty {}),
+                Err(e) => return Err(rpc_error("remove", &path, &e)),
+            };
             let result = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-            result.map_err(|e| rpc_error("remove", &path, &e))?;
-            Ok(Empty {})
+            match result {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(rpc_error("remove", &path, &e)),
+                _ => Ok(Empty {}),
+            }
         })
         .await
     })

@@ -9,23 +9,24 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-/// Go's `os.ModeDir`, part of the `mode` envd reports for directories.
-const GO_MODE_DIR: u32 = 0x8000_0000;
-
-/// A request path: absolute, without `..`. Returned normalized (no `.`, no trailing slash).
-pub fn absolute(path: &str) -> Result<PathBuf, String> {
+/// A request path as envd resolves it for the user whose home is `home`: `~` and `~/…` are in
+/// the home, and so is a relative path. Returned absolute and normalized (no `.`, `..` or
+/// trailing slash).
+pub fn resolve(path: &str, home: &Path) -> Result<PathBuf, String> {
     if path.is_empty() {
         return Err("path is required".to_string());
-    }
-    if !path.starts_with('/') {
-        return Err(format!("path {path:?} is not absolute"));
     }
     // No file name holds a NUL; the OS call would fail as an internal error instead.
     if path.contains('\0') {
         return Err(format!("path {path:?} contains a NUL byte"));
     }
+    let joined = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => home.join(rest.trim_start_matches('/')),
+        Some(_) => return Err(format!("path {path:?}: cannot expand another user's home directory")),
+        None => home.join(path), // an absolute `path` replaces `home`
+    };
     let mut out = PathBuf::from("/");
-    for c in Path::new(path).components() {
+    for c in joined.components() {
         match c {
             Component::RootDir | Component::CurDir => {}
             Component::Normal(n) => out.push(n),
@@ -86,8 +87,8 @@ pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
     } else {
         FileType::Unspecified
     };
-    let perm = meta.permissions().mode() & 0o7777;
-    let mode = (perm & 0o777) | if meta.is_dir() { GO_MODE_DIR } else { 0 };
+    // envd reports the permission bits only (Go's `FileMode.Perm()`), a symlink's target's.
+    let mode = meta.permissions().mode() & 0o777;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".to_string());
     Ok(EntryInfo {
         name,
@@ -195,10 +196,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_must_be_absolute_and_are_normalized() {
+    fn paths_resolve_against_the_home_and_are_normalized() {
+        let home = Path::new("/home/user");
+        let absolute = |p: &str| resolve(p, home);
         assert_eq!(absolute("/a/./b/../c/").unwrap(), PathBuf::from("/a/c"));
         assert_eq!(absolute("/../..").unwrap(), PathBuf::from("/"));
-        assert_eq!(absolute("tmp/x").unwrap_err(), "path \"tmp/x\" is not absolute");
+        assert_eq!(absolute("tmp/x").unwrap(), PathBuf::from("/home/user/tmp/x"));
+        assert_eq!(absolute("./x/../y").unwrap(), PathBuf::from("/home/user/y"));
+        assert_eq!(absolute("../../etc").unwrap(), PathBuf::from("/etc"));
+        assert_eq!(absolute("~").unwrap(), PathBuf::from("/home/user"));
+        assert_eq!(absolute("~/a").unwrap(), PathBuf::from("/home/user/a"));
+        assert_eq!(resolve("a", Path::new("/root")).unwrap(), PathBuf::from("/root/a"));
+        assert!(absolute("~root/a").unwrap_err().contains("another user's home"));
         assert!(absolute("").is_err());
         // Regression (found by tests/malformed.rs): a NUL was a 500 from every file RPC and /files.
         assert_eq!(absolute("/tmp/a\0b").unwrap_err(), "path \"/tmp/a\\0b\" contains a NUL byte");
@@ -251,7 +260,7 @@ mod tests {
         assert_eq!(e.symlink_target.as_deref(), Some(file.to_str().unwrap()));
         let d = entry_info(dir.path(), &names).unwrap();
         assert_eq!(d.r#type, FileType::Directory as i32);
-        assert_eq!(d.mode & GO_MODE_DIR, GO_MODE_DIR);
+        assert_eq!(d.mode, std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, "permission bits only");
         assert!(d.permissions.starts_with('d'));
     }
 }

@@ -192,7 +192,9 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
         return Err(ConnectError::new(Code::InvalidArgument, "process.cmd is required"));
     }
     let cwd = match config.cwd.as_deref().filter(|c| !c.is_empty()) {
-        Some(c) => std::path::PathBuf::from(c),
+        // Relative to the home, as envd resolves paths.
+        Some(c) => super::fsutil::resolve(c, &user.home)
+            .map_err(|m| ConnectError::new(Code::InvalidArgument, format!("cwd: {m}")))?,
         None => user.home.clone(),
     };
     if !cwd.is_dir() {

@@ -206,8 +206,7 @@ pub async fn watch_dir(State(envd): State<Shared>, headers: HeaderMap, body: Bod
         Err(e) => return connect::early_stream_error(&headers, e),
     };
     let setup = async {
-        user_of(&envd, &headers)?;
-        let path = path_arg(&req.path)?;
+        let path = path_arg(&req.path, &user_of(&envd, &headers)?)?;
         let meta = std::fs::metadata(&path).map_err(|e| rpc_error("watch", &path, &e))?;
         if !meta.is_dir() {
             return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// An envd call through the server (octet-stream, for `/files`).
 pub async fn envd(a: SocketAddr, id: &str, method: &str, path: &str, body: Vec<u8>) -> Res {
-    let b = req(a, method, path).header("E2b-Sandbox-Id", id).header("content-type", "application/octet-stream");
+    let b = envd_req(a, id, method, path).await.header("content-type", "application/octet-stream");
     send(a, b.body(Full::new(Bytes::from(body))).unwrap()).await
 }
 

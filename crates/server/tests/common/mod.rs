@@ -138,6 +138,18 @@ pub async fn create(addr: SocketAddr, body: &str) -> String {
     r.json()["sandboxID"].as_str().unwrap().to_string()
 }
 
+/// Sandbox `id`'s envd access token (every sandbox has one), from `GET /sandboxes/{id}`.
+pub async fn token(addr: SocketAddr, id: &str) -> String {
+    let r = call(addr, "GET", &format!("/sandboxes/{id}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["envdAccessToken"].as_str().expect("every sandbox has an envdAccessToken").to_string()
+}
+
+/// A request to sandbox `id`'s envd, routed by its ID header and carrying its access token.
+pub async fn envd_req(addr: SocketAddr, id: &str, method: &str, path: &str) -> hyper::http::request::Builder {
+    req(addr, method, path).header("E2b-Sandbox-Id", id).header("X-Access-Token", token(addr, id).await)
+}
+
 pub fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     v.as_str().unwrap_or_else(|| panic!("not a time: {v}")).parse().unwrap()
 }

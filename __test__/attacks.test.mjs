@@ -5,9 +5,10 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
-import { eventually, guestProcesses, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
+import { eventually, guestProcesses, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
 
 const DISK_LIMIT_MB = 256
 
@@ -93,11 +94,11 @@ describe('host secrets', () => {
     for (const path of [secret, keyFile, `${server.dataDir}/state.db`]) {
       const r = await root(sbx, `cat ${path}`)
       assert.notEqual(r.exitCode, 0, `${path} is readable inside: ${r.out}`)
-      await assert.rejects(sbx.files.read(path), NotFoundError, `${path} through the files API`)
+      await assert.rejects(sbx.files.read(path, { user: 'root' }), NotFoundError, `${path} through the files API`)
     }
     const hostShadow = existsSync('/etc/shadow') ? readFileSync('/etc/shadow', 'utf8') : ''
     const rootHash = /^root:([^:*!]{3,}):/m.exec(hostShadow)?.[1]
-    const inside = await sbx.files.read('/etc/shadow')
+    const inside = await sbx.files.read('/etc/shadow', { user: 'root' })
     assert.ok(inside.split('\n').filter(Boolean).every((l) => l.split(':')[1] === '*'), inside)
     if (rootHash) assert.ok(!inside.includes(rootHash))
     // The key is nowhere a sandbox can read.
@@ -236,7 +237,9 @@ describe('files API', () => {
     const sbx = await victim(t)
     const ln = await root(sbx, 'ln /proc/1/exe /tmp/exe 2>&1; ln /etc/shadow /tmp/shadow-link && echo linked')
     assert.ok(!existsSync('/tmp/exe') && ln.out.includes('linked'), ln.out)
-    assert.equal(await sbx.files.read('/tmp/shadow-link'), await sbx.files.read('/etc/shadow'))
+    // The link is the sandbox's own shadow: root reads it; `user` may not, through the link either.
+    assert.equal(await sbx.files.read('/tmp/shadow-link', { user: 'root' }), await sbx.files.read('/etc/shadow', { user: 'root' }))
+    await assert.rejects(sbx.files.read('/tmp/shadow-link'), /denied/i)
     const bind = await root(sbx, 'mkdir -p /tmp/b && mount --bind / /tmp/b 2>&1; echo rc=$?')
     assert.ok(!bind.out.includes('rc=0'), bind.out)
     await assertServing()
@@ -407,5 +410,129 @@ EOF`
     }
     assert.equal((await sbx.commands.run('echo ok')).stdout, 'ok\n')
     await assertServing()
+  })
+})
+
+describe('deep trees', () => {
+  // Far past PATH_MAX (4096), and past any walk that recurses on the stack: 20,000 levels already
+  // overflowed envd's and the server's, and the next start on that data dir, every time.
+  const DEEP = 30_000
+
+  /** Makes `dir` and, below it, DEEP nested directories `d`, as `user`. */
+  async function makeDeep(sbx, dir) {
+    const r = await sh(sbx, `python3 -c "
+import os, time
+t = time.time()
+os.makedirs('${dir}')
+os.chdir('${dir}')
+for _ in range(${DEEP}):
+    os.mkdir('d')
+    os.chdir('d')
+print('made in %.2f s' % (time.time() - t))"`)
+    assert.match(r.stdout, /^made in/, r.out)
+  }
+
+  /** How many nested directories `d` there are below `dir`. */
+  async function depthOf(sbx, dir) {
+    const r = await sh(sbx, `python3 -c "
+import os
+os.chdir('${dir}')
+n = 0
+while os.path.isdir('d'):
+    os.chdir('d')
+    n += 1
+print(n)"`)
+    return Number(r.stdout.trim())
+  }
+
+  /** What a failed run left in a data dir: rm copes with trees deeper than PATH_MAX, Node's rmSync does not. */
+  function removeDeep(dir) {
+    if (existsSync(dir) && !readFileSync('/proc/self/mountinfo', 'utf8').includes(dir)) spawnSync('rm', ['-rf', '--one-file-system', dir])
+  }
+
+  test('deep directory: files.remove, then kill, of a tree 30,000 levels deep that user made', async (t) => {
+    const sbx = await victim(t)
+    await makeDeep(sbx, '/home/user/deep')
+    const started = performance.now()
+    await sbx.files.remove('/home/user/deep')
+    t.diagnostic(`files.remove of ${DEEP} levels: ${Math.round(performance.now() - started)} ms`)
+    assert.equal(await sbx.files.exists('/home/user/deep'), false)
+    assert.equal((await sbx.commands.run('echo envd lives')).stdout, 'envd lives\n')
+    await makeDeep(sbx, '/home/user/deep')
+    await sbx.kill()
+    await assertServing()
+    assert.deepEqual(readdirSync(`${server.dataDir}/sandboxes`).filter((n) => n.startsWith(sbx.sandboxId)), [])
+  })
+
+  test('deep directory without a disk limit: metrics, snapshot and kill walk it on the host; a crash, then the starts after it', async (t) => {
+    // Without a disk limit the layer is in the data dir's file system, and the host walks it.
+    const other = await startServer()
+    let third, again
+    try {
+      const create = async (s, template) => {
+        const sbx = await Sandbox.create(...(template ? [template] : []), { ...s.novita(), timeoutMs: 120_000 })
+        s.sandboxIds.add(sbx.sandboxId)
+        return sbx
+      }
+      const sbx = await create(other)
+      await makeDeep(sbx, '/home/user/deep')
+
+      // Metrics measure all of it (as du does), through no symlink.
+      const layer = `${other.dataDir}/sandboxes/${sbx.sandboxId}/layer/root`
+      const du = Number(spawnSync('du', ['-sB1', layer], { encoding: 'utf8' }).stdout.split('\t')[0])
+      const [m] = await Sandbox.getMetrics(sbx.sandboxId, other.novita())
+      assert.ok(du > 0 && Math.abs(m.diskUsed - du) <= du / 10, `diskUsed ${m.diskUsed}, du ${du}`)
+
+      // A snapshot copies all of it; a sandbox started from it has the whole tree.
+      let started = performance.now()
+      const snap = await sbx.createSnapshot()
+      t.diagnostic(`snapshot of ${DEEP} levels: ${Math.round(performance.now() - started)} ms`)
+      const copy = await create(other, snap.snapshotId)
+      assert.equal(await depthOf(copy, '/home/user/deep'), DEEP)
+      await copy.kill()
+      assert.equal(await Sandbox.deleteSnapshot(snap.snapshotId, other.novita()), true)
+
+      started = performance.now()
+      await sbx.kill()
+      t.diagnostic(`kill, removing ${DEEP} levels on the host: ${Math.round(performance.now() - started)} ms`)
+      const fresh = await create(other)
+      assert.equal((await fresh.commands.run('echo fresh')).stdout, 'fresh\n')
+      await fresh.kill()
+      assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
+      await eventually(() => assert.deepEqual(readdirSync(`${other.dataDir}/layers`).filter((n) => !n.startsWith('.')), [], 'the layers'))
+
+      // The server dies with the tree on disk (and its cgroups left behind).
+      const doomed = await create(other)
+      await makeDeep(doomed, '/home/user/deep')
+      other.proc.kill('SIGKILL')
+      await other.stop()
+      await eventually(() => assert.deepEqual(guestProcesses().filter((p) => p.cmdline.includes(other.dataDir)), []))
+      const own = serverCgroupName(other.dataDir)
+      const left = sandbankCgroups().filter((p) => p.includes(own))
+      assert.notDeepEqual(left, [], 'a server killed with SIGKILL leaves its cgroups')
+      // Its sandboxes' processes go with it (the next start leaves groups with processes alone).
+      await eventually(() => assert.deepEqual(left.flatMap((g) => readFileSync(`${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean)), []))
+
+      // Any server's start removes the cgroups of a server that is gone: a restart on its data dir may never come.
+      third = await startServer()
+      assert.deepEqual(sandbankCgroups().filter((p) => p.includes(own)), [], 'the cgroups of the dead server remain')
+      await stopAndCheck(third)
+      third = undefined
+
+      // The next start on its data dir removes the tree, and serves.
+      started = performance.now()
+      again = await startServer({ dataDir: other.dataDir })
+      t.diagnostic(`restart, removing ${DEEP} levels on the host: ${Math.round(performance.now() - started)} ms`)
+      assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
+      assert.equal(existsSync(`${other.dataDir}/quarantine`), false, 'nothing quarantined')
+      const restarted = await create(again)
+      assert.equal((await restarted.commands.run('echo restarted')).stdout, 'restarted\n')
+      await restarted.kill()
+      await stopAndCheck(again)
+      again = undefined
+    } finally {
+      for (const s of [third, again, other]) if (s) await s.stop()
+      for (const s of [third, other]) if (s) removeDeep(s.dataDir)
+    }
   })
 })

@@ -3,6 +3,7 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes, createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { Sandbox, CommandExitError, FileNotFoundError, SandboxNotFoundError, TimeoutError } from 'e2b'
 import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
 
@@ -199,4 +200,153 @@ describe('e2b: pause and resume', () => {
     assert.equal((await back.commands.run(`kill -0 ${bg.pid} && echo alive`)).stdout, 'alive\n')
     await rejectsWith(Sandbox.pause('abcdefghij0123456789', server.e2b()), SandboxNotFoundError)
   })
+
+  const bootId = async (sbx) => (await sbx.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout.trim()
+
+  test('pause({ keepMemory: false }) keeps the files only: connect starts it again, with a new boot id', async (t) => {
+    const sbx = await create(t)
+    await sbx.files.write('/home/user/fs-only.txt', 'kept')
+    const bg = await sbx.commands.run('sleep 600', { background: true })
+    const before = await bootId(sbx)
+    assert.match(before, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    assert.notEqual(before, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), 'not the host kernel\'s')
+    assert.equal(await sbx.pause({ keepMemory: false }), true)
+    assert.equal(await sbx.isRunning(), false)
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, server.e2b())).state, 'paused')
+    const back = await sbx.connect()
+    assert.equal(await back.isRunning(), true)
+    assert.equal(await back.files.read('/home/user/fs-only.txt'), 'kept')
+    assert.notEqual(await bootId(back), before, 'a new boot')
+    assert.equal((await back.commands.run(`kill -0 ${bg.pid} 2>/dev/null || echo gone`)).stdout, 'gone\n')
+  })
+
+  test('connect with onResume "reboot" starts a memory-paused sandbox again on its files', async (t) => {
+    const sbx = await create(t)
+    await sbx.files.write('/home/user/r.txt', 'kept')
+    const bg = await sbx.commands.run('sleep 600', { background: true })
+    const before = await bootId(sbx)
+    assert.equal(await sbx.pause(), true)
+    const back = await Sandbox.connect(sbx.sandboxId, { ...server.e2b(), onResume: 'reboot' })
+    assert.equal(await back.files.read('/home/user/r.txt'), 'kept')
+    assert.notEqual(await bootId(back), before)
+    assert.equal((await back.commands.run(`kill -0 ${bg.pid} 2>/dev/null || echo gone`)).stdout, 'gone\n')
+  })
+
+  test('lifecycle onTimeout { action: "pause", keepMemory: false }: the timeout pauses it files-only', async (t) => {
+    const sbx = await create(t, { timeoutMs: 2_000, lifecycle: { onTimeout: { action: 'pause', keepMemory: false } } })
+    await sbx.files.write('/home/user/auto.txt', 'kept')
+    const before = await bootId(sbx)
+    const until = Date.now() + 15_000
+    while ((await Sandbox.getInfo(sbx.sandboxId, server.e2b())).state !== 'paused') {
+      assert.ok(Date.now() < until, 'not paused within 15 s')
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    const back = await Sandbox.connect(sbx.sandboxId, { ...server.e2b(), timeoutMs: 60_000 })
+    assert.equal(await back.files.read('/home/user/auto.txt'), 'kept')
+    assert.notEqual(await bootId(back), before)
+    // Files-only with auto-resume is refused by the server too (the SDK checks it first).
+    const res = await fetch(`${server.url}/v2/sandboxes`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': server.apiKey },
+      body: JSON.stringify({ templateID: 'base', autoPause: true, autoPauseMemory: false, autoResume: { enabled: true } }),
+    })
+    assert.equal(res.status, 400)
+    assert.match((await res.json()).message, /autoResume/)
+  })
 })
+
+// envd 0.6.2–0.6.4 features, which the SDK gates on the advertised envd version: file metadata
+// (user.e2b.* xattrs on the sandbox's overlayfs, through its user namespace) and watch events
+// carrying their entry. (An import may stand anywhere at the top level; this one is hoisted.)
+import { FileType, FilesystemEventType } from 'e2b'
+
+describe('e2b: file metadata and watch entries (envd 0.6.x)', () => {
+  let sbx
+  before(async () => {
+    sbx = await Sandbox.create(server.e2b())
+    server.sandboxIds.add(sbx.sandboxId)
+  })
+  after(async () => {
+    if (sbx) assert.equal(await sbx.kill(), true)
+  })
+
+  test('the server advertises envd 0.6.4', async () => {
+    assert.equal((await Sandbox.getInfo(sbx.sandboxId, server.e2b())).envdVersion, '0.6.4')
+  })
+
+  test('files.write(path, data, { metadata }) is kept and reported by write, getInfo, list and rename', async () => {
+    const metadata = { author: 'me', purpose: 'upload test' }
+    const info = await sbx.files.write('meta/a.txt', 'with metadata', { metadata })
+    assert.deepEqual(info.metadata, metadata)
+    assert.deepEqual((await sbx.files.getInfo('meta/a.txt')).metadata, metadata)
+    assert.deepEqual((await sbx.files.list('meta')).find((e) => e.name === 'a.txt').metadata, metadata)
+    // The xattrs themselves, as a process in the sandbox sees them.
+    const py = `import os; print(sorted((n, os.getxattr('/home/user/meta/a.txt', n).decode()) for n in os.listxattr('/home/user/meta/a.txt')))`
+    assert.equal((await sbx.commands.run(`python3 -c "${py}"`)).stdout, "[('user.e2b.author', 'me'), ('user.e2b.purpose', 'upload test')]\n")
+
+    // Octet-stream uploads and several files at once.
+    const octet = await sbx.files.write('meta/b.txt', 'raw', { metadata: { k: 'v' }, useOctetStream: true })
+    assert.deepEqual(octet.metadata, { k: 'v' })
+    const many = await sbx.files.writeFiles([{ path: 'meta/c.txt', data: 'c' }, { path: 'meta/d.txt', data: 'd' }], { metadata: { batch: '1' } })
+    assert.deepEqual(many.map((i) => i.metadata), [{ batch: '1' }, { batch: '1' }])
+    assert.deepEqual((await sbx.files.rename('meta/d.txt', 'meta/e.txt')).metadata, { batch: '1' })
+
+    // Overwriting without metadata clears it.
+    const plain = await sbx.files.write('meta/a.txt', 'no metadata now')
+    assert.equal(plain.metadata, undefined)
+    assert.equal((await sbx.files.getInfo('meta/a.txt')).metadata, undefined)
+  })
+
+  test('metadata set inside the sandbox as user.e2b.* xattrs is reported', async () => {
+    await sbx.files.write('meta/x.txt', 'x')
+    await sbx.commands.run(`python3 -c "import os; os.setxattr('/home/user/meta/x.txt', 'user.e2b.by', b'hand'); os.setxattr('/home/user/meta/x.txt', 'user.other', b'no')"`)
+    assert.deepEqual((await sbx.files.getInfo('meta/x.txt')).metadata, { by: 'hand' })
+  })
+
+  test('watchDir(..., { includeEntry: true }) gives each write event its entry; allowNetworkMounts is taken', async () => {
+    await sbx.files.makeDir('watched')
+    await sbx.files.write('watched/f.txt', 'one')
+    const events = []
+    let seen
+    const written = new Promise((resolve) => (seen = resolve))
+    const handle = await sbx.files.watchDir(
+      'watched',
+      (e) => {
+        events.push(e)
+        if (e.type === FilesystemEventType.WRITE && e.name === 'f.txt') seen(e)
+      },
+      { includeEntry: true, allowNetworkMounts: true },
+    )
+    try {
+      await sbx.files.write('watched/f.txt', 'two, longer')
+      const e = await written
+      assert.equal(e.entry?.name, 'f.txt')
+      assert.equal(e.entry?.path, '/home/user/watched/f.txt')
+      assert.equal(e.entry?.type, FileType.FILE)
+      assert.equal(e.entry?.owner, 'user')
+      await sbx.files.remove('watched/f.txt')
+      await waitFor(() => events.some((x) => x.type === FilesystemEventType.REMOVE))
+      assert.equal(events.find((x) => x.type === FilesystemEventType.REMOVE).entry, undefined, 'a removed entry has none')
+    } finally {
+      await handle.stop()
+    }
+    // Without it, no entry.
+    const plainEvents = []
+    const plain = await sbx.files.watchDir('watched', (e) => plainEvents.push(e))
+    try {
+      await sbx.files.write('watched/g.txt', 'g')
+      await waitFor(() => plainEvents.some((x) => x.name === 'g.txt' && x.type === FilesystemEventType.WRITE))
+      assert.ok(plainEvents.every((x) => x.entry === undefined))
+    } finally {
+      await plain.stop()
+    }
+  })
+})
+
+async function waitFor(cond, ms = 10_000) {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for a watch event')
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}

@@ -2,16 +2,19 @@
 # The host packages the tests use, installed with apt when missing (the first step of `npm test`).
 # The sandboxes' base template is the host's /usr: the tests run `ps`, `python3` and `pip` inside
 # them, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
-# with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network.
+# with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
+# puts their egress rules (`allowOut`/`denyOut`) in force.
 set -euo pipefail
 missing=()
 [ -x /usr/bin/ps ] || missing+=(procps)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [ -x /usr/bin/script ] || missing+=(bsdutils)
 [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 [ -x /usr/bin/mount ] || [ -x /bin/mount ] || missing+=(mount)
 [ -x /usr/bin/pasta ] || missing+=(passt)
+[ -x /usr/sbin/nft ] || missing+=(nftables)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "system-deps: missing packages: ${missing[*]} (install them as root; the tests that need them will fail)" >&2

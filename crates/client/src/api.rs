@@ -452,6 +452,10 @@ impl Api {
             )),
             auto_pause: Some(auto_pause),
             auto_resume: auto_resume.map(|enabled| rest::AutoResume { enabled }),
+            // Novita's surface has no files-only pause at the end time.
+            auto_pause_memory: None,
+            // The `network` create option is not in this SDK yet.
+            network: None,
             secure: Some(opts.secure.unwrap_or(true)),
             allow_internet_access: Some(opts.allow_internet_access.unwrap_or(true)),
             metadata: opts.metadata.clone(),

@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn envd_header_sets() {
-        let e = envd("0.5.7", Some("tok"));
+        let e = envd("0.6.4", Some("tok"));
         let h = header_map(&e.rpc_headers(&e.user_header(Some("root")))).unwrap();
         assert_eq!(h["novita-sandbox-id"], "sb123");
         assert_eq!(h["novita-sandbox-port"], "49983");
@@ -464,7 +464,7 @@ mod tests {
             envd("0.3.0", None).user_header(None),
             vec![("Authorization".to_string(), "Basic dXNlcjo=".to_string())]
         );
-        assert!(!header_map(&envd("0.5.7", None).http_headers())
+        assert!(!header_map(&envd("0.6.4", None).http_headers())
             .unwrap()
             .contains_key("x-access-token"));
         assert_eq!(e.base_url(), "http://127.0.0.1:1");

@@ -676,6 +676,7 @@ impl Files {
         let req = WatchDirRequest {
             path: path.to_string(),
             recursive: opts.recursive,
+            ..Default::default()
         };
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
         let first = async {

@@ -111,7 +111,7 @@ mod tests {
         let conn = SandboxConnection {
             sandbox_id: "sb".into(),
             sandbox_domain: None,
-            envd_version: "0.5.7".into(),
+            envd_version: "0.6.4".into(),
             envd_access_token: None,
             traffic_access_token: None,
         };

@@ -329,7 +329,7 @@ mod tests {
 
     #[test]
     fn file_urls_are_plain_without_a_token() {
-        let s = sandbox(None, "0.5.7");
+        let s = sandbox(None, "0.6.4");
         let none = SandboxUrlOpts::default();
         assert_eq!(
             s.download_url("/tmp/a b.txt", &none).unwrap(),
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn file_urls_are_signed_with_the_access_token() {
-        let s = sandbox(Some("tok"), "0.5.7");
+        let s = sandbox(Some("tok"), "0.6.4");
         let url = s
             .download_url("/tmp/a.txt", &SandboxUrlOpts::default())
             .unwrap();

@@ -155,7 +155,7 @@ impl Cgroups {
     /// CPU time used by the sandbox's processes, and their memory less the page cache the
     /// kernel can drop (what `free` would call used).
     pub fn usage(&self, id: &str) -> io::Result<Usage> {
-        let (cpu_ns, memory_bytes) = match self {
+        let (cpu_ns, memory_bytes, memory_cache_bytes) = match self {
             Cgroups::V1 { .. } => {
                 let dir = |controller: &str| self.dirs(id).into_iter().find(|d| hierarchy_of(d) == Some(controller));
                 let cpu = dir("cpuacct").ok_or_else(|| io::Error::other("no cpuacct group"))?;
@@ -163,17 +163,19 @@ impl Cgroups {
                 let cpu_ns = read_u64(&cpu.join("cpuacct.usage"))?;
                 let used = read_u64(&mem.join("memory.usage_in_bytes"))?;
                 let inactive = stat_value(&mem.join("memory.stat"), "total_inactive_file").unwrap_or(0);
-                (cpu_ns, used.saturating_sub(inactive))
+                let cache = stat_value(&mem.join("memory.stat"), "total_cache").unwrap_or(0);
+                (cpu_ns, used.saturating_sub(inactive), cache)
             }
             Cgroups::V2 { .. } => {
                 let dir = &self.dirs(id)[0];
                 let cpu_ns = stat_value(&dir.join("cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
                 let used = read_u64(&dir.join("memory.current"))?;
                 let inactive = stat_value(&dir.join("memory.stat"), "inactive_file").unwrap_or(0);
-                (cpu_ns, used.saturating_sub(inactive))
+                let cache = stat_value(&dir.join("memory.stat"), "file").unwrap_or(0);
+                (cpu_ns, used.saturating_sub(inactive), cache)
             }
         };
-        Ok(Usage { cpu_ns, memory_bytes })
+        Ok(Usage { cpu_ns, memory_bytes, memory_cache_bytes })
     }
 
     /// The sandbox's group directories that still exist (for leak checks).
@@ -182,11 +184,93 @@ impl Cgroups {
     }
 }
 
+/// Removes the parent groups that servers now gone left behind: a server that crashed cannot
+/// remove its own, and the next one on its data directory, which would, may never come. A
+/// `sandbank-<hash>` group at the top of a hierarchy, other than `own`, goes when its server is
+/// provably gone — no process holds the lock of a data directory with that hash (see
+/// [`live_servers`]) — and no process is left in it or below it. Says in the log what it removed.
+pub fn remove_stale_parents(own: &str) {
+    let mut candidates: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
+    let root = Path::new(CGROUP_ROOT);
+    let hierarchies: Vec<PathBuf> = if root.join("cgroup.controllers").exists() {
+        vec![root.to_path_buf()]
+    } else {
+        V1_CONTROLLERS.iter().map(|c| root.join(c)).collect()
+    };
+    for h in &hierarchies {
+        for entry in fs::read_dir(h).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_server_group(&name) && name != own && entry.path().is_dir() {
+                candidates.entry(name).or_default().push(entry.path());
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return;
+    }
+    let live = live_servers();
+    for (name, parents) in candidates {
+        if live.contains(&name) {
+            continue;
+        }
+        // Every group of it, parents first; removed deepest first.
+        let mut groups = Vec::new();
+        let mut stack: Vec<(PathBuf, usize)> = parents.into_iter().map(|p| (p, 0)).collect();
+        while let Some((dir, depth)) = stack.pop() {
+            if depth < 8 {
+                let children = fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir());
+                stack.extend(children.map(|c| (c, depth + 1)));
+            }
+            groups.push((dir, depth));
+        }
+        if let Some((busy, _)) = groups.iter().find(|(g, _)| !procs(g).is_empty()) {
+            tracing::info!("cgroup {} of a server that is gone still has processes: left alone", busy.display());
+            continue;
+        }
+        groups.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
+        match groups.iter().try_for_each(|(g, _)| fs::remove_dir(g).map_err(|e| ctx(e, g, "remove"))) {
+            Ok(()) => tracing::info!("removed the cgroups of {name}, left by a server that is gone"),
+            Err(e) => tracing::warn!("removing the cgroups of {name}, left by a server that is gone: {e}"),
+        }
+    }
+}
+
+/// `sandbank-` and 12 hex digits, as [`crate::engine::cgroup_name`] makes them.
+fn is_server_group(name: &str) -> bool {
+    name.strip_prefix("sandbank-").is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The parent group names of the servers running now, of this version or another: a server holds
+/// the `lock` file of its data directory open for as long as it runs (it takes it before it makes
+/// its group), and its group is named after that directory. Seen through `/proc/*/fd`; a process
+/// that holds a file named `lock` counts, whatever it is (erring on the side of keeping groups).
+fn live_servers() -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for proc_dir in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !proc_dir.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        for fd in fs::read_dir(proc_dir.path().join("fd")).into_iter().flatten().flatten() {
+            let Ok(target) = fs::read_link(fd.path()) else { continue };
+            let target = target.to_string_lossy();
+            let target = Path::new(target.strip_suffix(" (deleted)").unwrap_or(&target));
+            if target.file_name().is_some_and(|n| n == "lock") {
+                if let Some(dir) = target.parent() {
+                    names.insert(crate::engine::cgroup_name(dir));
+                }
+            }
+        }
+    }
+    names
+}
+
 /// What [`Cgroups::usage`] reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub cpu_ns: u64,
     pub memory_bytes: u64,
+    /// The page cache charged to it.
+    pub memory_cache_bytes: u64,
 }
 
 /// `memory` for `/sys/fs/cgroup/memory/<parent>/<sandbox>`.

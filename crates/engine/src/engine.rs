@@ -9,6 +9,7 @@ use crate::netpool::{NetPool, ReadyNet};
 use crate::spawner::Spawner;
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::disk;
+use crate::egress::{self, Egress};
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
 use crate::userns::IdMap;
@@ -56,6 +57,9 @@ pub enum EngineError {
     Catalog(#[from] rusqlite::Error),
     #[error("sandbox {0:?} is already paused")]
     AlreadyPaused(String),
+    /// Egress rules that could not be put in force (no nftables, or nft refused them).
+    #[error("egress rules of sandbox {id:?}: {reason}")]
+    Egress { id: String, reason: String },
 }
 
 /// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
@@ -96,6 +100,9 @@ pub struct SandboxSpec {
     /// Outbound network through pasta. `None` (not asked): yes when pasta is installed, else
     /// loopback only; `Some(true)` without pasta is an error.
     pub allow_internet_access: Option<bool>,
+    /// Where its processes may connect to (in force from its start, and again after a restart).
+    #[serde(default)]
+    pub egress: Egress,
 }
 
 /// A running sandbox.
@@ -143,6 +150,8 @@ pub struct SandboxUsage {
     /// CPU time since the sandbox started, in nanoseconds.
     pub cpu_ns: u64,
     pub memory_bytes: u64,
+    /// The page cache charged to it (E2B's `memCache`).
+    pub memory_cache_bytes: u64,
     /// Space the files the sandbox wrote take (its own layer; the layers under it are shared).
     pub disk_bytes: u64,
 }
@@ -150,20 +159,8 @@ pub struct SandboxUsage {
 /// Bytes allocated to the files under `dir` (not following symlinks; a hard-linked file counts
 /// once per link, an upper bound).
 fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            let Ok(meta) = e.metadata() else { continue };
-            total += meta.blocks() * 512;
-            if meta.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    total
+    // The sandbox may be running: a tree it may be changing, walked without following symlinks.
+    crate::tree::disk_usage(dir)
 }
 
 /// A paused sandbox as [`Engine::paused`] lists it.
@@ -324,8 +321,10 @@ impl Engine {
         // that was being written.
         cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        // And the groups of crashed servers on other data directories, which nothing else removes.
+        crate::cgroup::remove_stale_parents(&cgroup_name);
         disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
-        remove_all(&layout.staging()).map_err(io_ctx("remove an unfinished snapshot".into()))?;
+        remove_or_quarantine(&layout, &layout.staging());
         for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
         }
@@ -335,7 +334,8 @@ impl Engine {
         let templates = HashMap::from([(base.name.clone(), base)]);
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;
-        remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("remove leftover sandboxes".into()))?;
+        remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("read the sandboxes directory".into()))?;
+        report_quarantine(&layout);
         // The disks of paused sandboxes (those that had one) are mounted again: their files are
         // read for snapshots and metrics, and a resume starts on them.
         for id in paused.keys() {
@@ -550,7 +550,18 @@ impl Engine {
                     (None, None) => Ok(None),
                 }
             };
-            tokio::try_join!(report.expect("ready"), network)
+            // Its egress rules are in force before it is ready (applied in its network namespace).
+            let rules = async {
+                if spec.egress.is_open() {
+                    return Ok(());
+                }
+                let (id, rules) = (spec.id.clone(), spec.egress.clone());
+                tokio::task::spawn_blocking(move || apply_egress(&id, launcher, &rules))
+                    .await
+                    .map_err(|e| format!("egress rules: {e}"))?
+                    .map_err(|e| e.to_string())
+            };
+            tokio::try_join!(report.expect("ready"), network, rules).map(|(ready, pasta, ())| (ready, pasta))
         };
         let started = tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(joined, started).map(|((), started)| started) }).await;
         // The next network is made now that this sandbox has started (see `netpool`).
@@ -755,7 +766,9 @@ impl Engine {
 
     /// Pauses a running sandbox: freezes every process in it, with its memory, and records it in
     /// the catalog (with `api`, what the API keeps of it), so that its files outlive a restart.
-    pub async fn pause(&self, id: &str, api: String) -> Result<(), EngineError> {
+    /// Without `keep_memory` its processes end once it is recorded: only its files are kept, and
+    /// it starts again on them when resumed (as after a restart).
+    pub async fn pause(&self, id: &str, api: String, keep_memory: bool) -> Result<(), EngineError> {
         let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
             let paused = self.state.lock().unwrap().paused.contains_key(id);
             return Err(if paused { EngineError::AlreadyPaused(id.into()) } else { EngineError::SandboxNotFound(id.into()) });
@@ -776,8 +789,9 @@ impl Engine {
                 api,
             }
         };
-        let (cgroups, state, id) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
+        let (cgroups, state, id2) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
         blocking("pause", move || {
+            let id = id2;
             if let Err(e) = cgroups.set_frozen(&id, true) {
                 let _ = cgroups.set_frozen(&id, false);
                 return Err(io_ctx(format!("freeze sandbox {id}"))(e));
@@ -792,17 +806,30 @@ impl Engine {
             state.paused.insert(id, record);
             Ok(())
         })
-        .await
+        .await?;
+        if !keep_memory {
+            // Recorded as paused first: its cleanup keeps its files.
+            self.stop(id, true).await;
+        }
+        Ok(())
     }
 
-    /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused, starts
-    /// it again on its files. A running sandbox is left as it is (`Thawed`).
-    pub async fn resume(&self, id: &str) -> Result<Resumed, EngineError> {
+    /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused (or it
+    /// was paused without its memory), starts it again on its files. With `reboot`, a frozen
+    /// sandbox's processes end and it starts again on its files too. A running sandbox is left as
+    /// it is (`Thawed`).
+    pub async fn resume(&self, id: &str, reboot: bool) -> Result<Resumed, EngineError> {
         let busy = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy));
         if let Some(busy) = busy {
             let _turn = busy.lock().await;
             if !self.state.lock().unwrap().paused.contains_key(id) {
                 return Ok(Resumed::Thawed);
+            }
+            if reboot {
+                // Still recorded as paused: its cleanup keeps its files; then started below.
+                self.stop(id, true).await;
+                drop(_turn);
+                return Box::pin(self.resume(id, false)).await;
             }
             let (cgroups, id2) = (self.cgroups.clone(), id.to_string());
             blocking("thaw", move || cgroups.set_frozen(&id2, false).map_err(io_ctx(format!("thaw sandbox {id2}")))).await?;
@@ -826,6 +853,29 @@ impl Engine {
         Ok(Resumed::Restarted(handle))
     }
 
+    /// Replaces a running sandbox's egress rules (kept for its restarts too). A paused sandbox's
+    /// cannot change: resume it first.
+    pub async fn set_egress(&self, id: &str, rules: Egress) -> Result<(), EngineError> {
+        let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
+            let paused = self.state.lock().unwrap().paused.contains_key(id);
+            return Err(if paused { EngineError::AlreadyPaused(id.into()) } else { EngineError::SandboxNotFound(id.into()) });
+        };
+        let _turn = busy.lock().await;
+        let launcher = {
+            let state = self.state.lock().unwrap();
+            if state.paused.contains_key(id) {
+                return Err(EngineError::AlreadyPaused(id.into()));
+            }
+            state.sandboxes.get(id).and_then(|r| r.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
+        };
+        let (id2, rules2) = (id.to_string(), rules.clone());
+        blocking("egress rules", move || apply_egress(&id2, launcher, &rules2)).await?;
+        if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(id) {
+            r.spec.egress = rules;
+        }
+        Ok(())
+    }
+
     /// What a sandbox uses now: CPU time and memory from its cgroup (zero for a sandbox paused
     /// before a restart, which has no processes), and the disk space of its own upper layer.
     pub async fn usage(&self, id: &str) -> Result<SandboxUsage, EngineError> {
@@ -840,7 +890,7 @@ impl Engine {
         blocking("usage", move || {
             let cg = if live { cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))? } else { Default::default() };
             let disk_bytes = disk_usage(&dir.upper_root()) + disk_usage(&dir.upper_usr());
-            Ok(SandboxUsage { cpu_ns: cg.cpu_ns, memory_bytes: cg.memory_bytes, disk_bytes })
+            Ok(SandboxUsage { cpu_ns: cg.cpu_ns, memory_bytes: cg.memory_bytes, memory_cache_bytes: cg.memory_cache_bytes, disk_bytes })
         })
         .await
     }
@@ -1034,7 +1084,8 @@ fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, Pau
     Ok(paused)
 }
 
-/// Removes every sandbox directory (and disk image) but those of paused sandboxes.
+/// Removes every sandbox directory (and disk image) but those of paused sandboxes; one that cannot
+/// be removed is quarantined. Fails only when the sandboxes directory cannot be read.
 fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) -> io::Result<()> {
     let entries = match fs::read_dir(layout.sandboxes()) {
         Ok(e) => e,
@@ -1046,10 +1097,33 @@ fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) 
         let name = entry.file_name();
         let id = name.to_str().map(|n| n.strip_suffix(".img").unwrap_or(n));
         if !id.is_some_and(|id| paused.contains_key(id)) {
-            remove_all(&entry.path())?;
+            remove_or_quarantine(layout, &entry.path());
         }
     }
     Ok(())
+}
+
+/// Removes what a previous server left at `path`; when that fails, moves it into the quarantine
+/// directory (and says so), so that a tree the engine cannot remove never stops a start.
+fn remove_or_quarantine(layout: &Layout, path: &Path) {
+    let Err(e) = remove_all(path) else { return };
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let to = layout.quarantine().join(format!("{name}.{stamp}"));
+    let moved = fs::DirBuilder::new().recursive(true).mode(0o700).create(layout.quarantine()).and_then(|()| fs::rename(path, &to));
+    match moved {
+        Ok(()) => tracing::error!("cannot remove {} ({e}): moved to {} instead; look, then remove it by hand", path.display(), to.display()),
+        Err(m) => tracing::error!("cannot remove {} ({e}), nor move it to {} ({m}): left there", path.display(), to.display()),
+    }
+}
+
+/// Says what is in quarantine, at each start, until someone removes it.
+fn report_quarantine(layout: &Layout) {
+    let Ok(entries) = fs::read_dir(layout.quarantine()) else { return };
+    let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    if !names.is_empty() {
+        tracing::warn!("{} holds {} leftover(s) a start could not remove: {}", layout.quarantine().display(), names.len(), names.join(", "));
+    }
 }
 
 /// Copies the sandbox's upper layers into `<staging>/<id>` (with the sandbox frozen meanwhile
@@ -1143,6 +1217,14 @@ fn collect_layers(layout: &Layout, state: &Mutex<State>) {
 }
 
 /// Runs blocking work (cgroup files, the catalog, directory trees) off the runtime's threads.
+/// Puts `rules` in force in the network namespace of the sandbox whose launcher is `launcher`.
+fn apply_egress(id: &str, launcher: i32, rules: &Egress) -> Result<(), EngineError> {
+    let fail = |reason: String| EngineError::Egress { id: id.to_string(), reason };
+    let nft = egress::find_nft().ok_or_else(|| fail("they need nftables (`nft`; Debian package nftables), which is not installed".into()))?;
+    let netns = crate::userns::namespace_of(launcher, "net").map_err(fail)?;
+    egress::apply(&nft, &netns, rules).map_err(fail)
+}
+
 async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -347,7 +347,39 @@ const MASKED_PATHS: &[&str] = &[
 ];
 const READ_ONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+/// The sandbox's own `/proc/sys/kernel/random/boot_id`, new at each start as a VM's is (the
+/// host's would say that every sandbox, and every restart of one, is the same boot): a file of
+/// the sandbox's `/dev` tmpfs bound over it read-only, then unlinked from `/dev`.
+fn own_boot_id() -> Result<(), String> {
+    let path = Path::new("/proc/sys/kernel/random/boot_id");
+    if !path.exists() {
+        return Ok(());
+    }
+    let b: [u8; 16] = rand::random();
+    // A version 4 UUID, as the kernel makes.
+    let id = format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{}",
+        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
+        b[10..].iter().map(|x| format!("{x:02x}")).collect::<String>()
+    );
+    let source = Path::new("/dev/.boot_id");
+    fs::write(source, format!("{id}\n")).map_err(|e| format!("boot_id: write: {e}"))?;
+    let bound = fs::set_permissions(source, fs::Permissions::from_mode(0o444))
+        .map_err(|e| format!("boot_id: chmod: {e}"))
+        .and_then(|()| {
+            mount(Some(source), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .and_then(|()| {
+                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    mount(None::<&str>, path, None::<&str>, ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+                })
+                .map_err(|e| format!("boot_id: bind: {e}"))
+        });
+    let _ = fs::remove_file(source);
+    bound
+}
+
 fn mask_kernel_interfaces() -> Result<(), String> {
+    own_boot_id()?;
     for path in MASKED_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
         let result = if path.is_dir() {
             mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))

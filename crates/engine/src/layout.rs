@@ -9,6 +9,7 @@
 //! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
 //! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
+//! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
 //! <data>/sandboxes/<id>/          one running sandbox:
 //!     config.json                 what the guest reads at start
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
@@ -69,6 +70,12 @@ impl Layout {
 
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandboxes")
+    }
+
+    /// Where a start moves the leftovers of a previous server that it cannot remove, so that
+    /// they stop nothing (see `Engine::open`).
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
     }
 
     /// Scratch directories of the start-up check for user namespaces ([`crate::userns::probe`]).

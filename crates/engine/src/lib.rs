@@ -13,6 +13,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod copy;
 pub mod disk;
+pub mod egress;
 pub mod engine;
 pub mod guest;
 pub mod id;
@@ -25,6 +26,7 @@ pub mod seccomp;
 mod spawner;
 pub mod store;
 pub mod template;
+pub mod tree;
 pub mod userns;
 
 pub use engine::{Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};

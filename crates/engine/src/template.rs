@@ -169,14 +169,10 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// `rm -rf`, quiet when the path does not exist.
+/// `rm -rf`, quiet when the path does not exist: [`crate::tree::remove_tree`], which any depth
+/// survives and no symlink leads astray.
 pub fn remove_all(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    crate::tree::remove_tree(path)
 }
 
 #[cfg(test)]

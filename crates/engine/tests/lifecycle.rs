@@ -36,6 +36,7 @@ fn main() {
         ("internet_access_through_pasta", internet_access_through_pasta),
         ("internet_access_without_pasta", internet_access_without_pasta),
         ("internet_access_when_pasta_fails", internet_access_when_pasta_fails),
+        ("leftovers_are_quarantined_and_stale_cgroups_removed", leftovers_are_quarantined_and_stale_cgroups_removed),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -99,6 +100,7 @@ fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
 
 fn spec(engine: &Engine) -> SandboxSpec {
     SandboxSpec {
+        egress: Default::default(),
         id: id::new_id(),
         template: "base".into(),
         env_vars: BTreeMap::from([("GREETING".into(), "hello".into())]),
@@ -229,6 +231,42 @@ fn second_engine_on_a_data_dir_is_refused() {
         other => panic!("expected Locked, got {other}"),
     }
     assert!(err.to_string().contains("in use by another sandbank serve"), "{err}");
+    drop(engine);
+}
+
+/// What a start cannot remove of a crashed server's leftovers goes to quarantine, and the start
+/// goes on; the cgroups of servers that are gone go, those of live servers stay.
+fn leftovers_are_quarantined_and_stale_cgroups_removed() {
+    use sandbank_engine::cgroup::Cgroups;
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = open(tmp.path()).default_limits();
+    // A sandbox directory holding an immutable file: not even root may remove it.
+    let bad = tmp.path().join("sandboxes/bad");
+    std::fs::create_dir_all(bad.join("sub")).unwrap();
+    std::fs::write(bad.join("sub/stuck"), "x").unwrap();
+    let chattr = |flag: &str, path: &Path| assert!(Command::new("chattr").arg(flag).arg(path).status().unwrap().success());
+    chattr("+i", &bad.join("sub/stuck"));
+    // The cgroups of a server that is gone (no process holds its data directory's lock), with a
+    // sandbox group, and those of a live one (this process holds its lock), with none.
+    let (gone_dir, live_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _live_lock = std::fs::File::create(live_dir.path().join("lock")).unwrap();
+    let name = |d: &Path| sandbank_engine::engine::cgroup_name(&std::fs::canonicalize(d).unwrap());
+    let gone = Cgroups::setup(&name(gone_dir.path())).unwrap();
+    gone.create("leftoversandbox00000", &limits).unwrap();
+    let live = Cgroups::setup(&name(live_dir.path())).unwrap();
+    let parents = |cg: &Cgroups| cg.dirs("x").into_iter().map(|d| d.parent().unwrap().to_path_buf()).collect::<Vec<_>>();
+
+    let engine = open(tmp.path());
+
+    assert!(!bad.exists());
+    let quarantined: Vec<_> = std::fs::read_dir(tmp.path().join("quarantine")).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(quarantined[0].file_name().unwrap().to_string_lossy().starts_with("bad."), "{quarantined:?}");
+    assert!(parents(&gone).iter().all(|p| !p.exists()), "the groups of a server that is gone are removed");
+    assert!(parents(&live).iter().all(|p| p.exists()), "the groups of a live server stay");
+
+    live.teardown(std::time::Duration::from_secs(1)).unwrap();
+    chattr("-i", &quarantined[0].join("sub/stuck"));
     drop(engine);
 }
 

@@ -18,8 +18,9 @@ pub mod process;
 pub mod rest;
 
 /// The envd version the local engine advertises: high enough for every feature gate of the
-/// published SDKs (octet-stream upload needs 0.5.7).
-pub const ENVD_VERSION: &str = "0.5.7";
+/// published SDKs (octet-stream upload needs 0.5.7, file metadata 0.6.2, `includeEntry` in watch
+/// events 0.6.3, `allowNetworkMounts` 0.6.4).
+pub const ENVD_VERSION: &str = "0.6.4";
 
 /// The port envd listens on in a cloud sandbox; part of envd host names (`49983-<id>.<domain>`).
 pub const ENVD_PORT: u16 = 49983;

@@ -29,6 +29,9 @@ pub struct NewSandbox {
     pub auto_pause: Option<bool>,
     #[serde(rename = "autoResume", default, skip_serializing_if = "Option::is_none")]
     pub auto_resume: Option<AutoResume>,
+    /// E2B: `false` makes the pause at the end time keep files only.
+    #[serde(rename = "autoPauseMemory", default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause_memory: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure: Option<bool>,
     #[serde(rename = "allow_internet_access", default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +40,24 @@ pub struct NewSandbox {
     pub metadata: Option<HashMap<String, String>>,
     #[serde(rename = "envVars", default, skip_serializing_if = "Option::is_none")]
     pub env_vars: Option<HashMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<SandboxNetwork>,
+}
+
+/// A sandbox's network settings (E2B's `SandboxNetworkConfig`; `PUT /sandboxes/{id}/network`
+/// sends `allowOut`/`denyOut` only, and what it leaves out is cleared). Destinations are IP
+/// addresses or CIDR blocks; `allowOut` may also name domains.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxNetwork {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_out: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_out: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_public_traffic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_request_host: Option<String>,
 }
 
 /// The response of create and connect.
@@ -133,6 +154,8 @@ pub struct SandboxDetail {
     pub allow_internet_access: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<Lifecycle>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<SandboxNetwork>,
 }
 
 /// An item of `GET /sandboxes/{id}/metrics`. Bytes; `cpuUsedPct` is of all its CPUs.
@@ -150,10 +173,78 @@ pub struct SandboxMetric {
     pub mem_used: u64,
     #[serde(rename = "memTotal")]
     pub mem_total: u64,
+    /// Page cache, bytes (required by E2B's spec: its Python client fails without it).
+    #[serde(rename = "memCache")]
+    pub mem_cache: u64,
     #[serde(rename = "diskUsed")]
     pub disk_used: u64,
     #[serde(rename = "diskTotal")]
     pub disk_total: u64,
+}
+
+/// `GET /sandboxes/metrics`: a sample of each running sandbox asked for, by ID.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SandboxesWithMetrics {
+    pub sandboxes: std::collections::BTreeMap<String, SandboxMetric>,
+}
+
+/// `POST /sandboxes/{id}/refreshes`: seconds to extend its life by.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshBody {
+    #[serde(default)]
+    pub duration: Option<u64>,
+}
+
+/// A sandbox log entry's level, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "debug" => Some(Self::Debug),
+            "info" => Some(Self::Info),
+            "warn" => Some(Self::Warn),
+            "error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One structured sandbox log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLogEntry {
+    pub timestamp: DateTime<Utc>,
+    pub level: LogLevel,
+    pub message: String,
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+/// A log line of the deprecated `GET /sandboxes/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLog {
+    pub timestamp: DateTime<Utc>,
+    pub line: String,
+}
+
+/// `GET /sandboxes/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLogs {
+    pub logs: Vec<SandboxLog>,
+    #[serde(rename = "logEntries")]
+    pub log_entries: Vec<SandboxLogEntry>,
+}
+
+/// `GET /v2/sandboxes/{id}/logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLogsV2 {
+    pub logs: Vec<SandboxLogEntry>,
 }
 
 /// `POST /sandboxes/{id}/timeout`. Seconds.
@@ -168,6 +259,24 @@ pub struct ConnectSandbox {
     pub timeout: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure: Option<bool>,
+}
+
+/// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): how many copies, and their timeout.
+/// Other fields (Novita's `strict`, `nodeID`) are accepted and not read yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRequest {
+    /// Signed, so that a count below 1 is reported as such rather than as bad JSON.
+    #[serde(default)]
+    pub count: Option<i64>,
+    #[serde(default)]
+    pub timeout: Option<i64>,
+}
+
+/// `POST /sandboxes/{id}/pause` (E2B may send it): `memory: false` keeps the files only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<bool>,
 }
 
 /// `POST /v2/sandboxes/{id}/connect` (the E2B SDK): the timeout may be left out.

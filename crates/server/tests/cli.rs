@@ -163,7 +163,7 @@ async fn sandboxes_ls_and_kill_local_and_cloud() {
     assert_eq!(o["metadata"], serde_json::json!({"owner": "cli", "n": "1"}));
     assert_eq!(o["cpuCount"], detail["cpuCount"]);
     assert_eq!(o["memoryMB"], detail["memoryMB"]);
-    assert_eq!(o["envdVersion"], "0.5.7");
+    assert_eq!(o["envdVersion"], "0.6.4");
     assert_eq!(time(&o["startedAt"]), started);
     assert_eq!(time(&o["endAt"]), time(&detail["endAt"]));
 
@@ -379,7 +379,7 @@ async fn fake_cloud() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
     let sandbox = |id: &str| {
         serde_json::json!({"sandboxID": id, "templateID": "tpl", "clientID": "c", "alias": "my-tpl",
             "startedAt": "2030-01-02T03:04:05Z", "endAt": "2030-01-02T04:04:05Z", "state": "running",
-            "cpuCount": 4, "memoryMB": 2048, "diskSizeMB": 1, "envdVersion": "0.5.7", "metadata": {"k": id}})
+            "cpuCount": 4, "memoryMB": 2048, "diskSizeMB": 1, "envdVersion": "0.6.4", "metadata": {"k": id}})
     };
     let snapshot = |id: &str| {
         serde_json::json!({"snapshotID": id, "names": [], "sandboxID": "sb", "createdAt": "2030-01-02T03:04:05Z",

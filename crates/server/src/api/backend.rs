@@ -1,6 +1,7 @@
 //! The seam between the control plane and the engine: the handful of engine calls the API makes.
 //! The real implementation is [`sandbank_engine::Engine`]; tests use a fake.
 
+use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::SnapshotInfo;
 use sandbank_engine::{Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage};
 use std::future::Future;
@@ -14,10 +15,14 @@ pub trait Backend: Send + Sync + 'static {
     fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>>;
     fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>>;
     /// Freezes a running sandbox; `api` is kept with it and comes back from [`Backend::paused`].
-    fn pause<'a>(&'a self, id: &'a str, api: String) -> BoxFuture<'a, Result<(), EngineError>>;
-    fn resume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Resumed, EngineError>>;
+    /// Without `keep_memory`, its processes end and only its files are kept.
+    fn pause<'a>(&'a self, id: &'a str, api: String, keep_memory: bool) -> BoxFuture<'a, Result<(), EngineError>>;
+    /// Thaws a paused sandbox, or starts it again on its files (always with `reboot`).
+    fn resume<'a>(&'a self, id: &'a str, reboot: bool) -> BoxFuture<'a, Result<Resumed, EngineError>>;
     /// The paused sandboxes, with what the API stored for each (read at start).
     fn paused(&self) -> Vec<PausedSandbox>;
+    /// Replaces a running sandbox's egress rules.
+    fn set_egress<'a>(&'a self, id: &'a str, rules: Egress) -> BoxFuture<'a, Result<(), EngineError>>;
     fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>>;
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     fn snapshot<'a>(
@@ -55,12 +60,16 @@ impl Backend for Engine {
         Box::pin(Engine::kill(self, id))
     }
 
-    fn pause<'a>(&'a self, id: &'a str, api: String) -> BoxFuture<'a, Result<(), EngineError>> {
-        Box::pin(Engine::pause(self, id, api))
+    fn pause<'a>(&'a self, id: &'a str, api: String, keep_memory: bool) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(Engine::pause(self, id, api, keep_memory))
     }
 
-    fn resume<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Resumed, EngineError>> {
-        Box::pin(Engine::resume(self, id))
+    fn resume<'a>(&'a self, id: &'a str, reboot: bool) -> BoxFuture<'a, Result<Resumed, EngineError>> {
+        Box::pin(Engine::resume(self, id, reboot))
+    }
+
+    fn set_egress<'a>(&'a self, id: &'a str, rules: Egress) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(Engine::set_egress(self, id, rules))
     }
 
     fn paused(&self) -> Vec<PausedSandbox> {

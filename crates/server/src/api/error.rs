@@ -43,7 +43,9 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     /// envd traffic to a paused sandbox that does not resume by itself.
-    #[error("Sandbox \"{0}\" is paused: connect to it (Sandbox.connect) to resume it")]
+    /// "was not found", as the cloud's proxy says of a paused sandbox: the SDKs read it as "not
+    /// running" (anything else as "state unknown").
+    #[error("The sandbox \"{0}\" was not found: it is paused; connect to it (Sandbox.connect) to resume it")]
     Paused(String),
     /// The data directory's filesystem is full.
     #[error("{0}")]
@@ -83,6 +85,7 @@ impl From<EngineError> for ApiError {
             e @ EngineError::AlreadyPaused(_) => ApiError::Conflict(e.to_string()),
             e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
             e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
+            e @ EngineError::Egress { .. } => ApiError::Internal(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -122,6 +125,7 @@ mod tests {
         // The SDKs tell "gone" from "unreachable" by these words of the cloud's proxy.
         assert!(ApiError::NotRunning("abc".into()).to_string().contains("was not found"));
         assert!(ApiError::EnvdUnreachable("abc".into()).to_string().contains("port is not open"));
+        assert!(ApiError::Paused("abc".into()).to_string().contains("was not found"));
         assert_eq!(ApiError::NotRunning("x".into()).status(), StatusCode::BAD_GATEWAY);
         let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);

@@ -4,6 +4,8 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod extract;
+pub mod logs;
+pub mod network;
 pub mod registry;
 pub mod envd_auth;
 pub mod sandboxes;
@@ -20,7 +22,7 @@ use backend::Backend;
 use chrono::Utc;
 use error::ApiError;
 use registry::{Entry, Expired, Registry};
-use sandbank_protocol::rest::SandboxState;
+use sandbank_protocol::rest::{LogLevel, SandboxState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ pub struct AppState {
     pub backend: Arc<dyn Backend>,
     pub registry: Arc<Registry>,
     pub cpu_samples: Arc<cpu::CpuSamples>,
+    pub logs: Arc<logs::Logs>,
     api_key: Arc<str>,
 }
 
@@ -40,7 +43,13 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     pub fn new(backend: Arc<dyn Backend>, api_key: &str) -> Self {
-        Self { backend, registry: Arc::new(Registry::default()), cpu_samples: Arc::default(), api_key: api_key.into() }
+        Self {
+            backend,
+            registry: Arc::new(Registry::default()),
+            cpu_samples: Arc::default(),
+            logs: Arc::default(),
+            api_key: api_key.into(),
+        }
     }
 
     /// Lists again the sandboxes that were paused when the server last stopped (the engine kept
@@ -58,14 +67,22 @@ impl AppState {
         }
     }
 
+    /// Forgets what the API keeps beside a sandbox's entry (its last CPU reading, its log): it
+    /// left the registry.
+    pub fn forget_extras(&self, id: &str) {
+        self.cpu_samples.forget(id);
+        self.logs.forget(id);
+    }
+
     /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up).
     pub fn watch_exit(&self, id: String, mut exited: tokio::sync::watch::Receiver<bool>) {
         let state = self.clone();
         tokio::spawn(async move {
             // An error means the engine dropped the sender: the sandbox is gone too.
             let _ = exited.wait_for(|e| *e).await;
-            state.cpu_samples.forget(&id);
-            if state.registry.remove(&id).is_some() {
+            // A sandbox paused with its files only ends its processes on purpose: it stays.
+            if state.registry.remove_running(&id).is_some() {
+                state.forget_extras(&id);
                 tracing::info!(%id, "sandbox exited on its own");
                 if let Err(e) = state.backend.kill(&id).await {
                     tracing::warn!(%id, "cleanup of an exited sandbox failed: {e}");
@@ -85,7 +102,7 @@ impl AppState {
                         match expired {
                             Expired::Kill(entry) => {
                                 tracing::info!(id = %entry.id, "sandbox timed out");
-                                state.cpu_samples.forget(&entry.id);
+                                state.forget_extras(&entry.id);
                                 if let Err(e) = state.backend.kill(&entry.id).await {
                                     tracing::warn!(id = %entry.id, "killing a timed-out sandbox failed: {e}");
                                 }
@@ -93,12 +110,13 @@ impl AppState {
                             Expired::Pause(entry) => {
                                 tracing::info!(id = %entry.id, "sandbox timed out: pausing it");
                                 let id = entry.id.clone();
-                                if let Err(e) = sandboxes::pause_entry(&state, entry).await {
+                                let keep_memory = !entry.lifecycle.files_only_on_timeout;
+                                if let Err(e) = sandboxes::pause_entry(&state, entry, keep_memory).await {
                                     // Its time is up either way: it goes, rather than expiring
                                     // again and again.
                                     tracing::warn!(%id, "pausing a timed-out sandbox failed ({e}): killing it");
                                     state.registry.remove(&id);
-                                    state.cpu_samples.forget(&id);
+                                    state.forget_extras(&id);
                                     if let Err(e) = state.backend.kill(&id).await {
                                         tracing::warn!(%id, "killing it failed too: {e}");
                                     }
@@ -139,6 +157,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/sandboxes/{id}/resume", post(sandboxes::resume_deprecated))
         .route("/sandboxes/{id}/metrics", get(sandboxes::metrics))
+        .route("/sandboxes/metrics", get(sandboxes::metrics_many))
+        .route("/sandboxes/{id}/refreshes", post(sandboxes::refresh))
+        .route("/sandboxes/{id}/fork", post(sandboxes::copy))
+        .route("/sandboxes/{id}/clone", post(sandboxes::copy))
+        .route("/sandboxes/{id}/logs", get(logs::v1))
+        .route("/sandboxes/{id}/network", axum::routing::put(network::update))
+        .route("/v2/sandboxes/{id}/logs", get(logs::v2))
         .route("/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/snapshots", get(snapshots::list))
         .route("/templates/aliases/{alias}", get(templates::alias))
@@ -155,19 +180,14 @@ pub fn router(state: AppState) -> Router {
 
 /// Routes the published SDKs call that this server does not serve yet: 501 naming the route.
 fn not_implemented_routes() -> Router<AppState> {
-    use axum::routing::put;
+
     let ni = not_implemented;
     Router::new()
-        // Sandboxes: e2b's fork and logs; Novita's clone, reset, memory, volumes, commit, quota, events.
-        .route("/sandboxes/{id}/fork", post(ni))
-        .route("/sandboxes/{id}/clone", post(ni))
+        // Sandboxes: Novita's reset, memory, volumes, commit, quota, events.
         .route("/sandboxes/{id}/reset", post(ni))
         .route("/sandboxes/{id}/hotplug-memory", post(ni))
         .route("/sandboxes/{id}/volume-mounts", post(ni).delete(ni))
         .route("/sandboxes/{id}/commit", post(ni))
-        .route("/sandboxes/{id}/network", put(ni))
-        .route("/sandboxes/{id}/logs", get(ni))
-        .route("/v2/sandboxes/{id}/logs", get(ni))
         .route("/sandboxes/quota", get(ni))
         .route("/sandboxes/events", get(ni))
         // Templates (E2B's build API).
@@ -281,13 +301,19 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
         if !route.auto_resume {
             return refuse(req, ApiError::Paused(shown)).await;
         }
-        match sandboxes::resume(&state, &shown, route.timeout).await {
+        match sandboxes::resume(&state, &shown, route.timeout, false).await {
             Ok((resumed, _)) => route.envd_socket = resumed.envd_socket,
             Err(e) => return refuse(req, e).await,
         }
     }
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     match crate::proxy::forward(&route.envd_socket, req).await {
-        Ok(res) => res,
+        Ok(res) => {
+            let status = res.status().as_u16().to_string();
+            let fields = [("method", method.as_str()), ("path", path.as_str()), ("status", status.as_str())];
+            state.logs.record(&shown, LogLevel::Debug, "envd request", &fields);
+            res
+        }
         Err(e) => {
             tracing::debug!(id = %shown, "envd proxy: {e:?}");
             // Killed while the request was on its way, or listed with an envd that did not answer.

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sandbank_engine::Limits;
 use sandbank_protocol::pagination::PageToken;
-use sandbank_protocol::rest::SandboxState;
+use sandbank_protocol::rest::{SandboxNetwork, SandboxState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -36,6 +36,12 @@ pub struct Entry {
     /// Whether the sandbox has outbound network.
     #[serde(default)]
     pub internet: bool,
+    /// Paused with its files only: its processes ended, and it starts again when resumed.
+    #[serde(default)]
+    pub files_only: bool,
+    /// Its network settings as asked for (reported by `GET /sandboxes/{id}`).
+    #[serde(default)]
+    pub network: Option<SandboxNetwork>,
 }
 
 /// See [`Registry::route`].
@@ -53,6 +59,9 @@ pub struct Route {
 pub struct Lifecycle {
     pub pause_on_timeout: bool,
     pub auto_resume: bool,
+    /// The pause at the end time keeps files only (E2B's `autoPauseMemory: false`).
+    #[serde(default)]
+    pub files_only_on_timeout: bool,
 }
 
 /// What the expiry task does with a sandbox whose end time has come.
@@ -109,15 +118,29 @@ impl Registry {
         all
     }
 
-    /// Marks a running sandbox paused: `Err(true)` if it already is, `Err(false)` if unknown.
-    pub fn mark_paused(&self, id: &str) -> Result<Entry, bool> {
+    /// Marks a running sandbox paused (with its files only, or with its memory too): `Err(true)`
+    /// if it already is, `Err(false)` if unknown.
+    pub fn mark_paused(&self, id: &str, files_only: bool) -> Result<Entry, bool> {
         let mut map = self.lock();
         let entry = map.get_mut(id).ok_or(false)?;
         if entry.state == SandboxState::Paused {
             return Err(true);
         }
         entry.state = SandboxState::Paused;
+        entry.files_only = files_only;
         Ok(entry.clone())
+    }
+
+    /// Forgets a sandbox if it is running (a paused one's processes may end: it keeps its files).
+    pub fn remove_running(&self, id: &str) -> Option<Entry> {
+        let mut map = self.lock();
+        if map.get(id)?.state != SandboxState::Running {
+            return None;
+        }
+        let removed = map.remove(id);
+        drop(map);
+        self.deadlines_changed.notify_one();
+        removed
     }
 
     /// Marks a sandbox running again (with its envd socket, which a restart may have moved),
@@ -127,12 +150,22 @@ impl Registry {
             let mut map = self.lock();
             let entry = map.get_mut(id)?;
             entry.state = SandboxState::Running;
+            entry.files_only = false;
             entry.end_at = end_at;
             entry.envd_socket = envd_socket;
             entry.clone()
         };
         self.deadlines_changed.notify_one();
         Some(updated)
+    }
+
+    /// Records the egress rules a sandbox now has (as asked for).
+    pub fn set_network(&self, id: &str, allow_out: Option<Vec<String>>, deny_out: Option<Vec<String>>) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            let network = entry.network.get_or_insert_with(SandboxNetwork::default);
+            network.allow_out = allow_out;
+            network.deny_out = deny_out;
+        }
     }
 
     /// Sets the end time; `extend_only` keeps a later one. Returns the entry as updated.
@@ -171,6 +204,7 @@ impl Registry {
             let Some(entry) = map.get_mut(&id) else { continue };
             if entry.lifecycle.pause_on_timeout {
                 entry.state = SandboxState::Paused;
+                entry.files_only = entry.lifecycle.files_only_on_timeout;
                 expired.push(Expired::Pause(entry.clone()));
             } else if let Some(entry) = map.remove(&id) {
                 expired.push(Expired::Kill(entry));
@@ -239,6 +273,8 @@ mod tests {
             lifecycle: Lifecycle::default(),
             access_token: "t".into(),
             internet: false,
+            files_only: false,
+            network: None,
         }
     }
 
@@ -286,14 +322,17 @@ mod tests {
         r.insert(entry("a", 1));
         r.insert(entry("b", 10));
         assert_eq!(r.next_deadline(), Some(DateTime::from_timestamp(1_700_000_001, 0).unwrap()));
-        r.insert(Entry { lifecycle: Lifecycle { pause_on_timeout: true, auto_resume: false }, ..entry("p", 2) });
+        r.insert(Entry { lifecycle: Lifecycle { pause_on_timeout: true, ..Lifecycle::default() }, ..entry("p", 2) });
         let gone = r.take_expired(DateTime::from_timestamp(1_700_000_005, 0).unwrap());
         assert!(matches!(&gone[..], [Expired::Kill(k), Expired::Pause(p)] | [Expired::Pause(p), Expired::Kill(k)] if k.id == "a" && p.id == "p"));
         // A paused sandbox stays listed, has no deadline, and does not expire again.
         assert_eq!(r.get("p").unwrap().state, SandboxState::Paused);
         assert!(r.take_expired(DateTime::from_timestamp(1_700_000_006, 0).unwrap()).is_empty());
-        assert_eq!(r.mark_paused("p").unwrap_err(), true);
-        assert_eq!(r.mark_paused("zz").unwrap_err(), false);
+        assert!(r.mark_paused("p", false).unwrap_err(), "already paused");
+        assert!(!r.mark_paused("zz", false).unwrap_err(), "unknown");
+        assert!(r.remove_running("p").is_none(), "a paused sandbox is kept");
+        r.insert(entry("c", 50));
+        assert!(r.remove_running("c").is_some());
         assert!(r.get("a").is_none() && r.get("b").is_some());
         let later = DateTime::from_timestamp(1_700_000_100, 0).unwrap();
         assert_eq!(r.set_end("b", later, true).unwrap().end_at, later);

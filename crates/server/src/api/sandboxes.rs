@@ -1,7 +1,7 @@
 //! `/sandboxes…`: create, get, list, kill, timeout, pause, connect (which resumes), metrics.
 
 use super::error::ApiError;
-use super::extract::{query_pairs, JsonBody, SandboxId};
+use super::extract::{query_pairs, JsonBody, JsonBodyOrDefault, SandboxId};
 use super::registry::{page, Entry, Lifecycle};
 use super::AppState;
 use axum::extract::{RawQuery, State};
@@ -14,7 +14,7 @@ use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
     self as rest, ConnectSandbox, ConnectSandboxV2, ListedSandbox, NewSandbox, ResumedSandbox, Sandbox, SandboxDetail,
-    SandboxMetric, SandboxState, TimeoutBody,
+    CopyRequest, LogLevel, PauseBody, RefreshBody, SandboxMetric, SandboxState, SandboxesWithMetrics, TimeoutBody,
 };
 use sandbank_protocol::ENVD_VERSION;
 
@@ -68,6 +68,7 @@ fn detail(e: &Entry) -> SandboxDetail {
         envd_access_token: Some(e.access_token.clone()),
         domain: None,
         allow_internet_access: Some(e.internet),
+        network: e.network.clone(),
         lifecycle: Some(rest::Lifecycle {
             auto_resume: e.lifecycle.auto_resume,
             on_timeout: if e.lifecycle.pause_on_timeout { "pause" } else { "kill" }.into(),
@@ -96,19 +97,31 @@ pub async fn create(
     if !exists {
         return Err(ApiError::TemplateNotFound(template));
     }
+    let egress = super::network::egress_of(req.network.as_ref()).await?;
+    let network = req.network.clone();
     let spec = SandboxSpec {
         id: sandbank_engine::id::new_id(),
         template: template.clone(),
         env_vars: req.env_vars.unwrap_or_default().into_iter().collect(),
         limits: backend.default_limits(),
         allow_internet_access: req.allow_internet_access,
+        egress,
     };
     let limits = spec.limits;
     let metadata = req.metadata.unwrap_or_default();
     // Novita and E2B send `autoPause` (pause instead of kill at the end time) and, with it,
     // `autoResume.enabled`.
     let pause_on_timeout = req.auto_pause.unwrap_or(false);
-    let lifecycle = Lifecycle { pause_on_timeout, auto_resume: pause_on_timeout && req.auto_resume.is_some_and(|a| a.enabled) };
+    let auto_resume = pause_on_timeout && req.auto_resume.is_some_and(|a| a.enabled);
+    // E2B's `autoPauseMemory: false`: the pause at the end time keeps files only, and such a
+    // sandbox resumes only when asked (traffic cannot wake it).
+    let files_only_on_timeout = pause_on_timeout && req.auto_pause_memory == Some(false);
+    if files_only_on_timeout && auto_resume {
+        return Err(ApiError::BadRequest(
+            "Invalid lifecycle: autoResume cannot be combined with autoPauseMemory false (a files-only pause resumes only on connect)".into(),
+        ));
+    }
+    let lifecycle = Lifecycle { pause_on_timeout, auto_resume, files_only_on_timeout };
     // Every sandbox is secured, whatever `secure` says: on a shared host, a sandbox ID alone must
     // open nothing (e2b >= 2.5 creates sandboxes without the flag).
     let access_token = super::envd_auth::new_access_token();
@@ -131,10 +144,13 @@ pub async fn create(
             lifecycle,
             access_token,
             internet: handle.internet,
+            files_only: false,
+            network,
         };
         state.registry.insert(entry.clone());
         state.watch_exit(handle.id.clone(), handle.exited);
         tracing::info!(id = %entry.id, template = %entry.template, timeout, "sandbox created");
+        state.logs.record(&entry.id, LogLevel::Info, "sandbox created", &[("template", &entry.template), ("timeout", &timeout.to_string())]);
         Ok::<_, ApiError>(entry)
     });
     let entry = task.await.map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
@@ -240,7 +256,7 @@ pub async fn kill(State(state): State<AppState>, SandboxId(id): SandboxId) -> Re
     state.registry.remove(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
     // Also here, not only when its PID 1 exits: a sandbox paused before a restart has no
     // process to exit.
-    state.cpu_samples.forget(&id);
+    state.forget_extras(&id);
     let backend = state.backend.clone();
     // Gone from the API at once; the engine's cleanup finishes even if the client goes away.
     let task = tokio::spawn(async move { backend.kill(&id).await.map(|_| id) });
@@ -260,7 +276,46 @@ pub async fn set_timeout(
     JsonBody(body): JsonBody<TimeoutBody>,
 ) -> Result<StatusCode, ApiError> {
     let end = deadline(Utc::now(), body.timeout)?;
-    state.registry.set_end(&id, end, false).ok_or(ApiError::SandboxNotFound(id))?;
+    state.registry.set_end(&id, end, false).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    state.logs.record(&id, LogLevel::Info, "timeout set", &[("timeout", &body.timeout.to_string())]);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Most copies one fork or clone may ask for (E2B's limit).
+const MAX_COPIES: i64 = 100;
+
+/// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): the request is checked as the cloud
+/// checks it (a count of 1 to 100, a sandbox that runs), then refused with 501: a copy of a
+/// running sandbox keeps its processes and memory, and the local engine does not capture memory.
+pub async fn copy(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    route: axum::extract::MatchedPath,
+    id: Result<SandboxId, ApiError>,
+    JsonBodyOrDefault(body): JsonBodyOrDefault<CopyRequest>,
+) -> Result<StatusCode, ApiError> {
+    // The body first, as the cloud does: a bad count is a 400 whatever the sandbox.
+    if let Some(count) = body.count.filter(|c| !(1..=MAX_COPIES).contains(c)) {
+        return Err(ApiError::BadRequest(format!("Invalid count {count}: must be between 1 and {MAX_COPIES}")));
+    }
+    if let Some(timeout) = body.timeout.filter(|t| *t < 0) {
+        return Err(ApiError::BadRequest(format!("Invalid timeout {timeout}: must not be negative")));
+    }
+    let SandboxId(id) = id?;
+    state.registry.get(&id).filter(|e| e.state == SandboxState::Running).ok_or(ApiError::SandboxNotFound(id))?;
+    Err(ApiError::NotImplemented { method: method.to_string(), route: route.as_str().to_string() })
+}
+
+/// `POST /sandboxes/{id}/refreshes`: the sandbox lives at least `duration` seconds more (E2B's
+/// default and minimum: 15); an end time already later stays.
+pub async fn refresh(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    JsonBodyOrDefault(body): JsonBodyOrDefault<RefreshBody>,
+) -> Result<StatusCode, ApiError> {
+    const MIN_REFRESH: u64 = 15;
+    let end = deadline(Utc::now(), body.duration.unwrap_or(MIN_REFRESH).max(MIN_REFRESH))?;
+    state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,7 +324,7 @@ pub async fn connect(
     SandboxId(id): SandboxId,
     JsonBody(body): JsonBody<ConnectSandbox>,
 ) -> Result<Response, ApiError> {
-    connect_or_resume(&state, id, body.timeout).await
+    connect_or_resume(&state, id, body.timeout, false).await
 }
 
 /// `POST /v2/sandboxes/{id}/connect`: the same, with the timeout optional (default 300 s).
@@ -278,20 +333,21 @@ pub async fn connect_v2(
     SandboxId(id): SandboxId,
     JsonBody(body): JsonBody<ConnectSandboxV2>,
 ) -> Result<Response, ApiError> {
-    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+    // `memory: false` (e2b's `onResume: 'reboot'`): a paused sandbox starts again on its files.
+    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT), body.memory == Some(false)).await
 }
 
 /// A running sandbox: its end time is only ever extended, 200. A paused one is resumed and runs
 /// for `timeout` seconds, 201; if the server restarted meanwhile, only its files were kept, and a
 /// `Warning` header says so.
-async fn connect_or_resume(state: &AppState, id: String, timeout: u64) -> Result<Response, ApiError> {
+async fn connect_or_resume(state: &AppState, id: String, timeout: u64, reboot: bool) -> Result<Response, ApiError> {
     let end = deadline(Utc::now(), timeout)?;
     let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
     if entry.state == SandboxState::Running {
         let entry = state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
         return Ok(Json(sandbox_body(&entry)).into_response());
     }
-    let (entry, restarted) = resume(state, &id, timeout).await?;
+    let (entry, restarted) = resume(state, &id, timeout, reboot).await?;
     let mut res = (StatusCode::CREATED, Json(sandbox_body(&entry))).into_response();
     if restarted {
         res.headers_mut().insert(header::WARNING, HeaderValue::from_static(RESTARTED_WARNING));
@@ -309,20 +365,22 @@ pub async fn resume_deprecated(
     if entry.state == SandboxState::Running {
         return Err(ApiError::Conflict(format!("Sandbox \"{id}\" is already running")));
     }
-    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT)).await
+    connect_or_resume(&state, id, body.timeout.unwrap_or(DEFAULT_TIMEOUT), false).await
 }
 
 /// Told to whoever resumes a sandbox that was paused when the server stopped.
 pub const RESTARTED_WARNING: &str =
     "199 sandbank \"the server restarted while the sandbox was paused: its files were kept, its processes were not\"";
 
-/// Resumes a paused sandbox for `timeout` seconds; returns its entry and whether it had to be
-/// started again on its files. Also what envd traffic to an auto-resuming sandbox does.
-pub async fn resume(state: &AppState, id: &str, timeout: u64) -> Result<(Entry, bool), ApiError> {
+/// Resumes a paused sandbox for `timeout` seconds (starting it again on its files with `reboot`);
+/// returns its entry and whether it was started again on its files unasked (it was paused with
+/// its memory when the server stopped). Also what envd traffic to an auto-resuming sandbox does.
+pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> Result<(Entry, bool), ApiError> {
+    let files_only = state.registry.get(id).is_some_and(|e| e.files_only);
     let backend = state.backend.clone();
     let id2 = id.to_string();
     // On its own task: a client that goes away must not leave a half-resumed sandbox.
-    let resumed = tokio::spawn(async move { backend.resume(&id2).await })
+    let resumed = tokio::spawn(async move { backend.resume(&id2, reboot).await })
         .await
         .map_err(|e| ApiError::Internal(format!("resume failed: {e}")))??;
     let end = deadline(Utc::now(), timeout)?;
@@ -330,7 +388,7 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64) -> Result<(Entry, 
         Resumed::Thawed => (None, false),
         Resumed::Restarted(handle) => {
             state.watch_exit(handle.id.clone(), handle.exited.clone());
-            (Some(handle.envd_socket), true)
+            (Some(handle.envd_socket), !files_only && !reboot)
         }
     };
     let current = state.registry.get(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
@@ -339,36 +397,43 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64) -> Result<(Entry, 
         .mark_running(id, end, socket.unwrap_or(current.envd_socket))
         .ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
     tracing::info!(%id, restarted, timeout, "sandbox resumed");
+    state.logs.record(id, LogLevel::Info, "sandbox resumed", &[("restarted", &restarted.to_string())]);
     Ok((entry, restarted))
 }
 
-/// `POST /sandboxes/{id}/pause`: freezes every process of the sandbox with its memory; 409 if
-/// it is paused already.
-pub async fn pause(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<StatusCode, ApiError> {
-    let entry = state.registry.mark_paused(&id).map_err(|already| {
+/// `POST /sandboxes/{id}/pause`: freezes every process of the sandbox with its memory (with
+/// `{"memory": false}`: ends them and keeps its files only); 409 if it is paused already.
+pub async fn pause(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    JsonBodyOrDefault(body): JsonBodyOrDefault<PauseBody>,
+) -> Result<StatusCode, ApiError> {
+    let keep_memory = body.memory != Some(false);
+    let entry = state.registry.mark_paused(&id, !keep_memory).map_err(|already| {
         if already {
             ApiError::Conflict(format!("Sandbox \"{id}\" is already paused"))
         } else {
             ApiError::SandboxNotFound(id.clone())
         }
     })?;
-    pause_entry(&state, entry).await?;
+    pause_entry(&state, entry, keep_memory).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Has the engine pause a sandbox the registry marked paused; marks it running again if that
 /// fails. Also what the expiry task does for `onTimeout: 'pause'`.
-pub async fn pause_entry(state: &AppState, entry: Entry) -> Result<(), ApiError> {
+pub async fn pause_entry(state: &AppState, entry: Entry, keep_memory: bool) -> Result<(), ApiError> {
     let id = entry.id.clone();
     let api = serde_json::to_string(&entry).map_err(|e| ApiError::Internal(e.to_string()))?;
     let backend = state.backend.clone();
     let id2 = id.clone();
-    let paused = tokio::spawn(async move { backend.pause(&id2, api).await })
+    let paused = tokio::spawn(async move { backend.pause(&id2, api, keep_memory).await })
         .await
         .map_err(|e| ApiError::Internal(format!("pause failed: {e}")))?;
     match paused {
         Ok(()) => {
             tracing::info!(%id, "sandbox paused");
+            state.logs.record(&id, LogLevel::Info, "sandbox paused", &[("memory", &keep_memory.to_string())]);
             Ok(())
         }
         Err(e) => {
@@ -395,27 +460,73 @@ pub async fn metrics(
         }
     };
     let (start, end) = (bound("start")?, bound("end")?);
-    let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
-    let usage = state.backend.usage(&id).await?;
-    let now = Utc::now();
-    let cpu_used_pct = state.cpu_samples.percent(&id, entry.started_at, now, usage.cpu_ns, entry.limits.cpu_count);
-    if state.registry.route(&id).is_none() {
-        // Killed while its usage was read: whoever removed it may have forgotten its reading
-        // before this one was kept.
-        state.cpu_samples.forget(&id);
-    }
-    let t = now.timestamp();
-    if start.is_some_and(|s| t < s) || end.is_some_and(|e| t > e) {
+    let sample = sample(&state, &id).await?;
+    if start.is_some_and(|s| sample.timestamp_unix < s) || end.is_some_and(|e| sample.timestamp_unix > e) {
         return Ok(Json(Vec::new()));
     }
-    Ok(Json(vec![SandboxMetric {
+    Ok(Json(vec![sample]))
+}
+
+/// One metrics sample of a sandbox, taken now. CPU use is over the time since the previous
+/// sample, or since the start.
+async fn sample(state: &AppState, id: &str) -> Result<SandboxMetric, ApiError> {
+    let entry = state.registry.get(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
+    let usage = state.backend.usage(id).await?;
+    let now = Utc::now();
+    let cpu_used_pct = state.cpu_samples.percent(id, entry.started_at, now, usage.cpu_ns, entry.limits.cpu_count);
+    if state.registry.route(id).is_none() {
+        // Killed while its usage was read: whoever removed it may have forgotten its reading
+        // before this one was kept.
+        state.forget_extras(id);
+    }
+    Ok(SandboxMetric {
         timestamp: now,
-        timestamp_unix: t,
+        timestamp_unix: now.timestamp(),
         cpu_count: entry.limits.cpu_count,
         cpu_used_pct,
         mem_used: usage.memory_bytes,
         mem_total: entry.limits.memory_mb * 1024 * 1024,
+        mem_cache: usage.memory_cache_bytes,
         disk_used: usage.disk_bytes,
         disk_total: entry.limits.disk_mb * 1024 * 1024,
-    }]))
+    })
+}
+
+/// At most this many sandboxes in one `GET /sandboxes/metrics`, as E2B's spec has it.
+const MAX_METRICS_IDS: usize = 100;
+
+/// `GET /sandboxes/metrics?sandbox_ids=a,b`: a sample now of each running sandbox named; the
+/// others (paused, gone, unknown) are left out.
+pub async fn metrics_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<SandboxesWithMetrics>, ApiError> {
+    let pairs = query_pairs(q.as_deref())?;
+    let mut ids: Vec<String> = Vec::new();
+    for (k, v) in pairs.iter().filter(|(k, _)| k == "sandbox_ids") {
+        for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let id = super::extract::short_id(id).ok_or_else(|| ApiError::BadRequest(format!("Invalid {k} entry {id:?}: not a sandbox ID")))?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(ApiError::BadRequest("sandbox_ids is required: a comma-separated list of sandbox IDs".into()));
+    }
+    if ids.len() > MAX_METRICS_IDS {
+        return Err(ApiError::BadRequest(format!("Invalid sandbox_ids: {} IDs, at most {MAX_METRICS_IDS}", ids.len())));
+    }
+    let mut sandboxes = std::collections::BTreeMap::new();
+    for id in ids {
+        if state.registry.get(&id).is_none_or(|e| e.state != SandboxState::Running) {
+            continue;
+        }
+        match sample(&state, &id).await {
+            Ok(m) => {
+                sandboxes.insert(id, m);
+            }
+            // Killed meanwhile: left out like any sandbox that does not run.
+            Err(ApiError::SandboxNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Json(SandboxesWithMetrics { sandboxes }))
 }

@@ -12,7 +12,7 @@ use axum::Json;
 use chrono::DateTime;
 use sandbank_engine::SnapshotInfo as EngineSnapshot;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
-use sandbank_protocol::rest::{NewSnapshot, SnapshotInfo};
+use sandbank_protocol::rest::{LogLevel, NewSnapshot, SnapshotInfo};
 
 /// The only tag the local engine makes.
 pub const TAG: &str = "default";
@@ -61,6 +61,8 @@ pub async fn create(
         other => other.into(),
     })?;
     tracing::info!(snapshot = %snap.id, sandbox = %snap.sandbox_id, bytes = snap.size_bytes, "snapshot created");
+    let snapshot_id = format!("{}:{TAG}", snap.id);
+    state.logs.record(&snap.sandbox_id, LogLevel::Info, "snapshot created", &[("snapshotID", &snapshot_id)]);
     Ok((StatusCode::CREATED, Json(body(&snap))))
 }
 

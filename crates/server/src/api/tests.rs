@@ -28,6 +28,10 @@ struct Fake {
     killed: Mutex<Vec<String>>,
     specs: Mutex<Vec<SandboxSpec>>,
     snapshots: Mutex<Vec<sandbank_engine::SnapshotInfo>>,
+    /// (sandbox, keep_memory) of each pause; (sandbox, reboot) of each resume.
+    pauses: Mutex<Vec<(String, bool)>>,
+    resumes: Mutex<Vec<(String, bool)>>,
+    egress: Mutex<Vec<(String, sandbank_engine::egress::Egress)>>,
 }
 
 impl Fake {
@@ -38,6 +42,9 @@ impl Fake {
             killed: Mutex::default(),
             specs: Mutex::default(),
             snapshots: Mutex::default(),
+            pauses: Mutex::default(),
+            resumes: Mutex::default(),
+            egress: Mutex::default(),
         })
     }
 
@@ -129,17 +136,31 @@ impl Backend for Fake {
         })
     }
 
-    fn pause<'a>(&'a self, id: &'a str, _api: String) -> BoxFuture<'a, Result<(), EngineError>> {
+    fn pause<'a>(&'a self, id: &'a str, _api: String, keep_memory: bool) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             if !self.running.lock().unwrap().contains_key(id) {
                 return Err(EngineError::SandboxNotFound(id.into()));
             }
+            self.pauses.lock().unwrap().push((id.to_string(), keep_memory));
             Ok(())
         })
     }
 
-    fn resume<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<sandbank_engine::Resumed, EngineError>> {
-        Box::pin(async move { Ok(sandbank_engine::Resumed::Thawed) })
+    fn resume<'a>(&'a self, id: &'a str, reboot: bool) -> BoxFuture<'a, Result<sandbank_engine::Resumed, EngineError>> {
+        Box::pin(async move {
+            self.resumes.lock().unwrap().push((id.to_string(), reboot));
+            Ok(sandbank_engine::Resumed::Thawed)
+        })
+    }
+
+    fn set_egress<'a>(&'a self, id: &'a str, rules: sandbank_engine::egress::Egress) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            if !self.running.lock().unwrap().contains_key(id) {
+                return Err(EngineError::SandboxNotFound(id.into()));
+            }
+            self.egress.lock().unwrap().push((id.to_string(), rules));
+            Ok(())
+        })
     }
 
     fn paused(&self) -> Vec<sandbank_engine::PausedSandbox> {
@@ -147,7 +168,7 @@ impl Backend for Fake {
     }
 
     fn usage<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<sandbank_engine::SandboxUsage, EngineError>> {
-        Box::pin(async move { Ok(sandbank_engine::SandboxUsage { cpu_ns: 1_000_000, memory_bytes: 4096, disk_bytes: 8192 }) })
+        Box::pin(async move { Ok(sandbank_engine::SandboxUsage { cpu_ns: 1_000_000, memory_bytes: 4096, memory_cache_bytes: 2048, disk_bytes: 8192 }) })
     }
 
     fn snapshot<'a>(
@@ -309,7 +330,7 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     let id = v["sandboxID"].as_str().unwrap().to_string();
     assert!(sandbank_engine::id::is_valid(&id), "{id}");
     assert_eq!(v["templateID"], "base");
-    assert_eq!(v["envdVersion"], "0.5.7");
+    assert_eq!(v["envdVersion"], "0.6.4");
     assert_eq!(v["clientID"], "sandbank");
     assert!(v["domain"].is_null() && v.as_object().unwrap().contains_key("domain"));
     // Secure: a 128-bit token that envd requests must carry.
@@ -351,7 +372,7 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     let r = call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":10}"#)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["sandboxID"], id.as_str());
-    assert_eq!(r.json()["envdVersion"], "0.5.7");
+    assert_eq!(r.json()["envdVersion"], "0.6.4");
     let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
     let end2: chrono::DateTime<chrono::Utc> = d["endAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(end2, end, "connect with a shorter timeout must not shorten");
@@ -954,10 +975,18 @@ async fn template_aliases_are_the_engines_templates() {
 async fn unserved_sdk_routes_answer_501_naming_them() {
     let (addr, _, _) = start().await;
     let id = create(addr, r#"{"templateID":"base"}"#).await;
+    // Fork and clone are checked as the cloud checks them first: the count, then the sandbox.
+    for route in ["fork", "clone"] {
+        for sandbox in ["abcdefghij0123456789", "sbx-test"] {
+            let m = call(addr, "POST", &format!("/sandboxes/{sandbox}/{route}"), Some(r#"{"count":0}"#)).await.error(400);
+            assert!(m.contains("Invalid count 0"), "{m}");
+        }
+        call(addr, "POST", &format!("/sandboxes/{id}/{route}"), Some(r#"{"count":101}"#)).await.error(400);
+        call(addr, "POST", &format!("/sandboxes/abcdefghij0123456789/{route}"), Some("{}")).await.error(404);
+    }
     for (method, path, route) in [
         ("POST", format!("/sandboxes/{id}/fork"), "/sandboxes/{id}/fork"),
         ("POST", format!("/sandboxes/{id}/clone"), "/sandboxes/{id}/clone"),
-        ("PUT", format!("/sandboxes/{id}/network"), "/sandboxes/{id}/network"),
         ("POST", "/v3/templates".to_string(), "/v3/templates"),
         ("GET", "/templates/abc/builds/xyz/status".to_string(), "/templates/{id}/builds/{build}/status"),
         ("GET", "/templates/abc".to_string(), "/templates/{id}"),
@@ -971,6 +1000,106 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
     }
     // A route nobody calls is still a 404.
     call(addr, "GET", "/no/such/route", None).await.error(404);
+}
+
+/// What E2B's Python SDK calls beyond the JS SDKs: metrics of many sandboxes (with `memCache`,
+/// which its client requires), refreshes, and the sandbox logs (v1 and v2).
+#[tokio::test]
+async fn metrics_of_many_refreshes_and_logs() {
+    let (addr, _, _) = start().await;
+    let a = create(addr, r#"{"templateID":"base"}"#).await;
+    let b = create(addr, r#"{"templateID":"base"}"#).await;
+    let m = call(addr, "GET", &format!("/sandboxes/{a}/metrics"), None).await.json();
+    assert_eq!(m[0]["memCache"], 2048, "{m}");
+
+    // Many: running ones only; unknown IDs left out; a malformed one or none is a 400.
+    let r = call(addr, "GET", &format!("/sandboxes/metrics?sandbox_ids={a},{b},abcdefghij0123456789"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let all = r.json();
+    let keys: Vec<&String> = all["sandboxes"].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 2, "{all}");
+    assert_eq!(all["sandboxes"][&a]["memTotal"], 512 << 20);
+    assert_eq!(all["sandboxes"][&b]["memCache"], 2048);
+    assert!(call(addr, "GET", "/sandboxes/metrics?sandbox_ids=bad%20id", None).await.error(400).contains("\"bad id\""));
+    call(addr, "GET", "/sandboxes/metrics", None).await.error(400);
+    call(addr, "POST", &format!("/sandboxes/{b}/pause"), None).await;
+    let r = call(addr, "GET", &format!("/sandboxes/metrics?sandbox_ids={a}&sandbox_ids={b}"), None).await.json();
+    assert_eq!(r["sandboxes"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&a], "a paused sandbox is left out");
+
+    // Refresh: at least 15 s more, never shorter.
+    call(addr, "POST", &format!("/sandboxes/{a}/timeout"), Some(r#"{"timeout":1}"#)).await;
+    let r = call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let end = |v: Value| v["endAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let left = (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
+    assert!((13..=15).contains(&left), "{left}");
+    call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), Some(r#"{"duration":600}"#)).await;
+    call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), Some(r#"{"duration":20}"#)).await;
+    let left = (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
+    assert!(left >= 598, "a refresh never shortens: {left}");
+    call(addr, "POST", "/sandboxes/abcdefghij0123456789/refreshes", None).await.error(404);
+
+    // Logs: what the server saw, oldest first in v1, newest first by default in v2.
+    let v1 = call(addr, "GET", &format!("/sandboxes/{a}/logs"), None).await.json();
+    let messages: Vec<&str> = v1["logEntries"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["sandbox created", "timeout set"], "{v1}");
+    assert_eq!(v1["logs"][0]["line"], "sandbox created template=base timeout=300");
+    assert_eq!(v1["logEntries"][1]["level"], "info");
+    let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs"), None).await.json();
+    assert_eq!(v2["logs"][0]["message"], "timeout set", "{v2}");
+    let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?direction=forward&limit=1"), None).await.json();
+    assert_eq!(v2["logs"].as_array().unwrap().len(), 1);
+    assert_eq!(v2["logs"][0]["message"], "sandbox created");
+    let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?search=timeout&level=info"), None).await.json();
+    assert_eq!(v2["logs"].as_array().unwrap().len(), 1);
+    let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?level=error"), None).await.json();
+    assert_eq!(v2["logs"], serde_json::json!([]));
+    let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?cursor=1000&direction=backward"), None).await.json();
+    assert_eq!(v2["logs"], serde_json::json!([]), "nothing before 1970-01-01T00:00:01");
+    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?level=loud"), None).await.error(400).contains("\"loud\""));
+    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?direction=up"), None).await.error(400).contains("\"up\""));
+    // Gone with the sandbox.
+    call(addr, "DELETE", &format!("/sandboxes/{a}"), None).await;
+    call(addr, "GET", &format!("/sandboxes/{a}/logs"), None).await.error(404);
+    call(addr, "GET", &format!("/v2/sandboxes/{a}/logs"), None).await.error(404);
+}
+
+/// Egress rules: `network` on create and `PUT /sandboxes/{id}/network` reach the engine as
+/// addresses (domains resolved), are reported, and bad entries are 400s naming them.
+#[tokio::test]
+async fn egress_rules_reach_the_engine_and_bad_ones_are_refused() {
+    let (addr, fake, _) = start().await;
+    let r = call(addr, "POST", "/v2/sandboxes", Some(r#"{"templateID":"base","network":{"denyOut":["0.0.0.0/0"],"allowOut":["192.0.2.7","localhost"]}}"#)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.json()["sandboxID"].as_str().unwrap().to_string();
+    let spec = fake.specs.lock().unwrap()[0].clone();
+    let nets = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(nets(&spec.egress.deny), ["0.0.0.0/0"]);
+    let allowed = nets(&spec.egress.allow);
+    assert!(allowed.contains(&"192.0.2.7/32".to_string()) && allowed.contains(&"127.0.0.1/32".to_string()), "{allowed:?}");
+    let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    assert_eq!(d["network"], serde_json::json!({"denyOut": ["0.0.0.0/0"], "allowOut": ["192.0.2.7", "localhost"]}));
+
+    // Replaced: what the update leaves out is cleared.
+    let r = call(addr, "PUT", &format!("/sandboxes/{id}/network"), Some(r#"{"denyOut":["198.51.100.0/24"]}"#)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let (to, rules) = fake.egress.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((to.as_str(), nets(&rules.deny), rules.allow.len()), (id.as_str(), vec!["198.51.100.0/24".to_string()], 0));
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["network"], serde_json::json!({"denyOut": ["198.51.100.0/24"]}));
+
+    for (body, named) in [
+        (r#"{"denyOut":["example.com"]}"#, "example.com"),
+        (r#"{"denyOut":["10.0.0.0/33"]}"#, "10.0.0.0/33"),
+        (r#"{"allowOut":["*.example.com"],"denyOut":["0.0.0.0/0"]}"#, "*.example.com"),
+        (r#"{"allowOut":["no such host!"]}"#, "no such host!"),
+    ] {
+        let m = call(addr, "PUT", &format!("/sandboxes/{id}/network"), Some(body)).await.error(400);
+        assert!(m.contains(&format!("{named:?}")), "{body}: {m}");
+        let m = call(addr, "POST", "/sandboxes", Some(&format!(r#"{{"templateID":"base","network":{body}}}"#))).await.error(400);
+        assert!(m.contains(&format!("{named:?}")), "{body}: {m}");
+    }
+    call(addr, "PUT", "/sandboxes/abcdefghij0123456789/network", Some("{}")).await.error(404);
+    assert_eq!(fake.specs.lock().unwrap().len(), 1, "no sandbox was made from a bad request");
 }
 
 #[tokio::test]

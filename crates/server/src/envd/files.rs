@@ -4,7 +4,8 @@
 //! Errors are E2B's JSON `{"code": <http status>, "message": "…"}`.
 
 use super::fsutil::{chown_to, create_dirs, is_no_space, open_file, resolve};
-use super::users;
+use super::metadata::{self, Metadata};
+use super::{creds, users};
 use super::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
@@ -28,11 +29,15 @@ pub struct FilesQuery {
     username: Option<String>,
 }
 
+/// envd's `EntryInfo` of the upload API (not the filesystem service's): what an upload wrote.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct WriteInfo {
     pub path: String,
     pub name: String,
     pub r#type: String,
+    /// The file's metadata as read back after the upload; absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
 }
 
 struct HttpError(StatusCode, String);
@@ -100,7 +105,10 @@ async fn download_inner(envd: &Shared, req: Request) -> Result<Response, HttpErr
     let q = query(&req)?;
     let user = user(envd, req.headers(), &q)?;
     let path = path_arg(q.path.as_deref(), &user)?;
-    let file = open_file(&path, libc::O_RDONLY, 0).map_err(|e| io_error("open", &path, &e))?;
+    // Opened as the user: their rights, wherever a symlink leads.
+    let file = creds::as_user(&user, || open_file(&path, libc::O_RDONLY, 0))
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| io_error("open", &path, &e))?;
     let meta = file.metadata().map_err(|e| io_error("stat", &path, &e))?;
     if meta.is_dir() {
         return Err(bad_request(format!("path {:?} is a directory", path.display().to_string())));
@@ -201,24 +209,32 @@ async fn drain<S: Stream>(chunks: S) {
     while chunks.next().await.is_some() {}
 }
 
-/// Streams `chunks` into `dest` (parents created and the file owned by `user`).
-async fn write_file<S, E>(dest: PathBuf, user: &users::User, chunks: S) -> Result<WriteInfo, HttpError>
+/// Creates (or truncates) `dest` for writing, and the directories above it, owned by `user`.
+fn create_for(dest: &Path, user: &users::User) -> Result<std::fs::File, HttpError> {
+    if let Some(parent) = dest.parent() {
+        create_dirs(parent, user).map_err(|e| io_error("mkdir", parent, &e))?;
+    }
+    if dest.is_dir() {
+        return Err(bad_request(format!("path {:?} is a directory", dest.display().to_string())));
+    }
+    let file = open_file(dest, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666).map_err(|e| io_error("create", dest, &e))?;
+    chown_to(dest, user).map_err(|e| io_error("chown", dest, &e))?;
+    Ok(file)
+}
+
+/// Streams `chunks` into `dest` (parents created and the file owned by `user`), then replaces its
+/// metadata with `meta`.
+async fn write_file<S, E>(dest: PathBuf, user: &users::User, meta: &Metadata, chunks: S) -> Result<WriteInfo, HttpError>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::fmt::Display,
 {
     let u = user.clone();
     let d = dest.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<std::fs::File, HttpError> {
-        if let Some(parent) = d.parent() {
-            create_dirs(parent, &u).map_err(|e| io_error("mkdir", parent, &e))?;
-        }
-        if d.is_dir() {
-            return Err(bad_request(format!("path {:?} is a directory", d.display().to_string())));
-        }
-        let file = open_file(&d, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666).map_err(|e| io_error("create", &d, &e))?;
-        chown_to(&d, &u).map_err(|e| io_error("chown", &d, &e))?;
-        Ok(file)
+    // As the user: the directories and the file are made with their rights, and theirs.
+    let opened = tokio::task::spawn_blocking(move || {
+        creds::as_user(&u, || create_for(&d, &u))
+            .unwrap_or_else(|e| Err(HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
     })
     .await
     .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))
@@ -250,11 +266,41 @@ where
         let _ = tokio::fs::remove_file(&dest).await;
         return Err(io_error("write", &dest, &e));
     }
+    let file = out.into_inner().into_std().await;
+    let (d, meta) = (dest.clone(), meta.clone());
+    let persisted = tokio::task::spawn_blocking(move || -> Result<Metadata, HttpError> {
+        write_metadata(&file, &d, &meta)?;
+        // Read back from the disk, so the answer never claims what was not kept.
+        Ok(metadata::read(&d).unwrap_or_else(|e| {
+            tracing::warn!(path = %d.display(), "reading back the metadata of an upload: {e}");
+            Metadata::new()
+        }))
+    })
+    .await
+    .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("upload task failed: {e}")))??;
     Ok(WriteInfo {
         name: dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         path: dest.to_string_lossy().into_owned(),
         r#type: "file".into(),
+        metadata: Some(persisted).filter(|m| !m.is_empty()),
     })
+}
+
+/// Replaces the metadata of a file just written, even with none: `O_TRUNC` keeps the xattrs of an
+/// earlier upload. As envd: a file system without xattrs keeps the file without metadata (logged);
+/// the file stays written when the metadata fails otherwise.
+fn write_metadata(file: &std::fs::File, path: &Path, meta: &Metadata) -> Result<(), HttpError> {
+    match metadata::write(file, meta) {
+        Ok(()) => Ok(()),
+        Err(e) if metadata::is_unsupported(&e) => {
+            tracing::warn!(path = %path.display(), "the file system does not support xattrs; metadata not kept: {e}");
+            Ok(())
+        }
+        Err(e) if is_no_space(&e) => {
+            Err(HttpError(StatusCode::INSUFFICIENT_STORAGE, format!("not enough space for file metadata: {e}")))
+        }
+        Err(e) => Err(HttpError(StatusCode::INTERNAL_SERVER_ERROR, format!("error writing file metadata: {e}"))),
+    }
 }
 
 pub async fn upload(State(envd): State<Shared>, req: Request) -> Response {
@@ -267,15 +313,16 @@ pub async fn upload(State(envd): State<Shared>, req: Request) -> Response {
 async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, HttpError> {
     let checked = query(&req).and_then(|q| {
         let user = user(envd, req.headers(), &q)?;
+        let meta = metadata::from_headers(req.headers()).map_err(|e| bad_request(format!("invalid metadata: {e}")))?;
         match q.path.as_deref() {
             Some(p) if !p.is_empty() => {
                 let path = path_arg(Some(p), &user)?;
-                Ok((user, Some(path)))
+                Ok((user, meta, Some(path)))
             }
-            _ => Ok((user, None)),
+            _ => Ok((user, meta, None)),
         }
     });
-    let (user, target) = match checked {
+    let (user, meta, target) = match checked {
         Ok(c) => c,
         Err(e) => {
             drain(req.into_body().into_data_stream()).await;
@@ -309,10 +356,10 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
             drain(body.into_data_stream()).await;
             return Err(bad_request("the path query parameter is required for an application/octet-stream upload"));
         };
-        return Ok(vec![write_file(dest, &user, body.into_data_stream()).await?]);
+        return Ok(vec![write_file(dest, &user, &meta, body.into_data_stream()).await?]);
     }
     let (body, rest) = read_to_end(body);
-    let written = upload_parts(Request::from_parts(parts, body), target, &user).await;
+    let written = upload_parts(Request::from_parts(parts, body), target, &user, &meta).await;
     // Its reader is gone: the rest (at most a chunked body's last chunk, for a well-formed body)
     // is read and dropped before the answer.
     let _ = tokio::time::timeout(Duration::from_secs(5), rest).await;
@@ -335,8 +382,13 @@ fn read_to_end(body: Body) -> (Body, tokio::task::JoinHandle<()>) {
     (Body::from_stream(receiver_stream(rx)), task)
 }
 
-/// Writes each part named `file` (to `target`, else to its file name).
-async fn upload_parts(req: Request, target: Option<PathBuf>, user: &users::User) -> Result<Vec<WriteInfo>, HttpError> {
+/// Writes each part named `file` (to `target`, else to its file name), each with `meta`.
+async fn upload_parts(
+    req: Request,
+    target: Option<PathBuf>,
+    user: &users::User,
+    meta: &Metadata,
+) -> Result<Vec<WriteInfo>, HttpError> {
     let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
     let mut written = Vec::new();
     loop {
@@ -353,7 +405,7 @@ async fn upload_parts(req: Request, target: Option<PathBuf>, user: &users::User)
             }
         };
         let result = match dest {
-            Ok(dest) => write_file(dest, user, field).await,
+            Ok(dest) => write_file(dest, user, meta, field).await,
             Err(e) => {
                 drain(field).await;
                 Err(e)
@@ -388,5 +440,20 @@ mod tests {
         assert!(accepts_gzip(&h));
         h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, identity"));
         assert!(!accepts_gzip(&h));
+    }
+
+    #[test]
+    fn metadata_on_a_file_system_without_xattrs_is_skipped_not_an_error() {
+        // procfs has no `user.*` xattrs (EOPNOTSUPP): the upload keeps its file, without metadata.
+        let path = Path::new("/proc/self/status");
+        let file = std::fs::File::open(path).unwrap();
+        let meta = Metadata::from([("k".to_string(), "v".to_string())]);
+        assert!(metadata::is_unsupported(&metadata::write(&file, &meta).unwrap_err()));
+        assert!(write_metadata(&file, path, &meta).is_ok());
+        // Other failures are the upload's: user xattrs are refused on a symlink or device (EPERM).
+        let null = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+        let HttpError(status, message) = write_metadata(&null, Path::new("/dev/null"), &meta).unwrap_err();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(message.starts_with("error writing file metadata: "), "{message}");
     }
 }

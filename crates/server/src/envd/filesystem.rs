@@ -1,7 +1,7 @@
 //! The `filesystem.Filesystem` service: Stat, MakeDir, Move, ListDir, Remove (WatchDir is in
 //! [`super::watch`]).
 
-use super::connect;
+use super::{connect, creds};
 use super::fsutil::{create_dirs, entry_info, resolve, rpc_error};
 use super::users::{self, Names, User};
 use super::Shared;
@@ -19,11 +19,17 @@ pub(super) fn path_arg(path: &str, user: &User) -> Result<PathBuf, ConnectError>
     resolve(path, &user.home).map_err(|m| ConnectError::new(Code::InvalidArgument, m))
 }
 
-/// Runs blocking file-system work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ConnectError> + Send + 'static) -> Result<T, ConnectError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ConnectError::new(Code::Internal, format!("file-system task failed: {e}")))?
+/// Runs blocking file-system work off the async threads, with `user`'s credentials.
+async fn blocking<T: Send + 'static>(
+    user: &User,
+    f: impl FnOnce() -> Result<T, ConnectError> + Send + 'static,
+) -> Result<T, ConnectError> {
+    let user = user.clone();
+    tokio::task::spawn_blocking(move || {
+        creds::as_user(&user, f).unwrap_or_else(|e| Err(ConnectError::new(Code::Internal, e.to_string())))
+    })
+    .await
+    .map_err(|e| ConnectError::new(Code::Internal, format!("file-system task failed: {e}")))?
 }
 
 pub(super) fn user_of(envd: &Shared, headers: &HeaderMap) -> Result<User, ConnectError> {
@@ -33,8 +39,9 @@ pub(super) fn user_of(envd: &Shared, headers: &HeaderMap) -> Result<User, Connec
 pub async fn stat(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: PathRequest| async move {
-        let path = path_arg(&req.path, &user?)?;
-        blocking(move || {
+        let user = user?;
+        let path = path_arg(&req.path, &user)?;
+        blocking(&user, move || {
             let entry = entry_info(&path, &Names::load()).map_err(|e| rpc_error("stat", &path, &e))?;
             Ok(EntryResponse { entry: Some(entry) })
         })
@@ -48,7 +55,7 @@ pub async fn make_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
     connect::unary(&headers, body, |req: PathRequest| async move {
         let user = user?;
         let path = path_arg(&req.path, &user)?;
-        blocking(move || {
+        blocking(&user.clone(), move || {
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => {
                     return Err(ConnectError::new(Code::AlreadyExists, format!("directory {:?} already exists", req.path)))
@@ -79,7 +86,7 @@ pub async fn move_entry(State(envd): State<Shared>, headers: HeaderMap, body: Bo
         let user = user?;
         let source = path_arg(&req.source, &user)?;
         let destination = path_arg(&req.destination, &user)?;
-        blocking(move || {
+        blocking(&user.clone(), move || {
             std::fs::symlink_metadata(&source).map_err(|e| rpc_error("move", &source, &e))?;
             if let Some(parent) = destination.parent() {
                 create_dirs(parent, &user).map_err(|e| rpc_error("mkdir", parent, &e))?;
@@ -117,9 +124,10 @@ fn walk(dir: &Path, depth: u32, names: &Names, out: &mut Vec<EntryInfo>) -> std:
 pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: ListDirRequest| async move {
-        let path = path_arg(&req.path, &user?)?;
+        let user = user?;
+        let path = path_arg(&req.path, &user)?;
         let depth = req.depth.max(1);
-        blocking(move || {
+        blocking(&user, move || {
             let meta = std::fs::metadata(&path).map_err(|e| rpc_error("list", &path, &e))?;
             if !meta.is_dir() {
                 return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));
@@ -136,18 +144,21 @@ pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
 pub async fn remove(State(envd): State<Shared>, headers: HeaderMap, body: Body) -> Response {
     let user = user_of(&envd, &headers);
     connect::unary(&headers, body, |req: PathRequest| async move {
-        let path = path_arg(&req.path, &user?)?;
+        let user = user?;
+        let path = path_arg(&req.path, &user)?;
         if path == Path::new("/") {
             return Err(ConnectError::new(Code::InvalidArgument, "refusing to remove \"/\""));
         }
-        blocking(move || {
+        blocking(&user, move || {
             // A missing path is removed already, as envd's `os.RemoveAll` has it.
             let meta = match std::fs::symlink_metadata(&path) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Empty {}),
                 Err(e) => return Err(rpc_error("remove", &path, &e)),
             };
-            let result = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            // Not std's remove_dir_all: it recurses once per level, and a tree as deep as the
+            // sandbox likes overflowed envd's stack.
+            let result = if meta.is_dir() { sandbank_engine::tree::remove_tree(&path) } else { std::fs::remove_file(&path) };
             match result {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(rpc_error("remove", &path, &e)),
                 _ => Ok(Empty {}),

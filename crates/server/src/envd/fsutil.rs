@@ -67,7 +67,7 @@ pub fn permissions_string(mode: u32) -> String {
     s
 }
 
-/// The `EntryInfo` of `path`; a symlink is followed for the type, size and mode, and its
+/// The `EntryInfo` of `path`; a symlink is followed for the type, size, mode and metadata, and its
 /// target reported in `symlinkTarget`.
 pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
     let lmeta = std::fs::symlink_metadata(path)?;
@@ -101,6 +101,8 @@ pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
         group: names.group(lmeta.gid()),
         modified_time: meta.modified().ok().map(Timestamp::from_system_time),
         symlink_target,
+        // Best effort, as envd: the entry is still right without it.
+        metadata: super::metadata::read(path).unwrap_or_default(),
     })
 }
 

@@ -7,19 +7,25 @@
 //! - [`process`]: the `process.Process` service.
 //! - [`filesystem`]: the `filesystem.Filesystem` service.
 //! - [`files`]: `GET /files` and `POST /files`.
+//! - [`metadata`]: user-defined file metadata, kept in `user.e2b.*` xattrs.
 //! - [`pty`]: pseudo-terminals of PTY processes.
 //! - [`watch`]: `Filesystem/WatchDir` over inotify.
+//! - [`watchers`]: the polling watchers (`Filesystem/CreateWatcher`, `GetWatcherEvents`,
+//!   `RemoveWatcher`).
 
 mod connect;
+mod creds;
 mod fdio;
 mod files;
 mod filesystem;
 mod fsutil;
+mod metadata;
 mod process;
 mod pty;
 mod reaper;
 mod users;
 mod watch;
+mod watchers;
 
 #[cfg(test)]
 mod tests;
@@ -36,17 +42,21 @@ use std::sync::Arc;
 /// The user processes and file operations run as when the request names none.
 pub const DEFAULT_USER: &str = "user";
 
-/// What envd needs to serve: the sandbox's identity and env vars, and the default user.
+/// What envd needs to serve: the sandbox's identity and env vars, the default user, and how many
+/// events a polling watcher keeps between two reads.
 pub(crate) struct Options {
     pub sandbox_id: String,
     pub env_vars: BTreeMap<String, String>,
     pub default_user: String,
+    pub max_watcher_events: usize,
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler. Dropped when envd stops serving (the last connection gone),
+/// which ends its polling watchers.
 pub(crate) struct Envd {
     pub opts: Options,
     pub processes: process::Table,
+    pub watchers: watchers::Table,
 }
 
 pub(crate) type Shared = Arc<Envd>;
@@ -58,6 +68,7 @@ pub async fn serve(init: GuestInit) -> anyhow::Result<()> {
         sandbox_id: init.sandbox_id,
         env_vars: init.env_vars,
         default_user: DEFAULT_USER.to_string(),
+        max_watcher_events: watchers::MAX_BUFFERED_EVENTS,
     };
     serve_on(listener, opts).await
 }
@@ -72,7 +83,8 @@ pub(crate) async fn serve_on(listener: tokio::net::UnixListener, opts: Options) 
 pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
     tracing::debug!(sandbox = %opts.sandbox_id, "envd starting");
     let reaper = reaper::Reaper::start()?;
-    let state: Shared = Arc::new(Envd { opts, processes: process::Table::new(reaper) });
+    let watchers = watchers::Table::new(opts.max_watcher_events);
+    let state: Shared = Arc::new(Envd { opts, processes: process::Table::new(reaper), watchers });
     let p = "/process.Process/";
     let f = "/filesystem.Filesystem/";
     Ok(Router::new()
@@ -90,6 +102,9 @@ pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
         .route(&format!("{f}ListDir"), post(filesystem::list_dir))
         .route(&format!("{f}Remove"), post(filesystem::remove))
         .route(&format!("{f}WatchDir"), post(watch::watch_dir))
+        .route(&format!("{f}CreateWatcher"), post(watchers::create_watcher))
+        .route(&format!("{f}GetWatcherEvents"), post(watchers::get_watcher_events))
+        .route(&format!("{f}RemoveWatcher"), post(watchers::remove_watcher))
         .route("/files", get(files::download).post(files::upload))
         .route("/health", get(health))
         .route("/envs", get(envs))

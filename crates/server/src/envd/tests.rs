@@ -39,6 +39,13 @@ fn default_user() -> &'static str {
 }
 
 async fn start_envd() -> TestEnvd {
+    start_envd_with(super::watchers::MAX_BUFFERED_EVENTS).await
+}
+
+/// Tests that create inotify watchers hold this: some count the process's inotify descriptors.
+static INOTIFY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn start_envd_with(max_watcher_events: usize) -> TestEnvd {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("envd.sock");
     let listener = tokio::net::UnixListener::bind(&sock).unwrap();
@@ -46,6 +53,7 @@ async fn start_envd() -> TestEnvd {
         sandbox_id: "test-sandbox".into(),
         env_vars: [("SANDBOX_VAR".to_string(), "from-sandbox".to_string())].into(),
         default_user: default_user().into(),
+        max_watcher_events,
     };
     let task = tokio::spawn(async move {
         serve_on(listener, opts).await.unwrap();
@@ -769,6 +777,7 @@ fn inotify_fds() -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envd_watches_directories() {
+    let _inotify = INOTIFY.lock().await;
     let envd = start_envd().await;
     let root = envd.tmp().join("w");
     std::fs::create_dir(&root).unwrap();
@@ -882,4 +891,430 @@ async fn chunked_multipart_is_read_to_its_end_before_the_answer() {
     sock.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n").await.unwrap();
     let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf)).await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 204"), "{}", String::from_utf8_lossy(&buf[..n]));
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    rustix::fs::getxattr(path, name, &mut buf[..]).ok().map(|n| buf[..n].to_vec())
+}
+
+/// Metadata (envd 0.6.2): `X-Metadata-*` upload headers become `user.e2b.*` xattrs, replacing the
+/// file's set, and every `EntryInfo` reports them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_keeps_file_metadata_in_xattrs() {
+    let envd = start_envd().await;
+    let r = envd.tmp().to_str().unwrap().to_string();
+    let enc = |p: &str| percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let upload = |path: String, headers: Vec<(&'static str, &'static str)>, data: &'static str| {
+        let envd = &envd;
+        async move {
+            let uri = format!("/files?path={}", enc(&path));
+            let mut all = vec![("content-type", "application/octet-stream")];
+            all.extend(headers);
+            let (status, _, body) = envd.call("POST", &uri, &all, data.as_bytes().to_vec()).await;
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let stat = |path: String| {
+        let envd = &envd;
+        async move {
+            let (status, body) = envd.unary("/filesystem.Filesystem/Stat", json!({"path": path})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["entry"].clone()
+        }
+    };
+
+    // Octet-stream: any case, the first of a repeated header, answered as read back from the disk.
+    let f = format!("{r}/m/a.txt");
+    let (status, v) =
+        upload(f.clone(), vec![("X-Metadata-Author", "me"), ("x-metadata-author", "not me"), ("X-METADATA-Purpose", "a test")], "one").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let both = json!({"author": "me", "purpose": "a test"});
+    assert_eq!(v, json!([{"path": f, "name": "a.txt", "type": "file", "metadata": both}]));
+    assert_eq!(xattr(Path::new(&f), "user.e2b.author").as_deref(), Some(&b"me"[..]));
+    assert_eq!(stat(f.clone()).await["metadata"], both);
+
+    // Overwriting replaces the whole set; other `user.*` xattrs are kept and not reported, and
+    // `user.e2b.*` set by other means is.
+    rustix::fs::setxattr(&f, "user.other", b"x", rustix::fs::XattrFlags::empty()).unwrap();
+    let (_, v) = upload(f.clone(), vec![("x-metadata-purpose", "another")], "two").await;
+    assert_eq!(v[0]["metadata"], json!({"purpose": "another"}));
+    assert_eq!(xattr(Path::new(&f), "user.e2b.author"), None);
+    rustix::fs::setxattr(&f, "user.e2b.by-hand", b"yes", rustix::fs::XattrFlags::empty()).unwrap();
+    assert_eq!(stat(f.clone()).await["metadata"], json!({"purpose": "another", "by-hand": "yes"}));
+    // No header clears it: no `metadata` in the answers.
+    let (_, v) = upload(f.clone(), vec![], "three").await;
+    assert_eq!(v, json!([{"path": f, "name": "a.txt", "type": "file"}]));
+    let e = stat(f.clone()).await;
+    assert!(e.get("metadata").is_none(), "{e}");
+    assert_eq!(xattr(Path::new(&f), "user.other").as_deref(), Some(&b"x"[..]));
+
+    // Multipart: every file gets the metadata.
+    let boundary = "XBOUNDARYx";
+    let mut body = Vec::new();
+    for (path, data) in [(format!("{r}/m/one.txt"), "first"), (format!("{r}/m/deep/two.txt"), "second")] {
+        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\n\r\n{data}\r\n").unwrap();
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (status, _, resp) = envd.call("POST", "/files", &[("content-type", &ct), ("x-metadata-source", "suite")], body).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp));
+    let v: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    for item in v.as_array().unwrap() {
+        assert_eq!(item["metadata"], json!({"source": "suite"}), "{v}");
+    }
+
+    // ListDir, Move and binary protobuf report it too.
+    let (_, list) = envd.unary("/filesystem.Filesystem/ListDir", json!({"path": format!("{r}/m"), "depth": 2})).await;
+    let two = list["entries"].as_array().unwrap().iter().find(|e| e["name"] == "two.txt").unwrap().clone();
+    assert_eq!(two["metadata"], json!({"source": "suite"}));
+    let (status, moved) = envd
+        .unary("/filesystem.Filesystem/Move", json!({"source": format!("{r}/m/one.txt"), "destination": format!("{r}/m/moved.txt")}))
+        .await;
+    assert_eq!((status, &moved["entry"]["metadata"]), (StatusCode::OK, &json!({"source": "suite"})));
+    let req = PathRequest { path: format!("{r}/m/moved.txt") }.encode_to_vec();
+    let (status, _, bytes) =
+        envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/proto")], req).await;
+    assert_eq!(status, StatusCode::OK);
+    let entry = EntryResponse::decode(bytes).unwrap().entry.unwrap();
+    assert_eq!(entry.metadata, [("source".to_string(), "suite".to_string())].into());
+
+    // Invalid metadata: 400 before anything is written.
+    let g = format!("{r}/m/rejected.txt");
+    for (header, value, message) in [
+        ("x-metadata-k", "tab\there", "invalid metadata: metadata value for key \"k\" contains non-printable-ASCII byte 0x09 at offset 3"),
+        ("x-metadata-big", &*"v".repeat(4096).leak(), "invalid metadata: total metadata size 4108 exceeds 4096 bytes"),
+    ] {
+        let (status, v) = upload(g.clone(), vec![(header, value)], "x").await;
+        assert_eq!((status, v["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(400)), "{v}");
+        assert_eq!(v["message"], message);
+    }
+    assert!(!Path::new(&g).exists());
+}
+
+/// One WatchDir stream read as JSON values (`start`, `filesystem`, `keepalive`, or the end).
+struct RawWatch(EventStream);
+
+impl RawWatch {
+    async fn open(envd: &TestEnvd, msg: Value) -> Self {
+        let mut w = RawWatch(envd.stream("/filesystem.Filesystem/WatchDir", msg, &[]).await);
+        let first = w.next().await;
+        assert!(first.get("start").is_some(), "{first}");
+        w
+    }
+
+    async fn next(&mut self) -> Value {
+        let env = self.0.envelope().await.expect("the stream ended");
+        let v: Value = serde_json::from_slice(&env.payload).unwrap();
+        if env.is_end_stream() {
+            json!({"end": v})
+        } else {
+            v
+        }
+    }
+
+    /// File-system events until one named `name` of type `ty` (`EVENT_TYPE_…`), which is last.
+    async fn until(&mut self, name: &str, ty: &str) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let v = self.next().await;
+            if v.get("keepalive").is_some() {
+                continue;
+            }
+            let ev = v.get("filesystem").unwrap_or_else(|| panic!("waiting for {ty} {name}: got {v} after {seen:?}")).clone();
+            let hit = ev["name"] == name && ev["type"] == ty;
+            seen.push(ev);
+            if hit {
+                return seen;
+            }
+        }
+    }
+}
+
+/// `includeEntry` (envd 0.6.3): create, write and chmod events carry the entry; remove and rename
+/// never do. `allowNetworkMounts` (0.6.4) is taken, and changes nothing on a local directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_watch_events_carry_entries_when_asked() {
+    let _inotify = INOTIFY.lock().await;
+    let envd = start_envd().await;
+    let root = envd.tmp().join("we");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let mut w = RawWatch::open(&envd, json!({"path": r, "includeEntry": true, "allowNetworkMounts": true})).await;
+    let mut plain = RawWatch::open(&envd, json!({"path": r})).await;
+
+    let (status, _, body) = envd
+        .call("POST", &format!("/files?path={r}/a.txt"), &[("content-type", "application/octet-stream"), ("x-metadata-k", "v")], b"hello".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let seen = w.until("a.txt", "EVENT_TYPE_WRITE").await;
+    assert_eq!(seen[0]["type"], "EVENT_TYPE_CREATE", "{seen:?}");
+    for ev in &seen {
+        let e = &ev["entry"];
+        assert_eq!((e["name"].as_str(), e["path"].as_str(), e["type"].as_str()), (Some("a.txt"), Some(&*format!("{r}/a.txt")), Some("FILE_TYPE_FILE")), "{ev}");
+    }
+    // The entry is read when the event is handled: the whole file and its metadata (the upload's
+    // own chown and xattrs are chmod events before ours).
+    std::fs::set_permissions(root.join("a.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let chmod = loop {
+        let ev = w.until("a.txt", "EVENT_TYPE_CHMOD").await.pop().unwrap();
+        if ev["entry"]["permissions"] == "-rw-------" {
+            break ev;
+        }
+    };
+    assert_eq!((chmod["entry"]["size"].as_str(), &chmod["entry"]["metadata"]), (Some("5"), &json!({"k": "v"})), "{chmod}");
+    std::fs::create_dir(root.join("sub")).unwrap();
+    let sub = w.until("sub", "EVENT_TYPE_CREATE").await.pop().unwrap();
+    assert_eq!(sub["entry"]["type"], "FILE_TYPE_DIRECTORY", "{sub}");
+    // Gone from the path: no entry, even when something is at the path again.
+    std::fs::rename(root.join("a.txt"), root.join("b.txt")).unwrap();
+    std::fs::write(root.join("a.txt"), "new").unwrap();
+    let seen = w.until("a.txt", "EVENT_TYPE_WRITE").await;
+    let rename = seen.iter().find(|e| e["type"] == "EVENT_TYPE_RENAME").unwrap_or_else(|| panic!("{seen:?}"));
+    assert!(rename.get("entry").is_none(), "{rename}");
+    std::fs::remove_file(root.join("b.txt")).unwrap();
+    let removed = w.until("b.txt", "EVENT_TYPE_REMOVE").await.pop().unwrap();
+    assert!(removed.get("entry").is_none(), "{removed}");
+
+    // Without includeEntry, no event has one.
+    let seen = plain.until("b.txt", "EVENT_TYPE_REMOVE").await;
+    assert!(seen.len() >= 8 && seen.iter().all(|e| e.get("entry").is_none()), "{seen:?}");
+}
+
+/// The polling watchers (CreateWatcher, GetWatcherEvents, RemoveWatcher) of the sync Python SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_polling_watchers() {
+    let _inotify = INOTIFY.lock().await;
+    let before = inotify_fds();
+    let envd = start_envd().await;
+    let root = envd.tmp().join("pw");
+    std::fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let fs = |m: &str| format!("/filesystem.Filesystem/{m}");
+
+    let (status, v) = envd.unary(&fs("CreateWatcher"), json!({"path": r, "recursive": true, "includeEntry": true})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = v["watcherId"].as_str().unwrap().to_string();
+    assert!(id.starts_with('w') && id.len() == 21, "{id}");
+    assert_eq!(inotify_fds(), before + 1);
+    let events = |id: String| {
+        let envd = &envd;
+        async move {
+            let (status, v) = envd.unary("/filesystem.Filesystem/GetWatcherEvents", json!({"watcherId": id})).await;
+            (status, v)
+        }
+    };
+    // Nothing yet: an empty answer.
+    assert_eq!(events(id.clone()).await, (StatusCode::OK, json!({})));
+
+    // Polls until an event named `name` of type `ty` came; returns every event got.
+    let poll_until = |name: &'static str, ty: &'static str| {
+        let (events, id) = (&events, id.clone());
+        async move {
+            let mut got = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !got.iter().any(|e: &Value| e["name"] == name && e["type"] == ty) {
+                assert!(std::time::Instant::now() < deadline, "waiting for {ty} {name}: {got:?}");
+                let (status, v) = events(id.clone()).await;
+                assert_eq!(status, StatusCode::OK, "{v}");
+                got.extend(v["events"].as_array().cloned().unwrap_or_default());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            got
+        }
+    };
+    std::fs::create_dir(root.join("d")).unwrap();
+    let got = poll_until("d", "EVENT_TYPE_CREATE").await;
+    assert_eq!(got[0]["entry"]["path"], format!("{r}/d"), "{got:?}");
+    // Recursive: in the new directory too, names relative to the watched one.
+    std::fs::write(root.join("d/f.txt"), "x").unwrap();
+    std::fs::remove_file(root.join("d/f.txt")).unwrap();
+    let got = poll_until("d/f.txt", "EVENT_TYPE_REMOVE").await;
+    assert_eq!((&got[0]["name"], &got[0]["type"]), (&json!("d/f.txt"), &json!("EVENT_TYPE_CREATE")), "{got:?}");
+    // Handed out once: the next call has only what happened since.
+    assert_eq!(events(id.clone()).await, (StatusCode::OK, json!({})));
+
+    // Binary protobuf, as the Python SDK speaks it.
+    std::fs::write(root.join("p"), "x").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let req = sandbank_protocol::filesystem::WatcherId { watcher_id: id.clone() }.encode_to_vec();
+    let (status, _, bytes) =
+        envd.call("POST", &fs("GetWatcherEvents"), &[("content-type", "application/proto")], req.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = sandbank_protocol::filesystem::GetWatcherEventsResponse::decode(bytes).unwrap();
+    assert!(resp.events.iter().any(|e| e.name == "p" && e.entry.as_ref().is_some_and(|e| e.name == "p")), "{:?}", resp.events);
+
+    // Removed: the descriptor is closed, and the id is unknown from then on, as is any other.
+    let (status, v) = envd.unary(&fs("RemoveWatcher"), json!({"watcherId": id})).await;
+    assert_eq!((status, v), (StatusCode::OK, json!({})));
+    assert_eq!(inotify_fds(), before);
+    for method in ["GetWatcherEvents", "RemoveWatcher"] {
+        let (status, v) = envd.unary(&fs(method), json!({"watcherId": id})).await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{method}");
+        assert_eq!(v["message"], format!("watcher with id {id} not found"));
+    }
+    // What WatchDir refuses, CreateWatcher refuses.
+    let (status, v) = envd.unary(&fs("CreateWatcher"), json!({"path": format!("{r}/nope")})).await;
+    assert_eq!((status, v["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{v}");
+    std::fs::write(root.join("file"), "x").unwrap();
+    let (status, v) = envd.unary(&fs("CreateWatcher"), json!({"path": format!("{r}/file")})).await;
+    assert_eq!((status, v["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")), "{v}");
+
+    // Watchers end with their envd.
+    for _ in 0..2 {
+        let (status, v) = envd.unary(&fs("CreateWatcher"), json!({"path": r})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    assert_eq!(inotify_fds(), before + 2);
+    drop(envd);
+    let gone = async {
+        while inotify_fds() != before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone).await.expect("the watchers are closed with their envd");
+}
+
+/// Past its bound, a polling watcher fails for good instead of silently dropping events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_polling_watcher_fails_past_its_bound() {
+    let _inotify = INOTIFY.lock().await;
+    let before = inotify_fds();
+    let envd = start_envd_with(10).await;
+    let root = envd.tmp().join("bound");
+    std::fs::create_dir(&root).unwrap();
+    let (status, v) = envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": root})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let id = v["watcherId"].clone();
+    let get = || envd.unary("/filesystem.Filesystem/GetWatcherEvents", json!({"watcherId": id}));
+    for i in 0..10 {
+        std::fs::create_dir(root.join(i.to_string())).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, v) = get().await;
+    assert_eq!((status, v["events"].as_array().map(Vec::len)), (StatusCode::OK, Some(10)), "10 fit: {v}");
+    for i in 10..21 {
+        std::fs::create_dir(root.join(i.to_string())).unwrap();
+    }
+    // The watcher stops reading: its descriptor is closed.
+    let closed = async {
+        while inotify_fds() != before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), closed).await.expect("the overflowing watcher is closed");
+    for _ in 0..2 {
+        let (status, v) = get().await;
+        assert_eq!((status, v["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("internal")), "{v}");
+        assert!(v["message"].as_str().unwrap().contains("more than 10 events since the last GetWatcherEvents"), "{v}");
+    }
+    let (status, _) = envd.unary("/filesystem.Filesystem/RemoveWatcher", json!({"watcherId": id})).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A FUSE file system of one empty directory, served by a thread from `/dev/fuse` (just INIT,
+/// GETATTR and STATFS): a mount whose `statfs` says FUSE, as a network mount's says NFS or CIFS.
+struct FuseMount {
+    dir: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FuseMount {
+    fn new(dir: PathBuf) -> std::io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse")?;
+        std::fs::create_dir_all(&dir)?;
+        let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        nix::mount::mount(Some("sandbank-test"), &dir, Some("fuse"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(opts.as_str()))?;
+        let thread = std::thread::spawn(move || Self::serve(dev));
+        Ok(Self { dir, thread: Some(thread) })
+    }
+
+    fn serve(mut dev: std::fs::File) {
+        const GETATTR: u32 = 3;
+        const STATFS: u32 = 17;
+        const INIT: u32 = 26;
+        let mut buf = vec![0u8; (1 << 20) + 4096];
+        // Until the mount is gone (ENODEV).
+        while let Ok(n) = dev.read(&mut buf) {
+            if n < 40 {
+                continue;
+            }
+            let opcode = u32::from_ne_bytes(buf[4..8].try_into().unwrap());
+            let unique = u64::from_ne_bytes(buf[8..16].try_into().unwrap());
+            let (error, body): (i32, Vec<u8>) = match opcode {
+                INIT => {
+                    // fuse_init_out: major 7, minor 31, max_readahead, flags, …, max_write.
+                    let mut out = vec![0u8; 64];
+                    out[0..4].copy_from_slice(&7u32.to_ne_bytes());
+                    out[4..8].copy_from_slice(&31u32.to_ne_bytes());
+                    out[16..20].copy_from_slice(&(1u32 << 20).to_ne_bytes());
+                    (0, out)
+                }
+                GETATTR => {
+                    // fuse_attr_out: valid for 0 s; attr: ino 1, mode drwxr-xr-x, nlink 2.
+                    let mut out = vec![0u8; 104];
+                    out[16..24].copy_from_slice(&1u64.to_ne_bytes());
+                    out[76..80].copy_from_slice(&(libc::S_IFDIR | 0o755).to_ne_bytes());
+                    out[80..84].copy_from_slice(&2u32.to_ne_bytes());
+                    (0, out)
+                }
+                STATFS => (0, vec![0u8; 80]),
+                _ => (-libc::ENOSYS, Vec::new()),
+            };
+            let mut reply = Vec::with_capacity(16 + body.len());
+            reply.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
+            reply.extend_from_slice(&error.to_ne_bytes());
+            reply.extend_from_slice(&unique.to_ne_bytes());
+            reply.extend_from_slice(&body);
+            if dev.write_all(&reply).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `allowNetworkMounts` (envd 0.6.4): a directory on a network file system (here FUSE, which envd
+/// counts as one) is refused by WatchDir and CreateWatcher unless the request allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envd_watches_network_mounts_only_when_allowed() {
+    let _inotify = INOTIFY.lock().await;
+    let envd = start_envd().await;
+    let mnt = envd.tmp().join("fuse");
+    let fuse = match FuseMount::new(mnt.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("skipped: no FUSE mount here ({e})");
+            return;
+        }
+    };
+    assert_eq!(rustix::fs::statfs(&mnt).unwrap().f_type, 0x6573_5546, "a FUSE mount");
+    let m = mnt.to_str().unwrap();
+    let refused = format!("cannot watch path on network filesystem: {m}");
+
+    let mut w = WatchStream::open(&envd, &mnt, false, &[]).await;
+    let env = w.0.envelope().await.unwrap();
+    assert!(env.is_end_stream(), "the watch of a FUSE mount was not refused: {}", String::from_utf8_lossy(&env.payload));
+    let e = serde_json::from_slice::<EndStream>(&env.payload).unwrap().error.unwrap();
+    assert_eq!((e.code.as_str(), e.message.as_str()), ("invalid_argument", refused.as_str()));
+    let (status, v) = envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": m})).await;
+    assert_eq!((status, v["code"].as_str(), v["message"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument"), Some(refused.as_str())));
+
+    let w = RawWatch::open(&envd, json!({"path": m, "allowNetworkMounts": true})).await;
+    drop(w);
+    let (status, v) = envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": m, "allowNetworkMounts": true})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, _) = envd.unary("/filesystem.Filesystem/RemoveWatcher", json!({"watcherId": v["watcherId"]})).await;
+    assert_eq!(status, StatusCode::OK);
+    drop(fuse);
 }

@@ -5,13 +5,20 @@
 //! IN_MODIFY is WRITE, IN_DELETE is REMOVE, IN_MOVED_FROM is RENAME (the old name), IN_ATTRIB
 //! is CHMOD. A recursive watch adds every subdirectory, including ones created or moved in
 //! later (whose existing entries are reported as CREATE, since they may predate the watch).
+//! With `include_entry`, a CREATE, WRITE or CHMOD event carries the `EntryInfo` of its path when
+//! it can still be read (a REMOVE or RENAME never does: its entry is gone, and whatever is at the
+//! path now is another one). A kernel queue overflow ends the watch with an error, as fsnotify's.
+//! A directory on a network file system (NFS, CIFS/SMB, FUSE) is refused unless
+//! `allow_network_mounts`.
 //! Keepalives as for process streams; the stream ends at `Connect-Timeout-Ms` (with
 //! `deadline_exceeded`) or when the client goes away, which closes the inotify descriptor.
 
 use super::connect::{self, Codec};
 use super::filesystem::{path_arg, user_of};
-use super::fsutil::rpc_error;
+use super::fsutil::{entry_info, rpc_error};
 use super::process::{deadline, keepalive_interval};
+use super::creds;
+use super::users::{Names, User};
 use super::Shared;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -37,16 +44,70 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_MOVED_TO
     | libc::IN_ONLYDIR;
 
-struct Watcher {
+/// File systems whose changes may never reach inotify (made by other machines, or by a FUSE
+/// server behind the kernel's back), by `statfs` magic number (`include/uapi/linux/magic.h`): NFS,
+/// CIFS, SMB, SMB2, FUSE. envd refuses to watch them unless the request allows it.
+const NETWORK_FS_MAGIC: [u32; 5] = [0x6969, 0xFF53_4D42, 0x517B, 0xFE53_4D42, 0x6573_5546];
+
+/// Whether `f_type` (a `statfs` magic number; a C long, the magics are 32-bit) is a network file system.
+fn is_network_fs(f_type: i64) -> bool {
+    u32::try_from(f_type & 0xFFFF_FFFF).is_ok_and(|m| NETWORK_FS_MAGIC.contains(&m))
+}
+
+/// The watch a `WatchDir` or `CreateWatcher` request asks for, set up as the request's user: they
+/// see what they may read, and nothing a symlink leads to beyond it.
+pub(super) fn open_watch(envd: &Shared, headers: &HeaderMap, req: &WatchDirRequest) -> Result<Watcher, ConnectError> {
+    let user = user_of(envd, headers)?;
+    creds::as_user(&user, || {
+        let path = watched_dir(&user, req)?;
+        Watcher::new(path.clone(), req.recursive, req.include_entry).map_err(|e| rpc_error("watch", &path, &e))
+    })
+    .unwrap_or_else(|e| Err(ConnectError::new(Code::Internal, e.to_string())))
+}
+
+/// Resolves and checks the directory a `WatchDir` or `CreateWatcher` request names, as envd does:
+/// it must exist, be a directory (a symlink to one will do), and not be on a network mount unless
+/// the request allows it.
+fn watched_dir(user: &User, req: &WatchDirRequest) -> Result<PathBuf, ConnectError> {
+    let path = path_arg(&req.path, user)?;
+    let meta = std::fs::metadata(&path).map_err(|e| rpc_error("watch", &path, &e))?;
+    if !meta.is_dir() {
+        return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));
+    }
+    if !req.allow_network_mounts {
+        let fs = rustix::fs::statfs(&path).map_err(|e| {
+            ConnectError::new(Code::Internal, format!("error checking mount status of {:?}: {}", req.path, io::Error::from(e)))
+        })?;
+        #[allow(clippy::useless_conversion)] // a C long: i64 here, i32 on 32-bit targets
+        let f_type = i64::from(fs.f_type);
+        if is_network_fs(f_type) {
+            return Err(ConnectError::new(
+                Code::InvalidArgument,
+                format!("cannot watch path on network filesystem: {}", path.display()),
+            ));
+        }
+    }
+    Ok(path)
+}
+
+type Batch = VecDeque<FilesystemEvent>;
+
+pub(super) struct Watcher {
     fd: AsyncFd<OwnedFd>,
     recursive: bool,
+    include_entry: bool,
     /// Watch descriptor → the directory's path relative to the watched root ("" for the root).
     dirs: HashMap<i32, PathBuf>,
     root: PathBuf,
+    /// The kernel dropped events (IN_Q_OVERFLOW): the watch ends once what was read is out.
+    overflowed: bool,
+    /// A batch getting its entries on a blocking thread. Kept here, not in a future, so that
+    /// `next_batch` stays cancel-safe: a stream's keepalive tick must not lose the batch.
+    entries: Option<tokio::task::JoinHandle<Batch>>,
 }
 
 impl Watcher {
-    fn new(root: PathBuf, recursive: bool) -> io::Result<Self> {
+    pub(super) fn new(root: PathBuf, recursive: bool, include_entry: bool) -> io::Result<Self> {
         // SAFETY: inotify_init1 has no memory-safety preconditions.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if raw < 0 {
@@ -56,7 +117,7 @@ impl Watcher {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: the descriptor is owned by the AsyncFd and neither replaced nor closed while registered.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        let mut w = Self { fd, recursive, dirs: HashMap::new(), root };
+        let mut w = Self { fd, recursive, include_entry, dirs: HashMap::new(), root, overflowed: false, entries: None };
         w.add(PathBuf::new())?;
         if recursive {
             let mut found = Vec::new();
@@ -80,13 +141,18 @@ impl Watcher {
     }
 
     /// Watches every directory below `rel` (not following symlinks); pushes what it finds.
+    /// Iterative (directories to visit on the heap): the tree may be as deep as the sandbox likes.
+    /// Past PATH_MAX a directory cannot be watched, and what is below it is not visited.
     fn add_tree(&mut self, rel: &Path, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(self.root.join(rel)) else { return };
-        for entry in entries.flatten() {
-            let child = rel.join(entry.file_name());
-            found.push(child.clone());
-            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) && self.add(child.clone()).is_ok() {
-                self.add_tree(&child, found);
+        let mut dirs = vec![rel.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(self.root.join(&dir)) else { continue };
+            for entry in entries.flatten() {
+                let child = dir.join(entry.file_name());
+                found.push(child.clone());
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) && self.add(child.clone()).is_ok() {
+                    dirs.push(child);
+                }
             }
         }
     }
@@ -102,6 +168,10 @@ impl Watcher {
             let name_bytes = &buf[off + HEADER..(off + HEADER + ev.len as usize).min(buf.len())];
             off += HEADER + ev.len as usize;
             let name = OsStr::from_bytes(name_bytes.split(|b| *b == 0).next().unwrap_or(&[]));
+            if ev.mask & libc::IN_Q_OVERFLOW != 0 {
+                self.overflowed = true;
+                continue;
+            }
             if ev.mask & libc::IN_IGNORED != 0 {
                 self.dirs.remove(&ev.wd);
                 continue;
@@ -134,20 +204,57 @@ impl Watcher {
         }
     }
 
-    async fn next_batch(&mut self, out: &mut VecDeque<FilesystemEvent>) -> io::Result<()> {
+    /// Waits for events and appends them to `out` (with their entries when asked). Cancel-safe.
+    pub(super) async fn next_batch(&mut self, out: &mut Batch) -> io::Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = super::fdio::read(&self.fd, &mut buf).await?;
-            self.parse(&buf[..n], out);
-            if !out.is_empty() {
+            if let Some(task) = &mut self.entries {
+                let batch = task.await.map_err(|e| io::Error::other(format!("reading the entries of events: {e}")));
+                self.entries = None;
+                out.extend(batch?);
                 return Ok(());
             }
+            if self.overflowed {
+                return Err(io::Error::other("the kernel's event queue overflowed: events were lost"));
+            }
+            let n = super::fdio::read(&self.fd, &mut buf).await?;
+            let mut batch = Batch::new();
+            self.parse(&buf[..n], &mut batch);
+            if batch.is_empty() {
+                continue;
+            }
+            if !self.include_entry {
+                out.extend(batch);
+                return Ok(());
+            }
+            let root = self.root.clone();
+            self.entries = Some(tokio::task::spawn_blocking(move || with_entries(&root, batch)));
         }
     }
 }
 
+/// Gives each CREATE, WRITE and CHMOD event the entry now at its path, when there is one.
+fn with_entries(root: &Path, mut batch: Batch) -> Batch {
+    let names = Names::load();
+    for ev in batch.iter_mut().filter(|ev| carries_entry(ev.r#type)) {
+        let path = root.join(&ev.name);
+        match entry_info(&path, &names) {
+            Ok(entry) => ev.entry = Some(Box::new(entry)),
+            // Removed before it could be read: an ordinary race.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %path.display(), "entry of a file-system event: {e}"),
+        }
+    }
+    batch
+}
+
+/// Whether an event of type `ty` is about an entry still at its path (not a REMOVE or RENAME).
+fn carries_entry(ty: i32) -> bool {
+    ty == EventType::Create as i32 || ty == EventType::Write as i32 || ty == EventType::Chmod as i32
+}
+
 fn event(rel: &Path, ty: EventType) -> FilesystemEvent {
-    FilesystemEvent { name: rel.to_string_lossy().into_owned(), r#type: ty as i32 }
+    FilesystemEvent { name: rel.to_string_lossy().into_owned(), r#type: ty as i32, entry: None }
 }
 
 struct State_ {
@@ -205,15 +312,7 @@ pub async fn watch_dir(State(envd): State<Shared>, headers: HeaderMap, body: Bod
         Ok(r) => r,
         Err(e) => return connect::early_stream_error(&headers, e),
     };
-    let setup = async {
-        let path = path_arg(&req.path, &user_of(&envd, &headers)?)?;
-        let meta = std::fs::metadata(&path).map_err(|e| rpc_error("watch", &path, &e))?;
-        if !meta.is_dir() {
-            return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));
-        }
-        Watcher::new(path.clone(), req.recursive).map_err(|e| rpc_error("watch", &path, &e))
-    };
-    let watcher = match setup.await {
+    let watcher = match open_watch(&envd, &headers, &req) {
         Ok(w) => w,
         Err(e) => return connect::stream_error(codec, e),
     };
@@ -227,4 +326,47 @@ pub async fn watch_dir(State(envd): State<Shared>, headers: HeaderMap, body: Bod
         done: false,
     };
     connect::stream_response(codec, event_stream(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_file_systems_are_told_by_their_magic() {
+        for magic in [0x6969_i64, 0xFF53_4D42, 0x517B, 0xFE53_4D42, 0x6573_5546] {
+            assert!(is_network_fs(magic), "{magic:#x}");
+        }
+        // As a 32-bit C long reads CIFS's magic.
+        assert!(is_network_fs(i64::from(0xFF53_4D42_u32 as i32)));
+        for local in [0xEF53_i64 /* ext4 */, 0x794C_7630 /* overlayfs */, 0x0102_1994 /* tmpfs */, 0x5846_5342 /* xfs */] {
+            assert!(!is_network_fs(local), "{local:#x}");
+        }
+        let here = rustix::fs::statfs(std::env::temp_dir()).unwrap();
+        #[allow(clippy::useless_conversion)]
+        let f_type = i64::from(here.f_type);
+        assert!(!is_network_fs(f_type));
+    }
+
+    #[test]
+    fn entries_are_given_to_events_about_what_is_still_there() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("here"), "x").unwrap();
+        let ev = |name: &str, ty: EventType| event(Path::new(name), ty);
+        let batch = Batch::from([
+            ev("here", EventType::Create),
+            ev("here", EventType::Write),
+            ev("here", EventType::Chmod),
+            // A REMOVE or RENAME names an entry that is gone, whatever is at the path now.
+            ev("here", EventType::Remove),
+            ev("here", EventType::Rename),
+            // Gone before the event was handled: none, and no error.
+            ev("gone", EventType::Create),
+        ]);
+        let out = with_entries(dir.path(), batch);
+        let with: Vec<bool> = out.iter().map(|e| e.entry.is_some()).collect();
+        assert_eq!(with, [true, true, true, false, false, false]);
+        let entry = out[0].entry.as_ref().unwrap();
+        assert_eq!((entry.name.as_str(), entry.path.as_str()), ("here", dir.path().join("here").to_str().unwrap()));
+    }
 }

@@ -67,6 +67,11 @@ impl AppState {
         }
     }
 
+    /// Whether the request carries the API key (for the routes that check it themselves).
+    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        check_api_key(headers, &self.api_key)
+    }
+
     /// Forgets what the API keeps beside a sandbox's entry (its last CPU reading, its log): it
     /// left the registry.
     pub fn forget_extras(&self, id: &str) {
@@ -159,8 +164,6 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/metrics", get(sandboxes::metrics))
         .route("/sandboxes/metrics", get(sandboxes::metrics_many))
         .route("/sandboxes/{id}/refreshes", post(sandboxes::refresh))
-        .route("/sandboxes/{id}/fork", post(sandboxes::copy))
-        .route("/sandboxes/{id}/clone", post(sandboxes::copy))
         .route("/sandboxes/{id}/logs", get(logs::v1))
         .route("/sandboxes/{id}/network", axum::routing::put(network::update))
         .route("/v2/sandboxes/{id}/logs", get(logs::v2))
@@ -170,6 +173,9 @@ pub fn router(state: AppState) -> Router {
         .route("/templates/{id}", axum::routing::delete(snapshots::delete).get(not_implemented))
         .merge(not_implemented_routes())
         .route_layer(from_fn_with_state(state.clone(), require_api_key))
+        // Their body is checked before the key, as the cloud does (`sandboxes::copy`).
+        .route("/sandboxes/{id}/fork", post(sandboxes::copy))
+        .route("/sandboxes/{id}/clone", post(sandboxes::copy))
         .route("/health", get(health))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

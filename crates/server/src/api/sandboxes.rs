@@ -285,10 +285,12 @@ pub async fn set_timeout(
 const MAX_COPIES: i64 = 100;
 
 /// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): the request is checked as the cloud
-/// checks it (a count of 1 to 100, a sandbox that runs), then refused with 501: a copy of a
-/// running sandbox keeps its processes and memory, and the local engine does not capture memory.
+/// checks it (a count of 1 to 100, even before the API key; then the key; then a sandbox that
+/// runs), then refused with 501: a copy of a running sandbox keeps its processes and memory, and
+/// the local engine does not capture memory.
 pub async fn copy(
     State(state): State<AppState>,
+    headers: HeaderMap,
     method: axum::http::Method,
     route: axum::extract::MatchedPath,
     id: Result<SandboxId, ApiError>,
@@ -301,6 +303,7 @@ pub async fn copy(
     if let Some(timeout) = body.timeout.filter(|t| *t < 0) {
         return Err(ApiError::BadRequest(format!("Invalid timeout {timeout}: must not be negative")));
     }
+    state.authorize(&headers)?;
     let SandboxId(id) = id?;
     state.registry.get(&id).filter(|e| e.state == SandboxState::Running).ok_or(ApiError::SandboxNotFound(id))?;
     Err(ApiError::NotImplemented { method: method.to_string(), route: route.as_str().to_string() })

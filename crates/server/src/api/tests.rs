@@ -981,6 +981,12 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
             let m = call(addr, "POST", &format!("/sandboxes/{sandbox}/{route}"), Some(r#"{"count":0}"#)).await.error(400);
             assert!(m.contains("Invalid count 0"), "{m}");
         }
+        // Even without the key (E2B's own test sends a made-up one); with a good count, the key.
+        let bad_key = |body: &'static str| {
+            Request::post(format!("/sandboxes/sbx-test/{route}")).header("x-api-key", "e2b_0000").header("content-type", "application/json").body(Body::from(body)).unwrap()
+        };
+        send(addr, bad_key(r#"{"count":0}"#)).await.error(400);
+        send(addr, bad_key(r#"{"count":1}"#)).await.error(401);
         call(addr, "POST", &format!("/sandboxes/{id}/{route}"), Some(r#"{"count":101}"#)).await.error(400);
         call(addr, "POST", &format!("/sandboxes/abcdefghij0123456789/{route}"), Some("{}")).await.error(404);
     }

@@ -764,15 +764,24 @@ impl Engine {
         }
     }
 
+    /// The `busy` lock of a sandbox with processes; one paused before a restart (only files) is
+    /// `AlreadyPaused`, an unknown one `SandboxNotFound`. Whether it is frozen is for the caller
+    /// to check once it holds the lock.
+    fn busy_of_running(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<()>>, EngineError> {
+        let state = self.state.lock().unwrap();
+        match state.sandboxes.get(id) {
+            Some(r) => Ok(Arc::clone(&r.busy)),
+            None if state.paused.contains_key(id) => Err(EngineError::AlreadyPaused(id.into())),
+            None => Err(EngineError::SandboxNotFound(id.into())),
+        }
+    }
+
     /// Pauses a running sandbox: freezes every process in it, with its memory, and records it in
     /// the catalog (with `api`, what the API keeps of it), so that its files outlive a restart.
     /// Without `keep_memory` its processes end once it is recorded: only its files are kept, and
     /// it starts again on them when resumed (as after a restart).
     pub async fn pause(&self, id: &str, api: String, keep_memory: bool) -> Result<(), EngineError> {
-        let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
-            let paused = self.state.lock().unwrap().paused.contains_key(id);
-            return Err(if paused { EngineError::AlreadyPaused(id.into()) } else { EngineError::SandboxNotFound(id.into()) });
-        };
+        let busy = self.busy_of_running(id)?;
         let _turn = busy.lock().await;
         let record = {
             let state = self.state.lock().unwrap();
@@ -856,10 +865,7 @@ impl Engine {
     /// Replaces a running sandbox's egress rules (kept for its restarts too). A paused sandbox's
     /// cannot change: resume it first.
     pub async fn set_egress(&self, id: &str, rules: Egress) -> Result<(), EngineError> {
-        let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
-            let paused = self.state.lock().unwrap().paused.contains_key(id);
-            return Err(if paused { EngineError::AlreadyPaused(id.into()) } else { EngineError::SandboxNotFound(id.into()) });
-        };
+        let busy = self.busy_of_running(id)?;
         let _turn = busy.lock().await;
         let launcher = {
             let state = self.state.lock().unwrap();

@@ -65,6 +65,12 @@ for (const [sdk, Sandbox, opts] of [
       assert.equal((await sbx.commands.run('stat -c %U:%G /tmp/by-user /tmp/by-user/deep /tmp/by-user/deep/f.txt')).stdout, 'user:user\n'.repeat(3))
       await sbx.files.write('/tmp/by-root.txt', 'r', { user: 'root' })
       assert.equal((await sbx.commands.run('stat -c %U /tmp/by-root.txt')).stdout, 'root\n')
+      // A read-only place, or a symlink loop, is the caller's error (a 4xx), not the server's (500).
+      await sbx.commands.run('ln -sfn /home/user/loop /home/user/loop')
+      for (const [path, user, words] of [['/proc/sys/kernel/hostname', 'root', /403.*read-only/i], ['/home/user/loop/x', 'user', /400|symbolic links/i]]) {
+        const r = await outcome(sbx.files.write(path, 'x', { user }))
+        assert.match(r, words, `${path}: ${r}`)
+      }
       // A signed URL carries its user too.
       const url = await sbx.downloadUrl('/root-only.txt', { user: 'user' })
       assert.equal((await fetch(url)).status, 403)

@@ -324,6 +324,7 @@ async fn doctor_reports_this_machine() {
         "net namespace",
         "cgroups",
         "network",
+        "egress rules",
         "fuse",
         "seccomp",
         "root mapping",

@@ -62,6 +62,7 @@ pub fn run_checks() -> Vec<Check> {
     out.extend(namespaces());
     out.push(cgroups());
     out.push(network());
+    out.push(egress());
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
     out.push(seccomp());
     out.push(user_namespace());
@@ -289,6 +290,19 @@ fn network() -> Check {
             Status::Warn,
             "network",
             format!("{why}: sandboxes get loopback only, and creating one with allowInternetAccess (the SDKs' default) fails"),
+        ),
+    }
+}
+
+/// nft puts sandboxes' egress rules (`allowOut`/`denyOut`) in force; without it, sandboxes
+/// without rules work and asking for rules fails.
+fn egress() -> Check {
+    match sandbank_engine::egress::find_nft() {
+        Some(nft) => check(Status::Ok, "egress rules", format!("{}: sandboxes can have allowOut/denyOut rules", nft.display())),
+        None => check(
+            Status::Warn,
+            "egress rules",
+            "nft is not installed (Debian/Ubuntu package nftables): creating a sandbox with network allowOut/denyOut, or setting them, fails",
         ),
     }
 }

@@ -57,7 +57,8 @@ fn io_error(op: &str, path: &Path, e: &io::Error) -> HttpError {
         StatusCode::NOT_FOUND
     } else if is_no_space(e) {
         StatusCode::INSUFFICIENT_STORAGE
-    } else if e.kind() == io::ErrorKind::PermissionDenied {
+    } else if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem) {
+        // Not the user's to write (a read-only mount, such as /proc/sys, included): the caller's.
         StatusCode::FORBIDDEN
     } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP)) {
         StatusCode::BAD_REQUEST

@@ -119,12 +119,9 @@ pub fn chown_to(path: &Path, user: &User) -> io::Result<()> {
 pub fn create_dirs(dir: &Path, user: &User) -> io::Result<bool> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(false),
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{:?} exists and is not a directory", dir.display().to_string()),
-            ))
-        }
+        // Something else is there: the caller's error, as a path through a file is.
+        Ok(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e), // a symlink loop, no access, …
         Err(_) => {}
     }
     if let Some(parent) = dir.parent() {
@@ -179,7 +176,7 @@ pub fn is_no_space(e: &io::Error) -> bool {
 pub fn rpc_error(op: &str, path: &Path, e: &io::Error) -> ConnectError {
     let code = match e.kind() {
         io::ErrorKind::NotFound => Code::NotFound,
-        io::ErrorKind::PermissionDenied => Code::PermissionDenied,
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Code::PermissionDenied,
         io::ErrorKind::AlreadyExists => Code::AlreadyExists,
         _ if is_no_space(e) => Code::ResourceExhausted,
         _ => match e.raw_os_error() {

@@ -4,7 +4,7 @@
 // docs/RELIABILITY.md lists them with their outcome and how to run one.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
@@ -534,5 +534,48 @@ print(n)"`)
       for (const s of [third, again, other]) if (s) await s.stop()
       for (const s of [third, other]) if (s) removeDeep(s.dataDir)
     }
+  })
+})
+
+describe('host information through metrics', () => {
+  // Issue 21, finding 5: the server measures a sandbox's disk use by walking its layer on the host.
+  // Swapping a directory and a symlink to a host directory in a loop (renameat2 RENAME_EXCHANGE)
+  // made a path-based walk step into the host directory and add its size.
+  test('a directory/symlink swap race cannot make metrics count a host directory', async (t) => {
+    const sbx = await victim(t)
+    const hostDir = `/var/tmp/${marker('metrics')}`
+    mkdirSync(hostDir, { mode: 0o700 })
+    t.after(() => rmSync(hostDir, { recursive: true, force: true }))
+    const BIG = 96 << 20
+    writeFileSync(`${hostDir}/big`, Buffer.alloc(BIG, 1)) // written, so its blocks are allocated
+    const racer = `
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir('/home/user')
+os.mkdir('d')
+for i in range(20):
+    os.mkdir(f'd/sub{i}')
+os.symlink('${hostDir}', 'l')
+end = time.time() + 8
+n = 0
+while time.time() < end:
+    if libc.renameat2(-100, b'd', -100, b'l', 2) != 0:
+        raise OSError(ctypes.get_errno(), 'renameat2')
+    n += 1
+print(n)
+`
+    await sbx.files.write('/home/user/racer.py', racer)
+    const run = sbx.commands.run('python3 /home/user/racer.py', { timeoutMs: 60_000 })
+    const seen = []
+    const until = Date.now() + 7000
+    while (Date.now() < until) {
+      const [m] = await sbx.getMetrics()
+      seen.push(m.diskUsed)
+    }
+    const swaps = Number((await run).stdout.trim())
+    assert.ok(swaps > 1000, `the race ran (${swaps} swaps)`)
+    const worst = Math.max(...seen)
+    t.diagnostic(`${seen.length} metrics during ${swaps} swaps; largest diskUsed ${worst} bytes`)
+    assert.ok(worst < BIG / 2, `metrics counted the host directory: diskUsed ${worst} (the host file is ${BIG} bytes)`)
   })
 })

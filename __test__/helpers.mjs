@@ -109,8 +109,25 @@ export function sandbankCgroups(ids = []) {
   return out
 }
 
+/** Whether process `pid` exists (a zombie too). */
+export function pidAlive(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Waits up to `ms` for the processes `pids` to be gone; returns those still there. */
+export async function waitGone(pids, ms) {
+  const end = Date.now() + ms
+  while (pids.some(pidAlive) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
+  return pids.filter(pidAlive)
+}
+
 /** A process's parent pid, start time (clock ticks since boot) and state, from /proc/PID/stat. */
-function procStat(pid) {
+export function procStat(pid) {
   try {
     // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so split after the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')

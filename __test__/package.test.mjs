@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { version, serverBinaryPath } from 'sandbank'
-import { repoRoot, sandbankBinary, safeRemove } from './helpers.mjs'
+import { pidAlive, procStat, repoRoot, sandbankBinary, safeRemove, waitGone } from './helpers.mjs'
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8'))
 const wrapper = join(repoRoot, 'bin', 'sandbank.js')
@@ -88,30 +88,15 @@ async function serveThroughShell() {
     setTimeout(() => reject(new Error('no "listening on" line within 60 s')), 60_000).unref()
   })
   const { pid } = JSON.parse(readFileSync(join(dataDir, 'daemon.json'), 'utf8'))
-  const launcher = Number(spawnSync('ps', ['-o', 'ppid=', '-p', String(pid)], { encoding: 'utf8' }).stdout.trim())
+  const launcher = procStat(pid).ppid
   return { shell, dataDir, server: pid, launcher }
-}
-
-const alive = (pid) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function goneWithin(pids, ms) {
-  const end = Date.now() + ms
-  while (pids.some(alive) && Date.now() < end) await new Promise((r) => setTimeout(r, 50))
-  return pids.filter(alive)
 }
 
 test('SIGTERM to the shell `npx` runs the launcher in: the launcher and the server stop too', async () => {
   const { shell, dataDir, server, launcher } = await serveThroughShell()
-  assert.ok(alive(launcher) && launcher !== shell.pid, `launcher ${launcher}`)
+  assert.ok(pidAlive(launcher) && launcher !== shell.pid, `launcher ${launcher}`)
   shell.kill('SIGTERM')
-  assert.deepEqual(await goneWithin([launcher, server], 5000), [], 'left running')
+  assert.deepEqual(await waitGone([launcher, server], 5000), [], 'left running')
   assert.equal(existsSync(join(dataDir, 'daemon.json')), false, 'the server stopped cleanly (it removes daemon.json)')
   safeRemove(dataDir)
 })
@@ -119,7 +104,7 @@ test('SIGTERM to the shell `npx` runs the launcher in: the launcher and the serv
 test('SIGKILL of the launcher: the server stops cleanly by itself', async () => {
   const { shell, dataDir, server, launcher } = await serveThroughShell()
   process.kill(launcher, 'SIGKILL')
-  assert.deepEqual(await goneWithin([server], 5000), [], 'the server outlived its launcher')
+  assert.deepEqual(await waitGone([server], 5000), [], 'the server outlived its launcher')
   assert.equal(existsSync(join(dataDir, 'daemon.json')), false, 'the server stopped cleanly (it removes daemon.json)')
   await new Promise((r) => (shell.exitCode !== null ? r() : shell.on('exit', r)))
   safeRemove(dataDir)

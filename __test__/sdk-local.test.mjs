@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
-import { allProcesses, repoRoot, safeRemove, startServer, stopAndCheck } from './helpers.mjs'
+import { allProcesses, pidAlive, repoRoot, safeRemove, startServer, stopAndCheck, waitGone } from './helpers.mjs'
 
 const CHILD = join(repoRoot, '__test__', 'fixtures', 'sdk-local-child.mjs')
 const IDLE_SECS = 2
@@ -78,23 +78,8 @@ function daemonState(home) {
   return existsSync(f) ? JSON.parse(readFileSync(f, 'utf8')) : null
 }
 
-const alive = (pid) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
 function servesFor(home) {
   return allProcesses().filter((p) => p.argv.includes('serve') && p.cmdline.includes(join(home, 'sandbank')))
-}
-
-async function waitGone(pid, ms) {
-  const end = Date.now() + ms
-  while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 100))
-  return !alive(pid)
 }
 
 after(async () => {
@@ -104,7 +89,7 @@ after(async () => {
       try {
         process.kill(p.pid, 'SIGTERM')
       } catch {}
-      await waitGone(p.pid, 10_000)
+      await waitGone([p.pid], 10_000)
     }
     safeRemove(home)
   }
@@ -124,7 +109,7 @@ describe('local default (no configuration at all)', () => {
     first = daemonState(home)
     assert.ok(first, 'daemon.json was written')
     assert.match(first.url, /^http:\/\/127\.0\.0\.1:\d+$/)
-    assert.ok(alive(first.pid), 'the daemon outlives the process that started it')
+    assert.ok(pidAlive(first.pid), 'the daemon outlives the process that started it')
     assert.equal(servesFor(home).length, 1)
   })
 
@@ -139,7 +124,7 @@ describe('local default (no configuration at all)', () => {
   })
 
   test(`the daemon exits by itself after ${IDLE_SECS} s idle and removes daemon.json`, async () => {
-    assert.ok(await waitGone(first.pid, IDLE_SECS * 1000 + 8_000), 'the idle daemon is still running')
+    assert.deepEqual(await waitGone([first.pid], IDLE_SECS * 1000 + 8_000), [], 'the idle daemon is still running')
     assert.equal(daemonState(home), null)
   })
 
@@ -147,7 +132,7 @@ describe('local default (no configuration at all)', () => {
     const r = await runChild(bareEnv(home))
     assert.equal(r.code, 0, JSON.stringify(r.result))
     const now = daemonState(home)
-    assert.ok(now && now.pid !== first.pid && alive(now.pid))
+    assert.ok(now && now.pid !== first.pid && pidAlive(now.pid))
   })
 })
 

@@ -379,7 +379,6 @@ pub const RESTARTED_WARNING: &str =
 /// returns its entry and whether it was started again on its files unasked (it was paused with
 /// its memory when the server stopped). Also what envd traffic to an auto-resuming sandbox does.
 pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> Result<(Entry, bool), ApiError> {
-    let files_only = state.registry.get(id).is_some_and(|e| e.files_only);
     let backend = state.backend.clone();
     let id2 = id.to_string();
     // On its own task: a client that goes away must not leave a half-resumed sandbox.
@@ -387,18 +386,18 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> R
         .await
         .map_err(|e| ApiError::Internal(format!("resume failed: {e}")))??;
     let end = deadline(Utc::now(), timeout)?;
-    let (socket, restarted) = match resumed {
-        Resumed::Thawed => (None, false),
+    let socket = match resumed {
+        Resumed::Thawed => None,
         Resumed::Restarted(handle) => {
             state.watch_exit(handle.id.clone(), handle.exited.clone());
-            (Some(handle.envd_socket), !files_only && !reboot)
+            Some(handle.envd_socket)
         }
     };
     let current = state.registry.get(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
-    let entry = state
-        .registry
-        .mark_running(id, end, socket.unwrap_or(current.envd_socket))
-        .ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
+    // Started again unasked only when it was paused with its memory and no reboot was asked for.
+    let restarted = socket.is_some() && !current.files_only && !reboot;
+    let socket = socket.unwrap_or(current.envd_socket);
+    let entry = state.registry.mark_running(id, end, socket).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
     tracing::info!(%id, restarted, timeout, "sandbox resumed");
     state.logs.record(id, LogLevel::Info, "sandbox resumed", &[("restarted", &restarted.to_string())]);
     Ok((entry, restarted))

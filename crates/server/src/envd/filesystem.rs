@@ -21,10 +21,9 @@ pub(super) fn path_arg(path: &str, user: &User) -> Result<PathBuf, ConnectError>
 
 /// Runs blocking file-system work off the async threads, with `user`'s credentials.
 async fn blocking<T: Send + 'static>(
-    user: &User,
+    user: User,
     f: impl FnOnce() -> Result<T, ConnectError> + Send + 'static,
 ) -> Result<T, ConnectError> {
-    let user = user.clone();
     tokio::task::spawn_blocking(move || {
         creds::as_user(&user, f).unwrap_or_else(|e| Err(ConnectError::new(Code::Internal, e.to_string())))
     })
@@ -41,7 +40,7 @@ pub async fn stat(State(envd): State<Shared>, headers: HeaderMap, body: Body) ->
     connect::unary(&headers, body, |req: PathRequest| async move {
         let user = user?;
         let path = path_arg(&req.path, &user)?;
-        blocking(&user, move || {
+        blocking(user, move || {
             let entry = entry_info(&path, &Names::load()).map_err(|e| rpc_error("stat", &path, &e))?;
             Ok(EntryResponse { entry: Some(entry) })
         })
@@ -55,7 +54,7 @@ pub async fn make_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
     connect::unary(&headers, body, |req: PathRequest| async move {
         let user = user?;
         let path = path_arg(&req.path, &user)?;
-        blocking(&user.clone(), move || {
+        blocking(user.clone(), move || {
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => {
                     return Err(ConnectError::new(Code::AlreadyExists, format!("directory {:?} already exists", req.path)))
@@ -86,7 +85,7 @@ pub async fn move_entry(State(envd): State<Shared>, headers: HeaderMap, body: Bo
         let user = user?;
         let source = path_arg(&req.source, &user)?;
         let destination = path_arg(&req.destination, &user)?;
-        blocking(&user.clone(), move || {
+        blocking(user.clone(), move || {
             std::fs::symlink_metadata(&source).map_err(|e| rpc_error("move", &source, &e))?;
             if let Some(parent) = destination.parent() {
                 create_dirs(parent, &user).map_err(|e| rpc_error("mkdir", parent, &e))?;
@@ -127,7 +126,7 @@ pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
         let user = user?;
         let path = path_arg(&req.path, &user)?;
         let depth = req.depth.max(1);
-        blocking(&user, move || {
+        blocking(user, move || {
             let meta = std::fs::metadata(&path).map_err(|e| rpc_error("list", &path, &e))?;
             if !meta.is_dir() {
                 return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));
@@ -149,7 +148,7 @@ pub async fn remove(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
         if path == Path::new("/") {
             return Err(ConnectError::new(Code::InvalidArgument, "refusing to remove \"/\""));
         }
-        blocking(&user, move || {
+        blocking(user, move || {
             // A missing path is removed already, as envd's `os.RemoveAll` has it.
             let meta = match std::fs::symlink_metadata(&path) {
                 Ok(meta) => meta,

@@ -88,6 +88,8 @@ function pythonEnv() {
     E2B_API_KEY: server.apiKey,
     PYTHONIOENCODING: 'utf-8',
     PYTHONUNBUFFERED: '1',
+    // A crash of the interpreter shows where it was (in the failure's stderr).
+    PYTHONFAULTHANDLER: '1',
   }
 }
 

@@ -202,11 +202,16 @@ describe('e2b: pause and resume', () => {
   })
 
   const bootId = async (sbx) => (await sbx.commands.run('cat /proc/sys/kernel/random/boot_id')).stdout.trim()
+  // By name, not `kill -0`: a new boot numbers its processes from 1 again, so the old pid may now be
+  // the very shell that asks.
+  const sleeping = async (sbx, pid) =>
+    (await sbx.commands.run(`[ "$(cat /proc/${pid}/comm 2>/dev/null)" = sleep ] && echo alive || echo gone`)).stdout
 
   test('pause({ keepMemory: false }) keeps the files only: connect starts it again, with a new boot id', async (t) => {
     const sbx = await create(t)
     await sbx.files.write('/home/user/fs-only.txt', 'kept')
     const bg = await sbx.commands.run('sleep 600', { background: true })
+    assert.equal(await sleeping(sbx, bg.pid), 'alive\n')
     const before = await bootId(sbx)
     assert.match(before, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
     assert.notEqual(before, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), 'not the host kernel\'s')
@@ -217,19 +222,20 @@ describe('e2b: pause and resume', () => {
     assert.equal(await back.isRunning(), true)
     assert.equal(await back.files.read('/home/user/fs-only.txt'), 'kept')
     assert.notEqual(await bootId(back), before, 'a new boot')
-    assert.equal((await back.commands.run(`kill -0 ${bg.pid} 2>/dev/null || echo gone`)).stdout, 'gone\n')
+    assert.equal(await sleeping(back, bg.pid), 'gone\n')
   })
 
   test('connect with onResume "reboot" starts a memory-paused sandbox again on its files', async (t) => {
     const sbx = await create(t)
     await sbx.files.write('/home/user/r.txt', 'kept')
     const bg = await sbx.commands.run('sleep 600', { background: true })
+    assert.equal(await sleeping(sbx, bg.pid), 'alive\n')
     const before = await bootId(sbx)
     assert.equal(await sbx.pause(), true)
     const back = await Sandbox.connect(sbx.sandboxId, { ...server.e2b(), onResume: 'reboot' })
     assert.equal(await back.files.read('/home/user/r.txt'), 'kept')
     assert.notEqual(await bootId(back), before)
-    assert.equal((await back.commands.run(`kill -0 ${bg.pid} 2>/dev/null || echo gone`)).stdout, 'gone\n')
+    assert.equal(await sleeping(back, bg.pid), 'gone\n')
   })
 
   test('lifecycle onTimeout { action: "pause", keepMemory: false }: the timeout pauses it files-only', async (t) => {

@@ -264,6 +264,7 @@ export interface SandboxInfoJs {
   /** Only from `getFullInfo` (the static `getInfo`'s response carries it too; JS drops it). */
   envdAccessToken?: string
   sandboxDomain?: string
+  rootIsHostRoot?: boolean
 }
 
 export interface SandboxInfoLifecycleJs {

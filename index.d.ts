@@ -143,6 +143,12 @@ export interface SandboxInfo {
   /** What happens when the sandbox times out. */
   lifecycle?: SandboxInfoLifecycle
   volumeMounts?: { name: string; path: string }[]
+  /**
+   * sandbank's local engine only: `true` when root in the sandbox is the host's root (a server
+   * started with `--no-userns`); absent when root inside is an unprivileged host user, and from
+   * the cloud.
+   */
+  rootIsHostRoot?: boolean
 }
 
 /** The lifecycle a sandbox was created with. */

@@ -202,6 +202,8 @@ function sandboxInfo(i) {
     network: undefined,
     lifecycle: i.lifecycle ? { onTimeout: i.lifecycle.onTimeout, autoResume: i.lifecycle.autoResume } : undefined,
     volumeMounts: [],
+    // Only when it is so: otherwise the info is the cloud SDK's, field for field.
+    ...(i.rootIsHostRoot && { rootIsHostRoot: true }),
   }
 }
 

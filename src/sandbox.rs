@@ -59,6 +59,7 @@ pub struct SandboxInfoJs {
     /// Only from `getFullInfo` (the static `getInfo`'s response carries it too; JS drops it).
     pub envd_access_token: Option<String>,
     pub sandbox_domain: Option<String>,
+    pub root_is_host_root: Option<bool>,
 }
 
 impl From<SandboxInfo> for SandboxInfoJs {
@@ -81,6 +82,7 @@ impl From<SandboxInfo> for SandboxInfoJs {
             }),
             envd_access_token: i.envd_access_token,
             sandbox_domain: i.sandbox_domain,
+            root_is_host_root: i.root_is_host_root,
         }
     }
 }

@@ -90,6 +90,8 @@ pub struct SandboxInfo {
     pub lifecycle: Option<SandboxInfoLifecycle>,
     pub envd_access_token: Option<String>,
     pub sandbox_domain: Option<String>,
+    /// sandbank's local engine only: root in the sandbox is the host's root (`--no-userns`).
+    pub root_is_host_root: Option<bool>,
 }
 
 impl From<rest::SandboxDetail> for SandboxInfo {
@@ -102,6 +104,7 @@ impl From<rest::SandboxDetail> for SandboxInfo {
             }),
             envd_access_token: d.envd_access_token,
             sandbox_domain: d.domain.filter(|d| !d.is_empty()),
+            root_is_host_root: d.root_is_host_root,
             ..SandboxInfo::from(d.base)
         }
     }
@@ -124,6 +127,7 @@ impl From<rest::ListedSandbox> for SandboxInfo {
             lifecycle: None,
             envd_access_token: None,
             sandbox_domain: None,
+            root_is_host_root: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::disk;
 use crate::egress::{self, Egress};
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
+use crate::guest_exe::GuestExe;
 use crate::userns::IdMap;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,9 @@ pub enum EngineError {
     /// Egress rules that could not be put in force (no nftables, or nft refused them).
     #[error("egress rules of sandbox {id:?}: {reason}")]
     Egress { id: String, reason: String },
+    /// A user namespace was asked for and this machine cannot give sandboxes one.
+    #[error("sandboxes cannot have a user namespace on this machine ({0}); without one, root in a sandbox is the host's root")]
+    NoUserNamespace(String),
 }
 
 /// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
@@ -73,8 +77,9 @@ pub struct EngineConfig {
     /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
     /// `None`: sandboxes get loopback only.
     pub pasta: Option<PathBuf>,
-    /// Run each sandbox in a user namespace, its root an unprivileged host user, where this
-    /// machine can ([`crate::userns`]; checked at open, see [`Engine::user_namespace`]).
+    /// Run each sandbox in a user namespace, its root an unprivileged host user
+    /// ([`crate::userns`]): checked at open, which fails with [`EngineError::NoUserNamespace`]
+    /// where this machine cannot. `false` only when asked for: root inside is the host's root.
     pub user_namespace: bool,
 }
 
@@ -213,6 +218,8 @@ pub struct Engine {
     /// must be read and changed together.
     state: Arc<Mutex<State>>,
     spawner: Spawner,
+    /// What guests are started from (see [`GuestExe`]).
+    guest_exe: GuestExe,
     /// Networks made ahead of time for sandboxes with internet access (with pasta only).
     net_pool: Option<NetPool>,
     /// The id mapping of sandboxes' user namespaces; `None`: they have none.
@@ -313,6 +320,11 @@ impl Engine {
             .map_err(io_ctx(format!("create data directory {}", layout.root().display())))?;
         layout.check_socket_room().map_err(EngineError::StartFailed)?;
         let lock = take_lock(&layout)?;
+        let guest_exe = GuestExe::open(&config.guest_exe).map_err(EngineError::StartFailed)?;
+        let userns = match config.user_namespace {
+            true => Some(crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe()).map_err(EngineError::NoUserNamespace)?),
+            false => None,
+        };
 
         let data_dir = fs::canonicalize(layout.root()).map_err(io_ctx("resolve the data directory".into()))?;
         let cgroup_name = cgroup_name(&data_dir);
@@ -348,12 +360,10 @@ impl Engine {
             disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
         }
 
-        let userns = config.user_namespace.then(|| probe_userns(&config.guest_exe, &layout)).flatten();
-
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
         let spawner = Spawner::start();
-        let net_pool = config.pasta.clone().map(|pasta| NetPool::new(pasta, config.guest_exe.clone(), userns, spawner.clone()));
+        let net_pool = config.pasta.clone().map(|pasta| NetPool::new(pasta, guest_exe.clone(), userns, spawner.clone()));
         let engine = Self {
             config,
             layout,
@@ -362,6 +372,7 @@ impl Engine {
             default_limits,
             state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default(), paused })),
             spawner,
+            guest_exe,
             net_pool,
             userns,
             _lock: lock,
@@ -374,8 +385,8 @@ impl Engine {
         &self.config.data_dir
     }
 
-    /// How sandboxes' ids map to the host's; `None`: sandboxes have no user namespace (not asked
-    /// for, or this machine cannot, as logged at open), and root inside is the host's root.
+    /// How sandboxes' ids map to the host's; `None`: sandboxes have no user namespace (the
+    /// server was told so), and root inside is the host's root.
     pub fn user_namespace(&self) -> Option<IdMap> {
         self.userns
     }
@@ -461,7 +472,7 @@ impl Engine {
         }
         // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
         let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
-        let (config_path, cgroup_procs) = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
+        let (guest_config, cgroup_procs) = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.forget(&spec.id);
@@ -469,10 +480,10 @@ impl Engine {
             }
         };
 
-        let mut cmd = std::process::Command::new(&self.config.guest_exe);
+        let mut cmd = self.guest_exe.command();
+        // The config goes on stdin: as an argument, its host paths would show in PID 1's
+        // /proc/1/cmdline.
         cmd.arg("guest")
-            .arg("--config")
-            .arg(&config_path)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .stdin(Stdio::piped())
@@ -502,7 +513,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 self.forget(&spec.id);
-                return Err(EngineError::StartFailed(format!("start {}: {e}", self.config.guest_exe.display())));
+                return Err(EngineError::StartFailed(format!("start {}: {e}", self.guest_exe.host_path().display())));
             }
         };
         let launcher = child.id() as i32;
@@ -522,6 +533,11 @@ impl Engine {
             tokio::task::spawn_blocking(move || {
                 // A guest that is gone already (ESRCH, EPIPE) says why on stdout: that is the error.
                 let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
+                match stdin.write_all(&guest_config) {
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(format!("give the guest its config: {e}")),
+                    Ok(()) => {}
+                }
                 for procs in &cgroup_procs {
                     match fs::write(procs, launcher.to_string()) {
                         Err(e) if gone(&e) => return Ok(()),
@@ -588,8 +604,8 @@ impl Engine {
         }
     }
 
-    /// Makes the sandbox's directories, cgroup and guest config; returns the config's path and
-    /// the cgroup's `cgroup.procs` files.
+    /// Makes the sandbox's directories, cgroup and guest config; returns the config (one line of
+    /// JSON, for the guest's stdin) and the cgroup's `cgroup.procs` files.
     fn prepare(
         &self,
         spec: &SandboxSpec,
@@ -598,7 +614,7 @@ impl Engine {
         dir: &SandboxDir,
         internet: bool,
         namespaces_of: Option<i32>,
-    ) -> Result<(PathBuf, Vec<PathBuf>), EngineError> {
+    ) -> Result<(Vec<u8>, Vec<PathBuf>), EngineError> {
         // A paused sandbox started again already has its files (and its disk, mounted at start).
         let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
@@ -639,9 +655,9 @@ impl Engine {
             userns: self.userns,
             namespaces_of,
         };
-        let json = serde_json::to_vec(&config).expect("guest config serializes");
-        fs::write(dir.config(), json).map_err(io_ctx("write the guest config".into()))?;
-        Ok((dir.config(), cgroup_procs))
+        let mut json = serde_json::to_vec(&config).expect("guest config serializes");
+        json.push(b'\n');
+        Ok((json, cgroup_procs))
     }
 
     /// Waits for the launcher to exit, then removes the sandbox's cgroup and directory, drops
@@ -1291,18 +1307,6 @@ fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError> {
     lock.set_len(0).map_err(io_ctx("truncate the lock file".into()))?;
     write!(lock, "{}", std::process::id()).map_err(io_ctx("write the lock file".into()))?;
     Ok(lock)
-}
-
-/// The user namespace sandboxes get, if this machine can give them one; said in the log if not.
-fn probe_userns(guest_exe: &Path, layout: &Layout) -> Option<IdMap> {
-    crate::userns::check(guest_exe, &layout.userns_probe())
-        .inspect_err(|why| {
-            tracing::warn!(
-                "sandboxes get no user namespace ({why}): root in a sandbox is the host's root, \
-                 confined by its capability set, seccomp and the /proc and /sys masks"
-            )
-        })
-        .ok()
 }
 
 /// A layer being published, in `State::publishing` for as long as this lives (however the

@@ -69,11 +69,13 @@ pub struct GuestInit {
     pub env_vars: BTreeMap<String, String>,
 }
 
-/// Enters the sandbox. Returns only in PID 1 inside it, with the root pivoted and the
-/// listener bound; the launching process waits for PID 1 and exits with it.
-pub fn enter(config_path: &Path) -> Result<GuestInit, String> {
-    let text = fs::read_to_string(config_path).map_err(|e| format!("read {}: {e}", config_path.display()))?;
-    let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", config_path.display()))?;
+/// Enters the sandbox, as its config (the first line on stdin) says. Returns only in PID 1
+/// inside it, with the root pivoted and the listener bound; the launching process waits for
+/// PID 1 and exits with it.
+pub fn enter() -> Result<GuestInit, String> {
+    let mut text = String::new();
+    std::io::stdin().read_line(&mut text).map_err(|e| format!("read the config on stdin: {e}"))?;
+    let config: GuestConfig = serde_json::from_str(&text).map_err(|e| format!("parse the config on stdin: {e}"))?;
     let parent = nix::unistd::getppid();
     // The network namespace comes first: the engine connects the sandbox's network to it (through
     // this process) while the rest is set up.
@@ -187,7 +189,8 @@ fn fail(why: &str) -> ! {
 }
 
 /// In the first process, as host root: mounts the sandbox's root with the host files laid over
-/// it, binds envd's socket (at its host path: the server connects to it from outside) and moves
+/// it, binds envd's socket (in the sandbox's host directory: the server connects to it from
+/// outside) and moves
 /// into the root, which PID 1 inherits as its working directory (with a user namespace, its root
 /// cannot look up host paths such as the data directory).
 fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<UnixListener, String> {
@@ -215,8 +218,14 @@ fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<Unix
         mount(Some(host.as_path()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| format!("bind {} over {}: {e}", host.display(), inside.display()))?;
     }
-    let _ = fs::remove_file(&c.envd_socket);
-    let listener = UnixListener::bind(&c.envd_socket).map_err(|e| format!("bind {}: {e}", c.envd_socket.display()))?;
+    // Bound by its name from its directory: the kernel shows the path it was bound with in the
+    // sandbox's /proc/net/unix, and the host's path is not the sandbox's business.
+    let (Some(socket_dir), Some(socket_name)) = (c.envd_socket.parent(), c.envd_socket.file_name()) else {
+        return Err(format!("bad envd socket path {}", c.envd_socket.display()));
+    };
+    chdir(socket_dir).map_err(|e| format!("chdir {}: {e}", socket_dir.display()))?;
+    let _ = fs::remove_file(socket_name);
+    let listener = UnixListener::bind(socket_name).map_err(|e| format!("bind {}: {e}", c.envd_socket.display()))?;
     chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
     Ok(listener)
 }

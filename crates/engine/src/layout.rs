@@ -11,7 +11,6 @@
 //! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
 //! <data>/sandboxes/<id>/          one running sandbox:
-//!     config.json                 what the guest reads at start
 //!     layer/root, layer/usr       the writable upper layers (/ and /usr)
 //!     work/root, work/usr         overlayfs work directories
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
@@ -117,9 +116,6 @@ impl SandboxDir {
     /// The image of the sandbox's own disk (with a disk limit), mounted on its directory.
     pub fn disk_image(&self) -> PathBuf {
         self.0.with_extension("img")
-    }
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.json")
     }
     pub fn upper_root(&self) -> PathBuf {
         self.0.join("layer/root")

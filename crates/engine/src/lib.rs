@@ -16,6 +16,7 @@ pub mod disk;
 pub mod egress;
 pub mod engine;
 pub mod guest;
+pub mod guest_exe;
 pub mod id;
 pub mod layout;
 pub mod merge;

@@ -32,6 +32,19 @@ pub fn clone_tree(path: &Path, recursive: bool) -> Result<OwnedFd, String> {
 /// Makes the detached tree `tree` show its files through `userns`'s id mapping.
 pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    set_attributes(tree, MOUNT_ATTR_IDMAP, userns.as_raw_fd() as u64)
+}
+
+/// Makes the detached tree `tree` read-only, setuid-less and device-less: no write, chmod,
+/// chown or xattr lands on its files through it, whatever the caller's capabilities (EROFS).
+pub fn set_read_only(tree: &OwnedFd) -> Result<(), String> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOSUID: u64 = 0x2;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    set_attributes(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0)
+}
+
+fn set_attributes(tree: &OwnedFd, attr_set: u64, userns_fd: u64) -> Result<(), String> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -39,7 +52,7 @@ pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd };
     // SAFETY: mount_setattr(2) on the tree's fd with an empty path and a live mount_attr of the
     // size passed.
     let r = unsafe {

@@ -6,13 +6,14 @@
 //! made once that sandbox has started (not meanwhile: on two cores, making it would slow the
 //! start it is meant to speed up).
 
+use crate::guest_exe::GuestExe;
 use crate::net::Pasta;
 use crate::spawner::Spawner;
 use crate::userns::IdMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +32,7 @@ struct Inner {
     making: AtomicBool,
     closed: AtomicBool,
     pasta: PathBuf,
-    guest_exe: PathBuf,
+    guest_exe: GuestExe,
     userns: Option<IdMap>,
     spawner: Spawner,
 }
@@ -73,7 +74,7 @@ impl Drop for Holder {
 }
 
 impl NetPool {
-    pub(crate) fn new(pasta: PathBuf, guest_exe: PathBuf, userns: Option<IdMap>, spawner: Spawner) -> Self {
+    pub(crate) fn new(pasta: PathBuf, guest_exe: GuestExe, userns: Option<IdMap>, spawner: Spawner) -> Self {
         let inner = Inner {
             ready: Mutex::new(Vec::new()),
             making: AtomicBool::new(false),
@@ -138,7 +139,7 @@ impl NetPool {
 }
 
 async fn make(inner: &Inner) -> Result<ReadyNet, String> {
-    let mut cmd = Command::new(&inner.guest_exe);
+    let mut cmd = inner.guest_exe.command();
     cmd.args(["guest", "--hold-namespaces"]).env_clear().stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
     let namespaces = if inner.userns.is_some() { libc::CLONE_NEWUSER | libc::CLONE_NEWNET } else { libc::CLONE_NEWNET };
     // SAFETY: only async-signal-safe calls (setsid, unshare, prctl) between fork and exec.
@@ -156,7 +157,7 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
             Ok(())
         });
     }
-    let holder = Holder(inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.display()))?);
+    let holder = Holder(inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.host_path().display()))?);
     let pid = holder.0.id() as i32;
     if let Some(map) = &inner.userns {
         map.write_maps(pid)?;

@@ -14,13 +14,13 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("guest") {
-        if args[2] == "--hold-namespaces" {
+        if args.get(2).map(String::as_str) == Some("--hold-namespaces") {
             std::process::exit(sandbank_engine::netpool::hold_namespaces_main().into());
         }
-        if args[2] == "--probe-userns" {
+        if args.get(2).map(String::as_str) == Some("--probe-userns") {
             std::process::exit(sandbank_engine::guest::probe_userns_main(Path::new(&args[3])).into());
         }
-        stub_guest(Path::new(&args[3]));
+        stub_guest();
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let tests: &[(&str, fn())] = &[
@@ -36,6 +36,7 @@ fn main() {
         ("internet_access_through_pasta", internet_access_through_pasta),
         ("internet_access_without_pasta", internet_access_without_pasta),
         ("internet_access_when_pasta_fails", internet_access_when_pasta_fails),
+        ("no_user_namespace_is_refused_unless_asked_for", no_user_namespace_is_refused_unless_asked_for),
         ("leftovers_are_quarantined_and_stale_cgroups_removed", leftovers_are_quarantined_and_stale_cgroups_removed),
     ];
     let (mut passed, mut failed) = (0, 0);
@@ -52,8 +53,8 @@ fn main() {
 }
 
 /// PID 1 of a test sandbox: one `sh -c` per connection, its output written back.
-fn stub_guest(config: &Path) -> ! {
-    let init = sandbank_engine::guest::enter(config).unwrap_or_else(|e| {
+fn stub_guest() -> ! {
+    let init = sandbank_engine::guest::enter().unwrap_or_else(|e| {
         eprintln!("stub guest: {e}");
         std::process::exit(1)
     });
@@ -123,13 +124,15 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     assert_eq!(run(&sb.envd_socket, "cat /etc/hostname").trim(), spec.id);
     assert!(run(&sb.envd_socket, "getent hosts $(hostname)").starts_with("127.0.1.1"), "the sandbox resolves its own name");
     let init = run(&sb.envd_socket, "tr '\\0' ' ' < /proc/1/cmdline");
-    assert!(init.contains(" guest --config "), "PID 1 is the guest: {init}");
+    assert_eq!(init, "sandbank guest ", "PID 1 is the guest, and no host path is in its command line");
     assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
     let passwd = run(&sb.envd_socket, "grep ^user: /etc/passwd");
     assert!(passwd.starts_with("user:x:1000:1000:"), "{passwd}");
     assert_eq!(run(&sb.envd_socket, "ls -A /home; ls -A /root").trim(), "user", "no host homes");
     let data_dir = tmp.path().display().to_string();
     assert!(run(&sb.envd_socket, &format!("ls {data_dir} 2>&1")).contains("No such file"));
+    let sockets = run(&sb.envd_socket, "cat /proc/net/unix");
+    assert!(sockets.contains(" envd.sock\n") && !sockets.contains(&data_dir), "the envd socket, by its name only: {sockets}");
     assert!(run(&sb.envd_socket, "cat /etc/shadow").lines().all(|l| l.split(':').nth(1) == Some("*")));
     let procs = run(&sb.envd_socket, "ls /proc | grep -c '^[0-9]'");
     assert!(procs.trim().parse::<u32>().unwrap() <= 4, "only the sandbox's processes: {procs}");
@@ -659,6 +662,19 @@ fn internet_access_without_pasta() {
     assert!(run(&sb.envd_socket, "getent hosts pypi.org; echo rc=$?").contains("rc=2"));
     assert!(started.elapsed().as_secs() < 3, "DNS without network failed in {:?}", started.elapsed());
     rt.block_on(engine.shutdown());
+}
+
+/// A machine that cannot give sandboxes a user namespace (here: a guest whose check fails)
+/// does not silently run them with root inside as the host's root: that takes asking.
+fn no_user_namespace_is_refused_unless_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |user_namespace| EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/false".into(), disk_limit_mb: None, pasta: None, user_namespace };
+    match Engine::open(config(true)) {
+        Err(e @ EngineError::NoUserNamespace(_)) => assert!(e.to_string().contains("root in a sandbox is the host's root"), "{e}"),
+        other => panic!("expected NoUserNamespace, got {other:?}"),
+    }
+    let engine = Engine::open(config(false)).expect("opens when asked to run without one");
+    assert_eq!(engine.user_namespace(), None);
 }
 
 fn internet_access_when_pasta_fails() {

@@ -156,6 +156,10 @@ pub struct SandboxDetail {
     pub lifecycle: Option<Lifecycle>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<SandboxNetwork>,
+    /// sandbank's own: root in the sandbox is the host's root (a server started with
+    /// `--no-userns`). The cloud does not send it.
+    #[serde(rename = "rootIsHostRoot", default, skip_serializing_if = "Option::is_none")]
+    pub root_is_host_root: Option<bool>,
 }
 
 /// An item of `GET /sandboxes/{id}/metrics`. Bytes; `cpuUsedPct` is of all its CPUs.

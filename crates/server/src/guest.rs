@@ -1,10 +1,9 @@
 //! `sandbank guest`: enter the sandbox, then serve envd as its PID 1.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-pub fn main(config: &Path) -> ExitCode {
-    let init = match sandbank_engine::guest::enter(config) {
+pub fn main() -> ExitCode {
+    let init = match sandbank_engine::guest::enter() {
         Ok(init) => init,
         Err(e) => {
             eprintln!("sandbank guest: {e}");

@@ -45,15 +45,14 @@ enum Command {
     },
     /// PID 1 inside a sandbox (started by `serve`, not by hand).
     #[command(hide = true)]
+    /// With neither flag, its config is the first line on stdin.
     Guest {
-        #[arg(long, required_unless_present_any = ["probe_userns", "hold_namespaces"])]
-        config: Option<PathBuf>,
         /// Keep this process's namespaces until stdin closes (a network made ahead of time).
-        #[arg(long, conflicts_with_all = ["config", "probe_userns"])]
+        #[arg(long, conflicts_with = "probe_userns")]
         hold_namespaces: bool,
         /// Check whether sandboxes can have a user namespace, on scratch directories here; exit
         /// 0 if so, else say why on stderr.
-        #[arg(long, value_name = "SCRATCH_DIR", conflicts_with = "config")]
+        #[arg(long, value_name = "SCRATCH_DIR")]
         probe_userns: Option<PathBuf>,
     },
 }
@@ -70,7 +69,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(sandbank_engine::guest::probe_userns_main(&scratch))
         }
         Command::Guest { hold_namespaces: true, .. } => std::process::ExitCode::from(sandbank_engine::netpool::hold_namespaces_main()),
-        Command::Guest { config: Some(config), .. } => guest::main(&config),
-        Command::Guest { .. } => unreachable!("clap requires --config, --probe-userns or --hold-namespaces"),
+        Command::Guest { .. } => guest::main(),
     }
 }

@@ -3,7 +3,7 @@
 use crate::api::{self, AppState};
 use crate::http_server;
 use anyhow::Context as _;
-use sandbank_engine::{Engine, EngineConfig};
+use sandbank_engine::{Engine, EngineConfig, EngineError};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -33,8 +33,9 @@ pub struct ServeArgs {
     /// data directory's filesystem).
     #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
     pub disk_limit_mb: u64,
-    /// Run sandboxes without a user namespace even where this machine supports one: root in a
-    /// sandbox is then the host's root (confined by capabilities, seccomp and masks).
+    /// Run sandboxes without a user namespace: root in a sandbox is then the host's root
+    /// (confined by capabilities, seccomp and masks). Without it, a machine that cannot give
+    /// sandboxes a user namespace makes the server refuse to start, saying why.
     #[arg(long, env = "SANDBANK_NO_USERNS")]
     pub no_userns: bool,
     /// Close a connection whose request headers have not all arrived this many seconds after the
@@ -156,8 +157,14 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
             .inspect_err(|why| tracing::warn!("{why}: sandboxes get loopback only"))
             .ok();
         let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta, user_namespace: !args.no_userns };
-        let engine =
-            tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")??;
+        let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")?.map_err(
+            |e| match e {
+                EngineError::NoUserNamespace(_) => {
+                    anyhow::anyhow!("{e}: to run them so, start the server with --no-userns (or SANDBANK_NO_USERNS=1)")
+                }
+                e => e.into(),
+            },
+        )?;
         engine.prepare_network();
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));

@@ -370,6 +370,22 @@ async fn doctor_reports_this_machine() {
     assert_eq!(dd.0, "missing", "{dd:?}");
 }
 
+#[tokio::test]
+async fn doctor_says_when_root_inside_is_host_root() {
+    let empty = tempfile::tempdir().unwrap();
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"))
+        .arg("doctor")
+        .env("SANDBANK_DATA_DIR", empty.path())
+        .env("SANDBANK_NO_USERNS", "1")
+        .output()
+        .await
+        .unwrap();
+    let lines = doctor_lines(&stdout(&o));
+    let mapping = lines.iter().find(|(_, c, _)| c == "root mapping").unwrap();
+    assert_eq!(mapping.0, "warn", "{mapping:?}");
+    assert!(mapping.2.contains("root in a sandbox is the host's root"), "{mapping:?}");
+}
+
 /// A fake control plane: two pages of sandboxes and of snapshots (`x-next-token`), and a
 /// snapshot that takes a second. Returns its URL and the query strings it saw.
 async fn fake_cloud() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {

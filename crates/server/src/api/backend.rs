@@ -12,6 +12,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Backend: Send + Sync + 'static {
     fn template_exists(&self, name: &str) -> bool;
     fn default_limits(&self) -> Limits;
+    /// Whether root in a sandbox is the host's root: sandboxes have no user namespace, as the
+    /// server was told (`--no-userns`).
+    fn root_is_host_root(&self) -> bool;
     fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>>;
     fn kill<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, EngineError>>;
     /// Freezes a running sandbox; `api` is kept with it and comes back from [`Backend::paused`].
@@ -50,6 +53,10 @@ impl Backend for Engine {
 
     fn default_limits(&self) -> Limits {
         Engine::default_limits(self)
+    }
+
+    fn root_is_host_root(&self) -> bool {
+        self.user_namespace().is_none()
     }
 
     fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>> {

@@ -62,13 +62,14 @@ fn listed(e: &Entry) -> ListedSandbox {
     }
 }
 
-fn detail(e: &Entry) -> SandboxDetail {
+fn detail(e: &Entry, root_is_host_root: bool) -> SandboxDetail {
     SandboxDetail {
         base: listed(e),
         envd_access_token: Some(e.access_token.clone()),
         domain: None,
         allow_internet_access: Some(e.internet),
         network: e.network.clone(),
+        root_is_host_root: Some(root_is_host_root),
         lifecycle: Some(rest::Lifecycle {
             auto_resume: e.lifecycle.auto_resume,
             on_timeout: if e.lifecycle.pause_on_timeout { "pause" } else { "kill" }.into(),
@@ -159,7 +160,7 @@ pub async fn create(
 
 pub async fn get_one(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<Json<SandboxDetail>, ApiError> {
     let entry = state.registry.get(&id).ok_or(ApiError::SandboxNotFound(id))?;
-    Ok(Json(detail(&entry)))
+    Ok(Json(detail(&entry, state.backend.root_is_host_root())))
 }
 
 /// The filters common to both lists: `metadata` (all pairs must match) and `state`.

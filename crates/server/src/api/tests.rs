@@ -110,6 +110,10 @@ impl Backend for Fake {
         Limits { cpu_count: 2, memory_mb: 512, pids: 256, disk_mb: 4096 }
     }
 
+    fn root_is_host_root(&self) -> bool {
+        false
+    }
+
     fn create(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<SandboxHandle, EngineError>> {
         Box::pin(async move {
             let sock = self.dir.path().join(format!("{}.sock", spec.id));

@@ -119,6 +119,12 @@ fn user_namespace() -> Check {
     // On the data directory's filesystem, without creating the directory.
     let scratch = existing_ancestor(&dir).join(format!(".sandbank-doctor-userns-{}", std::process::id()));
     match sandbank_engine::userns::check(&exe, &scratch) {
+        Ok(_) if no_userns_asked() => check(
+            Status::Warn,
+            NAME,
+            "SANDBANK_NO_USERNS is set: sandboxes run without the user namespace this machine could give them, and root \
+             in a sandbox is the host's root",
+        ),
         Ok(map) => check(
             Status::Ok,
             NAME,
@@ -129,15 +135,29 @@ fn user_namespace() -> Check {
                 map.host_base + map.count - 1
             ),
         ),
-        Err(why) => check(
+        Err(why) if no_userns_asked() => check(
             Status::Warn,
             NAME,
             format!(
-                "no user namespace for sandboxes ({why}): root in a sandbox is the host's root, confined by \
-                 capabilities, seccomp and masks (needs Linux 5.19+ and idmapped mounts on the data directory's filesystem)"
+                "no user namespace for sandboxes (SANDBANK_NO_USERNS is set; and this machine cannot: {why}): root in a \
+                 sandbox is the host's root, confined by capabilities, seccomp and masks"
+            ),
+        ),
+        Err(why) => check(
+            Status::Missing,
+            NAME,
+            format!(
+                "sandboxes cannot have a user namespace here ({why}; it needs Linux 5.19+ and idmapped mounts on the data \
+                 directory's filesystem), so `sandbank serve` refuses to start; with --no-userns (SANDBANK_NO_USERNS=1) it \
+                 runs them with root inside as the host's root"
             ),
         ),
     }
+}
+
+/// What `sandbank serve` reads for `--no-userns` (clap's boolean env: set and not false/0).
+fn no_userns_asked() -> bool {
+    std::env::var("SANDBANK_NO_USERNS").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "n" | "f" | "no" | "off" | "false"))
 }
 
 fn kernel() -> Check {

@@ -667,3 +667,63 @@ __attribute__((constructor)) static void evil(void) {
     await attack(t, await victim(t), server, false)
   })
 })
+
+describe('kernel budgets', () => {
+  // Issue 21, finding 3: the kernel charges per-user budgets (inotify instances and watches,
+  // pending signals, …) up the user-namespace chain to each namespace's owner. Every sandbox's
+  // namespace was owned by host root, so `user` in one sandbox holding 128 inotify instances made
+  // host root's inotify_init1 fail with EMFILE, and watchDir in every other sandbox.
+  const INOTIFY = 'import ctypes; libc = ctypes.CDLL(None, use_errno=True)'
+  test('inotify: a sandbox that takes every instance it may have leaves the host and other sandboxes theirs', async (t) => {
+    const hog = await victim(t)
+    const other = await victim(t)
+    await hog.files.write('/home/user/hog.py', `${INOTIFY}
+import os, time
+fds = []
+while True:
+    fd = libc.inotify_init1(0)
+    if fd < 0:
+        break
+    fds.append(fd)
+print(len(fds), os.strerror(ctypes.get_errno()), flush=True)
+time.sleep(120)
+`)
+    let said = ''
+    const holding = await hog.commands.run('python3 /home/user/hog.py', { background: true, onStdout: (d) => { said += d } })
+    t.after(() => holding.kill().catch(() => {}))
+    await eventually(() => assert.match(said, /^\d+ Too many open files\n/))
+    t.diagnostic(`the hog holds ${said.trim()}`)
+    const held = Number(said.split(' ')[0])
+    assert.ok(held >= 100, `the sandbox had its own budget (${held} instances)`)
+
+    const host = spawnSync('python3', ['-c', `${INOTIFY}\nimport os\nfd = libc.inotify_init1(0)\nprint('ok' if fd >= 0 else os.strerror(ctypes.get_errno()))`], { encoding: 'utf8' })
+    assert.equal(host.stdout.trim(), 'ok', `host root's inotify_init1: ${host.stdout}${host.stderr}`)
+    const watcher = await other.files.watchDir('/home/user', () => {})
+    await watcher.stop()
+    const inside = await sh(other, `python3 -c "${INOTIFY}; import os; print('ok' if libc.inotify_init1(0) >= 0 else os.strerror(ctypes.get_errno()))"`)
+    assert.equal(inside.stdout.trim(), 'ok', inside.out)
+
+    // Because each sandbox's user namespace has an owner of its own, neither host root nor the
+    // other sandbox's (ioctl NS_GET_OWNER_UID on a process of each, from the host).
+    const owners = []
+    for (const sbx of [hog, other]) {
+      const ns = (await sbx.commands.run('readlink /proc/self/ns/user')).stdout.trim()
+      const owner = spawnSync('python3', ['-c', `
+import fcntl, os, struct
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        if os.readlink(f'/proc/{pid}/ns/user') != '${ns}':
+            continue
+        fd = os.open(f'/proc/{pid}/ns/user', os.O_RDONLY)
+    except OSError:
+        continue
+    print(struct.unpack('I', fcntl.ioctl(fd, 0xb704, b'\\0' * 4))[0])
+    break
+`], { encoding: 'utf8' })
+      owners.push(Number(owner.stdout.trim()))
+    }
+    t.diagnostic(`owners of the two sandboxes' user namespaces: ${owners.join(', ')}`)
+    assert.ok(owners.every((o) => o >= 2_000_000_000), `owned by unprivileged host ids: ${owners}`)
+    assert.notEqual(owners[0], owners[1])
+  })
+})

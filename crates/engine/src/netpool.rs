@@ -9,7 +9,7 @@
 use crate::guest_exe::GuestExe;
 use crate::net::Pasta;
 use crate::spawner::Spawner;
-use crate::userns::IdMap;
+use crate::userns::{IdMap, Owner};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -142,10 +142,16 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     let mut cmd = inner.guest_exe.command();
     cmd.args(["guest", "--hold-namespaces"]).env_clear().stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
     let namespaces = if inner.userns.is_some() { libc::CLONE_NEWUSER | libc::CLONE_NEWNET } else { libc::CLONE_NEWNET };
-    // SAFETY: only async-signal-safe calls (setsid, unshare, prctl) between fork and exec.
+    // The user namespace is its sandbox's: owned by a host uid of its own (see `Owner`).
+    let owner = inner.userns.map(|_| Owner::fresh());
+    // SAFETY: only async-signal-safe calls (setsid, setresuid, capset, unshare, prctl) between
+    // fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
+            if let Some(owner) = owner {
+                owner.become_euid()?;
+            }
             if libc::unshare(namespaces) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

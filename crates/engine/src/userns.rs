@@ -10,9 +10,14 @@
 //! mounted it, and an idmapped upper layer only takes writes from ids it maps: so the overlay is
 //! mounted with the fsuid of the sandbox's root ([`as_mapped_root`]), capabilities kept.
 //!
-//! Where the kernel or a filesystem cannot do this, [`probe`] says why, and the engine runs
-//! sandboxes without a user namespace (root inside is then the host's root, confined by the
-//! capability set, seccomp and the masks of `guest`).
+//! Each sandbox's user namespace is owned by a host uid of its own ([`Owner`]): the kernel charges
+//! per-user budgets (inotify instances and watches, pending signals, …) up the namespace chain to
+//! each namespace's owner, so one sandbox exhausting its own leaves the host's root and the other
+//! sandboxes theirs.
+//!
+//! Where the kernel or a filesystem cannot do this, [`probe`] says why, and the engine refuses to
+//! run sandboxes unless told to run them without a user namespace (root inside is then the host's
+//! root, confined by the capability set, seccomp and the masks of `guest`).
 
 use crate::mounts;
 use serde::{Deserialize, Serialize};
@@ -50,6 +55,35 @@ impl IdMap {
     }
 }
 
+/// The host uid that owns one sandbox's user namespace: drawn at random from a range nothing
+/// else uses (above the sandboxes' own ids and the id ranges `/etc/subuid` and LXD give out), so
+/// no two live sandboxes share one in practice (1 in 14 million per pair). No process runs as
+/// it; it only names the account the kernel charges the sandbox's per-user budgets to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner(pub u32);
+
+impl Owner {
+    const RANGE: std::ops::Range<u32> = 2_000_000_000..2_147_000_000;
+
+    pub fn fresh() -> Self {
+        Owner(rand::random_range(Self::RANGE))
+    }
+
+    /// Makes this process's effective uid the owner's, its capabilities kept (the real and
+    /// saved uids stay root's), so that the user namespace it makes next is the owner's; a
+    /// host that restricts unprivileged user namespaces (Ubuntu's AppArmor) still sees
+    /// CAP_SYS_ADMIN. Async-signal-safe (raw syscalls only): for a child before exec.
+    pub fn become_euid(self) -> io::Result<()> {
+        // SAFETY: setresuid(2) changing only the effective uid.
+        if unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, self.0, u32::MAX) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Leaving euid 0 cleared the effective set; the permitted one is intact.
+        let sets = crate::caps::get()?;
+        crate::caps::set(crate::caps::CapSets { effective: sets.permitted, ..sets })
+    }
+}
+
 /// `clone3(2)` with namespace flags and no new stack: returns like `fork`, `0` in the child. Only
 /// for a single-threaded caller (as `fork`: the child may then run any code).
 pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
@@ -75,9 +109,9 @@ pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
     Ok(pid as i32)
 }
 
-/// A sandbox's user namespace, with `map`, and a network namespace it owns, held by their
-/// descriptors. Made by a short-lived child (a process cannot give itself a mapping other than
-/// its own id). Single-threaded callers only.
+/// A sandbox's user namespace, with `map` and a fresh [`Owner`], and a network namespace it owns,
+/// held by their descriptors. Made by a short-lived child (a process cannot give itself a mapping
+/// other than its own id). Single-threaded callers only.
 #[derive(Debug)]
 pub struct Namespaces {
     pub user: OwnedFd,
@@ -91,20 +125,43 @@ impl Namespaces {
     }
 
     pub fn new(map: &IdMap) -> Result<Self, String> {
+        let owner = Owner::fresh();
+        let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let pid = clone_into(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
+        let pid = clone_into(0)?;
         if pid == 0 {
-            // The child only waits for its parent to be done with it (the end of the pipe).
-            drop(wait_w);
+            // The child makes the namespaces as their owner, says so (or why not), then waits for
+            // its parent to be done with it (the end of the pipe).
+            drop((ready_r, wait_w));
+            let made = owner.become_euid().and_then(|()| {
+                // SAFETY: unshare(2) with namespace flags.
+                match unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } {
+                    0 => Ok(()),
+                    _ => Err(io::Error::last_os_error()),
+                }
+            });
+            let status = [made.map_or_else(|e| e.raw_os_error().unwrap_or(libc::EIO) as u8, |()| 0)];
             let mut byte = [0u8];
-            // SAFETY: read(2) into a live one-byte buffer, then _exit(2).
+            // SAFETY: write(2) and read(2) of live one-byte buffers, then _exit(2).
             unsafe {
+                libc::write(ready_w.as_raw_fd(), status.as_ptr().cast(), 1);
                 libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
                 libc::_exit(0)
             }
         }
-        drop(wait_r);
-        let result = map.write_maps(pid).and_then(|()| Self::of(pid));
+        drop((ready_w, wait_r));
+        let mut status = [0u8];
+        let said = loop {
+            match nix::unistd::read(&ready_r, &mut status) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
+        let result = match said {
+            Ok(1) if status[0] == 0 => map.write_maps(pid).and_then(|()| Self::of(pid)),
+            Ok(1) => Err(format!("make the user namespace as uid {}: {}", owner.0, io::Error::from_raw_os_error(status[0].into()))),
+            _ => Err("make the user namespace: the child died".into()),
+        };
         drop(wait_w);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         result

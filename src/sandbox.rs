@@ -170,8 +170,10 @@ fn url_opts(o: Option<UrlOptions>) -> SandboxUrlOpts {
     SandboxUrlOpts { user: o.user, use_signature_expiration: o.use_signature_expiration }
 }
 
-/// `getSignature`'s result.
+/// `getSignature`'s result. (Only JS calls these: a test build of the addon cannot link
+/// against Node's symbols, so nothing there uses them.)
 #[napi(object)]
+#[cfg_attr(test, allow(dead_code))]
 pub struct SignatureJs {
     pub signature: String,
     /// Unix seconds; `null` without an expiration.
@@ -180,6 +182,7 @@ pub struct SignatureJs {
 
 /// `getSignature({path, operation, user, expirationInSeconds, envdAccessToken})`.
 #[napi]
+#[cfg_attr(test, allow(dead_code))]
 pub fn get_file_signature(
     path: String,
     operation: String,
@@ -453,3 +456,4 @@ impl JsSandbox {
         self.inner.list_snapshots(limit, next_token).map(JsSnapshotPaginator::new).napi()
     }
 }
+

@@ -87,7 +87,12 @@ impl JsCommands {
 
     /// Starts and returns once the process has started; `stream` delivers output chunks.
     #[napi]
-    pub async fn start(&self, cmd: String, opts: Option<CommandOptions>, stream: bool) -> napi::Result<JsCommandHandle> {
+    pub async fn start(
+        &self,
+        cmd: String,
+        opts: Option<CommandOptions>,
+        stream: bool,
+    ) -> napi::Result<JsCommandHandle> {
         let c = self.inner.clone();
         c.start(&cmd, start_opts(opts, stream)).await.map(JsCommandHandle::new).napi()
     }
@@ -101,7 +106,11 @@ impl JsCommands {
         stream: bool,
     ) -> napi::Result<JsCommandHandle> {
         let c = self.inner.clone();
-        let o = CommandConnectOpts { timeout_ms: ms(timeout_ms), request_timeout_ms: ms(request_timeout_ms), stream_output: stream };
+        let o = CommandConnectOpts {
+            timeout_ms: ms(timeout_ms),
+            request_timeout_ms: ms(request_timeout_ms),
+            stream_output: stream,
+        };
         c.connect(pid, o).await.map(JsCommandHandle::new).napi()
     }
 

@@ -97,7 +97,10 @@ pub struct WriteEntryJs {
 
 fn fs_opts(o: &Option<FsOptions>) -> FilesystemOpts {
     let o = o.as_ref();
-    FilesystemOpts { user: o.and_then(|o| o.user.clone()), request_timeout_ms: ms(o.and_then(|o| o.request_timeout_ms)) }
+    FilesystemOpts {
+        user: o.and_then(|o| o.user.clone()),
+        request_timeout_ms: ms(o.and_then(|o| o.request_timeout_ms)),
+    }
 }
 
 fn write_opts(o: &Option<FsOptions>) -> WriteOpts {
@@ -150,21 +153,35 @@ impl JsFiles {
     }
 
     #[napi]
-    pub async fn write(&self, path: String, data: Either<String, Buffer>, opts: Option<FsOptions>) -> napi::Result<WriteInfoJs> {
+    pub async fn write(
+        &self,
+        path: String,
+        data: Either<String, Buffer>,
+        opts: Option<FsOptions>,
+    ) -> napi::Result<WriteInfoJs> {
         let f = self.inner.clone();
         let d = self::data(data);
         f.write(&path, d, write_opts(&opts)).await.map(WriteInfoJs::from).napi()
     }
 
     #[napi]
-    pub async fn write_files(&self, files: Vec<WriteEntryJs>, opts: Option<FsOptions>) -> napi::Result<Vec<WriteInfoJs>> {
+    pub async fn write_files(
+        &self,
+        files: Vec<WriteEntryJs>,
+        opts: Option<FsOptions>,
+    ) -> napi::Result<Vec<WriteInfoJs>> {
         let f = self.inner.clone();
         let entries = files.into_iter().map(|e| WriteEntry { path: e.path, data: data(e.data) }).collect();
         f.write_files(entries, write_opts(&opts)).await.map(|v| v.into_iter().map(WriteInfoJs::from).collect()).napi()
     }
 
     #[napi]
-    pub async fn list(&self, path: String, depth: Option<i64>, opts: Option<FsOptions>) -> napi::Result<Vec<EntryInfoJs>> {
+    pub async fn list(
+        &self,
+        path: String,
+        depth: Option<i64>,
+        opts: Option<FsOptions>,
+    ) -> napi::Result<Vec<EntryInfoJs>> {
         let f = self.inner.clone();
         f.list(&path, depth, fs_opts(&opts)).await.map(|v| v.into_iter().map(EntryInfoJs::from).collect()).napi()
     }
@@ -188,7 +205,12 @@ impl JsFiles {
     }
 
     #[napi]
-    pub async fn rename(&self, old_path: String, new_path: String, opts: Option<FsOptions>) -> napi::Result<EntryInfoJs> {
+    pub async fn rename(
+        &self,
+        old_path: String,
+        new_path: String,
+        opts: Option<FsOptions>,
+    ) -> napi::Result<EntryInfoJs> {
         let f = self.inner.clone();
         f.rename(&old_path, &new_path, fs_opts(&opts)).await.map(EntryInfoJs::from).napi()
     }

@@ -60,7 +60,11 @@ impl JsPty {
         stream: bool,
     ) -> napi::Result<JsCommandHandle> {
         let p = self.inner.clone();
-        let o = PtyConnectOpts { timeout_ms: ms(timeout_ms), request_timeout_ms: ms(request_timeout_ms), stream_output: stream };
+        let o = PtyConnectOpts {
+            timeout_ms: ms(timeout_ms),
+            request_timeout_ms: ms(request_timeout_ms),
+            stream_output: stream,
+        };
         p.connect(pid, o).await.map(JsCommandHandle::new).napi()
     }
 

@@ -276,7 +276,11 @@ impl JsSandbox {
 
     /// `Sandbox.setTimeout(id, ms)`.
     #[napi]
-    pub async fn set_sandbox_timeout(sandbox_id: String, timeout_ms: f64, conn: Option<ConnectionOptions>) -> napi::Result<()> {
+    pub async fn set_sandbox_timeout(
+        sandbox_id: String,
+        timeout_ms: f64,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<()> {
         api(conn)?.set_timeout(&sandbox_id, ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
     }
 
@@ -298,7 +302,10 @@ impl JsSandbox {
 
     /// `Sandbox.list(opts)`: no request until `nextItems`.
     #[napi]
-    pub fn list_sandboxes(opts: Option<SandboxListOptions>, conn: Option<ConnectionOptions>) -> napi::Result<JsSandboxPaginator> {
+    pub fn list_sandboxes(
+        opts: Option<SandboxListOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<JsSandboxPaginator> {
         let o = opts.unwrap_or_default();
         let list = SandboxListOpts {
             metadata: o.metadata.map(|m| m.into_iter().collect()),
@@ -311,13 +318,19 @@ impl JsSandbox {
 
     /// `Sandbox.createSnapshot(id)`.
     #[napi]
-    pub async fn create_snapshot_of(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<SnapshotInfoJs> {
+    pub async fn create_snapshot_of(
+        sandbox_id: String,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<SnapshotInfoJs> {
         api(conn)?.create_snapshot(&sandbox_id).await.map(SnapshotInfoJs::from).napi()
     }
 
     /// `Sandbox.listSnapshots(opts)`.
     #[napi]
-    pub fn list_all_snapshots(opts: Option<SnapshotListOptions>, conn: Option<ConnectionOptions>) -> napi::Result<JsSnapshotPaginator> {
+    pub fn list_all_snapshots(
+        opts: Option<SnapshotListOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<JsSnapshotPaginator> {
         let o = opts.unwrap_or_default();
         let p = api(conn)?
             .list_snapshots(SnapshotListOpts { sandbox_id: o.sandbox_id, limit: o.limit, next_token: o.next_token })
@@ -456,4 +469,3 @@ impl JsSandbox {
         self.inner.list_snapshots(limit, next_token).map(JsSnapshotPaginator::new).napi()
     }
 }
-

@@ -7,10 +7,33 @@ use serde_json::{Map, Number, Value};
 
 /// Strings that mean something to some decoder: enum names, times, base64, paths, IDs.
 const STRINGS: &[&str] = &[
-    "", "base", "abc:default", "SIGNAL_SIGKILL", "SIGNAL_SIGTERM", "FILE_TYPE_FILE", "FILE_TYPE_DIRECTORY",
-    "EVENT_TYPE_CREATE", "not_found", "invalid_argument", "2026-11-29T10:00:00Z", "2026-12-31T23:59:60.5+01:00",
-    "9999-12-31T23:59:59.999999999Z", "aGVsbG8K", "aGk", "-_8=", "/tmp/a b", "/", "..", "\u{0}", "é", "running",
-    "kill", "pause", "1", "-1", "18446744073709551616",
+    "",
+    "base",
+    "abc:default",
+    "SIGNAL_SIGKILL",
+    "SIGNAL_SIGTERM",
+    "FILE_TYPE_FILE",
+    "FILE_TYPE_DIRECTORY",
+    "EVENT_TYPE_CREATE",
+    "not_found",
+    "invalid_argument",
+    "2026-11-29T10:00:00Z",
+    "2026-12-31T23:59:60.5+01:00",
+    "9999-12-31T23:59:59.999999999Z",
+    "aGVsbG8K",
+    "aGk",
+    "-_8=",
+    "/tmp/a b",
+    "/",
+    "..",
+    "\u{0}",
+    "é",
+    "running",
+    "kill",
+    "pause",
+    "1",
+    "-1",
+    "18446744073709551616",
 ];
 
 fn number(u: &mut Unstructured) -> Result<Value> {

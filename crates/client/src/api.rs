@@ -1,9 +1,7 @@
 //! The control plane (`core/sandbox/sandboxApi.ts`, modern domains): create, connect, kill,
 //! getInfo, setTimeout, list, snapshots. One [`Api`] per resolved [`ConnectionConfig`].
 
-use crate::config::{
-    header_map, timeout_to_seconds, Config, ConnectionConfig, DEFAULT_SANDBOX_TIMEOUT_MS,
-};
+use crate::config::{header_map, timeout_to_seconds, Config, ConnectionConfig, DEFAULT_SANDBOX_TIMEOUT_MS};
 use crate::error::{from_api_response, from_transport, ApiErrorBody, Error, Result};
 use crate::paginator::{SandboxPaginator, SnapshotPaginator};
 use bytes::Bytes;
@@ -98,10 +96,9 @@ impl From<rest::SandboxDetail> for SandboxInfo {
     fn from(d: rest::SandboxDetail) -> Self {
         SandboxInfo {
             allow_internet_access: d.allow_internet_access,
-            lifecycle: d.lifecycle.map(|l| SandboxInfoLifecycle {
-                on_timeout: l.on_timeout,
-                auto_resume: l.auto_resume,
-            }),
+            lifecycle: d
+                .lifecycle
+                .map(|l| SandboxInfoLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
             envd_access_token: d.envd_access_token,
             sandbox_domain: d.domain.filter(|d| !d.is_empty()),
             root_is_host_root: d.root_is_host_root,
@@ -158,9 +155,7 @@ pub struct SandboxMetricsOpts {
 /// option.
 fn unix_seconds(name: &str, ms: f64) -> Result<i64> {
     if !ms.is_finite() {
-        return Err(Error::InvalidArgument(format!(
-            "Invalid {name}: expected a valid Date, got Invalid Date"
-        )));
+        return Err(Error::InvalidArgument(format!("Invalid {name}: expected a valid Date, got Invalid Date")));
     }
     Ok((ms / 1000.0 + 0.5).floor() as i64)
 }
@@ -252,11 +247,7 @@ pub fn encode_metadata_query(pairs: &[(String, String)]) -> String {
     let joined = pairs
         .iter()
         .map(|(k, v)| {
-            format!(
-                "{}={}",
-                form_urlencode(&encode_uri_component(k)),
-                form_urlencode(&encode_uri_component(v))
-            )
+            format!("{}={}", form_urlencode(&encode_uri_component(k)), form_urlencode(&encode_uri_component(v)))
         })
         .collect::<Vec<_>>()
         .join("&");
@@ -276,13 +267,7 @@ pub fn sandbox_list_query(
     }
     if let Some(s) = state {
         // Arrays: form style, not exploded: each value encoded, joined by ','.
-        parts.push(format!(
-            "state={}",
-            s.iter()
-                .map(|v| encode_uri_component(v))
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
+        parts.push(format!("state={}", s.iter().map(|v| encode_uri_component(v)).collect::<Vec<_>>().join(",")));
     }
     if let Some(l) = limit {
         parts.push(format!("limit={l}"));
@@ -294,11 +279,7 @@ pub fn sandbox_list_query(
 }
 
 /// The query string of `GET /snapshots`.
-pub fn snapshot_list_query(
-    sandbox_id: Option<&str>,
-    limit: Option<u32>,
-    next_token: Option<&str>,
-) -> String {
+pub fn snapshot_list_query(sandbox_id: Option<&str>, limit: Option<u32>, next_token: Option<&str>) -> String {
     let mut parts = Vec::new();
     if let Some(s) = sandbox_id {
         parts.push(format!("sandboxID={}", encode_uri_component(s)));
@@ -325,10 +306,7 @@ impl ApiResponse {
     /// response (a bodyless error counts as success, as in the JS SDK).
     pub fn error(&self) -> Option<ApiErrorBody> {
         let empty = self.status == 204
-            || self
-                .headers
-                .get(reqwest::header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() == b"0");
+            || self.headers.get(reqwest::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
         if empty || (200..300).contains(&self.status) {
             return None;
         }
@@ -347,36 +325,20 @@ impl ApiResponse {
         if self.body.is_empty() {
             return Err(Error::Other(format!("{what}: empty response body")));
         }
-        serde_json::from_slice(&self.body).map_err(|e| {
-            Error::Sandbox(format!(
-                "{}: invalid response body ({what}): {e}",
-                self.status
-            ))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::Sandbox(format!("{}: invalid response body ({what}): {e}", self.status)))
     }
 
     pub fn next_token(&self) -> Option<String> {
-        self.headers
-            .get("x-next-token")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
+        self.headers.get("x-next-token").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).map(str::to_string)
     }
 }
 
 /// `compareVersions(v, "0.1.0") < 0` for the SDK's TemplateError check.
 fn version_below(v: &str, min: (u64, u64, u64)) -> bool {
-    let core = v
-        .trim_start_matches('v')
-        .split(['-', '+'])
-        .next()
-        .unwrap_or("");
+    let core = v.trim_start_matches('v').split(['-', '+']).next().unwrap_or("");
     let mut it = core.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
-    let got = (
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-    );
+    let got = (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0));
     got < min
 }
 
@@ -396,9 +358,7 @@ impl Api {
     }
 
     pub fn from_config(config: ConnectionConfig) -> Self {
-        Self {
-            config: Arc::new(config),
-        }
+        Self { config: Arc::new(config) }
     }
 
     pub fn config(&self) -> &Config {
@@ -417,11 +377,7 @@ impl Api {
             url.push('?');
             url.push_str(query);
         }
-        let mut req = self
-            .config
-            .http
-            .request(method, url)
-            .headers(header_map(&self.config.api_headers())?);
+        let mut req = self.config.http.request(method, url).headers(header_map(&self.config.api_headers())?);
         if let Some(b) = body {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -434,26 +390,16 @@ impl Api {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.bytes().await.map_err(|e| from_transport(&e))?;
-        Ok(ApiResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(ApiResponse { status, headers, body })
     }
 
     /// `Sandbox.create`: `POST /sandboxes`.
     pub async fn create(&self, opts: SandboxCreateOpts) -> Result<SandboxConnection> {
-        let template = opts
-            .template
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
-        let (auto_pause, auto_resume) =
-            resolve_lifecycle(opts.lifecycle.as_ref(), opts.auto_pause)?;
+        let template = opts.template.clone().unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+        let (auto_pause, auto_resume) = resolve_lifecycle(opts.lifecycle.as_ref(), opts.auto_pause)?;
         let body = rest::NewSandbox {
             template_id: template,
-            timeout: Some(timeout_to_seconds(
-                opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS),
-            )),
+            timeout: Some(timeout_to_seconds(opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS))),
             auto_pause: Some(auto_pause),
             auto_resume: auto_resume.map(|enabled| rest::AutoResume { enabled }),
             // Novita's surface has no files-only pause at the end time.
@@ -465,14 +411,7 @@ impl Api {
             metadata: opts.metadata.clone(),
             env_vars: opts.envs.clone(),
         };
-        let res = self
-            .send(
-                Method::POST,
-                "/sandboxes",
-                "",
-                Some(serde_json::to_value(&body).expect("JSON")),
-            )
-            .await?;
+        let res = self.send(Method::POST, "/sandboxes", "", Some(serde_json::to_value(&body).expect("JSON"))).await?;
         res.check()?;
         let data: rest::Sandbox = res.json("create sandbox")?;
         if version_below(&data.envd_version, (0, 1, 0)) {
@@ -485,28 +424,15 @@ impl Api {
     }
 
     /// `Sandbox.connect`: `POST /sandboxes/{id}/connect` (resumes a paused sandbox).
-    pub async fn connect(
-        &self,
-        sandbox_id: &str,
-        opts: SandboxConnectOpts,
-    ) -> Result<SandboxConnection> {
+    pub async fn connect(&self, sandbox_id: &str, opts: SandboxConnectOpts) -> Result<SandboxConnection> {
         let body = rest::ConnectSandbox {
             timeout: timeout_to_seconds(opts.timeout_ms.unwrap_or(DEFAULT_SANDBOX_TIMEOUT_MS)),
             secure: opts.secure,
         };
         let path = format!("/sandboxes/{}/connect", encode_uri_component(sandbox_id));
-        let res = self
-            .send(
-                Method::POST,
-                &path,
-                "",
-                Some(serde_json::to_value(&body).expect("JSON")),
-            )
-            .await?;
+        let res = self.send(Method::POST, &path, "", Some(serde_json::to_value(&body).expect("JSON"))).await?;
         if res.error().and_then(|e| e.code()) == Some(404) {
-            return Err(Error::SandboxNotFound(format!(
-                "Paused sandbox {sandbox_id} not found"
-            )));
+            return Err(Error::SandboxNotFound(format!("Paused sandbox {sandbox_id} not found")));
         }
         res.check()?;
         Ok(connection(res.json("connect sandbox")?))
@@ -528,9 +454,7 @@ impl Api {
         let path = format!("/sandboxes/{}", encode_uri_component(sandbox_id));
         let res = self.send(Method::GET, &path, "", None).await?;
         if res.error().and_then(|e| e.code()) == Some(404) {
-            return Err(Error::SandboxNotFound(format!(
-                "Sandbox {sandbox_id} not found"
-            )));
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
         }
         res.check()?;
         if res.body.is_empty() {
@@ -546,9 +470,7 @@ impl Api {
         let body = serde_json::json!({ "timeout": timeout_to_seconds(timeout_ms) });
         let res = self.send(Method::POST, &path, "", Some(body)).await?;
         if res.error().and_then(|e| e.code()) == Some(404) {
-            return Err(Error::SandboxNotFound(format!(
-                "Sandbox {sandbox_id} not found"
-            )));
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
         }
         res.check()
     }
@@ -558,9 +480,7 @@ impl Api {
         let path = format!("/sandboxes/{}/pause", encode_uri_component(sandbox_id));
         let res = self.send(Method::POST, &path, "", None).await?;
         match res.error().and_then(|e| e.code()) {
-            Some(404) => Err(Error::SandboxNotFound(format!(
-                "Sandbox {sandbox_id} not found"
-            ))),
+            Some(404) => Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found"))),
             Some(409) => Ok(false),
             _ => res.check().map(|()| true),
         }
@@ -568,11 +488,7 @@ impl Api {
 
     /// `Sandbox.getMetrics(id, {start, end})`: `GET /sandboxes/{id}/metrics?start=&end=` (unix
     /// seconds). Errors as `handleApiError` maps them (no not-found special case, as in the SDK).
-    pub async fn get_metrics(
-        &self,
-        sandbox_id: &str,
-        opts: SandboxMetricsOpts,
-    ) -> Result<Vec<SandboxMetrics>> {
+    pub async fn get_metrics(&self, sandbox_id: &str, opts: SandboxMetricsOpts) -> Result<Vec<SandboxMetrics>> {
         let query = metrics_query(opts)?;
         let path = format!("/sandboxes/{}/metrics", encode_uri_component(sandbox_id));
         let res = self.send(Method::GET, &path, &query, None).await?;
@@ -593,13 +509,9 @@ impl Api {
     pub async fn create_snapshot(&self, sandbox_id: &str) -> Result<SnapshotInfo> {
         self.refuse_legacy("Sandbox.createSnapshot")?;
         let path = format!("/sandboxes/{}/snapshots", encode_uri_component(sandbox_id));
-        let res = self
-            .send(Method::POST, &path, "", Some(serde_json::json!({})))
-            .await?;
+        let res = self.send(Method::POST, &path, "", Some(serde_json::json!({}))).await?;
         if res.error().and_then(|e| e.code()) == Some(404) {
-            return Err(Error::SandboxNotFound(format!(
-                "Sandbox {sandbox_id} not found"
-            )));
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
         }
         res.check()?;
         res.json("create snapshot")
@@ -625,9 +537,7 @@ impl Api {
 
     fn refuse_legacy(&self, feature: &str) -> Result<()> {
         if self.config.is_legacy_domain {
-            return Err(Error::Sandbox(format!(
-                "{feature} is not supported on legacy domains"
-            )));
+            return Err(Error::Sandbox(format!("{feature} is not supported on legacy domains")));
         }
         Ok(())
     }
@@ -652,25 +562,12 @@ mod tests {
         let m = vec![("a b".to_string(), "c&d".to_string())];
         assert_eq!(encode_metadata_query(&m), "a%252520b%3Dc%252526d");
         // The server's decoder undoes it.
-        let once = percent_encoding::percent_decode_str("a%252520b%3Dc%252526d")
-            .decode_utf8()
-            .unwrap();
-        assert_eq!(
-            sandbank_protocol::metadata::decode_filter(&once).unwrap(),
-            m
-        );
-        let two = vec![
-            ("k1".to_string(), "v1".to_string()),
-            ("k2".to_string(), "x~y(z)'!*".to_string()),
-        ];
+        let once = percent_encoding::percent_decode_str("a%252520b%3Dc%252526d").decode_utf8().unwrap();
+        assert_eq!(sandbank_protocol::metadata::decode_filter(&once).unwrap(), m);
+        let two = vec![("k1".to_string(), "v1".to_string()), ("k2".to_string(), "x~y(z)'!*".to_string())];
         let q = encode_metadata_query(&two);
-        let once = percent_encoding::percent_decode_str(&q)
-            .decode_utf8()
-            .unwrap();
-        assert_eq!(
-            sandbank_protocol::metadata::decode_filter(&once).unwrap(),
-            two
-        );
+        let once = percent_encoding::percent_decode_str(&q).decode_utf8().unwrap();
+        assert_eq!(sandbank_protocol::metadata::decode_filter(&once).unwrap(), two);
     }
 
     #[test]
@@ -683,18 +580,12 @@ mod tests {
         );
         assert_eq!(sandbox_list_query(None, None, None, None), "");
         assert_eq!(snapshot_list_query(None, Some(1), None), "limit=1");
-        assert_eq!(
-            snapshot_list_query(Some("sb1"), Some(1), Some("tok2")),
-            "sandboxID=sb1&limit=1&nextToken=tok2"
-        );
+        assert_eq!(snapshot_list_query(Some("sb1"), Some(1), Some("tok2")), "sandboxID=sb1&limit=1&nextToken=tok2");
     }
 
     #[test]
     fn path_params_are_uri_component_encoded() {
-        assert_eq!(
-            encode_uri_component("team/snap:default"),
-            "team%2Fsnap%3Adefault"
-        );
+        assert_eq!(encode_uri_component("team/snap:default"), "team%2Fsnap%3Adefault");
         assert_eq!(encode_uri_component("abc123"), "abc123");
     }
 
@@ -705,64 +596,32 @@ mod tests {
             if let Some(cl) = cl {
                 headers.insert(reqwest::header::CONTENT_LENGTH, cl.parse().unwrap());
             }
-            ApiResponse {
-                status,
-                headers,
-                body: Bytes::from(body.to_string()),
-            }
+            ApiResponse { status, headers, body: Bytes::from(body.to_string()) }
         };
         assert!(mk(404, Some("0"), "").error().is_none());
         assert!(mk(204, None, "").error().is_none());
         assert!(mk(200, None, "[]").error().is_none());
-        let e = mk(404, None, r#"{"code":404,"message":"gone"}"#)
-            .error()
-            .unwrap();
+        let e = mk(404, None, r#"{"code":404,"message":"gone"}"#).error().unwrap();
         assert_eq!(e.code(), Some(404));
-        assert_eq!(
-            mk(500, None, "boom").check().unwrap_err(),
-            Error::Sandbox("500: boom".into())
-        );
+        assert_eq!(mk(500, None, "boom").check().unwrap_err(), Error::Sandbox("500: boom".into()));
     }
 
     #[test]
     fn lifecycle_resolves_like_get_lifecycle_and_rejects_bad_values() {
-        let l = |t: &str, r: Option<bool>| SandboxLifecycle {
-            on_timeout: Some(t.into()),
-            auto_resume: r,
-        };
-        let unset = SandboxLifecycle {
-            on_timeout: None,
-            auto_resume: None,
-        };
-        assert_eq!(
-            resolve_lifecycle(Some(&unset), Some(true)).unwrap(),
-            (false, None)
-        );
+        let l = |t: &str, r: Option<bool>| SandboxLifecycle { on_timeout: Some(t.into()), auto_resume: r };
+        let unset = SandboxLifecycle { on_timeout: None, auto_resume: None };
+        assert_eq!(resolve_lifecycle(Some(&unset), Some(true)).unwrap(), (false, None));
         assert_eq!(resolve_lifecycle(None, None).unwrap(), (false, None));
         assert_eq!(resolve_lifecycle(None, Some(false)).unwrap(), (false, None));
-        assert_eq!(
-            resolve_lifecycle(None, Some(true)).unwrap(),
-            (true, Some(false))
-        );
-        assert_eq!(
-            resolve_lifecycle(Some(&l("pause", None)), None).unwrap(),
-            (true, Some(false))
-        );
-        assert_eq!(
-            resolve_lifecycle(Some(&l("pause", Some(true))), None).unwrap(),
-            (true, Some(true))
-        );
+        assert_eq!(resolve_lifecycle(None, Some(true)).unwrap(), (true, Some(false)));
+        assert_eq!(resolve_lifecycle(Some(&l("pause", None)), None).unwrap(), (true, Some(false)));
+        assert_eq!(resolve_lifecycle(Some(&l("pause", Some(true))), None).unwrap(), (true, Some(true)));
         // An explicit lifecycle wins over autoPause.
-        assert_eq!(
-            resolve_lifecycle(Some(&l("kill", None)), Some(true)).unwrap(),
-            (false, None)
-        );
+        assert_eq!(resolve_lifecycle(Some(&l("kill", None)), Some(true)).unwrap(), (false, None));
         let e = resolve_lifecycle(Some(&l("hibernate", None)), None).unwrap_err();
         assert_eq!(
             e,
-            Error::InvalidArgument(
-                "Invalid lifecycle.onTimeout: \"hibernate\" (expected 'pause' or 'kill')".into()
-            )
+            Error::InvalidArgument("Invalid lifecycle.onTimeout: \"hibernate\" (expected 'pause' or 'kill')".into())
         );
         let e = resolve_lifecycle(Some(&l("kill", Some(true))), None).unwrap_err();
         assert_eq!(e.kind(), "InvalidArgumentError");
@@ -777,10 +636,7 @@ mod tests {
             })
             .unwrap()
         };
-        assert_eq!(
-            body(None, None),
-            serde_json::json!({"templateID": "base", "autoPause": false})
-        );
+        assert_eq!(body(None, None), serde_json::json!({"templateID": "base", "autoPause": false}));
         assert_eq!(
             body(Some(l("pause", Some(true))), None),
             serde_json::json!({"templateID": "base", "autoPause": true, "autoResume": {"enabled": true}})
@@ -789,32 +645,18 @@ mod tests {
 
     #[test]
     fn metrics_query_rounds_to_seconds_like_math_round() {
-        let q = |s: Option<f64>, e: Option<f64>| {
-            metrics_query(SandboxMetricsOpts {
-                start_ms: s,
-                end_ms: e,
-            })
-        };
+        let q = |s: Option<f64>, e: Option<f64>| metrics_query(SandboxMetricsOpts { start_ms: s, end_ms: e });
         assert_eq!(q(None, None).unwrap(), "");
-        assert_eq!(
-            q(Some(1_700_000_000_499.0), Some(1_700_000_000_500.0)).unwrap(),
-            "start=1700000000&end=1700000001"
-        );
+        assert_eq!(q(Some(1_700_000_000_499.0), Some(1_700_000_000_500.0)).unwrap(), "start=1700000000&end=1700000001");
         assert_eq!(q(None, Some(1_000.0)).unwrap(), "end=1");
         let e = q(Some(f64::NAN), None).unwrap_err();
-        assert_eq!(
-            e,
-            Error::InvalidArgument("Invalid start: expected a valid Date, got Invalid Date".into())
-        );
+        assert_eq!(e, Error::InvalidArgument("Invalid start: expected a valid Date, got Invalid Date".into()));
         let m: Vec<SandboxMetrics> = serde_json::from_str(
             r#"[{"timestamp":"2025-01-02T03:04:05Z","timestampUnix":1735787045,"cpuCount":2,"cpuUsedPct":12.5,"memUsed":1048576,"memTotal":2097152,"diskUsed":10,"diskTotal":20}]"#,
         )
         .unwrap();
         assert_eq!(m[0].timestamp.timestamp(), 1_735_787_045);
-        assert_eq!(
-            (m[0].cpu_used_pct, m[0].cpu_count, m[0].mem_total),
-            (12.5, 2.0, 2_097_152.0)
-        );
+        assert_eq!((m[0].cpu_used_pct, m[0].cpu_count, m[0].mem_total), (12.5, 2.0, 2_097_152.0));
     }
 
     #[test]

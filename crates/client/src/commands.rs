@@ -5,9 +5,8 @@ use crate::envd::{canceled, Envd, RpcStream, DEFAULT_STREAM_TIMEOUT_MS, ENVD_COM
 use crate::error::{from_rpc, CommandResult, Error, Result};
 use sandbank_protocol::connect::{Code, ConnectError};
 use sandbank_protocol::process::{
-    ConnectRequest, Empty, Event, EventResponse, Input, ListResponse, Output, ProcessConfig,
-    ProcessInput, ProcessSelector, Selector, SendInputRequest, SendSignalRequest, Signal,
-    StartRequest,
+    ConnectRequest, Empty, Event, EventResponse, Input, ListResponse, Output, ProcessConfig, ProcessInput,
+    ProcessSelector, Selector, SendInputRequest, SendSignalRequest, Signal, StartRequest,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -129,9 +128,7 @@ pub struct Commands {
 }
 
 pub(crate) fn pid_selector(pid: u32) -> Option<ProcessSelector> {
-    Some(ProcessSelector {
-        selector: Some(Selector::Pid(pid)),
-    })
+    Some(ProcessSelector { selector: Some(Selector::Pid(pid)) })
 }
 
 impl Commands {
@@ -168,21 +165,13 @@ impl Commands {
     }
 
     /// `commands.sendStdin(pid, data)`.
-    pub async fn send_stdin(
-        &self,
-        pid: u32,
-        data: Vec<u8>,
-        request_timeout_ms: Option<u64>,
-    ) -> Result<()> {
+    pub async fn send_stdin(&self, pid: u32, data: Vec<u8>, request_timeout_ms: Option<u64>) -> Result<()> {
         self.send_input(pid, Input::Stdin(data), request_timeout_ms).await
     }
 
     /// `Process/SendInput`: bytes for a process's stdin or its terminal.
     pub(crate) async fn send_input(&self, pid: u32, input: Input, request_timeout_ms: Option<u64>) -> Result<()> {
-        let req = SendInputRequest {
-            process: pid_selector(pid),
-            input: Some(ProcessInput { input: Some(input) }),
-        };
+        let req = SendInputRequest { process: pid_selector(pid), input: Some(ProcessInput { input: Some(input) }) };
         let _: Empty = self
             .envd
             .unary("process.Process/SendInput", &req, None, request_timeout_ms)
@@ -193,15 +182,8 @@ impl Commands {
 
     /// `commands.kill(pid)`: SIGKILL; `false` when there is no such process.
     pub async fn kill(&self, pid: u32, request_timeout_ms: Option<u64>) -> Result<bool> {
-        let req = SendSignalRequest {
-            process: pid_selector(pid),
-            signal: Signal::Sigkill as i32,
-        };
-        match self
-            .envd
-            .unary::<_, Empty>("process.Process/SendSignal", &req, None, request_timeout_ms)
-            .await
-        {
+        let req = SendSignalRequest { process: pid_selector(pid), signal: Signal::Sigkill as i32 };
+        match self.envd.unary::<_, Empty>("process.Process/SendSignal", &req, None, request_timeout_ms).await {
             Ok(_) => Ok(true),
             Err(e) if e.code == Code::NotFound => Ok(false),
             Err(e) => Err(from_rpc(&e, false)),
@@ -210,18 +192,13 @@ impl Commands {
 
     /// `commands.run(cmd)` without `background`: waits; a non-zero exit is `CommandExit`.
     pub async fn run(&self, cmd: &str, opts: CommandStartOpts) -> Result<CommandResult> {
-        let opts = CommandStartOpts {
-            stream_output: false,
-            ..opts
-        };
+        let opts = CommandStartOpts { stream_output: false, ..opts };
         self.start(cmd, opts).await?.wait().await
     }
 
     /// `commands.run(cmd, {background: true})`: returns once the process has started.
     pub async fn start(&self, cmd: &str, opts: CommandStartOpts) -> Result<CommandHandle> {
-        if opts.stdin == Some(false)
-            && !crate::api::envd_version_at_least(self.envd.version(), ENVD_COMMANDS_STDIN)
-        {
+        if opts.stdin == Some(false) && !crate::api::envd_version_at_least(self.envd.version(), ENVD_COMMANDS_STDIN) {
             return Err(Error::Sandbox(format!(
                 "Sandbox envd version {} can't specify stdin, it's always turned on. Please rebuild your template if you need this feature.",
                 self.envd.version()
@@ -241,27 +218,17 @@ impl Commands {
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
         let envd = self.envd.clone();
         let user = opts.user.clone();
-        let open = async move {
-            envd.open_stream("process.Process/Start", &req, user.as_deref(), timeout_ms)
-                .await
-        };
-        self.begin(open, opts.request_timeout_ms, opts.stream_output)
-            .await
+        let open = async move { envd.open_stream("process.Process/Start", &req, user.as_deref(), timeout_ms).await };
+        self.begin(open, opts.request_timeout_ms, opts.stream_output).await
     }
 
     /// `commands.connect(pid)`: a handle on a running process (output from now on).
     pub async fn connect(&self, pid: u32, opts: CommandConnectOpts) -> Result<CommandHandle> {
-        let req = ConnectRequest {
-            process: pid_selector(pid),
-        };
+        let req = ConnectRequest { process: pid_selector(pid) };
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
         let envd = self.envd.clone();
-        let open = async move {
-            envd.open_stream("process.Process/Connect", &req, None, timeout_ms)
-                .await
-        };
-        self.begin(open, opts.request_timeout_ms, opts.stream_output)
-            .await
+        let open = async move { envd.open_stream("process.Process/Connect", &req, None, timeout_ms).await };
+        self.begin(open, opts.request_timeout_ms, opts.stream_output).await
     }
 
     /// Opens the stream and reads the `start` event within the request timeout, then hands the
@@ -280,16 +247,12 @@ impl Commands {
             Ok::<_, ConnectError>((stream, ev))
         };
         let first = match self.envd.config().request_timeout(request_timeout_ms) {
-            Some(t) => tokio::time::timeout(t, first)
-                .await
-                .unwrap_or_else(|_| Err(canceled())),
+            Some(t) => tokio::time::timeout(t, first).await.unwrap_or_else(|_| Err(canceled())),
             None => first.await,
         };
         let (stream, pid) = match first {
             Err(e) if e.code == Code::Unavailable => {
-                return Err(Error::SandboxNotFound(
-                    "Sandbox is probably not running anymore".into(),
-                ))
+                return Err(Error::SandboxNotFound("Sandbox is probably not running anymore".into()))
             }
             Err(e) => return Err(from_rpc(&e, false)),
             Ok((stream, Some(EventResponse { event: Some(pe) }))) => match pe.event {
@@ -298,12 +261,7 @@ impl Commands {
             },
             Ok(_) => return Err(Error::Other("Expected start event".into())),
         };
-        Ok(CommandHandle::spawn(
-            pid,
-            stream,
-            self.clone(),
-            stream_output,
-        ))
+        Ok(CommandHandle::spawn(pid, stream, self.clone(), stream_output))
     }
 }
 
@@ -356,42 +314,20 @@ impl CommandHandle {
 
     /// Everything written to stdout so far.
     pub fn stdout(&self) -> String {
-        self.inner
-            .state
-            .lock()
-            .expect("handle state")
-            .stdout
-            .clone()
+        self.inner.state.lock().expect("handle state").stdout.clone()
     }
 
     pub fn stderr(&self) -> String {
-        self.inner
-            .state
-            .lock()
-            .expect("handle state")
-            .stderr
-            .clone()
+        self.inner.state.lock().expect("handle state").stderr.clone()
     }
 
     /// `None` while running.
     pub fn exit_code(&self) -> Option<i32> {
-        self.inner
-            .state
-            .lock()
-            .expect("handle state")
-            .end
-            .as_ref()
-            .map(|e| e.0)
+        self.inner.state.lock().expect("handle state").end.as_ref().map(|e| e.0)
     }
 
     pub fn error(&self) -> Option<String> {
-        self.inner
-            .state
-            .lock()
-            .expect("handle state")
-            .end
-            .as_ref()
-            .and_then(|e| e.1.clone())
+        self.inner.state.lock().expect("handle state").end.as_ref().and_then(|e| e.1.clone())
     }
 
     /// The next output chunk (only with `stream_output`); `None` at the end of the stream.
@@ -424,12 +360,7 @@ impl CommandHandle {
         let Some((exit_code, error)) = s.end.clone() else {
             return Err(Error::Sandbox("Process exited without a result".into()));
         };
-        let result = CommandResult {
-            exit_code,
-            error,
-            stdout: s.stdout.clone(),
-            stderr: s.stderr.clone(),
-        };
+        let result = CommandResult { exit_code, error, stdout: s.stdout.clone(), stderr: s.stderr.clone() };
         if exit_code != 0 {
             return Err(Error::CommandExit(result));
         }

@@ -91,24 +91,15 @@ impl ConnectionOpts {
         headers.extend(over.headers.iter().cloned());
         ConnectionOpts {
             api_key: over.api_key.clone().or_else(|| self.api_key.clone()),
-            access_token: over
-                .access_token
-                .clone()
-                .or_else(|| self.access_token.clone()),
+            access_token: over.access_token.clone().or_else(|| self.access_token.clone()),
             domain: over.domain.clone().or_else(|| self.domain.clone()),
             api_url: over.api_url.clone().or_else(|| self.api_url.clone()),
-            sandbox_url: over
-                .sandbox_url
-                .clone()
-                .or_else(|| self.sandbox_url.clone()),
+            sandbox_url: over.sandbox_url.clone().or_else(|| self.sandbox_url.clone()),
             debug: over.debug.or(self.debug),
             request_timeout_ms: over.request_timeout_ms.or(self.request_timeout_ms),
             headers,
             sdk: over.sdk.clone().or_else(|| self.sdk.clone()),
-            http_client: over
-                .http_client
-                .clone()
-                .or_else(|| self.http_client.clone()),
+            http_client: over.http_client.clone().or_else(|| self.http_client.clone()),
         }
     }
 }
@@ -160,11 +151,7 @@ fn normalize_api_url(url: &str) -> Result<String> {
         c.next().is_some_and(|f| f.is_ascii_alphabetic())
             && c.all(|ch| ch.is_ascii_alphanumeric() || "+.-".contains(ch))
     });
-    Ok(if has_scheme {
-        v.to_string()
-    } else {
-        format!("https://{v}")
-    })
+    Ok(if has_scheme { v.to_string() } else { format!("https://{v}") })
 }
 
 impl ConnectionConfig {
@@ -176,17 +163,12 @@ impl ConnectionConfig {
     /// Resolves against the given environment lookup.
     pub fn with_env(opts: &ConnectionOpts, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let var = |suffix: &str| {
-            non_empty(env(&format!("NOVITA_{suffix}")))
-                .or_else(|| non_empty(env(&format!("E2B_{suffix}"))))
+            non_empty(env(&format!("NOVITA_{suffix}"))).or_else(|| non_empty(env(&format!("E2B_{suffix}"))))
         };
         let api_key = non_empty(opts.api_key.clone()).or_else(|| var("API_KEY"));
-        let debug = opts
-            .debug
-            .filter(|d| *d)
-            .unwrap_or_else(|| var("DEBUG").is_some_and(|v| v.eq_ignore_ascii_case("true")));
-        let domain = non_empty(opts.domain.clone())
-            .or_else(|| var("DOMAIN"))
-            .unwrap_or_else(|| DEFAULT_DOMAIN.into());
+        let debug =
+            opts.debug.filter(|d| *d).unwrap_or_else(|| var("DEBUG").is_some_and(|v| v.eq_ignore_ascii_case("true")));
+        let domain = non_empty(opts.domain.clone()).or_else(|| var("DOMAIN")).unwrap_or_else(|| DEFAULT_DOMAIN.into());
         if domain.is_empty() {
             return Err(Error::Other("Domain cannot be empty".into()));
         }
@@ -202,18 +184,14 @@ impl ConnectionConfig {
         headers.push(("User-Agent".into(), sdk.user_agent.clone()));
         headers.push(("X-Novita-SDK-Name".into(), sdk.name.clone()));
         headers.push(("X-Novita-SDK-Version".into(), sdk.version.clone()));
-        let api_url = non_empty(opts.api_url.clone())
-            .or_else(|| var("API_URL"))
-            .unwrap_or_else(|| {
-                if debug {
-                    "http://localhost:3000".into()
-                } else {
-                    format!("https://api.{domain}")
-                }
-            });
-        let api_url = normalize_api_url(&api_url)?
-            .trim_end_matches('/')
-            .to_string();
+        let api_url = non_empty(opts.api_url.clone()).or_else(|| var("API_URL")).unwrap_or_else(|| {
+            if debug {
+                "http://localhost:3000".into()
+            } else {
+                format!("https://api.{domain}")
+            }
+        });
+        let api_url = normalize_api_url(&api_url)?.trim_end_matches('/').to_string();
         let sandbox_url = non_empty(opts.sandbox_url.clone())
             .or_else(|| var("SANDBOX_URL"))
             .map(|u| u.trim_end_matches('/').to_string());
@@ -245,10 +223,7 @@ impl ConnectionConfig {
         if self.debug {
             return format!("localhost:{port}");
         }
-        format!(
-            "{port}-{sandbox_id}.{}",
-            sandbox_domain.unwrap_or(&self.domain)
-        )
+        format!("{port}-{sandbox_id}.{}", sandbox_domain.unwrap_or(&self.domain))
     }
 
     /// `getSandboxUrl`: the configured sandbox URL, else `https://49983-<id>.<domain>`.
@@ -257,10 +232,7 @@ impl ConnectionConfig {
             return u.clone();
         }
         let scheme = if self.debug { "http" } else { "https" };
-        format!(
-            "{scheme}://{}",
-            self.host(sandbox_id, ENVD_PORT, sandbox_domain)
-        )
+        format!("{scheme}://{}", self.host(sandbox_id, ENVD_PORT, sandbox_domain))
     }
 
     /// Control-plane headers: metadata headers, `X-API-KEY`, `Authorization: Bearer`, then
@@ -308,8 +280,8 @@ pub fn header_map(pairs: &[(String, String)]) -> Result<HeaderMap> {
     for (k, v) in pairs {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| Error::InvalidArgument(format!("Invalid header name {k:?}")))?;
-        let value = HeaderValue::from_str(v)
-            .map_err(|_| Error::InvalidArgument(format!("Invalid value for header {k:?}")))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| Error::InvalidArgument(format!("Invalid value for header {k:?}")))?;
         map.insert(name, value);
     }
     Ok(map)
@@ -324,10 +296,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
@@ -338,18 +307,9 @@ mod tests {
         assert_eq!(c.api_url, "https://api.us-phx-1.sandbox.novita.ai");
         assert_eq!(c.request_timeout_ms, 60_000);
         assert_eq!(c.api_key, None);
-        assert_eq!(
-            c.sandbox_url("abc123", None),
-            "https://49983-abc123.us-phx-1.sandbox.novita.ai"
-        );
-        assert_eq!(
-            c.sandbox_url("abc123", Some("eu.example.com")),
-            "https://49983-abc123.eu.example.com"
-        );
-        assert_eq!(
-            c.host("abc", 8080, None),
-            "8080-abc.us-phx-1.sandbox.novita.ai"
-        );
+        assert_eq!(c.sandbox_url("abc123", None), "https://49983-abc123.us-phx-1.sandbox.novita.ai");
+        assert_eq!(c.sandbox_url("abc123", Some("eu.example.com")), "https://49983-abc123.eu.example.com");
+        assert_eq!(c.host("abc", 8080, None), "8080-abc.us-phx-1.sandbox.novita.ai");
         assert_eq!(c.request_timeout(None), Some(Duration::from_secs(60)));
         assert_eq!(c.request_timeout(Some(0)), None);
     }
@@ -383,39 +343,26 @@ mod tests {
         assert_eq!(c.sandbox_url("x", None), "http://s");
         assert_eq!(c.request_timeout(None), None);
         let c = ConnectionConfig::with_env(
-            &ConnectionOpts {
-                api_url: Some("http://127.0.0.1:1234".into()),
-                ..Default::default()
-            },
+            &ConnectionOpts { api_url: Some("http://127.0.0.1:1234".into()), ..Default::default() },
             env(&[("E2B_API_URL", "http://other")]),
         )
         .unwrap();
         assert_eq!(c.api_url, "http://127.0.0.1:1234");
-        let c = ConnectionConfig::with_env(
-            &ConnectionOpts::default(),
-            env(&[("E2B_API_URL", "http://other")]),
-        )
-        .unwrap();
+        let c =
+            ConnectionConfig::with_env(&ConnectionOpts::default(), env(&[("E2B_API_URL", "http://other")])).unwrap();
         assert_eq!(c.api_url, "http://other");
     }
 
     #[test]
     fn legacy_domains_and_debug() {
         let c = ConnectionConfig::with_env(
-            &ConnectionOpts {
-                domain: Some("sandbox.novita.ai".into()),
-                ..Default::default()
-            },
+            &ConnectionOpts { domain: Some("sandbox.novita.ai".into()), ..Default::default() },
             env(&[]),
         )
         .unwrap();
         assert!(c.is_legacy_domain);
         assert_eq!(c.request_timeout_ms, 1_800_000);
-        let c = ConnectionConfig::with_env(
-            &ConnectionOpts::default(),
-            env(&[("NOVITA_DEBUG", "TRUE")]),
-        )
-        .unwrap();
+        let c = ConnectionConfig::with_env(&ConnectionOpts::default(), env(&[("NOVITA_DEBUG", "TRUE")])).unwrap();
         assert!(c.debug);
         assert_eq!(c.api_url, "http://localhost:3000");
         assert_eq!(c.sandbox_url("x", None), "http://localhost:49983");
@@ -426,10 +373,7 @@ mod tests {
         let opts = ConnectionOpts {
             api_key: Some("k".into()),
             access_token: Some("t".into()),
-            headers: vec![
-                ("X-Custom".into(), "1".into()),
-                ("User-Agent".into(), "mine".into()),
-            ],
+            headers: vec![("X-Custom".into(), "1".into()), ("User-Agent".into(), "mine".into())],
             ..Default::default()
         };
         let c = ConnectionConfig::with_env(&opts, env(&[])).unwrap();
@@ -441,15 +385,10 @@ mod tests {
         assert_eq!(h["user-agent"], format!("sandbank-sdk-rust/{VERSION}"));
         assert_eq!(h["x-novita-sdk-version"], VERSION);
         assert_eq!(h["lang"], "rust");
-        assert_eq!(
-            basic_auth(Some("root")),
-            Some(("Authorization".into(), "Basic cm9vdDo=".into()))
-        );
+        assert_eq!(basic_auth(Some("root")), Some(("Authorization".into(), "Basic cm9vdDo=".into())));
         assert_eq!(basic_auth(None), None);
         let no_key = ConnectionConfig::with_env(&ConnectionOpts::default(), env(&[])).unwrap();
-        assert!(!header_map(&no_key.api_headers())
-            .unwrap()
-            .contains_key("x-api-key"));
+        assert!(!header_map(&no_key.api_headers()).unwrap().contains_key("x-api-key"));
     }
 
     #[test]

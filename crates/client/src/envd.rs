@@ -1,9 +1,7 @@
 //! envd transport: the Connect protocol with JSON (unary and server-streaming), as
 //! `@connectrpc/connect-web` speaks it, plus envd's plain HTTP endpoints (`/files`, `/health`).
 
-use crate::config::{
-    basic_auth, header_map, Config, ENVD_PORT, KEEPALIVE_PING_HEADER, KEEPALIVE_PING_INTERVAL_SEC,
-};
+use crate::config::{basic_auth, header_map, Config, ENVD_PORT, KEEPALIVE_PING_HEADER, KEEPALIVE_PING_INTERVAL_SEC};
 use crate::error::error_chain;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -68,10 +66,7 @@ pub fn unary_error(status: u16, content_type: Option<&str>, body: &[u8]) -> Conn
         message: Option<String>,
     }
     match serde_json::from_slice::<Body>(body) {
-        Ok(Body {
-            code: Some(code),
-            message,
-        }) => match Code::from_str_name(&code) {
+        Ok(Body { code: Some(code), message }) => match Code::from_str_name(&code) {
             Some(code) => ConnectError::new(code, message.unwrap_or_default()),
             None => fallback,
         },
@@ -164,19 +159,14 @@ impl Envd {
 
     /// Headers of envd's plain HTTP endpoints: User-Agent, sandbox headers, access token.
     pub fn http_headers(&self) -> Vec<(String, String)> {
-        let mut h = vec![(
-            "User-Agent".to_string(),
-            self.inner.config.sdk.user_agent.clone(),
-        )];
+        let mut h = vec![("User-Agent".to_string(), self.inner.config.sdk.user_agent.clone())];
         h.extend(self.sandbox_headers());
         h
     }
 
     /// `authenticationHeader(envdVersion, user)`.
     pub fn user_header(&self, user: Option<&str>) -> Vec<(String, String)> {
-        basic_auth(self.effective_user(user).as_deref())
-            .into_iter()
-            .collect()
+        basic_auth(self.effective_user(user).as_deref()).into_iter().collect()
     }
 
     /// A unary Connect call: `POST <base>/<service>/<method>` with a JSON body.
@@ -200,21 +190,13 @@ impl Envd {
         }
         let res = rb.send().await.map_err(|e| transport_error(&e))?;
         let status = res.status().as_u16();
-        let ct = res
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let ct = res.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = res.bytes().await.map_err(|e| transport_error(&e))?;
         if status != 200 {
             return Err(unary_error(status, ct.as_deref(), &body));
         }
-        serde_json::from_slice(&body).map_err(|e| {
-            ConnectError::new(
-                Code::Internal,
-                format!("cannot decode response message: {e}"),
-            )
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| ConnectError::new(Code::Internal, format!("cannot decode response message: {e}")))
     }
 
     /// Opens a server-streaming Connect call. `timeout_ms` (0 = none) goes out as
@@ -228,10 +210,7 @@ impl Envd {
     ) -> Result<RpcStream, ConnectError> {
         let url = format!("{}/{}", self.inner.base_url, method);
         let mut call = self.user_header(user);
-        call.push((
-            KEEPALIVE_PING_HEADER.into(),
-            KEEPALIVE_PING_INTERVAL_SEC.to_string(),
-        ));
+        call.push((KEEPALIVE_PING_HEADER.into(), KEEPALIVE_PING_INTERVAL_SEC.to_string()));
         call.push(("Content-Type".into(), "application/connect+json".into()));
         call.push(("Connect-Protocol-Version".into(), "1".into()));
         if timeout_ms > 0 {
@@ -242,50 +221,22 @@ impl Envd {
         let json = serde_json::to_vec(req).expect("request serializes");
         let body = encode_envelope(0, &json);
         let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));
-        let send = self
-            .inner
-            .config
-            .http
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send();
+        let send = self.inner.config.http.post(url).headers(headers).body(body).send();
         let res = match deadline {
-            Some(d) => tokio::time::timeout_at(d, send)
-                .await
-                .map_err(|_| deadline_exceeded())?,
+            Some(d) => tokio::time::timeout_at(d, send).await.map_err(|_| deadline_exceeded())?,
             None => send.await,
         }
         .map_err(|e| transport_error(&e))?;
         let status = res.status().as_u16();
         if status != 200 {
-            return Err(ConnectError::new(
-                code_from_http_status(status),
-                format!("HTTP {status}"),
-            ));
+            return Err(ConnectError::new(code_from_http_status(status), format!("HTTP {status}")));
         }
-        let ct = res
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let base = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let ct =
+            res.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if base != "application/connect+json" {
-            let code = if ct.is_empty() {
-                Code::Unknown
-            } else {
-                Code::Internal
-            };
-            return Err(ConnectError::new(
-                code,
-                format!("unsupported content type {ct}"),
-            ));
+            let code = if ct.is_empty() { Code::Unknown } else { Code::Internal };
+            return Err(ConnectError::new(code, format!("unsupported content type {ct}")));
         }
         Ok(RpcStream {
             body: Box::pin(res.bytes_stream()),
@@ -296,11 +247,7 @@ impl Envd {
     }
 
     /// `GET <base>/<path>` or `POST` on envd's plain HTTP API; returns the raw response.
-    pub(crate) fn http(
-        &self,
-        method: reqwest::Method,
-        path_and_query: &str,
-    ) -> reqwest::RequestBuilder {
+    pub(crate) fn http(&self, method: reqwest::Method, path_and_query: &str) -> reqwest::RequestBuilder {
         let url = format!("{}{}", self.inner.base_url, path_and_query);
         let rb = self.inner.config.http.request(method, url);
         match header_map(&self.http_headers()) {
@@ -324,10 +271,7 @@ pub struct RpcStream {
 
 impl std::fmt::Debug for RpcStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RpcStream")
-            .field("deadline", &self.deadline)
-            .field("ended", &self.ended)
-            .finish()
+        f.debug_struct("RpcStream").field("deadline", &self.deadline).field("ended", &self.ended).finish()
     }
 }
 
@@ -345,10 +289,7 @@ impl RpcStream {
                     if env.is_end_stream() {
                         self.ended = true;
                         let end: EndStream = serde_json::from_slice(&env.payload).map_err(|e| {
-                            ConnectError::new(
-                                Code::InvalidArgument,
-                                format!("cannot decode end-of-stream: {e}"),
-                            )
+                            ConnectError::new(Code::InvalidArgument, format!("cannot decode end-of-stream: {e}"))
                         })?;
                         return match end.error {
                             // The server's deadline is ours (it came in Connect-Timeout-Ms); whichever
@@ -360,16 +301,14 @@ impl RpcStream {
                             None => Ok(None),
                         };
                     }
-                    return serde_json::from_slice(&env.payload).map(Some).map_err(|e| {
-                        ConnectError::new(Code::Internal, format!("cannot decode message: {e}"))
-                    });
+                    return serde_json::from_slice(&env.payload)
+                        .map(Some)
+                        .map_err(|e| ConnectError::new(Code::Internal, format!("cannot decode message: {e}")));
                 }
                 Ok(None) => {}
             }
             let chunk = match self.deadline {
-                Some(d) => tokio::time::timeout_at(d, self.body.next())
-                    .await
-                    .map_err(|_| deadline_exceeded())?,
+                Some(d) => tokio::time::timeout_at(d, self.body.next()).await.map_err(|_| deadline_exceeded())?,
                 None => self.body.next().await,
             };
             match chunk {
@@ -382,10 +321,7 @@ impl RpcStream {
                 }
                 None => {
                     self.ended = true;
-                    return Err(ConnectError::new(
-                        Code::InvalidArgument,
-                        "protocol error: missing EndStreamResponse",
-                    ));
+                    return Err(ConnectError::new(Code::InvalidArgument, "protocol error: missing EndStreamResponse"));
                 }
             }
         }
@@ -399,34 +335,15 @@ mod tests {
 
     #[test]
     fn unary_errors_decode_json_or_fall_back_to_the_status() {
-        let e = unary_error(
-            404,
-            Some("application/json"),
-            br#"{"code":"not_found","message":"no such"}"#,
-        );
+        let e = unary_error(404, Some("application/json"), br#"{"code":"not_found","message":"no such"}"#);
         assert_eq!(e, ConnectError::new(Code::NotFound, "no such"));
-        let e = unary_error(
-            409,
-            Some("application/json; charset=utf-8"),
-            br#"{"code":"already_exists","message":"x"}"#,
-        );
+        let e =
+            unary_error(409, Some("application/json; charset=utf-8"), br#"{"code":"already_exists","message":"x"}"#);
         assert_eq!(e.code, Code::AlreadyExists);
-        assert_eq!(
-            unary_error(404, Some("text/plain"), b"nope"),
-            ConnectError::new(Code::Unimplemented, "HTTP 404")
-        );
-        assert_eq!(
-            unary_error(502, None, b""),
-            ConnectError::new(Code::Unavailable, "HTTP 502")
-        );
-        assert_eq!(
-            unary_error(400, Some("application/json"), b"{}").code,
-            Code::Internal
-        );
-        assert_eq!(
-            unary_error(500, Some("application/json"), br#"{"code":"bogus"}"#).code,
-            Code::Unknown
-        );
+        assert_eq!(unary_error(404, Some("text/plain"), b"nope"), ConnectError::new(Code::Unimplemented, "HTTP 404"));
+        assert_eq!(unary_error(502, None, b""), ConnectError::new(Code::Unavailable, "HTTP 502"));
+        assert_eq!(unary_error(400, Some("application/json"), b"{}").code, Code::Internal);
+        assert_eq!(unary_error(500, Some("application/json"), br#"{"code":"bogus"}"#).code, Code::Unknown);
     }
 
     fn envd(version: &str, token: Option<&str>) -> Envd {
@@ -453,10 +370,7 @@ mod tests {
         assert!(h.contains_key("x-novita-sdk-version"));
         assert!(!h.contains_key("x-api-key"));
         let h = header_map(&e.http_headers()).unwrap();
-        assert!(h["user-agent"]
-            .to_str()
-            .unwrap()
-            .starts_with("sandbank-sdk-rust/"));
+        assert!(h["user-agent"].to_str().unwrap().starts_with("sandbank-sdk-rust/"));
         assert!(!h.contains_key("x-extra"));
         // No user: no Authorization on envd ≥ 0.4.0; `user` before.
         assert!(e.user_header(None).is_empty());
@@ -464,9 +378,7 @@ mod tests {
             envd("0.3.0", None).user_header(None),
             vec![("Authorization".to_string(), "Basic dXNlcjo=".to_string())]
         );
-        assert!(!header_map(&envd("0.6.4", None).http_headers())
-            .unwrap()
-            .contains_key("x-access-token"));
+        assert!(!header_map(&envd("0.6.4", None).http_headers()).unwrap().contains_key("x-access-token"));
         assert_eq!(e.base_url(), "http://127.0.0.1:1");
     }
 
@@ -475,14 +387,8 @@ mod tests {
         use sandbank_protocol::connect::end_stream_envelope;
         let mut all = encode_envelope(0, br#"{"a":1}"#).to_vec();
         all.extend_from_slice(&encode_envelope(0, br#"{"a":2}"#));
-        all.extend_from_slice(&end_stream_envelope(Some(ConnectError::new(
-            Code::DeadlineExceeded,
-            "late",
-        ))));
-        let chunks: Vec<reqwest::Result<Bytes>> = all
-            .chunks(3)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
+        all.extend_from_slice(&end_stream_envelope(Some(ConnectError::new(Code::DeadlineExceeded, "late"))));
+        let chunks: Vec<reqwest::Result<Bytes>> = all.chunks(3).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
         let mut s = RpcStream {
             body: Box::pin(futures_util::stream::iter(chunks)),
             decoder: EnvelopeDecoder::default(),
@@ -493,10 +399,7 @@ mod tests {
         assert_eq!(a["a"], 1);
         let b: serde_json::Value = s.next().await.unwrap().unwrap();
         assert_eq!(b["a"], 2);
-        assert_eq!(
-            s.next::<serde_json::Value>().await.unwrap_err(),
-            ConnectError::new(Code::DeadlineExceeded, "late")
-        );
+        assert_eq!(s.next::<serde_json::Value>().await.unwrap_err(), ConnectError::new(Code::DeadlineExceeded, "late"));
         assert!(s.next::<serde_json::Value>().await.unwrap().is_none());
 
         let chunks: Vec<reqwest::Result<Bytes>> = vec![Ok(encode_envelope(0, b"{}"))];

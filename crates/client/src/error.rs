@@ -175,19 +175,11 @@ pub fn from_api_response(status: u16, body: &ApiErrorBody) -> Error {
     match status {
         401 => {
             let m = "Unauthorized, please check your credentials.";
-            Error::Authentication(if content.is_empty() {
-                m.into()
-            } else {
-                format!("{m} - {content}")
-            })
+            Error::Authentication(if content.is_empty() { m.into() } else { format!("{m} - {content}") })
         }
         429 => {
             let m = "Rate limit exceeded, please try again later";
-            Error::RateLimit(if content.is_empty() {
-                m.into()
-            } else {
-                format!("{m} - {content}")
-            })
+            Error::RateLimit(if content.is_empty() { m.into() } else { format!("{m} - {content}") })
         }
         _ => Error::Sandbox(format!("{status}: {content}")),
     }
@@ -279,18 +271,10 @@ mod tests {
     #[test]
     fn api_errors_map_by_status_with_the_sdk_messages() {
         let e = from_api_response(401, &json(r#"{"code":401,"message":"Invalid API key"}"#));
-        assert_eq!(
-            e,
-            Error::Authentication(
-                "Unauthorized, please check your credentials. - Invalid API key".into()
-            )
-        );
+        assert_eq!(e, Error::Authentication("Unauthorized, please check your credentials. - Invalid API key".into()));
         assert_eq!(e.kind(), "AuthenticationError");
         let e = from_api_response(429, &json(r#"{"code":429,"message":"slow down"}"#));
-        assert_eq!(
-            e.to_string(),
-            "Rate limit exceeded, please try again later - slow down"
-        );
+        assert_eq!(e.to_string(), "Rate limit exceeded, please try again later - slow down");
         assert_eq!(e.kind(), "RateLimitError");
         let e = from_api_response(
             400,
@@ -300,10 +284,7 @@ mod tests {
         );
         assert_eq!(
             e,
-            Error::Sandbox(
-                "400: cannot delete template 'x' because there are running sandboxes using it"
-                    .into()
-            )
+            Error::Sandbox("400: cannot delete template 'x' because there are running sandboxes using it".into())
         );
         // A text body: the text is the message, and there is no `code`.
         let body = json("nope");
@@ -315,81 +296,37 @@ mod tests {
     #[test]
     fn envd_http_errors_map_by_status() {
         let body = br#"{"code":404,"message":"path not found"}"#;
-        assert_eq!(
-            from_envd_http(404, body, true),
-            Error::FileNotFound("path not found".into())
-        );
-        assert_eq!(
-            from_envd_http(404, body, false),
-            Error::NotFound("path not found".into())
-        );
-        assert_eq!(
-            from_envd_http(400, b"bad path", true),
-            Error::InvalidArgument("bad path".into())
-        );
-        assert_eq!(
-            from_envd_http(401, b"who", true).kind(),
-            "AuthenticationError"
-        );
-        assert_eq!(
-            from_envd_http(507, b"full", true),
-            Error::NotEnoughSpace("full".into())
-        );
-        assert_eq!(
-            from_envd_http(429, b"x", true),
-            Error::Sandbox("x: The requests are being rate limited.".into())
-        );
+        assert_eq!(from_envd_http(404, body, true), Error::FileNotFound("path not found".into()));
+        assert_eq!(from_envd_http(404, body, false), Error::NotFound("path not found".into()));
+        assert_eq!(from_envd_http(400, b"bad path", true), Error::InvalidArgument("bad path".into()));
+        assert_eq!(from_envd_http(401, b"who", true).kind(), "AuthenticationError");
+        assert_eq!(from_envd_http(507, b"full", true), Error::NotEnoughSpace("full".into()));
+        assert_eq!(from_envd_http(429, b"x", true), Error::Sandbox("x: The requests are being rate limited.".into()));
         let t = from_envd_http(502, b"gone", false);
         assert_eq!(t.kind(), "TimeoutError");
-        assert!(
-            t.to_string()
-                .starts_with("gone: This error is likely due to sandbox timeout."),
-            "{t}"
-        );
-        assert_eq!(
-            from_envd_http(500, br#"{"message":"boom"}"#, true),
-            Error::Sandbox("500: boom".into())
-        );
+        assert!(t.to_string().starts_with("gone: This error is likely due to sandbox timeout."), "{t}");
+        assert_eq!(from_envd_http(500, br#"{"message":"boom"}"#, true), Error::Sandbox("500: boom".into()));
     }
 
     #[test]
     fn rpc_errors_map_by_code() {
         let nf = ConnectError::new(Code::NotFound, "no such");
-        assert_eq!(
-            from_rpc(&nf, true),
-            Error::FileNotFound("[not_found] no such".into())
-        );
-        assert_eq!(
-            from_rpc(&nf, false),
-            Error::NotFound("[not_found] no such".into())
-        );
-        assert_eq!(
-            from_rpc(&ConnectError::new(Code::InvalidArgument, "d"), false).kind(),
-            "InvalidArgumentError"
-        );
-        assert_eq!(
-            from_rpc(&ConnectError::new(Code::Unauthenticated, "u"), false).kind(),
-            "AuthenticationError"
-        );
+        assert_eq!(from_rpc(&nf, true), Error::FileNotFound("[not_found] no such".into()));
+        assert_eq!(from_rpc(&nf, false), Error::NotFound("[not_found] no such".into()));
+        assert_eq!(from_rpc(&ConnectError::new(Code::InvalidArgument, "d"), false).kind(), "InvalidArgumentError");
+        assert_eq!(from_rpc(&ConnectError::new(Code::Unauthenticated, "u"), false).kind(), "AuthenticationError");
         let c = from_rpc(&ConnectError::new(Code::Canceled, ""), false);
         assert_eq!(c.kind(), "TimeoutError");
         assert!(
-            c.to_string().starts_with(
-                "[canceled]: This error is likely due to exceeding 'requestTimeoutMs'"
-            ),
+            c.to_string().starts_with("[canceled]: This error is likely due to exceeding 'requestTimeoutMs'"),
             "{c}"
         );
         let d = from_rpc(&ConnectError::new(Code::DeadlineExceeded, "late"), false);
         assert!(
-            d.to_string().starts_with(
-                "[deadline_exceeded] late: This error is likely due to exceeding 'timeoutMs'"
-            ),
+            d.to_string().starts_with("[deadline_exceeded] late: This error is likely due to exceeding 'timeoutMs'"),
             "{d}"
         );
-        assert_eq!(
-            from_rpc(&ConnectError::new(Code::Unavailable, "x"), false).kind(),
-            "TimeoutError"
-        );
+        assert_eq!(from_rpc(&ConnectError::new(Code::Unavailable, "x"), false).kind(), "TimeoutError");
         assert_eq!(
             from_rpc(&ConnectError::new(Code::Internal, "boom"), false),
             Error::Sandbox("13: [internal] boom".into())
@@ -402,12 +339,8 @@ mod tests {
 
     #[test]
     fn command_exit_carries_the_result() {
-        let r = CommandResult {
-            exit_code: 3,
-            error: Some("exit status 3".into()),
-            stdout: "o".into(),
-            stderr: "e".into(),
-        };
+        let r =
+            CommandResult { exit_code: 3, error: Some("exit status 3".into()), stdout: "o".into(), stderr: "e".into() };
         let e = Error::CommandExit(r.clone());
         assert_eq!(e.kind(), "CommandExitError");
         assert_eq!(e.to_string(), "exit status 3");

@@ -3,8 +3,7 @@
 
 use crate::api::encode_uri_component;
 use crate::envd::{
-    canceled, Envd, RpcStream, DEFAULT_STREAM_TIMEOUT_MS, ENVD_OCTET_STREAM_UPLOAD,
-    ENVD_RECURSIVE_WATCH,
+    canceled, Envd, RpcStream, DEFAULT_STREAM_TIMEOUT_MS, ENVD_OCTET_STREAM_UPLOAD, ENVD_RECURSIVE_WATCH,
 };
 use crate::error::{from_envd_http, from_rpc, from_transport, Error, Result};
 use bytes::Bytes;
@@ -12,8 +11,8 @@ use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt as _};
 use sandbank_protocol::connect::Code;
 use sandbank_protocol::filesystem::{
-    EntryResponse, EventType as WireEventType, FileType as WireFileType, ListDirRequest,
-    ListDirResponse, MoveRequest, PathRequest, WatchDirRequest, WatchDirResponse, WatchEvent,
+    EntryResponse, EventType as WireEventType, FileType as WireFileType, ListDirRequest, ListDirResponse, MoveRequest,
+    PathRequest, WatchDirRequest, WatchDirResponse, WatchEvent,
 };
 use sandbank_protocol::process::Empty;
 use std::pin::Pin;
@@ -75,9 +74,9 @@ impl From<sandbank_protocol::filesystem::EntryInfo> for EntryInfo {
             permissions: e.permissions,
             owner: e.owner,
             group: e.group,
-            modified_time: e.modified_time.and_then(|t| {
-                DateTime::from_timestamp_millis(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-            }),
+            modified_time: e
+                .modified_time
+                .and_then(|t| DateTime::from_timestamp_millis(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)),
             symlink_target: e.symlink_target,
         }
     }
@@ -254,12 +253,7 @@ impl WatchHandle {
         let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
         let (cancel_tx, cancel_rx) = watch::channel(false);
         tokio::spawn(read_watch_events(stream, tx, cancel_rx));
-        WatchHandle {
-            inner: Arc::new(WatchInner {
-                cancel: cancel_tx,
-                events: tokio::sync::Mutex::new(rx),
-            }),
-        }
+        WatchHandle { inner: Arc::new(WatchInner { cancel: cancel_tx, events: tokio::sync::Mutex::new(rx) }) }
     }
 
     /// The next event; `Ok(None)` once the watch ended cleanly; `Err` once, when it ended with
@@ -296,15 +290,12 @@ async fn read_watch_events(
                 let _ = tx.send(Err(from_rpc(&e, false))).await;
                 return;
             }
-            Ok(Some(WatchDirResponse {
-                event: Some(WatchEvent::Filesystem(ev)),
-            })) => match FilesystemEventType::from_wire(ev.r#type) {
-                Some(event_type) => Ok(FilesystemEvent {
-                    name: ev.name,
-                    event_type,
-                }),
-                None => continue,
-            },
+            Ok(Some(WatchDirResponse { event: Some(WatchEvent::Filesystem(ev)) })) => {
+                match FilesystemEventType::from_wire(ev.r#type) {
+                    Some(event_type) => Ok(FilesystemEvent { name: ev.name, event_type }),
+                    None => continue,
+                }
+            }
             Ok(Some(_)) => continue, // start (again) and keepalives
         };
         tokio::select! {
@@ -323,22 +314,13 @@ pub struct Files {
 
 /// `filename="…"` as FormData writes it: `"`, CR and LF percent-escaped.
 fn escape_filename(name: &str) -> String {
-    name.replace('"', "%22")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn boundary() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "----sandbank{:x}{:x}",
-        t as u64,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("----sandbank{:x}{:x}", t as u64, N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The multipart body: a `file` part per entry, filename = its path.
@@ -365,22 +347,14 @@ pub(crate) fn multipart_body(files: Vec<(String, WriteData)>, boundary: &str) ->
     }
     let mut parts: Vec<ByteSource> = Vec::new();
     for (path, data) in files {
-        parts.push(Box::pin(futures_util::stream::once(
-            futures_util::future::ready(Ok(head(&path))),
-        )));
+        parts.push(Box::pin(futures_util::stream::once(futures_util::future::ready(Ok(head(&path))))));
         parts.push(match data {
-            WriteData::Bytes(b) => Box::pin(futures_util::stream::once(
-                futures_util::future::ready(Ok(b)),
-            )),
+            WriteData::Bytes(b) => Box::pin(futures_util::stream::once(futures_util::future::ready(Ok(b)))),
             WriteData::Stream(s) => s,
         });
-        parts.push(Box::pin(futures_util::stream::once(
-            futures_util::future::ready(Ok(Bytes::from_static(b"\r\n"))),
-        )));
+        parts.push(Box::pin(futures_util::stream::once(futures_util::future::ready(Ok(Bytes::from_static(b"\r\n"))))));
     }
-    parts.push(Box::pin(futures_util::stream::once(
-        futures_util::future::ready(Ok(tail)),
-    )));
+    parts.push(Box::pin(futures_util::stream::once(futures_util::future::ready(Ok(tail)))));
     reqwest::Body::wrap_stream(futures_util::stream::iter(parts).flatten())
 }
 
@@ -402,10 +376,7 @@ fn files_query(path: Option<&str>, user: Option<&str>) -> String {
 /// openapi-fetch's view of an envd HTTP response: an error unless 2xx, 204 or empty.
 fn is_error(res: &reqwest::Response) -> bool {
     let empty = res.status().as_u16() == 204
-        || res
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0");
+        || res.headers().get(reqwest::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
     !empty && !res.status().is_success()
 }
 
@@ -424,10 +395,8 @@ impl Files {
 
     async fn get(&self, path: &str, opts: &FilesystemOpts) -> Result<reqwest::Response> {
         let user = self.envd.effective_user(opts.user.as_deref());
-        let mut rb = self.envd.http(
-            reqwest::Method::GET,
-            &format!("/files{}", files_query(Some(path), user.as_deref())),
-        );
+        let mut rb =
+            self.envd.http(reqwest::Method::GET, &format!("/files{}", files_query(Some(path), user.as_deref())));
         if let Some(t) = self.envd.config().request_timeout(opts.request_timeout_ms) {
             rb = rb.timeout(t);
         }
@@ -453,34 +422,21 @@ impl Files {
     /// `files.read(path, {format: 'stream'})`.
     pub async fn read_stream(&self, path: &str, opts: FilesystemOpts) -> Result<FileStream> {
         let res = self.get(path, &opts).await?;
-        Ok(FileStream {
-            body: Box::pin(res.bytes_stream()),
-        })
+        Ok(FileStream { body: Box::pin(res.bytes_stream()) })
     }
 
     /// `files.write(path, data)`.
     pub async fn write(&self, path: &str, data: WriteData, opts: WriteOpts) -> Result<WriteInfo> {
-        let mut infos = self
-            .upload(Some(path), vec![(path.to_string(), data)], &opts)
-            .await?;
+        let mut infos = self.upload(Some(path), vec![(path.to_string(), data)], &opts).await?;
         Ok(infos.swap_remove(0))
     }
 
     /// `files.write([{path, data}, …])` / `writeFiles`.
-    pub async fn write_files(
-        &self,
-        files: Vec<WriteEntry>,
-        opts: WriteOpts,
-    ) -> Result<Vec<WriteInfo>> {
+    pub async fn write_files(&self, files: Vec<WriteEntry>, opts: WriteOpts) -> Result<Vec<WriteInfo>> {
         if files.is_empty() {
             return Ok(Vec::new());
         }
-        self.upload(
-            None,
-            files.into_iter().map(|f| (f.path, f.data)).collect(),
-            &opts,
-        )
-        .await
+        self.upload(None, files.into_iter().map(|f| (f.path, f.data)).collect(), &opts).await
     }
 
     async fn upload(
@@ -490,8 +446,8 @@ impl Files {
         opts: &WriteOpts,
     ) -> Result<Vec<WriteInfo>> {
         let user = self.envd.effective_user(opts.user.as_deref());
-        let octet = opts.use_octet_stream
-            && crate::api::envd_version_at_least(self.envd.version(), ENVD_OCTET_STREAM_UPLOAD);
+        let octet =
+            opts.use_octet_stream && crate::api::envd_version_at_least(self.envd.version(), ENVD_OCTET_STREAM_UPLOAD);
         if octet {
             let posts = files.into_iter().map(|(p, data)| {
                 let body = match data {
@@ -500,12 +456,7 @@ impl Files {
                 };
                 let target = path.map(str::to_string).unwrap_or(p);
                 let q = files_query(Some(&target), user.as_deref());
-                self.post(
-                    q,
-                    "application/octet-stream".to_string(),
-                    body,
-                    opts.request_timeout_ms,
-                )
+                self.post(q, "application/octet-stream".to_string(), body, opts.request_timeout_ms)
             });
             let all = futures_util::future::try_join_all(posts).await?;
             return Ok(all.into_iter().flatten().collect());
@@ -513,13 +464,7 @@ impl Files {
         let b = boundary();
         let body = multipart_body(files, &b);
         let q = files_query(path, user.as_deref());
-        self.post(
-            q,
-            format!("multipart/form-data; boundary={b}"),
-            body,
-            opts.request_timeout_ms,
-        )
-        .await
+        self.post(q, format!("multipart/form-data; boundary={b}"), body, opts.request_timeout_ms).await
     }
 
     async fn post(
@@ -545,13 +490,10 @@ impl Files {
         let infos: Vec<WriteInfo> = if body.is_empty() {
             Vec::new()
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| Error::Sandbox(format!("invalid upload response: {e}")))?
+            serde_json::from_slice(&body).map_err(|e| Error::Sandbox(format!("invalid upload response: {e}")))?
         };
         if infos.is_empty() {
-            return Err(Error::Other(
-                "Expected to receive information about written file".into(),
-            ));
+            return Err(Error::Other("Expected to receive information about written file".into()));
         }
         Ok(infos)
     }
@@ -562,48 +504,25 @@ impl Files {
         req: &Req,
         opts: &FilesystemOpts,
     ) -> std::result::Result<Res, sandbank_protocol::connect::ConnectError> {
-        self.envd
-            .unary(method, req, opts.user.as_deref(), opts.request_timeout_ms)
-            .await
+        self.envd.unary(method, req, opts.user.as_deref(), opts.request_timeout_ms).await
     }
 
     /// `files.list(path, {depth})`: depth default 1, below 1 → `InvalidArgument`.
-    pub async fn list(
-        &self,
-        path: &str,
-        depth: Option<i64>,
-        opts: FilesystemOpts,
-    ) -> Result<Vec<EntryInfo>> {
+    pub async fn list(&self, path: &str, depth: Option<i64>, opts: FilesystemOpts) -> Result<Vec<EntryInfo>> {
         let depth = depth.unwrap_or(1);
         if depth < 1 {
-            return Err(Error::InvalidArgument(
-                "depth should be at least one".into(),
-            ));
+            return Err(Error::InvalidArgument("depth should be at least one".into()));
         }
-        let req = ListDirRequest {
-            path: path.to_string(),
-            depth: depth.min(u32::MAX as i64) as u32,
-        };
-        let res: ListDirResponse = self
-            .rpc("filesystem.Filesystem/ListDir", &req, &opts)
-            .await
-            .map_err(|e| from_rpc(&e, true))?;
-        Ok(res
-            .entries
-            .into_iter()
-            .map(EntryInfo::from)
-            .filter(|e| e.file_type.is_some())
-            .collect())
+        let req = ListDirRequest { path: path.to_string(), depth: depth.min(u32::MAX as i64) as u32 };
+        let res: ListDirResponse =
+            self.rpc("filesystem.Filesystem/ListDir", &req, &opts).await.map_err(|e| from_rpc(&e, true))?;
+        Ok(res.entries.into_iter().map(EntryInfo::from).filter(|e| e.file_type.is_some()).collect())
     }
 
     /// `files.exists(path)`.
     pub async fn exists(&self, path: &str, opts: FilesystemOpts) -> Result<bool> {
         match self
-            .rpc::<_, EntryResponse>(
-                "filesystem.Filesystem/Stat",
-                &PathRequest { path: path.into() },
-                &opts,
-            )
+            .rpc::<_, EntryResponse>("filesystem.Filesystem/Stat", &PathRequest { path: path.into() }, &opts)
             .await
         {
             Ok(_) => Ok(true),
@@ -615,26 +534,18 @@ impl Files {
     /// `files.getInfo(path)`.
     pub async fn get_info(&self, path: &str, opts: FilesystemOpts) -> Result<EntryInfo> {
         let res: EntryResponse = self
-            .rpc(
-                "filesystem.Filesystem/Stat",
-                &PathRequest { path: path.into() },
-                &opts,
-            )
+            .rpc("filesystem.Filesystem/Stat", &PathRequest { path: path.into() }, &opts)
             .await
             .map_err(|e| from_rpc(&e, true))?;
-        res.entry.map(EntryInfo::from).ok_or_else(|| {
-            Error::Other("Expected to receive information about the file or directory".into())
-        })
+        res.entry
+            .map(EntryInfo::from)
+            .ok_or_else(|| Error::Other("Expected to receive information about the file or directory".into()))
     }
 
     /// `files.makeDir(path)`: `false` when it already exists.
     pub async fn make_dir(&self, path: &str, opts: FilesystemOpts) -> Result<bool> {
         match self
-            .rpc::<_, EntryResponse>(
-                "filesystem.Filesystem/MakeDir",
-                &PathRequest { path: path.into() },
-                &opts,
-            )
+            .rpc::<_, EntryResponse>("filesystem.Filesystem/MakeDir", &PathRequest { path: path.into() }, &opts)
             .await
         {
             Ok(_) => Ok(true),
@@ -644,71 +555,43 @@ impl Files {
     }
 
     /// `files.rename(old, new)`.
-    pub async fn rename(
-        &self,
-        old_path: &str,
-        new_path: &str,
-        opts: FilesystemOpts,
-    ) -> Result<EntryInfo> {
-        let req = MoveRequest {
-            source: old_path.into(),
-            destination: new_path.into(),
-        };
-        let res: EntryResponse = self
-            .rpc("filesystem.Filesystem/Move", &req, &opts)
-            .await
-            .map_err(|e| from_rpc(&e, true))?;
-        res.entry.map(EntryInfo::from).ok_or_else(|| {
-            Error::Other("Expected to receive information about moved object".into())
-        })
+    pub async fn rename(&self, old_path: &str, new_path: &str, opts: FilesystemOpts) -> Result<EntryInfo> {
+        let req = MoveRequest { source: old_path.into(), destination: new_path.into() };
+        let res: EntryResponse =
+            self.rpc("filesystem.Filesystem/Move", &req, &opts).await.map_err(|e| from_rpc(&e, true))?;
+        res.entry
+            .map(EntryInfo::from)
+            .ok_or_else(|| Error::Other("Expected to receive information about moved object".into()))
     }
 
     /// `files.watchDir(path, onEvent, opts)`: returns once envd confirmed the watch (its
     /// `start` event). A missing path is `FileNotFound`, a file `InvalidArgument`.
     pub async fn watch_dir(&self, path: &str, opts: WatchOpts) -> Result<WatchHandle> {
-        if opts.recursive
-            && !crate::api::envd_version_at_least(self.envd.version(), ENVD_RECURSIVE_WATCH)
-        {
+        if opts.recursive && !crate::api::envd_version_at_least(self.envd.version(), ENVD_RECURSIVE_WATCH) {
             return Err(Error::Template(
                 "You need to update the template to use recursive watching. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
             ));
         }
-        let req = WatchDirRequest {
-            path: path.to_string(),
-            recursive: opts.recursive,
-            ..Default::default()
-        };
+        let req = WatchDirRequest { path: path.to_string(), recursive: opts.recursive, ..Default::default() };
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
         let first = async {
-            let mut stream = self
-                .envd
-                .open_stream(
-                    "filesystem.Filesystem/WatchDir",
-                    &req,
-                    opts.user.as_deref(),
-                    timeout_ms,
-                )
-                .await?;
+            let mut stream =
+                self.envd.open_stream("filesystem.Filesystem/WatchDir", &req, opts.user.as_deref(), timeout_ms).await?;
             let ev = stream.next::<WatchDirResponse>().await?;
             Ok::<_, sandbank_protocol::connect::ConnectError>((stream, ev))
         };
         let first = match self.envd.config().request_timeout(opts.request_timeout_ms) {
-            Some(t) => tokio::time::timeout(t, first)
-                .await
-                .unwrap_or_else(|_| Err(canceled())),
+            Some(t) => tokio::time::timeout(t, first).await.unwrap_or_else(|_| Err(canceled())),
             None => first.await,
         };
         match first {
-            Err(e) if e.code == Code::Unavailable => Err(Error::SandboxNotFound(
-                "Sandbox is probably not running anymore".into(),
-            )),
+            Err(e) if e.code == Code::Unavailable => {
+                Err(Error::SandboxNotFound("Sandbox is probably not running anymore".into()))
+            }
             Err(e) => Err(from_rpc(&e, true)),
-            Ok((
-                stream,
-                Some(WatchDirResponse {
-                    event: Some(WatchEvent::Start(_)),
-                }),
-            )) => Ok(WatchHandle::spawn(stream)),
+            Ok((stream, Some(WatchDirResponse { event: Some(WatchEvent::Start(_)) }))) => {
+                Ok(WatchHandle::spawn(stream))
+            }
             Ok(_) => Err(Error::Other("Expected start event".into())),
         }
     }
@@ -716,11 +599,7 @@ impl Files {
     /// `files.remove(path)`.
     pub async fn remove(&self, path: &str, opts: FilesystemOpts) -> Result<()> {
         let _: Empty = self
-            .rpc(
-                "filesystem.Filesystem/Remove",
-                &PathRequest { path: path.into() },
-                &opts,
-            )
+            .rpc("filesystem.Filesystem/Remove", &PathRequest { path: path.into() }, &opts)
             .await
             .map_err(|e| from_rpc(&e, true))?;
         Ok(())
@@ -737,14 +616,8 @@ mod tests {
         let body = multipart_body(vec![("/tmp/a \\\"q\".txt".into(), "hello".into())], "B");
         assert_eq!(body.as_bytes().unwrap(), expect.as_bytes());
         // A stream produces the same bytes.
-        let s: ByteSource = Box::pin(futures_util::stream::iter(vec![
-            Ok(Bytes::from("hel")),
-            Ok(Bytes::from("lo")),
-        ]));
-        let body = multipart_body(
-            vec![("/tmp/a \\\"q\".txt".into(), WriteData::Stream(s))],
-            "B",
-        );
+        let s: ByteSource = Box::pin(futures_util::stream::iter(vec![Ok(Bytes::from("hel")), Ok(Bytes::from("lo"))]));
+        let body = multipart_body(vec![("/tmp/a \\\"q\".txt".into(), WriteData::Stream(s))], "B");
         assert!(body.as_bytes().is_none());
         use http_body_util::BodyExt as _;
         let all = body.collect().await.unwrap().to_bytes();
@@ -771,10 +644,7 @@ mod tests {
 
     #[test]
     fn files_queries() {
-        assert_eq!(
-            files_query(Some("/tmp/a b.txt"), Some("root")),
-            "?path=%2Ftmp%2Fa%20b.txt&username=root"
-        );
+        assert_eq!(files_query(Some("/tmp/a b.txt"), Some("root")), "?path=%2Ftmp%2Fa%20b.txt&username=root");
         assert_eq!(files_query(None, None), "");
         assert_eq!(files_query(None, Some("user")), "?username=user");
     }

@@ -22,17 +22,15 @@ pub mod sandbox;
 pub mod signature;
 
 pub use api::{
-    Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle,
-    SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts,
+    SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
-pub use commands::{
-    CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo,
-};
+pub use commands::{CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo};
 pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};
 pub use error::{CommandResult, Error, Result};
 pub use files::{
-    EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts,
-    WatchHandle, WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
+    EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts, WatchHandle,
+    WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
 };
 pub use paginator::{SandboxPaginator, SnapshotPaginator};
 pub use pty::{Pty, PtyConnectOpts, PtyCreateOpts, PtySize};
@@ -52,23 +50,13 @@ mod tests {
     #[allow(dead_code)]
     fn futures_are_send_and_static(sbx: Sandbox, api: Api, h: CommandHandle, p: SnapshotPaginator) {
         let s = sbx.clone();
+        assert_send_static(&async move { s.commands().run("x", CommandStartOpts::default()).await });
+        let s = sbx.clone();
+        assert_send_static(&async move { s.files().write("/a", WriteData::from("x"), WriteOpts::default()).await });
+        let s = sbx.clone();
         assert_send_static(
-            &async move { s.commands().run("x", CommandStartOpts::default()).await },
+            &async move { s.files().read_stream("/a", FilesystemOpts::default()).await?.next_chunk().await },
         );
-        let s = sbx.clone();
-        assert_send_static(&async move {
-            s.files()
-                .write("/a", WriteData::from("x"), WriteOpts::default())
-                .await
-        });
-        let s = sbx.clone();
-        assert_send_static(&async move {
-            s.files()
-                .read_stream("/a", FilesystemOpts::default())
-                .await?
-                .next_chunk()
-                .await
-        });
         assert_send_static(&async move { api.create(SandboxCreateOpts::default()).await });
         assert_send_static(&async move { (h.next_output().await, h.wait().await) });
         assert_send_static(&async move { p.next_items().await });
@@ -103,10 +91,7 @@ mod tests {
         let config = Arc::new(ConnectionConfig::with_env(&opts, |_| None).unwrap());
         let t0 = std::time::Instant::now();
         let e = Api::new(config.clone()).kill("x").await.unwrap_err();
-        assert_eq!(
-            e,
-            Error::Timeout("The operation was aborted due to timeout".into())
-        );
+        assert_eq!(e, Error::Timeout("The operation was aborted due to timeout".into()));
         assert!(t0.elapsed() < Duration::from_secs(3));
         let conn = SandboxConnection {
             sandbox_id: "sb".into(),
@@ -117,38 +102,24 @@ mod tests {
         };
         let sbx = Sandbox::from_connection(config, conn);
         // requestTimeoutMs until the start event → canceled → TimeoutError.
-        let e = sbx
-            .commands()
-            .start("true", CommandStartOpts::default())
-            .await
-            .unwrap_err();
+        let e = sbx.commands().start("true", CommandStartOpts::default()).await.unwrap_err();
         assert_eq!(e.kind(), "TimeoutError");
-        assert!(e.to_string().starts_with("[canceled] This operation was aborted: This error is likely due to exceeding 'requestTimeoutMs'"), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "[canceled] This operation was aborted: This error is likely due to exceeding 'requestTimeoutMs'"
+            ),
+            "{e}"
+        );
         // Unary RPC: the same.
-        let e = sbx
-            .files()
-            .exists("/x", FilesystemOpts::default())
-            .await
-            .unwrap_err();
+        let e = sbx.files().exists("/x", FilesystemOpts::default()).await.unwrap_err();
         assert!(e.to_string().contains("'requestTimeoutMs'"), "{e}");
         // timeoutMs below the request timeout → deadline_exceeded.
         let e = sbx
             .commands()
-            .start(
-                "true",
-                CommandStartOpts {
-                    timeout_ms: Some(50),
-                    request_timeout_ms: Some(0),
-                    ..Default::default()
-                },
-            )
+            .start("true", CommandStartOpts { timeout_ms: Some(50), request_timeout_ms: Some(0), ..Default::default() })
             .await
             .unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("[deadline_exceeded] the operation timed out: "),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("[deadline_exceeded] the operation timed out: "), "{e}");
         task.abort();
     }
 }

@@ -2,8 +2,7 @@
 //! [`Paginator`] over a [`Listing`]: built without a request; `has_next` starts true; each `next_items` fetches one page and follows `x-next-token`.
 
 use crate::api::{
-    sandbox_list_query, snapshot_list_query, Api, SandboxInfo, SandboxListOpts, SnapshotInfo,
-    SnapshotListOpts,
+    sandbox_list_query, snapshot_list_query, Api, SandboxInfo, SandboxListOpts, SnapshotInfo, SnapshotListOpts,
 };
 use crate::error::{Error, Result};
 use reqwest::Method;
@@ -23,12 +22,7 @@ struct Pages {
 
 impl Pages {
     fn new(next_token: Option<String>) -> Self {
-        Self {
-            state: Mutex::new(PageState {
-                has_next: true,
-                next_token,
-            }),
-        }
+        Self { state: Mutex::new(PageState { has_next: true, next_token }) }
     }
 
     fn has_next(&self) -> bool {
@@ -157,10 +151,7 @@ mod tests {
         p.update(None);
         assert!(!p.has_next());
         assert_eq!(p.next_token(), None);
-        assert_eq!(
-            p.begin().unwrap_err(),
-            Error::Other("No more items to fetch".into())
-        );
+        assert_eq!(p.begin().unwrap_err(), Error::Other("No more items to fetch".into()));
         let p = Pages::new(Some("start".into()));
         assert_eq!(p.next_token().as_deref(), Some("start"));
     }

@@ -24,19 +24,11 @@ impl PtySize {
     /// A size from JS numbers: each must be an integer from 1 to 65535; the error names the
     /// offending field and value.
     pub fn from_numbers(cols: f64, rows: f64) -> Result<Self> {
-        Ok(PtySize {
-            cols: dimension("cols", cols)?,
-            rows: dimension("rows", rows)?,
-        })
+        Ok(PtySize { cols: dimension("cols", cols)?, rows: dimension("rows", rows)? })
     }
 
     fn wire(self) -> WirePty {
-        WirePty {
-            size: Some(WireSize {
-                cols: self.cols,
-                rows: self.rows,
-            }),
-        }
+        WirePty { size: Some(WireSize { cols: self.cols, rows: self.rows }) }
     }
 }
 
@@ -88,11 +80,7 @@ pub type PtyConnectOpts = crate::commands::CommandConnectOpts;
 
 /// The environment a terminal gets: the caller's, over the SDK's defaults.
 pub fn pty_envs(mut envs: HashMap<String, String>) -> HashMap<String, String> {
-    for (k, v) in [
-        ("TERM", "xterm-256color"),
-        ("LANG", "C.UTF-8"),
-        ("LC_ALL", "C.UTF-8"),
-    ] {
+    for (k, v) in [("TERM", "xterm-256color"), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8")] {
         envs.entry(k.to_string()).or_insert_with(|| v.to_string());
     }
     envs
@@ -125,13 +113,8 @@ impl Pty {
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_STREAM_TIMEOUT_MS);
         let envd = self.commands.envd().clone();
         let user = opts.user;
-        let open = async move {
-            envd.open_stream("process.Process/Start", &req, user.as_deref(), timeout_ms)
-                .await
-        };
-        self.commands
-            .begin(open, opts.request_timeout_ms, opts.stream_output)
-            .await
+        let open = async move { envd.open_stream("process.Process/Start", &req, user.as_deref(), timeout_ms).await };
+        self.commands.begin(open, opts.request_timeout_ms, opts.stream_output).await
     }
 
     /// `pty.connect(pid, opts)`: another handle on a running terminal (output from now on).
@@ -140,26 +123,13 @@ impl Pty {
     }
 
     /// `pty.sendInput(pid, data)`: bytes typed into the terminal.
-    pub async fn send_input(
-        &self,
-        pid: u32,
-        data: Vec<u8>,
-        request_timeout_ms: Option<u64>,
-    ) -> Result<()> {
+    pub async fn send_input(&self, pid: u32, data: Vec<u8>, request_timeout_ms: Option<u64>) -> Result<()> {
         self.commands.send_input(pid, Input::Pty(data), request_timeout_ms).await
     }
 
     /// `pty.resize(pid, {cols, rows})` (`Process/Update`).
-    pub async fn resize(
-        &self,
-        pid: u32,
-        size: PtySize,
-        request_timeout_ms: Option<u64>,
-    ) -> Result<()> {
-        let req = UpdateRequest {
-            process: pid_selector(pid),
-            pty: Some(size.wire()),
-        };
+    pub async fn resize(&self, pid: u32, size: PtySize, request_timeout_ms: Option<u64>) -> Result<()> {
+        let req = UpdateRequest { process: pid_selector(pid), pty: Some(size.wire()) };
         let _: Empty = self
             .commands
             .envd()
@@ -182,31 +152,16 @@ mod tests {
 
     #[test]
     fn sizes_are_checked_and_errors_name_the_value() {
-        assert_eq!(
-            PtySize::from_numbers(80.0, 24.0).unwrap(),
-            PtySize { cols: 80, rows: 24 }
-        );
+        assert_eq!(PtySize::from_numbers(80.0, 24.0).unwrap(), PtySize { cols: 80, rows: 24 });
         assert_eq!(PtySize::from_numbers(65535.0, 1.0).unwrap().cols, 65535);
         let e = PtySize::from_numbers(0.0, 24.0).unwrap_err();
         assert_eq!(e.kind(), "InvalidArgumentError");
-        assert_eq!(
-            e.to_string(),
-            "Invalid PTY size: cols must be an integer from 1 to 65535, got 0"
-        );
-        for (rows, shown) in [
-            (-3.0, "-3"),
-            (2.5, "2.5"),
-            (f64::NAN, "NaN"),
-            (f64::INFINITY, "Infinity"),
-            (65536.0, "65536"),
-        ] {
+        assert_eq!(e.to_string(), "Invalid PTY size: cols must be an integer from 1 to 65535, got 0");
+        for (rows, shown) in
+            [(-3.0, "-3"), (2.5, "2.5"), (f64::NAN, "NaN"), (f64::INFINITY, "Infinity"), (65536.0, "65536")]
+        {
             let e = PtySize::from_numbers(80.0, rows).unwrap_err();
-            assert!(
-                e.to_string().ends_with(&format!(
-                    "rows must be an integer from 1 to 65535, got {shown}"
-                )),
-                "{e}"
-            );
+            assert!(e.to_string().ends_with(&format!("rows must be an integer from 1 to 65535, got {shown}")), "{e}");
         }
     }
 
@@ -236,29 +191,15 @@ mod tests {
             serde_json::to_string(&req).unwrap(),
             r#"{"process":{"cmd":"/bin/bash","args":["-i","-l"]},"pty":{"size":{"cols":80,"rows":24}}}"#
         );
-        let up = UpdateRequest {
-            process: pid_selector(7),
-            pty: Some(
-                PtySize {
-                    cols: 100,
-                    rows: 40,
-                }
-                .wire(),
-            ),
-        };
+        let up = UpdateRequest { process: pid_selector(7), pty: Some(PtySize { cols: 100, rows: 40 }.wire()) };
         assert_eq!(
             serde_json::to_string(&up).unwrap(),
             r#"{"process":{"pid":7},"pty":{"size":{"cols":100,"rows":40}}}"#
         );
         let inp = SendInputRequest {
             process: pid_selector(7),
-            input: Some(ProcessInput {
-                input: Some(Input::Pty(b"ls\n".to_vec())),
-            }),
+            input: Some(ProcessInput { input: Some(Input::Pty(b"ls\n".to_vec())) }),
         };
-        assert_eq!(
-            serde_json::to_string(&inp).unwrap(),
-            r#"{"process":{"pid":7},"input":{"pty":"bHMK"}}"#
-        );
+        assert_eq!(serde_json::to_string(&inp).unwrap(), r#"{"process":{"pid":7},"input":{"pty":"bHMK"}}"#);
     }
 }

@@ -2,8 +2,8 @@
 //! and the instance forms of the control-plane calls.
 
 use crate::api::{
-    envd_version_at_least, Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts,
-    SandboxInfo, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    envd_version_at_least, Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxMetrics,
+    SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
 use crate::commands::Commands;
 use crate::config::{Config, ENVD_PORT};
@@ -45,10 +45,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// A handle on a sandbox the API described (create/connect result).
     pub fn from_connection(config: Config, conn: SandboxConnection) -> Self {
-        let sandbox_domain = conn
-            .sandbox_domain
-            .clone()
-            .unwrap_or_else(|| config.domain.clone());
+        let sandbox_domain = conn.sandbox_domain.clone().unwrap_or_else(|| config.domain.clone());
         let envd = Envd::new(
             config.clone(),
             &conn.sandbox_id,
@@ -87,11 +84,7 @@ impl Sandbox {
     }
 
     /// `Sandbox.connect(id, opts)`: resumes a paused sandbox.
-    pub async fn connect(
-        config: Config,
-        sandbox_id: &str,
-        opts: SandboxConnectOpts,
-    ) -> Result<Self> {
+    pub async fn connect(config: Config, sandbox_id: &str, opts: SandboxConnectOpts) -> Result<Self> {
         let conn = Api::new(config.clone()).connect(sandbox_id, opts).await?;
         Ok(Self::from_connection(config, conn))
     }
@@ -142,9 +135,7 @@ impl Sandbox {
 
     /// `sandbox.getHost(port)`.
     pub fn get_host(&self, port: u16) -> String {
-        self.api
-            .config()
-            .host(&self.sandbox_id, port, Some(&self.sandbox_domain))
+        self.api.config().host(&self.sandbox_id, port, Some(&self.sandbox_domain))
     }
 
     /// `sandbox.connect(opts)`: resumes the sandbox if paused and refreshes the traffic access
@@ -160,11 +151,7 @@ impl Sandbox {
     }
 
     /// `sandbox.getMetrics({start, end})`: refuses envd older than 0.1.5, as the SDK does.
-    pub async fn get_metrics(
-        &self,
-        opts: SandboxMetricsOpts,
-        config: Option<Config>,
-    ) -> Result<Vec<SandboxMetrics>> {
+    pub async fn get_metrics(&self, opts: SandboxMetricsOpts, config: Option<Config>) -> Result<Vec<SandboxMetrics>> {
         if !envd_version_at_least(&self.envd_version, ENVD_METRICS) {
             return Err(Error::Sandbox(
                 "You need to update the template to use the new SDK. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
@@ -200,9 +187,7 @@ impl Sandbox {
         let user = self.envd.effective_user(opts.user.as_deref());
         let mut url = reqwest::Url::parse(self.envd.base_url())
             .and_then(|u| u.join("/files"))
-            .map_err(|e| {
-                Error::Other(format!("Invalid sandbox URL {}: {e}", self.envd.base_url()))
-            })?;
+            .map_err(|e| Error::Other(format!("Invalid sandbox URL {}: {e}", self.envd.base_url())))?;
         {
             let mut q = url.query_pairs_mut();
             if let Some(u) = user.as_deref().filter(|u| !u.is_empty()) {
@@ -212,13 +197,7 @@ impl Sandbox {
                 q.append_pair("path", path);
             }
             if token.is_some() {
-                let sig = get_signature(
-                    path,
-                    op,
-                    user.as_deref(),
-                    opts.use_signature_expiration,
-                    token,
-                )?;
+                let sig = get_signature(path, op, user.as_deref(), opts.use_signature_expiration, token)?;
                 q.append_pair("signature", &sig.signature);
                 if let Some(exp) = sig.expiration {
                     q.append_pair("signature_expiration", &exp.to_string());
@@ -266,16 +245,8 @@ impl Sandbox {
     }
 
     /// `sandbox.listSnapshots({limit, nextToken})`: this sandbox's snapshots.
-    pub fn list_snapshots(
-        &self,
-        limit: Option<u32>,
-        next_token: Option<String>,
-    ) -> Result<SnapshotPaginator> {
-        self.api.list_snapshots(SnapshotListOpts {
-            sandbox_id: Some(self.sandbox_id.clone()),
-            limit,
-            next_token,
-        })
+    pub fn list_snapshots(&self, limit: Option<u32>, next_token: Option<String>) -> Result<SnapshotPaginator> {
+        self.api.list_snapshots(SnapshotListOpts { sandbox_id: Some(self.sandbox_id.clone()), limit, next_token })
     }
 
     /// `sandbox.isRunning()`: envd `GET /health`; 502 → false.
@@ -289,11 +260,8 @@ impl Sandbox {
         if status == 502 {
             return Ok(false);
         }
-        let empty = status == 204
-            || res
-                .headers()
-                .get(reqwest::header::CONTENT_LENGTH)
-                .is_some_and(|v| v.as_bytes() == b"0");
+        let empty =
+            status == 204 || res.headers().get(reqwest::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
         if empty || res.status().is_success() {
             return Ok(true);
         }
@@ -312,10 +280,7 @@ mod tests {
     use crate::signature::sign;
 
     fn sandbox(token: Option<&str>, envd_version: &str) -> Sandbox {
-        let opts = ConnectionOpts {
-            sandbox_url: Some("http://127.0.0.1:3000".into()),
-            ..Default::default()
-        };
+        let opts = ConnectionOpts { sandbox_url: Some("http://127.0.0.1:3000".into()), ..Default::default() };
         let config = Arc::new(ConnectionConfig::with_env(&opts, |_| None).unwrap());
         let conn = SandboxConnection {
             sandbox_id: "sb1".into(),
@@ -331,86 +296,41 @@ mod tests {
     fn file_urls_are_plain_without_a_token() {
         let s = sandbox(None, "0.6.4");
         let none = SandboxUrlOpts::default();
-        assert_eq!(
-            s.download_url("/tmp/a b.txt", &none).unwrap(),
-            "http://127.0.0.1:3000/files?path=%2Ftmp%2Fa+b.txt"
-        );
-        assert_eq!(
-            s.upload_url(None, &none).unwrap(),
-            "http://127.0.0.1:3000/files"
-        );
-        let root = SandboxUrlOpts {
-            user: Some("root".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            s.upload_url(Some("/x"), &root).unwrap(),
-            "http://127.0.0.1:3000/files?username=root&path=%2Fx"
-        );
+        assert_eq!(s.download_url("/tmp/a b.txt", &none).unwrap(), "http://127.0.0.1:3000/files?path=%2Ftmp%2Fa+b.txt");
+        assert_eq!(s.upload_url(None, &none).unwrap(), "http://127.0.0.1:3000/files");
+        let root = SandboxUrlOpts { user: Some("root".into()), ..Default::default() };
+        assert_eq!(s.upload_url(Some("/x"), &root).unwrap(), "http://127.0.0.1:3000/files?username=root&path=%2Fx");
         // envd before 0.4.0 has no default user: `user` is named.
         assert_eq!(
             sandbox(None, "0.3.0").download_url("/x", &none).unwrap(),
             "http://127.0.0.1:3000/files?username=user&path=%2Fx"
         );
         let e = s
-            .download_url(
-                "/x",
-                &SandboxUrlOpts {
-                    use_signature_expiration: Some(60),
-                    ..Default::default()
-                },
-            )
+            .download_url("/x", &SandboxUrlOpts { use_signature_expiration: Some(60), ..Default::default() })
             .unwrap_err();
-        assert_eq!(
-            e,
-            Error::Other(
-                "Signature expiration can be used only when sandbox is created as secured.".into()
-            )
-        );
+        assert_eq!(e, Error::Other("Signature expiration can be used only when sandbox is created as secured.".into()));
     }
 
     #[test]
     fn file_urls_are_signed_with_the_access_token() {
         let s = sandbox(Some("tok"), "0.6.4");
-        let url = s
-            .download_url("/tmp/a.txt", &SandboxUrlOpts::default())
-            .unwrap();
+        let url = s.download_url("/tmp/a.txt", &SandboxUrlOpts::default()).unwrap();
         let sig = sign("/tmp/a.txt", FileOperation::Read, None, "tok", None);
         let q: String = url::form_urlencoded_pair("signature", &sig);
-        assert_eq!(
-            url,
-            format!("http://127.0.0.1:3000/files?path=%2Ftmp%2Fa.txt&{q}")
-        );
+        assert_eq!(url, format!("http://127.0.0.1:3000/files?path=%2Ftmp%2Fa.txt&{q}"));
         // uploadUrl without a path signs the empty path.
         let url = s.upload_url(None, &SandboxUrlOpts::default()).unwrap();
         let sig = sign("", FileOperation::Write, None, "tok", None);
-        assert_eq!(
-            url,
-            format!(
-                "http://127.0.0.1:3000/files?{}",
-                url::form_urlencoded_pair("signature", &sig)
-            )
-        );
+        assert_eq!(url, format!("http://127.0.0.1:3000/files?{}", url::form_urlencoded_pair("signature", &sig)));
         let url = s
-            .upload_url(
-                Some("/x"),
-                &SandboxUrlOpts {
-                    user: Some("root".into()),
-                    use_signature_expiration: Some(120),
-                },
-            )
+            .upload_url(Some("/x"), &SandboxUrlOpts { user: Some("root".into()), use_signature_expiration: Some(120) })
             .unwrap();
         let parsed = reqwest::Url::parse(&url).unwrap();
         let q: std::collections::HashMap<_, _> = parsed.query_pairs().into_owned().collect();
         let exp: i64 = q["signature_expiration"].parse().unwrap();
         assert!((exp - chrono::Utc::now().timestamp() - 120).abs() <= 1);
-        assert_eq!(
-            q["signature"],
-            sign("/x", FileOperation::Write, Some("root"), "tok", Some(exp))
-        );
-        assert!(
-            url.starts_with("http://127.0.0.1:3000/files?username=root&path=%2Fx&signature=v1_")
-        );
+        assert_eq!(q["signature"], sign("/x", FileOperation::Write, Some("root"), "tok", Some(exp)));
+        assert!(url.starts_with("http://127.0.0.1:3000/files?username=root&path=%2Fx&signature=v1_"));
     }
 
     mod url {

@@ -19,9 +19,7 @@ impl FileOperation {
         match s {
             "read" => Ok(FileOperation::Read),
             "write" => Ok(FileOperation::Write),
-            other => Err(Error::InvalidArgument(format!(
-                "Invalid operation: {other:?} (expected 'read' or 'write')"
-            ))),
+            other => Err(Error::InvalidArgument(format!("Invalid operation: {other:?} (expected 'read' or 'write')"))),
         }
     }
 
@@ -71,17 +69,10 @@ pub fn get_signature(
     envd_access_token: Option<&str>,
 ) -> Result<Signature> {
     let Some(token) = envd_access_token.filter(|t| !t.is_empty()) else {
-        return Err(Error::Other(
-            "Access token is not set and signature cannot be generated!".into(),
-        ));
+        return Err(Error::Other("Access token is not set and signature cannot be generated!".into()));
     };
-    let expiration = expiration_in_seconds
-        .filter(|s| *s != 0)
-        .map(|s| chrono::Utc::now().timestamp() + s);
-    Ok(Signature {
-        signature: sign(path, operation, user, token, expiration),
-        expiration,
-    })
+    let expiration = expiration_in_seconds.filter(|s| *s != 0).map(|s| chrono::Utc::now().timestamp() + s);
+    Ok(Signature { signature: sign(path, operation, user, token, expiration), expiration })
 }
 
 #[cfg(test)]
@@ -97,13 +88,7 @@ mod tests {
             "v1_tRlsooM2hvGDgtWWsmSPYkbHGF1tnIIlZnLHK/9lpTk"
         );
         assert_eq!(
-            sign(
-                "/tmp/a.txt",
-                FileOperation::Write,
-                Some("root"),
-                "tok",
-                Some(1_700_000_000)
-            ),
+            sign("/tmp/a.txt", FileOperation::Write, Some("root"), "tok", Some(1_700_000_000)),
             "v1_cPAg3XmgAZxms09SW0Wfh4f1KcLTY2oLgFlDp7VsMrE"
         );
     }
@@ -114,16 +99,10 @@ mod tests {
         let s = get_signature("/a", FileOperation::Read, None, Some(60), Some("t")).unwrap();
         let exp = s.expiration.unwrap();
         assert!((now + 59..=now + 61).contains(&exp), "{exp}");
-        assert_eq!(
-            s.signature,
-            sign("/a", FileOperation::Read, None, "t", Some(exp))
-        );
+        assert_eq!(s.signature, sign("/a", FileOperation::Read, None, "t", Some(exp)));
         let s = get_signature("/a", FileOperation::Read, None, Some(0), Some("t")).unwrap();
         assert_eq!(s.expiration, None);
         let e = get_signature("/a", FileOperation::Read, None, None, None).unwrap_err();
-        assert_eq!(
-            e,
-            Error::Other("Access token is not set and signature cannot be generated!".into())
-        );
+        assert_eq!(e, Error::Other("Access token is not set and signature cannot be generated!".into()));
     }
 }

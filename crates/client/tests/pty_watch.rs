@@ -3,8 +3,7 @@ mod common;
 
 use common::with_server;
 use sandbank_client::{
-    CommandHandle, CommandOutput, FilesystemEventType, PtyConnectOpts, PtyCreateOpts, PtySize,
-    WatchOpts,
+    CommandHandle, CommandOutput, FilesystemEventType, PtyConnectOpts, PtyCreateOpts, PtySize, WatchOpts,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,43 +39,15 @@ fn pty_create_input_resize_connect_kill() {
             .await
             .unwrap();
         let mut out = String::new();
-        pty.send_input(
-            h.pid(),
-            b"echo \"<$FOO $PWD $TERM $(stty size)>\"\n".to_vec(),
-            None,
-        )
-        .await
-        .unwrap();
+        pty.send_input(h.pid(), b"echo \"<$FOO $PWD $TERM $(stty size)>\"\n".to_vec(), None).await.unwrap();
         read_until(&h, &mut out, "<bar /tmp xterm-256color 24 80>").await;
-        pty.resize(
-            h.pid(),
-            PtySize {
-                cols: 120,
-                rows: 50,
-            },
-            None,
-        )
-        .await
-        .unwrap();
-        pty.send_input(h.pid(), b"stty size\n".to_vec(), None)
-            .await
-            .unwrap();
+        pty.resize(h.pid(), PtySize { cols: 120, rows: 50 }, None).await.unwrap();
+        pty.send_input(h.pid(), b"stty size\n".to_vec(), None).await.unwrap();
         read_until(&h, &mut out, "50 120\r\n").await;
         assert_eq!(h.stdout(), "", "terminal output is not stdout");
 
-        let other = pty
-            .connect(
-                h.pid(),
-                PtyConnectOpts {
-                    stream_output: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        pty.send_input(h.pid(), b"echo two-$((1+1))\n".to_vec(), None)
-            .await
-            .unwrap();
+        let other = pty.connect(h.pid(), PtyConnectOpts { stream_output: true, ..Default::default() }).await.unwrap();
+        pty.send_input(h.pid(), b"echo two-$((1+1))\n".to_vec(), None).await.unwrap();
         let mut seen = String::new();
         read_until(&other, &mut seen, "two-2\r\n").await;
 
@@ -84,10 +55,7 @@ fn pty_create_input_resize_connect_kill() {
         let e = h.wait().await.unwrap_err();
         assert_eq!(e.command_result().map(|r| r.exit_code), Some(-1), "{e:?}");
         assert!(!pty.kill(h.pid(), None).await.unwrap());
-        let e = pty
-            .send_input(h.pid(), b"x".to_vec(), None)
-            .await
-            .unwrap_err();
+        let e = pty.send_input(h.pid(), b"x".to_vec(), None).await.unwrap_err();
         assert_eq!(e.kind(), "NotFoundError", "{e:?}");
     });
 }
@@ -99,23 +67,10 @@ fn watch_dir_events_stop_and_errors() {
         let f = sbx.files();
         f.make_dir("/tmp/w/sub", Default::default()).await.unwrap();
         let w = f
-            .watch_dir(
-                "/tmp/w",
-                WatchOpts {
-                    recursive: true,
-                    timeout_ms: Some(0),
-                    ..Default::default()
-                },
-            )
+            .watch_dir("/tmp/w", WatchOpts { recursive: true, timeout_ms: Some(0), ..Default::default() })
             .await
             .unwrap();
-        sbx.commands()
-            .run(
-                "echo x > /tmp/w/sub/a.txt; rm /tmp/w/sub/a.txt",
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        sbx.commands().run("echo x > /tmp/w/sub/a.txt; rm /tmp/w/sub/a.txt", Default::default()).await.unwrap();
         let mut got = Vec::new();
         while !got.contains(&("sub/a.txt".to_string(), FilesystemEventType::Remove)) {
             let ev = tokio::time::timeout(Duration::from_secs(20), w.next_event())
@@ -142,23 +97,11 @@ fn watch_dir_events_stop_and_errors() {
         assert!(w.next_event().await.unwrap().is_none());
 
         // timeoutMs ends a watch with deadline_exceeded.
-        let w = f
-            .watch_dir(
-                "/tmp",
-                WatchOpts {
-                    timeout_ms: Some(500),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let w = f.watch_dir("/tmp", WatchOpts { timeout_ms: Some(500), ..Default::default() }).await.unwrap();
         let e = w.next_event().await.unwrap_err();
         assert!(e.to_string().starts_with("[deadline_exceeded]"), "{e}");
 
-        let e = f
-            .watch_dir("/tmp/none", Default::default())
-            .await
-            .unwrap_err();
+        let e = f.watch_dir("/tmp/none", Default::default()).await.unwrap_err();
         assert_eq!(e.kind(), "FileNotFoundError");
     });
 }

@@ -34,12 +34,19 @@ pub fn get() -> io::Result<CapSets> {
         return Err(io::Error::last_os_error());
     }
     let join = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
-    Ok(CapSets { effective: join(data[0].effective, data[1].effective), permitted: join(data[0].permitted, data[1].permitted) })
+    Ok(CapSets {
+        effective: join(data[0].effective, data[1].effective),
+        permitted: join(data[0].permitted, data[1].permitted),
+    })
 }
 
 pub fn set(sets: CapSets) -> io::Result<()> {
     let header = Header { version: VERSION_3, pid: 0 };
-    let word = |i: u32| Data { effective: (sets.effective >> (32 * i)) as u32, permitted: (sets.permitted >> (32 * i)) as u32, inheritable: 0 };
+    let word = |i: u32| Data {
+        effective: (sets.effective >> (32 * i)) as u32,
+        permitted: (sets.permitted >> (32 * i)) as u32,
+        inheritable: 0,
+    };
     let data = [word(0), word(1)];
     // SAFETY: capset(2) with a version-3 header and the two data words that version takes.
     if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {

@@ -33,14 +33,18 @@ impl Cgroups {
             if let Err(e) = fs::write(root.join("cgroup.subtree_control"), wanted) {
                 tracing::debug!("enabling controllers at the cgroup root: {e}");
             }
-            fs::write(parent.join("cgroup.subtree_control"), wanted).map_err(|e| ctx(e, &parent, "enable controllers"))?;
+            fs::write(parent.join("cgroup.subtree_control"), wanted)
+                .map_err(|e| ctx(e, &parent, "enable controllers"))?;
             Cgroups::V2 { parent }
         } else {
             let mut parents = Vec::new();
             for c in V1_CONTROLLERS {
                 let hierarchy = root.join(c);
                 if !hierarchy.exists() {
-                    return Err(io::Error::other(format!("cgroup v1 controller {c} is not mounted at {}", hierarchy.display())));
+                    return Err(io::Error::other(format!(
+                        "cgroup v1 controller {c} is not mounted at {}",
+                        hierarchy.display()
+                    )));
                 }
                 let parent = hierarchy.join(name);
                 mkdir(&parent)?;
@@ -123,8 +127,18 @@ impl Cgroups {
     /// Freezes (`true`) or thaws every process of the sandbox, and waits until it is so.
     pub fn set_frozen(&self, id: &str, frozen: bool) -> io::Result<()> {
         let (file, value, done_file, done) = match self {
-            Cgroups::V1 { .. } => ("freezer.state", if frozen { "FROZEN" } else { "THAWED" }, "freezer.state", if frozen { "FROZEN" } else { "THAWED" }),
-            Cgroups::V2 { .. } => ("cgroup.freeze", if frozen { "1" } else { "0" }, "cgroup.events", if frozen { "frozen 1" } else { "frozen 0" }),
+            Cgroups::V1 { .. } => (
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+                "freezer.state",
+                if frozen { "FROZEN" } else { "THAWED" },
+            ),
+            Cgroups::V2 { .. } => (
+                "cgroup.freeze",
+                if frozen { "1" } else { "0" },
+                "cgroup.events",
+                if frozen { "frozen 1" } else { "frozen 0" },
+            ),
         };
         let dir = self.freezer_dir(id);
         write(&dir, file, value)?;
@@ -135,7 +149,11 @@ impl Cgroups {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(io::Error::other(format!("cgroup {} did not reach {done:?}: {}", dir.display(), state.trim())));
+                return Err(io::Error::other(format!(
+                    "cgroup {} did not reach {done:?}: {}",
+                    dir.display(),
+                    state.trim()
+                )));
             }
             std::thread::sleep(Duration::from_micros(200));
         }
@@ -218,7 +236,8 @@ pub fn remove_stale_parents(own: &str) {
         let mut stack: Vec<(PathBuf, usize)> = parents.into_iter().map(|p| (p, 0)).collect();
         while let Some((dir, depth)) = stack.pop() {
             if depth < 8 {
-                let children = fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir());
+                let children =
+                    fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir());
                 stack.extend(children.map(|c| (c, depth + 1)));
             }
             groups.push((dir, depth));
@@ -280,7 +299,9 @@ fn hierarchy_of(dir: &Path) -> Option<&str> {
 
 fn read_u64(path: &Path) -> io::Result<u64> {
     let text = fs::read_to_string(path).map_err(|e| ctx(e, path, "read"))?;
-    text.trim().parse().map_err(|_| io::Error::other(format!("cgroup: {} holds {:?}, not a number", path.display(), text.trim())))
+    text.trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("cgroup: {} holds {:?}, not a number", path.display(), text.trim())))
 }
 
 /// A `key value` line of a cgroup stat file.

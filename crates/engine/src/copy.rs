@@ -8,7 +8,9 @@
 //! made it copies whole.
 
 use crate::tree::{self, file_type, lstat_at, DirChain, Entered, FileId};
-use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps, Uid, XattrFlags};
+use rustix::fs::{
+    self as rfs, AtFlags, FileType, Gid, Mode, OFlags, SeekFrom, Stat, Timespec, Timestamps, Uid, XattrFlags,
+};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
@@ -38,7 +40,12 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<CopyStats> {
 
 /// Copies `src_name` in the directory `src_dir`, with everything under it if it is a directory, to
 /// `dst_name` in `dst_dir`, which must not exist.
-pub fn copy_at(src_dir: BorrowedFd<'_>, src_name: &CStr, dst_dir: BorrowedFd<'_>, dst_name: &CStr) -> io::Result<CopyStats> {
+pub fn copy_at(
+    src_dir: BorrowedFd<'_>,
+    src_name: &CStr,
+    dst_dir: BorrowedFd<'_>,
+    dst_name: &CStr,
+) -> io::Result<CopyStats> {
     let mut copier = Copier { links: HashMap::new(), stats: CopyStats::default(), buf: Vec::new() };
     let st = lstat_at(src_dir, src_name)?;
     if file_type(&st) == FileType::Directory {
@@ -61,7 +68,14 @@ struct Copier {
 }
 
 impl Copier {
-    fn copy_dir(&mut self, src_dir: BorrowedFd<'_>, src_name: &CStr, dst_dir: BorrowedFd<'_>, dst_name: &CStr, st: &Stat) -> io::Result<()> {
+    fn copy_dir(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        src_name: &CStr,
+        dst_dir: BorrowedFd<'_>,
+        dst_name: &CStr,
+        st: &Stat,
+    ) -> io::Result<()> {
         let src_root = tree::open_dir_at(src_dir, src_name)?;
         rfs::mkdirat(dst_dir, dst_name, Mode::from_raw_mode(0o700))?;
         let dst_root = tree::open_dir_at(dst_dir, dst_name)?;
@@ -87,9 +101,12 @@ impl Copier {
                     Entered::Yes => {}
                     // Mount points are no part of a layer.
                     Entered::Gone | Entered::MountPoint => continue,
-                    Entered::NotADirectory => return Err(src.error(io::Error::other("changed during the copy"), Some(&name))),
+                    Entered::NotADirectory => {
+                        return Err(src.error(io::Error::other("changed during the copy"), Some(&name)))
+                    }
                 }
-                rfs::mkdirat(dst.top(), &name, Mode::from_raw_mode(0o700)).map_err(|e| dst.error(e.into(), Some(&name)))?;
+                rfs::mkdirat(dst.top(), &name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| dst.error(e.into(), Some(&name)))?;
                 if dst.enter(&name)? != Entered::Yes {
                     return Err(dst.error(io::Error::other("the copy of a directory is not one"), Some(&name)));
                 }
@@ -155,8 +172,20 @@ impl Copier {
         set_owner_mode_times_at(dst_dir, dst_name, st, ty == FileType::Symlink)
     }
 
-    fn copy_file(&mut self, src_dir: BorrowedFd<'_>, name: &CStr, dst_dir: BorrowedFd<'_>, dst_name: &CStr, st: &Stat) -> io::Result<()> {
-        let from = File::from(rfs::openat(src_dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?);
+    fn copy_file(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        name: &CStr,
+        dst_dir: BorrowedFd<'_>,
+        dst_name: &CStr,
+        st: &Stat,
+    ) -> io::Result<()> {
+        let from = File::from(rfs::openat(
+            src_dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let to = File::from(rfs::openat(dst_dir, dst_name, flags, Mode::from_raw_mode(0o600))?);
         let len = u64::try_from(st.st_size).unwrap_or(0);
@@ -423,7 +452,10 @@ mod tests {
         sparse.seek(std::io::SeekFrom::Start(64 << 20)).unwrap();
         sparse.write_all(b"end").unwrap();
         drop(sparse);
-        let old = Timestamps { last_access: Timespec { tv_sec: 1_000_000, tv_nsec: 5 }, last_modification: Timespec { tv_sec: 2_000_000, tv_nsec: 7 } };
+        let old = Timestamps {
+            last_access: Timespec { tv_sec: 1_000_000, tv_nsec: 5 },
+            last_modification: Timespec { tv_sec: 2_000_000, tv_nsec: 7 },
+        };
         rfs::utimensat(rfs::CWD, src.join("opaque"), &old, AtFlags::empty()).unwrap();
 
         let dst = tmp.path().join("dst");
@@ -449,7 +481,11 @@ mod tests {
         assert_eq!(stats.files, 2, "the hard link is not copied twice");
         assert_eq!(m.mtime(), fs::metadata(src.join("file")).unwrap().mtime());
         let d = fs::metadata(dst.join("opaque")).unwrap();
-        assert_eq!((d.mtime(), d.mtime_nsec(), d.atime()), (2_000_000, 7, 1_000_000), "a directory's times are set after its contents");
+        assert_eq!(
+            (d.mtime(), d.mtime_nsec(), d.atime()),
+            (2_000_000, 7, 1_000_000),
+            "a directory's times are set after its contents"
+        );
     }
 
     #[test]
@@ -470,9 +506,17 @@ mod tests {
         let (deepest, bytes) = walk_down(&dst, DEEP);
         assert_eq!(lstat_at(deepest.as_fd(), c"leaf").unwrap().st_size, 5000);
         let hard = lstat_at(deepest.as_fd(), c"hard").unwrap();
-        assert_eq!(FileId::of(&hard), FileId::of(&rfs::stat(dst.join("f")).unwrap()), "the hard link is kept, 30,000 levels apart");
+        assert_eq!(
+            FileId::of(&hard),
+            FileId::of(&rfs::stat(dst.join("f")).unwrap()),
+            "the hard link is kept, 30,000 levels apart"
+        );
         assert_eq!(fs::read_to_string(dst.join("f")).unwrap(), "level 0");
-        assert_eq!(tree::disk_usage(&dst), bytes + u64::try_from(hard.st_blocks).unwrap() * 512, "a link counts once per name");
+        assert_eq!(
+            tree::disk_usage(&dst),
+            bytes + u64::try_from(hard.st_blocks).unwrap() * 512,
+            "a link counts once per name"
+        );
         drop(deepest);
         tree::remove_tree(&src).unwrap();
         tree::remove_tree(&dst).unwrap();

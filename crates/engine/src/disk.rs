@@ -45,7 +45,11 @@ pub fn prepare_image(image: &Path, size_mb: u64) -> io::Result<()> {
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("a disk limit needs mkfs.ext4 (e2fsprogs): {e}")))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!("mkfs.ext4 {}: {}", tmp.display(), String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(io::Error::other(format!(
+            "mkfs.ext4 {}: {}",
+            tmp.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     fs::rename(&tmp, image)
 }
@@ -175,7 +179,12 @@ fn loop_device(backing: &File) -> io::Result<(PathBuf, File)> {
         if !path.exists() {
             // No devtmpfs (some containers): make the node ourselves.
             let dev = nix::sys::stat::makedev(7, n as u64);
-            let _ = nix::sys::stat::mknod(&path, nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::Mode::from_bits_truncate(0o600), dev);
+            let _ = nix::sys::stat::mknod(
+                &path,
+                nix::sys::stat::SFlag::S_IFBLK,
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+                dev,
+            );
         }
         let dev = OpenOptions::new().read(true).write(true).open(&path)?;
         // SAFETY: an all-zero loop_config is valid (no offset, no size limit, no encryption).

@@ -36,10 +36,13 @@ impl Egress {
             return s;
         }
         let set = |nets: &[IpNet], v4: bool| -> Option<String> {
-            let items: Vec<String> = nets.iter().filter(|n| matches!(n, IpNet::V4(_)) == v4).map(|n| n.trunc().to_string()).collect();
+            let items: Vec<String> =
+                nets.iter().filter(|n| matches!(n, IpNet::V4(_)) == v4).map(|n| n.trunc().to_string()).collect();
             (!items.is_empty()).then(|| format!("{{ {} }}", items.join(", ")))
         };
-        s.push_str(&format!("table inet {TABLE} {{\n  chain output {{\n    type filter hook output priority filter; policy accept;\n"));
+        s.push_str(&format!(
+            "table inet {TABLE} {{\n  chain output {{\n    type filter hook output priority filter; policy accept;\n"
+        ));
         s.push_str("    oifname \"lo\" accept\n    udp dport 53 accept\n    tcp dport 53 accept\n");
         for (family, v4) in [("ip", true), ("ip6", false)] {
             if let Some(allowed) = set(&self.allow, v4) {
@@ -86,7 +89,11 @@ pub fn apply(nft: &Path, netns: &OwnedFd, egress: &Egress) -> Result<(), String>
     child.stdin.take().expect("stdin is piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
     let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
     if !out.status.success() {
-        return Err(format!("nft refused the egress rules ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "nft refused the egress rules ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     Ok(())
 }
@@ -107,7 +114,10 @@ mod tests {
     #[test]
     fn the_script_allows_before_it_denies() {
         assert!(!Egress::default().script().contains("chain"), "no rule: the table goes");
-        let e = Egress { allow: vec![parse_net("1.1.1.1").unwrap()], deny: vec![parse_net("0.0.0.0/0").unwrap(), parse_net("10.1.2.3/8").unwrap()] };
+        let e = Egress {
+            allow: vec![parse_net("1.1.1.1").unwrap()],
+            deny: vec![parse_net("0.0.0.0/0").unwrap(), parse_net("10.1.2.3/8").unwrap()],
+        };
         let s = e.script();
         let allow = s.find("ip daddr { 1.1.1.1/32 } accept").expect(&s);
         let deny = s.find("ip daddr { 0.0.0.0/0, 10.0.0.0/8 } reject").expect(&s);

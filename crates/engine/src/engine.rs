@@ -1,18 +1,18 @@
 //! The engine: creates, tracks and destroys sandboxes in one data directory.
 
 use crate::cgroup::Cgroups;
+use crate::copy::{copy_tree, sync_dir, sync_filesystem};
+use crate::disk;
+use crate::egress::{self, Egress};
 use crate::guest::GuestConfig;
+use crate::guest_exe::GuestExe;
 use crate::id;
 use crate::layout::{Layout, SandboxDir};
 use crate::net::{self, Pasta};
 use crate::netpool::{NetPool, ReadyNet};
 use crate::spawner::Spawner;
-use crate::copy::{copy_tree, sync_dir, sync_filesystem};
-use crate::disk;
-use crate::egress::{self, Egress};
 use crate::store::{SnapshotRecord, Store};
 use crate::template::{self, remove_all, Template};
-use crate::guest_exe::GuestExe;
 use crate::userns::IdMap;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -322,7 +322,10 @@ impl Engine {
         let lock = take_lock(&layout)?;
         let guest_exe = GuestExe::open(&config.guest_exe).map_err(EngineError::StartFailed)?;
         let userns = match config.user_namespace {
-            true => Some(crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe()).map_err(EngineError::NoUserNamespace)?),
+            true => Some(
+                crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe())
+                    .map_err(EngineError::NoUserNamespace)?,
+            ),
             false => None,
         };
 
@@ -341,8 +344,8 @@ impl Engine {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
         }
 
-        let base = template::build_base(&layout.template(template::BASE))
-            .map_err(io_ctx("build the base template".into()))?;
+        let base =
+            template::build_base(&layout.template(template::BASE)).map_err(io_ctx("build the base template".into()))?;
         let templates = HashMap::from([(base.name.clone(), base)]);
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;
@@ -353,7 +356,8 @@ impl Engine {
         for id in paused.keys() {
             let dir = layout.sandbox(id);
             if dir.disk_image().exists() {
-                disk::mount_image(&dir.disk_image(), dir.path()).map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
+                disk::mount_image(&dir.disk_image(), dir.path())
+                    .map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
             }
         }
         if let Some(mb) = config.disk_limit_mb {
@@ -363,14 +367,20 @@ impl Engine {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
         let spawner = Spawner::start();
-        let net_pool = config.pasta.clone().map(|pasta| NetPool::new(pasta, guest_exe.clone(), userns, spawner.clone()));
+        let net_pool =
+            config.pasta.clone().map(|pasta| NetPool::new(pasta, guest_exe.clone(), userns, spawner.clone()));
         let engine = Self {
             config,
             layout,
             cgroups,
             templates,
             default_limits,
-            state: Arc::new(Mutex::new(State { store, sandboxes: HashMap::new(), publishing: Default::default(), paused })),
+            state: Arc::new(Mutex::new(State {
+                store,
+                sandboxes: HashMap::new(),
+                publishing: Default::default(),
+                paused,
+            })),
             spawner,
             guest_exe,
             net_pool,
@@ -432,7 +442,10 @@ impl Engine {
         }
         let untagged = name.rsplit_once(':').map_or(name, |(base, _tag)| base);
         let snapshot = state.store.get(untagged)?.ok_or_else(|| EngineError::TemplateNotFound(name.to_string()))?;
-        let template = self.templates.get(&snapshot.template).ok_or_else(|| EngineError::TemplateNotFound(snapshot.template.clone()))?;
+        let template = self
+            .templates
+            .get(&snapshot.template)
+            .ok_or_else(|| EngineError::TemplateNotFound(snapshot.template.clone()))?;
         Ok(Source { template, snapshot: Some(snapshot) })
     }
 
@@ -472,13 +485,15 @@ impl Engine {
         }
         // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
         let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
-        let (guest_config, cgroup_procs) = match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid)) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                self.forget(&spec.id);
-                return Err(e);
-            }
-        };
+        let (guest_config, cgroup_procs) =
+            match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid))
+            {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    self.forget(&spec.id);
+                    return Err(e);
+                }
+            };
 
         let mut cmd = self.guest_exe.command();
         // The config goes on stdin: as an argument, its host paths would show in PID 1's
@@ -524,7 +539,13 @@ impl Engine {
         }
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
-        let handle = SandboxHandle { id: spec.id.clone(), template_id, envd_socket: dir.envd_socket(), exited: exited_rx, internet };
+        let handle = SandboxHandle {
+            id: spec.id.clone(),
+            template_id,
+            envd_socket: dir.envd_socket(),
+            exited: exited_rx,
+            internet,
+        };
         // The guest is put in the sandbox's cgroup from here, while it sets up (the first write
         // to a cgroup takes a few ms in the kernel); it waits for `joined` on its stdin before it
         // starts PID 1, which is born in the cgroup.
@@ -532,7 +553,8 @@ impl Engine {
             let mut stdin = stdin;
             tokio::task::spawn_blocking(move || {
                 // A guest that is gone already (ESRCH, EPIPE) says why on stdout: that is the error.
-                let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
+                let gone =
+                    |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
                 match stdin.write_all(&guest_config) {
                     Err(e) if gone(&e) => return Ok(()),
                     Err(e) => return Err(format!("give the guest its config: {e}")),
@@ -562,7 +584,9 @@ impl Engine {
                 match (ready_net, self.config.pasta.as_deref().filter(|_| internet)) {
                     // Joined (the guest said `net`): the namespaces are the sandbox's now.
                     (Some(ready), _) => Ok(Some(ready.into_pasta())),
-                    (None, Some(pasta)) => Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some),
+                    (None, Some(pasta)) => {
+                        Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some)
+                    }
                     (None, None) => Ok(None),
                 }
             };
@@ -579,7 +603,10 @@ impl Engine {
             };
             tokio::try_join!(report.expect("ready"), network, rules).map(|(ready, pasta, ())| (ready, pasta))
         };
-        let started = tokio::time::timeout(START_TIMEOUT, async { tokio::try_join!(joined, started).map(|((), started)| started) }).await;
+        let started = tokio::time::timeout(START_TIMEOUT, async {
+            tokio::try_join!(joined, started).map(|((), started)| started)
+        })
+        .await;
         // The next network is made now that this sandbox has started (see `netpool`).
         if internet {
             self.prepare_network();
@@ -619,7 +646,8 @@ impl Engine {
         let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
             fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
-            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path()).map_err(io_ctx("attach the sandbox's disk".into()))?;
+            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
+                .map_err(io_ctx("attach the sandbox's disk".into()))?;
         }
         for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
@@ -662,7 +690,12 @@ impl Engine {
 
     /// Waits for the launcher to exit, then removes the sandbox's cgroup and directory, drops
     /// layers nothing needs any more and tells the watchers.
-    fn watch_exit(&self, id: String, mut child: std::process::Child, exited: watch::Sender<bool>) -> Result<(), EngineError> {
+    fn watch_exit(
+        &self,
+        id: String,
+        mut child: std::process::Child,
+        exited: watch::Sender<bool>,
+    ) -> Result<(), EngineError> {
         let pidfd = pidfd_open(child.id() as i32).map_err(io_ctx("pidfd_open".into()))?;
         let cgroups = self.cgroups.clone();
         let layout = self.layout.clone();
@@ -857,7 +890,8 @@ impl Engine {
                 return Box::pin(self.resume(id, false)).await;
             }
             let (cgroups, id2) = (self.cgroups.clone(), id.to_string());
-            blocking("thaw", move || cgroups.set_frozen(&id2, false).map_err(io_ctx(format!("thaw sandbox {id2}")))).await?;
+            blocking("thaw", move || cgroups.set_frozen(&id2, false).map_err(io_ctx(format!("thaw sandbox {id2}"))))
+                .await?;
             self.forget_paused(id).await?;
             return Ok(Resumed::Thawed);
         }
@@ -866,8 +900,16 @@ impl Engine {
         let (spec, launch, _turn) = {
             let mut state = self.state.lock().unwrap();
             let record = state.paused.get(id).cloned().ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
-            let template = self.templates.get(&record.template).ok_or_else(|| EngineError::TemplateNotFound(record.template.clone()))?;
-            let launch = Launch { template: template.clone(), source: record.source, layers: record.layers, template_id: record.template_id };
+            let template = self
+                .templates
+                .get(&record.template)
+                .ok_or_else(|| EngineError::TemplateNotFound(record.template.clone()))?;
+            let launch = Launch {
+                template: template.clone(),
+                source: record.source,
+                layers: record.layers,
+                template_id: record.template_id,
+            };
             let launch = register(&mut state, &record.spec, launch);
             let busy = Arc::clone(&state.sandboxes[id].busy);
             let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
@@ -910,9 +952,18 @@ impl Engine {
         };
         let (cgroups, dir, id) = (self.cgroups.clone(), self.layout.sandbox(id), id.to_string());
         blocking("usage", move || {
-            let cg = if live { cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))? } else { Default::default() };
+            let cg = if live {
+                cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))?
+            } else {
+                Default::default()
+            };
             let disk_bytes = disk_usage(&dir.upper_root()) + disk_usage(&dir.upper_usr());
-            Ok(SandboxUsage { cpu_ns: cg.cpu_ns, memory_bytes: cg.memory_bytes, memory_cache_bytes: cg.memory_cache_bytes, disk_bytes })
+            Ok(SandboxUsage {
+                cpu_ns: cg.cpu_ns,
+                memory_bytes: cg.memory_bytes,
+                memory_cache_bytes: cg.memory_cache_bytes,
+                disk_bytes,
+            })
         })
         .await
     }
@@ -923,7 +974,11 @@ impl Engine {
         state
             .paused
             .iter()
-            .map(|(id, p)| PausedSandbox { id: id.clone(), api: p.api.clone(), envd_socket: self.layout.sandbox(id).envd_socket() })
+            .map(|(id, p)| PausedSandbox {
+                id: id.clone(),
+                api: p.api.clone(),
+                envd_socket: self.layout.sandbox(id).envd_socket(),
+            })
             .collect()
     }
 
@@ -1132,10 +1187,20 @@ fn remove_or_quarantine(layout: &Layout, path: &Path) {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let to = layout.quarantine().join(format!("{name}.{stamp}"));
-    let moved = fs::DirBuilder::new().recursive(true).mode(0o700).create(layout.quarantine()).and_then(|()| fs::rename(path, &to));
+    let moved = fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(layout.quarantine())
+        .and_then(|()| fs::rename(path, &to));
     match moved {
-        Ok(()) => tracing::error!("cannot remove {} ({e}): moved to {} instead; look, then remove it by hand", path.display(), to.display()),
-        Err(m) => tracing::error!("cannot remove {} ({e}), nor move it to {} ({m}): left there", path.display(), to.display()),
+        Ok(()) => tracing::error!(
+            "cannot remove {} ({e}): moved to {} instead; look, then remove it by hand",
+            path.display(),
+            to.display()
+        ),
+        Err(m) => {
+            tracing::error!("cannot remove {} ({e}), nor move it to {} ({m}): left there", path.display(), to.display())
+        }
     }
 }
 
@@ -1144,14 +1209,26 @@ fn report_quarantine(layout: &Layout) {
     let Ok(entries) = fs::read_dir(layout.quarantine()) else { return };
     let names: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     if !names.is_empty() {
-        tracing::warn!("{} holds {} leftover(s) a start could not remove: {}", layout.quarantine().display(), names.len(), names.join(", "));
+        tracing::warn!(
+            "{} holds {} leftover(s) a start could not remove: {}",
+            layout.quarantine().display(),
+            names.len(),
+            names.join(", ")
+        );
     }
 }
 
 /// Copies the sandbox's upper layers into `<staging>/<id>` (with the sandbox frozen meanwhile
 /// if `freeze`), and makes them durable. Returns the new chain (topmost first) and the bytes
 /// copied.
-fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base_layers: &[String], freeze: bool) -> io::Result<(Vec<String>, u64)> {
+fn stage_layer(
+    layout: &Layout,
+    cgroups: &Cgroups,
+    sandbox: &str,
+    id: &str,
+    base_layers: &[String],
+    freeze: bool,
+) -> io::Result<(Vec<String>, u64)> {
     let staging = layout.staging().join(id);
     fs::create_dir_all(&staging)?;
     let dir = layout.sandbox(sandbox);
@@ -1169,7 +1246,12 @@ fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base
     if freeze {
         let frozen_for = started.elapsed();
         let thawed = cgroups.set_frozen(sandbox, false);
-        tracing::info!(sandbox, snapshot = id, frozen_ms = frozen_for.as_secs_f64() * 1000.0, "sandbox frozen while its layer was copied");
+        tracing::info!(
+            sandbox,
+            snapshot = id,
+            frozen_ms = frozen_for.as_secs_f64() * 1000.0,
+            "sandbox frozen while its layer was copied"
+        );
         thawed?;
     }
     let (files, bytes) = copied?;
@@ -1188,7 +1270,8 @@ fn stage_layer(layout: &Layout, cgroups: &Cgroups, sandbox: &str, id: &str, base
 /// Moves a staged layer into the layer store and commits its record (blocking: a rename, an
 /// fsync and a SQLite commit).
 fn publish(layout: &Layout, state: &Mutex<State>, record: &SnapshotRecord) -> Result<(), EngineError> {
-    fs::rename(layout.staging().join(&record.id), layout.layer(&record.id)).map_err(io_ctx("publish the layer".into()))?;
+    fs::rename(layout.staging().join(&record.id), layout.layer(&record.id))
+        .map_err(io_ctx("publish the layer".into()))?;
     sync_dir(&layout.layers()).map_err(io_ctx("sync the layers directory".into()))?;
     state.lock().unwrap().store.insert(record)?;
     Ok(())
@@ -1242,7 +1325,8 @@ fn collect_layers(layout: &Layout, state: &Mutex<State>) {
 /// Puts `rules` in force in the network namespace of the sandbox whose launcher is `launcher`.
 fn apply_egress(id: &str, launcher: i32, rules: &Egress) -> Result<(), EngineError> {
     let fail = |reason: String| EngineError::Egress { id: id.to_string(), reason };
-    let nft = egress::find_nft().ok_or_else(|| fail("they need nftables (`nft`; Debian package nftables), which is not installed".into()))?;
+    let nft = egress::find_nft()
+        .ok_or_else(|| fail("they need nftables (`nft`; Debian package nftables), which is not installed".into()))?;
     let netns = crate::userns::namespace_of(launcher, "net").map_err(fail)?;
     egress::apply(&nft, &netns, rules).map_err(fail)
 }
@@ -1295,7 +1379,10 @@ fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError> {
                 let mut pid = String::new();
                 let _ = back.read_to_string(&mut pid);
                 let _ = std::io::Seek::rewind(&mut back);
-                let owner_alive = pid.trim().parse::<i32>().is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
+                let owner_alive = pid
+                    .trim()
+                    .parse::<i32>()
+                    .is_ok_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
                 if owner_alive || Instant::now() > deadline {
                     return Err(EngineError::Locked { path: layout.root().to_path_buf(), pid: pid.trim().to_string() });
                 }
@@ -1337,7 +1424,8 @@ struct GuestReport {
 
 impl GuestReport {
     fn new(stdout: std::process::ChildStdout) -> Result<Self, String> {
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(|e| format!("guest pipe: {e}"))?;
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
+            .map_err(|e| format!("guest pipe: {e}"))?;
         Ok(Self { lines: BufReader::new(pipe).lines() })
     }
 

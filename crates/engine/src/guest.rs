@@ -13,12 +13,12 @@
 //! new root, drops what it must not keep and reports `ready` on stdout. The first process waits
 //! for it and exits with it.
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
-use nix::sys::wait::{waitpid, WaitStatus};
 use crate::layout::SandboxDir;
 use crate::mounts;
 use crate::userns::{self, IdMap, Namespaces};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, pivot_root, sethostname};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -172,11 +172,13 @@ fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, String> {
         }
         (None, Some(pid)) => {
             let net = userns::namespace_of(pid, "net")?;
-            nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("join the sandbox's network namespace: {e}"))?;
+            nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("join the sandbox's network namespace: {e}"))?;
             Ok(None)
         }
         (None, None) => {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare the network namespace: {e}"))?;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("unshare the network namespace: {e}"))?;
             Ok(None)
         }
     }
@@ -208,8 +210,12 @@ fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<Unix
         if let Some(map) = &c.userns {
             // The sandbox's own files: its root may change them (as it could its own /etc/hosts).
             let owner = Some(map.host_base);
-            nix::unistd::chown(host.as_path(), owner.map(nix::unistd::Uid::from_raw), owner.map(nix::unistd::Gid::from_raw))
-                .map_err(|e| format!("chown {}: {e}", host.display()))?;
+            nix::unistd::chown(
+                host.as_path(),
+                owner.map(nix::unistd::Uid::from_raw),
+                owner.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| format!("chown {}: {e}", host.display()))?;
         }
         // Resolved inside the new root: the layers may hold symlinks (a snapshot's, a template
         // tarball's), and this process still sees the host's tree.
@@ -234,16 +240,28 @@ fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<Unix
 /// The idmapped mounts are made on a scratch tmpfs and detached once the overlays hold them.
 fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<(), String> {
     let staging = SandboxDir(c.sandbox_dir.clone()).idmapped();
-    mount(Some("tmpfs"), &staging, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=700,size=64k"))
-        .map_err(|e| format!("mount {}: {e}", staging.display()))?;
+    mount(
+        Some("tmpfs"),
+        &staging,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=700,size=64k"),
+    )
+    .map_err(|e| format!("mount {}: {e}", staging.display()))?;
     let idmapped = |src: &Path, name: String| -> Result<PathBuf, String> {
         let dst = staging.join(name);
         fs::create_dir(&dst).map_err(|e| format!("create {}: {e}", dst.display()))?;
         mounts::attach_idmapped(src, &dst, ns.user.as_fd())?;
         Ok(dst)
     };
-    let root_lowers = c.root_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("root{i}"))).collect::<Result<Vec<_>, _>>()?;
-    let usr_lowers = c.usr_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("usr{i}"))).collect::<Result<Vec<_>, _>>()?;
+    let root_lowers = c
+        .root_lowers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| idmapped(p, format!("root{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let usr_lowers =
+        c.usr_lowers.iter().enumerate().map(|(i, p)| idmapped(p, format!("usr{i}"))).collect::<Result<Vec<_>, _>>()?;
     // The upper and work directories of an overlay must be on one mount: the sandbox's directory.
     let own = idmapped(&c.sandbox_dir, "own".into())?;
     let in_own = |p: &Path| {
@@ -251,7 +269,8 @@ fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<
             .map(|rel| own.join(rel))
             .map_err(|_| format!("{} is not in the sandbox's directory {}", p.display(), c.sandbox_dir.display()))
     };
-    let (root_upper, root_work, usr_upper, usr_work) = (in_own(&c.root_upper)?, in_own(&c.root_work)?, in_own(&c.usr_upper)?, in_own(&c.usr_work)?);
+    let (root_upper, root_work, usr_upper, usr_work) =
+        (in_own(&c.root_upper)?, in_own(&c.root_work)?, in_own(&c.usr_upper)?, in_own(&c.usr_work)?);
     userns::as_mapped_root(map, || {
         overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
         overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
@@ -282,7 +301,8 @@ fn become_pid1(c: &GuestConfig) -> Result<(), String> {
         .map_err(|e| format!("make mounts private: {e}"))?;
     own_root()?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), "proc", Some("proc"), nosuid_nodev_noexec, None::<&str>).map_err(|e| format!("mount /proc: {e}"))?;
+    mount(Some("proc"), "proc", Some("proc"), nosuid_nodev_noexec, None::<&str>)
+        .map_err(|e| format!("mount /proc: {e}"))?;
     if let Err(e) = mount(Some("sysfs"), "sys", Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, None::<&str>) {
         eprintln!("sandbank guest: /sys not mounted: {e}");
     }
@@ -324,7 +344,8 @@ fn open_in_root(root: &Path, inside: &Path) -> std::io::Result<fs::File> {
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
     let dir = fs::File::open(root)?;
-    let rel = std::ffi::CString::new(inside.as_os_str().as_bytes()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let rel = std::ffi::CString::new(inside.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: an all-zero open_how is valid; its fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
@@ -368,7 +389,17 @@ fn own_boot_id() -> Result<(), String> {
     // A version 4 UUID, as the kernel makes.
     let id = format!(
         "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6] & 0x0f, b[7], 8 | (b[8] & 0x3), b[8] >> 4, b[9],
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x3),
+        b[8] >> 4,
+        b[9],
         b[10..].iter().map(|x| format!("{x:02x}")).collect::<String>()
     );
     let source = Path::new("/dev/.boot_id");
@@ -379,7 +410,13 @@ fn own_boot_id() -> Result<(), String> {
             mount(Some(source), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .and_then(|()| {
                     let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    mount(None::<&str>, path, None::<&str>, ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+                    mount(
+                        None::<&str>,
+                        path,
+                        None::<&str>,
+                        ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                        None::<&str>,
+                    )
                 })
                 .map_err(|e| format!("boot_id: bind: {e}"))
         });
@@ -401,7 +438,13 @@ fn mask_kernel_interfaces() -> Result<(), String> {
         mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .and_then(|()| {
                 let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                mount(None::<&str>, path, None::<&str>, ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
+                mount(
+                    None::<&str>,
+                    path,
+                    None::<&str>,
+                    ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    None::<&str>,
+                )
             })
             .map_err(|e| format!("make {} read-only: {e}", path.display()))?;
     }
@@ -418,10 +461,8 @@ pub const ALLOWED_CAPS: u64 = 0xa804_05fb;
 /// Drops every other capability from the bounding set (PID 1 keeps what it holds; what it
 /// starts cannot get more) and sets `no_new_privs`, so no setuid program gains privileges.
 fn restrict_privileges() -> Result<(), String> {
-    let last: u32 = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
+    let last: u32 =
+        fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
     for cap in (0..=last).filter(|c| *c >= 64 || ALLOWED_CAPS & (1 << c) == 0) {
         // SAFETY: prctl(2) PR_CAPBSET_DROP with a capability number.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
@@ -479,7 +520,9 @@ fn make_dev(dev: &Path, in_userns: bool) -> Result<(), String> {
         .map_err(|e| format!("mount /dev: {e}"))?;
     let old = umask(Mode::empty());
     let result = (|| {
-        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        for (name, major, minor) in
+            [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+        {
             let inside = dev.join(name);
             if in_userns {
                 let host = Path::new("/dev").join(name);

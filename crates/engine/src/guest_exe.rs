@@ -23,7 +23,8 @@ pub struct GuestExe {
 impl GuestExe {
     pub fn open(host_path: &Path) -> Result<Self, String> {
         let tree = mounts::clone_tree(host_path, false)?;
-        mounts::set_read_only(&tree).map_err(|e| format!("make the mount of {} read-only: {e}", host_path.display()))?;
+        mounts::set_read_only(&tree)
+            .map_err(|e| format!("make the mount of {} read-only: {e}", host_path.display()))?;
         Ok(Self { tree: Arc::new(tree), host_path: host_path.to_path_buf() })
     }
 

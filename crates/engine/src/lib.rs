@@ -30,5 +30,8 @@ pub mod template;
 pub mod tree;
 pub mod userns;
 
-pub use engine::{Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
+pub use engine::{
+    Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
+    SnapshotInfo,
+};
 pub use guest::{GuestConfig, GuestInit};

@@ -27,7 +27,8 @@ pub fn apply_layer(upper: &Path, merged: &Path) -> io::Result<()> {
             copy_tree(&src, &dst)?;
         } else {
             let open = |p: &Path| tree::open_parent(p).and_then(|(dir, name)| tree::open_dir_at(dir.as_fd(), &name));
-            apply_dir(open(&src)?, open(&dst)?).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
+            apply_dir(open(&src)?, open(&dst)?)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
         }
     }
     Ok(())
@@ -137,10 +138,18 @@ mod tests {
         assert_eq!(fs::read_to_string(lower.join("root/tmp/change")).unwrap(), "new");
         assert!(is_whiteout_at(&lower.join("root/tmp/gone")));
         assert!(!lower.join("root/opaque/inner").exists());
-        assert!(lower.join("root/opaque/only").exists() && get_xattr(&lower.join("root/opaque"), OPAQUE_XATTR).unwrap().as_deref() == Some(b"y"));
-        assert_eq!(get_xattr(&lower.join("root/was-deleted"), OPAQUE_XATTR).unwrap().as_deref(), Some(&b"y"[..]), "a directory over a whiteout is opaque");
+        assert!(
+            lower.join("root/opaque/only").exists()
+                && get_xattr(&lower.join("root/opaque"), OPAQUE_XATTR).unwrap().as_deref() == Some(b"y")
+        );
+        assert_eq!(
+            get_xattr(&lower.join("root/was-deleted"), OPAQUE_XATTR).unwrap().as_deref(),
+            Some(&b"y"[..]),
+            "a directory over a whiteout is opaque"
+        );
         assert!(lower.join("usr/added").exists());
-        let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(lower.join("root/tmp")).unwrap().permissions());
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(lower.join("root/tmp")).unwrap().permissions());
         assert_eq!(mode & 0o7777, 0o1777, "a merged directory takes the upper one's metadata");
     }
 

@@ -56,7 +56,14 @@ fn set_attributes(tree: &OwnedFd, attr_set: u64, userns_fd: u64) -> Result<(), S
     // SAFETY: mount_setattr(2) on the tree's fd with an empty path and a live mount_attr of the
     // size passed.
     let r = unsafe {
-        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, &attr, std::mem::size_of::<MountAttr>())
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr,
+            std::mem::size_of::<MountAttr>(),
+        )
     };
     if r < 0 {
         return Err(format!("mount_setattr: {}", io::Error::last_os_error()));
@@ -69,8 +76,16 @@ pub fn attach(tree: &OwnedFd, dst: &Path) -> Result<(), String> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let c = cstring(dst)?;
     // SAFETY: move_mount(2) of the tree (empty path) onto a NUL-terminated path.
-    let r =
-        unsafe { libc::syscall(libc::SYS_move_mount, tree.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, c.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
     if r < 0 {
         return Err(format!("move_mount to {}: {}", dst.display(), io::Error::last_os_error()));
     }

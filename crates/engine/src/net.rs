@@ -40,7 +40,10 @@ pub const INSTALL_HINT: &str = "pasta (Debian/Ubuntu package passt: apt-get inst
 pub fn find_pasta() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from));
-    let pasta = dirs.map(|d| d.join(PASTA)).find(|p| is_executable(p)).ok_or_else(|| format!("{INSTALL_HINT} is not installed"))?;
+    let pasta = dirs
+        .map(|d| d.join(PASTA))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| format!("{INSTALL_HINT} is not installed"))?;
     if !Path::new("/dev/net/tun").exists() {
         return Err(format!("{} is installed but /dev/net/tun is missing (modprobe tun)", pasta.display()));
     }
@@ -99,7 +102,8 @@ impl Pasta {
         let stderr = forward_stderr(child.stderr.take().expect("stderr is piped"), sandbox.to_string());
         let pasta = Pasta { child };
 
-        let ready = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(|e| format!("pasta pipe: {e}"))?;
+        let ready = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
+            .map_err(|e| format!("pasta pipe: {e}"))?;
         let mut line = String::new();
         match BufReader::new(ready).read_line(&mut line).await {
             Ok(n) if n > 0 => Ok(pasta),
@@ -158,10 +162,13 @@ pub fn resolv_conf(host: &str) -> Option<String> {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("nameserver") => {
-                let reachable = words.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| match ip {
-                    std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
-                    std::net::IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80,
-                });
+                let reachable =
+                    words.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()).is_some_and(|ip| match ip {
+                        std::net::IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+                        std::net::IpAddr::V6(v6) => {
+                            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+                        }
+                    });
                 if reachable {
                     servers += 1;
                     out.push_str(line);
@@ -195,7 +202,10 @@ mod tests {
         let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\nsearch example.org\noptions edns0 trust-ad\nsortlist 10.0.0.0\n";
         let out = resolv_conf(host).unwrap();
         let lines: Vec<&str> = out.lines().skip(1).collect();
-        assert_eq!(lines, ["nameserver 10.0.0.2", "nameserver 2001:db8::53", "search example.org", "options edns0 trust-ad"]);
+        assert_eq!(
+            lines,
+            ["nameserver 10.0.0.2", "nameserver 2001:db8::53", "search example.org", "options edns0 trust-ad"]
+        );
     }
 
     #[test]

@@ -101,7 +101,10 @@ impl NetPool {
     /// tokio runtime.
     pub fn refill(&self) {
         let inner = &self.inner;
-        if inner.closed.load(Ordering::SeqCst) || inner.ready.lock().unwrap().len() >= READY || inner.making.swap(true, Ordering::SeqCst) {
+        if inner.closed.load(Ordering::SeqCst)
+            || inner.ready.lock().unwrap().len() >= READY
+            || inner.making.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let inner = Arc::clone(inner);
@@ -140,7 +143,11 @@ impl NetPool {
 
 async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     let mut cmd = inner.guest_exe.command();
-    cmd.args(["guest", "--hold-namespaces"]).env_clear().stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.args(["guest", "--hold-namespaces"])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
     let namespaces = if inner.userns.is_some() { libc::CLONE_NEWUSER | libc::CLONE_NEWNET } else { libc::CLONE_NEWNET };
     // The user namespace is its sandbox's: owned by a host uid of its own (see `Owner`).
     let owner = inner.userns.map(|_| Owner::fresh());
@@ -163,7 +170,9 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
             Ok(())
         });
     }
-    let holder = Holder(inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.host_path().display()))?);
+    let holder = Holder(
+        inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.host_path().display()))?,
+    );
     let pid = holder.0.id() as i32;
     if let Some(map) = &inner.userns {
         map.write_maps(pid)?;

@@ -22,7 +22,8 @@
 //! x32 syscalls get `EPERM`.
 
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
 };
 use std::collections::BTreeMap;
 
@@ -81,12 +82,7 @@ const DENIED: &[libc::c_long] = &[
 ];
 
 #[cfg(target_arch = "x86_64")]
-const DENIED_ARCH: &[libc::c_long] = &[
-    libc::SYS_iopl,
-    libc::SYS_ioperm,
-    libc::SYS_uselib,
-    libc::SYS__sysctl,
-];
+const DENIED_ARCH: &[libc::c_long] = &[libc::SYS_iopl, libc::SYS_ioperm, libc::SYS_uselib, libc::SYS__sysctl];
 #[cfg(not(target_arch = "x86_64"))]
 const DENIED_ARCH: &[libc::c_long] = &[];
 
@@ -120,7 +116,10 @@ pub fn program() -> Result<BpfProgram, String> {
     // Device nodes: there is no devices cgroup, so a block device made here would open the
     // host's disk. (FIFOs and sockets are fine; overlayfs makes its own whiteouts in the kernel.)
     let device_rules = |arg: u8| -> Result<Vec<SeccompRule>, String> {
-        [libc::S_IFCHR, libc::S_IFBLK].iter().map(|&t| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(libc::S_IFMT.into()), t.into())?])).collect()
+        [libc::S_IFCHR, libc::S_IFBLK]
+            .iter()
+            .map(|&t| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(libc::S_IFMT.into()), t.into())?]))
+            .collect()
     };
     #[cfg(target_arch = "x86_64")]
     rules.insert(libc::SYS_mknod, device_rules(1)?);
@@ -235,7 +234,9 @@ mod tests {
                     return 7;
                 }
                 let dev = c"/dev/shm/sandbank-seccomp-test-dev".as_ptr();
-                if libc::mknodat(libc::AT_FDCWD, dev, libc::S_IFBLK | 0o600, libc::makedev(7, 0)) != -1 || errno() != libc::EPERM {
+                if libc::mknodat(libc::AT_FDCWD, dev, libc::S_IFBLK | 0o600, libc::makedev(7, 0)) != -1
+                    || errno() != libc::EPERM
+                {
                     return 9;
                 }
                 let pid = libc::fork();

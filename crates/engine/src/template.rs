@@ -28,8 +28,24 @@ pub struct Template {
 const USR_LINKS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /// Files of `/etc` that are replaced or must never be copied, whatever their mode.
 const ETC_SKIP: &[&str] = &[
-    "passwd", "passwd-", "group", "group-", "shadow", "shadow-", "gshadow", "gshadow-", "subuid", "subuid-",
-    "subgid", "subgid-", ".pwd.lock", "hostname", "hosts", "resolv.conf", "machine-id", "mtab",
+    "passwd",
+    "passwd-",
+    "group",
+    "group-",
+    "shadow",
+    "shadow-",
+    "gshadow",
+    "gshadow-",
+    "subuid",
+    "subuid-",
+    "subgid",
+    "subgid-",
+    ".pwd.lock",
+    "hostname",
+    "hosts",
+    "resolv.conf",
+    "machine-id",
+    "mtab",
 ];
 
 /// Builds the `base` template into `dir` (replacing what was there) and returns it.

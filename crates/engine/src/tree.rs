@@ -218,7 +218,8 @@ impl DirChain {
         let mut names: Vec<&CStr> = self.names().collect();
         names.extend(name);
         let depth = names.len();
-        let shown: Vec<String> = names[depth.saturating_sub(SHOWN)..].iter().map(|n| n.to_string_lossy().into_owned()).collect();
+        let shown: Vec<String> =
+            names[depth.saturating_sub(SHOWN)..].iter().map(|n| n.to_string_lossy().into_owned()).collect();
         let elided = if depth > SHOWN { format!("…({} levels)…/", depth - SHOWN) } else { String::new() };
         io::Error::new(e.kind(), format!("{elided}{}: {e}", shown.join("/")))
     }
@@ -365,13 +366,21 @@ pub(crate) mod tests {
         let mut dir = rfs::openat(CWD, root, DIR_FLAGS, Mode::empty()).unwrap();
         for i in 0..levels {
             if i % 1000 == 0 {
-                let f = rfs::openat(&dir, c"f", OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o644)).unwrap();
+                let f = rfs::openat(
+                    &dir,
+                    c"f",
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )
+                .unwrap();
                 fs::File::from(f).write_all(format!("level {i}").as_bytes()).unwrap();
             }
             rfs::mkdirat(&dir, c"d", Mode::from_raw_mode(0o755)).unwrap();
             dir = open_dir_at(dir.as_fd(), c"d").unwrap();
         }
-        let leaf = rfs::openat(&dir, c"leaf", OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o644)).unwrap();
+        let leaf =
+            rfs::openat(&dir, c"leaf", OFlags::WRONLY | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+                .unwrap();
         fs::File::from(leaf).write_all(&vec![b'x'; leaf_len]).unwrap();
     }
 
@@ -474,7 +483,8 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let tree = tmp.path().join("tree");
         fs::create_dir_all(tree.join("mnt")).unwrap();
-        nix::mount::mount(Some("tmpfs"), &tree.join("mnt"), Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+        nix::mount::mount(Some("tmpfs"), &tree.join("mnt"), Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
+            .unwrap();
         struct Unmount<'a>(&'a Path);
         impl Drop for Unmount<'_> {
             fn drop(&mut self) {

@@ -159,7 +159,11 @@ impl Namespaces {
         };
         let result = match said {
             Ok(1) if status[0] == 0 => map.write_maps(pid).and_then(|()| Self::of(pid)),
-            Ok(1) => Err(format!("make the user namespace as uid {}: {}", owner.0, io::Error::from_raw_os_error(status[0].into()))),
+            Ok(1) => Err(format!(
+                "make the user namespace as uid {}: {}",
+                owner.0,
+                io::Error::from_raw_os_error(status[0].into())
+            )),
             _ => Err("make the user namespace: the child died".into()),
         };
         drop(wait_w);
@@ -169,20 +173,24 @@ impl Namespaces {
 
     /// Moves this process into the network namespace.
     pub fn enter_net(&self) -> Result<(), String> {
-        nix::sched::setns(&self.net, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("join the sandbox's network namespace: {e}"))
+        nix::sched::setns(&self.net, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("join the sandbox's network namespace: {e}"))
     }
 
     /// Moves this process into the user namespace: the namespaces it makes next belong to it. Its
     /// ids stay the host's (unmapped there) until it takes root's ([`become_root`]); it keeps no
     /// privilege over the host, except as the owner of what host root owns.
     pub fn enter_user(&self) -> Result<(), String> {
-        nix::sched::setns(&self.user, nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| format!("join the sandbox's user namespace: {e}"))
+        nix::sched::setns(&self.user, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("join the sandbox's user namespace: {e}"))
     }
 }
 
 /// The `kind` namespace (`user`, `net`, …) of process `pid`, held by a descriptor.
 pub fn namespace_of(pid: i32, kind: &str) -> Result<OwnedFd, String> {
-    fs::File::open(format!("/proc/{pid}/ns/{kind}")).map(OwnedFd::from).map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
+    fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open the {kind} namespace of pid {pid}: {e}"))
 }
 
 /// Runs `f` with the file system ids of the sandbox's root (`host_base`) and every capability
@@ -236,7 +244,8 @@ pub fn check(guest_exe: &Path, scratch: &Path) -> Result<IdMap, String> {
 /// 0, and `/proc` mounted by root of a new user and PID namespace. `Err` says what failed.
 pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare the mount namespace: {e}"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("unshare the mount namespace: {e}"))?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make mounts private: {e}"))?;
     let dir = |name: &str| scratch.join(name);
@@ -246,15 +255,25 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     fs::write(dir("lower/file"), "lower").map_err(|e| format!("write {}: {e}", dir("lower/file").display()))?;
 
     let ns = Namespaces::new(map)?;
-    for (src, dst) in [(dir("lower"), dir("idmapped/lower")), (dir("own"), dir("idmapped/own")), ("/usr".into(), dir("idmapped/usr"))] {
+    for (src, dst) in
+        [(dir("lower"), dir("idmapped/lower")), (dir("own"), dir("idmapped/own")), ("/usr".into(), dir("idmapped/usr"))]
+    {
         mounts::attach_idmapped(&src, &dst, ns.user.as_fd())?;
     }
-    let seen = fs::metadata(dir("idmapped/lower/file")).map_err(|e| format!("stat through the idmapped mount: {e}"))?.uid();
+    let seen =
+        fs::metadata(dir("idmapped/lower/file")).map_err(|e| format!("stat through the idmapped mount: {e}"))?.uid();
     if seen != map.host_base {
         return Err(format!("an idmapped mount shows uid 0 as {seen}, not {}", map.host_base));
     }
-    as_mapped_root(map, || crate::guest::overlay(&[dir("idmapped/lower")], &dir("idmapped/own/upper"), &dir("idmapped/own/work"), &dir("merged")))?
-        .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
+    as_mapped_root(map, || {
+        crate::guest::overlay(
+            &[dir("idmapped/lower")],
+            &dir("idmapped/own/upper"),
+            &dir("idmapped/own/work"),
+            &dir("merged"),
+        )
+    })?
+    .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
     // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
     // sandbox's start does (see `guest`), in a child that stays host root's: into the network and
@@ -265,7 +284,8 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     if launcher == 0 {
         exit_child(launch_probe_sandbox(&ns));
     }
-    let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(launcher), None).map_err(|e| format!("wait: {e}"))?;
+    let status =
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(launcher), None).map_err(|e| format!("wait: {e}"))?;
     if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
         return Err(format!("root of a new user namespace could not use its files or mount /proc ({status:?})"));
     }

@@ -46,9 +46,16 @@ fn main() {
         }
         let result = std::panic::catch_unwind(test);
         println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
-        if result.is_ok() { passed += 1 } else { failed += 1 }
+        if result.is_ok() {
+            passed += 1
+        } else {
+            failed += 1
+        }
     }
-    println!("\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out", if failed == 0 { "ok" } else { "FAILED" });
+    println!(
+        "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
+        if failed == 0 { "ok" } else { "FAILED" }
+    );
     std::process::exit(if failed == 0 { 0 } else { 101 });
 }
 
@@ -96,7 +103,14 @@ fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let pasta = sandbank_engine::net::find_pasta().ok();
-    Engine::open(EngineConfig { data_dir: dir.to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb, pasta, user_namespace: true }).unwrap()
+    Engine::open(EngineConfig {
+        data_dir: dir.to_path_buf(),
+        guest_exe: std::env::current_exe().unwrap(),
+        disk_limit_mb,
+        pasta,
+        user_namespace: true,
+    })
+    .unwrap()
 }
 
 fn spec(engine: &Engine) -> SandboxSpec {
@@ -122,7 +136,10 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
 
     assert_eq!(run(&sb.envd_socket, "hostname").trim(), spec.id);
     assert_eq!(run(&sb.envd_socket, "cat /etc/hostname").trim(), spec.id);
-    assert!(run(&sb.envd_socket, "getent hosts $(hostname)").starts_with("127.0.1.1"), "the sandbox resolves its own name");
+    assert!(
+        run(&sb.envd_socket, "getent hosts $(hostname)").starts_with("127.0.1.1"),
+        "the sandbox resolves its own name"
+    );
     let init = run(&sb.envd_socket, "tr '\\0' ' ' < /proc/1/cmdline");
     assert_eq!(init, "sandbank guest ", "PID 1 is the guest, and no host path is in its command line");
     assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
@@ -132,7 +149,10 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     let data_dir = tmp.path().display().to_string();
     assert!(run(&sb.envd_socket, &format!("ls {data_dir} 2>&1")).contains("No such file"));
     let sockets = run(&sb.envd_socket, "cat /proc/net/unix");
-    assert!(sockets.contains(" envd.sock\n") && !sockets.contains(&data_dir), "the envd socket, by its name only: {sockets}");
+    assert!(
+        sockets.contains(" envd.sock\n") && !sockets.contains(&data_dir),
+        "the envd socket, by its name only: {sockets}"
+    );
     assert!(run(&sb.envd_socket, "cat /etc/shadow").lines().all(|l| l.split(':').nth(1) == Some("*")));
     let procs = run(&sb.envd_socket, "ls /proc | grep -c '^[0-9]'");
     assert!(procs.trim().parse::<u32>().unwrap() <= 4, "only the sandbox's processes: {procs}");
@@ -155,7 +175,10 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     assert_eq!(owner("sleep.pid"), (0, 0), "the sandbox's root writes files as uid 0 on disk");
     assert_eq!(owner("owned-by-user"), (1000, 1000));
     let devices = run(&sb.envd_socket, "chmod 600 /dev/null 2>&1; echo x > /dev/null && echo usable; echo extra >> /etc/hosts && stat -c %u /etc/hosts");
-    assert!(devices.contains("Operation not permitted") && devices.contains("usable\n0\n"), "the host's /dev/null cannot be changed; /etc/hosts is root's: {devices}");
+    assert!(
+        devices.contains("Operation not permitted") && devices.contains("usable\n0\n"),
+        "the host's /dev/null cannot be changed; /etc/hosts is root's: {devices}"
+    );
     // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any.
     let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
     assert!(status.contains("CapBnd:\t00000000a80405fb"), "{status}");
@@ -180,18 +203,31 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
         libc::SYS_keyctl
     );
     assert_eq!(run(&sb.envd_socket, &keyctl).trim(), "-1 Operation not permitted", "keyctl");
-    let threads = "python3 -c 'import threading; t=threading.Thread(target=print,args=(\"thread\",)); t.start(); t.join()'";
+    let threads =
+        "python3 -c 'import threading; t=threading.Thread(target=print,args=(\"thread\",)); t.start(); t.join()'";
     assert_eq!(run(&sb.envd_socket, threads).trim(), "thread");
     assert!(run(&sb.envd_socket, "grep Seccomp: /proc/self/status").contains("Seccomp:\t2"));
     // PID 1 holds no more than that either, and its host descriptors and executable are out of reach.
     assert!(run(&sb.envd_socket, "grep CapEff /proc/1/status").contains("00000000a80405fb"));
-    for probe in ["ls -l /proc/1/fd/2", "cat /proc/1/fd/0", "head -c 1 /proc/1/exe", "cat /proc/1/environ", "ls /proc/1/map_files"] {
+    for probe in [
+        "ls -l /proc/1/fd/2",
+        "cat /proc/1/fd/0",
+        "head -c 1 /proc/1/exe",
+        "cat /proc/1/environ",
+        "ls /proc/1/map_files",
+    ] {
         let out = run(&sb.envd_socket, &format!("{probe} 2>&1; echo rc=$?"));
         assert!(out.contains("Permission denied") && !out.contains("rc=0"), "{probe}: {out}");
     }
     run(&sb.envd_socket, "echo data > /tmp/x; echo lib > /usr/local/x");
-    assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(), "data\n");
-    assert_eq!(std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(), "lib\n");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/root/tmp/x", spec.id))).unwrap(),
+        "data\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join(format!("sandboxes/{}/layer/usr/local/x", spec.id))).unwrap(),
+        "lib\n"
+    );
     assert!(!Path::new("/usr/local/x").exists(), "the host's /usr is untouched");
 
     let started = Instant::now();
@@ -228,7 +264,14 @@ fn limits_are_enforced_by_the_cgroup() {
 fn second_engine_on_a_data_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let engine = open(tmp.path());
-    let err = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/true".into(), disk_limit_mb: None, pasta: None, user_namespace: true }).unwrap_err();
+    let err = Engine::open(EngineConfig {
+        data_dir: tmp.path().to_path_buf(),
+        guest_exe: "/bin/true".into(),
+        disk_limit_mb: None,
+        pasta: None,
+        user_namespace: true,
+    })
+    .unwrap_err();
     match &err {
         EngineError::Locked { pid, .. } => assert_eq!(pid, &std::process::id().to_string()),
         other => panic!("expected Locked, got {other}"),
@@ -247,7 +290,8 @@ fn leftovers_are_quarantined_and_stale_cgroups_removed() {
     let bad = tmp.path().join("sandboxes/bad");
     std::fs::create_dir_all(bad.join("sub")).unwrap();
     std::fs::write(bad.join("sub/stuck"), "x").unwrap();
-    let chattr = |flag: &str, path: &Path| assert!(Command::new("chattr").arg(flag).arg(path).status().unwrap().success());
+    let chattr =
+        |flag: &str, path: &Path| assert!(Command::new("chattr").arg(flag).arg(path).status().unwrap().success());
     chattr("+i", &bad.join("sub/stuck"));
     // The cgroups of a server that is gone (no process holds its data directory's lock), with a
     // sandbox group, and those of a live one (this process holds its lock), with none.
@@ -257,12 +301,14 @@ fn leftovers_are_quarantined_and_stale_cgroups_removed() {
     let gone = Cgroups::setup(&name(gone_dir.path())).unwrap();
     gone.create("leftoversandbox00000", &limits).unwrap();
     let live = Cgroups::setup(&name(live_dir.path())).unwrap();
-    let parents = |cg: &Cgroups| cg.dirs("x").into_iter().map(|d| d.parent().unwrap().to_path_buf()).collect::<Vec<_>>();
+    let parents =
+        |cg: &Cgroups| cg.dirs("x").into_iter().map(|d| d.parent().unwrap().to_path_buf()).collect::<Vec<_>>();
 
     let engine = open(tmp.path());
 
     assert!(!bad.exists());
-    let quarantined: Vec<_> = std::fs::read_dir(tmp.path().join("quarantine")).unwrap().flatten().map(|e| e.path()).collect();
+    let quarantined: Vec<_> =
+        std::fs::read_dir(tmp.path().join("quarantine")).unwrap().flatten().map(|e| e.path()).collect();
     assert_eq!(quarantined.len(), 1, "{quarantined:?}");
     assert!(quarantined[0].file_name().unwrap().to_string_lossy().starts_with("bad."), "{quarantined:?}");
     assert!(parents(&gone).iter().all(|p| !p.exists()), "the groups of a server that is gone are removed");
@@ -332,10 +378,13 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     let engine = open(tmp.path());
     let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
     let sock = &origin.envd_socket;
-    run(sock, "echo ready > /tmp/status.txt; mkdir -p /home/user/empty; ln -s status.txt /tmp/link; \
+    run(
+        sock,
+        "echo ready > /tmp/status.txt; mkdir -p /home/user/empty; ln -s status.txt /tmp/link; \
                ln /tmp/status.txt /tmp/hard; rm /etc/debian_version; echo new > /usr/local/added; \
                chown 1000:1000 /tmp/status.txt; chmod 640 /tmp/status.txt; \
-               truncate -s 1G /tmp/sparse; mkfifo /tmp/fifo");
+               truncate -s 1G /tmp/sparse; mkfifo /tmp/fifo",
+    );
     // A process that keeps running through the snapshot.
     run(sock, "(i=0; while true; do i=$((i+1)); echo $i > /tmp/c.new; mv /tmp/c.new /tmp/counter; sleep 0.01; done) >/dev/null 2>&1 &");
     let snap = rt.block_on(engine.snapshot(&origin.id, None)).unwrap();
@@ -360,7 +409,10 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     assert_eq!(run(s, "cat /usr/local/added").trim(), "new");
     assert_eq!(run(s, "stat -c %s /tmp/sparse").trim(), "1073741824");
     assert_eq!(run(s, "test -p /tmp/fifo && echo fifo").trim(), "fifo");
-    assert!(!tmp.path().join("sandboxes").join(&child.id).join("layer/root/tmp").exists(), "the child's upper starts empty");
+    assert!(
+        !tmp.path().join("sandboxes").join(&child.id).join("layer/root/tmp").exists(),
+        "the child's upper starts empty"
+    );
 
     // Deleting is refused while the child runs, by ID or with the tag.
     match engine.delete_snapshot(&format!("{}:default", snap.id)) {
@@ -372,7 +424,10 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     assert_eq!(grandchild_snap.parent_id.as_deref(), Some(snap.id.as_str()));
     assert_eq!(grandchild_snap.names, vec!["second".to_string()]);
     let listed = engine.list_snapshots(None, None, None, 10).unwrap();
-    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![grandchild_snap.id.as_str(), snap.id.as_str()]);
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec![grandchild_snap.id.as_str(), snap.id.as_str()]
+    );
     assert_eq!(engine.list_snapshots(Some(&origin.id), None, None, 10).unwrap().len(), 1);
 
     rt.block_on(engine.kill(&child.id)).unwrap();
@@ -386,7 +441,15 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     assert_eq!(run(&s3.envd_socket, "cat /tmp/status.txt"), "ready\n");
     rt.block_on(engine.kill(&s3.id)).unwrap();
     assert!(engine.delete_snapshot("second").unwrap());
-    assert_eq!(std::fs::read_dir(tmp.path().join("layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count(), 0, "every layer is collected");
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("layers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count(),
+        0,
+        "every layer is collected"
+    );
     rt.block_on(engine.shutdown());
 }
 
@@ -397,7 +460,10 @@ fn snapshot_chains_flatten_and_layers_are_collected() {
     let mut sb = rt.block_on(engine.create(spec(&engine))).unwrap();
     let mut snaps = Vec::new();
     for generation in 0..(sandbank_engine::engine::MAX_CHAIN + 3) {
-        run(&sb.envd_socket, &format!("echo {generation} > /tmp/gen{generation}; rm -f /tmp/gen{}", generation.wrapping_sub(2)));
+        run(
+            &sb.envd_socket,
+            &format!("echo {generation} > /tmp/gen{generation}; rm -f /tmp/gen{}", generation.wrapping_sub(2)),
+        );
         let snap = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
         rt.block_on(engine.kill(&sb.id)).unwrap();
         let mut next = spec(&engine);
@@ -412,7 +478,11 @@ fn snapshot_chains_flatten_and_layers_are_collected() {
     for s in &snaps {
         assert!(engine.delete_snapshot(&s.id).unwrap());
     }
-    let left = std::fs::read_dir(tmp.path().join("layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    let left = std::fs::read_dir(tmp.path().join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
     assert_eq!(left, 0, "no layer left once every snapshot is gone");
 }
 
@@ -456,7 +526,9 @@ fn host_pids_of(id: &str, comm: &str) -> Vec<u32> {
 /// The real uid and gid of a host process.
 fn host_ids(pid: u32) -> (u32, u32) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
     (field("Uid:"), field("Gid:"))
 }
 
@@ -470,7 +542,14 @@ fn snapshots_cross_user_namespace_modes() {
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let plain = |userns| {
         let guest_exe = std::env::current_exe().unwrap();
-        Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe, disk_limit_mb: None, pasta: None, user_namespace: userns }).unwrap()
+        Engine::open(EngineConfig {
+            data_dir: tmp.path().to_path_buf(),
+            guest_exe,
+            disk_limit_mb: None,
+            pasta: None,
+            user_namespace: userns,
+        })
+        .unwrap()
     };
     let snap = {
         let engine = plain(false);
@@ -504,7 +583,10 @@ fn snapshots_cross_user_namespace_modes() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     assert_eq!(std::fs::metadata(upper.join("etc/passwd")).unwrap().uid(), 0, "copied up as root's");
     let whiteout = std::fs::symlink_metadata(upper.join("etc/os-release")).unwrap();
-    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0, "a whiteout as a host-mounted overlay makes it");
+    assert!(
+        whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
+        "a whiteout as a host-mounted overlay makes it"
+    );
     // And back: a snapshot of the user-namespace sandbox starts without one.
     let back = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
     rt.block_on(engine.shutdown());
@@ -513,7 +595,10 @@ fn snapshots_cross_user_namespace_modes() {
     let mut s = spec(&engine);
     s.template = back.id;
     let sb = rt.block_on(engine.create(s)).unwrap();
-    assert_eq!(run(&sb.envd_socket, "cat /root/r; stat -c %u /root/r; test -e /etc/os-release || echo gone"), "root\nmore\n0\ngone\n");
+    assert_eq!(
+        run(&sb.envd_socket, "cat /root/r; stat -c %u /root/r; test -e /etc/os-release || echo gone"),
+        "root\nmore\n0\ngone\n"
+    );
     rt.block_on(engine.shutdown());
 }
 
@@ -584,7 +669,10 @@ fn internet_access_through_pasta() {
     assert_eq!(pasta_children().len(), 3, "one pasta per sandbox, and the next network's");
 
     // Configured before the sandbox was ready: the first command has its interface and route.
-    let links = run(&sb.envd_socket, "grep -c : /proc/net/dev; awk '$2 == \"00000000\" {print \"default via\", $1}' /proc/net/route");
+    let links = run(
+        &sb.envd_socket,
+        "grep -c : /proc/net/dev; awk '$2 == \"00000000\" {print \"default via\", $1}' /proc/net/route",
+    );
     assert!(links.starts_with("2\n") && links.contains("default via"), "loopback, a tap and a default route: {links}");
     let resolv = run(&sb.envd_socket, "cat /etc/resolv.conf");
     assert!(resolv.lines().any(|l| l.starts_with("nameserver ") && !l.contains(" 127.")), "{resolv}");
@@ -609,7 +697,10 @@ fn internet_access_through_pasta() {
     );
     let out = python(&sb.envd_socket, &code);
     eprintln!("{}", out.trim());
-    assert!(!out.contains("reached") && out.contains("127.0.0.1 refused") && out.contains("raw sockets refused"), "{out}");
+    assert!(
+        !out.contains("reached") && out.contains("127.0.0.1 refused") && out.contains("raw sockets refused"),
+        "{out}"
+    );
     assert!(host_service.accept().is_err(), "the host's loopback service saw a connection");
 
     // A snapshot freezes the sandbox, not its pasta: the network still works after it.
@@ -638,11 +729,17 @@ fn wait_for_networks(engine: &Engine, n: usize) {
     }
 }
 
-
 fn internet_access_without_pasta() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let engine = Engine::open(EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: None, user_namespace: true }).unwrap();
+    let engine = Engine::open(EngineConfig {
+        data_dir: tmp.path().to_path_buf(),
+        guest_exe: std::env::current_exe().unwrap(),
+        disk_limit_mb: None,
+        pasta: None,
+        user_namespace: true,
+    })
+    .unwrap();
     // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
     let mut asked = spec(&engine);
     asked.allow_internet_access = Some(true);
@@ -668,9 +765,17 @@ fn internet_access_without_pasta() {
 /// does not silently run them with root inside as the host's root: that takes asking.
 fn no_user_namespace_is_refused_unless_asked_for() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = |user_namespace| EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: "/bin/false".into(), disk_limit_mb: None, pasta: None, user_namespace };
+    let config = |user_namespace| EngineConfig {
+        data_dir: tmp.path().to_path_buf(),
+        guest_exe: "/bin/false".into(),
+        disk_limit_mb: None,
+        pasta: None,
+        user_namespace,
+    };
     match Engine::open(config(true)) {
-        Err(e @ EngineError::NoUserNamespace(_)) => assert!(e.to_string().contains("root in a sandbox is the host's root"), "{e}"),
+        Err(e @ EngineError::NoUserNamespace(_)) => {
+            assert!(e.to_string().contains("root in a sandbox is the host's root"), "{e}")
+        }
         other => panic!("expected NoUserNamespace, got {other:?}"),
     }
     let engine = Engine::open(config(false)).expect("opens when asked to run without one");
@@ -680,7 +785,13 @@ fn no_user_namespace_is_refused_unless_asked_for() {
 fn internet_access_when_pasta_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let broken = EngineConfig { data_dir: tmp.path().to_path_buf(), guest_exe: std::env::current_exe().unwrap(), disk_limit_mb: None, pasta: Some("/bin/false".into()), user_namespace: true };
+    let broken = EngineConfig {
+        data_dir: tmp.path().to_path_buf(),
+        guest_exe: std::env::current_exe().unwrap(),
+        disk_limit_mb: None,
+        pasta: Some("/bin/false".into()),
+        user_namespace: true,
+    };
     let engine = Engine::open(broken).unwrap();
     let mut asked = spec(&engine);
     asked.allow_internet_access = Some(true);

@@ -255,12 +255,12 @@ mod tests {
     #[test]
     fn truncated_and_oversized_envelopes_are_errors() {
         let env = encode_envelope(0, b"hello");
-        assert_eq!(
-            decode_single_envelope(&env[..7]),
-            Err(EnvelopeError::Truncated { have: 7, need: 10 })
-        );
+        assert_eq!(decode_single_envelope(&env[..7]), Err(EnvelopeError::Truncated { have: 7, need: 10 }));
         assert_eq!(decode_single_envelope(&[0, 0]), Err(EnvelopeError::Truncated { have: 2, need: 5 }));
-        assert_eq!(decode_single_envelope(&[0, 0xff, 0xff, 0xff, 0xff]), Err(EnvelopeError::TooLarge(u32::MAX as usize)));
+        assert_eq!(
+            decode_single_envelope(&[0, 0xff, 0xff, 0xff, 0xff]),
+            Err(EnvelopeError::TooLarge(u32::MAX as usize))
+        );
         assert_eq!(decode_single_envelope(&encode_envelope(FLAG_COMPRESSED, b"x")), Err(EnvelopeError::Compressed));
         assert_eq!(&decode_single_envelope(&env).unwrap()[..], b"hello");
     }

@@ -301,19 +301,33 @@ mod tests {
     #[test]
     fn watch_requests_read_the_new_flags_and_watcher_ids() {
         let r: WatchDirRequest =
-            serde_json::from_str(r#"{"path":"/w","recursive":true,"includeEntry":true,"allowNetworkMounts":true}"#).unwrap();
+            serde_json::from_str(r#"{"path":"/w","recursive":true,"includeEntry":true,"allowNetworkMounts":true}"#)
+                .unwrap();
         assert!(r.recursive && r.include_entry && r.allow_network_mounts);
         let r: CreateWatcherRequest = serde_json::from_str(r#"{"path":"/w","include_entry":true}"#).unwrap();
         assert!(r.include_entry && !r.allow_network_mounts);
-        let bytes = prost::Message::encode_to_vec(&WatchDirRequest { path: "/w".into(), include_entry: true, allow_network_mounts: true, ..Default::default() });
+        let bytes = prost::Message::encode_to_vec(&WatchDirRequest {
+            path: "/w".into(),
+            include_entry: true,
+            allow_network_mounts: true,
+            ..Default::default()
+        });
         assert_eq!(&bytes[4..], [0x18, 0x01, 0x20, 0x01], "fields 3 and 4");
         let id = WatcherId { watcher_id: "wabc".into() };
         assert_eq!(serde_json::to_string(&id).unwrap(), r#"{"watcherId":"wabc"}"#);
         let events = GetWatcherEventsResponse {
-            events: vec![FilesystemEvent { name: "x".into(), r#type: EventType::Create as i32, entry: Some(Box::new(EntryInfo { name: "x".into(), ..Default::default() })) }],
+            events: vec![FilesystemEvent {
+                name: "x".into(),
+                r#type: EventType::Create as i32,
+                entry: Some(Box::new(EntryInfo { name: "x".into(), ..Default::default() })),
+            }],
         };
-        assert_eq!(serde_json::to_string(&events).unwrap(), r#"{"events":[{"name":"x","type":"EVENT_TYPE_CREATE","entry":{"name":"x"}}]}"#);
-        let back = <GetWatcherEventsResponse as prost::Message>::decode(&prost::Message::encode_to_vec(&events)[..]).unwrap();
+        assert_eq!(
+            serde_json::to_string(&events).unwrap(),
+            r#"{"events":[{"name":"x","type":"EVENT_TYPE_CREATE","entry":{"name":"x"}}]}"#
+        );
+        let back =
+            <GetWatcherEventsResponse as prost::Message>::decode(&prost::Message::encode_to_vec(&events)[..]).unwrap();
         assert_eq!(back, events);
     }
 
@@ -327,9 +341,20 @@ mod tests {
     fn watch_events_write_the_envd_wire_form() {
         let start = WatchDirResponse::new(WatchEvent::Start(WatchEmpty {}));
         assert_eq!(serde_json::to_string(&start).unwrap(), r#"{"start":{}}"#);
-        let ev = WatchDirResponse::new(WatchEvent::Filesystem(FilesystemEvent { name: "a/b.txt".into(), r#type: EventType::Write as i32, entry: None }));
-        assert_eq!(serde_json::to_string(&ev).unwrap(), r#"{"filesystem":{"name":"a/b.txt","type":"EVENT_TYPE_WRITE"}}"#);
-        let back: WatchDirResponse = serde_json::from_str(r#"{"filesystem":{"name":"x","type":"EVENT_TYPE_CHMOD"}}"#).unwrap();
-        assert_eq!(back.event, Some(WatchEvent::Filesystem(FilesystemEvent { name: "x".into(), r#type: 5, entry: None })));
+        let ev = WatchDirResponse::new(WatchEvent::Filesystem(FilesystemEvent {
+            name: "a/b.txt".into(),
+            r#type: EventType::Write as i32,
+            entry: None,
+        }));
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"filesystem":{"name":"a/b.txt","type":"EVENT_TYPE_WRITE"}}"#
+        );
+        let back: WatchDirResponse =
+            serde_json::from_str(r#"{"filesystem":{"name":"x","type":"EVENT_TYPE_CHMOD"}}"#).unwrap();
+        assert_eq!(
+            back.event,
+            Some(WatchEvent::Filesystem(FilesystemEvent { name: "x".into(), r#type: 5, entry: None }))
+        );
     }
 }

@@ -150,8 +150,7 @@ impl Timestamp {
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let dt = chrono::DateTime::from_timestamp(self.seconds, self.nanos.max(0) as u32)
-            .unwrap_or_default();
+        let dt = chrono::DateTime::from_timestamp(self.seconds, self.nanos.max(0) as u32).unwrap_or_default();
         s.serialize_str(&dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
     }
 }
@@ -163,7 +162,6 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         Ok(Self { seconds: dt.timestamp(), nanos: dt.timestamp_subsec_nanos() as i32 })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -320,11 +320,22 @@ mod tests {
         assert_eq!(serde_json::to_string(&start).unwrap(), r#"{"event":{"start":{"pid":42}}}"#);
         let data = EventResponse::new(Event::Data(DataEvent { output: Some(Output::Stdout(b"hello\n".to_vec())) }));
         assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"event":{"data":{"stdout":"aGVsbG8K"}}}"#);
-        let end = EventResponse::new(Event::End(EndEvent { exit_code: 0, exited: true, status: "exit status 0".into(), error: None }));
-        assert_eq!(serde_json::to_string(&end).unwrap(), r#"{"event":{"end":{"exited":true,"status":"exit status 0"}}}"#);
+        let end = EventResponse::new(Event::End(EndEvent {
+            exit_code: 0,
+            exited: true,
+            status: "exit status 0".into(),
+            error: None,
+        }));
+        assert_eq!(
+            serde_json::to_string(&end).unwrap(),
+            r#"{"event":{"end":{"exited":true,"status":"exit status 0"}}}"#
+        );
         let ka = EventResponse::new(Event::Keepalive(KeepAlive {}));
         assert_eq!(serde_json::to_string(&ka).unwrap(), r#"{"event":{"keepalive":{}}}"#);
-        let back: EventResponse = serde_json::from_str(r#"{"event":{"end":{"exit_code":-1,"status":"signal: killed","error":"signal: killed"}}}"#).unwrap();
+        let back: EventResponse = serde_json::from_str(
+            r#"{"event":{"end":{"exit_code":-1,"status":"signal: killed","error":"signal: killed"}}}"#,
+        )
+        .unwrap();
         match back.event.unwrap().event.unwrap() {
             Event::End(e) => assert_eq!(e.exit_code, -1),
             other => panic!("unexpected {other:?}"),
@@ -333,7 +344,8 @@ mod tests {
 
     #[test]
     fn signal_requests_accept_names_and_numbers() {
-        let by_name: SendSignalRequest = serde_json::from_str(r#"{"process":{"pid":42},"signal":"SIGNAL_SIGKILL"}"#).unwrap();
+        let by_name: SendSignalRequest =
+            serde_json::from_str(r#"{"process":{"pid":42},"signal":"SIGNAL_SIGKILL"}"#).unwrap();
         assert_eq!(by_name.signal, Signal::Sigkill as i32);
         assert_eq!(by_name.process.clone().unwrap().selector, Some(Selector::Pid(42)));
         let by_number: SendSignalRequest = serde_json::from_str(r#"{"signal":15}"#).unwrap();

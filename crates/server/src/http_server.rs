@@ -67,5 +67,8 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
 
 /// Errors of one connection that went away before it was accepted; the listener is fine.
 fn is_connection_error(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }

@@ -68,7 +68,9 @@ fn main() -> std::process::ExitCode {
         Command::Guest { probe_userns: Some(scratch), .. } => {
             std::process::ExitCode::from(sandbank_engine::guest::probe_userns_main(&scratch))
         }
-        Command::Guest { hold_namespaces: true, .. } => std::process::ExitCode::from(sandbank_engine::netpool::hold_namespaces_main()),
+        Command::Guest { hold_namespaces: true, .. } => {
+            std::process::ExitCode::from(sandbank_engine::netpool::hold_namespaces_main())
+        }
         Command::Guest { .. } => guest::main(),
     }
 }

@@ -156,15 +156,22 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let pasta = sandbank_engine::net::find_pasta()
             .inspect_err(|why| tracing::warn!("{why}: sandboxes get loopback only"))
             .ok();
-        let config = EngineConfig { data_dir: data_dir.clone(), guest_exe, disk_limit_mb, pasta, user_namespace: !args.no_userns };
-        let engine = tokio::task::spawn_blocking(move || Engine::open(config)).await.context("opening the engine")?.map_err(
-            |e| match e {
+        let config = EngineConfig {
+            data_dir: data_dir.clone(),
+            guest_exe,
+            disk_limit_mb,
+            pasta,
+            user_namespace: !args.no_userns,
+        };
+        let engine = tokio::task::spawn_blocking(move || Engine::open(config))
+            .await
+            .context("opening the engine")?
+            .map_err(|e| match e {
                 EngineError::NoUserNamespace(_) => {
                     anyhow::anyhow!("{e}: to run them so, start the server with --no-userns (or SANDBANK_NO_USERNS=1)")
                 }
                 e => e.into(),
-            },
-        )?;
+            })?;
         engine.prepare_network();
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));
@@ -182,7 +189,8 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// are the allocator keeping memory. A diagnostic, off by default (`mallinfo2` walks every arena
 /// under its lock).
 fn heap_stats_from_env() {
-    let Some(secs) = std::env::var("SANDBANK_HEAP_STATS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0)
+    let Some(secs) =
+        std::env::var("SANDBANK_HEAP_STATS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0)
     else {
         return;
     };
@@ -193,7 +201,11 @@ fn heap_stats_from_env() {
             let m = unsafe { libc::mallinfo2() };
             let rss_anon_kb = std::fs::read_to_string("/proc/self/status")
                 .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("RssAnon:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
                 .unwrap_or(0);
             tracing::info!(
                 in_use_kb = (m.uordblks + m.hblkhd) / 1024,
@@ -235,9 +247,7 @@ fn check_privileges() -> anyhow::Result<()> {
     let cap_eff = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         })
         .unwrap_or(0);
     const CAP_SYS_ADMIN: u64 = 21;
@@ -383,8 +393,7 @@ async fn serve(
         inflight: std::sync::atomic::AtomicUsize::new(0),
         last: std::sync::Mutex::new(std::time::Instant::now()),
     });
-    let app = api::router(state.clone())
-        .layer(axum::middleware::from_fn_with_state(activity.clone(), track_activity));
+    let app = api::router(state.clone()).layer(axum::middleware::from_fn_with_state(activity.clone(), track_activity));
     let server = tokio::spawn(http_server::serve(listener, app, header_timeout, async {
         let _ = stop_rx.await;
     }));

@@ -33,14 +33,15 @@ const MARKER_BYTES: usize = 256 * 1024;
 
 /// Deterministic content for a sandbox (xorshift seeded by its ID).
 fn content(id: &str) -> Vec<u8> {
-    let mut rng = XorShift(id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) | 1);
+    let mut rng = XorShift(
+        id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)) | 1,
+    );
     let mut out = Vec::with_capacity(MARKER_BYTES);
     while out.len() < MARKER_BYTES {
         out.extend_from_slice(&rng.next().to_le_bytes());
     }
     out
 }
-
 
 /// What the clients were told, over all rounds.
 #[derive(Default)]
@@ -64,7 +65,14 @@ impl Acks {
 
 /// One request; `None` once the server is gone. A 5xx is recorded.
 /// `envd`: the sandbox's ID and access token, for an envd call.
-async fn attempt(a: SocketAddr, acks: &Acks, method: &str, path: &str, envd: Option<(&str, &str)>, body: Vec<u8>) -> Option<Res> {
+async fn attempt(
+    a: SocketAddr,
+    acks: &Acks,
+    method: &str,
+    path: &str,
+    envd: Option<(&str, &str)>,
+    body: Vec<u8>,
+) -> Option<Res> {
     let mut b = req(a, method, path).header("x-api-key", KEY);
     if let Some((id, token)) = envd {
         b = b.header("e2b-sandbox-id", id).header("x-access-token", token);
@@ -80,7 +88,11 @@ async fn attempt(a: SocketAddr, acks: &Acks, method: &str, path: &str, envd: Opt
         .ok()?;
     if r.status.is_server_error() {
         // Even a 502 from envd traffic: the guests outlive the server, never the other way.
-        acks.server_errors.lock().unwrap().push(format!("{method} {path}: {} {}", r.status, String::from_utf8_lossy(&r.body)));
+        acks.server_errors.lock().unwrap().push(format!(
+            "{method} {path}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
         return None;
     }
     Some(r)
@@ -90,29 +102,39 @@ async fn attempt(a: SocketAddr, acks: &Acks, method: &str, path: &str, envd: Opt
 async fn worker(a: SocketAddr, seed: u64, acks: Arc<Acks>) {
     let mut rng = XorShift(seed | 1);
     loop {
-        let Some(r) = attempt(a, &acks, "POST", "/sandboxes", None, br#"{"templateID":"base"}"#.to_vec()).await else { return };
+        let Some(r) = attempt(a, &acks, "POST", "/sandboxes", None, br#"{"templateID":"base"}"#.to_vec()).await else {
+            return;
+        };
         assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         acks.count("create");
         let id = r.json()["sandboxID"].as_str().unwrap().to_string();
         let token = r.json()["envdAccessToken"].as_str().unwrap().to_string();
         let sbx = Some((id.as_str(), token.as_str()));
-        let Some(r) = attempt(a, &acks, "POST", &format!("/files?path={MARKER}"), sbx, content(&id)).await else { return };
+        let Some(r) = attempt(a, &acks, "POST", &format!("/files?path={MARKER}"), sbx, content(&id)).await else {
+            return;
+        };
         assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
         acks.count("file write");
-        let start = encode_envelope(0, br#"{"process":{"cmd":"/bin/sh","args":["-c","echo $((6*7)) > /tmp/x; cat /tmp/x"]}}"#);
+        let start =
+            encode_envelope(0, br#"{"process":{"cmd":"/bin/sh","args":["-c","echo $((6*7)) > /tmp/x; cat /tmp/x"]}}"#);
         let Some(r) = attempt(a, &acks, "POST", "/process.Process/Start", sbx, start.to_vec()).await else { return };
         assert_eq!(r.status, StatusCode::OK);
         if String::from_utf8_lossy(&r.body).contains("\"NDIK\"") {
             acks.count("command"); // base64 "42\n": the stream was whole
         }
-        let Some(r) = attempt(a, &acks, "POST", &format!("/sandboxes/{id}/snapshots"), None, b"{}".to_vec()).await else { return };
+        let Some(r) = attempt(a, &acks, "POST", &format!("/sandboxes/{id}/snapshots"), None, b"{}".to_vec()).await
+        else {
+            return;
+        };
         assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         acks.count("snapshot");
         let snap = r.json()["snapshotID"].as_str().unwrap().to_string();
         acks.snapshots.lock().unwrap().insert(snap.clone(), id.clone());
         if rng.next().is_multiple_of(3) {
             acks.deleting.lock().unwrap().insert(snap.clone());
-            let Some(r) = attempt(a, &acks, "DELETE", &format!("/templates/{snap}"), None, vec![]).await else { return };
+            let Some(r) = attempt(a, &acks, "DELETE", &format!("/templates/{snap}"), None, vec![]).await else {
+                return;
+            };
             assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&r.body));
             acks.count("snapshot delete");
             acks.deleted.lock().unwrap().insert(snap);
@@ -170,7 +192,8 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
         assert!(left.is_empty(), "round {round}: guests of the killed server remain: {left:?}");
         assert_eq!(sandbox_cgroups(&data), Vec::<String>::new(), "round {round}: sandbox cgroups remain");
         assert_eq!(mounts_of(&data), Vec::<String>::new(), "round {round}: mounts remain");
-        let dirs: Vec<_> = std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let dirs: Vec<_> =
+            std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(dirs.is_empty(), "round {round}: sandbox directories remain: {dirs:?}");
 
         // The catalog, the layers and the acknowledgements agree.

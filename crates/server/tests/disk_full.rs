@@ -157,7 +157,10 @@ async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
         assert_eq!(call(a, "DELETE", &format!("/templates/{s}"), None).await.status, StatusCode::NO_CONTENT);
     }
     server.stop();
-    assert_eq!(mounts_of(&data).into_iter().filter(|l| l.split(' ').nth(4) != Some(&*data.to_string_lossy())).count(), 0);
+    assert_eq!(
+        mounts_of(&data).into_iter().filter(|l| l.split(' ').nth(4) != Some(&*data.to_string_lossy())).count(),
+        0
+    );
     assert_eq!(sandbox_cgroups(&data), Vec::<String>::new());
     let mountpoint = data.clone();
     drop(fs);

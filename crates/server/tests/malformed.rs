@@ -107,7 +107,8 @@ async fn fetch(a: SocketAddr, case: &Case) -> Result<Res, String> {
 /// For bodies the server refuses unread (over its limit): writes on a raw socket while reading
 /// the answer, which may come (and the connection close) long before the body is written.
 async fn fetch_raw(a: SocketAddr, case: &Case) -> Result<Res, String> {
-    let mut head = format!("{} {} HTTP/1.1\r\nhost: {a}\r\ncontent-length: {}\r\n", case.method, case.path, case.body.len());
+    let mut head =
+        format!("{} {} HTTP/1.1\r\nhost: {a}\r\ncontent-length: {}\r\n", case.method, case.path, case.body.len());
     for (k, v) in &case.headers {
         head.push_str(&format!("{k}: {}\r\n", String::from_utf8_lossy(v)));
     }
@@ -129,7 +130,10 @@ async fn fetch_raw(a: SocketAddr, case: &Case) -> Result<Res, String> {
             buf.extend_from_slice(&tmp[..n]);
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let headers = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let len = headers.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+                let len = headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
                 if len.is_some_and(|len| buf.len() >= end + 4 + len) {
                     return buf;
                 }
@@ -137,9 +141,13 @@ async fn fetch_raw(a: SocketAddr, case: &Case) -> Result<Res, String> {
         }
     };
     let (_, buf) = tokio::join!(writer, reader);
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| format!("no response: {:?}", String::from_utf8_lossy(&buf)))?;
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no response: {:?}", String::from_utf8_lossy(&buf)))?;
     let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line: {head:?}"))?;
+    let status: u16 =
+        head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line: {head:?}"))?;
     let mut headers = hyper::HeaderMap::new();
     for line in head.lines().skip(1) {
         if let Some((k, v)) = line.split_once(':') {
@@ -167,7 +175,8 @@ async fn check(a: SocketAddr, case: &Case) -> Result<(), String> {
             if !ok_status {
                 return Err(format!("status {status}: {text}"));
             }
-            let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|_| format!("{status}, not JSON: {text:?}"))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body).map_err(|_| format!("{status}, not JSON: {text:?}"))?;
             if ct != "application/json" || v["code"] != status || !v["message"].is_string() {
                 return Err(format!("{status} {ct}: not a {{code, message}} error: {text}"));
             }
@@ -197,7 +206,8 @@ async fn check(a: SocketAddr, case: &Case) -> Result<(), String> {
                 last = Some(env);
             }
             let end = last.filter(|e| e.is_end_stream()).ok_or_else(|| format!("no end-of-stream: {text}"))?;
-            let v: serde_json::Value = serde_json::from_slice(&end.payload).map_err(|e| format!("end-of-stream: {e}"))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&end.payload).map_err(|e| format!("end-of-stream: {e}"))?;
             let code = v["error"]["code"].as_str().unwrap_or("");
             if !client_code(code) {
                 return Err(format!("stream ended with {v}"));
@@ -207,7 +217,8 @@ async fn check(a: SocketAddr, case: &Case) -> Result<(), String> {
             if !(400..500).contains(&status) {
                 return Err(format!("status {status}: {text}"));
             }
-            let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|_| format!("{status}, not JSON: {text:?}"))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.body).map_err(|_| format!("{status}, not JSON: {text:?}"))?;
             let code = v["code"].as_str().unwrap_or("");
             if ct != "application/json" || !client_code(code) || !v["message"].is_string() {
                 return Err(format!("{status} {ct}: not a Connect client error: {text}"));
@@ -224,8 +235,15 @@ async fn check(a: SocketAddr, case: &Case) -> Result<(), String> {
 fn client_code(code: &str) -> bool {
     matches!(
         code,
-        "invalid_argument" | "not_found" | "already_exists" | "permission_denied" | "failed_precondition"
-            | "out_of_range" | "unauthenticated" | "unimplemented" | "resource_exhausted"
+        "invalid_argument"
+            | "not_found"
+            | "already_exists"
+            | "permission_denied"
+            | "failed_precondition"
+            | "out_of_range"
+            | "unauthenticated"
+            | "unimplemented"
+            | "resource_exhausted"
     )
 }
 
@@ -246,7 +264,7 @@ fn bad_json_bodies() -> Vec<(&'static str, Vec<u8>)> {
         ("bad JSON", b"{\"timeout\":".to_vec()),
         ("bad JSON", b"{,}".to_vec()),
         ("bad JSON", b"{'timeout':5}".to_vec()),
-        ("bad JSON", b"\xef\xbb\xbf{}".to_vec()), // a byte-order mark
+        ("bad JSON", b"\xef\xbb\xbf{}".to_vec()),       // a byte-order mark
         ("bad JSON", "[".repeat(100_000).into_bytes()), // deeper than any parser should go
         ("not an object", b"[]".to_vec()),
         ("not an object", b"\"templateID\"".to_vec()),
@@ -482,7 +500,10 @@ fn envd_cases(id: &str) -> Vec<Case> {
             ("truncated Connect envelopes", vec![0, 0]),
             ("truncated Connect envelopes", encode_envelope(0, start)[..9].to_vec()),
             ("truncated Connect envelopes", [encode_envelope(0, start).to_vec(), vec![0, 0, 0]].concat()),
-            ("truncated Connect envelopes", [encode_envelope(0, start).to_vec(), encode_envelope(0, b"{}").to_vec()].concat()),
+            (
+                "truncated Connect envelopes",
+                [encode_envelope(0, start).to_vec(), encode_envelope(0, b"{}").to_vec()].concat(),
+            ),
             ("truncated Connect envelopes", vec![0, 0xff, 0xff, 0xff, 0xff]),
             ("truncated Connect envelopes", encode_envelope(FLAG_COMPRESSED, start).to_vec()),
             ("truncated Connect envelopes", start.to_vec()), // JSON without an envelope
@@ -501,7 +522,11 @@ fn envd_cases(id: &str) -> Vec<Case> {
             }
             cases.push(c);
         }
-        cases.push(Case::stream("bad users", id, rpc).header("authorization", "Basic Z2hvc3Q6").body(encode_envelope(0, start).to_vec()));
+        cases.push(
+            Case::stream("bad users", id, rpc)
+                .header("authorization", "Basic Z2hvc3Q6")
+                .body(encode_envelope(0, start).to_vec()),
+        );
     }
     for (class, rpc, msg) in [
         ("wrong types", "process.Process/Start", r#"{"process":{"cmd":5}}"#),
@@ -548,8 +573,14 @@ fn envd_cases(id: &str) -> Vec<Case> {
             .header("e2b-sandbox-id", id.to_string())
             .header("content-type", "text/plain"),
     );
-    cases.push(Case::new("unknown routes", "GET", "/process.Process/Start", Shape::Connect).header("e2b-sandbox-id", id.to_string()));
-    cases.push(Case::new("unknown routes", "POST", "/process.Process/Nope", Shape::Connect).header("e2b-sandbox-id", id.to_string()));
+    cases.push(
+        Case::new("unknown routes", "GET", "/process.Process/Start", Shape::Connect)
+            .header("e2b-sandbox-id", id.to_string()),
+    );
+    cases.push(
+        Case::new("unknown routes", "POST", "/process.Process/Nope", Shape::Connect)
+            .header("e2b-sandbox-id", id.to_string()),
+    );
     // /files
     let files = |class, method, q: &str| {
         Case::new(class, method, format!("/files{q}"), Shape::Rest).header("e2b-sandbox-id", id.to_string())
@@ -578,15 +609,27 @@ fn envd_cases(id: &str) -> Vec<Case> {
     for (ct, enc, body) in [
         ("multipart/form-data", "", b"--x\r\n".to_vec()),
         ("multipart/form-data; boundary=x", "", b"garbage".to_vec()),
-        ("multipart/form-data; boundary=x", "", b"--x\r\ncontent-disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--x--\r\n".to_vec()),
-        ("multipart/form-data; boundary=x", "", b"--x\r\ncontent-disposition: form-data; name=\"other\"\r\n\r\nabc\r\n--x--\r\n".to_vec()),
+        (
+            "multipart/form-data; boundary=x",
+            "",
+            b"--x\r\ncontent-disposition: form-data; name=\"file\"\r\n\r\nabc\r\n--x--\r\n".to_vec(),
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            "",
+            b"--x\r\ncontent-disposition: form-data; name=\"other\"\r\n\r\nabc\r\n--x--\r\n".to_vec(),
+        ),
         ("application/octet-stream", "br", b"x".to_vec()),
         ("application/octet-stream", "gzip", b"not gzip at all".to_vec()),
         ("application/octet-stream", "gzip", vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2]),
     ] {
-        let mut c = files("bad upload bodies", "POST", if ct.starts_with("multipart") && body.len() > 20 { "" } else { "?path=%2Ftmp%2Fupload" })
-            .header("content-type", ct)
-            .body(body);
+        let mut c = files(
+            "bad upload bodies",
+            "POST",
+            if ct.starts_with("multipart") && body.len() > 20 { "" } else { "?path=%2Ftmp%2Fupload" },
+        )
+        .header("content-type", ct)
+        .body(body);
         if !enc.is_empty() {
             c = c.header("content-encoding", enc);
         }
@@ -603,7 +646,8 @@ fn envd_cases(id: &str) -> Vec<Case> {
         cases.push(c);
     }
     cases.push(
-        Case::new("bad sandbox IDs", "GET", "/health", Shape::NotRunning).header("novita-sandbox-id", b"\xff\xfe".to_vec()),
+        Case::new("bad sandbox IDs", "GET", "/health", Shape::NotRunning)
+            .header("novita-sandbox-id", b"\xff\xfe".to_vec()),
     );
     cases
 }
@@ -643,7 +687,6 @@ async fn raw_http(a: SocketAddr) -> Vec<String> {
     }
     failures
 }
-
 
 /// Valid bodies with a few random bytes flipped, cut or repeated, sent to routes that change
 /// nothing lasting: each answer is a success or a well-formed 4xx; never a 5xx.
@@ -757,5 +800,10 @@ async fn every_malformed_input_gets_a_4xx_json_answer() {
     assert_eq!(call(a, "DELETE", &format!("/sandboxes/{other}"), None).await.status, StatusCode::NO_CONTENT);
     assert_eq!(call(a, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
     s.stop();
-    assert!(failures.is_empty(), "{} of {n} malformed inputs got a bad answer:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} malformed inputs got a bad answer:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

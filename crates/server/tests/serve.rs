@@ -284,7 +284,9 @@ async fn unfinished_headers_and_idle_connections_are_closed() {
     // Everyone else is served meanwhile.
     assert_eq!(call(a, "GET", "/health", None).await.status, StatusCode::OK);
 
-    for (what, sock) in [("sent nothing", &mut silent), ("stopped mid-headers", &mut halfway), ("kept alive, idle", &mut idle)] {
+    for (what, sock) in
+        [("sent nothing", &mut silent), ("stopped mid-headers", &mut halfway), ("kept alive, idle", &mut idle)]
+    {
         let said = read_until_closed(sock, Duration::from_secs(15)).await;
         // Closed without an answer: there is no request to answer.
         assert_eq!(said.as_deref(), Some(""), "{what}: open 15 s on, or answered");

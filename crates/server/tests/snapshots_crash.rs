@@ -115,7 +115,8 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
         let path = format!("/sandboxes/{origin}/snapshots");
         let request = tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-            let (mut tx, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+            let (mut tx, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
             tokio::spawn(conn);
             let r = req(addr, "POST", &path)
                 .header("x-api-key", KEY)
@@ -144,7 +145,12 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
         let acknowledged = match &answer {
             Some((status, body)) => {
                 assert_eq!(*status, StatusCode::CREATED, "{}", String::from_utf8_lossy(body));
-                Some(serde_json::from_slice::<serde_json::Value>(body).unwrap()["snapshotID"].as_str().unwrap().to_string())
+                Some(
+                    serde_json::from_slice::<serde_json::Value>(body).unwrap()["snapshotID"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
             }
             None => None,
         };
@@ -156,9 +162,14 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
         assert_eq!(staging_entries(&data), Vec::<String>::new(), "round {round}: layers/.staging is not empty");
         let left: Vec<i32> = guests(&data).into_iter().filter(|p| old_guests.contains(p)).collect();
         assert!(left.is_empty(), "round {round}: guest processes of the killed server remain: {left:?}");
-        assert_eq!(cgroups_of(&old_sandboxes), Vec::<String>::new(), "round {round}: cgroups of the killed server remain");
+        assert_eq!(
+            cgroups_of(&old_sandboxes),
+            Vec::<String>::new(),
+            "round {round}: cgroups of the killed server remain"
+        );
         assert_eq!(mounts_of(&data), Vec::<String>::new(), "round {round}: mounts remain");
-        let sandboxes: Vec<_> = std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let sandboxes: Vec<_> =
+            std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(sandboxes.is_empty(), "round {round}: sandbox directories remain: {sandboxes:?}");
 
         // Every listed snapshot has its layer and nothing else has one.

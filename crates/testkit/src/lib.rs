@@ -108,7 +108,11 @@ impl ServerProcess {
         self.signal(Signal::SIGTERM);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status after SIGTERM: {status}; stderr:\n{}", self.stderr.lock().unwrap());
+                assert!(
+                    status.success(),
+                    "exit status after SIGTERM: {status}; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                );
                 std::thread::sleep(Duration::from_millis(50));
                 let extra = self.extra_stdout.lock().unwrap().clone();
                 assert!(extra.is_empty(), "stdout after the listening line: {extra:?}");

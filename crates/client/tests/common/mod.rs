@@ -60,9 +60,7 @@ impl Server {
     }
 
     pub async fn sandbox(&self) -> Sandbox {
-        Sandbox::create(self.config(), SandboxCreateOpts::default())
-            .await
-            .expect("create sandbox")
+        Sandbox::create(self.config(), SandboxCreateOpts::default()).await.expect("create sandbox")
     }
 
     /// SIGTERM; asserts a clean exit within 5 s.
@@ -80,11 +78,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let server = Arc::new(Server::start());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(f(server.clone()));
     // Every sandbox still listed is killed.
     rt.block_on(async {
@@ -97,8 +91,5 @@ where
         }
     });
     drop(rt);
-    Arc::try_unwrap(server)
-        .ok()
-        .expect("server still shared")
-        .stop();
+    Arc::try_unwrap(server).ok().expect("server still shared").stop();
 }

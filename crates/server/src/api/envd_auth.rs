@@ -71,7 +71,9 @@ impl Signed {
             None => None,
             Some(raw) => {
                 let at = raw.parse::<i64>().map_err(|_| {
-                    ApiError::BadRequest(format!("Invalid signature_expiration {raw:?}: must be a unix time in seconds"))
+                    ApiError::BadRequest(format!(
+                        "Invalid signature_expiration {raw:?}: must be a unix time in seconds"
+                    ))
                 })?;
                 Some((raw, at))
             }
@@ -87,7 +89,13 @@ impl Signed {
 
     /// Checks the signature against `token`, and that it has not expired at `now`.
     fn verify(&self, token: &str, now: i64) -> Result<(), ApiError> {
-        let expected = sign(&self.path, self.operation, &self.username, token, self.expiration.as_ref().map(|(raw, _)| raw.as_str()));
+        let expected = sign(
+            &self.path,
+            self.operation,
+            &self.username,
+            token,
+            self.expiration.as_ref().map(|(raw, _)| raw.as_str()),
+        );
         if !super::constant_time_eq(expected.as_bytes(), self.signature.as_bytes()) {
             return Err(ApiError::Unauthorized(format!(
                 "Invalid signature for {} of {:?}: it was not made with this sandbox's access token, or for another path, user or operation",

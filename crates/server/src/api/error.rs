@@ -83,7 +83,9 @@ impl From<EngineError> for ApiError {
             EngineError::StartFailed(m) => ApiError::StartFailed(m),
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
             e @ EngineError::AlreadyPaused(_) => ApiError::Conflict(e.to_string()),
-            e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => ApiError::BadRequest(e.to_string()),
+            e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
             e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
             e @ EngineError::Egress { .. } => ApiError::Internal(e.to_string()),
             other => ApiError::Internal(other.to_string()),
@@ -130,7 +132,8 @@ mod tests {
         let e: ApiError = EngineError::TemplateNotFound("nope".into()).into();
         assert_eq!(e.status(), StatusCode::NOT_FOUND);
         assert!(e.to_string().contains("\"nope\""));
-        let e: ApiError = EngineError::NoSpace { id: "x".into(), reason: "No space left on device (os error 28)".into() }.into();
+        let e: ApiError =
+            EngineError::NoSpace { id: "x".into(), reason: "No space left on device (os error 28)".into() }.into();
         assert_eq!(e.status(), StatusCode::INSUFFICIENT_STORAGE);
     }
 }

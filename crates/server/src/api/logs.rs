@@ -71,7 +71,11 @@ fn millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// `GET /sandboxes/{id}/logs?start=<ms>&limit=`: oldest first, from `start` on.
-pub async fn v1(State(state): State<AppState>, SandboxId(id): SandboxId, RawQuery(q): RawQuery) -> Result<Json<SandboxLogs>, ApiError> {
+pub async fn v1(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    RawQuery(q): RawQuery,
+) -> Result<Json<SandboxLogs>, ApiError> {
     let pairs = query_pairs(q.as_deref())?;
     let (start, limit) = (number(&pairs, "start")?.map(millis), limit(&pairs)?);
     known(&state, &id)?;
@@ -94,14 +98,20 @@ fn line(e: &SandboxLogEntry) -> String {
 /// `GET /v2/sandboxes/{id}/logs?cursor=<ms>&limit=&direction=forward|backward&level=&search=`:
 /// `backward` (the default) is newest first up to the cursor (default: now), `forward` oldest
 /// first from it; `level` is the lowest level shown; `search` a case-sensitive substring.
-pub async fn v2(State(state): State<AppState>, SandboxId(id): SandboxId, RawQuery(q): RawQuery) -> Result<Json<SandboxLogsV2>, ApiError> {
+pub async fn v2(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    RawQuery(q): RawQuery,
+) -> Result<Json<SandboxLogsV2>, ApiError> {
     let pairs = query_pairs(q.as_deref())?;
     let get = |key: &str| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
     let (cursor, limit) = (number(&pairs, "cursor")?.map(millis), limit(&pairs)?);
     let forward = match get("direction") {
         None | Some("backward") => false,
         Some("forward") => true,
-        Some(d) => return Err(ApiError::BadRequest(format!("Invalid direction {d:?}: must be \"forward\" or \"backward\""))),
+        Some(d) => {
+            return Err(ApiError::BadRequest(format!("Invalid direction {d:?}: must be \"forward\" or \"backward\"")))
+        }
     };
     let level = match get("level") {
         None => LogLevel::Debug,

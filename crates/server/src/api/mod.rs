@@ -2,12 +2,12 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod envd_auth;
 pub mod error;
 pub mod extract;
 pub mod logs;
 pub mod network;
 pub mod registry;
-pub mod envd_auth;
 pub mod sandboxes;
 pub mod snapshots;
 pub mod templates;
@@ -186,7 +186,6 @@ pub fn router(state: AppState) -> Router {
 
 /// Routes the published SDKs call that this server does not serve yet: 501 naming the route.
 fn not_implemented_routes() -> Router<AppState> {
-
     let ni = not_implemented;
     Router::new()
         // Sandboxes: Novita's reset, memory, volumes, commit, quota, events.
@@ -245,9 +244,7 @@ fn check_api_key(headers: &HeaderMap, key: &str) -> Result<(), ApiError> {
         }
     }
     if offered.is_empty() {
-        return Err(ApiError::Unauthorized(
-            "Missing API key: send it as X-API-KEY or Authorization: Bearer".into(),
-        ));
+        return Err(ApiError::Unauthorized("Missing API key: send it as X-API-KEY or Authorization: Bearer".into()));
     }
     if offered.iter().any(|o| constant_time_eq(o, key.as_bytes())) {
         Ok(())

@@ -324,7 +324,9 @@ mod tests {
         assert_eq!(r.next_deadline(), Some(DateTime::from_timestamp(1_700_000_001, 0).unwrap()));
         r.insert(Entry { lifecycle: Lifecycle { pause_on_timeout: true, ..Lifecycle::default() }, ..entry("p", 2) });
         let gone = r.take_expired(DateTime::from_timestamp(1_700_000_005, 0).unwrap());
-        assert!(matches!(&gone[..], [Expired::Kill(k), Expired::Pause(p)] | [Expired::Pause(p), Expired::Kill(k)] if k.id == "a" && p.id == "p"));
+        assert!(
+            matches!(&gone[..], [Expired::Kill(k), Expired::Pause(p)] | [Expired::Pause(p), Expired::Kill(k)] if k.id == "a" && p.id == "p")
+        );
         // A paused sandbox stays listed, has no deadline, and does not expire again.
         assert_eq!(r.get("p").unwrap().state, SandboxState::Paused);
         assert!(r.take_expired(DateTime::from_timestamp(1_700_000_006, 0).unwrap()).is_empty());

@@ -13,8 +13,9 @@ use sandbank_engine::{Resumed, SandboxSpec};
 use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
-    self as rest, ConnectSandbox, ConnectSandboxV2, ListedSandbox, NewSandbox, ResumedSandbox, Sandbox, SandboxDetail,
-    CopyRequest, LogLevel, PauseBody, RefreshBody, SandboxMetric, SandboxState, SandboxesWithMetrics, TimeoutBody,
+    self as rest, ConnectSandbox, ConnectSandboxV2, CopyRequest, ListedSandbox, LogLevel, NewSandbox, PauseBody,
+    RefreshBody, ResumedSandbox, Sandbox, SandboxDetail, SandboxMetric, SandboxState, SandboxesWithMetrics,
+    TimeoutBody,
 };
 use sandbank_protocol::ENVD_VERSION;
 
@@ -151,7 +152,12 @@ pub async fn create(
         state.registry.insert(entry.clone());
         state.watch_exit(handle.id.clone(), handle.exited);
         tracing::info!(id = %entry.id, template = %entry.template, timeout, "sandbox created");
-        state.logs.record(&entry.id, LogLevel::Info, "sandbox created", &[("template", &entry.template), ("timeout", &timeout.to_string())]);
+        state.logs.record(
+            &entry.id,
+            LogLevel::Info,
+            "sandbox created",
+            &[("template", &entry.template), ("timeout", &timeout.to_string())],
+        );
         Ok::<_, ApiError>(entry)
     });
     let entry = task.await.map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
@@ -398,7 +404,8 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> R
     // Started again unasked only when it was paused with its memory and no reboot was asked for.
     let restarted = socket.is_some() && !current.files_only && !reboot;
     let socket = socket.unwrap_or(current.envd_socket);
-    let entry = state.registry.mark_running(id, end, socket).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
+    let entry =
+        state.registry.mark_running(id, end, socket).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
     tracing::info!(%id, restarted, timeout, "sandbox resumed");
     state.logs.record(id, LogLevel::Info, "sandbox resumed", &[("restarted", &restarted.to_string())]);
     Ok((entry, restarted))
@@ -457,9 +464,10 @@ pub async fn metrics(
     let bound = |key: &str| -> Result<Option<i64>, ApiError> {
         match first(&pairs, key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                ApiError::BadRequest(format!("Invalid {key} {v:?}: must be a unix time in seconds"))
-            }),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| ApiError::BadRequest(format!("Invalid {key} {v:?}: must be a unix time in seconds"))),
         }
     };
     let (start, end) = (bound("start")?, bound("end")?);
@@ -500,12 +508,16 @@ const MAX_METRICS_IDS: usize = 100;
 
 /// `GET /sandboxes/metrics?sandbox_ids=a,b`: a sample now of each running sandbox named; the
 /// others (paused, gone, unknown) are left out.
-pub async fn metrics_many(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<SandboxesWithMetrics>, ApiError> {
+pub async fn metrics_many(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<SandboxesWithMetrics>, ApiError> {
     let pairs = query_pairs(q.as_deref())?;
     let mut ids: Vec<String> = Vec::new();
     for (k, v) in pairs.iter().filter(|(k, _)| k == "sandbox_ids") {
         for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let id = super::extract::short_id(id).ok_or_else(|| ApiError::BadRequest(format!("Invalid {k} entry {id:?}: not a sandbox ID")))?;
+            let id = super::extract::short_id(id)
+                .ok_or_else(|| ApiError::BadRequest(format!("Invalid {k} entry {id:?}: not a sandbox ID")))?;
             if !ids.contains(&id) {
                 ids.push(id);
             }

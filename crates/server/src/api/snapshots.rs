@@ -84,7 +84,9 @@ pub async fn list(State(state): State<AppState>, RawQuery(q): RawQuery) -> Resul
         None => None,
     };
     let sandbox = get("sandboxID").filter(|s| !s.is_empty());
-    let name = get("name").filter(|s| !s.is_empty()).map(|n| n.rsplit_once(':').map_or(n.clone(), |(base, _)| base.to_string()));
+    let name = get("name")
+        .filter(|s| !s.is_empty())
+        .map(|n| n.rsplit_once(':').map_or(n.clone(), |(base, _)| base.to_string()));
     let backend = state.backend.clone();
     let mut items = tokio::task::spawn_blocking(move || {
         let after = after.as_ref().map(|(t, id)| (*t, id.as_str()));

@@ -157,7 +157,11 @@ impl Backend for Fake {
         })
     }
 
-    fn set_egress<'a>(&'a self, id: &'a str, rules: sandbank_engine::egress::Egress) -> BoxFuture<'a, Result<(), EngineError>> {
+    fn set_egress<'a>(
+        &'a self,
+        id: &'a str,
+        rules: sandbank_engine::egress::Egress,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             if !self.running.lock().unwrap().contains_key(id) {
                 return Err(EngineError::SandboxNotFound(id.into()));
@@ -172,7 +176,14 @@ impl Backend for Fake {
     }
 
     fn usage<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<sandbank_engine::SandboxUsage, EngineError>> {
-        Box::pin(async move { Ok(sandbank_engine::SandboxUsage { cpu_ns: 1_000_000, memory_bytes: 4096, memory_cache_bytes: 2048, disk_bytes: 8192 }) })
+        Box::pin(async move {
+            Ok(sandbank_engine::SandboxUsage {
+                cpu_ns: 1_000_000,
+                memory_bytes: 4096,
+                memory_cache_bytes: 2048,
+                disk_bytes: 8192,
+            })
+        })
     }
 
     fn snapshot<'a>(
@@ -420,7 +431,10 @@ async fn lifecycle_create_get_list_timeout_connect_kill() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.json()["envdAccessToken"], token.as_str());
     assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["state"], "running");
-    assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/resume"), Some("{}")).await.error(409), format!("Sandbox \"{id}\" is already running"));
+    assert_eq!(
+        call(addr, "POST", &format!("/sandboxes/{id}/resume"), Some("{}")).await.error(409),
+        format!("Sandbox \"{id}\" is already running")
+    );
 
     // Kill, then everything about it is 404 with the cloud's message.
     let r = call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
@@ -690,7 +704,10 @@ async fn send_lenient(addr: SocketAddr, req: Request<Body>) -> Res {
 async fn envd_traffic_is_proxied_by_header_or_host() {
     let (addr, _, _) = start().await;
     let id = create(addr, r#"{"templateID":"base"}"#).await;
-    let token = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["envdAccessToken"].as_str().unwrap().to_string();
+    let token = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["envdAccessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // By header, with the sandbox's token and no API key; method, path, query, headers and body
     // pass unchanged.
     for header in ["Novita-Sandbox-Id", "E2b-Sandbox-Id"] {
@@ -712,7 +729,15 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
         assert_eq!(v["body_head"], "payload-123");
     }
     // `/health` with the header goes to envd, not the control plane.
-    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
+    let r = send(
+        addr,
+        Request::get("/health")
+            .header("e2b-sandbox-id", &id)
+            .header("x-access-token", &token)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.json()["uri"], "/health");
     // By host, and the long form of the ID.
     let r = send(
@@ -730,7 +755,8 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
         Request::get("/x")
             .header("host", format!("49983-{id}-sandbank.example.com"))
             .header("x-access-token", &token)
-            .body(Body::empty()).unwrap(),
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(r.json()["uri"], "/x");
@@ -739,23 +765,45 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
         Request::get("/x")
             .header("novita-sandbox-id", format!("{id}-sandbank"))
             .header("x-access-token", &token)
-            .body(Body::empty()).unwrap(),
+            .body(Body::empty())
+            .unwrap(),
     )
     .await;
     assert_eq!(r.json()["uri"], "/x");
     // Big request and response bodies stream through.
     let big = vec![b'y'; 5 << 20];
-    let r = send(addr, Request::post("/upload").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::from(big)).unwrap()).await;
+    let r = send(
+        addr,
+        Request::post("/upload")
+            .header("e2b-sandbox-id", &id)
+            .header("x-access-token", &token)
+            .body(Body::from(big))
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.json()["body_len"], 5 << 20);
-    let r =
-        send(addr, Request::get("/big?n=20971520").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
+    let r = send(
+        addr,
+        Request::get("/big?n=20971520")
+            .header("e2b-sandbox-id", &id)
+            .header("x-access-token", &token)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.body.len(), 20971520);
     // A long-lived stream delivers its chunks as they come.
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let res = tx
-        .send_request(Request::get("/slow").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap())
+        .send_request(
+            Request::get("/slow")
+                .header("e2b-sandbox-id", &id)
+                .header("x-access-token", &token)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let mut body = res.into_body();
@@ -773,7 +821,15 @@ async fn envd_traffic_is_proxied_by_header_or_host() {
     let r = send(addr, Request::get("/health").header("novita-sandbox-id", "NOPE").body(Body::empty()).unwrap()).await;
     assert!(r.error(502).contains("\"NOPE\""));
     call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
-    let r = send(addr, Request::get("/health").header("e2b-sandbox-id", &id).header("x-access-token", &token).body(Body::empty()).unwrap()).await;
+    let r = send(
+        addr,
+        Request::get("/health")
+            .header("e2b-sandbox-id", &id)
+            .header("x-access-token", &token)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(r.error(502), format!("The sandbox \"{id}\" was not found"));
     let r = send(
         addr,
@@ -800,7 +856,11 @@ async fn every_sandbox_is_secured_whatever_the_route_and_flag() {
             let by_header = |b: axum::http::request::Builder| b.header("e2b-sandbox-id", &id);
             let by_host = |b: axum::http::request::Builder| b.header("host", format!("49983-{id}.localhost"));
             for (how, route_to) in [("header", &by_header as &dyn Fn(_) -> _), ("host", &by_host)] {
-                for (method, path) in [("GET", "/files?path=/etc/hostname"), ("POST", "/process.Process/Start"), ("POST", "/files?path=/tmp/x")] {
+                for (method, path) in [
+                    ("GET", "/files?path=/etc/hostname"),
+                    ("POST", "/process.Process/Start"),
+                    ("POST", "/files?path=/tmp/x"),
+                ] {
                     let req = |token: Option<&str>| {
                         let mut b = route_to(Request::builder().method(method).uri(path));
                         if let Some(t) = token {
@@ -819,7 +879,11 @@ async fn every_sandbox_is_secured_whatever_the_route_and_flag() {
             // A URL signed with its token opens `/files` without the header, and names the sandbox.
             let sig = envd_auth::sign("/etc/hostname", "read", "", &token, None);
             let enc = percent_encoding::utf8_percent_encode(&sig, percent_encoding::NON_ALPHANUMERIC);
-            let r = send(addr, Request::get(format!("/files?path=%2Fetc%2Fhostname&signature={enc}")).body(Body::empty()).unwrap()).await;
+            let r = send(
+                addr,
+                Request::get(format!("/files?path=%2Fetc%2Fhostname&signature={enc}")).body(Body::empty()).unwrap(),
+            )
+            .await;
             assert_eq!(r.status, StatusCode::OK, "{what}: signed URL: {:?}", r.body);
             assert_eq!(r.json()["uri"], format!("/files?path=%2Fetc%2Fhostname&signature={enc}"));
             call(addr, "DELETE", &format!("/sandboxes/{id}"), None).await;
@@ -982,12 +1046,17 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
     // Fork and clone are checked as the cloud checks them first: the count, then the sandbox.
     for route in ["fork", "clone"] {
         for sandbox in ["abcdefghij0123456789", "sbx-test"] {
-            let m = call(addr, "POST", &format!("/sandboxes/{sandbox}/{route}"), Some(r#"{"count":0}"#)).await.error(400);
+            let m =
+                call(addr, "POST", &format!("/sandboxes/{sandbox}/{route}"), Some(r#"{"count":0}"#)).await.error(400);
             assert!(m.contains("Invalid count 0"), "{m}");
         }
         // Even without the key (E2B's own test sends a made-up one); with a good count, the key.
         let bad_key = |body: &'static str| {
-            Request::post(format!("/sandboxes/sbx-test/{route}")).header("x-api-key", "e2b_0000").header("content-type", "application/json").body(Body::from(body)).unwrap()
+            Request::post(format!("/sandboxes/sbx-test/{route}"))
+                .header("x-api-key", "e2b_0000")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
         };
         send(addr, bad_key(r#"{"count":0}"#)).await.error(400);
         send(addr, bad_key(r#"{"count":1}"#)).await.error(401);
@@ -1034,24 +1103,31 @@ async fn metrics_of_many_refreshes_and_logs() {
     call(addr, "GET", "/sandboxes/metrics", None).await.error(400);
     call(addr, "POST", &format!("/sandboxes/{b}/pause"), None).await;
     let r = call(addr, "GET", &format!("/sandboxes/metrics?sandbox_ids={a}&sandbox_ids={b}"), None).await.json();
-    assert_eq!(r["sandboxes"].as_object().unwrap().keys().collect::<Vec<_>>(), vec![&a], "a paused sandbox is left out");
+    assert_eq!(
+        r["sandboxes"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec![&a],
+        "a paused sandbox is left out"
+    );
 
     // Refresh: at least 15 s more, never shorter.
     call(addr, "POST", &format!("/sandboxes/{a}/timeout"), Some(r#"{"timeout":1}"#)).await;
     let r = call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let end = |v: Value| v["endAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-    let left = (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
+    let left =
+        (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
     assert!((13..=15).contains(&left), "{left}");
     call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), Some(r#"{"duration":600}"#)).await;
     call(addr, "POST", &format!("/sandboxes/{a}/refreshes"), Some(r#"{"duration":20}"#)).await;
-    let left = (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
+    let left =
+        (end(call(addr, "GET", &format!("/sandboxes/{a}"), None).await.json()) - chrono::Utc::now()).num_seconds();
     assert!(left >= 598, "a refresh never shortens: {left}");
     call(addr, "POST", "/sandboxes/abcdefghij0123456789/refreshes", None).await.error(404);
 
     // Logs: what the server saw, oldest first in v1, newest first by default in v2.
     let v1 = call(addr, "GET", &format!("/sandboxes/{a}/logs"), None).await.json();
-    let messages: Vec<&str> = v1["logEntries"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    let messages: Vec<&str> =
+        v1["logEntries"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
     assert_eq!(messages, ["sandbox created", "timeout set"], "{v1}");
     assert_eq!(v1["logs"][0]["line"], "sandbox created template=base timeout=300");
     assert_eq!(v1["logEntries"][1]["level"], "info");
@@ -1066,8 +1142,14 @@ async fn metrics_of_many_refreshes_and_logs() {
     assert_eq!(v2["logs"], serde_json::json!([]));
     let v2 = call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?cursor=1000&direction=backward"), None).await.json();
     assert_eq!(v2["logs"], serde_json::json!([]), "nothing before 1970-01-01T00:00:01");
-    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?level=loud"), None).await.error(400).contains("\"loud\""));
-    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?direction=up"), None).await.error(400).contains("\"up\""));
+    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?level=loud"), None)
+        .await
+        .error(400)
+        .contains("\"loud\""));
+    assert!(call(addr, "GET", &format!("/v2/sandboxes/{a}/logs?direction=up"), None)
+        .await
+        .error(400)
+        .contains("\"up\""));
     // Gone with the sandbox.
     call(addr, "DELETE", &format!("/sandboxes/{a}"), None).await;
     call(addr, "GET", &format!("/sandboxes/{a}/logs"), None).await.error(404);
@@ -1079,14 +1161,23 @@ async fn metrics_of_many_refreshes_and_logs() {
 #[tokio::test]
 async fn egress_rules_reach_the_engine_and_bad_ones_are_refused() {
     let (addr, fake, _) = start().await;
-    let r = call(addr, "POST", "/v2/sandboxes", Some(r#"{"templateID":"base","network":{"denyOut":["0.0.0.0/0"],"allowOut":["192.0.2.7","localhost"]}}"#)).await;
+    let r = call(
+        addr,
+        "POST",
+        "/v2/sandboxes",
+        Some(r#"{"templateID":"base","network":{"denyOut":["0.0.0.0/0"],"allowOut":["192.0.2.7","localhost"]}}"#),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let id = r.json()["sandboxID"].as_str().unwrap().to_string();
     let spec = fake.specs.lock().unwrap()[0].clone();
     let nets = |v: &[ipnet::IpNet]| v.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     assert_eq!(nets(&spec.egress.deny), ["0.0.0.0/0"]);
     let allowed = nets(&spec.egress.allow);
-    assert!(allowed.contains(&"192.0.2.7/32".to_string()) && allowed.contains(&"127.0.0.1/32".to_string()), "{allowed:?}");
+    assert!(
+        allowed.contains(&"192.0.2.7/32".to_string()) && allowed.contains(&"127.0.0.1/32".to_string()),
+        "{allowed:?}"
+    );
     let d = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
     assert_eq!(d["network"], serde_json::json!({"denyOut": ["0.0.0.0/0"], "allowOut": ["192.0.2.7", "localhost"]}));
 
@@ -1094,8 +1185,14 @@ async fn egress_rules_reach_the_engine_and_bad_ones_are_refused() {
     let r = call(addr, "PUT", &format!("/sandboxes/{id}/network"), Some(r#"{"denyOut":["198.51.100.0/24"]}"#)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let (to, rules) = fake.egress.lock().unwrap().last().cloned().unwrap();
-    assert_eq!((to.as_str(), nets(&rules.deny), rules.allow.len()), (id.as_str(), vec!["198.51.100.0/24".to_string()], 0));
-    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["network"], serde_json::json!({"denyOut": ["198.51.100.0/24"]}));
+    assert_eq!(
+        (to.as_str(), nets(&rules.deny), rules.allow.len()),
+        (id.as_str(), vec!["198.51.100.0/24".to_string()], 0)
+    );
+    assert_eq!(
+        call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["network"],
+        serde_json::json!({"denyOut": ["198.51.100.0/24"]})
+    );
 
     for (body, named) in [
         (r#"{"denyOut":["example.com"]}"#, "example.com"),
@@ -1105,7 +1202,9 @@ async fn egress_rules_reach_the_engine_and_bad_ones_are_refused() {
     ] {
         let m = call(addr, "PUT", &format!("/sandboxes/{id}/network"), Some(body)).await.error(400);
         assert!(m.contains(&format!("{named:?}")), "{body}: {m}");
-        let m = call(addr, "POST", "/sandboxes", Some(&format!(r#"{{"templateID":"base","network":{body}}}"#))).await.error(400);
+        let m = call(addr, "POST", "/sandboxes", Some(&format!(r#"{{"templateID":"base","network":{body}}}"#)))
+            .await
+            .error(400);
         assert!(m.contains(&format!("{named:?}")), "{body}: {m}");
     }
     call(addr, "PUT", "/sandboxes/abcdefghij0123456789/network", Some("{}")).await.error(404);

@@ -157,7 +157,8 @@ fn user_namespace() -> Check {
 
 /// What `sandbank serve` reads for `--no-userns` (clap's boolean env: set and not false/0).
 fn no_userns_asked() -> bool {
-    std::env::var("SANDBANK_NO_USERNS").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "n" | "f" | "no" | "off" | "false"))
+    std::env::var("SANDBANK_NO_USERNS")
+        .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "n" | "f" | "no" | "off" | "false"))
 }
 
 fn kernel() -> Check {
@@ -350,7 +351,8 @@ fn seccomp() -> Check {
 
 /// What `sandbank serve --disk-limit-mb` needs: `mkfs.ext4` and loop devices.
 fn disk_limit() -> Check {
-    let mkfs = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
+    let mkfs =
+        ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
     let loop_control = Path::new("/dev/loop-control").exists();
     match (mkfs, loop_control) {
         (true, true) => check(Status::Ok, "disk limit", "--disk-limit-mb available (mkfs.ext4, loop devices)"),

@@ -39,7 +39,9 @@ impl Codec {
             "application/proto" => Ok(Codec::Proto),
             other => Err(ConnectError::new(
                 Code::InvalidArgument,
-                format!("unsupported content type {other:?} for a unary call (want application/json or application/proto)"),
+                format!(
+                    "unsupported content type {other:?} for a unary call (want application/json or application/proto)"
+                ),
             )),
         }
     }
@@ -70,11 +72,13 @@ impl Codec {
                     return Err(ConnectError::new(Code::InvalidArgument, "invalid JSON request message: not UTF-8"));
                 }
                 if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-                    return Err(ConnectError::new(Code::InvalidArgument, "invalid JSON request message: not a JSON object"));
+                    return Err(ConnectError::new(
+                        Code::InvalidArgument,
+                        "invalid JSON request message: not a JSON object",
+                    ));
                 }
-                serde_json::from_slice(bytes).map_err(|e| {
-                    ConnectError::new(Code::InvalidArgument, format!("invalid JSON request message: {e}"))
-                })
+                serde_json::from_slice(bytes)
+                    .map_err(|e| ConnectError::new(Code::InvalidArgument, format!("invalid JSON request message: {e}")))
             }
             Codec::Proto => T::decode(bytes).map_err(|e| {
                 ConnectError::new(Code::InvalidArgument, format!("invalid protobuf request message: {e}"))

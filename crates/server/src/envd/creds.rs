@@ -98,7 +98,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn nobody() -> User {
-        User { name: "nobody".into(), uid: 65534, gid: 65534, home: "/nonexistent".into(), shell: String::new(), groups: vec![65534] }
+        User {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            home: "/nonexistent".into(),
+            shell: String::new(),
+            groups: vec![65534],
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use super::fsutil::{chown_to, create_dirs, is_no_space, open_file, resolve};
 use super::metadata::{self, Metadata};
-use super::{creds, users};
 use super::Shared;
+use super::{creds, users};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -60,7 +60,10 @@ fn io_error(op: &str, path: &Path, e: &io::Error) -> HttpError {
     } else if matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem) {
         // Not the user's to write (a read-only mount, such as /proc/sys, included): the caller's.
         StatusCode::FORBIDDEN
-    } else if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP)) {
+    } else if matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::ENAMETOOLONG) | Some(libc::ELOOP)
+    ) {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
@@ -84,15 +87,17 @@ fn path_arg(path: Option<&str>, user: &users::User) -> Result<PathBuf, HttpError
 
 /// Whether `Accept-Encoding` allows gzip (with a non-zero quality).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
-            .next()
-            .unwrap_or(1.0);
-        name == "gzip" && q > 0.0
-    })
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .next()
+                .unwrap_or(1.0);
+            name == "gzip" && q > 0.0
+        },
+    )
 }
 
 pub async fn download(State(envd): State<Shared>, req: Request) -> Response {
@@ -218,7 +223,8 @@ fn create_for(dest: &Path, user: &users::User) -> Result<std::fs::File, HttpErro
     if dest.is_dir() {
         return Err(bad_request(format!("path {:?} is a directory", dest.display().to_string())));
     }
-    let file = open_file(dest, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666).map_err(|e| io_error("create", dest, &e))?;
+    let file = open_file(dest, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o666)
+        .map_err(|e| io_error("create", dest, &e))?;
     chown_to(dest, user).map_err(|e| io_error("chown", dest, &e))?;
     Ok(file)
 }
@@ -251,7 +257,8 @@ where
     let mut chunks = std::pin::pin!(chunks);
     let mut failed = None;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| bad_request(format!("reading the upload for {:?}: {e}", dest.display().to_string())))?;
+        let chunk =
+            chunk.map_err(|e| bad_request(format!("reading the upload for {:?}: {e}", dest.display().to_string())))?;
         if failed.is_none() {
             failed = out.write_all(&chunk).await.err();
         }
@@ -346,12 +353,8 @@ async fn upload_inner(envd: &Shared, req: Request) -> Result<Vec<WriteInfo>, Htt
             return Err(bad_request(format!("unsupported Content-Encoding {other:?} (want gzip or identity)")));
         }
     };
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     if !content_type.starts_with("multipart/form-data") {
         let Some(dest) = target else {
             drain(body.into_data_stream()).await;
@@ -390,10 +393,15 @@ async fn upload_parts(
     user: &users::User,
     meta: &Metadata,
 ) -> Result<Vec<WriteInfo>, HttpError> {
-    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
+    let mut multipart = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
     let mut written = Vec::new();
     loop {
-        let field = multipart.next_field().await.map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| bad_request(format!("invalid multipart body: {}", e.body_text())))?;
         let Some(field) = field else { break };
         if field.name() != Some("file") {
             continue;
@@ -402,7 +410,8 @@ async fn upload_parts(
             Some(t) => Ok(t.clone()),
             None => {
                 let name = field.file_name().unwrap_or("").to_string();
-                resolve(&name, &user.home).map_err(|m| bad_request(format!("file part: {m} (give a filename or the path query parameter)")))
+                resolve(&name, &user.home)
+                    .map_err(|m| bad_request(format!("file part: {m} (give a filename or the path query parameter)")))
             }
         };
         let result = match dest {

@@ -1,10 +1,10 @@
 //! The `filesystem.Filesystem` service: Stat, MakeDir, Move, ListDir, Remove (WatchDir is in
 //! [`super::watch`]).
 
-use super::{connect, creds};
 use super::fsutil::{create_dirs, entry_info, resolve, rpc_error};
 use super::users::{self, Names, User};
 use super::Shared;
+use super::{connect, creds};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -57,7 +57,10 @@ pub async fn make_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
         blocking(user.clone(), move || {
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => {
-                    return Err(ConnectError::new(Code::AlreadyExists, format!("directory {:?} already exists", req.path)))
+                    return Err(ConnectError::new(
+                        Code::AlreadyExists,
+                        format!("directory {:?} already exists", req.path),
+                    ))
                 }
                 Ok(_) => {
                     return Err(ConnectError::new(
@@ -108,9 +111,7 @@ fn walk(dir: &Path, depth: u32, names: &Names, out: &mut Vec<EntryInfo>) -> std:
     children.sort();
     for child in children {
         let Ok(entry) = entry_info(&child, names) else { continue }; // vanished meanwhile
-        let recurse = depth > 1
-            && entry.r#type == FileType::Directory as i32
-            && entry.symlink_target.is_none();
+        let recurse = depth > 1 && entry.r#type == FileType::Directory as i32 && entry.symlink_target.is_none();
         out.push(entry);
         if recurse {
             // An unreadable subdirectory is listed but not entered.
@@ -129,7 +130,10 @@ pub async fn list_dir(State(envd): State<Shared>, headers: HeaderMap, body: Body
         blocking(user, move || {
             let meta = std::fs::metadata(&path).map_err(|e| rpc_error("list", &path, &e))?;
             if !meta.is_dir() {
-                return Err(ConnectError::new(Code::InvalidArgument, format!("path {:?} is not a directory", req.path)));
+                return Err(ConnectError::new(
+                    Code::InvalidArgument,
+                    format!("path {:?} is not a directory", req.path),
+                ));
             }
             let mut entries = Vec::new();
             walk(&path, depth, &Names::load(), &mut entries).map_err(|e| rpc_error("list", &path, &e))?;
@@ -157,7 +161,8 @@ pub async fn remove(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
             };
             // Not std's remove_dir_all: it recurses once per level, and a tree as deep as the
             // sandbox likes overflowed envd's stack.
-            let result = if meta.is_dir() { sandbank_engine::tree::remove_tree(&path) } else { std::fs::remove_file(&path) };
+            let result =
+                if meta.is_dir() { sandbank_engine::tree::remove_tree(&path) } else { std::fs::remove_file(&path) };
             match result {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(rpc_error("remove", &path, &e)),
                 _ => Ok(Empty {}),

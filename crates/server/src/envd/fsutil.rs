@@ -52,13 +52,41 @@ pub fn permissions_string(mode: u32) -> String {
     };
     let mut s = String::with_capacity(10);
     s.push(kind);
-    let bits = [(0o400, 'r'), (0o200, 'w'), (0o100, 'x'), (0o040, 'r'), (0o020, 'w'), (0o010, 'x'), (0o004, 'r'), (0o002, 'w'), (0o001, 'x')];
+    let bits = [
+        (0o400, 'r'),
+        (0o200, 'w'),
+        (0o100, 'x'),
+        (0o040, 'r'),
+        (0o020, 'w'),
+        (0o010, 'x'),
+        (0o004, 'r'),
+        (0o002, 'w'),
+        (0o001, 'x'),
+    ];
     for (i, (bit, ch)) in bits.iter().enumerate() {
         let set = mode & bit != 0;
         let c = match i {
-            2 if mode & 0o4000 != 0 => if set { 's' } else { 'S' },
-            5 if mode & 0o2000 != 0 => if set { 's' } else { 'S' },
-            8 if mode & 0o1000 != 0 => if set { 't' } else { 'T' },
+            2 if mode & 0o4000 != 0 => {
+                if set {
+                    's'
+                } else {
+                    'S'
+                }
+            }
+            5 if mode & 0o2000 != 0 => {
+                if set {
+                    's'
+                } else {
+                    'S'
+                }
+            }
+            8 if mode & 0o1000 != 0 => {
+                if set {
+                    't'
+                } else {
+                    'T'
+                }
+            }
             _ if set => *ch,
             _ => '-',
         };
@@ -144,7 +172,8 @@ pub fn create_dirs(dir: &Path, user: &User) -> io::Result<bool> {
 pub fn open_file(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let flags = flags | libc::O_CLOEXEC;
     // SAFETY: an all-zero open_how is valid; its fields are set below.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -180,10 +209,12 @@ pub fn rpc_error(op: &str, path: &Path, e: &io::Error) -> ConnectError {
         io::ErrorKind::AlreadyExists => Code::AlreadyExists,
         _ if is_no_space(e) => Code::ResourceExhausted,
         _ => match e.raw_os_error() {
-            Some(libc::ENOTDIR) | Some(libc::EISDIR) | Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) | Some(libc::ENOTEMPTY)
-            | Some(libc::ELOOP) => {
-                Code::InvalidArgument
-            }
+            Some(libc::ENOTDIR)
+            | Some(libc::EISDIR)
+            | Some(libc::EINVAL)
+            | Some(libc::ENAMETOOLONG)
+            | Some(libc::ENOTEMPTY)
+            | Some(libc::ELOOP) => Code::InvalidArgument,
             _ => Code::Internal,
         },
     };

@@ -140,8 +140,7 @@ async fn not_found(method: Method, uri: Uri) -> Response {
     let message = format!("no route for {method} {path}");
     if path.starts_with("/process.") || path.starts_with("/filesystem.") {
         // connect-web maps a 404 to `unimplemented`; say so in the body as well.
-        (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "unimplemented", "message": message})))
-            .into_response()
+        (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": "unimplemented", "message": message}))).into_response()
     } else {
         (StatusCode::NOT_FOUND, Json(serde_json::json!({"code": 404, "message": message}))).into_response()
     }

@@ -116,9 +116,9 @@ impl Table {
     }
 
     fn find(&self, selector: Option<&ProcessSelector>) -> Result<Arc<Proc>, ConnectError> {
-        let selector = selector.and_then(|s| s.selector.as_ref()).ok_or_else(|| {
-            ConnectError::new(Code::InvalidArgument, "process selector (pid or tag) is required")
-        })?;
+        let selector = selector
+            .and_then(|s| s.selector.as_ref())
+            .ok_or_else(|| ConnectError::new(Code::InvalidArgument, "process selector (pid or tag) is required"))?;
         let procs = self.procs.lock().unwrap_or_else(|e| e.into_inner());
         let found = match selector {
             Selector::Pid(pid) => procs.get(pid).cloned(),
@@ -151,7 +151,11 @@ pub(super) fn deadline(headers: &HeaderMap) -> Option<Instant> {
 
 /// The environment of a started process: the user's basics, then the sandbox's env vars, then
 /// the request's.
-fn environment(user: &User, sandbox: &std::collections::BTreeMap<String, String>, request: &HashMap<String, String>) -> Vec<(String, String)> {
+fn environment(
+    user: &User,
+    sandbox: &std::collections::BTreeMap<String, String>,
+    request: &HashMap<String, String>,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("HOME".into(), user.home.to_string_lossy().into_owned()),
         ("USER".into(), user.name.clone()),
@@ -248,10 +252,7 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
         unsafe {
             cmd.pre_exec(move || {
                 let gids: Vec<libc::gid_t> = groups.iter().map(|g| *g as libc::gid_t).collect();
-                if libc::setgroups(gids.len(), gids.as_ptr()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
+                if libc::setgroups(gids.len(), gids.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -323,7 +324,8 @@ async fn pump(
         if exit_done && status.is_none() {
             break; // the reaper lost the child; end without a status
         }
-        let drain_timer = tokio::time::sleep(if status.is_some() { DRAIN_IDLE } else { Duration::from_secs(86400 * 365) });
+        let drain_timer =
+            tokio::time::sleep(if status.is_some() { DRAIN_IDLE } else { Duration::from_secs(86400 * 365) });
         // Biased: output that is ready is always read before the drain timer may end the stream
         // (polled at random, a starved thread could let the timer win over the last output).
         tokio::select! {
@@ -370,9 +372,19 @@ async fn pump(
         Some(s) => {
             let text = status_text(s);
             let failed = s.code() != Some(0);
-            EndEvent { exit_code: s.code().unwrap_or(-1), exited: s.code().is_some(), error: failed.then(|| text.clone()), status: text }
+            EndEvent {
+                exit_code: s.code().unwrap_or(-1),
+                exited: s.code().is_some(),
+                error: failed.then(|| text.clone()),
+                status: text,
+            }
         }
-        None => EndEvent { exit_code: -1, exited: false, status: "unknown".into(), error: Some("process status unknown".into()) },
+        None => EndEvent {
+            exit_code: -1,
+            exited: false,
+            status: "unknown".into(),
+            error: Some("process status unknown".into()),
+        },
     };
     envd.processes.procs.lock().unwrap_or_else(|e| e.into_inner()).remove(&proc.pid);
     let subs = proc.subscribers.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
@@ -461,7 +473,10 @@ pub async fn connect(State(envd): State<Shared>, headers: HeaderMap, body: Body)
         Err(e) => return connect::stream_error(codec, e),
     };
     let Some(rx) = proc.attach() else {
-        return connect::stream_error(codec, ConnectError::new(Code::NotFound, format!("process with pid {} not found", proc.pid)));
+        return connect::stream_error(
+            codec,
+            ConnectError::new(Code::NotFound, format!("process with pid {} not found", proc.pid)),
+        );
     };
     let deadline = deadline(&headers).map(|at| (at, OnDeadline::EndStream));
     let state = StreamState { rx, codec, keepalive: keepalive_interval(&headers), deadline, done: false };
@@ -494,7 +509,10 @@ pub async fn send_input(State(envd): State<Shared>, headers: HeaderMap, body: Bo
                     ));
                 };
                 master.write_all(&data).await.map_err(|e| {
-                    ConnectError::new(Code::FailedPrecondition, format!("writing to the terminal of process {}: {e}", proc.pid))
+                    ConnectError::new(
+                        Code::FailedPrecondition,
+                        format!("writing to the terminal of process {}: {e}", proc.pid),
+                    )
                 })?;
                 return Ok(Empty {});
             }
@@ -550,9 +568,9 @@ pub async fn update(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
                 format!("process {} has no terminal to resize", proc.pid),
             ));
         };
-        master
-            .resize(size.cols, size.rows)
-            .map_err(|e| ConnectError::new(Code::Internal, format!("resizing the terminal of process {}: {e}", proc.pid)))?;
+        master.resize(size.cols, size.rows).map_err(|e| {
+            ConnectError::new(Code::Internal, format!("resizing the terminal of process {}: {e}", proc.pid))
+        })?;
         Ok(Empty {})
     })
     .await
@@ -561,7 +579,8 @@ pub async fn update(State(envd): State<Shared>, headers: HeaderMap, body: Body) 
 /// Client streaming: answered at once, without reading the (possibly endless) request body.
 /// A wrong content type is the client's error (400), not a 501.
 pub async fn stream_input(headers: HeaderMap) -> Response {
-    let err = ConnectError::new(Code::Unimplemented, "Process/StreamInput is not supported by this envd; use SendInput");
+    let err =
+        ConnectError::new(Code::Unimplemented, "Process/StreamInput is not supported by this envd; use SendInput");
     match Codec::streaming(&headers) {
         Ok(codec) => connect::stream_error(codec, err),
         Err(bad_type) => connect::unary_error(&bad_type),

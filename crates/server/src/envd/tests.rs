@@ -66,7 +66,13 @@ impl TestEnvd {
         self.dir.path()
     }
 
-    async fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> hyper::Response<Incoming> {
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> hyper::Response<Incoming> {
         let stream = tokio::net::UnixStream::connect(&self.sock).await.unwrap();
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
         tokio::spawn(conn);
@@ -77,7 +83,13 @@ impl TestEnvd {
         sender.send_request(req.body(Full::new(Bytes::from(body))).unwrap()).await.unwrap()
     }
 
-    async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (StatusCode, HeaderMap, Bytes) {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
         let resp = self.send(method, uri, headers, body).await;
         let (parts, body) = resp.into_parts();
         let bytes = tokio::time::timeout(Duration::from_secs(60), body.collect()).await.unwrap().unwrap().to_bytes();
@@ -87,7 +99,12 @@ impl TestEnvd {
     /// A unary JSON call; returns the status and the JSON body.
     async fn unary(&self, method: &str, body: Value) -> (StatusCode, Value) {
         let (status, headers, bytes) = self
-            .call("POST", method, &[("content-type", "application/json"), ("connect-protocol-version", "1")], body.to_string().into_bytes())
+            .call(
+                "POST",
+                method,
+                &[("content-type", "application/json"), ("connect-protocol-version", "1")],
+                body.to_string().into_bytes(),
+            )
             .await;
         assert_eq!(headers["content-type"], "application/json");
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
@@ -250,7 +267,9 @@ async fn envd_sets_env_cwd_and_user() {
     let envd = start_envd().await;
     let cwd = envd.tmp().to_str().unwrap().to_string();
     let cmd = "echo \"$X|$SANDBOX_VAR|$USER|$HOME|$(pwd)|$(id -u)\"";
-    let mut s = envd.start(cmd, json!({"process": {"envs": {"X": "y"}, "cwd": cwd}}), &[("authorization", &basic("root"))]).await;
+    let mut s = envd
+        .start(cmd, json!({"process": {"envs": {"X": "y"}, "cwd": cwd}}), &[("authorization", &basic("root"))])
+        .await;
     let out = s.finish().await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("y|from-sandbox|root|/root|{cwd}|0\n"));
     assert_eq!(out.end.unwrap().exit_code, 0);
@@ -279,7 +298,8 @@ async fn envd_takes_stdin_and_closes_it() {
     let envd = start_envd().await;
     let mut s = envd.start("cat", json!({"stdin": true}), &[]).await;
     let pid = s.expect_start().await;
-    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    let (status, body) =
+        envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({}));
     match s.next().await {
@@ -294,7 +314,8 @@ async fn envd_takes_stdin_and_closes_it() {
     // Without stdin: true, stdin is /dev/null and SendInput is refused.
     let mut s = envd.start("cat; sleep 30", json!({}), &[]).await;
     let pid = s.expect_start().await;
-    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    let (status, body) =
+        envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "failed_precondition");
     envd.kill(pid).await;
@@ -385,21 +406,30 @@ async fn envd_rejects_bad_requests_with_connect_errors() {
     let envd = start_envd().await;
     // A truncated envelope: the length says 10, one byte follows.
     let (status, _, body) = envd
-        .call("POST", "/process.Process/Start", &[("content-type", "application/connect+json")], vec![0, 0, 0, 0, 10, b'{'])
+        .call(
+            "POST",
+            "/process.Process/Start",
+            &[("content-type", "application/connect+json")],
+            vec![0, 0, 0, 0, 10, b'{'],
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["code"], "invalid_argument");
     assert!(v["message"].as_str().unwrap().contains("truncated"), "{v}");
     // Garbage unary JSON.
-    let (status, _, body) = envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/json")], b"{oops".to_vec()).await;
+    let (status, _, body) = envd
+        .call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/json")], b"{oops".to_vec())
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["code"], "invalid_argument");
     // Update of an unknown process.
     let (status, body) = envd.unary("/process.Process/Update", json!({"process": {"pid": 999_999_999u32}})).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     // Unimplemented methods answer at once.
-    let (status, _, body) = envd.call("POST", "/process.Process/StreamInput", &[("content-type", "application/connect+json")], vec![]).await;
+    let (status, _, body) = envd
+        .call("POST", "/process.Process/StreamInput", &[("content-type", "application/connect+json")], vec![])
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("unimplemented"));
     // Unknown routes: 404 JSON.
@@ -420,7 +450,8 @@ async fn envd_speaks_binary_protobuf() {
     let path = envd.tmp().join("p.txt");
     std::fs::write(&path, b"12345").unwrap();
     let req = PathRequest { path: path.to_str().unwrap().into() }.encode_to_vec();
-    let (status, headers, body) = envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/proto")], req).await;
+    let (status, headers, body) =
+        envd.call("POST", "/filesystem.Filesystem/Stat", &[("content-type", "application/proto")], req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/proto");
     let entry = EntryResponse::decode(body).unwrap().entry.unwrap();
@@ -432,7 +463,12 @@ async fn envd_speaks_binary_protobuf() {
         ..Default::default()
     };
     let (status, headers, body) = envd
-        .call("POST", "/process.Process/Start", &[("content-type", "application/connect+proto")], encode_envelope(0, &start.encode_to_vec()).to_vec())
+        .call(
+            "POST",
+            "/process.Process/Start",
+            &[("content-type", "application/connect+proto")],
+            encode_envelope(0, &start.encode_to_vec()).to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/connect+proto");
@@ -486,7 +522,8 @@ async fn envd_filesystem_service() {
         let envd = &envd;
         let path = format!("{r}/a");
         async move {
-            let (status, body) = envd.unary("/filesystem.Filesystem/ListDir", json!({"path": path, "depth": depth})).await;
+            let (status, body) =
+                envd.unary("/filesystem.Filesystem/ListDir", json!({"path": path, "depth": depth})).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let resp: ListDirResponse = serde_json::from_value(body).unwrap();
             let mut paths: Vec<String> = resp.entries.into_iter().map(|e| e.path).collect();
@@ -501,7 +538,10 @@ async fn envd_filesystem_service() {
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")));
 
     let (status, body) = envd
-        .unary("/filesystem.Filesystem/Move", json!({"source": format!("{r}/a/f.txt"), "destination": format!("{r}/new/dir/moved.txt")}))
+        .unary(
+            "/filesystem.Filesystem/Move",
+            json!({"source": format!("{r}/a/f.txt"), "destination": format!("{r}/new/dir/moved.txt")}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let e = entry(&body);
@@ -545,10 +585,13 @@ async fn envd_uploads_and_downloads_files() {
     let (status, _, resp) = envd.call("POST", "/files", &[("content-type", &ct)], body).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp));
     let v: Value = serde_json::from_slice(&resp).unwrap();
-    assert_eq!(v, json!([
-        {"path": format!("{r}/up/one.txt"), "name": "one.txt", "type": "file"},
-        {"path": format!("{r}/up/deep/two.txt"), "name": "two.txt", "type": "file"},
-    ]));
+    assert_eq!(
+        v,
+        json!([
+            {"path": format!("{r}/up/one.txt"), "name": "one.txt", "type": "file"},
+            {"path": format!("{r}/up/deep/two.txt"), "name": "two.txt", "type": "file"},
+        ])
+    );
     assert_eq!(std::fs::read_to_string(format!("{r}/up/deep/two.txt")).unwrap(), "second");
 
     // Octet-stream, gzip-encoded, 20 MB, overwriting.
@@ -568,7 +611,8 @@ async fn envd_uploads_and_downloads_files() {
     assert_eq!(headers["content-type"], "application/octet-stream");
     assert_eq!(headers["content-length"], big.len().to_string().as_str());
     assert!(data == big);
-    let (status, headers, data) = envd.call("GET", &format!("/files?path={}", enc(&target)), &[("accept-encoding", "gzip")], vec![]).await;
+    let (status, headers, data) =
+        envd.call("GET", &format!("/files?path={}", enc(&target)), &[("accept-encoding", "gzip")], vec![]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["content-encoding"], "gzip");
     let mut plain = Vec::new();
@@ -576,12 +620,15 @@ async fn envd_uploads_and_downloads_files() {
     assert!(plain == big);
     // Empty file: Content-Length 0.
     std::fs::write(format!("{r}/empty"), b"").unwrap();
-    let (status, headers, data) = envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/empty"))), &[], vec![]).await;
+    let (status, headers, data) =
+        envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/empty"))), &[], vec![]).await;
     assert_eq!((status, headers["content-length"].to_str().unwrap(), data.len()), (StatusCode::OK, "0", 0));
 
     // Errors: JSON with a numeric code.
-    let err = |(status, _, body): (StatusCode, HeaderMap, Bytes)| (status, serde_json::from_slice::<Value>(&body).unwrap());
-    let (status, v) = err(envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/missing"))), &[], vec![]).await);
+    let err =
+        |(status, _, body): (StatusCode, HeaderMap, Bytes)| (status, serde_json::from_slice::<Value>(&body).unwrap());
+    let (status, v) =
+        err(envd.call("GET", &format!("/files?path={}", enc(&format!("{r}/missing"))), &[], vec![]).await);
     assert_eq!((status, v["code"].as_u64()), (StatusCode::NOT_FOUND, Some(404)));
     assert!(v["message"].as_str().unwrap().contains("missing"));
     let (status, v) = err(envd.call("GET", &format!("/files?path={}", enc(&r)), &[], vec![]).await);
@@ -593,12 +640,19 @@ async fn envd_uploads_and_downloads_files() {
     assert!(v["message"].as_str().unwrap().contains(&format!("{}/rel/x", home.display())), "{v}");
     let (status, v) = err(envd.call("GET", "/files?path=~ghost/x", &[], vec![]).await);
     assert_eq!((status, v["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(400)));
-    let (status, v) = err(envd.call("GET", &format!("/files?path={}&username=nobody-xyz", enc(&target)), &[], vec![]).await);
+    let (status, v) =
+        err(envd.call("GET", &format!("/files?path={}&username=nobody-xyz", enc(&target)), &[], vec![]).await);
     assert_eq!((status, v["code"].as_u64()), (StatusCode::UNAUTHORIZED, Some(401)));
-    let (status, _) = err(envd.call("POST", "/files", &[("content-type", "application/octet-stream")], b"x".to_vec()).await);
+    let (status, _) =
+        err(envd.call("POST", "/files", &[("content-type", "application/octet-stream")], b"x".to_vec()).await);
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = err(envd
-        .call("POST", &uri, &[("content-type", "application/octet-stream"), ("content-encoding", "gzip")], b"not gzip".to_vec())
+        .call(
+            "POST",
+            &uri,
+            &[("content-type", "application/octet-stream"), ("content-encoding", "gzip")],
+            b"not gzip".to_vec(),
+        )
         .await);
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -627,7 +681,10 @@ impl EventStream {
             match self.next().await {
                 Some(Item::Event(Event::Data(DataEvent { output: Some(Output::Pty(d)) }))) => seen.extend(d),
                 Some(Item::Event(Event::Keepalive(_))) => {}
-                other => panic!("expected pty output containing {needle:?}, got {other:?} after {:?}", String::from_utf8_lossy(seen)),
+                other => panic!(
+                    "expected pty output containing {needle:?}, got {other:?} after {:?}",
+                    String::from_utf8_lossy(seen)
+                ),
             }
         }
     }
@@ -639,7 +696,8 @@ impl EventStream {
             match item {
                 Item::Event(Event::End(e)) => end = Some(e),
                 Item::End(err) => assert!(err.is_none(), "{err:?}"),
-                Item::Event(Event::Data(DataEvent { output: Some(Output::Pty(_)) })) | Item::Event(Event::Keepalive(_)) => {}
+                Item::Event(Event::Data(DataEvent { output: Some(Output::Pty(_)) }))
+                | Item::Event(Event::Keepalive(_)) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -655,14 +713,16 @@ fn pty_input(data: &str) -> Value {
 async fn envd_runs_a_process_on_a_terminal() {
     let envd = start_envd().await;
     let script = "echo \"term:$TERM tty:$(tty)\"; echo \"size:$(stty size)\"; read a; echo \"got:$a\"; read b; echo \"size:$(stty size)\"; exit 4";
-    let req = json!({"process": {"cmd": "/bin/bash", "args": ["-c", script]}, "pty": {"size": {"cols": 100, "rows": 30}}});
+    let req =
+        json!({"process": {"cmd": "/bin/bash", "args": ["-c", script]}, "pty": {"size": {"cols": 100, "rows": 30}}});
     let mut s = envd.stream("/process.Process/Start", req, &[]).await;
     let pid = s.expect_start().await;
     let mut seen = Vec::new();
     let out = s.pty_until(&mut seen, "size:30 100").await;
     assert!(out.contains("term:xterm-256color tty:/dev/pts/"), "{out}");
     // What is typed goes through the terminal (echoed, with \r\n) to the program.
-    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("hello\n")})).await;
+    let (status, body) =
+        envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("hello\n")})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let out = s.pty_until(&mut seen, "got:hello\r\n").await;
     assert!(out.contains("hello\r\n"), "{out}");
@@ -682,20 +742,29 @@ async fn envd_runs_a_process_on_a_terminal() {
     let pid = s.expect_start().await;
     let mut c = envd.stream("/process.Process/Connect", json!({"process": {"pid": pid}}), &[]).await;
     assert_eq!(c.expect_start().await, pid);
-    envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": pty_input("echo \"v=$((6*7)) $TERM\"\n")})).await;
+    envd.unary(
+        "/process.Process/SendInput",
+        json!({"process": {"pid": pid}, "input": pty_input("echo \"v=$((6*7)) $TERM\"\n")}),
+    )
+    .await;
     let (mut a, mut b) = (Vec::new(), Vec::new());
     s.pty_until(&mut a, "v=42 dumb").await;
     c.pty_until(&mut b, "v=42 dumb").await;
     // stdin input and a non-terminal process's resize are refused.
-    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
+    let (status, body) =
+        envd.unary("/process.Process/SendInput", json!({"process": {"pid": pid}, "input": {"stdin": "YWJj"}})).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
     let mut plain = envd.start("sleep 30", json!({}), &[]).await;
     let plain_pid = plain.expect_start().await;
     let (status, body) = envd
-        .unary("/process.Process/Update", json!({"process": {"pid": plain_pid}, "pty": {"size": {"cols": 1, "rows": 1}}}))
+        .unary(
+            "/process.Process/Update",
+            json!({"process": {"pid": plain_pid}, "pty": {"size": {"cols": 1, "rows": 1}}}),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
-    let (status, body) = envd.unary("/process.Process/SendInput", json!({"process": {"pid": plain_pid}, "input": pty_input("x")})).await;
+    let (status, body) =
+        envd.unary("/process.Process/SendInput", json!({"process": {"pid": plain_pid}, "input": pty_input("x")})).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("failed_precondition")));
     envd.kill(plain_pid).await;
     plain.finish().await;
@@ -826,7 +895,9 @@ async fn envd_watches_directories() {
     drop(w);
 
     // Deadline and keepalives.
-    let mut w = WatchStream::open(&envd, &root, false, &[("connect-timeout-ms", "1500"), ("keepalive-ping-interval", "1")]).await;
+    let mut w =
+        WatchStream::open(&envd, &root, false, &[("connect-timeout-ms", "1500"), ("keepalive-ping-interval", "1")])
+            .await;
     assert_eq!(w.next().await, Some(Watched::Start));
     assert_eq!(w.next().await, Some(Watched::Keepalive));
     loop {
@@ -881,7 +952,11 @@ async fn chunked_multipart_is_read_to_its_end_before_the_answer() {
     // No answer before the body has ended.
     let mut buf = vec![0u8; 4096];
     let early = tokio::time::timeout(Duration::from_millis(300), sock.read(&mut buf)).await;
-    assert!(early.is_err(), "answered before the last chunk: {:?}", early.map(|r| r.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())));
+    assert!(
+        early.is_err(),
+        "answered before the last chunk: {:?}",
+        early.map(|r| r.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()))
+    );
     sock.write_all(b"0\r\n\r\n").await.expect("the last chunk is read, not refused");
     let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf)).await.unwrap().unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -926,8 +1001,12 @@ async fn envd_keeps_file_metadata_in_xattrs() {
 
     // Octet-stream: any case, the first of a repeated header, answered as read back from the disk.
     let f = format!("{r}/m/a.txt");
-    let (status, v) =
-        upload(f.clone(), vec![("X-Metadata-Author", "me"), ("x-metadata-author", "not me"), ("X-METADATA-Purpose", "a test")], "one").await;
+    let (status, v) = upload(
+        f.clone(),
+        vec![("X-Metadata-Author", "me"), ("x-metadata-author", "not me"), ("X-METADATA-Purpose", "a test")],
+        "one",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let both = json!({"author": "me", "purpose": "a test"});
     assert_eq!(v, json!([{"path": f, "name": "a.txt", "type": "file", "metadata": both}]));
@@ -953,11 +1032,16 @@ async fn envd_keeps_file_metadata_in_xattrs() {
     let boundary = "XBOUNDARYx";
     let mut body = Vec::new();
     for (path, data) in [(format!("{r}/m/one.txt"), "first"), (format!("{r}/m/deep/two.txt"), "second")] {
-        write!(body, "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\n\r\n{data}\r\n").unwrap();
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path}\"\r\n\r\n{data}\r\n"
+        )
+        .unwrap();
     }
     write!(body, "--{boundary}--\r\n").unwrap();
     let ct = format!("multipart/form-data; boundary={boundary}");
-    let (status, _, resp) = envd.call("POST", "/files", &[("content-type", &ct), ("x-metadata-source", "suite")], body).await;
+    let (status, _, resp) =
+        envd.call("POST", "/files", &[("content-type", &ct), ("x-metadata-source", "suite")], body).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&resp));
     let v: Value = serde_json::from_slice(&resp).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
@@ -970,7 +1054,10 @@ async fn envd_keeps_file_metadata_in_xattrs() {
     let two = list["entries"].as_array().unwrap().iter().find(|e| e["name"] == "two.txt").unwrap().clone();
     assert_eq!(two["metadata"], json!({"source": "suite"}));
     let (status, moved) = envd
-        .unary("/filesystem.Filesystem/Move", json!({"source": format!("{r}/m/one.txt"), "destination": format!("{r}/m/moved.txt")}))
+        .unary(
+            "/filesystem.Filesystem/Move",
+            json!({"source": format!("{r}/m/one.txt"), "destination": format!("{r}/m/moved.txt")}),
+        )
         .await;
     assert_eq!((status, &moved["entry"]["metadata"]), (StatusCode::OK, &json!({"source": "suite"})));
     let req = PathRequest { path: format!("{r}/m/moved.txt") }.encode_to_vec();
@@ -983,7 +1070,11 @@ async fn envd_keeps_file_metadata_in_xattrs() {
     // Invalid metadata: 400 before anything is written.
     let g = format!("{r}/m/rejected.txt");
     for (header, value, message) in [
-        ("x-metadata-k", "tab\there", "invalid metadata: metadata value for key \"k\" contains non-printable-ASCII byte 0x09 at offset 3"),
+        (
+            "x-metadata-k",
+            "tab\there",
+            "invalid metadata: metadata value for key \"k\" contains non-printable-ASCII byte 0x09 at offset 3",
+        ),
         ("x-metadata-big", &*"v".repeat(4096).leak(), "invalid metadata: total metadata size 4108 exceeds 4096 bytes"),
     ] {
         let (status, v) = upload(g.clone(), vec![(header, value)], "x").await;
@@ -1022,7 +1113,10 @@ impl RawWatch {
             if v.get("keepalive").is_some() {
                 continue;
             }
-            let ev = v.get("filesystem").unwrap_or_else(|| panic!("waiting for {ty} {name}: got {v} after {seen:?}")).clone();
+            let ev = v
+                .get("filesystem")
+                .unwrap_or_else(|| panic!("waiting for {ty} {name}: got {v} after {seen:?}"))
+                .clone();
             let hit = ev["name"] == name && ev["type"] == ty;
             seen.push(ev);
             if hit {
@@ -1045,14 +1139,23 @@ async fn envd_watch_events_carry_entries_when_asked() {
     let mut plain = RawWatch::open(&envd, json!({"path": r})).await;
 
     let (status, _, body) = envd
-        .call("POST", &format!("/files?path={r}/a.txt"), &[("content-type", "application/octet-stream"), ("x-metadata-k", "v")], b"hello".to_vec())
+        .call(
+            "POST",
+            &format!("/files?path={r}/a.txt"),
+            &[("content-type", "application/octet-stream"), ("x-metadata-k", "v")],
+            b"hello".to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let seen = w.until("a.txt", "EVENT_TYPE_WRITE").await;
     assert_eq!(seen[0]["type"], "EVENT_TYPE_CREATE", "{seen:?}");
     for ev in &seen {
         let e = &ev["entry"];
-        assert_eq!((e["name"].as_str(), e["path"].as_str(), e["type"].as_str()), (Some("a.txt"), Some(&*format!("{r}/a.txt")), Some("FILE_TYPE_FILE")), "{ev}");
+        assert_eq!(
+            (e["name"].as_str(), e["path"].as_str(), e["type"].as_str()),
+            (Some("a.txt"), Some(&*format!("{r}/a.txt")), Some("FILE_TYPE_FILE")),
+            "{ev}"
+        );
     }
     // The entry is read when the event is handled: the whole file and its metadata (the upload's
     // own chown and xattrs are chmod events before ours).
@@ -1063,7 +1166,11 @@ async fn envd_watch_events_carry_entries_when_asked() {
             break ev;
         }
     };
-    assert_eq!((chmod["entry"]["size"].as_str(), &chmod["entry"]["metadata"]), (Some("5"), &json!({"k": "v"})), "{chmod}");
+    assert_eq!(
+        (chmod["entry"]["size"].as_str(), &chmod["entry"]["metadata"]),
+        (Some("5"), &json!({"k": "v"})),
+        "{chmod}"
+    );
     std::fs::create_dir(root.join("sub")).unwrap();
     let sub = w.until("sub", "EVENT_TYPE_CREATE").await.pop().unwrap();
     assert_eq!(sub["entry"]["type"], "FILE_TYPE_DIRECTORY", "{sub}");
@@ -1093,7 +1200,8 @@ async fn envd_polling_watchers() {
     let r = root.to_str().unwrap();
     let fs = |m: &str| format!("/filesystem.Filesystem/{m}");
 
-    let (status, v) = envd.unary(&fs("CreateWatcher"), json!({"path": r, "recursive": true, "includeEntry": true})).await;
+    let (status, v) =
+        envd.unary(&fs("CreateWatcher"), json!({"path": r, "recursive": true, "includeEntry": true})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let id = v["watcherId"].as_str().unwrap().to_string();
     assert!(id.starts_with('w') && id.len() == 21, "{id}");
@@ -1143,7 +1251,11 @@ async fn envd_polling_watchers() {
         envd.call("POST", &fs("GetWatcherEvents"), &[("content-type", "application/proto")], req.clone()).await;
     assert_eq!(status, StatusCode::OK);
     let resp = sandbank_protocol::filesystem::GetWatcherEventsResponse::decode(bytes).unwrap();
-    assert!(resp.events.iter().any(|e| e.name == "p" && e.entry.as_ref().is_some_and(|e| e.name == "p")), "{:?}", resp.events);
+    assert!(
+        resp.events.iter().any(|e| e.name == "p" && e.entry.as_ref().is_some_and(|e| e.name == "p")),
+        "{:?}",
+        resp.events
+    );
 
     // Removed: the descriptor is closed, and the id is unknown from then on, as is any other.
     let (status, v) = envd.unary(&fs("RemoveWatcher"), json!({"watcherId": id})).await;
@@ -1226,7 +1338,13 @@ impl FuseMount {
         let dev = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse")?;
         std::fs::create_dir_all(&dir)?;
         let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
-        nix::mount::mount(Some("sandbank-test"), &dir, Some("fuse"), nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV, Some(opts.as_str()))?;
+        nix::mount::mount(
+            Some("sandbank-test"),
+            &dir,
+            Some("fuse"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        )?;
         let thread = std::thread::spawn(move || Self::serve(dev));
         Ok(Self { dir, thread: Some(thread) })
     }
@@ -1304,15 +1422,23 @@ async fn envd_watches_network_mounts_only_when_allowed() {
 
     let mut w = WatchStream::open(&envd, &mnt, false, &[]).await;
     let env = w.0.envelope().await.unwrap();
-    assert!(env.is_end_stream(), "the watch of a FUSE mount was not refused: {}", String::from_utf8_lossy(&env.payload));
+    assert!(
+        env.is_end_stream(),
+        "the watch of a FUSE mount was not refused: {}",
+        String::from_utf8_lossy(&env.payload)
+    );
     let e = serde_json::from_slice::<EndStream>(&env.payload).unwrap().error.unwrap();
     assert_eq!((e.code.as_str(), e.message.as_str()), ("invalid_argument", refused.as_str()));
     let (status, v) = envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": m})).await;
-    assert_eq!((status, v["code"].as_str(), v["message"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument"), Some(refused.as_str())));
+    assert_eq!(
+        (status, v["code"].as_str(), v["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_argument"), Some(refused.as_str()))
+    );
 
     let w = RawWatch::open(&envd, json!({"path": m, "allowNetworkMounts": true})).await;
     drop(w);
-    let (status, v) = envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": m, "allowNetworkMounts": true})).await;
+    let (status, v) =
+        envd.unary("/filesystem.Filesystem/CreateWatcher", json!({"path": m, "allowNetworkMounts": true})).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let (status, _) = envd.unary("/filesystem.Filesystem/RemoveWatcher", json!({"watcherId": v["watcherId"]})).await;
     assert_eq!(status, StatusCode::OK);

@@ -75,7 +75,8 @@ pub fn resolve(headers: &HeaderMap, query_user: Option<&str>, default: &str) -> 
             None => default.to_string(),
         },
     };
-    lookup(&name).ok_or_else(|| ConnectError::new(Code::Unauthenticated, format!("invalid user: user {name:?} not found")))
+    lookup(&name)
+        .ok_or_else(|| ConnectError::new(Code::Unauthenticated, format!("invalid user: user {name:?} not found")))
 }
 
 /// The user name of an `Authorization: Basic` header, if there is one.
@@ -87,9 +88,8 @@ fn basic_user(headers: &HeaderMap) -> Result<Option<String>, ConnectError> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad(&format!("unsupported scheme {scheme:?}")));
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(cred.trim())
-        .map_err(|_| bad("credentials are not base64"))?;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(cred.trim()).map_err(|_| bad("credentials are not base64"))?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad("credentials are not UTF-8"))?;
     let user = decoded.split(':').next().unwrap_or("").to_string();
     if user.is_empty() {

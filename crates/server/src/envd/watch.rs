@@ -14,10 +14,10 @@
 //! `deadline_exceeded`) or when the client goes away, which closes the inotify descriptor.
 
 use super::connect::{self, Codec};
+use super::creds;
 use super::filesystem::{path_arg, user_of};
 use super::fsutil::{entry_info, rpc_error};
 use super::process::{deadline, keepalive_interval};
-use super::creds;
 use super::users::{Names, User};
 use super::Shared;
 use axum::body::{Body, Bytes};
@@ -76,7 +76,10 @@ fn watched_dir(user: &User, req: &WatchDirRequest) -> Result<PathBuf, ConnectErr
     }
     if !req.allow_network_mounts {
         let fs = rustix::fs::statfs(&path).map_err(|e| {
-            ConnectError::new(Code::Internal, format!("error checking mount status of {:?}: {}", req.path, io::Error::from(e)))
+            ConnectError::new(
+                Code::Internal,
+                format!("error checking mount status of {:?}: {}", req.path, io::Error::from(e)),
+            )
         })?;
         #[allow(clippy::useless_conversion)] // a C long: i64 here, i32 on 32-bit targets
         let f_type = i64::from(fs.f_type);
@@ -128,7 +131,8 @@ impl Watcher {
 
     fn add(&mut self, rel: PathBuf) -> io::Result<()> {
         let abs = self.root.join(&rel);
-        let c = CString::new(abs.into_os_string().into_vec()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let c =
+            CString::new(abs.into_os_string().into_vec()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // The root may be a symlink to a directory; below it, symlinks are not followed.
         let mask = if rel.as_os_str().is_empty() { MASK } else { MASK | libc::IN_DONT_FOLLOW };
         // SAFETY: c is a valid NUL-terminated path.
@@ -195,7 +199,11 @@ impl Watcher {
                 continue;
             };
             out.push_back(event(&rel, ty));
-            if self.recursive && ty == EventType::Create && ev.mask & libc::IN_ISDIR != 0 && self.add(rel.clone()).is_ok() {
+            if self.recursive
+                && ty == EventType::Create
+                && ev.mask & libc::IN_ISDIR != 0
+                && self.add(rel.clone()).is_ok()
+            {
                 // Entries made before the watch existed would go unseen: report them.
                 let mut found = Vec::new();
                 self.add_tree(&rel, &mut found);
@@ -339,7 +347,12 @@ mod tests {
         }
         // As a 32-bit C long reads CIFS's magic.
         assert!(is_network_fs(i64::from(0xFF53_4D42_u32 as i32)));
-        for local in [0xEF53_i64 /* ext4 */, 0x794C_7630 /* overlayfs */, 0x0102_1994 /* tmpfs */, 0x5846_5342 /* xfs */] {
+        for local in [
+            0xEF53_i64,  /* ext4 */
+            0x794C_7630, /* overlayfs */
+            0x0102_1994, /* tmpfs */
+            0x5846_5342, /* xfs */
+        ] {
             assert!(!is_network_fs(local), "{local:#x}");
         }
         let here = rustix::fs::statfs(std::env::temp_dir()).unwrap();

@@ -93,7 +93,12 @@ pub fn cgroups_of(ids: &[String]) -> Vec<String> {
 
 pub fn mounts_of(data: &Path) -> Vec<String> {
     let needle = data.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&needle)).map(String::from).collect()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(String::from)
+        .collect()
 }
 
 /// Sandbox cgroups (children of this data directory's parent groups), v1 or v2.

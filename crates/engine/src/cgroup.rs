@@ -1,7 +1,7 @@
 //! cgroup v1 and v2 behind one interface: a parent group per server, a child per sandbox that
 //! bounds memory, processes and CPU.
 
-use crate::engine::Limits;
+use crate::spec::Limits;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,7 @@ pub mod net;
 pub mod netpool;
 pub mod seccomp;
 mod spawner;
+pub mod spec;
 pub mod store;
 pub mod template;
 pub mod tree;

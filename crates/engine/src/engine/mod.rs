@@ -1,0 +1,332 @@
+//! The engine: creates, tracks and destroys sandboxes in one data directory. One file per kind
+//! of operation, all of them `impl Engine`:
+//!
+//! - `start`: create a sandbox (resolve its template or snapshot, prepare, launch the guest);
+//! - `stop`: kill it, or undo a start that failed;
+//! - `pause`: freeze or stop it with its files kept, and bring it back;
+//! - `running`: what a live sandbox can be asked for (egress rules, usage);
+//! - `snapshot`: capture a sandbox's files as a layer, list and delete snapshots, collect layers;
+//! - `startup`: the data directory's lock and what a crashed server left behind.
+
+mod pause;
+mod running;
+mod snapshot;
+mod start;
+mod startup;
+mod stop;
+
+pub use crate::spec::{Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
+pub use startup::cgroup_name;
+
+use crate::cgroup::Cgroups;
+use crate::disk;
+use crate::guest_exe::GuestExe;
+use crate::layout::Layout;
+use crate::net::Pasta;
+use crate::netpool::NetPool;
+use crate::spawner::Spawner;
+use crate::store::Store;
+use crate::template::{self, Template};
+use crate::userns::IdMap;
+use nix::fcntl::Flock;
+use pause::{load_paused, PausedRecord};
+use startup::{remove_or_quarantine, remove_sandbox_dirs, report_quarantine, take_lock};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("template {0:?} not found")]
+    TemplateNotFound(String),
+    #[error("sandbox {0:?} not found")]
+    SandboxNotFound(String),
+    #[error("data directory {path} is in use by another sandbank serve (pid {pid})")]
+    Locked { path: PathBuf, pid: String },
+    #[error("sandbox failed to start: {0}")]
+    StartFailed(String),
+    #[error("snapshot {0:?} not found")]
+    SnapshotNotFound(String),
+    /// Deleting a snapshot that sandboxes were started from and still run.
+    #[error("cannot delete template '{id}' because there are running sandboxes using it: {}", sandboxes.join(", "))]
+    SnapshotInUse { id: String, sandboxes: Vec<String> },
+    #[error("invalid snapshot name: {0}")]
+    InvalidName(String),
+    #[error("snapshot of sandbox {id:?} failed: {reason}")]
+    SnapshotFailed { id: String, reason: String },
+    /// A snapshot that did not fit: the data directory's filesystem is full (or over quota).
+    #[error("snapshot of sandbox {id:?} failed: {reason}")]
+    NoSpace { id: String, reason: String },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("snapshot catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
+    #[error("sandbox {0:?} is already paused")]
+    AlreadyPaused(String),
+    /// Egress rules that could not be put in force (no nftables, or nft refused them).
+    #[error("egress rules of sandbox {id:?}: {reason}")]
+    Egress { id: String, reason: String },
+    /// A user namespace was asked for and this machine cannot give sandboxes one.
+    #[error("sandboxes cannot have a user namespace on this machine ({0}); without one, root in a sandbox is the host's root")]
+    NoUserNamespace(String),
+}
+
+/// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub guest_exe: PathBuf,
+    /// Each sandbox gets its own filesystem of this many MB for what it writes (see [`crate::disk`]);
+    /// `None`: it writes to the data directory's filesystem.
+    pub disk_limit_mb: Option<u64>,
+    /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
+    /// `None`: sandboxes get loopback only.
+    pub pasta: Option<PathBuf>,
+    /// Run each sandbox in a user namespace, its root an unprivileged host user
+    /// ([`crate::userns`]): checked at open, which fails with [`EngineError::NoUserNamespace`]
+    /// where this machine cannot. `false` only when asked for: root inside is the host's root.
+    pub user_namespace: bool,
+}
+
+/// The engine of one data directory. Share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    layout: Layout,
+    cgroups: Cgroups,
+    templates: HashMap<String, Template>,
+    default_limits: Limits,
+    /// The snapshot catalog and the running sandboxes, under one lock: which layers are in use
+    /// must be read and changed together.
+    state: Arc<Mutex<State>>,
+    spawner: Spawner,
+    /// What guests are started from (see [`GuestExe`]).
+    guest_exe: GuestExe,
+    /// Networks made ahead of time for sandboxes with internet access (with pasta only).
+    net_pool: Option<NetPool>,
+    /// The id mapping of sandboxes' user namespaces; `None`: they have none.
+    userns: Option<IdMap>,
+    /// Held for the engine's life: one server per data directory.
+    _lock: Flock<fs::File>,
+}
+
+#[derive(Debug)]
+struct State {
+    store: Store,
+    sandboxes: HashMap<String, Running>,
+    /// Layers moved into place whose record is not committed yet.
+    publishing: std::collections::HashSet<String>,
+    /// Paused sandboxes, as in the catalog: frozen ones (also in `sandboxes`) and, after a
+    /// restart, dormant ones (only files).
+    paused: HashMap<String, PausedRecord>,
+}
+
+#[derive(Debug)]
+struct Running {
+    /// The guest's first process, our child: killing it takes PID 1 and the whole PID
+    /// namespace with it. `None` while it is being started.
+    launcher: Option<i32>,
+    exited: watch::Receiver<bool>,
+    /// The snapshot it started from, and the layers under its own upper layer, topmost first.
+    source: Option<String>,
+    template: String,
+    layers: Vec<String>,
+    template_id: String,
+    spec: SandboxSpec,
+    /// Serialises snapshots, pause, resume and the kill of this sandbox.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    /// Its network helper, outside its cgroup; killed when this is dropped.
+    net: Option<Pasta>,
+}
+
+/// How long a sandbox may take to report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the processes of a killed sandbox may take to go.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most snapshot layers a sandbox stacks; a snapshot that would make a longer chain is
+/// flattened into one layer. (overlayfs allows 500 lower layers, and its mount options must fit
+/// in one page.)
+pub const MAX_CHAIN: usize = 16;
+
+impl Engine {
+    /// Takes the data directory's lock, removes what a crashed server left behind, prepares
+    /// the templates and the cgroup parent, opens the snapshot catalog.
+    pub fn open(config: EngineConfig) -> Result<Self, EngineError> {
+        let layout = Layout::new(&config.data_dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(layout.root())
+            .map_err(io_ctx(format!("create data directory {}", layout.root().display())))?;
+        layout.check_socket_room().map_err(EngineError::StartFailed)?;
+        let lock = take_lock(&layout)?;
+        let guest_exe = GuestExe::open(&config.guest_exe).map_err(EngineError::StartFailed)?;
+        let userns = match config.user_namespace {
+            true => Some(
+                crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe())
+                    .map_err(EngineError::NoUserNamespace)?,
+            ),
+            false => None,
+        };
+
+        let data_dir = fs::canonicalize(layout.root()).map_err(io_ctx("resolve the data directory".into()))?;
+        let cgroup_name = cgroup_name(&data_dir);
+        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        // What a crashed server left: processes in our cgroups, sandbox directories, a layer
+        // that was being written.
+        cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
+        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        // And the groups of crashed servers on other data directories, which nothing else removes.
+        crate::cgroup::remove_stale_parents(&cgroup_name);
+        disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
+        remove_or_quarantine(&layout, &layout.staging());
+        for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
+            fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
+        }
+
+        let base =
+            template::build_base(&layout.template(template::BASE)).map_err(io_ctx("build the base template".into()))?;
+        let templates = HashMap::from([(base.name.clone(), base)]);
+        let mut store = Store::open(&layout.state_db())?;
+        let paused = load_paused(&layout, &mut store)?;
+        remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("read the sandboxes directory".into()))?;
+        report_quarantine(&layout);
+        // The disks of paused sandboxes (those that had one) are mounted again: their files are
+        // read for snapshots and metrics, and a resume starts on them.
+        for id in paused.keys() {
+            let dir = layout.sandbox(id);
+            if dir.disk_image().exists() {
+                disk::mount_image(&dir.disk_image(), dir.path())
+                    .map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
+            }
+        }
+        if let Some(mb) = config.disk_limit_mb {
+            disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
+        }
+
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
+        let spawner = Spawner::start();
+        let net_pool =
+            config.pasta.clone().map(|pasta| NetPool::new(pasta, guest_exe.clone(), userns, spawner.clone()));
+        let engine = Self {
+            config,
+            layout,
+            cgroups,
+            templates,
+            default_limits,
+            state: Arc::new(Mutex::new(State {
+                store,
+                sandboxes: HashMap::new(),
+                publishing: Default::default(),
+                paused,
+            })),
+            spawner,
+            guest_exe,
+            net_pool,
+            userns,
+            _lock: lock,
+        };
+        engine.collect_layers();
+        Ok(engine)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// How sandboxes' ids map to the host's; `None`: sandboxes have no user namespace (the
+    /// server was told so), and root inside is the host's root.
+    pub fn user_namespace(&self) -> Option<IdMap> {
+        self.userns
+    }
+
+    /// Starts making a network ahead of time for the next sandbox with internet access (see
+    /// [`crate::netpool`]), if there is pasta and none is ready. Needs a tokio runtime.
+    pub fn prepare_network(&self) {
+        if let Some(pool) = &self.net_pool {
+            pool.refill();
+        }
+    }
+
+    /// How many networks made ahead of time are ready.
+    pub fn networks_ready(&self) -> usize {
+        self.net_pool.as_ref().map_or(0, NetPool::ready)
+    }
+
+    /// Whether `name` is a template or a snapshot a sandbox can start from.
+    pub fn template_exists(&self, name: &str) -> bool {
+        self.resolve(&self.state.lock().unwrap(), name).is_ok()
+    }
+
+    /// The limits a sandbox gets when the request names none. The disk figure is the free space
+    /// of the data directory's filesystem, which is all a sandbox can fill.
+    pub fn default_limits(&self) -> Limits {
+        if let Some(disk_mb) = self.config.disk_limit_mb {
+            return Limits { disk_mb, ..self.default_limits };
+        }
+        let disk_mb = nix::sys::statvfs::statvfs(self.layout.root())
+            .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
+            .unwrap_or(0);
+        Limits { disk_mb, ..self.default_limits }
+    }
+
+    /// IDs of the sandboxes running now.
+    pub fn running(&self) -> Vec<String> {
+        self.state.lock().unwrap().sandboxes.keys().cloned().collect()
+    }
+
+    /// Kills every sandbox and removes the cgroup parent: the server is stopping. Paused
+    /// sandboxes keep their files and their place in the catalog.
+    pub async fn shutdown(&self) {
+        if let Some(pool) = &self.net_pool {
+            pool.close();
+        }
+        let ids = self.running();
+        futures_util::future::join_all(ids.iter().map(|id| async move {
+            let (busy, paused) = {
+                let state = self.state.lock().unwrap();
+                (state.sandboxes.get(id).map(|r| Arc::clone(&r.busy)), state.paused.contains_key(id))
+            };
+            if let Some(busy) = busy {
+                let _turn = busy.lock().await;
+                self.stop(id, paused).await;
+            }
+        }))
+        .await;
+        if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
+            tracing::error!("removing cgroups: {e}");
+        }
+    }
+}
+
+impl Drop for Engine {
+    /// Whatever the engine still holds goes with it: sandbox processes, cgroups, directories.
+    fn drop(&mut self) {
+        if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
+            tracing::error!("removing cgroups: {e}");
+        }
+        let _ = disk::unmount_all_under(&self.layout.sandboxes());
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = remove_sandbox_dirs(&self.layout, &state.paused);
+    }
+}
+
+/// Runs blocking work (cgroup files, the catalog, directory trees) off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Io { context: what.into(), source: io::Error::other(e) })?
+}
+
+fn io_ctx(context: String) -> impl FnOnce(io::Error) -> EngineError {
+    move |source| EngineError::Io { context, source }
+}

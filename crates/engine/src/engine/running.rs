@@ -1,0 +1,70 @@
+//! What a live sandbox can be asked for: new egress rules, what it uses.
+
+use super::*;
+use crate::egress::{self, Egress};
+
+impl Engine {
+    /// Replaces a running sandbox's egress rules (kept for its restarts too). A paused sandbox's
+    /// cannot change: resume it first.
+    pub async fn set_egress(&self, id: &str, rules: Egress) -> Result<(), EngineError> {
+        let busy = self.busy_of_running(id)?;
+        let _turn = busy.lock().await;
+        let launcher = {
+            let state = self.state.lock().unwrap();
+            if state.paused.contains_key(id) {
+                return Err(EngineError::AlreadyPaused(id.into()));
+            }
+            state.sandboxes.get(id).and_then(|r| r.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
+        };
+        let (id2, rules2) = (id.to_string(), rules.clone());
+        blocking("egress rules", move || apply_egress(&id2, launcher, &rules2)).await?;
+        if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(id) {
+            r.spec.egress = rules;
+        }
+        Ok(())
+    }
+
+    /// What a sandbox uses now: CPU time and memory from its cgroup (zero for a sandbox paused
+    /// before a restart, which has no processes), and the disk space of its own upper layer.
+    pub async fn usage(&self, id: &str) -> Result<SandboxUsage, EngineError> {
+        let live = {
+            let state = self.state.lock().unwrap();
+            match (state.sandboxes.contains_key(id), state.paused.contains_key(id)) {
+                (false, false) => return Err(EngineError::SandboxNotFound(id.into())),
+                (live, _) => live,
+            }
+        };
+        let (cgroups, dir, id) = (self.cgroups.clone(), self.layout.sandbox(id), id.to_string());
+        blocking("usage", move || {
+            let cg = if live {
+                cgroups.usage(&id).map_err(io_ctx(format!("read the cgroup of {id}")))?
+            } else {
+                Default::default()
+            };
+            let disk_bytes = disk_usage(&dir.upper_root()) + disk_usage(&dir.upper_usr());
+            Ok(SandboxUsage {
+                cpu_ns: cg.cpu_ns,
+                memory_bytes: cg.memory_bytes,
+                memory_cache_bytes: cg.memory_cache_bytes,
+                disk_bytes,
+            })
+        })
+        .await
+    }
+}
+
+/// Bytes allocated to the files under `dir` (not following symlinks; a hard-linked file counts
+/// once per link, an upper bound).
+fn disk_usage(dir: &Path) -> u64 {
+    // The sandbox may be running: a tree it may be changing, walked without following symlinks.
+    crate::tree::disk_usage(dir)
+}
+
+/// Puts `rules` in force in the network namespace of the sandbox whose launcher is `launcher`.
+pub(super) fn apply_egress(id: &str, launcher: i32, rules: &Egress) -> Result<(), EngineError> {
+    let fail = |reason: String| EngineError::Egress { id: id.to_string(), reason };
+    let nft = egress::find_nft()
+        .ok_or_else(|| fail("they need nftables (`nft`; Debian package nftables), which is not installed".into()))?;
+    let netns = crate::userns::namespace_of(launcher, "net").map_err(fail)?;
+    egress::apply(&nft, &netns, rules).map_err(fail)
+}

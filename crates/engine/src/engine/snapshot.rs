@@ -1,0 +1,248 @@
+//! Snapshots: a sandbox's upper layers staged (frozen for the copy) and published as a layer with
+//! its record; listing and deleting them; collecting the layers nothing needs any more.
+
+use super::*;
+use crate::copy::{copy_tree, sync_dir, sync_filesystem};
+use crate::id;
+use crate::store::SnapshotRecord;
+use crate::template::remove_all;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+impl Engine {
+    /// Captures a running sandbox's filesystem as a new snapshot. The sandbox is frozen only
+    /// while its upper layers are copied, then carries on.
+    pub async fn snapshot(&self, sandbox_id: &str, name: Option<String>) -> Result<SnapshotInfo, EngineError> {
+        if let Some(name) = name.as_deref().filter(|n| self.templates.contains_key(*n)) {
+            // Templates resolve first: the snapshot could never be started or deleted by that name.
+            return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
+        }
+        let busy = self.state.lock().unwrap().sandboxes.get(sandbox_id).map(|r| Arc::clone(&r.busy));
+        let _turn = match &busy {
+            Some(busy) => Some(busy.lock().await),
+            None => None,
+        };
+        // A running sandbox is frozen for the copy; a paused one is frozen already, and one
+        // paused before a restart has no processes.
+        let (source, template, base_layers, freeze) = {
+            let state = self.state.lock().unwrap();
+            let paused = state.paused.get(sandbox_id);
+            match (state.sandboxes.get(sandbox_id), paused) {
+                (Some(r), _) => (r.source.clone(), r.template.clone(), r.layers.clone(), paused.is_none()),
+                (None, Some(p)) => (p.source.clone(), p.template.clone(), p.layers.clone(), false),
+                (None, None) => return Err(EngineError::SandboxNotFound(sandbox_id.to_string())),
+            }
+        };
+        let id = id::new_id();
+        let layout = self.layout.clone();
+        let cgroups = self.cgroups.clone();
+        let sandbox = sandbox_id.to_string();
+        let staged = {
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze))
+                .await
+                .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?
+        };
+        let (layers, size_bytes) = staged.map_err(|e| {
+            let _ = remove_all(&self.layout.staging().join(&id));
+            let (id, reason) = (sandbox_id.to_string(), e.to_string());
+            // Told apart so that the API can say 507, as envd does for a file that does not fit.
+            if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
+                EngineError::NoSpace { id, reason }
+            } else {
+                EngineError::SnapshotFailed { id, reason }
+            }
+        })?;
+        let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let record = SnapshotRecord {
+            id: id.clone(),
+            name,
+            origin_sandbox: sandbox_id.to_string(),
+            parent: source,
+            template,
+            layers,
+            size_bytes,
+            created_at,
+        };
+        // Publish: the layer directory first, then its record. Layer collection skips layers being
+        // published, so it never removes one whose record is a moment away. All of it in the
+        // blocking task, which runs to its end even when the caller is gone.
+        let (layout, state) = (self.layout.clone(), Arc::clone(&self.state));
+        let record = tokio::task::spawn_blocking(move || {
+            let _publishing = Publishing::start(&state, &id);
+            publish(&layout, &state, &record).map(|()| record).inspect_err(|_| {
+                let _ = remove_all(&layout.layer(&id));
+            })
+        })
+        .await
+        .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })??;
+        Ok(record.into())
+    }
+
+    /// A snapshot by ID (with or without a `:tag`) or name.
+    pub fn snapshot_info(&self, id_or_name: &str) -> Result<Option<SnapshotInfo>, EngineError> {
+        let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
+        Ok(self.state.lock().unwrap().store.get(untagged)?.map(Into::into))
+    }
+
+    /// Snapshots newest first, optionally only those of one sandbox; `after` is the
+    /// (created_at, id) of the previous page's last item.
+    pub fn list_snapshots(
+        &self,
+        sandbox_id: Option<&str>,
+        name: Option<&str>,
+        after: Option<(i64, &str)>,
+        limit: u32,
+    ) -> Result<Vec<SnapshotInfo>, EngineError> {
+        let state = self.state.lock().unwrap();
+        Ok(state.store.list(sandbox_id, name, after, limit)?.into_iter().map(Into::into).collect())
+    }
+
+    /// Deletes a snapshot (by ID with or without a tag, or by name). `Ok(false)` when there is
+    /// no such snapshot; an error while sandboxes started from it still run. Its layers go when
+    /// nothing else needs them.
+    pub fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
+        let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
+        let mut state = self.state.lock().unwrap();
+        let Some(record) = state.store.get(untagged)? else { return Ok(false) };
+        let running = state.sandboxes.iter().filter(|(_, r)| r.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
+        let paused = state.paused.iter().filter(|(_, p)| p.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
+        let mut users: Vec<String> = running.chain(paused).cloned().collect();
+        if !users.is_empty() {
+            users.sort();
+            users.dedup();
+            return Err(EngineError::SnapshotInUse { id: record.id, sandboxes: users });
+        }
+        state.store.delete(&record.id)?;
+        drop(state);
+        collect_layers(&self.layout, &self.state);
+        Ok(true)
+    }
+
+    /// Removes every layer that no snapshot and no sandbox needs.
+    pub(super) fn collect_layers(&self) {
+        collect_layers(&self.layout, &self.state);
+    }
+}
+
+/// Copies the sandbox's upper layers into `<staging>/<id>` (with the sandbox frozen meanwhile
+/// if `freeze`), and makes them durable. Returns the new chain (topmost first) and the bytes
+/// copied.
+pub(super) fn stage_layer(
+    layout: &Layout,
+    cgroups: &Cgroups,
+    sandbox: &str,
+    id: &str,
+    base_layers: &[String],
+    freeze: bool,
+) -> io::Result<(Vec<String>, u64)> {
+    let staging = layout.staging().join(id);
+    fs::create_dir_all(&staging)?;
+    let dir = layout.sandbox(sandbox);
+    if freeze {
+        if let Err(e) = cgroups.set_frozen(sandbox, true) {
+            // Part of it may be frozen already: never leave it so.
+            let _ = cgroups.set_frozen(sandbox, false);
+            return Err(e);
+        }
+    }
+    let started = Instant::now();
+    let copied = copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
+        copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
+    });
+    if freeze {
+        let frozen_for = started.elapsed();
+        let thawed = cgroups.set_frozen(sandbox, false);
+        tracing::info!(
+            sandbox,
+            snapshot = id,
+            frozen_ms = frozen_for.as_secs_f64() * 1000.0,
+            "sandbox frozen while its layer was copied"
+        );
+        thawed?;
+    }
+    let (files, bytes) = copied?;
+    tracing::debug!(snapshot = id, files, bytes, "layer copied");
+
+    let mut chain = vec![id.to_string()];
+    chain.extend(base_layers.iter().cloned());
+    if chain.len() > MAX_CHAIN {
+        flatten(layout, &staging, base_layers)?;
+        chain.truncate(1);
+    }
+    sync_filesystem(&staging)?;
+    Ok((chain, bytes))
+}
+
+/// Moves a staged layer into the layer store and commits its record (blocking: a rename, an
+/// fsync and a SQLite commit).
+pub(super) fn publish(layout: &Layout, state: &Mutex<State>, record: &SnapshotRecord) -> Result<(), EngineError> {
+    fs::rename(layout.staging().join(&record.id), layout.layer(&record.id))
+        .map_err(io_ctx("publish the layer".into()))?;
+    sync_dir(&layout.layers()).map_err(io_ctx("sync the layers directory".into()))?;
+    state.lock().unwrap().store.insert(record)?;
+    Ok(())
+}
+
+/// Folds `below` (topmost first) into the staged layer, so that it alone stands for the whole
+/// chain over the template.
+pub(super) fn flatten(layout: &Layout, staging: &Path, below: &[String]) -> io::Result<()> {
+    let merged = staging.with_extension("merged");
+    remove_all(&merged)?;
+    let bottom = layout.layer(below.last().expect("a chain to flatten"));
+    copy_tree(&bottom, &merged)?;
+    for layer in below.iter().rev().skip(1) {
+        crate::merge::apply_layer(&layout.layer(layer), &merged)?;
+    }
+    crate::merge::apply_layer(staging, &merged)?;
+    remove_all(staging)?;
+    fs::rename(&merged, staging)
+}
+
+/// Removes the layer directories that neither a snapshot nor a running sandbox needs.
+pub(super) fn collect_layers(layout: &Layout, state: &Mutex<State>) {
+    let doomed: Vec<PathBuf> = {
+        let state = state.lock().unwrap();
+        let mut keep = match state.store.referenced_layers() {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!("reading the snapshot catalog: {e}");
+                return;
+            }
+        };
+        keep.extend(state.sandboxes.values().flat_map(|r| r.layers.iter().cloned()));
+        keep.extend(state.paused.values().flat_map(|p| p.layers.iter().cloned()));
+        keep.extend(state.publishing.iter().cloned());
+        let Ok(entries) = fs::read_dir(layout.layers()) else { return };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| !n.starts_with('.') && !keep.contains(n)))
+            .map(|e| e.path())
+            .collect()
+    };
+    for dir in doomed {
+        tracing::debug!("removing layer {}", dir.display());
+        if let Err(e) = remove_all(&dir) {
+            tracing::error!("removing layer {}: {e}", dir.display());
+        }
+    }
+}
+
+/// A layer being published, in `State::publishing` for as long as this lives (however the
+/// publishing ends: done, failed or panicked).
+struct Publishing<'a> {
+    state: &'a Mutex<State>,
+    id: &'a str,
+}
+
+impl<'a> Publishing<'a> {
+    fn start(state: &'a Mutex<State>, id: &'a str) -> Self {
+        state.lock().unwrap().publishing.insert(id.to_string());
+        Self { state, id }
+    }
+}
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).publishing.remove(self.id);
+    }
+}

@@ -1,0 +1,399 @@
+//! Creating a sandbox: its template or snapshot resolved and registered at once, its directories,
+//! cgroup and guest config prepared, the guest launched and followed until envd is ready.
+
+use super::running::apply_egress;
+use super::snapshot::collect_layers;
+use super::startup::remove_sandbox_dir;
+use super::*;
+use crate::guest::GuestConfig;
+use crate::id;
+use crate::layout::SandboxDir;
+use crate::net;
+use crate::netpool::ReadyNet;
+use crate::store::SnapshotRecord;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// What a sandbox is started on: its template and the snapshot layers over it.
+pub(super) struct Launch {
+    pub(super) template: Template,
+    pub(super) source: Option<String>,
+    pub(super) layers: Vec<String>,
+    pub(super) template_id: String,
+}
+
+/// A sandbox registered as running, about to be started.
+pub(super) struct Registered {
+    pub(super) template: Template,
+    pub(super) layers: Vec<String>,
+    pub(super) template_id: String,
+    pub(super) exited_tx: watch::Sender<bool>,
+    pub(super) exited_rx: watch::Receiver<bool>,
+}
+
+/// Registers a sandbox as running (its launcher pid comes once it is started).
+pub(super) fn register(state: &mut State, spec: &SandboxSpec, launch: Launch) -> Registered {
+    let (exited_tx, exited_rx) = watch::channel(false);
+    let Launch { template, source, layers, template_id } = launch;
+    let running = Running {
+        launcher: None,
+        exited: exited_rx.clone(),
+        source,
+        template: template.name.clone(),
+        layers: layers.clone(),
+        template_id: template_id.clone(),
+        spec: spec.clone(),
+        busy: Arc::default(),
+        net: None,
+    };
+    state.sandboxes.insert(spec.id.clone(), running);
+    Registered { template, layers, template_id, exited_tx, exited_rx }
+}
+
+/// What a sandbox starts from.
+pub(super) struct Source<'a> {
+    template: &'a Template,
+    snapshot: Option<SnapshotRecord>,
+}
+
+impl Engine {
+    pub(super) fn resolve<'a>(&'a self, state: &State, name: &str) -> Result<Source<'a>, EngineError> {
+        if let Some(template) = self.templates.get(name) {
+            return Ok(Source { template, snapshot: None });
+        }
+        let untagged = name.rsplit_once(':').map_or(name, |(base, _tag)| base);
+        let snapshot = state.store.get(untagged)?.ok_or_else(|| EngineError::TemplateNotFound(name.to_string()))?;
+        let template = self
+            .templates
+            .get(&snapshot.template)
+            .ok_or_else(|| EngineError::TemplateNotFound(snapshot.template.clone()))?;
+        Ok(Source { template, snapshot: Some(snapshot) })
+    }
+
+    /// Starts a sandbox; returns once its envd socket accepts connections.
+    pub async fn create(&self, spec: SandboxSpec) -> Result<SandboxHandle, EngineError> {
+        if !id::is_valid(&spec.id) {
+            return Err(EngineError::StartFailed(format!("invalid sandbox id {:?}", spec.id)));
+        }
+        // Resolve and register at once, so that the snapshot cannot be deleted in between.
+        let launch = {
+            let mut state = self.state.lock().unwrap();
+            if state.sandboxes.contains_key(&spec.id) || state.paused.contains_key(&spec.id) {
+                return Err(EngineError::StartFailed(format!("sandbox id {:?} is taken", spec.id)));
+            }
+            let source = self.resolve(&state, &spec.template)?;
+            let launch = Launch {
+                template: source.template.clone(),
+                layers: source.snapshot.as_ref().map(|s| s.layers.clone()).unwrap_or_default(),
+                template_id: source.snapshot.as_ref().map_or_else(|| source.template.name.clone(), |s| s.id.clone()),
+                source: source.snapshot.map(|s| s.id),
+            };
+            register(&mut state, &spec, launch)
+        };
+        self.start(spec, launch).await
+    }
+
+    /// Prepares a registered sandbox and starts its guest; returns once its envd socket accepts
+    /// connections (and its network is up).
+    pub(super) async fn start(&self, spec: SandboxSpec, launch: Registered) -> Result<SandboxHandle, EngineError> {
+        let dir = self.layout.sandbox(&spec.id);
+        let Registered { template, layers, template_id, exited_tx, exited_rx } = launch;
+        // The SDKs always ask for internet access; a host without pasta gives loopback only
+        // (said at start, by `doctor`, and in the sandbox's `allowInternetAccess`).
+        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some();
+        if spec.allow_internet_access == Some(true) && !internet {
+            tracing::warn!(sandbox = %spec.id, "internet access asked for, but there is no pasta: loopback only");
+        }
+        // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
+        let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
+        let (guest_config, cgroup_procs) =
+            match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid))
+            {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    self.forget(&spec.id);
+                    return Err(e);
+                }
+            };
+
+        let mut cmd = self.guest_exe.command();
+        // The config goes on stdin: as an argument, its host paths would show in PID 1's
+        // /proc/1/cmdline.
+        cmd.arg("guest")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare, close_range) between fork
+        // and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                // No descriptor the server inherited (a shell's redirections, a parent's pipes)
+                // goes into the sandbox: only stdio survives the exec. (Kernels before 5.11 lack
+                // the flag; then inherited descriptors pass, as before.)
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Its own mount namespace, for the sandbox's root; PID 1's namespaces are the
+                // guest's to make (see `guest`).
+                if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = match self.spawner.spawn(cmd).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.forget(&spec.id);
+                return Err(EngineError::StartFailed(format!("start {}: {e}", self.guest_exe.host_path().display())));
+            }
+        };
+        let launcher = child.id() as i32;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stdin = child.stdin.take().expect("stdin is piped");
+        if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
+            r.launcher = Some(launcher);
+        }
+        self.watch_exit(spec.id.clone(), child, exited_tx)?;
+
+        let handle = SandboxHandle {
+            id: spec.id.clone(),
+            template_id,
+            envd_socket: dir.envd_socket(),
+            exited: exited_rx,
+            internet,
+        };
+        // The guest is put in the sandbox's cgroup from here, while it sets up (the first write
+        // to a cgroup takes a few ms in the kernel); it waits for `joined` on its stdin before it
+        // starts PID 1, which is born in the cgroup.
+        let joined = async move {
+            let mut stdin = stdin;
+            tokio::task::spawn_blocking(move || {
+                // A guest that is gone already (ESRCH, EPIPE) says why on stdout: that is the error.
+                let gone =
+                    |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
+                match stdin.write_all(&guest_config) {
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(format!("give the guest its config: {e}")),
+                    Ok(()) => {}
+                }
+                for procs in &cgroup_procs {
+                    match fs::write(procs, launcher.to_string()) {
+                        Err(e) if gone(&e) => return Ok(()),
+                        Err(e) => return Err(format!("put the guest in cgroup {}: {e}", procs.display())),
+                        Ok(()) => {}
+                    }
+                }
+                match stdin.write_all(b"joined\n") {
+                    Err(e) if !gone(&e) => Err(format!("tell the guest it is in its cgroup: {e}")),
+                    _ => Ok(()),
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        };
+        let started = async {
+            let mut report = GuestReport::new(stdout)?;
+            report.expect("net").await?;
+            // The network is set up (through the launcher, which is in the sandbox's network
+            // namespace now) while the guest sets up the rest, and is there before it is ready.
+            let network = async {
+                match (ready_net, self.config.pasta.as_deref().filter(|_| internet)) {
+                    // Joined (the guest said `net`): the namespaces are the sandbox's now.
+                    (Some(ready), _) => Ok(Some(ready.into_pasta())),
+                    (None, Some(pasta)) => {
+                        Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some)
+                    }
+                    (None, None) => Ok(None),
+                }
+            };
+            // Its egress rules are in force before it is ready (applied in its network namespace).
+            let rules = async {
+                if spec.egress.is_open() {
+                    return Ok(());
+                }
+                let (id, rules) = (spec.id.clone(), spec.egress.clone());
+                tokio::task::spawn_blocking(move || apply_egress(&id, launcher, &rules))
+                    .await
+                    .map_err(|e| format!("egress rules: {e}"))?
+                    .map_err(|e| e.to_string())
+            };
+            tokio::try_join!(report.expect("ready"), network, rules).map(|(ready, pasta, ())| (ready, pasta))
+        };
+        let started = tokio::time::timeout(START_TIMEOUT, async {
+            tokio::try_join!(joined, started).map(|((), started)| started)
+        })
+        .await;
+        // The next network is made now that this sandbox has started (see `netpool`).
+        if internet {
+            self.prepare_network();
+        }
+        match started {
+            Ok(Ok(((), pasta))) => {
+                // Gone already (killed meanwhile): its pasta goes now, outside the lock.
+                let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
+                    Some(r) => std::mem::replace(&mut r.net, pasta),
+                    None => pasta,
+                };
+                Ok(handle)
+            }
+            Ok(Err(reason)) => {
+                self.stop(&spec.id, false).await;
+                Err(EngineError::StartFailed(reason))
+            }
+            Err(_) => {
+                self.stop(&spec.id, false).await;
+                Err(EngineError::StartFailed(format!("not ready after {START_TIMEOUT:?}")))
+            }
+        }
+    }
+
+    /// Makes the sandbox's directories, cgroup and guest config; returns the config (one line of
+    /// JSON, for the guest's stdin) and the cgroup's `cgroup.procs` files.
+    pub(super) fn prepare(
+        &self,
+        spec: &SandboxSpec,
+        template: &Template,
+        layers: &[String],
+        dir: &SandboxDir,
+        internet: bool,
+        namespaces_of: Option<i32>,
+    ) -> Result<(Vec<u8>, Vec<PathBuf>), EngineError> {
+        // A paused sandbox started again already has its files (and its disk, mounted at start).
+        let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
+        if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
+            fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
+            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
+                .map_err(io_ctx("attach the sandbox's disk".into()))?;
+        }
+        for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()] {
+            fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
+        }
+        let cgroup_procs = self.cgroups.create(&spec.id, &spec.limits).map_err(io_ctx("create the cgroup".into()))?;
+        let id = &spec.id;
+        fs::write(dir.hostname(), format!("{id}\n")).map_err(io_ctx("write the hostname file".into()))?;
+        let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
+        let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
+        if internet {
+            let resolv = net::host_resolv_conf().unwrap_or_else(|| {
+                tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
+                String::new()
+            });
+            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
+            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
+        }
+        let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
+        let config = GuestConfig {
+            sandbox_id: spec.id.clone(),
+            envd_socket: dir.envd_socket(),
+            env_vars: spec.env_vars.clone(),
+            root_lowers: [snapshot_lowers("root"), template.root_lowers.clone()].concat(),
+            usr_lowers: [snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
+            root_upper: dir.upper_root(),
+            root_work: dir.work_root(),
+            usr_upper: dir.upper_usr(),
+            usr_work: dir.work_usr(),
+            rootfs: dir.rootfs(),
+            bind_files,
+            sandbox_dir: dir.path().to_path_buf(),
+            userns: self.userns,
+            namespaces_of,
+        };
+        let mut json = serde_json::to_vec(&config).expect("guest config serializes");
+        json.push(b'\n');
+        Ok((json, cgroup_procs))
+    }
+
+    /// Waits for the launcher to exit, then removes the sandbox's cgroup and directory, drops
+    /// layers nothing needs any more and tells the watchers.
+    pub(super) fn watch_exit(
+        &self,
+        id: String,
+        mut child: std::process::Child,
+        exited: watch::Sender<bool>,
+    ) -> Result<(), EngineError> {
+        let pidfd = pidfd_open(child.id() as i32).map_err(io_ctx("pidfd_open".into()))?;
+        let cgroups = self.cgroups.clone();
+        let layout = self.layout.clone();
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the same for its life.
+            if let Ok(fd) = unsafe { AsyncFd::register(pidfd) } {
+                let _ = fd.readable().await;
+            }
+            let _ = child.wait();
+            let id2 = id.clone();
+            let cleaned = tokio::task::spawn_blocking(move || {
+                let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
+                // A paused sandbox whose processes went with the server keeps its files.
+                let keep = state.lock().unwrap().paused.contains_key(&id2);
+                let files = if keep { Ok(()) } else { remove_sandbox_dir(&layout, &id2) };
+                // Dropped outside the lock: it stops the sandbox's pasta and waits for it.
+                let running = state.lock().unwrap().sandboxes.remove(&id2);
+                drop(running);
+                collect_layers(&layout, &state);
+                cg.and(files)
+            })
+            .await;
+            match cleaned {
+                Ok(Ok(())) => tracing::debug!(sandbox = %id, "sandbox removed"),
+                Ok(Err(e)) => tracing::error!(sandbox = %id, "cleaning up: {e}"),
+                Err(e) => tracing::error!(sandbox = %id, "cleaning up: {e}"),
+            }
+            let _ = exited.send(true);
+        });
+        Ok(())
+    }
+}
+
+/// What the guest reports on its stdout: `net` (it is in the sandbox's network namespace), then
+/// `ready`; or `error <why>` at any point.
+struct GuestReport {
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::pipe::Receiver>>,
+}
+
+impl GuestReport {
+    fn new(stdout: std::process::ChildStdout) -> Result<Self, String> {
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
+            .map_err(|e| format!("guest pipe: {e}"))?;
+        Ok(Self { lines: BufReader::new(pipe).lines() })
+    }
+
+    async fn next(&mut self) -> Result<String, String> {
+        match self.lines.next_line().await {
+            Ok(Some(line)) => match line.strip_prefix("error ") {
+                Some(why) => Err(why.to_string()),
+                None => Ok(line),
+            },
+            Ok(None) => Err("the guest exited before it was ready (see the server log)".into()),
+            Err(e) => Err(format!("reading the guest's report: {e}")),
+        }
+    }
+
+    /// Waits for `line`.
+    async fn expect(&mut self, line: &str) -> Result<(), String> {
+        match self.next().await? {
+            got if got == line => Ok(()),
+            got => Err(format!("unexpected report from the guest: {got:?}, not {line:?}")),
+        }
+    }
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

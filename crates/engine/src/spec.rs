@@ -1,0 +1,108 @@
+//! What the engine is asked for and what it reports: the public types of its calls.
+
+use crate::egress::Egress;
+use crate::store::SnapshotRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Resource limits of one sandbox, as enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub cpu_count: u32,
+    pub memory_mb: u64,
+    pub pids: u32,
+    /// The disk limit when the engine has one, else the free space of the data directory's
+    /// filesystem.
+    pub disk_mb: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub id: String,
+    /// A template name, or a snapshot: its ID (with or without a `:tag`) or its name.
+    pub template: String,
+    /// Environment variables every process in the sandbox gets.
+    pub env_vars: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// Outbound network through pasta. `None` (not asked): yes when pasta is installed, else
+    /// loopback only; `Some(true)` without pasta is an error.
+    pub allow_internet_access: Option<bool>,
+    /// Where its processes may connect to (in force from its start, and again after a restart).
+    #[serde(default)]
+    pub egress: Egress,
+}
+
+/// A running sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxHandle {
+    pub id: String,
+    /// The template's name, or the ID of the snapshot the sandbox started from.
+    pub template_id: String,
+    /// envd's unix socket, reachable from the host.
+    pub envd_socket: PathBuf,
+    /// Becomes `true` when the sandbox's PID 1 has exited (killed, or died on its own).
+    pub exited: tokio::sync::watch::Receiver<bool>,
+    /// Whether it has outbound network.
+    pub internet: bool,
+}
+
+/// How [`Engine::resume`] brought a paused sandbox back.
+#[derive(Debug)]
+pub enum Resumed {
+    /// Thawed: its processes carry on where they stopped.
+    Thawed,
+    /// Started again on its files: it was paused when the server stopped, and processes do not
+    /// outlive the server. The handle is the new guest's.
+    Restarted(SandboxHandle),
+}
+
+/// What [`Engine::usage`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SandboxUsage {
+    /// CPU time since the sandbox started, in nanoseconds.
+    pub cpu_ns: u64,
+    pub memory_bytes: u64,
+    /// The page cache charged to it (E2B's `memCache`).
+    pub memory_cache_bytes: u64,
+    /// Space the files the sandbox wrote take (its own layer; the layers under it are shared).
+    pub disk_bytes: u64,
+}
+
+/// A paused sandbox as [`Engine::paused`] lists it.
+#[derive(Clone, Debug)]
+pub struct PausedSandbox {
+    pub id: String,
+    /// What the API stored with [`Engine::pause`].
+    pub api: String,
+    pub envd_socket: PathBuf,
+}
+
+/// A snapshot as the engine reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// 20 characters of `[a-z0-9]` (the API adds the `:default` tag).
+    pub id: String,
+    pub names: Vec<String>,
+    /// The sandbox it was taken from.
+    pub sandbox_id: String,
+    /// The snapshot that sandbox was started from, if any.
+    pub parent_id: Option<String>,
+    /// Unix time in nanoseconds.
+    pub created_at: i64,
+    /// Bytes of file data in the layer it added.
+    pub size_bytes: u64,
+}
+
+impl From<SnapshotRecord> for SnapshotInfo {
+    fn from(r: SnapshotRecord) -> Self {
+        Self {
+            id: r.id,
+            names: r.name.into_iter().collect(),
+            sandbox_id: r.origin_sandbox,
+            parent_id: r.parent,
+            created_at: r.created_at,
+            size_bytes: r.size_bytes,
+        }
+    }
+}

@@ -301,7 +301,10 @@ export interface SandboxOptions {
   autoPause?: boolean
 }
 
-/** `getSignature`'s result. */
+/**
+ * `getSignature`'s result. (Only JS calls these: a test build of the addon cannot link
+ * against Node's symbols, so nothing there uses them.)
+ */
 export interface SignatureJs {
   signature: string
   /** Unix seconds; `null` without an expiration. */

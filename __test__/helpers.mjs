@@ -15,11 +15,15 @@ export { sandbankBinary }
  * key; resolves once it printed `listening on http://ADDR`.
  */
 export async function startServer(opts = {}) {
+  // `npm test` runs some files again with every server in the other mode (root inside as the
+  // host's root).
+  const noUserns = process.env.SANDBANK_TEST_NO_USERNS === '1' ? ['--no-userns'] : []
   const s = await startLocalServer({
     tmpPrefix: 'sandbank-test-',
     apiKey: `sk_test_${randomBytes(16).toString('hex')}`,
     onStderr: process.env.SANDBANK_TEST_VERBOSE ? (d) => process.stderr.write(d) : undefined,
     ...opts,
+    extraArgs: [...(opts.extraArgs ?? []), ...noUserns.filter((a) => !opts.extraArgs?.includes(a))],
   })
   return Object.assign(s, {
     /** Sandbox IDs created through this server (for the leftovers check). */

@@ -3,11 +3,13 @@
 // either failed. Each runner prints its own summary.
 //   0. install the host packages the tests use when missing (scripts/system-deps.sh)
 //   1. make sure native/sandbank and the addon are current (`scripts/build.mjs`, a no-op when they are)
-//   2. cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
+//   2. cargo fmt --check and cargo clippy -D warnings (workspace and fuzz targets), then
+//      cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
 //      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time
 //      cargo-fuzz install and the targets' build)
 //   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
-//      and checks the host for leftovers after it stops, so files must not overlap)
+//      and checks the host for leftovers after it stops, so files must not overlap); then the
+//      SDK, snapshot, pause and files-API files again with every server in `--no-userns` mode
 //   4. scripts/pack-check.mjs: npm pack the root and linux-x64-gnu packages, install them without
 //      Rust, run an ESM and a CJS script on the local default
 //   5. scripts/ci-checks.mjs: lint .github/workflows, run examples/jest and examples/vitest
@@ -17,10 +19,10 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const step = (title, cmd, args) => {
-  console.log(`\n=== ${title}: ${cmd} ${args.join(' ')}`)
+const step = (title, cmd, args, env = {}) => {
+  console.log(`\n=== ${title}: ${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}${cmd} ${args.join(' ')}`)
   const t0 = Date.now()
-  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } })
   const ok = r.status === 0
   console.log(`=== ${title}: ${ok ? 'passed' : `FAILED (${r.error?.message ?? r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   return ok
@@ -29,6 +31,12 @@ const step = (title, cmd, args) => {
 // The host packages the tests use (apt, when missing and root: scripts/system-deps.sh).
 if (!step('system packages', 'bash', [join(root, 'scripts', 'system-deps.sh')])) process.exit(1)
 if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) process.exit(1)
+
+// Formatting and lints: the house style is rustfmt.toml's; any clippy warning fails.
+const lint =
+  step('format', 'cargo', ['fmt', '--all', '--check']) &&
+  step('format (fuzz)', 'cargo', ['fmt', '--manifest-path', join('fuzz', 'Cargo.toml'), '--check']) &&
+  step('clippy', 'cargo', ['clippy', '--release', '--workspace', '--all-targets', '--', '-D', 'warnings'])
 
 const rust = step('Rust tests', 'cargo', ['test', '--release', '--workspace'])
 
@@ -42,13 +50,17 @@ const files = readdirSync(join(root, '__test__'))
   .filter((f) => f.endsWith('.test.mjs'))
   .sort()
   .map((f) => join('__test__', f))
-const js = step('JS tests', process.execPath, [
-  '--test',
-  '--test-concurrency=1',
-  '--test-timeout=300000',
-  '--test-reporter=spec',
-  ...files,
-])
+const nodeTest = (testFiles) => ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec', ...testFiles]
+const js = step('JS tests', process.execPath, nodeTest(files))
+// The other mode of the engine, as a server started with --no-userns runs it (root inside is the
+// host's root): what users do with sandboxes, again.
+const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs']
+const jsNoUserns = step(
+  'JS tests without a user namespace',
+  process.execPath,
+  nodeTest(NO_USERNS_FILES.map((f) => join('__test__', f))),
+  { SANDBANK_TEST_NO_USERNS: '1' },
+)
 
 // The package as users install it: packed tarballs in a fresh project with no Rust on PATH.
 const pack = step('pack check', process.execPath, [join(root, 'scripts', 'pack-check.mjs')])
@@ -57,5 +69,8 @@ const pack = step('pack check', process.execPath, [join(root, 'scripts', 'pack-c
 const ci = step('CI checks', process.execPath, [join(root, 'scripts', 'ci-checks.mjs')])
 
 const verdict = (ok) => (ok ? 'passed' : 'FAILED')
-console.log(`\nsandbank tests: Rust ${verdict(rust)}, fuzz ${verdict(fuzz)}, types ${verdict(types)}, JS ${verdict(js)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`)
-process.exit(rust && fuzz && types && js && pack && ci ? 0 : 1)
+console.log(
+  `\nsandbank tests: lint ${verdict(lint)}, Rust ${verdict(rust)}, fuzz ${verdict(fuzz)}, types ${verdict(types)}, ` +
+    `JS ${verdict(js)}, JS without a user namespace ${verdict(jsNoUserns)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`,
+)
+process.exit(lint && rust && fuzz && types && js && jsNoUserns && pack && ci ? 0 : 1)

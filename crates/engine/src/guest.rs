@@ -202,8 +202,8 @@ fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<Unix
     match (&c.userns, namespaces) {
         (Some(map), Some(ns)) => mount_idmapped_root(c, map, ns)?,
         _ => {
-            overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
-            overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+            mounts::overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
+            mounts::overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
         }
     }
     for (host, inside) in &c.bind_files {
@@ -272,8 +272,8 @@ fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<
     let (root_upper, root_work, usr_upper, usr_work) =
         (in_own(&c.root_upper)?, in_own(&c.root_work)?, in_own(&c.usr_upper)?, in_own(&c.usr_work)?);
     userns::as_mapped_root(map, || {
-        overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
-        overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
+        mounts::overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
+        mounts::overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
     })??;
     umount2(&staging, MntFlags::MNT_DETACH).map_err(|e| format!("detach {}: {e}", staging.display()))
 }
@@ -492,21 +492,6 @@ fn restrict_pid1() -> Result<(), String> {
         return Err(format!("make PID 1 non-dumpable: {}", std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// Mounts the overlay of a sandbox's `/` or `/usr` (also what [`userns::probe`] tries).
-pub(crate) fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
-    let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-    // No redirects or metacopy: an upper layer must stand on its own as a snapshot layer.
-    let opts = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-        upper.display(),
-        work.display()
-    );
-    // nodev: device nodes live in the sandbox's own /dev only (a node in a layer must not open
-    // a host device).
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
-        .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
 }
 
 /// A tmpfs `/dev` with the usual character devices, `/dev/pts`, `/dev/ptmx` and `/dev/shm`.

@@ -1,10 +1,11 @@
 //! Mount trees handled by descriptor (the mount API of Linux 5.2+): cloned, idmapped, attached.
 
+use nix::mount::{mount, MsFlags};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn cstring(path: &Path) -> Result<CString, String> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
@@ -100,4 +101,19 @@ pub fn attach_idmapped(src: &Path, dst: &Path, userns: BorrowedFd) -> Result<(),
     set_idmap(&tree, userns)
         .and_then(|()| attach(&tree, dst))
         .map_err(|e| format!("idmapped mount of {} on {}: {e}", src.display(), dst.display()))
+}
+
+/// Mounts the overlay of a sandbox's `/` or `/usr` (also what [`crate::userns::probe`] tries).
+pub fn overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), String> {
+    let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    // No redirects or metacopy: an upper layer must stand on its own as a snapshot layer.
+    let opts = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,metacopy=off",
+        upper.display(),
+        work.display()
+    );
+    // nodev: device nodes live in the sandbox's own /dev only (a node in a layer must not open
+    // a host device).
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::MS_NODEV, Some(opts.as_str()))
+        .map_err(|e| format!("mount overlay on {} ({opts}): {e}", target.display()))
 }

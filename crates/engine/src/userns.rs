@@ -266,12 +266,7 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
         return Err(format!("an idmapped mount shows uid 0 as {seen}, not {}", map.host_base));
     }
     as_mapped_root(map, || {
-        crate::guest::overlay(
-            &[dir("idmapped/lower")],
-            &dir("idmapped/own/upper"),
-            &dir("idmapped/own/work"),
-            &dir("merged"),
-        )
+        mounts::overlay(&[dir("idmapped/lower")], &dir("idmapped/own/upper"), &dir("idmapped/own/work"), &dir("merged"))
     })?
     .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, st
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
-import { eventually, guestProcesses, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
+import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
 import { sandbankBinary } from '../lib/server.mjs'
 import { Sandbox as Sandbank } from 'sandbank'
 
@@ -330,7 +330,7 @@ describe('limits', () => {
       other.proc.kill('SIGKILL')
       await eventually(() => {
         assert.deepEqual(loopDevicesOf(other.dataDir), [])
-        assert.deepEqual(guestProcesses().filter((p) => p.cmdline.includes(other.dataDir)), [])
+        assert.deepEqual(guestProcessesOfServer(other.dataDir), [])
       })
       assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(other.dataDir))
     } finally {
@@ -507,7 +507,7 @@ print(n)"`)
       await makeDeep(doomed, '/home/user/deep')
       other.proc.kill('SIGKILL')
       await other.stop()
-      await eventually(() => assert.deepEqual(guestProcesses().filter((p) => p.cmdline.includes(other.dataDir)), []))
+      await eventually(() => assert.deepEqual(guestProcessesOfServer(other.dataDir), []))
       const own = serverCgroupName(other.dataDir)
       const left = sandbankCgroups().filter((p) => p.includes(own))
       assert.notDeepEqual(left, [], 'a server killed with SIGKILL leaves its cgroups')

@@ -3,9 +3,9 @@
 // watch a test starts is stopped by it.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { readdirSync, readlinkSync } from 'node:fs'
 import { Sandbox, CommandExitError, FileNotFoundError, InvalidArgumentError } from 'novita-sandbox'
-import { startServer, stopAndCheck, rejectsWith, eventually } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, guestProcessesOf } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -65,19 +65,16 @@ describe('pty', () => {
 
 /** How many inotify descriptors the sandbox's `sandbank guest` processes (envd among them) hold, seen from the host. */
 function envdInotifyFds(sbx) {
-  let procs = 0
+  const guests = guestProcessesOf(sbx.sandboxId)
+  assert.ok(guests.length > 0, `no guest process for ${sbx.sandboxId}`)
   let n = 0
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+  for (const { pid } of guests) {
     try {
-      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
-      if (argv[1] !== 'guest' || !argv.some((a) => a.includes(sbx.sandboxId))) continue
-      procs++
       for (const fd of readdirSync(`/proc/${pid}/fd`)) {
         if (readlinkSync(`/proc/${pid}/fd/${fd}`).includes('inotify')) n++
       }
     } catch {}
   }
-  assert.ok(procs > 0, `no guest process for ${sbx.sandboxId}`)
   return n
 }
 

@@ -73,9 +73,28 @@ export function assertNoLeftovers(server) {
   const cgroups = sandbankCgroups(ids).filter((p) => p.includes(own) || ids.some((id) => p.includes(id)))
   assert.deepEqual(cgroups, [], 'cgroup directories made by the server remain after it stopped')
 
-  // A guest's command line names its config file inside the data dir.
-  const procs = allProcesses().filter((p) => p.cmdline.includes(server.dataDir) || ids.some((id) => p.cmdline.includes(id)))
+  // Guests and what they started are in the server's cgroups; anything else naming them, too.
+  const procs = allProcesses().filter(
+    (p) => inCgroupOf(p.pid, [own, ...ids]) || p.cmdline.includes(server.dataDir) || ids.some((id) => p.cmdline.includes(id)),
+  )
   assert.deepEqual(procs.map((p) => `${p.pid} ${p.cmdline}`), [], 'processes of the server remain after it stopped')
+}
+
+/** Whether process `pid` is in a cgroup whose path has one of `names` as a component. */
+function inCgroupOf(pid, names) {
+  try {
+    return readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+      .split('\n')
+      .some((l) => names.some((n) => l.includes(`/${n}/`) || l.endsWith(`/${n}`)))
+  } catch {
+    return false
+  }
+}
+
+/** The guest processes of the server on `dataDir` (in its cgroups), however many sandboxes it runs. */
+export function guestProcessesOfServer(dataDir) {
+  const own = serverCgroupName(dataDir)
+  return guestProcesses().filter((p) => inCgroupOf(p.pid, [own]))
 }
 
 /**
@@ -179,6 +198,23 @@ function isGuest(p) {
 
 export function guestProcesses() {
   return allProcesses().filter(isGuest)
+}
+
+/** The `sandbank guest` processes of sandbox `id` (its launcher and PID 1): those in its cgroup. */
+export function guestProcessesOf(id) {
+  return guestProcesses().filter((p) => inCgroupOf(p.pid, [id]))
+}
+
+/** How many lower layers the overlays of sandbox `id` stack (the more of `/` and `/usr`), seen from the host. */
+export function overlayLowers(id) {
+  const [guest] = guestProcessesOf(id)
+  assert.ok(guest, `no guest process for ${id}`)
+  const counts = readFileSync(`/proc/${guest.pid}/mountinfo`, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(' - overlay '))
+    .map((l) => (l.match(/lowerdir=([^,]*)/)?.[1] ?? '').split(':').length)
+  assert.ok(counts.length > 0, `no overlay in the mounts of ${id}'s guest`)
+  return Math.max(...counts)
 }
 
 /** Retries `fn` until it stops throwing or `timeoutMs` passes; rethrows the last error. */

@@ -7,9 +7,8 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
 import { Sandbox } from 'e2b'
-import { startServer, stopAndCheck } from './helpers.mjs'
+import { guestProcessesOf, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -34,14 +33,7 @@ async function connect(sbx, ip, port = 80, user = 'user') {
 
 /** The sandbox's egress table as nft lists it, from the host (its guest's network namespace). */
 function egressTable(sbx) {
-  const pid = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8')
-      return cmd.includes('guest') && cmd.includes(`/sandboxes/${sbx.sandboxId}/config.json`)
-    } catch {
-      return false
-    }
-  })
+  const pid = guestProcessesOf(sbx.sandboxId)[0]?.pid
   assert.ok(pid, 'the guest process')
   const r = spawnSync('nsenter', ['-t', pid, '-n', 'nft', 'list', 'table', 'inet', 'sandbank_egress'], { encoding: 'utf8' })
   return r.status === 0 ? r.stdout : null

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, readlinkSync } from 'node:fs'
 import { Sandbox } from 'novita-sandbox'
-import { childProcesses, guestProcesses, isAlive, startServer, stopAndCheck } from './helpers.mjs'
+import { childProcesses, guestProcessesOf, isAlive, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -34,7 +34,7 @@ const pastas = () => childProcesses(server.proc.pid).filter((p) => (p.argv[0] ??
  * open as its stdin). Others serve other sandboxes, or the network the server made ahead of time.
  */
 function pastasOf(id) {
-  const guest = guestProcesses().find((p) => p.cmdline.includes(`/sandboxes/${id}/config.json`))
+  const [guest] = guestProcessesOf(id)
   assert.ok(guest, `no guest process for ${id}`)
   const netns = readlinkSync(`/proc/${guest.pid}/ns/net`)
   return pastas().filter((p) => {

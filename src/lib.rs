@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod errors;
 mod files;
+mod info;
 mod paginator;
 mod pty;
 mod sandbox;

@@ -1,7 +1,7 @@
 //! `SandboxPaginator` / `SnapshotPaginator`: `hasNext`, `nextToken`, `nextItems()`.
 
 use crate::errors::IntoNapi;
-use crate::sandbox::{SandboxInfoJs, SnapshotInfoJs};
+use crate::info::{SandboxInfoJs, SnapshotInfoJs};
 use napi_derive::napi;
 use sandbank_client::{SandboxPaginator, SnapshotPaginator};
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 
 use crate::config::{header_map, timeout_to_seconds, Config, ConnectionConfig, DEFAULT_SANDBOX_TIMEOUT_MS};
 use crate::error::{from_api_response, from_transport, ApiErrorBody, Error, Result};
-use crate::paginator::{SandboxPaginator, SnapshotPaginator};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use reqwest::header::HeaderMap;
@@ -499,12 +498,6 @@ impl Api {
         res.json("sandbox metrics")
     }
 
-    /// `Sandbox.list`: a paginator; no request until `next_items`.
-    pub fn list(&self, opts: SandboxListOpts) -> SandboxPaginator {
-        let token = opts.next_token.clone();
-        SandboxPaginator::new(self.clone(), opts, token)
-    }
-
     /// `Sandbox.createSnapshot`: `POST /sandboxes/{id}/snapshots {}`.
     pub async fn create_snapshot(&self, sandbox_id: &str) -> Result<SnapshotInfo> {
         self.refuse_legacy("Sandbox.createSnapshot")?;
@@ -515,13 +508,6 @@ impl Api {
         }
         res.check()?;
         res.json("create snapshot")
-    }
-
-    /// `Sandbox.listSnapshots`: a paginator over `GET /snapshots`.
-    pub fn list_snapshots(&self, opts: SnapshotListOpts) -> Result<SnapshotPaginator> {
-        self.refuse_legacy("Sandbox.listSnapshots")?;
-        let token = opts.next_token.clone();
-        Ok(SnapshotPaginator::new(self.clone(), opts, token))
     }
 
     /// `Sandbox.deleteSnapshot`: `DELETE /templates/{id}`; `false` when the API says 404.
@@ -535,7 +521,7 @@ impl Api {
         Ok(true)
     }
 
-    fn refuse_legacy(&self, feature: &str) -> Result<()> {
+    pub(crate) fn refuse_legacy(&self, feature: &str) -> Result<()> {
         if self.config.is_legacy_domain {
             return Err(Error::Sandbox(format!("{feature} is not supported on legacy domains")));
         }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod envd;
 pub mod error;
 pub mod files;
+pub mod listings;
 pub mod paginator;
 pub mod pty;
 pub mod sandbox;
@@ -32,7 +33,7 @@ pub use files::{
     EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts, WatchHandle,
     WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
 };
-pub use paginator::{SandboxPaginator, SnapshotPaginator};
+pub use listings::{SandboxPaginator, SnapshotPaginator};
 pub use pty::{Pty, PtyConnectOpts, PtyCreateOpts, PtySize};
 pub use sandbox::{Sandbox, SandboxUrlOpts};
 pub use signature::{get_signature, FileOperation, Signature};

@@ -1,12 +1,9 @@
-//! `SandboxPaginator` and `SnapshotPaginator` (`BasePaginator` of the JS SDK), one generic
-//! [`Paginator`] over a [`Listing`]: built without a request; `has_next` starts true; each `next_items` fetches one page and follows `x-next-token`.
+//! The JS SDK's `BasePaginator`, generic over a [`Listing`]: built without a request;
+//! `has_next` starts true; each `next_items` fetches one page and follows its next-page token.
+//! The listings themselves are in [`crate::listings`].
 
-use crate::api::{
-    sandbox_list_query, snapshot_list_query, Api, SandboxInfo, SandboxListOpts, SnapshotInfo, SnapshotListOpts,
-};
 use crate::error::{Error, Result};
-use reqwest::Method;
-use sandbank_protocol::rest;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug)]
@@ -49,70 +46,31 @@ impl Pages {
     }
 }
 
-/// One kind of listing: where its pages come from and what their items are.
+/// One kind of listing: how a page is fetched.
 pub trait Listing: Send + Sync + 'static {
     /// What a page yields.
     type Item;
-    /// The item as the server sends it.
-    type Wire: serde::de::DeserializeOwned;
-    /// The path of the list endpoint.
-    const PATH: &'static str;
-    /// For error messages: `"list sandboxes"`.
-    const WHAT: &'static str;
-    /// The query string for the page after `token`.
-    fn query(&self, token: Option<&str>) -> String;
-    /// The items of one page, from the response body.
-    fn items(body: Option<Vec<Self::Wire>>) -> Vec<Self::Item>;
-}
-
-impl Listing for SandboxListOpts {
-    type Item = SandboxInfo;
-    type Wire = rest::ListedSandbox;
-    const PATH: &'static str = "/v2/sandboxes";
-    const WHAT: &'static str = "list sandboxes";
-    fn query(&self, token: Option<&str>) -> String {
-        sandbox_list_query(self.metadata.as_deref(), self.state.as_deref(), self.limit, token)
-    }
-    fn items(body: Option<Vec<rest::ListedSandbox>>) -> Vec<SandboxInfo> {
-        body.unwrap_or_default().into_iter().map(SandboxInfo::from).collect()
-    }
-}
-
-impl Listing for SnapshotListOpts {
-    type Item = SnapshotInfo;
-    type Wire = SnapshotInfo;
-    const PATH: &'static str = "/snapshots";
-    const WHAT: &'static str = "list snapshots";
-    fn query(&self, token: Option<&str>) -> String {
-        snapshot_list_query(self.sandbox_id.as_deref(), self.limit, token)
-    }
-    fn items(body: Option<Vec<SnapshotInfo>>) -> Vec<SnapshotInfo> {
-        body.unwrap_or_default()
-    }
+    /// The page after `token` (the first without one): its items, and the token of the next
+    /// page if there is one.
+    fn fetch(&self, token: Option<String>) -> impl Future<Output = Result<(Vec<Self::Item>, Option<String>)>> + Send;
 }
 
 /// Pages of a listing. Cheap to clone (shared state).
 #[derive(Debug)]
-pub struct Paginator<L: Listing> {
-    api: Api,
-    opts: Arc<L>,
+pub struct Paginator<L> {
+    listing: Arc<L>,
     pages: Arc<Pages>,
 }
 
-impl<L: Listing> Clone for Paginator<L> {
+impl<L> Clone for Paginator<L> {
     fn clone(&self) -> Self {
-        Self { api: self.api.clone(), opts: Arc::clone(&self.opts), pages: Arc::clone(&self.pages) }
+        Self { listing: Arc::clone(&self.listing), pages: Arc::clone(&self.pages) }
     }
 }
 
-/// Pages of [`SandboxInfo`] from `GET /v2/sandboxes`.
-pub type SandboxPaginator = Paginator<SandboxListOpts>;
-/// Pages of [`SnapshotInfo`] from `GET /snapshots`.
-pub type SnapshotPaginator = Paginator<SnapshotListOpts>;
-
 impl<L: Listing> Paginator<L> {
-    pub(crate) fn new(api: Api, opts: L, next_token: Option<String>) -> Self {
-        Self { api, opts: Arc::new(opts), pages: Arc::new(Pages::new(next_token)) }
+    pub(crate) fn new(listing: L, next_token: Option<String>) -> Self {
+        Self { listing: Arc::new(listing), pages: Arc::new(Pages::new(next_token)) }
     }
 
     pub fn has_next(&self) -> bool {
@@ -125,14 +83,9 @@ impl<L: Listing> Paginator<L> {
 
     pub async fn next_items(&self) -> Result<Vec<L::Item>> {
         let token = self.pages.begin()?;
-        let query = self.opts.query(token.as_deref());
-        let res = self.api.send(Method::GET, L::PATH, &query, None).await?;
-        res.check()?;
-        self.pages.update(res.next_token());
-        if res.body.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(L::items(res.json(L::WHAT)?))
+        let (items, next) = self.listing.fetch(token).await?;
+        self.pages.update(next);
+        Ok(items)
     }
 }
 

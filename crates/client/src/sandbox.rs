@@ -10,7 +10,7 @@ use crate::config::{Config, ENVD_PORT};
 use crate::envd::{Envd, ENVD_METRICS};
 use crate::error::{from_envd_http, from_transport, Error, Result};
 use crate::files::Files;
-use crate::paginator::SnapshotPaginator;
+use crate::listings::SnapshotPaginator;
 use crate::pty::Pty;
 use crate::signature::{get_signature, FileOperation};
 use std::sync::{Arc, Mutex};

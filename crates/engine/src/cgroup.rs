@@ -322,8 +322,8 @@ fn remove_group(dirs: &[PathBuf], timeout: Duration) -> io::Result<()> {
                 let _ = fs::write(dir.join("cgroup.kill"), "1");
             }
             for pid in procs(dir) {
-                // SAFETY: kill(2) with a pid read from the group; a stale pid only fails.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                // A stale pid only fails.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
             match fs::remove_dir(dir) {
                 Ok(()) => {}

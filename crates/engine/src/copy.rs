@@ -259,9 +259,7 @@ fn copy_range(from: &File, off_in: &mut u64, to: &File, off_out: &mut u64, len: 
 /// Starts the writeback of `len` bytes of `file` from `off`, without waiting for it.
 fn start_writeback(file: &File, off: u64, len: usize) {
     let (off, len) = (i64::try_from(off).unwrap_or(i64::MAX), i64::try_from(len).unwrap_or(i64::MAX));
-    // SAFETY: sync_file_range(2) on an open fd, with plain integer arguments; it only starts
-    // asynchronous writeback (rustix has no wrapper for it).
-    unsafe { libc::sync_file_range(file.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE) };
+    crate::sys::start_writeback(file.as_fd(), off, len);
 }
 
 /// Gives the copy `to` of the directory `from` (whose metadata is `st`) its xattrs, owner, mode

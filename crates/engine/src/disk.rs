@@ -15,9 +15,10 @@
 //! sandbox still winding down keeps its filesystem until it is gone.
 
 use crate::copy::copy_tree;
+use crate::sys;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,47 +135,15 @@ fn unescape(s: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-/// `struct loop_info64` of <linux/loop.h>.
-#[repr(C)]
-struct LoopInfo64 {
-    device: u64,
-    inode: u64,
-    rdevice: u64,
-    offset: u64,
-    sizelimit: u64,
-    number: u32,
-    encrypt_type: u32,
-    encrypt_key_size: u32,
-    flags: u32,
-    file_name: [u8; 64],
-    crypt_name: [u8; 64],
-    encrypt_key: [u8; 32],
-    init: [u64; 2],
-}
-
-/// `struct loop_config` of <linux/loop.h>.
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
 
 /// Binds a free loop device to `backing` (AUTOCLEAR); returns its path and an open descriptor.
 fn loop_device(backing: &File) -> io::Result<(PathBuf, File)> {
     let control = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
     // Another server may take the device we were offered between the two calls: then ask again.
     for _ in 0..64 {
-        // SAFETY: ioctl(2) LOOP_CTL_GET_FREE on /dev/loop-control takes no argument.
-        let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-        if n < 0 {
-            return Err(io::Error::other(format!("no free loop device: {}", io::Error::last_os_error())));
-        }
+        let n =
+            sys::loop_get_free(control.as_fd()).map_err(|e| io::Error::other(format!("no free loop device: {e}")))?;
         let path = PathBuf::from(format!("/dev/loop{n}"));
         if !path.exists() {
             // No devtmpfs (some containers): make the node ourselves.
@@ -187,17 +156,10 @@ fn loop_device(backing: &File) -> io::Result<(PathBuf, File)> {
             );
         }
         let dev = OpenOptions::new().read(true).write(true).open(&path)?;
-        // SAFETY: an all-zero loop_config is valid (no offset, no size limit, no encryption).
-        let mut config: LoopConfig = unsafe { std::mem::zeroed() };
-        config.fd = backing.as_raw_fd() as u32;
-        config.info.flags = LO_FLAGS_AUTOCLEAR;
-        // SAFETY: ioctl(2) LOOP_CONFIGURE with a pointer to a live, fully initialised loop_config.
-        if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &config) } == 0 {
-            return Ok((path, dev));
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EBUSY) {
-            return Err(io::Error::other(format!("configure {}: {e}", path.display())));
+        match sys::loop_configure(dev.as_fd(), backing.as_fd(), LO_FLAGS_AUTOCLEAR) {
+            Ok(()) => return Ok((path, dev)),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(io::Error::other(format!("configure {}: {e}", path.display()))),
         }
     }
     Err(io::Error::other("no free loop device after 64 tries"))

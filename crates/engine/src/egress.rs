@@ -9,7 +9,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -75,15 +74,8 @@ pub fn apply(nft: &Path, netns: &OwnedFd, egress: &Egress) -> Result<(), String>
     let ns = netns.as_raw_fd();
     let mut cmd = Command::new(nft);
     cmd.args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-    // SAFETY: setns(2) is async-signal-safe; the descriptor stays open until the exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // The descriptor stays open until the exec.
+    crate::sys::before_exec(&mut cmd, crate::sys::BeforeExec { join_net: Some(ns), ..Default::default() });
     let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", nft.display()))?;
     let script = egress.script();
     child.stdin.take().expect("stdin is piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;

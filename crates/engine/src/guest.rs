@@ -15,11 +15,13 @@
 
 use crate::layout::SandboxDir;
 use crate::mounts;
+use crate::sys::{self, Cloned};
 use crate::userns::{self, IdMap, Namespaces};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, pivot_root, sethostname};
+use rustix::thread::CapabilitySet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -99,13 +101,13 @@ pub fn enter() -> Result<GuestInit, String> {
     }
     let pid1_namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
     // The guest is single-threaded here (no runtime has started yet), as clone_into needs.
-    let pid1 = match userns::clone_into(pid1_namespaces) {
-        Ok(pid) => pid,
-        Err(e) => fail(&e),
+    let pid1 = match sys::clone_into(pid1_namespaces) {
+        Ok(cloned) => cloned,
+        Err(e) => fail(&format!("clone3: {e}")),
     };
     // Neither process needs the namespaces' descriptors any more (and envd must not hold them).
     drop(sandbox_ns);
-    if pid1 == 0 {
+    let Cloned::Parent(pid1) = pid1 else {
         return match become_pid1(&config) {
             Ok(()) => {
                 report("ready");
@@ -114,7 +116,7 @@ pub fn enter() -> Result<GuestInit, String> {
             }
             Err(e) => fail(&e),
         };
-    }
+    };
     drop(listener);
     silence_stdout();
     let code = loop {
@@ -150,11 +152,7 @@ fn wait_for_cgroup() -> Result<(), String> {
         return Err("the engine did not put the sandbox in its cgroup".into());
     }
     let null = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
-    // SAFETY: dup2 onto fd 0 of a valid open fd.
-    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
-        return Err(format!("stdin from /dev/null: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    nix::unistd::dup2_stdin(&null).map_err(|e| format!("stdin from /dev/null: {e}"))
 }
 
 /// Moves this process into the sandbox's network namespace: one owned by the sandbox's user
@@ -341,26 +339,11 @@ pub fn probe_userns_main(scratch: &Path) -> u8 {
 /// Opens (creating it if needed) the file `inside` of the tree at `root` as if `root` were `/`:
 /// symlinks and `..` cannot leave it.
 fn open_in_root(root: &Path, inside: &Path) -> std::io::Result<fs::File> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
     let dir = fs::File::open(root)?;
-    let rel = std::ffi::CString::new(inside.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: an all-zero open_how is valid; its fields are set below.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-    how.mode = 0o644;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2(2) on an open directory with a NUL-terminated path and a live open_how of
-    // the size passed.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), rel.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { fs::File::from_raw_fd(fd as i32) })
+    let flags = OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    Ok(openat2(&dir, inside, flags, Mode::from_raw_mode(0o644), resolve)?.into())
 }
 
 /// `/proc` and `/sys` files that show or change the host kernel, hidden or made read-only as
@@ -463,17 +446,12 @@ pub const ALLOWED_CAPS: u64 = 0xa804_05fb;
 fn restrict_privileges() -> Result<(), String> {
     let last: u32 =
         fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
-    for cap in (0..=last).filter(|c| *c >= 64 || ALLOWED_CAPS & (1 << c) == 0) {
-        // SAFETY: prctl(2) PR_CAPBSET_DROP with a capability number.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-            return Err(format!("drop capability {cap}: {}", std::io::Error::last_os_error()));
-        }
+    // (Capability numbers fit in 64 bits: Linux has 41.)
+    for cap in (0..=last.min(63)).filter(|c| ALLOWED_CAPS & (1 << c) == 0) {
+        rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap))
+            .map_err(|e| format!("drop capability {cap}: {e}"))?;
     }
-    // SAFETY: prctl(2) PR_SET_NO_NEW_PRIVS with 1.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::thread::set_no_new_privs(true).map_err(|e| format!("no_new_privs: {e}"))
 }
 
 /// PID 1 keeps no more than the processes it starts: envd needs Docker's set (it runs commands
@@ -485,13 +463,12 @@ fn restrict_privileges() -> Result<(), String> {
 /// `/proc/1/{fd,exe,maps,environ,…}`: PID 1's descriptors and executable are the host's (the
 /// server's stderr, the `sandbank` binary), as with runc's init (CVE-2019-5736).
 fn restrict_pid1() -> Result<(), String> {
-    crate::caps::set(crate::caps::CapSets { effective: ALLOWED_CAPS, permitted: ALLOWED_CAPS })
-        .map_err(|e| format!("drop PID 1's capabilities: {e}"))?;
-    // SAFETY: prctl(2) PR_SET_DUMPABLE with 0.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(format!("make PID 1 non-dumpable: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    let allowed = CapabilitySet::from_bits_retain(ALLOWED_CAPS);
+    let sets =
+        rustix::thread::CapabilitySets { effective: allowed, permitted: allowed, inheritable: CapabilitySet::empty() };
+    rustix::thread::set_capabilities(None, sets).map_err(|e| format!("drop PID 1's capabilities: {e}"))?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| format!("make PID 1 non-dumpable: {e}"))
 }
 
 /// A tmpfs `/dev` with the usual character devices, `/dev/pts`, `/dev/ptmx` and `/dev/shm`.
@@ -549,28 +526,7 @@ fn make_dev(dev: &Path, in_userns: bool) -> Result<(), String> {
 
 /// Brings up `lo` in the new network namespace (it starts down).
 fn loopback_up() -> Result<(), String> {
-    // SAFETY: plain socket/ioctl calls on a zeroed `ifreq` naming "lo"; the fd is closed below.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(format!("socket: {}", std::io::Error::last_os_error()));
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut result = Ok(());
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            result = Err(format!("get lo flags: {}", std::io::Error::last_os_error()));
-        } else {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                result = Err(format!("bring lo up: {}", std::io::Error::last_os_error()));
-            }
-        }
-        libc::close(fd);
-        result
-    }
+    sys::interface_up(c"lo").map_err(|e| format!("bring lo up: {e}"))
 }
 
 /// One line to the engine on the stdout pipe.
@@ -584,7 +540,6 @@ fn report(line: &str) {
 /// nobody reads.
 fn silence_stdout() {
     if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
-        // SAFETY: dup2 onto fd 1 of a valid open fd.
-        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+        let _ = nix::unistd::dup2_stdout(&null);
     }
 }

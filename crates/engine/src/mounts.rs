@@ -1,39 +1,26 @@
 //! Mount trees handled by descriptor (the mount API of Linux 5.2+): cloned, idmapped, attached.
 
+use crate::sys;
 use nix::mount::{mount, MsFlags};
-use std::ffi::CString;
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-
-fn cstring(path: &Path) -> Result<CString, String> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
-}
 
 /// A detached copy of the mount at `path` (with the mounts under it when `recursive`): a new
 /// mount of the caller's namespace, which its namespace can do anything with, even when the
 /// original came from a more privileged one.
 pub fn clone_tree(path: &Path, recursive: bool) -> Result<OwnedFd, String> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let c = cstring(path)?;
-    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    use rustix::mount::OpenTreeFlags;
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
     if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
+        flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    // SAFETY: open_tree(2) on a NUL-terminated path; a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(format!("open_tree {}: {}", path.display(), io::Error::last_os_error()));
-    }
-    // SAFETY: the kernel just returned this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    rustix::mount::open_tree(rustix::fs::CWD, path, flags).map_err(|e| format!("open_tree {}: {e}", path.display()))
 }
 
 /// Makes the detached tree `tree` show its files through `userns`'s id mapping.
 pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    set_attributes(tree, MOUNT_ATTR_IDMAP, userns.as_raw_fd() as u64)
+    sys::mount_setattr(tree.as_fd(), MOUNT_ATTR_IDMAP, Some(userns)).map_err(|e| format!("mount_setattr: {e}"))
 }
 
 /// Makes the detached tree `tree` read-only, setuid-less and device-less: no write, chmod,
@@ -42,55 +29,15 @@ pub fn set_read_only(tree: &OwnedFd) -> Result<(), String> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;
-    set_attributes(tree, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0)
-}
-
-fn set_attributes(tree: &OwnedFd, attr_set: u64, userns_fd: u64) -> Result<(), String> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd };
-    // SAFETY: mount_setattr(2) on the tree's fd with an empty path and a live mount_attr of the
-    // size passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(format!("mount_setattr: {}", io::Error::last_os_error()));
-    }
-    Ok(())
+    sys::mount_setattr(tree.as_fd(), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, None)
+        .map_err(|e| format!("mount_setattr: {e}"))
 }
 
 /// Attaches the detached tree `tree` at `dst`.
 pub fn attach(tree: &OwnedFd, dst: &Path) -> Result<(), String> {
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let c = cstring(dst)?;
-    // SAFETY: move_mount(2) of the tree (empty path) onto a NUL-terminated path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 {
-        return Err(format!("move_mount to {}: {}", dst.display(), io::Error::last_os_error()));
-    }
-    Ok(())
+    use rustix::mount::MoveMountFlags;
+    rustix::mount::move_mount(tree, "", rustix::fs::CWD, dst, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| format!("move_mount to {}: {e}", dst.display()))
 }
 
 /// Mounts the directory `src` at `dst` (a directory) as seen through `userns`'s mapping: with

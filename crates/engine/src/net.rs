@@ -25,7 +25,6 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -88,15 +87,8 @@ impl Pasta {
             .stdin(Stdio::from(netns))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls (setsid, prctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Away from the server's terminal (a Ctrl-C is for the server to handle).
-                nix::unistd::setsid()?;
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                Ok(())
-            });
-        }
+        let steps = crate::sys::BeforeExec { new_session: true, die_with_parent: true, ..Default::default() };
+        crate::sys::before_exec(&mut cmd, steps);
         let mut child = spawn(cmd).await.map_err(|e| format!("start {}: {e}", exe.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = forward_stderr(child.stderr.take().expect("stderr is piped"), sandbox.to_string());

@@ -11,7 +11,6 @@ use crate::net::Pasta;
 use crate::spawner::Spawner;
 use crate::userns::{IdMap, Owner};
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,25 +150,15 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     let namespaces = if inner.userns.is_some() { libc::CLONE_NEWUSER | libc::CLONE_NEWNET } else { libc::CLONE_NEWNET };
     // The user namespace is its sandbox's: owned by a host uid of its own (see `Owner`).
     let owner = inner.userns.map(|_| Owner::fresh());
-    // SAFETY: only async-signal-safe calls (setsid, setresuid, capset, unshare, prctl) between
-    // fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            if let Some(owner) = owner {
-                owner.become_euid()?;
-            }
-            if libc::unshare(namespaces) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // After the unshare, which makes new credentials. (Its stdin closing with the
-            // server ends it too.)
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // (Its stdin closing with the server ends it too.)
+    let steps = crate::sys::BeforeExec {
+        new_session: true,
+        euid: owner.map(|o| o.0),
+        unshare: namespaces,
+        die_with_parent: true,
+        ..Default::default()
+    };
+    crate::sys::before_exec(&mut cmd, steps);
     let holder = Holder(
         inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.host_path().display()))?,
     );

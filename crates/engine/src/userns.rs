@@ -20,10 +20,10 @@
 //! root, confined by the capability set, seccomp and the masks of `guest`).
 
 use crate::mounts;
+use crate::sys::{self, Cloned};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -68,45 +68,6 @@ impl Owner {
     pub fn fresh() -> Self {
         Owner(rand::random_range(Self::RANGE))
     }
-
-    /// Makes this process's effective uid the owner's, its capabilities kept (the real and
-    /// saved uids stay root's), so that the user namespace it makes next is the owner's; a
-    /// host that restricts unprivileged user namespaces (Ubuntu's AppArmor) still sees
-    /// CAP_SYS_ADMIN. Async-signal-safe (raw syscalls only): for a child before exec.
-    pub fn become_euid(self) -> io::Result<()> {
-        // SAFETY: setresuid(2) changing only the effective uid.
-        if unsafe { libc::syscall(libc::SYS_setresuid, u32::MAX, self.0, u32::MAX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Leaving euid 0 cleared the effective set; the permitted one is intact.
-        let sets = crate::caps::get()?;
-        crate::caps::set(crate::caps::CapSets { effective: sets.permitted, ..sets })
-    }
-}
-
-/// `clone3(2)` with namespace flags and no new stack: returns like `fork`, `0` in the child. Only
-/// for a single-threaded caller (as `fork`: the child may then run any code).
-pub fn clone_into(namespaces: libc::c_int) -> Result<i32, String> {
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
-    let args = CloneArgs { flags: namespaces as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
-    // SAFETY: clone3 without CLONE_VM or a stack duplicates the process as fork does; the
-    // caller is single-threaded, so the child's copy of the address space is consistent.
-    let pid = unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) };
-    if pid < 0 {
-        return Err(format!("clone3: {}", io::Error::last_os_error()));
-    }
-    Ok(pid as i32)
 }
 
 /// A sandbox's user namespace, with `map` and a fresh [`Owner`], and a network namespace it owns,
@@ -126,48 +87,10 @@ impl Namespaces {
 
     pub fn new(map: &IdMap) -> Result<Self, String> {
         let owner = Owner::fresh();
-        let (ready_r, ready_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let (wait_r, wait_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-        let pid = clone_into(0)?;
-        if pid == 0 {
-            // The child makes the namespaces as their owner, says so (or why not), then waits for
-            // its parent to be done with it (the end of the pipe).
-            drop((ready_r, wait_w));
-            let made = owner.become_euid().and_then(|()| {
-                // SAFETY: unshare(2) with namespace flags.
-                match unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } {
-                    0 => Ok(()),
-                    _ => Err(io::Error::last_os_error()),
-                }
-            });
-            let status = [made.map_or_else(|e| e.raw_os_error().unwrap_or(libc::EIO) as u8, |()| 0)];
-            let mut byte = [0u8];
-            // SAFETY: write(2) and read(2) of live one-byte buffers, then _exit(2).
-            unsafe {
-                libc::write(ready_w.as_raw_fd(), status.as_ptr().cast(), 1);
-                libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
-                libc::_exit(0)
-            }
-        }
-        drop((ready_w, wait_r));
-        let mut status = [0u8];
-        let said = loop {
-            match nix::unistd::read(&ready_r, &mut status) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                r => break r,
-            }
-        };
-        let result = match said {
-            Ok(1) if status[0] == 0 => map.write_maps(pid).and_then(|()| Self::of(pid)),
-            Ok(1) => Err(format!(
-                "make the user namespace as uid {}: {}",
-                owner.0,
-                io::Error::from_raw_os_error(status[0].into())
-            )),
-            _ => Err("make the user namespace: the child died".into()),
-        };
-        drop(wait_w);
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        let holder = sys::make_namespaces_as(owner.0, libc::CLONE_NEWUSER | libc::CLONE_NEWNET)
+            .map_err(|e| format!("make the user namespace as uid {}: {e}", owner.0))?;
+        let result = map.write_maps(holder.pid).and_then(|()| Self::of(holder.pid));
+        holder.release();
         result
     }
 
@@ -198,21 +121,18 @@ pub fn namespace_of(pid: i32, kind: &str) -> Result<OwnedFd, String> {
 /// that user. (Leaving fsuid 0 drops the file capabilities; they are raised again here, and come
 /// back by themselves with fsuid 0.)
 pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String> {
-    // SAFETY: setfsuid/setfsgid change only this thread's file system ids; the guest is
-    // single-threaded here.
-    unsafe {
-        libc::setfsgid(map.host_base);
-        libc::setfsuid(map.host_base);
-    }
-    let raised = crate::caps::get()
-        .and_then(|sets| crate::caps::set(crate::caps::CapSets { effective: sets.permitted, ..sets }))
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySets};
+    // They change only this thread's file system ids.
+    setfsgid(Gid::from_raw(map.host_base));
+    setfsuid(Uid::from_raw(map.host_base));
+    let raised = capabilities(None)
+        .and_then(|sets| set_capabilities(None, CapabilitySets { effective: sets.permitted, ..sets }))
         .map_err(|e| format!("raise the capabilities: {e}"));
     let result = raised.map(|()| f());
-    // SAFETY: as above; back to root's file system ids, which restores the file capabilities.
-    unsafe {
-        libc::setfsuid(0);
-        libc::setfsgid(0);
-    }
+    // Back to root's file system ids, which restores the file capabilities.
+    setfsuid(Uid::from_raw(0));
+    setfsgid(Gid::from_raw(0));
     result
 }
 
@@ -275,10 +195,10 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     // user namespaces, then PID 1 in new mount and PID namespaces, starting in the overlay (the
     // host directories above it, the data directory among them, are out of its reach).
     std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;
-    let launcher = clone_into(0)?;
-    if launcher == 0 {
-        exit_child(launch_probe_sandbox(&ns));
-    }
+    let launcher = match sys::clone_into(0).map_err(|e| format!("clone3: {e}"))? {
+        Cloned::Child => exit_child(launch_probe_sandbox(&ns)),
+        Cloned::Parent(pid) => pid,
+    };
     let status =
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(launcher), None).map_err(|e| format!("wait: {e}"))?;
     if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
@@ -295,10 +215,10 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
 fn launch_probe_sandbox(ns: &Namespaces) -> Result<i32, String> {
     ns.enter_net()?;
     ns.enter_user()?;
-    let pid = clone_into(libc::CLONE_NEWNS | libc::CLONE_NEWPID)?;
-    if pid == 0 {
-        exit_child(probe_as_sandbox_root().map(|()| 0));
-    }
+    let pid = match sys::clone_into(libc::CLONE_NEWNS | libc::CLONE_NEWPID).map_err(|e| format!("clone3: {e}"))? {
+        Cloned::Child => exit_child(probe_as_sandbox_root().map(|()| 0)),
+        Cloned::Parent(pid) => pid,
+    };
     match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).map_err(|e| format!("wait: {e}"))? {
         nix::sys::wait::WaitStatus::Exited(_, code) => Ok(code),
         other => Err(format!("the probe's sandbox ended with {other:?}")),
@@ -312,8 +232,7 @@ fn exit_child(result: Result<i32, String>) -> ! {
         eprintln!("{e}");
         1
     });
-    // SAFETY: _exit(2) only ends this process.
-    unsafe { libc::_exit(code) }
+    sys::exit_now(code)
 }
 
 /// The probe's sandbox: takes root's ids in its user namespace, then, in the overlay (its working

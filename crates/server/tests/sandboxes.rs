@@ -204,16 +204,8 @@ async fn sigterm_with_running_sandboxes_exits_within_5_s() {
         let _ = tx.send_request(r).await;
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    // This server's guests: `sandbank guest` processes in its cgroups (their command line names
-    // no host path).
-    let cgroup = sandbank_engine::engine::cgroup_name(&s.data_dir.canonicalize().unwrap());
-    let guests = || {
-        let procs = std::fs::read_dir("/proc").unwrap().filter_map(Result::ok);
-        procs
-            .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.starts_with(b"sandbank\0guest\0")))
-            .filter(|e| std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&cgroup)))
-            .count()
-    };
+    let data_dir = s.data_dir.clone();
+    let guests = || common::host::guests(&data_dir).len();
     assert!(guests() >= 4, "the guests should be visible before the stop");
     let t0 = Instant::now();
     s.stop();

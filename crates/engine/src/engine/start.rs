@@ -11,11 +11,10 @@ use crate::layout::SandboxDir;
 use crate::net;
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
+use crate::sys;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
-use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// What a sandbox is started on: its template and the snapshot layers over it.
@@ -129,26 +128,17 @@ impl Engine {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: only async-signal-safe calls (setsid, prctl, unshare, close_range) between fork
-        // and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                // No descriptor the server inherited (a shell's redirections, a parent's pipes)
-                // goes into the sandbox: only stdio survives the exec. (Kernels before 5.11 lack
-                // the flag; then inherited descriptors pass, as before.)
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Its own mount namespace, for the sandbox's root; PID 1's namespaces are the
-                // guest's to make (see `guest`).
-                if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // No descriptor the server inherited (a shell's redirections, a parent's pipes) goes into
+        // the sandbox: only stdio. Its own mount namespace, for the sandbox's root; PID 1's
+        // namespaces are the guest's to make (see `guest`).
+        let steps = sys::BeforeExec {
+            new_session: true,
+            close_inherited: true,
+            unshare: libc::CLONE_NEWNS,
+            die_with_parent: true,
+            ..Default::default()
+        };
+        sys::before_exec(&mut cmd, steps);
         let mut child = match self.spawner.spawn(cmd).await {
             Ok(c) => c,
             Err(e) => {
@@ -321,15 +311,14 @@ impl Engine {
         mut child: std::process::Child,
         exited: watch::Sender<bool>,
     ) -> Result<(), EngineError> {
-        let pidfd = pidfd_open(child.id() as i32).map_err(io_ctx("pidfd_open".into()))?;
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid is positive");
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .map_err(|e| io_ctx("pidfd_open".into())(e.into()))?;
         let cgroups = self.cgroups.clone();
         let layout = self.layout.clone();
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
-            // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the same for its life.
-            if let Ok(fd) = unsafe { AsyncFd::register(pidfd) } {
-                let _ = fd.readable().await;
-            }
+            let _ = sys::readable(pidfd).await;
             let _ = child.wait();
             let id2 = id.clone();
             let cleaned = tokio::task::spawn_blocking(move || {
@@ -386,14 +375,4 @@ impl GuestReport {
             got => Err(format!("unexpected report from the guest: {got:?}, not {line:?}")),
         }
     }
-}
-
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }

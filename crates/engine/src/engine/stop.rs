@@ -72,9 +72,9 @@ impl Engine {
                 continue;
             };
             if !*exited.borrow() {
-                // SAFETY: the launcher is our unreaped child (the exit watcher reaps it before it
-                // marks the sandbox exited), so the pid cannot name another process.
-                unsafe { libc::kill(launcher, libc::SIGKILL) };
+                // The launcher is our unreaped child (the exit watcher reaps it before it marks
+                // the sandbox exited), so the pid cannot name another process.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), nix::sys::signal::Signal::SIGKILL);
                 if frozen {
                     // A frozen process takes its SIGKILL when thawed.
                     let (cgroups, id2) = (self.cgroups.clone(), id.to_string());

@@ -49,17 +49,17 @@ pub fn staging_entries(data: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Guest processes of this data directory (their command line names its config file).
+/// Guest processes of the server on this data directory: `sandbank guest` processes in its
+/// cgroups (their command line names no host path).
 pub fn guests(data: &Path) -> Vec<i32> {
-    let needle = data.to_string_lossy().into_owned();
+    let cgroup = sandbank_engine::engine::cgroup_name(&data.canonicalize().unwrap_or_else(|_| data.to_path_buf()));
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            cmd.contains(" guest ") && cmd.contains(&needle)
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sandbank\0guest"))
+                && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&cgroup))
         })
         .filter(|pid| {
             // A zombie is already dead.

@@ -1,0 +1,304 @@
+//! The engine's raw system calls, each behind a safe function: the rest of the crate has no
+//! `unsafe` (`#![deny(unsafe_code)]` in lib.rs). What rustix or nix wraps is used from them
+//! directly; here is only what they lack: `mount_setattr`, `clone3` into new namespaces, the
+//! steps a child takes between fork and exec, loop-device and interface ioctls, and a pidfd's
+//! readiness on tokio.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// `mount_setattr(2)` on the detached tree `tree` (empty path): sets `attr_set`
+/// (`MOUNT_ATTR_*`), with `userns` for `MOUNT_ATTR_IDMAP`.
+pub fn mount_setattr(tree: BorrowedFd<'_>, attr_set: u64, userns: Option<BorrowedFd<'_>>) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let userns_fd = userns.map_or(0, |fd| fd.as_raw_fd() as u64);
+    let attr = MountAttr { attr_set, attr_clr: 0, propagation: 0, userns_fd };
+    // SAFETY: mount_setattr(2) on a live fd with an empty NUL-terminated path and a live
+    // mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(r).map(drop)
+}
+
+/// Which side of a [`clone_into`] this is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cloned {
+    Child,
+    Parent(i32),
+}
+
+/// `clone3(2)` with namespace flags and no new stack: returns like `fork`, in both processes.
+/// Refused unless this process has a single thread, which makes it sound for the child to run
+/// any code (no other thread held a lock the child would inherit); the check cannot race, since
+/// only this thread could start another.
+pub fn clone_into(namespaces: libc::c_int) -> io::Result<Cloned> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!("clone3 into new namespaces needs a single thread, not {threads}")));
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let args = CloneArgs { flags: namespaces as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // SAFETY: clone3 without CLONE_VM or a stack duplicates the process as fork does; the
+    // process is single-threaded (checked above), so the child's copy is consistent.
+    match check(unsafe { libc::syscall(libc::SYS_clone3, &args, std::mem::size_of::<CloneArgs>()) })? {
+        0 => Ok(Cloned::Child),
+        pid => Ok(Cloned::Parent(pid as i32)),
+    }
+}
+
+/// A child that made new namespaces as another effective uid (see [`make_namespaces_as`]),
+/// waiting to be released: its namespaces stay reachable through `/proc/<pid>/ns/*` until then.
+#[derive(Debug)]
+pub struct NamespaceHolder {
+    pub pid: i32,
+    /// Closing it lets the child exit.
+    release: OwnedFd,
+}
+
+impl NamespaceHolder {
+    /// Lets the child exit, and reaps it.
+    pub fn release(self) {
+        let pid = self.pid;
+        drop(self.release);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    }
+}
+
+/// Forks a child that takes `euid` as its effective uid (its capabilities kept: real and saved
+/// uids stay root's), makes the namespaces `flags` with `unshare`, and waits. So the new user
+/// namespace is owned by `euid`. The child makes only raw system calls, so this is sound from
+/// any thread.
+pub fn make_namespaces_as(euid: u32, flags: libc::c_int) -> io::Result<NamespaceHolder> {
+    let (ready_r, ready_w) = nix::unistd::pipe()?;
+    let (wait_r, wait_w) = nix::unistd::pipe()?;
+    // SAFETY: the child runs only async-signal-safe system calls and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Its copies of the parent's ends: the read below ends when the parent's is closed.
+        drop((ready_r, wait_w));
+        let status = match set_euid_keeping_caps(euid) {
+            // SAFETY: unshare(2) with namespace flags.
+            Ok(()) if unsafe { libc::unshare(flags) } == 0 => 0u8,
+            Ok(()) => io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) as u8,
+            Err(e) => e.raw_os_error().unwrap_or(libc::EIO) as u8,
+        };
+        let mut byte = [0u8];
+        // SAFETY: write(2) and read(2) of live one-byte buffers on open pipes, then _exit(2).
+        unsafe {
+            libc::write(ready_w.as_raw_fd(), [status].as_ptr().cast(), 1);
+            libc::read(wait_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+            libc::_exit(0)
+        }
+    }
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop((ready_w, wait_r));
+    let holder = NamespaceHolder { pid, release: wait_w };
+    let mut status = [0u8];
+    let said = loop {
+        match nix::unistd::read(&ready_r, &mut status) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => break r,
+        }
+    };
+    match said {
+        Ok(1) if status[0] == 0 => Ok(holder),
+        Ok(1) => {
+            holder.release();
+            Err(io::Error::from_raw_os_error(status[0].into()))
+        }
+        _ => {
+            holder.release();
+            Err(io::Error::other("the child died"))
+        }
+    }
+}
+
+/// Makes `euid` this thread's effective uid and raises its effective capabilities again from
+/// the permitted set, which leaving euid 0 kept (the real and saved uids stay root's). Raw
+/// system calls only: fit for a child between fork and exec.
+pub fn set_euid_keeping_caps(euid: u32) -> io::Result<()> {
+    use rustix::thread::{capabilities, set_capabilities, set_thread_res_uid, CapabilitySets};
+    set_thread_res_uid(None, Some(rustix::process::Uid::from_raw(euid)), None)?;
+    let sets = capabilities(None)?;
+    set_capabilities(None, CapabilitySets { effective: sets.permitted, ..sets })?;
+    Ok(())
+}
+
+/// What a child does between fork and exec, in this order. Each step is a raw system call, as
+/// the time between fork and exec allows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BeforeExec {
+    /// `setsid`: away from the server's terminal (a Ctrl-C is the server's to handle).
+    pub new_session: bool,
+    /// Marks every descriptor past stdio close-on-exec (`close_range`; kernels before 5.11 lack
+    /// the flag, and then inherited descriptors pass).
+    pub close_inherited: bool,
+    /// [`set_euid_keeping_caps`] before the unshare, for a user namespace owned by that uid.
+    pub euid: Option<u32>,
+    /// `unshare` of these namespaces (0: none).
+    pub unshare: libc::c_int,
+    /// `setns` into this network namespace (a descriptor that stays open until the exec).
+    pub join_net: Option<RawFd>,
+    /// SIGKILL when the thread that forked it ends (set last: changing credentials clears it).
+    pub die_with_parent: bool,
+}
+
+/// Has `cmd`'s child take `steps` before its exec.
+pub fn before_exec(cmd: &mut std::process::Command, steps: BeforeExec) {
+    // SAFETY: the closure makes only async-signal-safe system calls (setsid, close_range,
+    // setresuid, capget/capset, unshare, setns, prctl), as a child between fork and exec must.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ok = |r: libc::c_int| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
+            if steps.new_session {
+                libc::setsid();
+            }
+            if steps.close_inherited {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            }
+            if let Some(euid) = steps.euid {
+                set_euid_keeping_caps(euid)?;
+            }
+            if steps.unshare != 0 {
+                ok(libc::unshare(steps.unshare))?;
+            }
+            if let Some(ns) = steps.join_net {
+                ok(libc::setns(ns, libc::CLONE_NEWNET))?;
+            }
+            if steps.die_with_parent {
+                ok(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Waits until `fd` (a pidfd, say) is readable, on the tokio runtime.
+pub async fn readable(fd: OwnedFd) -> io::Result<()> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for its
+    // life.
+    let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(io::Error::from)?;
+    fd.readable().await.map(drop)
+}
+
+/// `sync_file_range(2)` with `SYNC_FILE_RANGE_WRITE`: starts writeback of a range, waits for
+/// nothing (rustix and nix lack it).
+pub fn start_writeback(fd: BorrowedFd<'_>, offset: i64, len: i64) {
+    // SAFETY: sync_file_range(2) on a live fd with plain integer arguments.
+    unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+/// `LOOP_CTL_GET_FREE` on `/dev/loop-control`: the number of a free loop device.
+pub fn loop_get_free(control: BorrowedFd<'_>) -> io::Result<u32> {
+    const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+    // SAFETY: ioctl(2) LOOP_CTL_GET_FREE takes no argument.
+    let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    check(n.into()).map(|n| n as u32)
+}
+
+/// `LOOP_CONFIGURE`: binds the loop device `dev` to `backing` with these `LO_FLAGS_*`.
+pub fn loop_configure(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+    #[repr(C)]
+    struct LoopInfo64 {
+        device: u64,
+        inode: u64,
+        rdevice: u64,
+        offset: u64,
+        sizelimit: u64,
+        number: u32,
+        encrypt_type: u32,
+        encrypt_key_size: u32,
+        flags: u32,
+        file_name: [u8; 64],
+        crypt_name: [u8; 64],
+        encrypt_key: [u8; 32],
+        init: [u64; 2],
+    }
+    #[repr(C)]
+    struct LoopConfig {
+        fd: u32,
+        block_size: u32,
+        info: LoopInfo64,
+        reserved: [u64; 8],
+    }
+    // SAFETY: an all-zero loop_config is valid (no offset, no size limit, no encryption).
+    let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+    config.fd = backing.as_raw_fd() as u32;
+    config.info.flags = flags;
+    // SAFETY: ioctl(2) LOOP_CONFIGURE with a pointer to a live, fully initialised loop_config.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &config) };
+    check(r.into()).map(drop)
+}
+
+/// Brings the network interface `name` up (`SIOCGIFFLAGS`, then `SIOCSIFFLAGS` with
+/// `IFF_UP | IFF_RUNNING`).
+pub fn interface_up(name: &CStr) -> io::Result<()> {
+    let bytes = name.to_bytes();
+    if bytes.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: an all-zero ifreq is valid; the name is set below, within IFNAMSIZ with its NUL.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in bytes.iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS on an open socket with a live ifreq naming the interface;
+    // `ifru_flags` is the union member these requests use.
+    unsafe {
+        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).into())?;
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req).into())?;
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: ends this process at once, without the exit handlers (for a forked child, whose
+/// handlers are its parent's).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit(2) only ends this process.
+    unsafe { libc::_exit(code) }
+}

@@ -136,24 +136,56 @@ pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String
     result
 }
 
+/// How long [`check`] waits for the probe: it takes a few milliseconds; one that hangs (a
+/// kernel or filesystem that blocks a mount) must not hang the server's start.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Whether sandboxes can have a user namespace here: runs [`probe`] as `guest_exe guest
 /// --probe-userns SCRATCH` (a process of its own: a multi-threaded one cannot leave its mount
 /// namespace) on scratch directories at `scratch`, which must be on the data directory's
 /// filesystem, and removes them. `Err` says why not.
 pub fn check(guest_exe: &Path, scratch: &Path) -> Result<IdMap, String> {
     let _ = crate::template::remove_all(scratch);
-    let out = std::process::Command::new(guest_exe)
+    let result = run_probe(guest_exe, scratch);
+    let _ = crate::template::remove_all(scratch);
+    result.map(|()| IdMap::DEFAULT)
+}
+
+fn run_probe(guest_exe: &Path, scratch: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(guest_exe)
         .arg("guest")
         .arg("--probe-userns")
         .arg(scratch)
         .env_clear()
         .stdin(std::process::Stdio::null())
-        .output();
-    let _ = crate::template::remove_all(scratch);
-    match out {
-        Ok(o) if o.status.success() => Ok(IdMap::DEFAULT),
-        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-        Err(e) => Err(format!("start {}: {e}", guest_exe.display())),
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", guest_exe.display()))?;
+    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the check did not finish in {PROBE_TIMEOUT:?}"));
+            }
+            Err(e) => return Err(format!("wait for the check: {e}")),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut why = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut why);
+    }
+    match why.trim() {
+        "" => Err(format!("the check failed ({status})")),
+        why => Err(why.to_string()),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   (with directory watches) on top; [`signature`]: signed `/files` URLs.
 //! - [`sandbox`]: [`Sandbox`], tying it together.
 
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod commands;
 pub mod config;

@@ -8,6 +8,8 @@
 //! - [`pagination`]: the keyset cursor carried in `X-Next-Token`.
 //! - [`metadata`]: the SDK's triple-encoded metadata filter.
 
+#![deny(unsafe_code)]
+
 pub mod body;
 pub mod connect;
 pub mod filesystem;

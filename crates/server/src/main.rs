@@ -1,6 +1,8 @@
 //! `sandbank`: the local engine's server, the CLI (sandboxes, snapshots, doctor) and the guest
 //! agent inside each sandbox.
 
+#![deny(unsafe_code)]
+
 mod api;
 mod cli;
 mod envd;
@@ -8,6 +10,9 @@ mod guest;
 mod http_server;
 mod proxy;
 mod serve;
+// The one module with `unsafe`: every raw system call the server and envd make.
+#[allow(unsafe_code)]
+mod sys;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -197,8 +197,7 @@ fn heap_stats_from_env() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let spawned = std::thread::Builder::new().name("sandbank-heap-stats".into()).spawn(move || loop {
-            // SAFETY: mallinfo2 has no preconditions; it only reads malloc's own counters.
-            let m = unsafe { libc::mallinfo2() };
+            let (in_use, free, mmapped, arena) = crate::sys::heap_info();
             let rss_anon_kb = std::fs::read_to_string("/proc/self/status")
                 .ok()
                 .and_then(|s| {
@@ -208,10 +207,10 @@ fn heap_stats_from_env() {
                 })
                 .unwrap_or(0);
             tracing::info!(
-                in_use_kb = (m.uordblks + m.hblkhd) / 1024,
-                free_kb = m.fordblks / 1024,
-                mmapped_kb = m.hblkhd / 1024,
-                arena_kb = m.arena / 1024,
+                in_use_kb = in_use / 1024,
+                free_kb = free / 1024,
+                mmapped_kb = mmapped / 1024,
+                arena_kb = arena / 1024,
                 rss_anon_kb,
                 "heap stats"
             );
@@ -239,8 +238,7 @@ fn own_mount_namespace() -> anyhow::Result<()> {
 
 /// Sandboxes need namespaces, mounts and cgroups: root, or at least CAP_SYS_ADMIN.
 fn check_privileges() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid == 0 {
         return Ok(());
     }
@@ -329,8 +327,7 @@ async fn trim_when_quiet(activity: Arc<Activity>) {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
             let t0 = std::time::Instant::now();
-            // SAFETY: malloc_trim has no preconditions.
-            let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+            let _ = tokio::task::spawn_blocking(crate::sys::trim_heap).await;
             tracing::debug!(took = ?t0.elapsed(), "quiet: freed heap memory given back");
         }
     }

@@ -2,6 +2,8 @@
 //! (`--listen 127.0.0.1:0`), reads its `listening on` line, keeps its stderr, and stops it with
 //! SIGTERM, asserting a clean exit within 5 s as the server promises.
 
+#![deny(unsafe_code)]
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read};

@@ -83,8 +83,7 @@ pub fn run_checks() -> Vec<Check> {
 }
 
 fn privileges() -> Check {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid == 0 {
         return check(Status::Ok, "privileges", "running as root");
     }
@@ -109,8 +108,7 @@ fn privileges() -> Check {
 /// checked as the server checks it at start (root only: it mounts).
 fn user_namespace() -> Check {
     const NAME: &str = "root mapping";
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return check(Status::Warn, NAME, "not checked: run doctor as root to check the user namespace of sandboxes");
     }
     let (Some(dir), Ok(exe)) = (data_dir(), std::env::current_exe()) else {
@@ -195,35 +193,6 @@ fn overlayfs() -> Check {
     }
 }
 
-/// Whether a child can `unshare(flag)`: `Ok(())` or the errno.
-fn try_unshare(flag: libc::c_int) -> Result<(), nix::errno::Errno> {
-    // SAFETY: the child only calls async-signal-safe functions (unshare, _exit) before exiting.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    if pid == 0 {
-        // SAFETY: unshare takes flags only; _exit never returns.
-        unsafe {
-            let code = if libc::unshare(flag) == 0 { 0 } else { *libc::__errno_location() & 0xff };
-            libc::_exit(code);
-        }
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child forked above; `status` is a valid pointer.
-    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    if r < 0 {
-        return Err(nix::errno::Errno::last());
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else if libc::WIFEXITED(status) {
-        Err(nix::errno::Errno::from_raw(libc::WEXITSTATUS(status)))
-    } else {
-        Err(nix::errno::Errno::UnknownErrno)
-    }
-}
-
 fn namespaces() -> Vec<Check> {
     [
         ("user", "user", libc::CLONE_NEWUSER),
@@ -242,7 +211,7 @@ fn namespaces() -> Vec<Check> {
                 format!("{path} is missing: the kernel lacks CONFIG_{}_NS", name.to_uppercase()),
             );
         }
-        match try_unshare(flag) {
+        match crate::sys::child_can_unshare(flag) {
             Ok(()) => check(Status::Ok, &label, "a child can unshare it"),
             Err(e) => check(
                 Status::Missing,

@@ -7,14 +7,14 @@
 //! process, so the calls here are the raw per-thread system calls.
 
 use super::users::User;
+use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
 use std::io;
 
 /// Runs `f` on this thread as `user` for file access (fsuid, fsgid, supplementary groups); `Err`
 /// only when the thread could not take them. `f` must not await: another task would run with
 /// these credentials. For root, or when envd is not root (its tests, run by a user), `f` just runs.
 pub fn as_user<R>(user: &User, f: impl FnOnce() -> R) -> io::Result<R> {
-    // SAFETY: geteuid has no preconditions.
-    if user.uid == 0 || unsafe { libc::geteuid() } != 0 {
+    if user.uid == 0 || !rustix::process::geteuid().is_root() {
         return Ok(f());
     }
     let _back = Switched::to(user)?;
@@ -23,7 +23,7 @@ pub fn as_user<R>(user: &User, f: impl FnOnce() -> R) -> io::Result<R> {
 
 /// The thread's credentials while switched; root's come back on drop, also on a panic.
 struct Switched {
-    groups: Vec<libc::gid_t>,
+    groups: Vec<u32>,
 }
 
 impl Switched {
@@ -31,12 +31,10 @@ impl Switched {
         let groups = thread_groups()?;
         let switched = Switched { groups };
         set_groups(&user.groups)?;
-        // setfsuid/setfsgid report the previous id, not an error: read the new one back.
-        // SAFETY: setfsgid(2)/setfsuid(2) take an id and change only this thread's credentials.
-        unsafe {
-            libc::syscall(libc::SYS_setfsgid, user.gid);
-            libc::syscall(libc::SYS_setfsuid, user.uid);
-        }
+        // setfsuid/setfsgid report the previous id, not an error: read the new one back. (glibc's
+        // change only this thread's, as the kernel's calls do.)
+        setfsgid(Gid::from_raw(user.gid));
+        setfsuid(Uid::from_raw(user.uid));
         if fs_ids() != (user.uid, user.gid) {
             // `switched` restores what was changed as it goes.
             return Err(io::Error::other(format!("cannot act as {} (uid {}): setfsuid refused", user.name, user.uid)));
@@ -47,11 +45,9 @@ impl Switched {
 
 impl Drop for Switched {
     fn drop(&mut self) {
-        // SAFETY: as above; root's ids (0) are the ones envd runs with.
-        unsafe {
-            libc::syscall(libc::SYS_setfsuid, 0);
-            libc::syscall(libc::SYS_setfsgid, 0);
-        }
+        // Root's ids (0) are the ones envd runs with.
+        setfsuid(Uid::from_raw(0));
+        setfsgid(Gid::from_raw(0));
         if set_groups(&self.groups).is_err() || fs_ids() != (0, 0) {
             // A thread left with a sandbox user's credentials would act as that user for whatever
             // runs on it next: better to stop here.
@@ -63,33 +59,18 @@ impl Drop for Switched {
 
 /// The thread's (fsuid, fsgid): an invalid id (-1) changes nothing and returns the current one.
 fn fs_ids() -> (u32, u32) {
-    // SAFETY: as above, with -1: no change.
-    unsafe { (libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32, libc::syscall(libc::SYS_setfsgid, u32::MAX) as u32) }
+    (setfsuid(Uid::from_raw(u32::MAX)).as_raw(), setfsgid(Gid::from_raw(u32::MAX)).as_raw())
 }
 
-fn thread_groups() -> io::Result<Vec<libc::gid_t>> {
-    // SAFETY: getgroups(2) with size 0 only counts.
-    let n = unsafe { libc::syscall(libc::SYS_getgroups, 0, std::ptr::null_mut::<libc::gid_t>()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut groups = vec![0 as libc::gid_t; n as usize];
-    // SAFETY: the buffer holds `n` gids, as passed.
-    let n = unsafe { libc::syscall(libc::SYS_getgroups, n, groups.as_mut_ptr()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    groups.truncate(n as usize);
-    Ok(groups)
+/// This thread's supplementary groups (getgroups(2) reads the calling thread's).
+fn thread_groups() -> io::Result<Vec<u32>> {
+    Ok(rustix::process::getgroups()?.into_iter().map(|g| g.as_raw()).collect())
 }
 
+/// The raw per-thread setgroups(2).
 fn set_groups(groups: &[u32]) -> io::Result<()> {
-    // SAFETY: setgroups(2), the raw per-thread call, with a buffer of `len` gids.
-    let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    let groups: Vec<rustix::process::Gid> = groups.iter().map(|g| rustix::process::Gid::from_raw(*g)).collect();
+    Ok(rustix::thread::set_thread_groups(&groups)?)
 }
 
 #[cfg(test)]
@@ -110,8 +91,7 @@ mod tests {
 
     #[test]
     fn a_user_gets_its_own_rights_and_root_its_back() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: needs root");
             return;
         }

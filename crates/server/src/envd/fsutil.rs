@@ -136,8 +136,7 @@ pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
 
 /// Gives `path` to `user` when envd runs as root (otherwise it already owns what it creates).
 pub fn chown_to(path: &Path, user: &User) -> io::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Ok(());
     }
     std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
@@ -170,31 +169,15 @@ pub fn create_dirs(dir: &Path, user: &User) -> io::Result<bool> {
 /// also when a symlink leads there): those name what PID 1 holds from the host, not a path in
 /// the sandbox. Ordinary symlinks are followed, inside the sandbox's root.
 pub fn open_file(path: &Path, flags: libc::c_int, mode: u32) -> io::Result<std::fs::File> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let c =
-        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let flags = flags | libc::O_CLOEXEC;
-    // SAFETY: an all-zero open_how is valid; its fields are set below.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    how.mode = if flags & libc::O_CREAT != 0 { u64::from(mode) } else { 0 };
-    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2(2) with a NUL-terminated path and a pointer to a live open_how of the
-    // size passed.
-    let mut fd = unsafe {
-        libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, c.as_ptr(), &how, std::mem::size_of::<libc::open_how>())
-    } as libc::c_int;
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::from_bits_retain((flags | libc::O_CLOEXEC) as u32);
+    let mode = if flags.contains(OFlags::CREATE) { Mode::from_raw_mode(mode) } else { Mode::empty() };
+    let fd = match rustix::fs::openat2(rustix::fs::CWD, path, flags, mode, ResolveFlags::NO_MAGICLINKS) {
         // Before Linux 5.6: PID 1 has no capability that makes magic links dangerous.
-        // SAFETY: open(2) with a NUL-terminated path.
-        fd = unsafe { libc::open(c.as_ptr(), flags, mode) };
-    }
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+        Err(rustix::io::Errno::NOSYS) => rustix::fs::open(path, flags, mode)?,
+        r => r?,
+    };
+    Ok(fd.into())
 }
 
 pub fn is_no_space(e: &io::Error) -> bool {

@@ -66,15 +66,12 @@ impl Proc {
         if self.exited.load(Ordering::SeqCst) {
             return Ok(());
         }
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        let rc = unsafe { libc::kill(-(self.pid as i32), sig) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::ESRCH) {
-                return Err(ConnectError::new(Code::Internal, format!("signalling process {}: {err}", self.pid)));
-            }
+        let signal = nix::sys::signal::Signal::try_from(sig)
+            .map_err(|e| ConnectError::new(Code::Internal, format!("signal {sig}: {e}")))?;
+        match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid as i32), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(err) => Err(ConnectError::new(Code::Internal, format!("signalling process {}: {err}", self.pid))),
         }
-        Ok(())
     }
 
     /// Attaches a new stream; its first event is `start`. `None` if the process has ended.
@@ -210,6 +207,7 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
     let mut env = environment(user, &envd.opts.env_vars, &config.envs);
     let mut cmd = std::process::Command::new(&config.cmd);
     cmd.args(&config.args).current_dir(&cwd);
+    let mut steps = crate::sys::CommandChild::default();
     let master = match req.pty {
         Some(p) => {
             // The child gets the slave as its controlling terminal in a new session.
@@ -220,15 +218,7 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
                 fd.try_clone().map_err(|e| ConnectError::new(Code::Internal, format!("duplicating the terminal: {e}")))
             };
             cmd.stdin(Stdio::from(dup(&slave)?)).stdout(Stdio::from(dup(&slave)?)).stderr(Stdio::from(slave));
-            // SAFETY: setsid and ioctl are async-signal-safe; nothing is allocated.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            steps.terminal = true;
             if !env.iter().any(|(k, _)| k == "TERM") {
                 env.push(("TERM".into(), "xterm-256color".into()));
             }
@@ -243,27 +233,16 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
         }
     };
     cmd.env_clear().envs(env);
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     if euid == 0 {
-        let (uid, gid, groups) = (user.uid, user.gid, user.groups.clone());
-        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // system calls (setgroups, setgid, setuid) on data allocated before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                let gids: Vec<libc::gid_t> = groups.iter().map(|g| *g as libc::gid_t).collect();
-                if libc::setgroups(gids.len(), gids.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        steps.user = Some((user.uid, user.gid, user.groups.clone()));
     } else if euid != user.uid {
         return Err(ConnectError::new(
             Code::PermissionDenied,
             format!("envd runs as uid {euid} and cannot start processes as user {:?}", user.name),
         ));
     }
+    crate::sys::command_child(&mut cmd, steps);
 
     let (mut child, exit) = envd.processes.reaper.spawn(&mut cmd).map_err(|e| spawn_error(&config.cmd, e))?;
     let pid = child.id();

@@ -1,7 +1,7 @@
 //! Pseudo-terminals for PTY processes: the master side, non-blocking on the tokio reactor.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 
 /// The master side of a process's terminal.
@@ -10,18 +10,11 @@ pub struct Master {
 }
 
 fn set_flags(fd: &OwnedFd, nonblock: bool) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on an owned, open descriptor has no memory-safety preconditions.
-    unsafe {
-        if libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if nonblock {
-            let fl = libc::fcntl(raw, libc::F_GETFL);
-            if fl < 0 || libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+    use rustix::io::{fcntl_setfd, FdFlags};
+    fcntl_setfd(fd, FdFlags::CLOEXEC)?;
+    if nonblock {
+        let fl = rustix::fs::fcntl_getfl(fd)?;
+        rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK)?;
     }
     Ok(())
 }
@@ -38,8 +31,7 @@ pub fn open(cols: u32, rows: u32) -> io::Result<(Master, OwnedFd)> {
     let pty = nix::pty::openpty(Some(&ws), None).map_err(io::Error::from)?;
     set_flags(&pty.master, true)?;
     set_flags(&pty.slave, false)?;
-    // SAFETY: the descriptor is owned by the AsyncFd and neither replaced nor closed while registered.
-    let fd = unsafe { AsyncFd::register(pty.master) }.map_err(io::Error::from)?;
+    let fd = crate::sys::async_fd(pty.master)?;
     Ok((Master { fd }, pty.slave))
 }
 
@@ -56,15 +48,7 @@ impl Master {
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut guard = self.fd.writable().await?;
-            let res = guard.try_io(|fd| {
-                // SAFETY: data is a valid readable buffer of data.len() bytes.
-                let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
+            let res = guard.try_io(|fd| nix::unistd::write(fd, data).map_err(io::Error::from));
             match res {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -78,11 +62,6 @@ impl Master {
     /// Sets the terminal size (TIOCSWINSZ); the foreground process group gets SIGWINCH.
     pub fn resize(&self, cols: u32, rows: u32) -> io::Result<()> {
         let ws = winsize(cols, rows);
-        // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer.
-        let rc = unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        crate::sys::set_window_size(self.fd.get_ref().as_fd(), &ws)
     }
 }

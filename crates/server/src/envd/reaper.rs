@@ -48,13 +48,7 @@ impl Reaper {
     fn reap(&self) {
         let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         if self.reap_all {
-            loop {
-                let mut status = 0;
-                // SAFETY: waitpid with a valid out-pointer has no memory-safety preconditions.
-                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-                if pid <= 0 {
-                    break;
-                }
+            while let Ok(Some((pid, status))) = crate::sys::wait_nohang(None) {
                 if let Some(tx) = waiters.remove(&pid) {
                     let _ = tx.send(ExitStatus::from_raw(status));
                 }
@@ -62,16 +56,17 @@ impl Reaper {
         } else {
             let pids: Vec<i32> = waiters.keys().copied().collect();
             for pid in pids {
-                let mut status = 0;
-                // SAFETY: as above.
-                let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-                if got == pid {
-                    if let Some(tx) = waiters.remove(&pid) {
-                        let _ = tx.send(ExitStatus::from_raw(status));
+                match crate::sys::wait_nohang(Some(pid)) {
+                    Ok(Some((_, status))) => {
+                        if let Some(tx) = waiters.remove(&pid) {
+                            let _ = tx.send(ExitStatus::from_raw(status));
+                        }
                     }
-                } else if got < 0 {
+                    Ok(None) => {}
                     // Not our child any more (ECHILD): nothing will ever come.
-                    waiters.remove(&pid);
+                    Err(_) => {
+                        waiters.remove(&pid);
+                    }
                 }
             }
         }

@@ -234,8 +234,7 @@ fn basic(user: &str) -> String {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    unsafe { libc::kill(pid as i32, 0) == 0 }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -667,8 +666,7 @@ async fn envd_ends_the_stream_when_a_background_child_keeps_the_pipes() {
     assert_eq!(out.stdout, b"hi\n");
     assert_eq!(out.end.unwrap().exit_code, 0);
     // The background sleep is in the command's process group: stop it.
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    unsafe { libc::kill(-(out.pid as i32), libc::SIGKILL) };
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(out.pid as i32), nix::sys::signal::Signal::SIGKILL);
 }
 
 impl EventStream {

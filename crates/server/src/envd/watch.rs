@@ -27,10 +27,10 @@ use axum::response::Response;
 use sandbank_protocol::connect::{end_stream_envelope, Code, ConnectError};
 use sandbank_protocol::filesystem::*;
 use std::collections::{HashMap, VecDeque};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -111,15 +111,7 @@ pub(super) struct Watcher {
 
 impl Watcher {
     pub(super) fn new(root: PathBuf, recursive: bool, include_entry: bool) -> io::Result<Self> {
-        // SAFETY: inotify_init1 has no memory-safety preconditions.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: the descriptor is owned by the AsyncFd and neither replaced nor closed while registered.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
+        let fd = crate::sys::async_fd(crate::sys::inotify_init()?)?;
         let mut w = Self { fd, recursive, include_entry, dirs: HashMap::new(), root, overflowed: false, entries: None };
         w.add(PathBuf::new())?;
         if recursive {
@@ -131,15 +123,9 @@ impl Watcher {
 
     fn add(&mut self, rel: PathBuf) -> io::Result<()> {
         let abs = self.root.join(&rel);
-        let c =
-            CString::new(abs.into_os_string().into_vec()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // The root may be a symlink to a directory; below it, symlinks are not followed.
         let mask = if rel.as_os_str().is_empty() { MASK } else { MASK | libc::IN_DONT_FOLLOW };
-        // SAFETY: c is a valid NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.get_ref().as_raw_fd(), c.as_ptr(), mask) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let wd = crate::sys::inotify_add_watch(self.fd.get_ref().as_fd(), &abs, mask)?;
         self.dirs.insert(wd, rel);
         Ok(())
     }
@@ -165,10 +151,7 @@ impl Watcher {
     fn parse(&mut self, buf: &[u8], out: &mut VecDeque<FilesystemEvent>) {
         const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
         let mut off = 0;
-        while off + HEADER <= buf.len() {
-            // SAFETY: the kernel wrote a whole inotify_event header at `off`; read_unaligned
-            // copes with the byte buffer's alignment.
-            let ev: libc::inotify_event = unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+        while let Some(ev) = crate::sys::inotify_event_at(buf, off) {
             let name_bytes = &buf[off + HEADER..(off + HEADER + ev.len as usize).min(buf.len())];
             off += HEADER + ev.len as usize;
             let name = OsStr::from_bytes(name_bytes.split(|b| *b == 0).next().unwrap_or(&[]));

@@ -22,6 +22,7 @@ use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, pivot_root, sethostname};
 use rustix::thread::CapabilitySet;
+use sandbank_protocol::guest::{FromEngine, FromGuest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
@@ -85,7 +86,7 @@ pub fn enter() -> Result<GuestInit, String> {
         Ok(ns) => ns,
         Err(e) => fail(&e),
     };
-    report("net");
+    report(FromGuest::Net);
     let listener = match prepare_root(&config, sandbox_ns.as_ref()) {
         Ok(l) => l,
         Err(e) => fail(&e),
@@ -110,7 +111,7 @@ pub fn enter() -> Result<GuestInit, String> {
     let Cloned::Parent(pid1) = pid1 else {
         return match become_pid1(&config) {
             Ok(()) => {
-                report("ready");
+                report(FromGuest::Ready);
                 silence_stdout();
                 Ok(GuestInit { sandbox_id: config.sandbox_id, listener, env_vars: config.env_vars })
             }
@@ -148,7 +149,7 @@ fn die_with_parent(parent: nix::unistd::Pid) -> Result<(), String> {
 fn wait_for_cgroup() -> Result<(), String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| format!("waiting for the cgroup: {e}"))?;
-    if line.trim_end() != "joined" {
+    if FromEngine::parse(&line) != Ok(FromEngine::Joined) {
         return Err("the engine did not put the sandbox in its cgroup".into());
     }
     let null = fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
@@ -184,15 +185,14 @@ fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, String> {
 
 /// Reports why the sandbox could not start, and exits.
 fn fail(why: &str) -> ! {
-    report(&format!("error {why}"));
+    report(FromGuest::Error(why.to_string()));
     std::process::exit(1);
 }
 
 /// In the first process, as host root: mounts the sandbox's root with the host files laid over
 /// it, binds envd's socket (in the sandbox's host directory: the server connects to it from
-/// outside) and moves
-/// into the root, which PID 1 inherits as its working directory (with a user namespace, its root
-/// cannot look up host paths such as the data directory).
+/// outside) and moves into the root, which PID 1 inherits as its working directory (with a user
+/// namespace, its root cannot look up host paths such as the data directory).
 fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<UnixListener, String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make mounts private: {e}"))?;
@@ -530,9 +530,9 @@ fn loopback_up() -> Result<(), String> {
 }
 
 /// One line to the engine on the stdout pipe.
-fn report(line: &str) {
+fn report(what: FromGuest) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", what.line());
     let _ = out.flush();
 }
 

@@ -6,6 +6,7 @@
 //! - [`process`], [`filesystem`]: envd's messages, encodable as proto3 JSON (serde) and as
 //!   binary protobuf (prost) from one definition.
 //! - [`pagination`]: the keyset cursor carried in `X-Next-Token`.
+//! - [`guest`]: the engine↔guest handshake on the guest's stdin and stdout.
 //! - [`metadata`]: the SDK's triple-encoded metadata filter.
 
 #![deny(unsafe_code)]
@@ -13,6 +14,7 @@
 pub mod body;
 pub mod connect;
 pub mod filesystem;
+pub mod guest;
 pub mod json;
 pub mod metadata;
 pub mod pagination;

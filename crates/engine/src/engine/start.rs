@@ -12,6 +12,7 @@ use crate::net;
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
 use crate::sys;
+use sandbank_protocol::guest::{FromEngine, FromGuest};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -182,7 +183,7 @@ impl Engine {
                         Ok(()) => {}
                     }
                 }
-                match stdin.write_all(b"joined\n") {
+                match stdin.write_all(FromEngine::Joined.line().as_bytes()) {
                     Err(e) if !gone(&e) => Err(format!("tell the guest it is in its cgroup: {e}")),
                     _ => Ok(()),
                 }
@@ -192,7 +193,7 @@ impl Engine {
         };
         let started = async {
             let mut report = GuestReport::new(stdout)?;
-            report.expect("net").await?;
+            report.expect(FromGuest::Net).await?;
             // The network is set up (through the launcher, which is in the sandbox's network
             // namespace now) while the guest sets up the rest, and is there before it is ready.
             let network = async {
@@ -216,7 +217,7 @@ impl Engine {
                     .map_err(|e| format!("egress rules: {e}"))?
                     .map_err(|e| e.to_string())
             };
-            tokio::try_join!(report.expect("ready"), network, rules).map(|(ready, pasta, ())| (ready, pasta))
+            tokio::try_join!(report.expect(FromGuest::Ready), network, rules).map(|(ready, pasta, ())| (ready, pasta))
         };
         let started = tokio::time::timeout(START_TIMEOUT, async {
             tokio::try_join!(joined, started).map(|((), started)| started)
@@ -357,22 +358,20 @@ impl GuestReport {
         Ok(Self { lines: BufReader::new(pipe).lines() })
     }
 
-    async fn next(&mut self) -> Result<String, String> {
+    async fn next(&mut self) -> Result<FromGuest, String> {
         match self.lines.next_line().await {
-            Ok(Some(line)) => match line.strip_prefix("error ") {
-                Some(why) => Err(why.to_string()),
-                None => Ok(line),
-            },
+            Ok(Some(line)) => FromGuest::parse(&line),
             Ok(None) => Err("the guest exited before it was ready (see the server log)".into()),
             Err(e) => Err(format!("reading the guest's report: {e}")),
         }
     }
 
-    /// Waits for `line`.
-    async fn expect(&mut self, line: &str) -> Result<(), String> {
+    /// Waits for `wanted`; the guest's error is the error.
+    async fn expect(&mut self, wanted: FromGuest) -> Result<(), String> {
         match self.next().await? {
-            got if got == line => Ok(()),
-            got => Err(format!("unexpected report from the guest: {got:?}, not {line:?}")),
+            got if got == wanted => Ok(()),
+            FromGuest::Error(why) => Err(why),
+            got => Err(format!("unexpected report from the guest: {got:?}, not {wanted:?}")),
         }
     }
 }

@@ -12,26 +12,26 @@
 #![deny(unsafe_code)]
 
 pub mod cgroup;
-pub mod copy;
-pub mod disk;
+mod copy;
+mod disk;
 pub mod egress;
 pub mod engine;
 pub mod guest;
-pub mod guest_exe;
+mod guest_exe;
 pub mod id;
-pub mod layout;
-pub mod merge;
-pub mod mounts;
+mod layout;
+mod merge;
+mod mounts;
 pub mod net;
 pub mod netpool;
-pub mod seccomp;
+mod seccomp;
 mod spawner;
-pub mod spec;
+mod spec;
 // The one module with `unsafe`: every raw system call the engine makes.
-pub mod store;
+mod store;
 #[allow(unsafe_code)]
-pub mod sys;
-pub mod template;
+mod sys;
+mod template;
 pub mod tree;
 pub mod userns;
 

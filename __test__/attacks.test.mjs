@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
 import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
-import { sandbankBinary } from '../lib/server.mjs'
+import { sandbankBinary } from '../scripts/local-server.mjs'
 import { Sandbox as Sandbank } from 'sandbank'
 
 const DISK_LIMIT_MB = 256

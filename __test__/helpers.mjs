@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import assert from 'node:assert/strict'
-import { packageRoot, removeDataDir, sandbankBinary, startLocalServer } from '../lib/server.mjs'
+import { packageRoot, removeDataDir, sandbankBinary, startLocalServer } from '../scripts/local-server.mjs'
 
 export const repoRoot = packageRoot
 

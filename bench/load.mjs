@@ -20,7 +20,7 @@
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { allProcesses, assertNoLeftovers, serverCgroupName } from '../__test__/helpers.mjs'
 
 const arg = (name, dflt) => {

@@ -11,7 +11,7 @@ import { execSync } from 'node:child_process'
 import os from 'node:os'
 import * as novita from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
 
 const argv = process.argv.slice(2)

@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
 
 const arg = (name, dflt) => {

@@ -18,7 +18,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Sandbox } from 'novita-sandbox'
-import { packageRoot, removeDataDir, startLocalServer } from '../lib/server.mjs'
+import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
 
 const arg = (name, dflt) => {

@@ -16,7 +16,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { stopDaemon } from '../lib/server.mjs'
+import { stopDaemon } from './local-server.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const t0 = Date.now()

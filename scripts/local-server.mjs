@@ -1,4 +1,5 @@
-// Start and stop a local `sandbank serve` from Node: used by the demo, the benchmark and the tests.
+// Start and stop a local `sandbank serve` from Node, for the benchmarks, the tests and the CI scripts
+// (not part of the published package: users get the local default of lib/local.js).
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'

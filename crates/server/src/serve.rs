@@ -153,6 +153,10 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
         let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
+        let tables = crate::cli::doctor::kernel_tables();
+        if tables.status != crate::cli::doctor::Status::Ok {
+            tracing::warn!("{}", tables.detail);
+        }
         let pasta = sandbank_engine::net::find_pasta()
             .inspect_err(|why| tracing::warn!("{why}: sandboxes get loopback only"))
             .ok();

@@ -340,6 +340,14 @@ async fn doctor_reports_this_machine() {
     assert!(get("daemon").2.contains(&format!("pid {} serving {}", s.child.id(), s.url())), "{:?}", get("daemon"));
     assert!(get("disk").2.contains("free at"), "{:?}", get("disk"));
     assert!(get("root mapping").2.contains("the host's 100000-165535"), "{:?}", get("root mapping"));
+    // The host-wide tables, as this machine has them (a warning names what to raise).
+    let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
+    let (file_max, pid_max) = (read("/proc/sys/fs/file-max"), read("/proc/sys/kernel/pid_max"));
+    let tables = get("kernel tables");
+    match tables.0.as_str() {
+        "ok" => assert_eq!(tables.2, format!("fs.file-max {file_max}, kernel.pid_max {pid_max}")),
+        _ => assert!(tables.2.contains(&file_max) || tables.2.contains(&pid_max), "{tables:?}"),
+    }
     // Columns line up: every check starts at the same offset.
     let text = stdout(&o);
     let offsets: Vec<usize> = text.lines().zip(&lines).map(|(l, (_, c, _))| l.find(c.as_str()).unwrap()).collect();

@@ -66,6 +66,7 @@ pub fn run_checks() -> Vec<Check> {
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
     out.push(seccomp());
     out.push(user_namespace());
+    out.push(kernel_tables());
     out.push(disk_limit());
     match data_dir() {
         Some(dir) => {
@@ -157,6 +158,49 @@ fn user_namespace() -> Check {
 fn no_userns_asked() -> bool {
     std::env::var("SANDBANK_NO_USERNS")
         .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "n" | "f" | "no" | "off" | "false"))
+}
+
+/// The host-wide tables sandboxes draw from, sized so that they cannot fill them: open files
+/// (each sandbox is bounded only by its memory, ~256 bytes of kernel memory a file) and pids
+/// (1024 a sandbox). At the kernel's defaults a few sandboxes could fill either; systemd raises
+/// both at boot.
+pub fn kernel_tables() -> Check {
+    const NAME: &str = "kernel tables";
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    let mem_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    let (Some(file_max), Some(pid_max), Some(mem_kb)) =
+        (read("/proc/sys/fs/file-max"), read("/proc/sys/kernel/pid_max"), mem_bytes)
+    else {
+        return check(
+            Status::Warn,
+            NAME,
+            "not checked: /proc/sys/fs/file-max, /proc/sys/kernel/pid_max or MemTotal unreadable",
+        );
+    };
+    let files_memory_holds = mem_kb * 1024 / 256;
+    let mut short = Vec::new();
+    if file_max < files_memory_holds {
+        short.push(format!(
+            "fs.file-max is {file_max}, fewer open files than sandboxes' memory can hold (~{} M): raise it \
+             (`sysctl -w fs.file-max=9223372036854775807`, what systemd sets)",
+            files_memory_holds / 1_000_000
+        ));
+    }
+    if pid_max < 4_194_304 {
+        short.push(format!(
+            "kernel.pid_max is {pid_max}: {} sandboxes at their pids limit (1024) would take every pid: raise it \
+             (`sysctl -w kernel.pid_max=4194304`, what systemd sets)",
+            pid_max / 1024
+        ));
+    }
+    match short.is_empty() {
+        true => check(Status::Ok, NAME, format!("fs.file-max {file_max}, kernel.pid_max {pid_max}")),
+        false => check(Status::Warn, NAME, short.join("; ")),
+    }
 }
 
 fn kernel() -> Check {

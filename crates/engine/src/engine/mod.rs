@@ -118,12 +118,48 @@ pub struct Engine {
 #[derive(Debug)]
 struct State {
     store: Store,
+    /// Sandboxes with processes (running, starting or frozen).
     sandboxes: HashMap<String, Running>,
     /// Layers moved into place whose record is not committed yet.
     publishing: std::collections::HashSet<String>,
-    /// Paused sandboxes, as in the catalog: frozen ones (also in `sandboxes`) and, after a
-    /// restart, dormant ones (only files).
+    /// Paused sandboxes, as in the catalog: frozen ones (also in `sandboxes`) and dormant ones
+    /// (only files: paused without their memory, or before a restart).
     paused: HashMap<String, PausedRecord>,
+}
+
+/// Where a sandbox is in its life; see [`State::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Its processes run (or are being started).
+    Running,
+    /// Paused with its memory: its processes are frozen.
+    Frozen,
+    /// Paused with only its files; resuming starts it again on them.
+    Dormant,
+}
+
+impl Status {
+    /// Whether it has processes (and a cgroup to read).
+    fn has_processes(self) -> bool {
+        matches!(self, Status::Running | Status::Frozen)
+    }
+
+    fn is_paused(self) -> bool {
+        matches!(self, Status::Frozen | Status::Dormant)
+    }
+}
+
+impl State {
+    /// What the two maps say of sandbox `id`: in `sandboxes` only, running; in both, frozen; in
+    /// `paused` only, dormant; in neither, unknown.
+    fn status(&self, id: &str) -> Option<Status> {
+        match (self.sandboxes.contains_key(id), self.paused.contains_key(id)) {
+            (true, false) => Some(Status::Running),
+            (true, true) => Some(Status::Frozen),
+            (false, true) => Some(Status::Dormant),
+            (false, false) => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -289,13 +325,13 @@ impl Engine {
         }
         let ids = self.running();
         futures_util::future::join_all(ids.iter().map(|id| async move {
-            let (busy, paused) = {
+            let (busy, frozen) = {
                 let state = self.state.lock().unwrap();
-                (state.sandboxes.get(id).map(|r| Arc::clone(&r.busy)), state.paused.contains_key(id))
+                (state.sandboxes.get(id).map(|r| Arc::clone(&r.busy)), state.status(id) == Some(Status::Frozen))
             };
             if let Some(busy) = busy {
                 let _turn = busy.lock().await;
-                self.stop(id, paused).await;
+                self.stop(id, frozen).await;
             }
         }))
         .await;

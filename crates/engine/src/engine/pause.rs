@@ -30,8 +30,10 @@ impl Engine {
         let _turn = busy.lock().await;
         let record = {
             let state = self.state.lock().unwrap();
-            if state.paused.contains_key(id) {
-                return Err(EngineError::AlreadyPaused(id.into()));
+            match state.status(id) {
+                Some(Status::Running) => {}
+                Some(_) => return Err(EngineError::AlreadyPaused(id.into())),
+                None => return Err(EngineError::SandboxNotFound(id.into())),
             }
             let r = state.sandboxes.get(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
             PausedRecord {
@@ -76,7 +78,7 @@ impl Engine {
         let busy = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy));
         if let Some(busy) = busy {
             let _turn = busy.lock().await;
-            if !self.state.lock().unwrap().paused.contains_key(id) {
+            if !self.state.lock().unwrap().status(id).is_some_and(Status::is_paused) {
                 return Ok(Resumed::Thawed);
             }
             if reboot {

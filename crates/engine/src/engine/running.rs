@@ -11,8 +11,10 @@ impl Engine {
         let _turn = busy.lock().await;
         let launcher = {
             let state = self.state.lock().unwrap();
-            if state.paused.contains_key(id) {
-                return Err(EngineError::AlreadyPaused(id.into()));
+            match state.status(id) {
+                None => return Err(EngineError::SandboxNotFound(id.into())),
+                Some(s) if s.is_paused() => return Err(EngineError::AlreadyPaused(id.into())),
+                Some(_) => {}
             }
             state.sandboxes.get(id).and_then(|r| r.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
         };
@@ -29,10 +31,7 @@ impl Engine {
     pub async fn usage(&self, id: &str) -> Result<SandboxUsage, EngineError> {
         let live = {
             let state = self.state.lock().unwrap();
-            match (state.sandboxes.contains_key(id), state.paused.contains_key(id)) {
-                (false, false) => return Err(EngineError::SandboxNotFound(id.into())),
-                (live, _) => live,
-            }
+            state.status(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?.has_processes()
         };
         let (cgroups, dir, id) = (self.cgroups.clone(), self.layout.sandbox(id), id.to_string());
         blocking("usage", move || {

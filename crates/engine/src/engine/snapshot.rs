@@ -25,9 +25,11 @@ impl Engine {
         // paused before a restart has no processes.
         let (source, template, base_layers, freeze) = {
             let state = self.state.lock().unwrap();
-            let paused = state.paused.get(sandbox_id);
-            match (state.sandboxes.get(sandbox_id), paused) {
-                (Some(r), _) => (r.source.clone(), r.template.clone(), r.layers.clone(), paused.is_none()),
+            let status = state.status(sandbox_id);
+            match (state.sandboxes.get(sandbox_id), state.paused.get(sandbox_id)) {
+                (Some(r), _) => {
+                    (r.source.clone(), r.template.clone(), r.layers.clone(), status == Some(Status::Running))
+                }
                 (None, Some(p)) => (p.source.clone(), p.template.clone(), p.layers.clone(), false),
                 (None, None) => return Err(EngineError::SandboxNotFound(sandbox_id.to_string())),
             }

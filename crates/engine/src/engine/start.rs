@@ -82,7 +82,7 @@ impl Engine {
         // Resolve and register at once, so that the snapshot cannot be deleted in between.
         let launch = {
             let mut state = self.state.lock().unwrap();
-            if state.sandboxes.contains_key(&spec.id) || state.paused.contains_key(&spec.id) {
+            if state.status(&spec.id).is_some() {
                 return Err(EngineError::StartFailed(format!("sandbox id {:?} is taken", spec.id)));
             }
             let source = self.resolve(&state, &spec.template)?;

@@ -94,10 +94,10 @@ impl Engine {
     /// to check once it holds the lock.
     pub(super) fn busy_of_running(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<()>>, EngineError> {
         let state = self.state.lock().unwrap();
-        match state.sandboxes.get(id) {
-            Some(r) => Ok(Arc::clone(&r.busy)),
-            None if state.paused.contains_key(id) => Err(EngineError::AlreadyPaused(id.into())),
-            None => Err(EngineError::SandboxNotFound(id.into())),
+        match (state.status(id), state.sandboxes.get(id)) {
+            (Some(Status::Running | Status::Frozen), Some(r)) => Ok(Arc::clone(&r.busy)),
+            (Some(Status::Dormant), _) => Err(EngineError::AlreadyPaused(id.into())),
+            _ => Err(EngineError::SandboxNotFound(id.into())),
         }
     }
 }

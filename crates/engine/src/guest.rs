@@ -32,7 +32,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-/// Written by the engine into the sandbox's directory; read by `sandbank guest --config`.
+/// Given by the engine on the guest's stdin, one line of JSON (see `sandbank_protocol::guest`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestConfig {
     pub sandbox_id: String,

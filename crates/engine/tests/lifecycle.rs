@@ -1,5 +1,5 @@
 //! Real sandboxes through the engine alone, with a stub guest instead of envd: this test
-//! executable is its own guest (`lifecycle guest --config …`), answering one shell command per
+//! executable is its own guest (`lifecycle guest`, its config on stdin), answering one shell command per
 //! connection on the envd socket. Needs root, as the engine does.
 
 use sandbank_engine::userns::IdMap;

@@ -2,7 +2,7 @@
 //! milliseconds (the JS layer makes `Date`s of them).
 
 use napi_derive::napi;
-use sandbank_client::api::SandboxInfoLifecycle;
+use sandbank_client::SandboxInfoLifecycle;
 use sandbank_client::{SandboxInfo, SandboxMetrics, SnapshotInfo};
 use std::collections::HashMap;
 

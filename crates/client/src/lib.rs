@@ -13,17 +13,18 @@
 #![deny(unsafe_code)]
 
 pub mod api;
-pub mod commands;
+mod commands;
 pub mod config;
-pub mod envd;
-pub mod error;
+mod envd;
+mod error;
 pub mod files;
-pub mod listings;
-pub mod paginator;
-pub mod pty;
-pub mod sandbox;
-pub mod signature;
+mod listings;
+mod paginator;
+mod pty;
+mod sandbox;
+mod signature;
 
+pub use api::SandboxInfoLifecycle;
 pub use api::{
     Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts,
     SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
@@ -36,6 +37,7 @@ pub use files::{
     WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
 };
 pub use listings::{SandboxPaginator, SnapshotPaginator};
+pub use paginator::{Listing, Paginator};
 pub use pty::{Pty, PtyConnectOpts, PtyCreateOpts, PtySize};
 pub use sandbox::{Sandbox, SandboxUrlOpts};
 pub use signature::{get_signature, FileOperation, Signature};

@@ -30,6 +30,7 @@ use crate::template::{self, Template};
 use crate::userns::IdMap;
 use nix::fcntl::Flock;
 use pause::{load_paused, PausedRecord};
+use serde::{Deserialize, Serialize};
 use startup::{remove_or_quarantine, remove_sandbox_dirs, report_quarantine, take_lock};
 use std::collections::HashMap;
 use std::fs;
@@ -147,6 +148,31 @@ impl Status {
     fn is_paused(self) -> bool {
         matches!(self, Status::Frozen | Status::Dormant)
     }
+
+    /// Pausing, and changing its network rules, take a running sandbox.
+    fn can_pause(self) -> bool {
+        self == Status::Running
+    }
+
+    /// A snapshot of a running sandbox freezes it for the copy; a paused one is still already.
+    fn freezes_for_snapshot(self) -> bool {
+        self == Status::Running
+    }
+}
+
+/// What a sandbox is made of: what it was asked for and the layers it stands on. The same
+/// while it runs, while it is paused (kept in the catalog) and when it starts again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Makeup {
+    spec: SandboxSpec,
+    /// The template at the bottom of its layers.
+    template: String,
+    /// The snapshot it started from, if any.
+    source: Option<String>,
+    /// The snapshot layers under its own upper layer, topmost first.
+    layers: Vec<String>,
+    /// What it reports as its template: the template's name or the snapshot's ID.
+    template_id: String,
 }
 
 impl State {
@@ -160,20 +186,21 @@ impl State {
             (false, false) => None,
         }
     }
+
+    /// What sandbox `id` is made of, whatever its status.
+    fn makeup(&self, id: &str) -> Option<&Makeup> {
+        self.sandboxes.get(id).map(|r| &r.makeup).or_else(|| self.paused.get(id).map(|p| &p.makeup))
+    }
 }
 
+/// A sandbox with processes.
 #[derive(Debug)]
 struct Running {
     /// The guest's first process, our child: killing it takes PID 1 and the whole PID
     /// namespace with it. `None` while it is being started.
     launcher: Option<i32>,
     exited: watch::Receiver<bool>,
-    /// The snapshot it started from, and the layers under its own upper layer, topmost first.
-    source: Option<String>,
-    template: String,
-    layers: Vec<String>,
-    template_id: String,
-    spec: SandboxSpec,
+    makeup: Makeup,
     /// Serialises snapshots, pause, resume and the kill of this sandbox.
     busy: Arc<tokio::sync::Mutex<()>>,
     /// Its network helper, outside its cgroup; killed when this is dropped.

@@ -3,19 +3,13 @@
 
 use super::start::{register, Launch};
 use super::*;
-use serde::{Deserialize, Serialize};
 
-/// A paused sandbox, as the catalog keeps it so that it outlives the server.
+/// A paused sandbox, as the catalog keeps it so that it outlives the server (one flat JSON
+/// object: its makeup's fields and `api`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PausedRecord {
-    pub(super) spec: SandboxSpec,
-    /// The template at the bottom of its layers.
-    pub(super) template: String,
-    /// The snapshot it started from, and the layers under its own upper layer, topmost first.
-    pub(super) source: Option<String>,
-    pub(super) layers: Vec<String>,
-    /// What it reports as its template: the template's name or the snapshot's ID.
-    pub(super) template_id: String,
+    #[serde(flatten)]
+    pub(super) makeup: Makeup,
     /// What the API keeps of it; opaque to the engine.
     pub(super) api: String,
 }
@@ -31,19 +25,12 @@ impl Engine {
         let record = {
             let state = self.state.lock().unwrap();
             match state.status(id) {
-                Some(Status::Running) => {}
+                Some(s) if s.can_pause() => {}
                 Some(_) => return Err(EngineError::AlreadyPaused(id.into())),
                 None => return Err(EngineError::SandboxNotFound(id.into())),
             }
             let r = state.sandboxes.get(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
-            PausedRecord {
-                spec: r.spec.clone(),
-                template: r.template.clone(),
-                source: r.source.clone(),
-                layers: r.layers.clone(),
-                template_id: r.template_id.clone(),
-                api,
-            }
+            PausedRecord { makeup: r.makeup.clone(), api }
         };
         let (cgroups, state, id2) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
         blocking("pause", move || {
@@ -97,21 +84,20 @@ impl Engine {
         // resume waits for it, then finds it running.
         let (spec, launch, _turn) = {
             let mut state = self.state.lock().unwrap();
-            let record = state.paused.get(id).cloned().ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
+            let makeup = state
+                .paused
+                .get(id)
+                .map(|p| p.makeup.clone())
+                .ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
             let template = self
                 .templates
-                .get(&record.template)
-                .ok_or_else(|| EngineError::TemplateNotFound(record.template.clone()))?;
-            let launch = Launch {
-                template: template.clone(),
-                source: record.source,
-                layers: record.layers,
-                template_id: record.template_id,
-            };
-            let launch = register(&mut state, &record.spec, launch);
+                .get(&makeup.template)
+                .ok_or_else(|| EngineError::TemplateNotFound(makeup.template.clone()))?;
+            let spec = makeup.spec.clone();
+            let launch = register(&mut state, Launch { template: template.clone(), makeup });
             let busy = Arc::clone(&state.sandboxes[id].busy);
             let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
-            (record.spec, launch, turn)
+            (spec, launch, turn)
         };
         let handle = self.start(spec, launch).await?;
         self.forget_paused(id).await?;
@@ -153,4 +139,24 @@ pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<
         }
     }
     Ok(paused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The catalog's paused records keep their format: one flat object, as servers before the
+    /// makeup type wrote them.
+    #[test]
+    fn paused_records_read_and_write_the_flat_format() {
+        let old = r#"{"spec":{"id":"abcdefghij0123456789","template":"base","env_vars":{},"limits":{"cpu_count":2,"memory_mb":512,"pids":1024,"disk_mb":0},"allow_internet_access":null},"template":"base","source":null,"layers":["l1"],"template_id":"base","api":"{}"}"#;
+        let record: PausedRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (record.makeup.spec.id.as_str(), record.makeup.layers.as_slice(), record.api.as_str()),
+            ("abcdefghij0123456789", &["l1".to_string()][..], "{}")
+        );
+        let again: serde_json::Value = serde_json::to_value(&record).unwrap();
+        let keys: Vec<&str> = again.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["api", "layers", "source", "spec", "template", "template_id"]);
+    }
 }

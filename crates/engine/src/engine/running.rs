@@ -13,7 +13,7 @@ impl Engine {
             let state = self.state.lock().unwrap();
             match state.status(id) {
                 None => return Err(EngineError::SandboxNotFound(id.into())),
-                Some(s) if s.is_paused() => return Err(EngineError::AlreadyPaused(id.into())),
+                Some(s) if !s.can_pause() => return Err(EngineError::AlreadyPaused(id.into())),
                 Some(_) => {}
             }
             state.sandboxes.get(id).and_then(|r| r.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
@@ -21,7 +21,7 @@ impl Engine {
         let (id2, rules2) = (id.to_string(), rules.clone());
         blocking("egress rules", move || apply_egress(&id2, launcher, &rules2)).await?;
         if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(id) {
-            r.spec.egress = rules;
+            r.makeup.spec.egress = rules;
         }
         Ok(())
     }

@@ -25,14 +25,10 @@ impl Engine {
         // paused before a restart has no processes.
         let (source, template, base_layers, freeze) = {
             let state = self.state.lock().unwrap();
-            let status = state.status(sandbox_id);
-            match (state.sandboxes.get(sandbox_id), state.paused.get(sandbox_id)) {
-                (Some(r), _) => {
-                    (r.source.clone(), r.template.clone(), r.layers.clone(), status == Some(Status::Running))
-                }
-                (None, Some(p)) => (p.source.clone(), p.template.clone(), p.layers.clone(), false),
-                (None, None) => return Err(EngineError::SandboxNotFound(sandbox_id.to_string())),
-            }
+            let status =
+                state.status(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
+            let makeup = state.makeup(sandbox_id).expect("a sandbox the engine knows has a makeup");
+            (makeup.source.clone(), makeup.template.clone(), makeup.layers.clone(), status.freezes_for_snapshot())
         };
         let id = id::new_id();
         let layout = self.layout.clone();
@@ -106,8 +102,9 @@ impl Engine {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
         let mut state = self.state.lock().unwrap();
         let Some(record) = state.store.get(untagged)? else { return Ok(false) };
-        let running = state.sandboxes.iter().filter(|(_, r)| r.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
-        let paused = state.paused.iter().filter(|(_, p)| p.source.as_deref() == Some(&record.id)).map(|(id, _)| id);
+        let from_it = |m: &Makeup| m.source.as_deref() == Some(&record.id);
+        let running = state.sandboxes.iter().filter(|(_, r)| from_it(&r.makeup)).map(|(id, _)| id);
+        let paused = state.paused.iter().filter(|(_, p)| from_it(&p.makeup)).map(|(id, _)| id);
         let mut users: Vec<String> = running.chain(paused).cloned().collect();
         if !users.is_empty() {
             users.sort();
@@ -211,8 +208,8 @@ pub(super) fn collect_layers(layout: &Layout, state: &Mutex<State>) {
                 return;
             }
         };
-        keep.extend(state.sandboxes.values().flat_map(|r| r.layers.iter().cloned()));
-        keep.extend(state.paused.values().flat_map(|p| p.layers.iter().cloned()));
+        keep.extend(state.sandboxes.values().flat_map(|r| r.makeup.layers.iter().cloned()));
+        keep.extend(state.paused.values().flat_map(|p| p.makeup.layers.iter().cloned()));
         keep.extend(state.publishing.iter().cloned());
         let Ok(entries) = fs::read_dir(layout.layers()) else { return };
         entries

@@ -18,12 +18,10 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// What a sandbox is started on: its template and the snapshot layers over it.
+/// What a sandbox is started on: its template, and its makeup (the snapshot layers over it).
 pub(super) struct Launch {
     pub(super) template: Template,
-    pub(super) source: Option<String>,
-    pub(super) layers: Vec<String>,
-    pub(super) template_id: String,
+    pub(super) makeup: Makeup,
 }
 
 /// A sandbox registered as running, about to be started.
@@ -36,22 +34,19 @@ pub(super) struct Registered {
 }
 
 /// Registers a sandbox as running (its launcher pid comes once it is started).
-pub(super) fn register(state: &mut State, spec: &SandboxSpec, launch: Launch) -> Registered {
+pub(super) fn register(state: &mut State, launch: Launch) -> Registered {
     let (exited_tx, exited_rx) = watch::channel(false);
-    let Launch { template, source, layers, template_id } = launch;
-    let running = Running {
-        launcher: None,
-        exited: exited_rx.clone(),
-        source,
-        template: template.name.clone(),
-        layers: layers.clone(),
-        template_id: template_id.clone(),
-        spec: spec.clone(),
-        busy: Arc::default(),
-        net: None,
+    let Launch { template, makeup } = launch;
+    let registered = Registered {
+        template,
+        layers: makeup.layers.clone(),
+        template_id: makeup.template_id.clone(),
+        exited_tx,
+        exited_rx: exited_rx.clone(),
     };
-    state.sandboxes.insert(spec.id.clone(), running);
-    Registered { template, layers, template_id, exited_tx, exited_rx }
+    let id = makeup.spec.id.clone();
+    state.sandboxes.insert(id, Running { launcher: None, exited: exited_rx, makeup, busy: Arc::default(), net: None });
+    registered
 }
 
 /// What a sandbox starts from.
@@ -86,13 +81,14 @@ impl Engine {
                 return Err(EngineError::StartFailed(format!("sandbox id {:?} is taken", spec.id)));
             }
             let source = self.resolve(&state, &spec.template)?;
-            let launch = Launch {
-                template: source.template.clone(),
+            let makeup = Makeup {
+                spec: spec.clone(),
+                template: source.template.name.clone(),
                 layers: source.snapshot.as_ref().map(|s| s.layers.clone()).unwrap_or_default(),
                 template_id: source.snapshot.as_ref().map_or_else(|| source.template.name.clone(), |s| s.id.clone()),
                 source: source.snapshot.map(|s| s.id),
             };
-            register(&mut state, &spec, launch)
+            register(&mut state, Launch { template: source.template.clone(), makeup })
         };
         self.start(spec, launch).await
     }

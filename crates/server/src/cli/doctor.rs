@@ -167,13 +167,13 @@ fn no_userns_asked() -> bool {
 pub fn kernel_tables() -> Check {
     const NAME: &str = "kernel tables";
     let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|v| v.trim().parse::<u64>().ok());
-    let mem_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+    let mem_kb = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     });
     let (Some(file_max), Some(pid_max), Some(mem_kb)) =
-        (read("/proc/sys/fs/file-max"), read("/proc/sys/kernel/pid_max"), mem_bytes)
+        (read("/proc/sys/fs/file-max"), read("/proc/sys/kernel/pid_max"), mem_kb)
     else {
         return check(
             Status::Warn,

@@ -391,16 +391,7 @@ fn own_boot_id() -> Result<(), String> {
         .map_err(|e| format!("boot_id: chmod: {e}"))
         .and_then(|()| {
             mount(Some(source), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .and_then(|()| {
-                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                    mount(
-                        None::<&str>,
-                        path,
-                        None::<&str>,
-                        ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                        None::<&str>,
-                    )
-                })
+                .and_then(|()| remount_read_only(path))
                 .map_err(|e| format!("boot_id: bind: {e}"))
         });
     let _ = fs::remove_file(source);
@@ -419,19 +410,17 @@ fn mask_kernel_interfaces() -> Result<(), String> {
     }
     for path in READ_ONLY_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
         mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .and_then(|()| {
-                let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                mount(
-                    None::<&str>,
-                    path,
-                    None::<&str>,
-                    ro | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                    None::<&str>,
-                )
-            })
+            .and_then(|()| remount_read_only(path))
             .map_err(|e| format!("make {} read-only: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Makes the bind mount at `path` read-only, without setuid, devices or exec.
+fn remount_read_only(path: &Path) -> nix::Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
 }
 
 /// Docker's default capability set for root, less NET_RAW: what every program started in the

@@ -154,11 +154,16 @@ pub fn make_namespaces_as(euid: u32, flags: libc::c_int) -> io::Result<Namespace
 /// the permitted set, which leaving euid 0 kept (the real and saved uids stay root's). Raw
 /// system calls only: fit for a child between fork and exec.
 pub fn set_euid_keeping_caps(euid: u32) -> io::Result<()> {
-    use rustix::thread::{capabilities, set_capabilities, set_thread_res_uid, CapabilitySets};
-    set_thread_res_uid(None, Some(rustix::process::Uid::from_raw(euid)), None)?;
+    rustix::thread::set_thread_res_uid(None, Some(rustix::process::Uid::from_raw(euid)), None)?;
+    raise_effective_capabilities()
+}
+
+/// Makes this thread's effective capabilities its permitted ones (a change of euid or fsuid
+/// away from 0 clears them). Raw system calls only.
+pub fn raise_effective_capabilities() -> io::Result<()> {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySets};
     let sets = capabilities(None)?;
-    set_capabilities(None, CapabilitySets { effective: sets.permitted, ..sets })?;
-    Ok(())
+    Ok(set_capabilities(None, CapabilitySets { effective: sets.permitted, ..sets })?)
 }
 
 /// What a child does between fork and exec, in this order. Each step is a raw system call, as

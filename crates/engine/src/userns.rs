@@ -122,13 +122,10 @@ pub fn namespace_of(pid: i32, kind: &str) -> Result<OwnedFd, String> {
 /// back by themselves with fsuid 0.)
 pub fn as_mapped_root<T>(map: &IdMap, f: impl FnOnce() -> T) -> Result<T, String> {
     use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
-    use rustix::thread::{capabilities, set_capabilities, CapabilitySets};
     // They change only this thread's file system ids.
     setfsgid(Gid::from_raw(map.host_base));
     setfsuid(Uid::from_raw(map.host_base));
-    let raised = capabilities(None)
-        .and_then(|sets| set_capabilities(None, CapabilitySets { effective: sets.permitted, ..sets }))
-        .map_err(|e| format!("raise the capabilities: {e}"));
+    let raised = sys::raise_effective_capabilities().map_err(|e| format!("raise the capabilities: {e}"));
     let result = raised.map(|()| f());
     // Back to root's file system ids, which restores the file capabilities.
     setfsuid(Uid::from_raw(0));

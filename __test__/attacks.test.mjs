@@ -77,9 +77,9 @@ function loopDevicesOf(path) {
 
 const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
 
-/** A raw envd request to `sbx`, with its access token (novita-sandbox keeps it on the instance). */
-const envd = (sbx, path, init = {}) =>
-  fetch(server.url + path, {
+/** A raw envd request to `sbx` (on `srv`), with its access token (novita-sandbox keeps it on the instance). */
+const envd = (sbx, path, init = {}, srv = server) =>
+  fetch(srv.url + path, {
     ...init,
     headers: { 'Novita-Sandbox-Id': sbx.sandboxId, 'Novita-Sandbox-Port': '49983', 'X-Access-Token': sbx.envdAccessToken ?? '', ...(init.headers ?? {}) },
   })
@@ -632,18 +632,12 @@ __attribute__((constructor)) static void evil(void) {
     const body = JSON.stringify({ process: { cmd: '/tmp/trigger', args: [], envs: { SANDBANK_ATTACK_OUT: '/tmp/evil.out' } } })
     const frame = Buffer.alloc(5)
     frame.writeUInt32BE(Buffer.byteLength(body), 1)
-    const res = await fetch(srv.url + '/process.Process/Start', {
-      method: 'POST',
-      headers: {
-        'Novita-Sandbox-Id': sbx.sandboxId,
-        'Novita-Sandbox-Port': '49983',
-        'X-Access-Token': sbx.envdAccessToken ?? '',
-        authorization: `Basic ${Buffer.from('root:').toString('base64')}`,
-        'content-type': 'application/connect+json',
-        'connect-protocol-version': '1',
-      },
-      body: Buffer.concat([frame, Buffer.from(body)]),
-    })
+    const headers = {
+      authorization: `Basic ${Buffer.from('root:').toString('base64')}`,
+      'content-type': 'application/connect+json',
+      'connect-protocol-version': '1',
+    }
+    const res = await envd(sbx, '/process.Process/Start', { method: 'POST', headers, body: Buffer.concat([frame, Buffer.from(body)]) }, srv)
     await res.arrayBuffer() // to the process's end
     const report = await sbx.files.read('/tmp/evil.out')
     t.diagnostic(report.replaceAll('\n', '; '))

@@ -97,30 +97,30 @@ export declare class NativeSandbox {
   get sandboxDomain(): string
   get envdVersion(): string
   get trafficAccessToken(): string | null
-  /** The connection options this sandbox was made with, resolved (for per-call merges). */
-  get apiUrl(): string
   commands(): NativeCommands
   files(): NativeFiles
   pty(): NativePty
   getHost(port: number): string
   /**
-   * `sandbox.connect(opts)`; `conn` (this sandbox's options merged with the call's) replaces
-   * the sandbox's connection settings for the call.
+   * `sandbox.connect(opts)`; `conn`, the call's connection options, are merged over the
+   * sandbox's (so for every instance call below that takes them).
    */
   reconnect(timeoutMs?: number | undefined | null, secure?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<void>
-  pause(): Promise<boolean>
-  /** `sandbox.getMetrics(opts)`; `conn` as for `reconnect`. */
+  pause(conn?: ConnectionOptions | undefined | null): Promise<boolean>
   getMetrics(opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
   /** `sandbox.uploadUrl(path, opts)`. */
   uploadUrl(path?: string | undefined | null, opts?: UrlOptions | undefined | null): string
   /** `sandbox.downloadUrl(path, opts)`. */
   downloadUrl(path: string, opts?: UrlOptions | undefined | null): string
-  kill(): Promise<void>
-  setTimeout(timeoutMs: number): Promise<void>
-  getInfo(): Promise<SandboxInfoJs>
+  /** `sandbox.kill(opts)`: nothing in debug mode (this sandbox's). */
+  kill(conn?: ConnectionOptions | undefined | null): Promise<void>
+  /** `sandbox.setTimeout(ms, opts)`: nothing in debug mode (this sandbox's). */
+  setTimeout(timeoutMs: number, conn?: ConnectionOptions | undefined | null): Promise<void>
+  getInfo(conn?: ConnectionOptions | undefined | null): Promise<SandboxInfoJs>
   isRunning(requestTimeoutMs?: number | undefined | null): Promise<boolean>
-  createSnapshot(): Promise<SnapshotInfoJs>
-  listSnapshots(limit?: number | undefined | null, nextToken?: string | undefined | null): NativeSnapshotPaginator
+  createSnapshot(conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
+  /** `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots. */
+  listSnapshots(limit?: number | undefined | null, nextToken?: string | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
 }
 export type JsSandbox = NativeSandbox
 
@@ -334,6 +334,12 @@ export interface UrlOptions {
   /** Seconds from now. */
   useSignatureExpiration?: number
 }
+
+/**
+ * `useLocalEngine(binary, missingHint)`: the `sandbank` binary to start when nothing is configured
+ * and no daemon runs (`SANDBANK_BIN` wins), and what to say when it is missing.
+ */
+export declare function useLocalEngine(binary: string, missingHint: string): void
 
 /** The version of the native addon. */
 export declare function version(): string

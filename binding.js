@@ -854,4 +854,5 @@ module.exports.JsSnapshotPaginator = nativeBinding.JsSnapshotPaginator
 module.exports.NativeWatchHandle = nativeBinding.NativeWatchHandle
 module.exports.JsWatchHandle = nativeBinding.JsWatchHandle
 module.exports.getFileSignature = nativeBinding.getFileSignature
+module.exports.useLocalEngine = nativeBinding.useLocalEngine
 module.exports.version = nativeBinding.version

@@ -1,11 +1,14 @@
-//! `ConnectionOpts` from JS → the client's resolved `ConnectionConfig`.
+//! `ConnectionOpts` from JS → the client's resolved `ConnectionConfig`, through the local default
+//! (`sandbank_client::local`) when they configure no server.
 
 use crate::errors::{ms, IntoNapi};
 use napi_derive::napi;
 use sandbank_client::config::Config;
+use sandbank_client::local::{self, Launcher};
 use sandbank_client::{ConnectionConfig, ConnectionOpts, SdkIdentity};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// Connection options (`ConnectionOpts` of novita-sandbox). Unset fields fall back to the
 /// `NOVITA_*`, then `E2B_*` environment variables.
@@ -51,6 +54,35 @@ pub fn opts(o: Option<ConnectionOptions>) -> ConnectionOpts {
     }
 }
 
-pub fn resolve(o: Option<ConnectionOptions>) -> napi::Result<Config> {
-    ConnectionConfig::new(&opts(o)).map(Arc::new).napi()
+/// Where the `sandbank` binary is, for starting a local daemon: only the JS layer can tell (it
+/// resolves the platform package as Node resolves modules).
+static LAUNCHER: Mutex<Option<Launcher>> = Mutex::new(None);
+
+/// `useLocalEngine(binary, missingHint)`: the `sandbank` binary to start when nothing is configured
+/// and no daemon runs (`SANDBANK_BIN` wins), and what to say when it is missing.
+#[napi]
+#[cfg_attr(test, allow(dead_code))]
+pub fn use_local_engine(binary: String, missing_hint: String) {
+    *LAUNCHER.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Launcher { binary: PathBuf::from(binary), missing_hint });
+}
+
+/// The caller's options, or (when they and the environment configure no server) the local engine's.
+pub async fn with_local_default(o: Option<ConnectionOptions>) -> napi::Result<ConnectionOpts> {
+    let launcher = LAUNCHER.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    local::resolve(opts(o), launcher.as_ref()).await.napi()
+}
+
+/// Whether `o` (or the environment) configures a server, so that no local default is needed.
+pub fn is_configured(o: &ConnectionOpts) -> bool {
+    local::is_configured(o, |name| std::env::var(name).ok())
+}
+
+pub fn config(o: &ConnectionOpts) -> napi::Result<Config> {
+    ConnectionConfig::new(o).map(Arc::new).napi()
+}
+
+/// The configuration of a call: the caller's options with the local default.
+pub async fn resolve(o: Option<ConnectionOptions>) -> napi::Result<Config> {
+    config(&with_local_default(o).await?)
 }

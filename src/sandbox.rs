@@ -2,7 +2,7 @@
 //! instance calls of one sandbox.
 
 use crate::commands::JsCommands;
-use crate::config::{resolve, ConnectionOptions};
+use crate::config::{config, opts, resolve, with_local_default, ConnectionOptions};
 use crate::errors::{ms, IntoNapi};
 use crate::files::JsFiles;
 use crate::info::{SandboxInfoJs, SandboxMetricsJs, SnapshotInfoJs};
@@ -10,8 +10,8 @@ use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
 use crate::pty::JsPty;
 use napi_derive::napi;
 use sandbank_client::{
-    get_signature, Api, FileOperation, Sandbox, SandboxConnectOpts, SandboxCreateOpts, SandboxLifecycle,
-    SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SandboxUrlOpts, SnapshotListOpts,
+    get_signature, Api, ConnectionOpts, FileOperation, Sandbox, SandboxConnectOpts, SandboxCreateOpts,
+    SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SandboxUrlOpts, SnapshotListOpts,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,10 +112,23 @@ pub struct SnapshotListOptions {
 #[napi(js_name = "NativeSandbox")]
 pub struct JsSandbox {
     inner: Arc<Sandbox>,
+    /// The options it was made with (the local default filled in): a call's own options are
+    /// merged over them, as novita-sandbox merges them.
+    opts: ConnectionOpts,
 }
 
-fn api(conn: Option<ConnectionOptions>) -> napi::Result<Api> {
-    Ok(Api::new(resolve(conn)?))
+async fn api(conn: Option<ConnectionOptions>) -> napi::Result<Api> {
+    Ok(Api::new(resolve(conn).await?))
+}
+
+impl JsSandbox {
+    /// This sandbox for one call: with the call's connection options, if it has any.
+    fn for_call(&self, conn: Option<ConnectionOptions>) -> napi::Result<Sandbox> {
+        match conn {
+            None => Ok((*self.inner).clone()),
+            Some(c) => Ok(self.inner.with_api_config(config(&self.opts.merged(&opts(Some(c))))?)),
+        }
+    }
 }
 
 #[napi]
@@ -127,7 +140,7 @@ impl JsSandbox {
         opts: Option<SandboxOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<JsSandbox> {
-        let config = resolve(conn)?;
+        let conn = with_local_default(conn).await?;
         let o = opts.unwrap_or_default();
         let create = SandboxCreateOpts {
             template,
@@ -139,8 +152,8 @@ impl JsSandbox {
             lifecycle: o.lifecycle.map(|l| SandboxLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
             auto_pause: o.auto_pause,
         };
-        let inner = Sandbox::create(config, create).await.napi()?;
-        Ok(JsSandbox { inner: Arc::new(inner) })
+        let inner = Sandbox::create(config(&conn)?, create).await.napi()?;
+        Ok(JsSandbox { inner: Arc::new(inner), opts: conn })
     }
 
     /// `Sandbox.connect(id, opts)`.
@@ -151,23 +164,22 @@ impl JsSandbox {
         secure: Option<bool>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<JsSandbox> {
-        let config = resolve(conn)?;
-        let inner = Sandbox::connect(config, &sandbox_id, SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure })
-            .await
-            .napi()?;
-        Ok(JsSandbox { inner: Arc::new(inner) })
+        let conn = with_local_default(conn).await?;
+        let connect = SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure };
+        let inner = Sandbox::connect(config(&conn)?, &sandbox_id, connect).await.napi()?;
+        Ok(JsSandbox { inner: Arc::new(inner), opts: conn })
     }
 
     /// `Sandbox.kill(id)`: `false` when there is no such sandbox.
     #[napi]
     pub async fn kill_sandbox(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
-        api(conn)?.kill(&sandbox_id).await.napi()
+        api(conn).await?.kill(&sandbox_id).await.napi()
     }
 
     /// `Sandbox.getInfo(id)`.
     #[napi]
     pub async fn get_sandbox_info(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<SandboxInfoJs> {
-        api(conn)?.get_info(&sandbox_id).await.map(SandboxInfoJs::from).napi()
+        api(conn).await?.get_info(&sandbox_id).await.map(SandboxInfoJs::from).napi()
     }
 
     /// `Sandbox.setTimeout(id, ms)`.
@@ -177,13 +189,13 @@ impl JsSandbox {
         timeout_ms: f64,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<()> {
-        api(conn)?.set_timeout(&sandbox_id, ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
+        api(conn).await?.set_timeout(&sandbox_id, ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
     }
 
     /// `Sandbox.pause(id)`: `true` when paused, `false` when it already was.
     #[napi]
     pub async fn pause_sandbox(sandbox_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
-        api(conn)?.pause(&sandbox_id).await.napi()
+        api(conn).await?.pause(&sandbox_id).await.napi()
     }
 
     /// `Sandbox.getMetrics(id, {start, end})`.
@@ -193,7 +205,7 @@ impl JsSandbox {
         opts: Option<MetricsOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<Vec<SandboxMetricsJs>> {
-        api(conn)?.get_metrics(&sandbox_id, metrics_opts(opts)).await.map(metrics_js).napi()
+        api(conn).await?.get_metrics(&sandbox_id, metrics_opts(opts)).await.map(metrics_js).napi()
     }
 
     /// `Sandbox.list(opts)`: no request until `nextItems`.
@@ -209,7 +221,7 @@ impl JsSandbox {
             limit: o.limit,
             next_token: o.next_token,
         };
-        Ok(JsSandboxPaginator::new(api(conn)?.list(list)))
+        JsSandboxPaginator::new(conn, list.next_token.clone(), move |api| api.list(list.clone()))
     }
 
     /// `Sandbox.createSnapshot(id)`.
@@ -218,7 +230,7 @@ impl JsSandbox {
         sandbox_id: String,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<SnapshotInfoJs> {
-        api(conn)?.create_snapshot(&sandbox_id).await.map(SnapshotInfoJs::from).napi()
+        api(conn).await?.create_snapshot(&sandbox_id).await.map(SnapshotInfoJs::from).napi()
     }
 
     /// `Sandbox.listSnapshots(opts)`.
@@ -228,16 +240,14 @@ impl JsSandbox {
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<JsSnapshotPaginator> {
         let o = opts.unwrap_or_default();
-        let p = api(conn)?
-            .list_snapshots(SnapshotListOpts { sandbox_id: o.sandbox_id, limit: o.limit, next_token: o.next_token })
-            .napi()?;
-        Ok(JsSnapshotPaginator::new(p))
+        let list = SnapshotListOpts { sandbox_id: o.sandbox_id, limit: o.limit, next_token: o.next_token };
+        JsSnapshotPaginator::new(conn, list.next_token.clone(), move |api| api.list_snapshots(list.clone()))
     }
 
     /// `Sandbox.deleteSnapshot(id)`: `false` when there is no such snapshot.
     #[napi]
     pub async fn delete_snapshot(snapshot_id: String, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
-        api(conn)?.delete_snapshot(&snapshot_id).await.napi()
+        api(conn).await?.delete_snapshot(&snapshot_id).await.napi()
     }
 
     #[napi(getter)]
@@ -260,12 +270,6 @@ impl JsSandbox {
         self.inner.traffic_access_token()
     }
 
-    /// The connection options this sandbox was made with, resolved (for per-call merges).
-    #[napi(getter)]
-    pub fn api_url(&self) -> String {
-        self.inner.config().api_url.clone()
-    }
-
     #[napi]
     pub fn commands(&self) -> JsCommands {
         JsCommands::new(self.inner.commands().clone())
@@ -286,8 +290,8 @@ impl JsSandbox {
         self.inner.get_host(port as u16)
     }
 
-    /// `sandbox.connect(opts)`; `conn` (this sandbox's options merged with the call's) replaces
-    /// the sandbox's connection settings for the call.
+    /// `sandbox.connect(opts)`; `conn`, the call's connection options, are merged over the
+    /// sandbox's (so for every instance call below that takes them).
     #[napi]
     pub async fn reconnect(
         &self,
@@ -295,27 +299,24 @@ impl JsSandbox {
         secure: Option<bool>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<()> {
-        let s = self.inner.clone();
-        let config = conn.map(|c| resolve(Some(c))).transpose()?;
-        s.reconnect(SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure }, config).await.napi()
+        let s = self.for_call(conn)?;
+        s.reconnect(SandboxConnectOpts { timeout_ms: ms(timeout_ms), secure }).await.napi()
     }
 
     #[napi]
-    pub async fn pause(&self) -> napi::Result<bool> {
-        let s = self.inner.clone();
+    pub async fn pause(&self, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
+        let s = self.for_call(conn)?;
         s.pause().await.napi()
     }
 
-    /// `sandbox.getMetrics(opts)`; `conn` as for `reconnect`.
     #[napi]
     pub async fn get_metrics(
         &self,
         opts: Option<MetricsOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<Vec<SandboxMetricsJs>> {
-        let s = self.inner.clone();
-        let config = conn.map(|c| resolve(Some(c))).transpose()?;
-        s.get_metrics(metrics_opts(opts), config).await.map(metrics_js).napi()
+        let s = self.for_call(conn)?;
+        s.get_metrics(metrics_opts(opts)).await.map(metrics_js).napi()
     }
 
     /// `sandbox.uploadUrl(path, opts)`.
@@ -330,21 +331,29 @@ impl JsSandbox {
         self.inner.download_url(&path, &url_opts(opts)).napi()
     }
 
+    /// `sandbox.kill(opts)`: nothing in debug mode (this sandbox's).
     #[napi]
-    pub async fn kill(&self) -> napi::Result<()> {
-        let s = self.inner.clone();
+    pub async fn kill(&self, conn: Option<ConnectionOptions>) -> napi::Result<()> {
+        if self.inner.config().debug {
+            return Ok(());
+        }
+        let s = self.for_call(conn)?;
         s.kill().await.napi()
     }
 
+    /// `sandbox.setTimeout(ms, opts)`: nothing in debug mode (this sandbox's).
     #[napi]
-    pub async fn set_timeout(&self, timeout_ms: f64) -> napi::Result<()> {
-        let s = self.inner.clone();
+    pub async fn set_timeout(&self, timeout_ms: f64, conn: Option<ConnectionOptions>) -> napi::Result<()> {
+        if self.inner.config().debug {
+            return Ok(());
+        }
+        let s = self.for_call(conn)?;
         s.set_timeout(ms(Some(timeout_ms)).unwrap_or(0)).await.napi()
     }
 
     #[napi]
-    pub async fn get_info(&self) -> napi::Result<SandboxInfoJs> {
-        let s = self.inner.clone();
+    pub async fn get_info(&self, conn: Option<ConnectionOptions>) -> napi::Result<SandboxInfoJs> {
+        let s = self.for_call(conn)?;
         s.get_info().await.map(SandboxInfoJs::from).napi()
     }
 
@@ -355,13 +364,20 @@ impl JsSandbox {
     }
 
     #[napi]
-    pub async fn create_snapshot(&self) -> napi::Result<SnapshotInfoJs> {
-        let s = self.inner.clone();
+    pub async fn create_snapshot(&self, conn: Option<ConnectionOptions>) -> napi::Result<SnapshotInfoJs> {
+        let s = self.for_call(conn)?;
         s.create_snapshot().await.map(SnapshotInfoJs::from).napi()
     }
 
+    /// `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots.
     #[napi]
-    pub fn list_snapshots(&self, limit: Option<u32>, next_token: Option<String>) -> napi::Result<JsSnapshotPaginator> {
-        self.inner.list_snapshots(limit, next_token).map(JsSnapshotPaginator::new).napi()
+    pub fn list_snapshots(
+        &self,
+        limit: Option<u32>,
+        next_token: Option<String>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<JsSnapshotPaginator> {
+        let s = self.for_call(conn)?;
+        s.list_snapshots(limit, next_token).map(JsSnapshotPaginator::ready).napi()
     }
 }

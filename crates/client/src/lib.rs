@@ -2,7 +2,8 @@
 //! errors, wire) over `reqwest`, shaped so a napi binding stays thin: plain structs in and out,
 //! cheap-to-clone handles (`Arc` inside), `Send + 'static` futures once a handle is cloned.
 //!
-//! - [`config`]: `ConnectionOpts` → [`ConnectionConfig`] (env vars, URLs, header sets).
+//! - [`config`]: `ConnectionOpts` → [`ConnectionConfig`] (env vars, URLs, header sets);
+//!   [`local`]: the local default when nothing is configured (find or start `sandbank serve`).
 //! - [`error`]: one [`Error`] enum whose variants are the JS error classes ([`Error::kind`]).
 //! - [`api`]: the control plane ([`Api`]): create, connect, kill, getInfo, setTimeout, list,
 //!   snapshots; [`paginator`]: the two paginators.
@@ -19,6 +20,7 @@ mod envd;
 mod error;
 pub mod files;
 mod listings;
+pub mod local;
 mod paginator;
 mod pty;
 mod sandbox;
@@ -36,7 +38,7 @@ pub use files::{
     EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts, WatchHandle,
     WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,
 };
-pub use listings::{SandboxPaginator, SnapshotPaginator};
+pub use listings::{SandboxPaginator, Sandboxes, SnapshotPaginator, Snapshots};
 pub use paginator::{Listing, Paginator};
 pub use pty::{Pty, PtyConnectOpts, PtyCreateOpts, PtySize};
 pub use sandbox::{Sandbox, SandboxUrlOpts};

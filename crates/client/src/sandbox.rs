@@ -138,29 +138,29 @@ impl Sandbox {
         self.api.config().host(&self.sandbox_id, port, Some(&self.sandbox_domain))
     }
 
+    /// This sandbox with other control-plane settings: the JS SDK's per-call options
+    /// (`sandbox.kill(opts)`, …), merged with the sandbox's own by the caller. Its envd calls and
+    /// its traffic access token are this sandbox's.
+    pub fn with_api_config(&self, config: Config) -> Sandbox {
+        Sandbox { api: Api::new(config), ..self.clone() }
+    }
+
     /// `sandbox.connect(opts)`: resumes the sandbox if paused and refreshes the traffic access
-    /// token. `config` replaces this sandbox's connection settings for the call (per-call
-    /// options merged by the caller).
-    pub async fn reconnect(&self, opts: SandboxConnectOpts, config: Option<Config>) -> Result<()> {
-        let conn = match config {
-            Some(c) => Api::new(c).connect(&self.sandbox_id, opts).await?,
-            None => self.api.connect(&self.sandbox_id, opts).await?,
-        };
+    /// token.
+    pub async fn reconnect(&self, opts: SandboxConnectOpts) -> Result<()> {
+        let conn = self.api.connect(&self.sandbox_id, opts).await?;
         *self.traffic_access_token.lock().expect("token") = conn.traffic_access_token;
         Ok(())
     }
 
     /// `sandbox.getMetrics({start, end})`: refuses envd older than 0.1.5, as the SDK does.
-    pub async fn get_metrics(&self, opts: SandboxMetricsOpts, config: Option<Config>) -> Result<Vec<SandboxMetrics>> {
+    pub async fn get_metrics(&self, opts: SandboxMetricsOpts) -> Result<Vec<SandboxMetrics>> {
         if !envd_version_at_least(&self.envd_version, ENVD_METRICS) {
             return Err(Error::Sandbox(
                 "You need to update the template to use the new SDK. You can do this by running `novita-sandbox-cli template build` in the directory with the template.".into(),
             ));
         }
-        match config {
-            Some(c) => Api::new(c).get_metrics(&self.sandbox_id, opts).await,
-            None => self.api.get_metrics(&self.sandbox_id, opts).await,
-        }
+        self.api.get_metrics(&self.sandbox_id, opts).await
     }
 
     /// `sandbox.uploadUrl(path?, opts)`: where to POST a file (multipart), signed when the

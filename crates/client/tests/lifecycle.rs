@@ -18,7 +18,7 @@ fn pause_connect_lifecycle_and_metrics() {
         assert!(sbx.pause().await.unwrap());
         assert!(!api.pause(&id).await.unwrap(), "already paused: false");
         assert_eq!(api.get_info(&id).await.unwrap().state, "paused");
-        sbx.reconnect(SandboxConnectOpts::default(), None).await.unwrap();
+        sbx.reconnect(SandboxConnectOpts::default()).await.unwrap();
         assert_eq!(api.get_info(&id).await.unwrap().state, "running");
         assert_eq!(sbx.files().read_text("/tmp/kept.txt", Default::default()).await.unwrap(), "kept");
         let e = api.pause("abcdefghij0123456789").await.unwrap_err();
@@ -26,7 +26,7 @@ fn pause_connect_lifecycle_and_metrics() {
         let e = api.connect("abcdefghij0123456789", Default::default()).await.unwrap_err();
         assert_eq!(e.to_string(), "Paused sandbox abcdefghij0123456789 not found");
 
-        let m = sbx.get_metrics(Default::default(), None).await.unwrap();
+        let m = sbx.get_metrics(Default::default()).await.unwrap();
         assert!(!m.is_empty());
         assert!(m[0].mem_total > 0.0 && m[0].cpu_count >= 1.0, "{m:?}");
         let none =

@@ -3,6 +3,7 @@
 use crate::api::{self, AppState};
 use crate::http_server;
 use anyhow::Context as _;
+use sandbank_client::local::{self, DAEMON_STATE_FILE, EXIT_DATA_DIR_IN_USE};
 use sandbank_engine::{Engine, EngineConfig, EngineError};
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -44,11 +45,6 @@ pub struct ServeArgs {
     pub header_timeout_secs: u64,
 }
 
-/// The file, in the data directory, that tells clients where a running server is:
-/// `{"url", "apiKey", "pid", "dataDir"}` (mode 0600). Written once listening, removed on exit.
-/// The SDK's local default reads it to reuse a running daemon.
-pub const DAEMON_STATE_FILE: &str = "daemon.json";
-
 /// How long the engine gets to kill every sandbox once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -68,19 +64,17 @@ pub fn main(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandbank serve: {e:#}");
-            ExitCode::FAILURE
+            // A client starting a daemon tells "another server has it" from a failure by this.
+            match e.downcast_ref::<EngineError>() {
+                Some(EngineError::Locked { .. }) => ExitCode::from(EXIT_DATA_DIR_IN_USE),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return Ok(PathBuf::from(d).join("sandbank"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("neither --data-dir, XDG_DATA_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".local/share/sandbank"))
+    local::data_dir(|name| std::env::var(name).ok()).context("neither --data-dir, XDG_DATA_HOME nor HOME is set")
 }
 
 /// The key given, or the one stored in `<data-dir>/api-key`, or a new one stored there (0600).

@@ -2,7 +2,8 @@
 //! missing. One line per check: `ok|missing|warn  <check>  <detail or fix>`; exit 1 when
 //! anything is missing.
 
-use super::{data_dir, print_out, read_daemon, DaemonState};
+use super::{data_dir, print_out};
+use sandbank_client::local::{read_daemon, DaemonState, DAEMON_STATE_FILE};
 use serde::Serialize;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -446,7 +447,7 @@ fn health(url: &str) -> Result<u16, String> {
 }
 
 fn daemon(dir: &Path) -> Check {
-    let file = dir.join(crate::serve::DAEMON_STATE_FILE);
+    let file = dir.join(DAEMON_STATE_FILE);
     match read_daemon(dir) {
         DaemonState::Absent => check(
             Status::Warn,

@@ -9,8 +9,8 @@ pub mod sandboxes;
 pub mod snapshots;
 pub mod table;
 
-use sandbank_client::{Api, ConnectionConfig, ConnectionOpts};
-use std::path::{Path, PathBuf};
+use sandbank_client::{local, Api, ConnectionConfig, ConnectionOpts};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -87,129 +87,25 @@ where
     }
 }
 
-/// The SDK's variables that mean "a server is configured" (`lib/local.js`'s `isConfigured`).
-const CONFIG_VARS: &[&str] = &["API_KEY", "ACCESS_TOKEN", "API_URL", "SANDBOX_URL", "DOMAIN"];
-
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
-/// Whether `NOVITA_*` / `E2B_*` configure a server (the cloud, or an explicit URL).
-pub fn is_configured() -> bool {
-    let set = |v: &str| env_nonempty(&format!("NOVITA_{v}")).is_some() || env_nonempty(&format!("E2B_{v}")).is_some();
-    CONFIG_VARS.iter().any(|v| set(v))
-        || ["NOVITA_DEBUG", "E2B_DEBUG"].iter().any(|v| env_nonempty(v).is_some_and(|d| d.eq_ignore_ascii_case("true")))
-}
-
-/// The local engine's data directory: `$SANDBANK_DATA_DIR`, else `$XDG_DATA_HOME/sandbank`,
-/// else `~/.local/share/sandbank`.
+/// The local engine's data directory (see `sandbank_client::local`).
 pub fn data_dir() -> Option<PathBuf> {
-    if let Some(d) = env_nonempty("SANDBANK_DATA_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    if let Some(d) = env_nonempty("XDG_DATA_HOME") {
-        return Some(PathBuf::from(d).join("sandbank"));
-    }
-    env_nonempty("HOME").map(|h| PathBuf::from(h).join(".local/share/sandbank"))
-}
-
-/// A running daemon as `daemon.json` names it.
-#[derive(Debug, Clone)]
-pub struct Daemon {
-    pub url: String,
-    pub api_key: Option<String>,
-    pub pid: i32,
-}
-
-/// What `<dir>/daemon.json` says, whether or not its process still runs.
-#[derive(Debug)]
-pub enum DaemonState {
-    /// No (readable) daemon.json.
-    Absent,
-    /// daemon.json names a process that is gone (or is not a `sandbank serve`).
-    Stale(i32),
-    Running(Daemon),
-}
-
-/// Whether `pid` is alive and (on Linux) a `sandbank serve`: a recycled PID would not be.
-pub fn pid_is_serve(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(c) => c.split(|b| *b == 0).any(|a| a == b"serve"),
-        Err(_) => false,
-    }
-}
-
-pub fn read_daemon(dir: &Path) -> DaemonState {
-    let Ok(text) = std::fs::read_to_string(dir.join(crate::serve::DAEMON_STATE_FILE)) else {
-        return DaemonState::Absent;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return DaemonState::Absent;
-    };
-    let (Some(url), Some(pid)) = (v["url"].as_str(), v["pid"].as_i64().and_then(|p| i32::try_from(p).ok())) else {
-        return DaemonState::Absent;
-    };
-    if !pid_is_serve(pid) {
-        return DaemonState::Stale(pid);
-    }
-    DaemonState::Running(Daemon {
-        url: url.trim_end_matches('/').to_string(),
-        api_key: v["apiKey"].as_str().map(str::to_string),
-        pid,
-    })
+    local::data_dir(process_env)
 }
 
 /// The connection options the CLI uses: the environment's (cloud or explicit URL), else the
-/// local engine's, else an error that says how to start one.
-pub fn connection_opts() -> CliResult<ConnectionOpts> {
-    if is_configured() {
-        return Ok(ConnectionOpts::default());
-    }
-    if let Some(url) = env_nonempty("SANDBANK_URL") {
-        let url = url.trim_end_matches('/').to_string();
-        return Ok(ConnectionOpts {
-            api_key: env_nonempty("SANDBANK_API_KEY"),
-            api_url: Some(url.clone()),
-            sandbox_url: Some(url),
-            ..Default::default()
-        });
-    }
-    let Some(dir) = data_dir() else {
-        return Err(CliError(
-            "no server configured and no local data directory (set SANDBANK_DATA_DIR, XDG_DATA_HOME or HOME): \
-             set SANDBANK_URL and SANDBANK_API_KEY, or NOVITA_API_KEY for the Novita cloud"
-                .into(),
-        ));
-    };
-    match read_daemon(&dir) {
-        DaemonState::Running(d) => Ok(ConnectionOpts {
-            api_key: d.api_key,
-            api_url: Some(d.url.clone()),
-            sandbox_url: Some(d.url),
-            ..Default::default()
-        }),
-        state => {
-            let why = match state {
-                DaemonState::Stale(pid) => {
-                    format!("{} names pid {pid}, which is not running", dir.join("daemon.json").display())
-                }
-                _ => format!("no {}", dir.join("daemon.json").display()),
-            };
-            Err(CliError(format!(
-                "no local sandbank server is running ({why}): start one with `sandbank serve` \
-                 (as root), or set SANDBANK_URL and SANDBANK_API_KEY for another server, or NOVITA_API_KEY \
-                 for the Novita cloud"
-            )))
-        }
-    }
+/// local engine's, else an error that says how to start one: unlike the SDK, the CLI never
+/// starts a daemon.
+pub async fn connection_opts() -> CliResult<ConnectionOpts> {
+    Ok(local::resolve(ConnectionOpts::default(), None).await?)
 }
 
 /// The control-plane client, with `request_timeout_ms` if given.
-pub fn api(request_timeout_ms: Option<u64>) -> CliResult<Api> {
-    let mut opts = connection_opts()?;
+pub async fn api(request_timeout_ms: Option<u64>) -> CliResult<Api> {
+    let mut opts = connection_opts().await?;
     if request_timeout_ms.is_some() {
         opts.request_timeout_ms = request_timeout_ms;
     }

@@ -71,7 +71,7 @@ pub fn render_table(items: &[SandboxInfo]) -> String {
 }
 
 async fn ls(json: bool) -> CliResult<ExitCode> {
-    let api = api(None)?;
+    let api = api(None).await?;
     let items = list_all(&api).await?;
     if json {
         print_out(&json_text(&serde_json::Value::Array(items.iter().map(to_json).collect())));
@@ -82,7 +82,7 @@ async fn ls(json: bool) -> CliResult<ExitCode> {
 }
 
 async fn kill(ids: &[String]) -> CliResult<ExitCode> {
-    let api = api(None)?;
+    let api = api(None).await?;
     let mut failed = false;
     for id in ids {
         match api.kill(id).await {

@@ -39,7 +39,7 @@ pub fn render_table(items: &[SnapshotInfo]) -> String {
 }
 
 async fn ls(sandbox: Option<String>, json: bool) -> CliResult<ExitCode> {
-    let api = api(None)?;
+    let api = api(None).await?;
     let pages = api.list_snapshots(SnapshotListOpts { sandbox_id: sandbox, ..Default::default() })?;
     let mut items = Vec::new();
     while pages.has_next() {
@@ -54,7 +54,7 @@ async fn ls(sandbox: Option<String>, json: bool) -> CliResult<ExitCode> {
 }
 
 async fn rm(ids: &[String]) -> CliResult<ExitCode> {
-    let api = api(None)?;
+    let api = api(None).await?;
     let mut failed = false;
     for id in ids {
         match api.delete_snapshot(id).await {
@@ -75,7 +75,7 @@ async fn rm(ids: &[String]) -> CliResult<ExitCode> {
 /// `sandbank snapshot <sandboxId>`: prints the new snapshot's ID (or its JSON). While the
 /// request runs, a spinner with the elapsed time on stderr when stderr is a terminal.
 pub async fn create(sandbox_id: String, json: bool) -> CliResult<ExitCode> {
-    let api = api(Some(SNAPSHOT_TIMEOUT_MS))?;
+    let api = api(Some(SNAPSHOT_TIMEOUT_MS)).await?;
     let request = api.create_snapshot(&sandbox_id);
     let snap = if std::io::stderr().is_terminal() {
         with_spinner(&format!("snapshotting {sandbox_id}"), request).await

@@ -1,6 +1,6 @@
-// ESM entry: the same objects as the CommonJS entry (no dual-package hazard), with `Sandbox` as
-// the default export, as in novita-sandbox.
-import sandbank from './index.js'
+// ESM entry: the same objects as the CommonJS entry (dist/index.js, compiled from js/; no
+// dual-package hazard), with `Sandbox` as the default export, as in novita-sandbox.
+import sandbank from './dist/index.js'
 
 export const {
   Sandbox,

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'sandbank'
-import { dataDir } from '../lib/local.js'
+import { dataDir } from '../dist/internal/local.js'
 
 const t00 = performance.now()
 let stepNo = 0

@@ -242,7 +242,7 @@ function smoke() {
   const env = bareEnv(mkdtempSync(join(tmpdir(), 'sandbank-smoke-')))
   const expectVersion = pkg.version
   const scripts = {
-    cjs: `const s = require(${JSON.stringify(join(root, 'index.js'))}); console.log(JSON.stringify({ version: s.version(), create: typeof s.Sandbox.create }))`,
+    cjs: `const s = require(${JSON.stringify(join(root, 'dist', 'index.js'))}); console.log(JSON.stringify({ version: s.version(), create: typeof s.Sandbox.create }))`,
     esm: `import { version, Sandbox } from ${JSON.stringify(pathToFileURL(join(root, 'index.mjs')).href)}; console.log(JSON.stringify({ version: version(), create: typeof Sandbox.create }))`,
   }
   for (const [kind, code] of Object.entries(scripts)) {
@@ -263,7 +263,7 @@ function smoke() {
   const code = `
     const binding = require(${JSON.stringify(join(root, 'binding.js'))})
     ${fake ? "Object.defineProperty(process, 'platform', { value: 'darwin' })" : ''}
-    const { Sandbox, SandboxError } = require(${JSON.stringify(join(root, 'index.js'))})
+    const { Sandbox, SandboxError } = require(${JSON.stringify(join(root, 'dist', 'index.js'))})
     Sandbox.create().then(
       () => { console.log('created?'); process.exit(1) },
       (e) => { console.log(JSON.stringify({ isSandboxError: e instanceof SandboxError, message: e.message })) },

@@ -2,8 +2,9 @@
 // The package as npm users get it, without a Rust toolchain:
 //   1. `npm pack` the root package and the `sandbank-linux-x64-gnu` package (this machine's) assembled from the built
 //      artifacts (npm/linux-x64-gnu/package.json + the addon from the repo root + native/sandbank),
-//      and check what each tarball holds (the root none of the binaries, the platform package both,
-//      the `sandbank` binary executable);
+//      and check what each tarball holds (the root the compiled JS layer, dist/, and none of the
+//      binaries, sources or test helpers; the platform package both binaries, the `sandbank` binary
+//      executable);
 //   2. install both tarballs into a fresh project with PATH = node's dir + /usr/bin:/bin (no cargo);
 //   3. run a script through `import` (ESM) and one through `require` (CJS), each of which creates a
 //      sandbox on the local default, snapshots it, starts a sandbox from the snapshot, reads a file
@@ -35,8 +36,12 @@ const platDir = join(root, 'npm', PLATFORM)
 const platPkg = JSON.parse(readFileSync(join(platDir, 'package.json'), 'utf8'))
 const addon = join(root, platPkg.main)
 const binary = join(root, 'native', 'sandbank')
-for (const f of [addon, binary]) {
-  if (!existsSync(f)) fail(`${f} is missing: run \`npm run build\` first`)
+for (const f of [addon, binary, join(root, 'dist', 'index.js')]) {
+  // Not fail(): nothing to clean up yet.
+  if (!existsSync(f)) {
+    console.error(`pack-check: FAILED: ${f} is missing: run \`npm run build\` first`)
+    process.exit(1)
+  }
 }
 
 const work = mkdtempSync(join(tmpdir(), 'sandbank-pack-check-'))
@@ -106,11 +111,14 @@ function pack(dir) {
 // 1. The two tarballs.
 const rootTgz = pack(root)
 const rootFiles = rootTgz.files.map((f) => f.path)
-for (const must of ['index.js', 'index.mjs', 'index.d.ts', 'binding.js', 'binding.d.ts', 'lib/local.js', 'bin/sandbank.js', 'package.json']) {
+// The JS layer ships compiled (dist/, from js/ by tsc): `prepare` does not run for registry installs.
+for (const must of ['dist/index.js', 'dist/index.d.ts', 'dist/internal/local.js', 'index.mjs', 'binding.js', 'binding.d.ts', 'bin/sandbank.js', 'package.json']) {
   if (!rootFiles.includes(must)) fail(`the root tarball lacks ${must}: ${rootFiles.join(', ')}`)
 }
-const stray = rootFiles.filter((f) => f.endsWith('.node') || f.startsWith('native/') || f.startsWith('target/') || f.startsWith('src/'))
-if (stray.length) fail(`the root tarball carries what belongs in the platform packages or the repo: ${stray.join(', ')}`)
+const stray = rootFiles.filter(
+  (f) => f.endsWith('.node') || /^(native|target|src|crates|js|lib|scripts|__test__|bench|examples|fuzz|docs)\//.test(f) || f.endsWith('.ts') && !f.endsWith('.d.ts'),
+)
+if (stray.length) fail(`the root tarball carries what belongs in the platform packages or the repo (binaries, sources, tests, scripts): ${stray.join(', ')}`)
 for (const [name, version] of Object.entries(rootPkg.optionalDependencies ?? {})) {
   if (version !== rootPkg.version) fail(`optionalDependencies.${name} is ${version}, not the package version ${rootPkg.version}`)
 }

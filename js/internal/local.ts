@@ -8,24 +8,41 @@
 // The data dir is $SANDBANK_DATA_DIR, else $XDG_DATA_HOME/sandbank, else ~/.local/share/sandbank.
 // Two processes starting a daemon at once: the data dir's lock lets one server run; the other
 // exits ("in use by another sandbank serve") and its client reads the winner's daemon.json.
-'use strict'
+// The SDK uses it only through connectionOpts, pickConnection, isConfigured, serverBinaryPath and
+// LocalDaemonError, so that it can be replaced as a whole.
+import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import { dirname, join } from 'node:path'
+import type { ConnectionOpts } from '../connection'
 
-const { spawn } = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const { dirname, join } = require('node:path')
-
-const STATE_FILE = 'daemon.json'
+export const STATE_FILE = 'daemon.json'
 const LOG_FILE = 'daemon.log'
 const DEFAULT_IDLE_EXIT_SECS = 300
 const START_TIMEOUT_MS = 60_000
 
+/** The package's root directory: this file is `<package>/dist/internal/local.js`. */
+const packageRoot = join(__dirname, '..', '..')
+
 /** The options and variables that mean "not the local default". */
-const CONFIG_KEYS = ['apiKey', 'accessToken', 'apiUrl', 'sandboxUrl', 'domain']
+const CONFIG_KEYS = ['apiKey', 'accessToken', 'apiUrl', 'sandboxUrl', 'domain'] as const
 const CONFIG_VARS = ['API_KEY', 'ACCESS_TOKEN', 'API_URL', 'SANDBOX_URL', 'DOMAIN']
 
+/** The connection options a call takes over from the caller's options. */
+const CONNECTION_KEYS = ['apiKey', 'accessToken', 'domain', 'apiUrl', 'sandboxUrl', 'debug', 'requestTimeoutMs', 'headers'] as const
+
+/** A server to use: its URL and API key, and the daemon's pid and data dir when it is one. */
+export interface LocalServer {
+  url: string
+  apiKey?: string
+  pid: number | null
+  dataDir?: string
+  /** Whether this process started it. */
+  started: boolean
+}
+
 /** Whether `opts` or the environment configure a server (cloud or explicit URL). */
-function isConfigured(opts) {
+export function isConfigured(opts?: ConnectionOpts): boolean {
   if (opts && CONFIG_KEYS.some((k) => opts[k])) return true
   if (opts?.debug) return true
   const env = process.env
@@ -34,16 +51,17 @@ function isConfigured(opts) {
 }
 
 /** The local engine's data directory. */
-function dataDir() {
+export function dataDir(): string {
   if (process.env.SANDBANK_DATA_DIR) return process.env.SANDBANK_DATA_DIR
   const base = process.env.XDG_DATA_HOME || join(os.homedir(), '.local', 'share')
   return join(base, 'sandbank')
 }
 
 /** Whether this Linux uses musl (Alpine) rather than glibc. */
-function isMusl() {
+function isMusl(): boolean {
   try {
-    return !process.report.getReport().header.glibcVersionRuntime
+    const report = process.report.getReport() as { header: { glibcVersionRuntime?: string } }
+    return !report.header.glibcVersionRuntime
   } catch {
     return false
   }
@@ -53,20 +71,21 @@ function isMusl() {
  * The npm packages that may carry the `sandbank` binary on this machine, best match first: the
  * platform package (`sandbank-linux-x64-gnu`, …) npm installed from the optional dependencies.
  */
-function platformPackages() {
+export function platformPackages(): string[] {
   if (process.platform !== 'linux') return []
   const libcs = isMusl() ? ['musl', 'gnu'] : ['gnu', 'musl']
   return libcs.map((libc) => `sandbank-linux-${process.arch}-${libc}`)
 }
 
 /**
- * The `sandbank` binary: $SANDBANK_BIN, else `native/sandbank` in this package (a build from
- * source, `npm run build`), else the one in the platform package. When none exists, the path
- * where a build would put it (the error messages name it).
+ * Absolute path of the `sandbank` server binary: `$SANDBANK_BIN` when set, else the one
+ * `npm run build` copies to `<package>/native/sandbank`, else the one in the platform package
+ * (`sandbank-linux-x64-gnu`, …). When none exists, the path where a build would put it (the error
+ * messages name it).
  */
-function serverBinaryPath() {
+export function serverBinaryPath(): string {
   if (process.env.SANDBANK_BIN) return process.env.SANDBANK_BIN
-  const built = join(__dirname, '..', 'native', 'sandbank')
+  const built = join(packageRoot, 'native', 'sandbank')
   if (fs.existsSync(built)) return built
   for (const name of platformPackages()) {
     let dir
@@ -81,11 +100,11 @@ function serverBinaryPath() {
   return built
 }
 
-function alive(pid) {
+function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
   } catch (e) {
-    return e.code === 'EPERM'
+    return (e as { code?: string }).code === 'EPERM'
   }
   // A recycled PID would not be a `sandbank serve`.
   try {
@@ -96,7 +115,7 @@ function alive(pid) {
 }
 
 /** The running daemon named by daemon.json, or null. */
-function readState(dir) {
+function readState(dir: string): LocalServer | null {
   let s
   try {
     s = JSON.parse(fs.readFileSync(join(dir, STATE_FILE), 'utf8'))
@@ -107,9 +126,9 @@ function readState(dir) {
   return { url: s.url, apiKey: s.apiKey, pid: s.pid, dataDir: s.dataDir ?? dir, started: false }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function logTail(path) {
+function logTail(path: string): string {
   try {
     const text = fs.readFileSync(path, 'utf8')
     // tracing colours the log when it thinks it is a terminal; strip the escapes.
@@ -119,10 +138,11 @@ function logTail(path) {
   }
 }
 
-class LocalDaemonError extends Error {}
+/** The local engine could not be used (no Linux, no binary, the daemon did not start). */
+export class LocalDaemonError extends Error {}
 
 /** Starts `sandbank serve` in the background and resolves with its daemon.json. */
-async function startDaemon(dir) {
+async function startDaemon(dir: string): Promise<LocalServer> {
   if (process.platform !== 'linux') {
     throw new LocalDaemonError(
       `sandbank: no server configured, and the local engine needs Linux (this is ${process.platform}-${process.arch}): set NOVITA_API_KEY to use the Novita cloud, or SANDBANK_URL (and SANDBANK_API_KEY) to use a sandbank server running on a Linux machine`,
@@ -141,7 +161,7 @@ async function startDaemon(dir) {
   for (let attempt = 0; ; attempt++) {
     const log = fs.openSync(logPath, 'a', 0o600)
     const idle = process.env.SANDBANK_IDLE_EXIT_SECS || String(DEFAULT_IDLE_EXIT_SECS)
-    const env = { ...process.env, NO_COLOR: '1' }
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' }
     delete env.SANDBANK_API_KEY
     const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--idle-exit-secs', idle], {
       detached: true,
@@ -150,7 +170,7 @@ async function startDaemon(dir) {
     })
     fs.closeSync(log)
     child.unref()
-    let exited = null
+    let exited: { code?: number | null; signal?: string | null; error?: Error } | null = null
     child.on('exit', (code, signal) => (exited = { code, signal }))
     child.on('error', (e) => (exited = { error: e }))
     for (;;) {
@@ -159,13 +179,15 @@ async function startDaemon(dir) {
       if (exited) break
       if (Date.now() > deadline) {
         try {
-          process.kill(child.pid, 'SIGTERM')
+          process.kill(child.pid!, 'SIGTERM')
         } catch {}
         throw new LocalDaemonError(`sandbank: the local daemon did not become ready within ${START_TIMEOUT_MS / 1000} s; its log (${logPath}):\n${logTail(logPath)}`)
       }
       await sleep(15)
     }
-    if (exited.error) throw new LocalDaemonError(`sandbank: cannot start ${bin}: ${exited.error.message}`)
+    // The callbacks above set it; TypeScript cannot see that they ran.
+    const ended = exited as { code?: number | null; signal?: string | null; error?: Error }
+    if (ended.error) throw new LocalDaemonError(`sandbank: cannot start ${bin}: ${ended.error.message}`)
     const tail = logTail(logPath)
     if (/in use by another sandbank serve/.test(tail)) {
       // Another process won the race (or a daemon is stopping): use its daemon.json once it
@@ -180,20 +202,20 @@ async function startDaemon(dir) {
       if (Date.now() < deadline && attempt < 20) continue
     }
     const why = tail.split('\n').filter((l) => /sandbank serve:|error/i.test(l)).pop() ?? tail
-    throw new LocalDaemonError(`sandbank: the local daemon could not start (exit ${exited.code ?? exited.signal}): ${why.replace(/^sandbank serve: /, '')}`)
+    throw new LocalDaemonError(`sandbank: the local daemon could not start (exit ${ended.code ?? ended.signal}): ${why.replace(/^sandbank serve: /, '')}`)
   }
 }
 
-let current = null // Promise of {url, apiKey, pid, dataDir, started}
+let current: Promise<LocalServer> | null = null
 
 /** The local server to use: SANDBANK_URL, a running daemon, or one started now. */
-async function localServer() {
+export async function localServer(): Promise<LocalServer> {
   if (process.env.SANDBANK_URL) {
     return { url: process.env.SANDBANK_URL.replace(/\/+$/, ''), apiKey: process.env.SANDBANK_API_KEY, pid: null, started: false }
   }
   if (current) {
     const s = await current.catch(() => null)
-    if (s && alive(s.pid)) return s
+    if (s && alive(s.pid!)) return s
     current = null
   }
   const dir = dataDir()
@@ -206,20 +228,19 @@ async function localServer() {
  * Connection options for a call: the caller's, or (when nothing is configured) those of the
  * local engine.
  */
-async function connectionOpts(opts) {
+export async function connectionOpts(opts?: ConnectionOpts): Promise<ConnectionOpts> {
   const conn = pickConnection(opts)
   if (isConfigured(opts)) return conn
   const s = await localServer()
   return { ...conn, apiKey: s.apiKey, apiUrl: s.url, sandboxUrl: s.url }
 }
 
-function pickConnection(opts) {
-  const out = {}
+/** The connection options among `opts` (which may be any call's options), without unset ones. */
+export function pickConnection(opts?: ConnectionOpts): ConnectionOpts {
+  const out: Record<string, unknown> = {}
   if (!opts) return out
-  for (const k of ['apiKey', 'accessToken', 'domain', 'apiUrl', 'sandboxUrl', 'debug', 'requestTimeoutMs', 'headers']) {
+  for (const k of CONNECTION_KEYS) {
     if (opts[k] !== undefined && opts[k] !== null) out[k] = opts[k]
   }
   return out
 }
-
-module.exports = { connectionOpts, pickConnection, isConfigured, localServer, dataDir, serverBinaryPath, platformPackages, LocalDaemonError, STATE_FILE }

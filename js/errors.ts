@@ -1,0 +1,151 @@
+// The error classes of novita-sandbox's core/errors.ts, and the mapping of the addon's rejections
+// (`[Kind] message`, the kind naming a class) onto them.
+import { types } from 'node:util'
+import type { CommandResult } from './commands'
+import type { CommandResultJs } from './internal/native'
+import { commandResult } from './internal/values'
+
+/** Base class of the sandbox errors. */
+export class SandboxError extends Error {
+  constructor(message?: string, stackTrace?: string) {
+    super(message)
+    this.name = 'SandboxError'
+    if (stackTrace) this.stack = stackTrace
+  }
+}
+
+/** A timeout: of the sandbox (`unavailable`), of the request (`canceled`), or of the command (`deadline_exceeded`). */
+export class TimeoutError extends SandboxError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'TimeoutError'
+  }
+}
+
+/** An invalid argument. */
+export class InvalidArgumentError extends SandboxError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'InvalidArgumentError'
+  }
+}
+
+/** Not enough disk space. */
+export class NotEnoughSpaceError extends SandboxError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'NotEnoughSpaceError'
+  }
+}
+
+/** A resource was not found. @deprecated Use {@link FileNotFoundError} or {@link SandboxNotFoundError}. */
+export class NotFoundError extends SandboxError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'NotFoundError'
+  }
+}
+
+/** A file or directory was not found in the sandbox. */
+export class FileNotFoundError extends NotFoundError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'FileNotFoundError'
+  }
+}
+
+/** The sandbox was not found (it does not exist or no longer runs). */
+export class SandboxNotFoundError extends NotFoundError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'SandboxNotFoundError'
+  }
+}
+
+/** Authentication failed (not a `SandboxError`, as in novita-sandbox). */
+export class AuthenticationError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'AuthenticationError'
+  }
+}
+
+/** The template's envd is too old for this SDK. */
+export class TemplateError extends SandboxError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'TemplateError'
+  }
+}
+
+/** The API's rate limit was exceeded. */
+export class RateLimitError extends SandboxError {
+  constructor(message: string) {
+    super(message)
+    this.name = 'RateLimitError'
+  }
+}
+
+/** A command exited with a non-zero exit code. */
+export class CommandExitError extends SandboxError implements CommandResult {
+  /** @internal The command's result, as in novita-sandbox (not enumerable: the getters show it). */
+  declare readonly result: CommandResult
+
+  constructor(result: CommandResult) {
+    super(result.error)
+    this.name = 'CommandExitError'
+    Object.defineProperty(this, 'result', { value: result, enumerable: false })
+  }
+
+  /** The command's exit code. */
+  get exitCode(): number {
+    return this.result.exitCode
+  }
+
+  /** The error message of the command execution. */
+  get error(): string | undefined {
+    return this.result.error
+  }
+
+  /** The command's stdout. */
+  get stdout(): string {
+    return this.result.stdout
+  }
+
+  /** The command's stderr. */
+  get stderr(): string {
+    return this.result.stderr
+  }
+}
+
+/** The classes a native rejection may name, by name. */
+const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
+  SandboxError,
+  TimeoutError,
+  InvalidArgumentError,
+  NotEnoughSpaceError,
+  NotFoundError,
+  FileNotFoundError,
+  SandboxNotFoundError,
+  AuthenticationError,
+  TemplateError,
+  RateLimitError,
+}
+
+const TAG = /^\[([A-Za-z]+)\] ([\s\S]*)$/
+
+/** A native rejection (`[Kind] message`) → the matching JS error; anything else unchanged. */
+export function mapError(e: unknown): unknown {
+  // isNativeError, not `instanceof Error`: the addon's errors come from the realm that loaded it
+  // (under Jest, not the test's realm, whose `Error` is another constructor).
+  const m = types.isNativeError(e) && typeof e.message === 'string' ? TAG.exec(e.message) : null
+  if (!m) return e
+  const [, kind, message] = m
+  if (kind === 'CommandExitError') {
+    const r: CommandResultJs = JSON.parse(message)
+    return new CommandExitError(commandResult(r))
+  }
+  if (kind === 'Error') return new Error(message)
+  const Cls = ERROR_CLASSES[kind]
+  return Cls ? new Cls(message) : e
+}

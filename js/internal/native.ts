@@ -1,0 +1,67 @@
+// The native addon: the repository root's generated napi loader (`binding.js`), typed by its
+// generated `binding.d.ts`; the wrappers that turn its `[Kind] message` rejections into the error
+// classes; and the connection options each native call gets.
+import binding = require('../../binding.js')
+import type { ConnectionOpts } from '../connection'
+import { mapError, SandboxError } from '../errors'
+import * as local from './local'
+
+export type {
+  CommandOptions,
+  CommandResultJs,
+  ConnectionOptions,
+  EntryInfoJs,
+  FsOptions,
+  MetricsOptions,
+  NativeCommandHandle,
+  NativeCommands,
+  NativeFiles,
+  NativePty,
+  NativeSandboxPaginator,
+  NativeSnapshotPaginator,
+  NativeWatchHandle,
+  SandboxInfoJs,
+  SandboxMetricsJs,
+  SandboxOptions,
+  SnapshotInfoJs,
+  UrlOptions,
+  WriteInfoJs,
+} from '../../binding.js'
+
+/** The addon's sandbox class: its statics are the calls by sandbox ID. */
+export const NativeSandbox = binding.NativeSandbox
+export type NativeSandbox = binding.NativeSandbox
+
+/** The signature of a `/files` URL (`getSignature`). */
+export const getFileSignature = binding.getFileSignature
+
+/** The version of the addon (the Rust crate's). */
+export const addonVersion = binding.version
+
+/** Awaits a native call; its rejection becomes the matching error class. */
+export async function call<T>(promise: Promise<T>): Promise<T> {
+  try {
+    return await promise
+  } catch (e) {
+    throw mapError(e)
+  }
+}
+
+/** Runs a synchronous native call; what it throws becomes the matching error class. */
+export function callSync<T>(fn: () => T): T {
+  try {
+    return fn()
+  } catch (e) {
+    throw mapError(e)
+  }
+}
+
+/** Connection options for a call (the local engine's when nothing is configured). */
+export async function connection(opts?: ConnectionOpts): Promise<ConnectionOpts> {
+  try {
+    return await local.connectionOpts(opts)
+  } catch (e) {
+    if (e instanceof local.LocalDaemonError) throw new SandboxError(e.message)
+    throw e
+  }
+}

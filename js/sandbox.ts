@@ -1,0 +1,443 @@
+// The Sandbox class: create, connect, control and snapshot sandboxes (statics by ID, methods on
+// one), and use one through `commands`, `files` and `pty`; with its options and info types.
+import { newCommands, type Commands } from './commands'
+import type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
+import { InvalidArgumentError, SandboxError } from './errors'
+import { newFilesystem, type Filesystem } from './filesystem'
+import * as local from './internal/local'
+import { call, callSync, connection, NativeSandbox, type MetricsOptions, type SandboxOptions, type UrlOptions } from './internal/native'
+import { opt, sandboxInfo, sandboxMetrics, snapshotInfo } from './internal/values'
+import { SandboxPaginator, SnapshotPaginator, type SandboxListOpts, type SnapshotListOpts } from './paginator'
+import { newPty, type Pty } from './pty'
+
+/** What happens when a sandbox times out. */
+export interface SandboxLifecycle {
+  /** `kill` (default) or `pause`: a paused sandbox keeps its state until `connect()` resumes it. */
+  onTimeout: 'pause' | 'kill'
+  /** Resume a paused sandbox on traffic. Can be `true` only with `onTimeout: 'pause'`. @default false */
+  autoResume?: boolean
+}
+
+/** Options of `Sandbox.create()`. */
+export interface SandboxOpts extends ConnectionOpts {
+  /** Template name or ID, or a snapshot ID. @default 'base' */
+  template?: string
+  /** Metadata, filterable in `Sandbox.list()`. */
+  metadata?: Record<string, string>
+  /** Environment variables of every command in the sandbox. */
+  envs?: Record<string, string>
+  /** Time to live in **milliseconds** (sent in seconds, rounded up). @default 300_000 */
+  timeoutMs?: number
+  /**
+   * Secure the sandbox's envd with an access token: every envd request then carries it
+   * (`X-Access-Token`), and `uploadUrl`/`downloadUrl` are signed with it. @default true
+   */
+  secure?: boolean
+  /** Allow outbound internet access (sent as `allow_internet_access`). @default true */
+  allowInternetAccess?: boolean
+  /** What happens on timeout. @default { onTimeout: 'kill' } */
+  lifecycle?: SandboxLifecycle
+}
+
+/**
+ * Options of `Sandbox.betaCreate()`: those of `create()` and the deprecated `autoPause`.
+ */
+export type SandboxBetaCreateOpts = SandboxOpts & {
+  /**
+   * Pause the sandbox instead of killing it when it times out.
+   * @deprecated Use `lifecycle: { onTimeout: 'pause' }`; an explicit `lifecycle` wins.
+   * @default false
+   */
+  autoPause?: boolean
+}
+
+/** Options of `Sandbox.connect()`. */
+export interface SandboxConnectOpts extends ConnectionOpts {
+  /** New time to live in **milliseconds** (only extends a running sandbox's). @default 300_000 */
+  timeoutMs?: number
+  /** Secure the sandbox's envd with an access token. */
+  secure?: boolean
+}
+
+/** Options of `getMetrics()`. */
+export interface SandboxMetricsOpts extends SandboxApiOpts {
+  /** Start of the range. @default the sandbox's start */
+  start?: Date
+  /** End of the range. @default now */
+  end?: Date
+}
+
+/** One sample of a sandbox's resource usage. */
+export interface SandboxMetrics {
+  /** When the sample was taken. */
+  timestamp: Date
+  /** CPU usage in percent (of all its CPUs). */
+  cpuUsedPct: number
+  /** Number of CPUs. */
+  cpuCount: number
+  /** Memory used, in bytes. */
+  memUsed: number
+  /** Memory available, in bytes. */
+  memTotal: number
+  /** Disk space used, in bytes. */
+  diskUsed: number
+  /** Disk space available, in bytes. */
+  diskTotal: number
+}
+
+/** Options of `uploadUrl()` / `downloadUrl()`. */
+export interface SandboxUrlOpts {
+  /**
+   * Make the signature expire this many **seconds** from now. Only for secured sandboxes (the
+   * default): with an unsecured one it throws.
+   */
+  useSignatureExpiration?: number
+  /** The user whose permissions apply (and whose home relative paths start from). */
+  user?: Username
+}
+
+/** The state of a sandbox. */
+export type SandboxState = 'running' | 'paused'
+
+/** Information about a sandbox. */
+export interface SandboxInfo {
+  sandboxId: string
+  templateId: string
+  /** The template's alias, if any. */
+  name?: string
+  metadata: Record<string, string>
+  startedAt: Date
+  endAt: Date
+  state: SandboxState
+  cpuCount: number
+  memoryMB: number
+  envdVersion: string
+  allowInternetAccess?: boolean
+  network?: { allowOut?: string[]; denyOut?: string[]; allowPublicTraffic?: boolean; maskRequestHost?: string }
+  /** What happens when the sandbox times out. */
+  lifecycle?: SandboxInfoLifecycle
+  volumeMounts?: { name: string; path: string }[]
+  /**
+   * sandbank's local engine only: `true` when root in the sandbox is the host's root (a server
+   * started with `--no-userns`); absent when root inside is an unprivileged host user, and from
+   * the cloud.
+   */
+  rootIsHostRoot?: boolean
+}
+
+/** The lifecycle a sandbox was created with. */
+export interface SandboxInfoLifecycle {
+  onTimeout: 'pause' | 'kill'
+  autoResume: boolean
+}
+
+/** A snapshot: use `snapshotId` as the template of `Sandbox.create()`. */
+export interface SnapshotInfo {
+  /** `<template id>:<tag>`, e.g. `abc…:default`. */
+  snapshotId: string
+  /** Names of the snapshot, when it has any. */
+  names?: string[]
+  /** The sandbox it was taken from. */
+  sandboxId?: string
+  /** The snapshot that sandbox was started from. */
+  parentSnapshotId?: string
+  createdAt?: Date
+  /** Bytes of file data the snapshot added. */
+  sizeBytes?: number
+  /** What was captured: `filesystem` (the local engine) or `memory` (filesystem and memory). */
+  mode?: string
+}
+
+/** A `Date` (any realm) or epoch milliseconds → milliseconds; anything else is an error naming it. */
+function dateMs(name: string, v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined
+  if (typeof v === 'number') return v
+  if (Object.prototype.toString.call(v) === '[object Date]') return (v as Date).getTime()
+  throw new InvalidArgumentError(`Invalid ${name}: expected a Date, got ${typeof v === 'string' ? `"${v}"` : typeof v}`)
+}
+
+function metricsOpts(o: SandboxMetricsOpts | undefined): MetricsOptions | undefined {
+  if (!o) return undefined
+  return { start: dateMs('start', o.start), end: dateMs('end', o.end) }
+}
+
+function urlOpts(o: SandboxUrlOpts | undefined): UrlOptions | undefined {
+  if (!o) return undefined
+  return { user: o.user, useSignatureExpiration: o.useSignatureExpiration }
+}
+
+function sandboxOpts(o: SandboxBetaCreateOpts | undefined): SandboxOptions | undefined {
+  if (!o) return undefined
+  return {
+    metadata: o.metadata,
+    envs: o.envs,
+    timeoutMs: o.timeoutMs,
+    secure: o.secure,
+    allowInternetAccess: o.allowInternetAccess,
+    lifecycle: o.lifecycle,
+    autoPause: o.autoPause,
+  }
+}
+
+/**
+ * A sandbox. Get one with {@link Sandbox.create} or {@link Sandbox.connect}.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from 'sandbank'
+ * const sandbox = await Sandbox.create()
+ * const { stdout } = await sandbox.commands.run('echo hello')
+ * await sandbox.kill()
+ * ```
+ */
+export class Sandbox {
+  protected static readonly defaultTemplate: string = 'base'
+  protected static readonly defaultSandboxTimeoutMs: number = 300_000
+
+  /** The sandbox's files. */
+  readonly files: Filesystem
+  /** The sandbox's commands. */
+  readonly commands: Commands
+  /** The sandbox's pseudo-terminals. */
+  readonly pty: Pty
+  /** The sandbox's ID. */
+  readonly sandboxId: string
+  /** The domain the sandbox is reached at. */
+  readonly sandboxDomain: string
+
+  readonly #native: NativeSandbox
+  readonly #conn: ConnectionOpts
+
+  /** Not public: use `Sandbox.create()` or `Sandbox.connect()`. */
+  constructor(native: unknown, connection: ConnectionOpts) {
+    if (!(native instanceof NativeSandbox)) {
+      throw new SandboxError('Use Sandbox.create() or Sandbox.connect() to get a Sandbox')
+    }
+    this.#native = native
+    this.#conn = connection
+    this.files = newFilesystem(native.files())
+    this.commands = newCommands(native.commands())
+    this.pty = newPty(native.pty())
+    this.sandboxId = native.sandboxId
+    this.sandboxDomain = native.sandboxDomain
+  }
+
+  /** The traffic access token, if the sandbox has one. */
+  get trafficAccessToken(): string | undefined {
+    return opt(this.#native.trafficAccessToken)
+  }
+
+  /** This sandbox's connection options with the call's over them. */
+  #merged(opts: ConnectionOpts | undefined): ConnectionOpts {
+    return { ...this.#conn, ...local.pickConnection(opts) }
+  }
+
+  /**
+   * Creates a sandbox from the default template (`base`), or `opts.template`.
+   * @throws InvalidArgumentError for an unknown `lifecycle.onTimeout`, or `autoResume` without `onTimeout: 'pause'`.
+   */
+  static create<S extends typeof Sandbox>(this: S, opts?: SandboxOpts): Promise<InstanceType<S>>
+  /** Creates a sandbox from a template or a snapshot ID. */
+  static create<S extends typeof Sandbox>(this: S, template: string, opts?: SandboxOpts): Promise<InstanceType<S>>
+  static async create<S extends typeof Sandbox>(this: S, templateOrOpts?: string | SandboxBetaCreateOpts, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>> {
+    const [template, o] =
+      typeof templateOrOpts === 'string' ? [templateOrOpts, opts] : [templateOrOpts?.template ?? this.defaultTemplate, templateOrOpts]
+    const c = await connection(o)
+    const native = await call(NativeSandbox.create(template, sandboxOpts(o), c))
+    return new this(native, c) as InstanceType<S>
+  }
+
+  /**
+   * Like {@link Sandbox.create}, and takes the deprecated `autoPause` option.
+   * @throws InvalidArgumentError for an unknown `lifecycle.onTimeout`, or `autoResume` without `onTimeout: 'pause'`.
+   */
+  static betaCreate<S extends typeof Sandbox>(this: S, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>>
+  /** Like {@link Sandbox.create}, and takes the deprecated `autoPause` option. */
+  static betaCreate<S extends typeof Sandbox>(this: S, template: string, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>>
+  static async betaCreate<S extends typeof Sandbox>(this: S, templateOrOpts?: string | SandboxBetaCreateOpts, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>> {
+    return typeof templateOrOpts === 'string' ? this.create(templateOrOpts, opts) : this.create(templateOrOpts)
+  }
+
+  /**
+   * Connects to a sandbox by ID, resuming it if paused (a running sandbox's timeout is only
+   * ever extended).
+   * @throws SandboxNotFoundError (`Paused sandbox <id> not found`) when there is no such sandbox.
+   */
+  static async connect<S extends typeof Sandbox>(this: S, sandboxId: string, opts?: SandboxConnectOpts): Promise<InstanceType<S>> {
+    const c = await connection(opts)
+    const native = await call(NativeSandbox.connect(sandboxId, opts?.timeoutMs, opts?.secure, c))
+    return new this(native, c) as InstanceType<S>
+  }
+
+  /**
+   * Connects to this sandbox again, resuming it if paused; refreshes `trafficAccessToken`.
+   * @throws SandboxNotFoundError when the sandbox no longer exists.
+   */
+  async connect(opts?: SandboxConnectOpts): Promise<this> {
+    await call(this.#native.reconnect(opts?.timeoutMs, opts?.secure, opts ? this.#merged(opts) : undefined))
+    return this
+  }
+
+  /**
+   * Pauses a sandbox (keeps its files and processes; resume with {@link Sandbox.connect}).
+   * @returns `true` if it was paused, `false` if it already was.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static async pause(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean> {
+    return call(NativeSandbox.pauseSandbox(sandboxId, await connection(opts)))
+  }
+
+  /** @deprecated Use {@link Sandbox.pause}. */
+  static async betaPause(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean> {
+    return this.pause(sandboxId, opts)
+  }
+
+  /**
+   * Pauses this sandbox; resume it with {@link Sandbox.connect}.
+   * @returns `true` if it was paused, `false` if it already was.
+   */
+  async pause(opts?: ConnectionOpts): Promise<boolean> {
+    if (!opts) return call(this.#native.pause())
+    return call(NativeSandbox.pauseSandbox(this.sandboxId, this.#merged(opts)))
+  }
+
+  /** @deprecated Use {@link Sandbox.pause}. */
+  async betaPause(opts?: ConnectionOpts): Promise<boolean> {
+    return this.pause(opts)
+  }
+
+  /**
+   * Resource usage samples of a sandbox (`start`/`end` sent as unix seconds).
+   * @throws InvalidArgumentError for an invalid `start` or `end` date.
+   */
+  static async getMetrics(sandboxId: string, opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]> {
+    const m = await call(NativeSandbox.getSandboxMetrics(sandboxId, metricsOpts(opts), await connection(opts)))
+    return m.map(sandboxMetrics)
+  }
+
+  /**
+   * Resource usage samples of this sandbox.
+   * @throws SandboxError when the sandbox's envd is older than 0.1.5.
+   */
+  async getMetrics(opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]> {
+    const m = await call(this.#native.getMetrics(metricsOpts(opts), opts ? this.#merged(opts) : undefined))
+    return m.map(sandboxMetrics)
+  }
+
+  /**
+   * The URL to upload a file to (`POST`, multipart/form-data, part name `file`). Signed with the
+   * sandbox's envd access token when it has one, so it works without headers.
+   * @param path where to write; without it, the part's file name is the destination.
+   * @throws Error when `useSignatureExpiration` is given for an unsecured sandbox.
+   */
+  async uploadUrl(path?: string, opts?: SandboxUrlOpts): Promise<string> {
+    return callSync(() => this.#native.uploadUrl(path, urlOpts(opts)))
+  }
+
+  /**
+   * The URL to download a file from (`GET`). Signed with the sandbox's envd access token when it
+   * has one, so it works without headers.
+   * @throws Error when `useSignatureExpiration` is given for an unsecured sandbox.
+   */
+  async downloadUrl(path: string, opts?: SandboxUrlOpts): Promise<string> {
+    return callSync(() => this.#native.downloadUrl(path, urlOpts(opts)))
+  }
+
+  /** Lists sandboxes (no request until `nextItems()`). */
+  static list(opts?: SandboxListOpts): SandboxPaginator {
+    return new SandboxPaginator(opts)
+  }
+
+  /** Kills a sandbox: `true` if it was killed, `false` if it was not found. */
+  static async kill(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean> {
+    return call(NativeSandbox.killSandbox(sandboxId, await connection(opts)))
+  }
+
+  /** Kills this sandbox. */
+  async kill(opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<void> {
+    if (this.#conn.debug) return
+    if (!opts) return call(this.#native.kill())
+    await call(NativeSandbox.killSandbox(this.sandboxId, this.#merged(opts)))
+  }
+
+  /**
+   * Sets a sandbox's timeout, counted from now, in **milliseconds**.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static async setTimeout(sandboxId: string, timeoutMs: number, opts?: SandboxApiOpts): Promise<void> {
+    await call(NativeSandbox.setSandboxTimeout(sandboxId, timeoutMs, await connection(opts)))
+  }
+
+  /** Sets this sandbox's timeout, counted from now, in **milliseconds**. */
+  async setTimeout(timeoutMs: number, opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<void> {
+    if (this.#conn.debug) return
+    if (!opts) return call(this.#native.setTimeout(timeoutMs))
+    await call(NativeSandbox.setSandboxTimeout(this.sandboxId, timeoutMs, this.#merged(opts)))
+  }
+
+  /**
+   * Information about a sandbox.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static async getInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo> {
+    return sandboxInfo(await call(NativeSandbox.getSandboxInfo(sandboxId, await connection(opts))))
+  }
+
+  /**
+   * Information about a sandbox, with what reaching its envd takes: the access token of a
+   * secured sandbox and its domain.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static async getFullInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo & { envdAccessToken?: string; sandboxDomain?: string }> {
+    const i = await call(NativeSandbox.getSandboxInfo(sandboxId, await connection(opts)))
+    return { ...sandboxInfo(i), envdAccessToken: opt(i.envdAccessToken), sandboxDomain: opt(i.sandboxDomain) }
+  }
+
+  /** Information about this sandbox. */
+  async getInfo(opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<SandboxInfo> {
+    if (!opts) return sandboxInfo(await call(this.#native.getInfo()))
+    return sandboxInfo(await call(NativeSandbox.getSandboxInfo(this.sandboxId, this.#merged(opts))))
+  }
+
+  /** Whether the sandbox is running (its envd answers). */
+  async isRunning(opts?: Pick<ConnectionOpts, 'requestTimeoutMs'>): Promise<boolean> {
+    return call(this.#native.isRunning(opts?.requestTimeoutMs))
+  }
+
+  /** The host of a port of this sandbox: `<port>-<sandboxId>.<sandboxDomain>`. */
+  getHost(port: number): string {
+    return this.#native.getHost(port)
+  }
+
+  /**
+   * Snapshots a sandbox; it keeps running. Use `snapshotId` with `Sandbox.create()`.
+   * @throws SandboxNotFoundError when there is no such sandbox.
+   */
+  static async createSnapshot(sandboxId: string, opts?: SandboxApiOpts): Promise<SnapshotInfo> {
+    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(sandboxId, await connection(opts))))
+  }
+
+  /** Snapshots this sandbox; it keeps running. */
+  async createSnapshot(opts?: SandboxApiOpts): Promise<SnapshotInfo> {
+    if (!opts) return snapshotInfo(await call(this.#native.createSnapshot()))
+    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(this.sandboxId, this.#merged(opts))))
+  }
+
+  /** Lists snapshots, newest first (optionally of one sandbox). */
+  static listSnapshots(opts?: SnapshotListOpts): SnapshotPaginator {
+    return new SnapshotPaginator(opts)
+  }
+
+  /** Lists this sandbox's snapshots, newest first. */
+  listSnapshots(opts?: Omit<SnapshotListOpts, 'sandboxId'>): SnapshotPaginator {
+    return new SnapshotPaginator({ ...this.#merged(opts), limit: opts?.limit, nextToken: opts?.nextToken, sandboxId: this.sandboxId })
+  }
+
+  /**
+   * Deletes a snapshot: `true` if deleted, `false` if it was not found.
+   * @throws SandboxError while sandboxes started from it still run.
+   */
+  static async deleteSnapshot(snapshotId: string, opts?: SandboxApiOpts): Promise<boolean> {
+    return call(NativeSandbox.deleteSnapshot(snapshotId, await connection(opts)))
+  }
+}

@@ -2,7 +2,8 @@
 // `npm test`: the Rust tests, then the JS tests. Both always run; the exit code is non-zero if
 // either failed. Each runner prints its own summary.
 //   0. install the host packages the tests use when missing (scripts/system-deps.sh)
-//   1. make sure native/sandbank and the addon are current (`scripts/build.mjs`, a no-op when they are)
+//   1. make sure native/sandbank, the addon and dist/ (js/ compiled) are current (`scripts/build.mjs`,
+//      a no-op when they are)
 //   2. cargo fmt --check and cargo clippy -D warnings (workspace and fuzz targets), then
 //      cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
 //      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time

@@ -29,7 +29,7 @@ use crate::store::Store;
 use crate::template::{self, Template};
 use crate::userns::IdMap;
 use nix::fcntl::Flock;
-use pause::{load_paused, PausedRecord};
+use pause::load_paused;
 use serde::{Deserialize, Serialize};
 use startup::{remove_or_quarantine, remove_sandbox_dirs, report_quarantine, take_lock};
 use std::collections::HashMap;
@@ -119,16 +119,13 @@ pub struct Engine {
 #[derive(Debug)]
 struct State {
     store: Store,
-    /// Sandboxes with processes (running, starting or frozen).
-    sandboxes: HashMap<String, Running>,
+    /// Every sandbox the engine knows: running, starting, frozen, or dormant (only files).
+    sandboxes: HashMap<String, Record>,
     /// Layers moved into place whose record is not committed yet.
     publishing: std::collections::HashSet<String>,
-    /// Paused sandboxes, as in the catalog: frozen ones (also in `sandboxes`) and dormant ones
-    /// (only files: paused without their memory, or before a restart).
-    paused: HashMap<String, PausedRecord>,
 }
 
-/// Where a sandbox is in its life; see [`State::status`].
+/// Where a sandbox is in its life; see [`Record::status`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Status {
     /// Its processes run (or are being started).
@@ -176,31 +173,52 @@ struct Makeup {
 }
 
 impl State {
-    /// What the two maps say of sandbox `id`: in `sandboxes` only, running; in both, frozen; in
-    /// `paused` only, dormant; in neither, unknown.
     fn status(&self, id: &str) -> Option<Status> {
-        match (self.sandboxes.contains_key(id), self.paused.contains_key(id)) {
-            (true, false) => Some(Status::Running),
-            (true, true) => Some(Status::Frozen),
-            (false, true) => Some(Status::Dormant),
-            (false, false) => None,
-        }
+        self.sandboxes.get(id).map(Record::status)
     }
 
-    /// What sandbox `id` is made of, whatever its status.
-    fn makeup(&self, id: &str) -> Option<&Makeup> {
-        self.sandboxes.get(id).map(|r| &r.makeup).or_else(|| self.paused.get(id).map(|p| &p.makeup))
+    /// The processes of sandbox `id`, if it has any.
+    fn processes(&self, id: &str) -> Option<&Processes> {
+        self.sandboxes.get(id).and_then(|r| r.processes.as_ref())
+    }
+
+    fn processes_mut(&mut self, id: &str) -> Option<&mut Processes> {
+        self.sandboxes.get_mut(id).and_then(|r| r.processes.as_mut())
+    }
+
+    fn is_paused(&self, id: &str) -> bool {
+        self.sandboxes.get(id).is_some_and(|r| r.paused.is_some())
     }
 }
 
-/// A sandbox with processes.
+/// One sandbox, whatever its status.
 #[derive(Debug)]
-struct Running {
+struct Record {
+    makeup: Makeup,
+    /// `None` when dormant.
+    processes: Option<Processes>,
+    /// Set while it is paused (and recorded in the catalog): what the API keeps of it, opaque to
+    /// the engine.
+    paused: Option<String>,
+}
+
+impl Record {
+    fn status(&self) -> Status {
+        match (&self.processes, &self.paused) {
+            (Some(_), None) => Status::Running,
+            (Some(_), Some(_)) => Status::Frozen,
+            (None, _) => Status::Dormant,
+        }
+    }
+}
+
+/// The processes of a running (or starting, or frozen) sandbox.
+#[derive(Debug)]
+struct Processes {
     /// The guest's first process, our child: killing it takes PID 1 and the whole PID
     /// namespace with it. `None` while it is being started.
     launcher: Option<i32>,
     exited: watch::Receiver<bool>,
-    makeup: Makeup,
     /// Serialises snapshots, pause, resume and the kill of this sandbox.
     busy: Arc<tokio::sync::Mutex<()>>,
     /// Its network helper, outside its cgroup; killed when this is dropped.
@@ -257,7 +275,8 @@ impl Engine {
         let templates = HashMap::from([(base.name.clone(), base)]);
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;
-        remove_sandbox_dirs(&layout, &paused).map_err(io_ctx("read the sandboxes directory".into()))?;
+        remove_sandbox_dirs(&layout, |id| paused.contains_key(id))
+            .map_err(io_ctx("read the sandboxes directory".into()))?;
         report_quarantine(&layout);
         // The disks of paused sandboxes (those that had one) are mounted again: their files are
         // read for snapshots and metrics, and a resume starts on them.
@@ -283,12 +302,7 @@ impl Engine {
             cgroups,
             templates,
             default_limits,
-            state: Arc::new(Mutex::new(State {
-                store,
-                sandboxes: HashMap::new(),
-                publishing: Default::default(),
-                paused,
-            })),
+            state: Arc::new(Mutex::new(State { store, sandboxes: paused, publishing: Default::default() })),
             spawner,
             guest_exe,
             net_pool,
@@ -339,9 +353,10 @@ impl Engine {
         Limits { disk_mb, ..self.default_limits }
     }
 
-    /// IDs of the sandboxes running now.
+    /// IDs of the sandboxes with processes now (running or frozen).
     pub fn running(&self) -> Vec<String> {
-        self.state.lock().unwrap().sandboxes.keys().cloned().collect()
+        let state = self.state.lock().unwrap();
+        state.sandboxes.iter().filter(|(_, r)| r.processes.is_some()).map(|(id, _)| id.clone()).collect()
     }
 
     /// Kills every sandbox and removes the cgroup parent: the server is stopping. Paused
@@ -354,7 +369,7 @@ impl Engine {
         futures_util::future::join_all(ids.iter().map(|id| async move {
             let (busy, frozen) = {
                 let state = self.state.lock().unwrap();
-                (state.sandboxes.get(id).map(|r| Arc::clone(&r.busy)), state.status(id) == Some(Status::Frozen))
+                (state.processes(id).map(|p| Arc::clone(&p.busy)), state.status(id) == Some(Status::Frozen))
             };
             if let Some(busy) = busy {
                 let _turn = busy.lock().await;
@@ -376,7 +391,7 @@ impl Drop for Engine {
         }
         let _ = disk::unmount_all_under(&self.layout.sandboxes());
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = remove_sandbox_dirs(&self.layout, &state.paused);
+        let _ = remove_sandbox_dirs(&self.layout, |id| state.is_paused(id));
     }
 }
 

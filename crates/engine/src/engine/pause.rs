@@ -30,7 +30,7 @@ impl Engine {
                 None => return Err(EngineError::SandboxNotFound(id.into())),
             }
             let r = state.sandboxes.get(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
-            PausedRecord { makeup: r.makeup.clone(), api }
+            PausedRecord { makeup: r.makeup.clone(), api: api.clone() }
         };
         let (cgroups, state, id2) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
         blocking("pause", move || {
@@ -46,7 +46,9 @@ impl Engine {
                 let _ = cgroups.set_frozen(&id, false);
                 return Err(e.into());
             }
-            state.paused.insert(id, record);
+            if let Some(r) = state.sandboxes.get_mut(&id) {
+                r.paused = Some(api);
+            }
             Ok(())
         })
         .await?;
@@ -62,7 +64,7 @@ impl Engine {
     /// sandbox's processes end and it starts again on its files too. A running sandbox is left as
     /// it is (`Thawed`).
     pub async fn resume(&self, id: &str, reboot: bool) -> Result<Resumed, EngineError> {
-        let busy = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy));
+        let busy = self.state.lock().unwrap().processes(id).map(|p| Arc::clone(&p.busy));
         if let Some(busy) = busy {
             let _turn = busy.lock().await;
             if !self.state.lock().unwrap().status(id).is_some_and(Status::is_paused) {
@@ -82,23 +84,28 @@ impl Engine {
         }
         // Started again on its files. Its `busy` lock is held until it is up: a concurrent
         // resume waits for it, then finds it running.
-        let (spec, launch, _turn) = {
+        let restart = {
             let mut state = self.state.lock().unwrap();
-            let makeup = state
-                .paused
-                .get(id)
-                .map(|p| p.makeup.clone())
-                .ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
-            let template = self
-                .templates
-                .get(&makeup.template)
-                .ok_or_else(|| EngineError::TemplateNotFound(makeup.template.clone()))?;
-            let spec = makeup.spec.clone();
-            let launch = register(&mut state, Launch { template: template.clone(), makeup });
-            let busy = Arc::clone(&state.sandboxes[id].busy);
-            let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
-            (spec, launch, turn)
+            match state.sandboxes.get(id) {
+                Some(r) if r.status() == Status::Dormant => {
+                    let makeup = r.makeup.clone();
+                    let template = self
+                        .templates
+                        .get(&makeup.template)
+                        .ok_or_else(|| EngineError::TemplateNotFound(makeup.template.clone()))?;
+                    let spec = makeup.spec.clone();
+                    let launch = register(&mut state, Launch { template: template.clone(), makeup });
+                    let busy = Arc::clone(&state.processes(id).expect("registered just now").busy);
+                    let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
+                    Some((spec, launch, turn))
+                }
+                // Being started again by a concurrent resume since the look above.
+                Some(_) => None,
+                None => return Err(EngineError::SandboxNotFound(id.into())),
+            }
         };
+        // It comes up fresh: nothing to reboot. Wait for it.
+        let Some((spec, launch, _turn)) = restart else { return Box::pin(self.resume(id, false)).await };
         let handle = self.start(spec, launch).await?;
         self.forget_paused(id).await?;
         Ok(Resumed::Restarted(handle))
@@ -108,25 +115,25 @@ impl Engine {
     pub fn paused(&self) -> Vec<PausedSandbox> {
         let state = self.state.lock().unwrap();
         state
-            .paused
+            .sandboxes
             .iter()
-            .map(|(id, p)| PausedSandbox {
-                id: id.clone(),
-                api: p.api.clone(),
-                envd_socket: self.layout.sandbox(id).envd_socket(),
+            .filter_map(|(id, r)| {
+                let api = r.paused.clone()?;
+                Some(PausedSandbox { id: id.clone(), api, envd_socket: self.layout.sandbox(id).envd_socket() })
             })
             .collect()
     }
 }
 
-/// Reads the paused sandboxes from the catalog; drops the records whose files are gone.
-pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, PausedRecord>, EngineError> {
+/// Reads the paused sandboxes from the catalog (dormant: their processes went with the last
+/// server); drops the records whose files are gone.
+pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<String, Record>, EngineError> {
     let mut paused = HashMap::new();
     for (id, json) in store.all_paused()? {
         let dir = layout.sandbox(&id);
         match serde_json::from_str::<PausedRecord>(&json) {
-            Ok(record) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
-                paused.insert(id, record);
+            Ok(PausedRecord { makeup, api }) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
+                paused.insert(id, Record { makeup, processes: None, paused: Some(api) });
             }
             Ok(_) => {
                 tracing::warn!(sandbox = id, "the files of a paused sandbox are gone; forgetting it");

@@ -16,7 +16,7 @@ impl Engine {
                 Some(s) if !s.can_pause() => return Err(EngineError::AlreadyPaused(id.into())),
                 Some(_) => {}
             }
-            state.sandboxes.get(id).and_then(|r| r.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
+            state.processes(id).and_then(|p| p.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
         };
         let (id2, rules2) = (id.to_string(), rules.clone());
         blocking("egress rules", move || apply_egress(&id2, launcher, &rules2)).await?;

@@ -16,7 +16,7 @@ impl Engine {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
         }
-        let busy = self.state.lock().unwrap().sandboxes.get(sandbox_id).map(|r| Arc::clone(&r.busy));
+        let busy = self.state.lock().unwrap().processes(sandbox_id).map(|p| Arc::clone(&p.busy));
         let _turn = match &busy {
             Some(busy) => Some(busy.lock().await),
             None => None,
@@ -27,7 +27,7 @@ impl Engine {
             let state = self.state.lock().unwrap();
             let status =
                 state.status(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
-            let makeup = state.makeup(sandbox_id).expect("a sandbox the engine knows has a makeup");
+            let makeup = &state.sandboxes[sandbox_id].makeup;
             (makeup.source.clone(), makeup.template.clone(), makeup.layers.clone(), status.freezes_for_snapshot())
         };
         let id = id::new_id();
@@ -103,12 +103,10 @@ impl Engine {
         let mut state = self.state.lock().unwrap();
         let Some(record) = state.store.get(untagged)? else { return Ok(false) };
         let from_it = |m: &Makeup| m.source.as_deref() == Some(&record.id);
-        let running = state.sandboxes.iter().filter(|(_, r)| from_it(&r.makeup)).map(|(id, _)| id);
-        let paused = state.paused.iter().filter(|(_, p)| from_it(&p.makeup)).map(|(id, _)| id);
-        let mut users: Vec<String> = running.chain(paused).cloned().collect();
+        let mut users: Vec<String> =
+            state.sandboxes.iter().filter(|(_, r)| from_it(&r.makeup)).map(|(id, _)| id.clone()).collect();
         if !users.is_empty() {
             users.sort();
-            users.dedup();
             return Err(EngineError::SnapshotInUse { id: record.id, sandboxes: users });
         }
         state.store.delete(&record.id)?;
@@ -209,7 +207,6 @@ pub(super) fn collect_layers(layout: &Layout, state: &Mutex<State>) {
             }
         };
         keep.extend(state.sandboxes.values().flat_map(|r| r.makeup.layers.iter().cloned()));
-        keep.extend(state.paused.values().flat_map(|p| p.makeup.layers.iter().cloned()));
         keep.extend(state.publishing.iter().cloned());
         let Ok(entries) = fs::read_dir(layout.layers()) else { return };
         entries

@@ -24,29 +24,37 @@ pub(super) struct Launch {
     pub(super) makeup: Makeup,
 }
 
-/// A sandbox registered as running, about to be started.
+/// A sandbox registered as starting: what it starts on, and where its exit is told.
 pub(super) struct Registered {
-    pub(super) template: Template,
-    pub(super) layers: Vec<String>,
-    pub(super) template_id: String,
-    pub(super) exited_tx: watch::Sender<bool>,
-    pub(super) exited_rx: watch::Receiver<bool>,
+    launch: Launch,
+    exited_tx: watch::Sender<bool>,
+    exited_rx: watch::Receiver<bool>,
 }
 
-/// Registers a sandbox as running (its launcher pid comes once it is started).
+/// Registers a sandbox as starting: a new one, or a dormant one started again on its files (its
+/// launcher pid comes once it is started).
 pub(super) fn register(state: &mut State, launch: Launch) -> Registered {
     let (exited_tx, exited_rx) = watch::channel(false);
-    let Launch { template, makeup } = launch;
-    let registered = Registered {
-        template,
-        layers: makeup.layers.clone(),
-        template_id: makeup.template_id.clone(),
-        exited_tx,
-        exited_rx: exited_rx.clone(),
-    };
-    let id = makeup.spec.id.clone();
-    state.sandboxes.insert(id, Running { launcher: None, exited: exited_rx, makeup, busy: Arc::default(), net: None });
-    registered
+    let processes = Processes { launcher: None, exited: exited_rx.clone(), busy: Arc::default(), net: None };
+    let id = launch.makeup.spec.id.clone();
+    match state.sandboxes.get_mut(&id) {
+        Some(dormant) => dormant.processes = Some(processes),
+        None => {
+            let record = Record { makeup: launch.makeup.clone(), processes: Some(processes), paused: None };
+            state.sandboxes.insert(id, record);
+        }
+    }
+    Registered { launch, exited_tx, exited_rx }
+}
+
+/// Takes the processes out of sandbox `id`'s record: it is dormant once they are gone if it is
+/// paused, and forgotten if not.
+pub(super) fn forget_processes(state: &mut State, id: &str) -> Option<Processes> {
+    let record = state.sandboxes.get_mut(id)?;
+    if record.paused.is_some() {
+        return record.processes.take();
+    }
+    state.sandboxes.remove(id).and_then(|r| r.processes)
 }
 
 /// What a sandbox starts from.
@@ -97,7 +105,8 @@ impl Engine {
     /// connections (and its network is up).
     pub(super) async fn start(&self, spec: SandboxSpec, launch: Registered) -> Result<SandboxHandle, EngineError> {
         let dir = self.layout.sandbox(&spec.id);
-        let Registered { template, layers, template_id, exited_tx, exited_rx } = launch;
+        let Registered { launch: Launch { template, makeup }, exited_tx, exited_rx } = launch;
+        let Makeup { layers, template_id, .. } = makeup;
         // The SDKs always ask for internet access; a host without pasta gives loopback only
         // (said at start, by `doctor`, and in the sandbox's `allowInternetAccess`).
         let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some();
@@ -146,8 +155,8 @@ impl Engine {
         let launcher = child.id() as i32;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stdin = child.stdin.take().expect("stdin is piped");
-        if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
-            r.launcher = Some(launcher);
+        if let Some(p) = self.state.lock().unwrap().processes_mut(&spec.id) {
+            p.launcher = Some(launcher);
         }
         self.watch_exit(spec.id.clone(), child, exited_tx)?;
 
@@ -226,8 +235,8 @@ impl Engine {
         match started {
             Ok(Ok(((), pasta))) => {
                 // Gone already (killed meanwhile): its pasta goes now, outside the lock.
-                let _orphan = match self.state.lock().unwrap().sandboxes.get_mut(&spec.id) {
-                    Some(r) => std::mem::replace(&mut r.net, pasta),
+                let _orphan = match self.state.lock().unwrap().processes_mut(&spec.id) {
+                    Some(p) => std::mem::replace(&mut p.net, pasta),
                     None => pasta,
                 };
                 Ok(handle)
@@ -255,7 +264,7 @@ impl Engine {
         namespaces_of: Option<i32>,
     ) -> Result<(Vec<u8>, Vec<PathBuf>), EngineError> {
         // A paused sandbox started again already has its files (and its disk, mounted at start).
-        let resumed = self.state.lock().unwrap().paused.contains_key(&spec.id);
+        let resumed = self.state.lock().unwrap().is_paused(&spec.id);
         if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
             fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
             disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
@@ -320,12 +329,13 @@ impl Engine {
             let id2 = id.clone();
             let cleaned = tokio::task::spawn_blocking(move || {
                 let cg = cgroups.destroy(&id2, KILL_TIMEOUT);
-                // A paused sandbox whose processes went with the server keeps its files.
-                let keep = state.lock().unwrap().paused.contains_key(&id2);
+                // A paused sandbox whose processes went (killed to keep only its files) stays,
+                // dormant, with its files.
+                let keep = state.lock().unwrap().is_paused(&id2);
                 let files = if keep { Ok(()) } else { remove_sandbox_dir(&layout, &id2) };
                 // Dropped outside the lock: it stops the sandbox's pasta and waits for it.
-                let running = state.lock().unwrap().sandboxes.remove(&id2);
-                drop(running);
+                let processes = forget_processes(&mut state.lock().unwrap(), &id2);
+                drop(processes);
                 collect_layers(&layout, &state);
                 cg.and(files)
             })

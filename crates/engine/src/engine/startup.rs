@@ -17,7 +17,7 @@ pub(super) fn remove_sandbox_dir(layout: &Layout, id: &str) -> io::Result<()> {
 
 /// Removes every sandbox directory (and disk image) but those of paused sandboxes; one that cannot
 /// be removed is quarantined. Fails only when the sandboxes directory cannot be read.
-pub(super) fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, PausedRecord>) -> io::Result<()> {
+pub(super) fn remove_sandbox_dirs(layout: &Layout, paused: impl Fn(&str) -> bool) -> io::Result<()> {
     let entries = match fs::read_dir(layout.sandboxes()) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -27,7 +27,7 @@ pub(super) fn remove_sandbox_dirs(layout: &Layout, paused: &HashMap<String, Paus
         let entry = entry?;
         let name = entry.file_name();
         let id = name.to_str().map(|n| n.strip_suffix(".img").unwrap_or(n));
-        if !id.is_some_and(|id| paused.contains_key(id)) {
+        if !id.is_some_and(&paused) {
             remove_or_quarantine(layout, &entry.path());
         }
     }

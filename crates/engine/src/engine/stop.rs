@@ -1,6 +1,7 @@
 //! Killing a sandbox, running or paused, and undoing a start that failed.
 
 use super::snapshot::collect_layers;
+use super::start::forget_processes;
 use super::startup::remove_sandbox_dir;
 use super::*;
 
@@ -9,17 +10,18 @@ impl Engine {
     /// again keeps its files.
     pub(super) fn forget(&self, id: &str) {
         let _ = self.cgroups.destroy(id, KILL_TIMEOUT);
-        if !self.state.lock().unwrap().paused.contains_key(id) {
+        if !self.state.lock().unwrap().is_paused(id) {
             let _ = remove_sandbox_dir(&self.layout, id);
         }
-        self.state.lock().unwrap().sandboxes.remove(id);
+        let processes = forget_processes(&mut self.state.lock().unwrap(), id);
+        drop(processes);
     }
 
     /// Kills a sandbox, running or paused, and removes everything it had: processes, cgroup,
     /// directories. `Ok(false)` when there is no such sandbox. Waits for a snapshot of it in
     /// progress.
     pub async fn kill(&self, id: &str) -> Result<bool, EngineError> {
-        let Some(busy) = self.state.lock().unwrap().sandboxes.get(id).map(|r| Arc::clone(&r.busy)) else {
+        let Some(busy) = self.state.lock().unwrap().processes(id).map(|p| Arc::clone(&p.busy)) else {
             return self.remove_dormant(id).await;
         };
         let _turn = busy.lock().await;
@@ -28,9 +30,10 @@ impl Engine {
         Ok(true)
     }
 
-    /// Removes a paused sandbox that has only files (paused when the server last stopped).
+    /// Removes a paused sandbox that has only files (paused without its memory, or when the
+    /// server last stopped).
     pub(super) async fn remove_dormant(&self, id: &str) -> Result<bool, EngineError> {
-        if self.state.lock().unwrap().sandboxes.contains_key(id) || !self.forget_paused(id).await? {
+        if self.state.lock().unwrap().status(id) != Some(Status::Dormant) || !self.forget_paused(id).await? {
             return Ok(false);
         }
         let (layout, state, id) = (self.layout.clone(), Arc::clone(&self.state), id.to_string());
@@ -43,16 +46,21 @@ impl Engine {
         Ok(true)
     }
 
-    /// Drops the paused record of a sandbox; whether it had one.
+    /// Drops the paused mark of a sandbox, and its record in the catalog (and, when it has no
+    /// processes, the sandbox); whether it was paused.
     pub(super) async fn forget_paused(&self, id: &str) -> Result<bool, EngineError> {
         let (state, id) = (Arc::clone(&self.state), id.to_string());
         blocking("update the catalog", move || {
             let mut state = state.lock().unwrap();
-            let had = state.paused.remove(&id).is_some();
-            if had {
-                state.store.delete_paused(&id)?;
+            let Some(record) = state.sandboxes.get_mut(&id) else { return Ok(false) };
+            if record.paused.take().is_none() {
+                return Ok(false);
             }
-            Ok(had)
+            if record.processes.is_none() {
+                state.sandboxes.remove(&id);
+            }
+            state.store.delete_paused(&id)?;
+            Ok(true)
         })
         .await
     }
@@ -63,7 +71,7 @@ impl Engine {
         loop {
             let running = {
                 let state = self.state.lock().unwrap();
-                state.sandboxes.get(id).map(|r| (r.launcher, r.exited.clone()))
+                state.processes(id).map(|p| (p.launcher, p.exited.clone()))
             };
             let Some((launcher, mut exited)) = running else { return };
             let Some(launcher) = launcher else {
@@ -94,8 +102,8 @@ impl Engine {
     /// to check once it holds the lock.
     pub(super) fn busy_of_running(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<()>>, EngineError> {
         let state = self.state.lock().unwrap();
-        match (state.status(id), state.sandboxes.get(id)) {
-            (Some(Status::Running | Status::Frozen), Some(r)) => Ok(Arc::clone(&r.busy)),
+        match (state.status(id), state.processes(id)) {
+            (Some(Status::Running | Status::Frozen), Some(p)) => Ok(Arc::clone(&p.busy)),
             (Some(Status::Dormant), _) => Err(EngineError::AlreadyPaused(id.into())),
             _ => Err(EngineError::SandboxNotFound(id.into())),
         }

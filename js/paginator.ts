@@ -30,8 +30,8 @@ export interface SnapshotListOpts extends SandboxApiOpts {
 }
 
 /**
- * @internal The pages of a listing as the paginator reads them: a native paginator
- * (`NativeSandboxPaginator`, `NativeSnapshotPaginator`) whose items are already the SDK's.
+ * @internal The pages of a listing, as the paginator reads them. The addon's paginators
+ * (`NativeSandboxPaginator`, `NativeSnapshotPaginator`) are pages of its own items.
  */
 export interface Pages<T> {
   readonly hasNext: boolean
@@ -40,7 +40,7 @@ export interface Pages<T> {
 }
 
 /** A native paginator with each item of its pages converted by `convert`. */
-function converted<N, T>(native: { readonly hasNext: boolean; readonly nextToken: string | null; nextItems(): Promise<N[]> }, convert: (item: N) => T): Pages<T> {
+function converted<N, T>(native: Pages<N>, convert: (item: N) => T): Pages<T> {
   return {
     get hasNext() {
       return native.hasNext

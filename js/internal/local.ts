@@ -88,7 +88,7 @@ export function serverBinaryPath(): string {
   const built = join(packageRoot, 'native', 'sandbank')
   if (fs.existsSync(built)) return built
   for (const name of platformPackages()) {
-    let dir
+    let dir: string
     try {
       dir = dirname(require.resolve(`${name}/package.json`))
     } catch {

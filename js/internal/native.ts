@@ -17,8 +17,6 @@ export type {
   NativeCommands,
   NativeFiles,
   NativePty,
-  NativeSandboxPaginator,
-  NativeSnapshotPaginator,
   NativeWatchHandle,
   SandboxInfoJs,
   SandboxMetricsJs,

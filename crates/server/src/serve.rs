@@ -37,7 +37,8 @@ pub struct ServeArgs {
     /// Run sandboxes without a user namespace: root in a sandbox is then the host's root
     /// (confined by capabilities, seccomp and masks). Without it, a machine that cannot give
     /// sandboxes a user namespace makes the server refuse to start, saying why.
-    #[arg(long, env = "SANDBANK_NO_USERNS")]
+    /// The variable counts as set unless empty or false, 0, no, off (so `=1` works).
+    #[arg(long, env = "SANDBANK_NO_USERNS", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_userns: bool,
     /// Close a connection whose request headers have not all arrived this many seconds after the
     /// server started waiting for them (a new connection, or an idle kept-alive one).

@@ -339,3 +339,18 @@ async fn envd_traffic_for_unknown_sandboxes_is_502_json_without_a_key() {
     assert_eq!(r.error(502), "The sandbox \"zzzzzzzzzzzzzzzzzzzz\" was not found");
     s.stop();
 }
+
+/// `SANDBANK_NO_USERNS=1`, as the refusal without a user namespace tells users to set it, starts
+/// a server whose sandboxes have none (their root is the host's); a false value does not.
+#[tokio::test]
+async fn the_no_userns_variable_takes_1_and_false() {
+    for (value, host_root) in [("1", true), ("false", false)] {
+        let s = Server::start_configured(&[], &[("SANDBANK_NO_USERNS", value)])
+            .unwrap_or_else(|e| panic!("SANDBANK_NO_USERNS={value}: {e}"));
+        let id = create(s.addr, r#"{"templateID":"base"}"#).await;
+        let info = call(s.addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+        assert_eq!(info["rootIsHostRoot"].as_bool().unwrap_or(false), host_root, "SANDBANK_NO_USERNS={value}: {info}");
+        assert_eq!(call(s.addr, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
+        s.stop();
+    }
+}

@@ -155,10 +155,14 @@ fn user_namespace() -> Check {
     }
 }
 
-/// What `sandbank serve` reads for `--no-userns` (clap's boolean env: set and not false/0).
+/// Whether a `sandbank serve` started here with no flags would run without a user namespace
+/// (`SANDBANK_NO_USERNS`, read by serve's own arguments, so the same way).
 fn no_userns_asked() -> bool {
-    std::env::var("SANDBANK_NO_USERNS")
-        .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "n" | "f" | "no" | "off" | "false"))
+    use clap::{Args as _, FromArgMatches as _};
+    let serve = crate::serve::ServeArgs::augment_args(clap::Command::new("serve"));
+    let args =
+        serve.try_get_matches_from(["serve"]).ok().and_then(|m| crate::serve::ServeArgs::from_arg_matches(&m).ok());
+    args.is_some_and(|a| a.no_userns)
 }
 
 /// The host-wide tables sandboxes draw from, sized so that they cannot fill them: open files

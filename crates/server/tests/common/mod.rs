@@ -50,11 +50,15 @@ impl Server {
 
     /// Starts a server with these extra `serve` arguments, in a fresh data directory.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_configured(args, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a server with these extra `serve` arguments and variables, in a fresh data directory.
+    pub fn start_configured(args: &[&str], vars: &[(&str, &str)]) -> Result<Server, String> {
         let tmp = tempfile::tempdir().unwrap();
         let mut cmd = command(tmp.path(), Some(KEY));
-        cmd.args(args);
-        let process = ServerProcess::spawn(cmd, tmp.path()).unwrap_or_else(|e| panic!("{e}"));
-        Server { process, _tmp: Some(tmp) }
+        cmd.args(args).envs(vars.iter().copied());
+        Ok(Server { process: ServerProcess::spawn(cmd, tmp.path())?, _tmp: Some(tmp) })
     }
 
     /// Starts a server; `Err` carries its exit status and stderr when it does not come up.

@@ -213,6 +213,12 @@ export interface LifecycleOptions {
   autoResume?: boolean
 }
 
+/**
+ * `localDataDir()`: the local engine's data directory (`$SANDBANK_DATA_DIR`, else
+ * `$XDG_DATA_HOME/sandbank`, else `~/.local/share/sandbank`); `null` with none of them set.
+ */
+export declare function localDataDir(): string | null
+
 /** `SandboxMetricsOpts`: `start`/`end` as epoch milliseconds (a `Date`'s `getTime()`). */
 export interface MetricsOptions {
   start?: number

@@ -854,5 +854,6 @@ module.exports.JsSnapshotPaginator = nativeBinding.JsSnapshotPaginator
 module.exports.NativeWatchHandle = nativeBinding.NativeWatchHandle
 module.exports.JsWatchHandle = nativeBinding.JsWatchHandle
 module.exports.getFileSignature = nativeBinding.getFileSignature
+module.exports.localDataDir = nativeBinding.localDataDir
 module.exports.useLocalEngine = nativeBinding.useLocalEngine
 module.exports.version = nativeBinding.version

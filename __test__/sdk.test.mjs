@@ -70,6 +70,24 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
       await rejectsAs(sdk, Sandbox.connect('nosuchsandbox0000000', opts()), 'SandboxNotFoundError', 'Paused sandbox nosuchsandbox0000000 not found')
     })
 
+    test("an instance call's connection options go over the sandbox's, for that call only", async (t) => {
+      const sbx = await create(t)
+      const wrong = { apiKey: 'sk_wrong' }
+      await rejectsAs(sdk, sbx.getInfo(wrong), 'AuthenticationError')
+      await rejectsAs(sdk, sbx.setTimeout(60_000, wrong), 'AuthenticationError')
+      await rejectsAs(sdk, sbx.pause(wrong), 'AuthenticationError')
+      await rejectsAs(sdk, sbx.createSnapshot(wrong), 'AuthenticationError')
+      await rejectsAs(sdk, sbx.listSnapshots(wrong).nextItems(), 'AuthenticationError')
+      await rejectsAs(sdk, sbx.kill(wrong), 'AuthenticationError')
+      // Options that name no server keep the sandbox's key and URLs.
+      const timeout = { requestTimeoutMs: 10_000 }
+      assert.equal((await sbx.getInfo(timeout)).state, 'running')
+      await sbx.setTimeout(60_000, timeout)
+      assert.deepEqual(await sbx.listSnapshots({ ...timeout, limit: 1 }).nextItems(), [])
+      await sbx.kill(timeout)
+      assert.equal(await Sandbox.kill(sbx.sandboxId, opts()), false)
+    })
+
     test('static kill → true; connect; setTimeout moves endAt', async (t) => {
       const sbx = await create(t, { timeoutMs: 60_000 })
       const again = await Sandbox.connect(sbx.sandboxId, opts())

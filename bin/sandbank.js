@@ -7,7 +7,7 @@
 
 const { spawn } = require('node:child_process')
 const { existsSync } = require('node:fs')
-const { serverBinaryPath, platformPackages } = require('../dist/internal/local.js')
+const { serverBinaryPath, platformPackages } = require('../dist/internal/binary.js')
 
 function findBinary() {
   if (process.env.SANDBANK_BIN) {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'sandbank'
-import { dataDir } from '../dist/internal/local.js'
+import binding from '../binding.js'
 
 const t00 = performance.now()
 let stepNo = 0
@@ -27,7 +27,7 @@ const live = new Set() // sandboxes to kill if the demo stops half-way
 let failed = false
 const daemon = () => {
   try {
-    return JSON.parse(readFileSync(join(dataDir(), 'daemon.json'), 'utf8'))
+    return JSON.parse(readFileSync(join(binding.localDataDir(), 'daemon.json'), 'utf8'))
   } catch {
     return null
   }
@@ -107,7 +107,7 @@ try {
 } catch (e) {
   failed = true
   console.error(`\ndemo failed: ${e.stack ?? e}`)
-  console.error(`\nthe local daemon's log: ${join(dataDir(), 'daemon.log')}`)
+  console.error(`\nthe local daemon's log: ${join(binding.localDataDir(), 'daemon.log')}`)
 } finally {
   for (const s of live) await s.kill().catch(() => {})
   console.log(`\ndemo ${failed ? 'FAILED' : 'done'} in ${((performance.now() - t00) / 1000).toFixed(2)} s`)

@@ -8,7 +8,7 @@
 // local engine: SANDBANK_URL (+ SANDBANK_API_KEY), else a running local daemon (found through
 // `daemon.json` in $SANDBANK_DATA_DIR, $XDG_DATA_HOME/sandbank or ~/.local/share/sandbank), else a
 // `sandbank serve` started in the background that stops by itself after 5 idle minutes
-// (internal/local.ts).
+// (the addon's: crates/client/src/local.rs; internal/binary.ts says where the binary is).
 import { addonVersion } from './internal/native'
 import { Sandbox } from './sandbox'
 
@@ -32,7 +32,7 @@ export {
   RateLimitError,
   CommandExitError,
 } from './errors'
-export { serverBinaryPath } from './internal/local'
+export { serverBinaryPath } from './internal/binary'
 
 export type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
 export type {

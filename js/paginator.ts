@@ -1,8 +1,7 @@
 // Paginators of listings: `Sandbox.list()` (SandboxPaginator) and `Sandbox.listSnapshots()`
 // (SnapshotPaginator), over the addon's paginators. No request until the first `nextItems()`.
 import type { SandboxApiOpts } from './connection'
-import { call, callSync, connection, NativeSandbox, type ConnectionOptions } from './internal/native'
-import * as local from './internal/local'
+import { call, callSync, NativeSandbox, type SnapshotInfoJs } from './internal/native'
 import { listedSandboxInfo, opt, snapshotInfo } from './internal/values'
 import type { SandboxInfo, SandboxState, SnapshotInfo } from './sandbox'
 
@@ -54,28 +53,24 @@ function converted<N, T>(native: Pages<N>, convert: (item: N) => T): Pages<T> {
 
 /** Pages of items; `for await` goes over every item of every remaining page. */
 export abstract class BasePaginator<T> implements AsyncIterable<T> {
-  readonly #opts: (SandboxApiOpts & { nextToken?: string }) | undefined
-  readonly #open: (conn: ConnectionOptions) => Pages<T>
-  #native: Pages<T> | null = null
+  readonly #native: Pages<T>
 
   /**
-   * @internal `open` makes the native paginator for a connection: at once when `opts` configure
-   * one, else (the local default) on the first `nextItems()`, once the local engine is up.
+   * @internal The addon's paginator: it makes no request until `nextItems()` (and with nothing
+   * configured, finds or starts the local engine then).
    */
-  constructor(opts: (SandboxApiOpts & { nextToken?: string }) | undefined, open: (conn: ConnectionOptions) => Pages<T>) {
-    this.#opts = opts
-    this.#open = open
-    if (local.isConfigured(opts)) this.#native = callSync(() => open(local.pickConnection(opts)))
+  constructor(native: Pages<T>) {
+    this.#native = native
   }
 
   /** `true` while there may be more items (initially `true`). */
   get hasNext(): boolean {
-    return this.#native ? this.#native.hasNext : true
+    return this.#native.hasNext
   }
 
   /** The token of the next page, if any. */
   get nextToken(): string | undefined {
-    return this.#native ? opt(this.#native.nextToken) : this.#opts?.nextToken
+    return opt(this.#native.nextToken)
   }
 
   /**
@@ -84,10 +79,6 @@ export abstract class BasePaginator<T> implements AsyncIterable<T> {
    */
   async nextItems(): Promise<T[]> {
     if (!this.hasNext) throw new Error('No more items to fetch')
-    if (!this.#native) {
-      const c = await connection(this.#opts)
-      this.#native ??= callSync(() => this.#open(c))
-    }
     return call(this.#native.nextItems())
   }
 
@@ -102,18 +93,32 @@ export abstract class BasePaginator<T> implements AsyncIterable<T> {
 /** Pages of sandboxes. */
 export class SandboxPaginator extends BasePaginator<SandboxInfo> {
   constructor(opts?: SandboxListOpts) {
-    super(opts, (c) =>
-      converted(
-        NativeSandbox.listSandboxes({ metadata: opts?.query?.metadata, state: opts?.query?.state, limit: opts?.limit, nextToken: opts?.nextToken }, c),
-        listedSandboxInfo,
-      ),
-    )
+    const query = { metadata: opts?.query?.metadata, state: opts?.query?.state, limit: opts?.limit, nextToken: opts?.nextToken }
+    super(converted(callSync(() => NativeSandbox.listSandboxes(query, opts)), listedSandboxInfo))
   }
 }
 
+/** @internal Pages of snapshots from the addon's paginator (a sandbox's own listing). */
+export let snapshotPages: (native: Pages<SnapshotInfoJs>) => SnapshotPaginator
+
 /** Pages of snapshots, newest first. */
 export class SnapshotPaginator extends BasePaginator<SnapshotInfo> {
+  /** The addon's paginator `snapshotPages` hands to the constructor (whose signature stays public). */
+  static #adopting: Pages<SnapshotInfoJs> | undefined
+
   constructor(opts?: SnapshotListOpts) {
-    super(opts, (c) => converted(NativeSandbox.listAllSnapshots({ sandboxId: opts?.sandboxId, limit: opts?.limit, nextToken: opts?.nextToken }, c), snapshotInfo))
+    const query = { sandboxId: opts?.sandboxId, limit: opts?.limit, nextToken: opts?.nextToken }
+    super(converted(SnapshotPaginator.#adopting ?? callSync(() => NativeSandbox.listAllSnapshots(query, opts)), snapshotInfo))
+  }
+
+  static {
+    snapshotPages = (native) => {
+      SnapshotPaginator.#adopting = native
+      try {
+        return new SnapshotPaginator()
+      } finally {
+        SnapshotPaginator.#adopting = undefined
+      }
+    }
   }
 }

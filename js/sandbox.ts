@@ -4,10 +4,9 @@ import { newCommands, type Commands } from './commands'
 import type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
 import { InvalidArgumentError, SandboxError } from './errors'
 import { newFilesystem, type Filesystem } from './filesystem'
-import * as local from './internal/local'
-import { call, callSync, connection, NativeSandbox, type MetricsOptions, type SandboxOptions, type UrlOptions } from './internal/native'
+import { call, callSync, NativeSandbox, type MetricsOptions, type SandboxOptions, type UrlOptions } from './internal/native'
 import { opt, sandboxInfo, sandboxMetrics, snapshotInfo } from './internal/values'
-import { SandboxPaginator, SnapshotPaginator, type SandboxListOpts, type SnapshotListOpts } from './paginator'
+import { SandboxPaginator, SnapshotPaginator, snapshotPages, type SandboxListOpts, type SnapshotListOpts } from './paginator'
 import { newPty, type Pty } from './pty'
 
 /** What happens when a sandbox times out. */
@@ -206,15 +205,13 @@ export class Sandbox {
   readonly sandboxDomain: string
 
   readonly #native: NativeSandbox
-  readonly #conn: ConnectionOpts
 
   /** Not public: use `Sandbox.create()` or `Sandbox.connect()`. */
-  constructor(native: unknown, connection: ConnectionOpts) {
+  constructor(native: unknown) {
     if (!(native instanceof NativeSandbox)) {
       throw new SandboxError('Use Sandbox.create() or Sandbox.connect() to get a Sandbox')
     }
     this.#native = native
-    this.#conn = connection
     this.files = newFilesystem(native.files())
     this.commands = newCommands(native.commands())
     this.pty = newPty(native.pty())
@@ -227,11 +224,6 @@ export class Sandbox {
     return opt(this.#native.trafficAccessToken)
   }
 
-  /** This sandbox's connection options with the call's over them. */
-  #merged(opts: ConnectionOpts | undefined): ConnectionOpts {
-    return { ...this.#conn, ...local.pickConnection(opts) }
-  }
-
   /**
    * Creates a sandbox from the default template (`base`), or `opts.template`.
    * @throws InvalidArgumentError for an unknown `lifecycle.onTimeout`, or `autoResume` without `onTimeout: 'pause'`.
@@ -242,9 +234,8 @@ export class Sandbox {
   static async create<S extends typeof Sandbox>(this: S, templateOrOpts?: string | SandboxBetaCreateOpts, opts?: SandboxBetaCreateOpts): Promise<InstanceType<S>> {
     const [template, o] =
       typeof templateOrOpts === 'string' ? [templateOrOpts, opts] : [templateOrOpts?.template ?? this.defaultTemplate, templateOrOpts]
-    const c = await connection(o)
-    const native = await call(NativeSandbox.create(template, sandboxOpts(o), c))
-    return new this(native, c) as InstanceType<S>
+    const native = await call(NativeSandbox.create(template, sandboxOpts(o), o))
+    return new this(native) as InstanceType<S>
   }
 
   /**
@@ -264,9 +255,8 @@ export class Sandbox {
    * @throws SandboxNotFoundError (`Paused sandbox <id> not found`) when there is no such sandbox.
    */
   static async connect<S extends typeof Sandbox>(this: S, sandboxId: string, opts?: SandboxConnectOpts): Promise<InstanceType<S>> {
-    const c = await connection(opts)
-    const native = await call(NativeSandbox.connect(sandboxId, opts?.timeoutMs, opts?.secure, c))
-    return new this(native, c) as InstanceType<S>
+    const native = await call(NativeSandbox.connect(sandboxId, opts?.timeoutMs, opts?.secure, opts))
+    return new this(native) as InstanceType<S>
   }
 
   /**
@@ -274,7 +264,7 @@ export class Sandbox {
    * @throws SandboxNotFoundError when the sandbox no longer exists.
    */
   async connect(opts?: SandboxConnectOpts): Promise<this> {
-    await call(this.#native.reconnect(opts?.timeoutMs, opts?.secure, opts ? this.#merged(opts) : undefined))
+    await call(this.#native.reconnect(opts?.timeoutMs, opts?.secure, opts))
     return this
   }
 
@@ -284,7 +274,7 @@ export class Sandbox {
    * @throws SandboxNotFoundError when there is no such sandbox.
    */
   static async pause(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean> {
-    return call(NativeSandbox.pauseSandbox(sandboxId, await connection(opts)))
+    return call(NativeSandbox.pauseSandbox(sandboxId, opts))
   }
 
   /** @deprecated Use {@link Sandbox.pause}. */
@@ -297,8 +287,7 @@ export class Sandbox {
    * @returns `true` if it was paused, `false` if it already was.
    */
   async pause(opts?: ConnectionOpts): Promise<boolean> {
-    if (!opts) return call(this.#native.pause())
-    return call(NativeSandbox.pauseSandbox(this.sandboxId, this.#merged(opts)))
+    return call(this.#native.pause(opts))
   }
 
   /** @deprecated Use {@link Sandbox.pause}. */
@@ -311,7 +300,7 @@ export class Sandbox {
    * @throws InvalidArgumentError for an invalid `start` or `end` date.
    */
   static async getMetrics(sandboxId: string, opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]> {
-    const m = await call(NativeSandbox.getSandboxMetrics(sandboxId, metricsOpts(opts), await connection(opts)))
+    const m = await call(NativeSandbox.getSandboxMetrics(sandboxId, metricsOpts(opts), opts))
     return m.map(sandboxMetrics)
   }
 
@@ -320,7 +309,7 @@ export class Sandbox {
    * @throws SandboxError when the sandbox's envd is older than 0.1.5.
    */
   async getMetrics(opts?: SandboxMetricsOpts): Promise<SandboxMetrics[]> {
-    const m = await call(this.#native.getMetrics(metricsOpts(opts), opts ? this.#merged(opts) : undefined))
+    const m = await call(this.#native.getMetrics(metricsOpts(opts), opts))
     return m.map(sandboxMetrics)
   }
 
@@ -350,14 +339,12 @@ export class Sandbox {
 
   /** Kills a sandbox: `true` if it was killed, `false` if it was not found. */
   static async kill(sandboxId: string, opts?: SandboxApiOpts): Promise<boolean> {
-    return call(NativeSandbox.killSandbox(sandboxId, await connection(opts)))
+    return call(NativeSandbox.killSandbox(sandboxId, opts))
   }
 
   /** Kills this sandbox. */
   async kill(opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<void> {
-    if (this.#conn.debug) return
-    if (!opts) return call(this.#native.kill())
-    await call(NativeSandbox.killSandbox(this.sandboxId, this.#merged(opts)))
+    await call(this.#native.kill(opts))
   }
 
   /**
@@ -365,14 +352,12 @@ export class Sandbox {
    * @throws SandboxNotFoundError when there is no such sandbox.
    */
   static async setTimeout(sandboxId: string, timeoutMs: number, opts?: SandboxApiOpts): Promise<void> {
-    await call(NativeSandbox.setSandboxTimeout(sandboxId, timeoutMs, await connection(opts)))
+    await call(NativeSandbox.setSandboxTimeout(sandboxId, timeoutMs, opts))
   }
 
   /** Sets this sandbox's timeout, counted from now, in **milliseconds**. */
   async setTimeout(timeoutMs: number, opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<void> {
-    if (this.#conn.debug) return
-    if (!opts) return call(this.#native.setTimeout(timeoutMs))
-    await call(NativeSandbox.setSandboxTimeout(this.sandboxId, timeoutMs, this.#merged(opts)))
+    await call(this.#native.setTimeout(timeoutMs, opts))
   }
 
   /**
@@ -380,7 +365,7 @@ export class Sandbox {
    * @throws SandboxNotFoundError when there is no such sandbox.
    */
   static async getInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo> {
-    return sandboxInfo(await call(NativeSandbox.getSandboxInfo(sandboxId, await connection(opts))))
+    return sandboxInfo(await call(NativeSandbox.getSandboxInfo(sandboxId, opts)))
   }
 
   /**
@@ -389,14 +374,13 @@ export class Sandbox {
    * @throws SandboxNotFoundError when there is no such sandbox.
    */
   static async getFullInfo(sandboxId: string, opts?: SandboxApiOpts): Promise<SandboxInfo & { envdAccessToken?: string; sandboxDomain?: string }> {
-    const i = await call(NativeSandbox.getSandboxInfo(sandboxId, await connection(opts)))
+    const i = await call(NativeSandbox.getSandboxInfo(sandboxId, opts))
     return { ...sandboxInfo(i), envdAccessToken: opt(i.envdAccessToken), sandboxDomain: opt(i.sandboxDomain) }
   }
 
   /** Information about this sandbox. */
   async getInfo(opts?: Pick<SandboxOpts, 'requestTimeoutMs'>): Promise<SandboxInfo> {
-    if (!opts) return sandboxInfo(await call(this.#native.getInfo()))
-    return sandboxInfo(await call(NativeSandbox.getSandboxInfo(this.sandboxId, this.#merged(opts))))
+    return sandboxInfo(await call(this.#native.getInfo(opts)))
   }
 
   /** Whether the sandbox is running (its envd answers). */
@@ -414,13 +398,12 @@ export class Sandbox {
    * @throws SandboxNotFoundError when there is no such sandbox.
    */
   static async createSnapshot(sandboxId: string, opts?: SandboxApiOpts): Promise<SnapshotInfo> {
-    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(sandboxId, await connection(opts))))
+    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(sandboxId, opts)))
   }
 
   /** Snapshots this sandbox; it keeps running. */
   async createSnapshot(opts?: SandboxApiOpts): Promise<SnapshotInfo> {
-    if (!opts) return snapshotInfo(await call(this.#native.createSnapshot()))
-    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(this.sandboxId, this.#merged(opts))))
+    return snapshotInfo(await call(this.#native.createSnapshot(opts)))
   }
 
   /** Lists snapshots, newest first (optionally of one sandbox). */
@@ -430,7 +413,7 @@ export class Sandbox {
 
   /** Lists this sandbox's snapshots, newest first. */
   listSnapshots(opts?: Omit<SnapshotListOpts, 'sandboxId'>): SnapshotPaginator {
-    return new SnapshotPaginator({ ...this.#merged(opts), limit: opts?.limit, nextToken: opts?.nextToken, sandboxId: this.sandboxId })
+    return snapshotPages(callSync(() => this.#native.listSnapshots(opts?.limit, opts?.nextToken, opts)))
   }
 
   /**
@@ -438,6 +421,6 @@ export class Sandbox {
    * @throws SandboxError while sandboxes started from it still run.
    */
   static async deleteSnapshot(snapshotId: string, opts?: SandboxApiOpts): Promise<boolean> {
-    return call(NativeSandbox.deleteSnapshot(snapshotId, await connection(opts)))
+    return call(NativeSandbox.deleteSnapshot(snapshotId, opts))
   }
 }

@@ -1,5 +1,5 @@
 // Start and stop a local `sandbank serve` from Node, for the benchmarks, the tests and the CI scripts
-// (not part of the published package: users get the local default of js/internal/local.ts).
+// (not part of the published package: users get the SDK's local default, crates/client/src/local.rs).
 import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'

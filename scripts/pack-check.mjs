@@ -112,7 +112,7 @@ function pack(dir) {
 const rootTgz = pack(root)
 const rootFiles = rootTgz.files.map((f) => f.path)
 // The JS layer ships compiled (dist/, from js/ by tsc): `prepare` does not run for registry installs.
-for (const must of ['dist/index.js', 'dist/index.d.ts', 'dist/internal/local.js', 'index.mjs', 'binding.js', 'binding.d.ts', 'bin/sandbank.js', 'package.json']) {
+for (const must of ['dist/index.js', 'dist/index.d.ts', 'dist/internal/binary.js', 'index.mjs', 'binding.js', 'binding.d.ts', 'bin/sandbank.js', 'package.json']) {
   if (!rootFiles.includes(must)) fail(`the root tarball lacks ${must}: ${rootFiles.join(', ')}`)
 }
 const stray = rootFiles.filter(

@@ -67,6 +67,14 @@ pub fn use_local_engine(binary: String, missing_hint: String) {
         Some(Launcher { binary: PathBuf::from(binary), missing_hint });
 }
 
+/// `localDataDir()`: the local engine's data directory (`$SANDBANK_DATA_DIR`, else
+/// `$XDG_DATA_HOME/sandbank`, else `~/.local/share/sandbank`); `null` with none of them set.
+#[napi]
+#[cfg_attr(test, allow(dead_code))]
+pub fn local_data_dir() -> Option<String> {
+    local::data_dir(|name| std::env::var(name).ok()).map(|d| d.to_string_lossy().into_owned())
+}
+
 /// The caller's options, or (when they and the environment configure no server) the local engine's.
 pub async fn with_local_default(o: Option<ConnectionOptions>) -> napi::Result<ConnectionOpts> {
     let launcher = LAUNCHER.lock().unwrap_or_else(|p| p.into_inner()).clone();

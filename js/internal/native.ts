@@ -1,10 +1,12 @@
 // The native addon: the repository root's generated napi loader (`binding.js`), typed by its
-// generated `binding.d.ts`; the wrappers that turn its `[Kind] message` rejections into the error
-// classes; and the connection options each native call gets.
+// generated `binding.d.ts`, told once where the local engine's binary is; and the wrappers that
+// turn its `[Kind] message` rejections into the error classes. Connection options go to it as the
+// caller gave them: the addon merges them and fills in the local default.
 import binding = require('../../binding.js')
-import type { ConnectionOpts } from '../connection'
-import { mapError, SandboxError } from '../errors'
-import * as local from './local'
+import { mapError } from '../errors'
+import { missingBinaryHint, packagedBinaryPath } from './binary'
+
+binding.useLocalEngine(packagedBinaryPath(), missingBinaryHint())
 
 export type {
   CommandOptions,
@@ -51,15 +53,5 @@ export function callSync<T>(fn: () => T): T {
     return fn()
   } catch (e) {
     throw mapError(e)
-  }
-}
-
-/** Connection options for a call (the local engine's when nothing is configured). */
-export async function connection(opts?: ConnectionOpts): Promise<ConnectionOpts> {
-  try {
-    return await local.connectionOpts(opts)
-  } catch (e) {
-    if (e instanceof local.LocalDaemonError) throw new SandboxError(e.message)
-    throw e
   }
 }

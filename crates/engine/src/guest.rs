@@ -22,8 +22,7 @@ use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, pivot_root, sethostname};
 use rustix::thread::CapabilitySet;
-use sandbank_protocol::guest::{FromEngine, FromGuest};
-use serde::{Deserialize, Serialize};
+use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -31,37 +30,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-
-/// Given by the engine on the guest's stdin, one line of JSON (see `sandbank_protocol::guest`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GuestConfig {
-    pub sandbox_id: String,
-    pub envd_socket: PathBuf,
-    pub env_vars: BTreeMap<String, String>,
-    /// Lower layers of `/`, topmost first.
-    pub root_lowers: Vec<PathBuf>,
-    /// Lower layers of `/usr`, topmost first.
-    pub usr_lowers: Vec<PathBuf>,
-    pub root_upper: PathBuf,
-    pub root_work: PathBuf,
-    pub usr_upper: PathBuf,
-    pub usr_work: PathBuf,
-    pub rootfs: PathBuf,
-    /// Host files bind-mounted over paths in the sandbox (`/etc/hostname`, `/etc/hosts`): they
-    /// belong to this sandbox, not to its layer, so snapshots do not carry them.
-    #[serde(default)]
-    pub bind_files: Vec<(PathBuf, PathBuf)>,
-    /// The sandbox's directory (see [`SandboxDir`]): the upper and work directories are in it.
-    pub sandbox_dir: PathBuf,
-    /// The sandbox's user namespace, when it has one.
-    #[serde(default)]
-    pub userns: Option<IdMap>,
-    /// A process whose user and network namespaces (network only, without `userns`) the sandbox
-    /// joins instead of making its own: made ahead of time with its network ready
-    /// ([`crate::netpool`]).
-    #[serde(default)]
-    pub namespaces_of: Option<i32>,
-}
 
 /// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
 /// environment.

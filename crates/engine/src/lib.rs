@@ -39,4 +39,4 @@ pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
     SnapshotInfo,
 };
-pub use guest::{GuestConfig, GuestInit};
+pub use guest::GuestInit;

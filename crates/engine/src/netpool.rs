@@ -164,7 +164,7 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     );
     let pid = holder.0.id() as i32;
     if let Some(map) = &inner.userns {
-        map.write_maps(pid)?;
+        crate::userns::write_maps(map, pid)?;
     }
     let pasta = Pasta::start(&inner.pasta, pid, "(ahead of time)", |cmd| inner.spawner.spawn(cmd)).await?;
     Ok(ReadyNet { holder, pasta })

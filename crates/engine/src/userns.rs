@@ -21,38 +21,23 @@
 
 use crate::mounts;
 use crate::sys::{self, Cloned};
-use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// A sandbox's ids `0..count` are the host's `host_base..host_base + count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdMap {
-    pub host_base: u32,
-    pub count: u32,
-}
+pub use sandbank_protocol::guest::IdMap;
 
-impl IdMap {
-    /// The range Docker's `userns-remap` and most `/etc/subuid` files start with. Every sandbox
-    /// gets the same one: they are apart anyway (PID, IPC, network and mount namespaces, cgroups).
-    pub const DEFAULT: IdMap = IdMap { host_base: 100_000, count: 65_536 };
-
-    /// The line of `/proc/<pid>/uid_map` (and `gid_map`).
-    pub fn map_line(&self) -> String {
-        format!("0 {} {}", self.host_base, self.count)
+/// Gives `pid`, a process just started in a new user namespace, `map` for its user and group
+/// ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
+pub fn write_maps(map: &IdMap, pid: i32) -> Result<(), String> {
+    // The line of `/proc/<pid>/uid_map` (and `gid_map`).
+    let line = format!("0 {} {}", map.host_base, map.count);
+    for file in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{file}");
+        fs::write(&path, &line).map_err(|e| format!("write {path}: {e}"))?;
     }
-
-    /// Gives `pid`, a process just started in a new user namespace, this mapping for its user and
-    /// group ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
-    pub fn write_maps(&self, pid: i32) -> Result<(), String> {
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, self.map_line()).map_err(|e| format!("write {path}: {e}"))?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The host uid that owns one sandbox's user namespace: drawn at random from a range nothing
@@ -89,7 +74,7 @@ impl Namespaces {
         let owner = Owner::fresh();
         let holder = sys::make_namespaces_as(owner.0, libc::CLONE_NEWUSER | libc::CLONE_NEWNET)
             .map_err(|e| format!("make the user namespace as uid {}: {e}", owner.0))?;
-        let result = map.write_maps(holder.pid).and_then(|()| Self::of(holder.pid));
+        let result = write_maps(map, holder.pid).and_then(|()| Self::of(holder.pid));
         holder.release();
         result
     }

@@ -16,19 +16,17 @@ mod copy;
 mod disk;
 pub mod egress;
 pub mod engine;
-pub mod guest;
 mod guest_exe;
 pub mod id;
 mod layout;
 mod merge;
-mod mounts;
+pub mod mounts;
 pub mod net;
 pub mod netpool;
-mod seccomp;
 mod spawner;
 mod spec;
-// The one module with `unsafe`: every raw system call the engine makes.
 mod store;
+// The one module with `unsafe`: every raw system call the engine makes.
 #[allow(unsafe_code)]
 mod sys;
 mod template;
@@ -39,4 +37,6 @@ pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
     SnapshotInfo,
 };
-pub use guest::GuestInit;
+// The guest finds the directory it stages idmapped mounts in through it (every path under the
+// data directory comes from `layout`).
+pub use layout::SandboxDir;

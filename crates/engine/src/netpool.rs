@@ -10,7 +10,6 @@ use crate::guest_exe::GuestExe;
 use crate::net::Pasta;
 use crate::spawner::Spawner;
 use crate::userns::{IdMap, Owner};
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,8 +59,8 @@ impl ReadyNet {
     }
 }
 
-/// `sandbank guest --hold-namespaces`: a process that only keeps its namespaces until its stdin
-/// closes. Killed and reaped when dropped.
+/// `sandbank guest --hold-namespaces` (the guest crate's `hold_namespaces_main`): a process that
+/// only keeps its namespaces until its stdin closes. Killed and reaped when dropped.
 #[derive(Debug)]
 struct Holder(Child);
 
@@ -168,12 +167,4 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     }
     let pasta = Pasta::start(&inner.pasta, pid, "(ahead of time)", |cmd| inner.spawner.spawn(cmd)).await?;
     Ok(ReadyNet { holder, pasta })
-}
-
-/// `sandbank guest --hold-namespaces`: waits until stdin closes (the engine drops it, or dies).
-pub fn hold_namespaces_main() -> u8 {
-    let mut sink = [0u8; 64];
-    let mut stdin = std::io::stdin();
-    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-    0
 }

@@ -20,11 +20,16 @@
 //! root, confined by the capability set, seccomp and the masks of `guest`).
 
 use crate::mounts;
-use crate::sys::{self, Cloned};
+use crate::sys;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::process::ExitCode;
+
+// `clone3` into new namespaces, returning in both processes as `fork` does (single-threaded
+// callers only): the guest starts its PID 1 with it, as [`probe`] starts its test sandbox.
+pub use crate::sys::{clone_into, Cloned};
 
 pub use sandbank_protocol::guest::IdMap;
 
@@ -168,6 +173,18 @@ fn run_probe(guest_exe: &Path, scratch: &Path) -> Result<(), String> {
     match why.trim() {
         "" => Err(format!("the check failed ({status})")),
         why => Err(why.to_string()),
+    }
+}
+
+/// `sandbank guest --probe-userns SCRATCH`: runs [`probe`] with the sandboxes' mapping; exits 0 if
+/// sandboxes can have a user namespace here, else 1 with the reason on stderr.
+pub fn probe_main(scratch: &Path) -> ExitCode {
+    match probe(scratch, &IdMap::DEFAULT) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 pub fn main() -> ExitCode {
-    let init = match sandbank_engine::guest::enter() {
+    let init = match sandbank_guest::init::enter() {
         Ok(init) => init,
         Err(e) => {
             eprintln!("sandbank guest: {e}");

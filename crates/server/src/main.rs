@@ -70,12 +70,8 @@ fn main() -> std::process::ExitCode {
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
         Command::Doctor { json } => cli::doctor::main(json),
-        Command::Guest { probe_userns: Some(scratch), .. } => {
-            std::process::ExitCode::from(sandbank_engine::guest::probe_userns_main(&scratch))
-        }
-        Command::Guest { hold_namespaces: true, .. } => {
-            std::process::ExitCode::from(sandbank_engine::netpool::hold_namespaces_main())
-        }
+        Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
+        Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),
         Command::Guest { .. } => guest::main(),
     }
 }

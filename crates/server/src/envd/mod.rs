@@ -35,7 +35,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sandbank_engine::GuestInit;
+use sandbank_guest::init::GuestInit;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

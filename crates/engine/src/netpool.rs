@@ -2,9 +2,9 @@
 //! with internet access takes to start, and it needs no sandbox: a holder process makes the
 //! namespaces (the sandboxes' user namespace with a network namespace it owns; without user
 //! namespaces, a network namespace alone), pasta is attached to them, and the next sandbox with
-//! internet access joins them (`GuestConfig::namespaces_of`). One is kept ready; the next one is
-//! made once that sandbox has started (not meanwhile: on two cores, making it would slow the
-//! start it is meant to speed up).
+//! internet access joins them (`namespaces_of` in the guest's config). One is kept ready; the next
+//! one is made once that sandbox has started (not meanwhile: on two cores, making it would slow
+//! the start it is meant to speed up). The holder is `sandbank guest --hold-namespaces`.
 
 use crate::guest_exe::GuestExe;
 use crate::net::Pasta;

@@ -17,7 +17,7 @@
 //!
 //! Where the kernel or a filesystem cannot do this, [`probe`] says why, and the engine refuses to
 //! run sandboxes unless told to run them without a user namespace (root inside is then the host's
-//! root, confined by the capability set, seccomp and the masks of `guest`).
+//! root, confined by the capability set, seccomp and the masks of the guest's `init`).
 
 use crate::mounts;
 use crate::sys;
@@ -35,7 +35,7 @@ pub use sandbank_protocol::guest::IdMap;
 
 /// Gives `pid`, a process just started in a new user namespace, `map` for its user and group
 /// ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
-pub fn write_maps(map: &IdMap, pid: i32) -> Result<(), String> {
+pub(crate) fn write_maps(map: &IdMap, pid: i32) -> Result<(), String> {
     // The line of `/proc/<pid>/uid_map` (and `gid_map`).
     let line = format!("0 {} {}", map.host_base, map.count);
     for file in ["uid_map", "gid_map"] {
@@ -222,7 +222,7 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
     // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
-    // sandbox's start does (see `guest`), in a child that stays host root's: into the network and
+    // sandbox's start does (see the guest crate's `init`), in a child that stays host root's: into the network and
     // user namespaces, then PID 1 in new mount and PID namespaces, starting in the overlay (the
     // host directories above it, the data directory among them, are out of its reach).
     std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;

@@ -126,7 +126,7 @@ impl Engine {
             .stderr(Stdio::inherit());
         // No descriptor the server inherited (a shell's redirections, a parent's pipes) goes into
         // the sandbox: only stdio. Its own mount namespace, for the sandbox's root; PID 1's
-        // namespaces are the guest's to make (see `guest`).
+        // namespaces are the guest's to make (see the guest crate's `init`).
         let steps = sys::BeforeExec {
             new_session: true,
             close_inherited: true,

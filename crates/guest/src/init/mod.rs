@@ -13,11 +13,11 @@
 //! into the new root, drops what it must not keep and reports `ready` on stdout. The first
 //! process waits for it and exits with it.
 //!
-//! - [`net`]: the sandbox's network namespace, loopback, ICMP sockets.
-//! - [`rootfs`]: the sandbox's root: overlays, bound files, envd's socket, the pivot.
-//! - [`dev`]: the sandbox's `/dev`.
-//! - [`security`]: masked kernel interfaces, capabilities, `no_new_privs`; [`seccomp`]: the
-//!   system call filter.
+//! - `net`: the sandbox's network namespace, loopback, ICMP sockets.
+//! - `rootfs`: the sandbox's root: overlays, bound files, envd's socket, the pivot.
+//! - `dev`: the sandbox's `/dev`.
+//! - `security`: masked kernel interfaces, capabilities, `no_new_privs`; `seccomp`: the system
+//!   call filter.
 
 mod dev;
 mod net;

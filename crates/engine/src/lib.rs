@@ -1,13 +1,15 @@
 //! sandbank's local sandbox runtime for Linux. It knows nothing of HTTP: the server turns API
 //! calls into [`Engine`] calls.
 //!
-//! A sandbox is a `sandbank guest` process tree: the guest mounts an overlay of a writable upper
-//! layer over the template's read-only layers, starts PID 1 in new user, mount, PID, UTS, IPC
-//! and network namespaces, which pivots into it and serves envd on a unix socket the server
-//! reaches from outside. Root in a sandbox is an unprivileged host user where the kernel can map
-//! the layers for it ([`userns`]). A cgroup bounds its memory, processes and CPU. With internet access (the default,
-//! when `pasta` is installed) a pasta process on the host connects its network namespace to the
-//! host's network ([`net`]).
+//! A sandbox is a `sandbank guest` process tree (the guest crate): the guest mounts an overlay of a
+//! writable upper layer over the template's read-only layers, starts PID 1 in new user, mount,
+//! PID, UTS, IPC and network namespaces, which pivots into it and serves envd on a unix socket the
+//! server reaches from outside. The engine starts it and speaks to it over its stdin and stdout
+//! (`sandbank_protocol::guest`); the guest builds on the engine's [`userns`], [`mounts`] and
+//! [`tree`]. Root in a sandbox is an unprivileged host user where the kernel can map the layers
+//! for it ([`userns`]). A cgroup bounds its memory, processes and CPU. With internet access (the
+//! default, when `pasta` is installed) a pasta process on the host connects its network namespace
+//! to the host's network ([`net`]).
 
 #![deny(unsafe_code)]
 
@@ -16,19 +18,17 @@ mod copy;
 mod disk;
 pub mod egress;
 pub mod engine;
-pub mod guest;
 mod guest_exe;
 pub mod id;
 mod layout;
 mod merge;
-mod mounts;
+pub mod mounts;
 pub mod net;
 pub mod netpool;
-mod seccomp;
 mod spawner;
 mod spec;
-// The one module with `unsafe`: every raw system call the engine makes.
 mod store;
+// The one module with `unsafe`: every raw system call the engine makes.
 #[allow(unsafe_code)]
 mod sys;
 mod template;
@@ -39,4 +39,6 @@ pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
     SnapshotInfo,
 };
-pub use guest::{GuestConfig, GuestInit};
+// The guest finds the directory it stages idmapped mounts in through it (every path under the
+// data directory comes from `layout`).
+pub use layout::SandboxDir;

@@ -1,4 +1,6 @@
-//! Mount trees handled by descriptor (the mount API of Linux 5.2+): cloned, idmapped, attached.
+//! Mount trees handled by descriptor (the mount API of Linux 5.2+): cloned, idmapped, attached;
+//! and the overlays of a sandbox's root. Public for the guest, which mounts its sandbox's root with
+//! them.
 
 use crate::sys;
 use nix::mount::{mount, MsFlags};
@@ -18,14 +20,14 @@ pub fn clone_tree(path: &Path, recursive: bool) -> Result<OwnedFd, String> {
 }
 
 /// Makes the detached tree `tree` show its files through `userns`'s id mapping.
-pub fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
+fn set_idmap(tree: &OwnedFd, userns: BorrowedFd) -> Result<(), String> {
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     sys::mount_setattr(tree.as_fd(), MOUNT_ATTR_IDMAP, Some(userns)).map_err(|e| format!("mount_setattr: {e}"))
 }
 
 /// Makes the detached tree `tree` read-only, setuid-less and device-less: no write, chmod,
 /// chown or xattr lands on its files through it, whatever the caller's capabilities (EROFS).
-pub fn set_read_only(tree: &OwnedFd) -> Result<(), String> {
+pub(crate) fn set_read_only(tree: &OwnedFd) -> Result<(), String> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const MOUNT_ATTR_NOSUID: u64 = 0x2;
     const MOUNT_ATTR_NODEV: u64 = 0x4;

@@ -11,8 +11,9 @@
 //! - `-t none -u none -T none -U none`: no port forwarding, neither from the host into the sandbox
 //!   nor from the sandbox's loopback to the host's;
 //! - pasta connects wherever a packet says, 127.0.0.1 included, so packets must not be forged:
-//!   the sandbox's processes have no `CAP_NET_RAW` (see `guest::ALLOWED_CAPS`), the kernel routes
-//!   loopback destinations to the sandbox's own `lo`, and only raw packets could say otherwise.
+//!   the sandbox's processes have no `CAP_NET_RAW` (see the guest's `init::security`), the
+//!   kernel routes loopback destinations to the sandbox's own `lo`, and only raw packets could
+//!   say otherwise.
 //!
 //! To keep pasta's start (about 19 ms) off a sandbox's start, one network is made ahead of time
 //! ([`crate::netpool`]): the next sandbox with internet access joins its namespaces.

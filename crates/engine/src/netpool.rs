@@ -2,15 +2,14 @@
 //! with internet access takes to start, and it needs no sandbox: a holder process makes the
 //! namespaces (the sandboxes' user namespace with a network namespace it owns; without user
 //! namespaces, a network namespace alone), pasta is attached to them, and the next sandbox with
-//! internet access joins them (`GuestConfig::namespaces_of`). One is kept ready; the next one is
-//! made once that sandbox has started (not meanwhile: on two cores, making it would slow the
-//! start it is meant to speed up).
+//! internet access joins them (`namespaces_of` in the guest's config). One is kept ready; the next
+//! one is made once that sandbox has started (not meanwhile: on two cores, making it would slow
+//! the start it is meant to speed up). The holder is `sandbank guest --hold-namespaces`.
 
 use crate::guest_exe::GuestExe;
 use crate::net::Pasta;
 use crate::spawner::Spawner;
 use crate::userns::{IdMap, Owner};
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,8 +59,8 @@ impl ReadyNet {
     }
 }
 
-/// `sandbank guest --hold-namespaces`: a process that only keeps its namespaces until its stdin
-/// closes. Killed and reaped when dropped.
+/// `sandbank guest --hold-namespaces` (the guest crate's `hold_namespaces_main`): a process that
+/// only keeps its namespaces until its stdin closes. Killed and reaped when dropped.
 #[derive(Debug)]
 struct Holder(Child);
 
@@ -164,16 +163,8 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
     );
     let pid = holder.0.id() as i32;
     if let Some(map) = &inner.userns {
-        map.write_maps(pid)?;
+        crate::userns::write_maps(map, pid)?;
     }
     let pasta = Pasta::start(&inner.pasta, pid, "(ahead of time)", |cmd| inner.spawner.spawn(cmd)).await?;
     Ok(ReadyNet { holder, pasta })
-}
-
-/// `sandbank guest --hold-namespaces`: waits until stdin closes (the engine drops it, or dies).
-pub fn hold_namespaces_main() -> u8 {
-    let mut sink = [0u8; 64];
-    let mut stdin = std::io::stdin();
-    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-    0
 }

@@ -1,10 +1,9 @@
 //! The engine's raw system calls, each behind a safe function: the rest of the crate has no
 //! `unsafe` (`#![deny(unsafe_code)]` in lib.rs). What rustix or nix wraps is used from them
-//! directly; here is only what they lack: `mount_setattr`, `clone3` into new namespaces, the
-//! steps a child takes between fork and exec, loop-device and interface ioctls, and a pidfd's
-//! readiness on tokio.
+//! directly; here is only what they lack: `mount_setattr`, `clone3` into new namespaces (which
+//! the guest's setup takes too, through [`crate::userns::clone_into`]), the steps a child takes
+//! between fork and exec, loop-device ioctls, and a pidfd's readiness on tokio.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -271,34 +270,6 @@ pub fn loop_configure(dev: BorrowedFd<'_>, backing: BorrowedFd<'_>, flags: u32) 
     // SAFETY: ioctl(2) LOOP_CONFIGURE with a pointer to a live, fully initialised loop_config.
     let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE as _, &config) };
     check(r.into()).map(drop)
-}
-
-/// Brings the network interface `name` up (`SIOCGIFFLAGS`, then `SIOCSIFFLAGS` with
-/// `IFF_UP | IFF_RUNNING`).
-pub fn interface_up(name: &CStr) -> io::Result<()> {
-    let bytes = name.to_bytes();
-    if bytes.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    let socket = nix::sys::socket::socket(
-        nix::sys::socket::AddressFamily::Inet,
-        nix::sys::socket::SockType::Datagram,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    // SAFETY: an all-zero ifreq is valid; the name is set below, within IFNAMSIZ with its NUL.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in bytes.iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS on an open socket with a live ifreq naming the interface;
-    // `ifru_flags` is the union member these requests use.
-    unsafe {
-        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req).into())?;
-        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        check(libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req).into())?;
-    }
-    Ok(())
 }
 
 /// `_exit(2)`: ends this process at once, without the exit handlers (for a forked child, whose

@@ -17,42 +17,32 @@
 //!
 //! Where the kernel or a filesystem cannot do this, [`probe`] says why, and the engine refuses to
 //! run sandboxes unless told to run them without a user namespace (root inside is then the host's
-//! root, confined by the capability set, seccomp and the masks of `guest`).
+//! root, confined by the capability set, seccomp and the masks of the guest's `init`).
 
 use crate::mounts;
-use crate::sys::{self, Cloned};
-use serde::{Deserialize, Serialize};
+use crate::sys;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::process::ExitCode;
 
-/// A sandbox's ids `0..count` are the host's `host_base..host_base + count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdMap {
-    pub host_base: u32,
-    pub count: u32,
-}
+// `clone3` into new namespaces, returning in both processes as `fork` does (single-threaded
+// callers only): the guest starts its PID 1 with it, as [`probe`] starts its test sandbox.
+pub use crate::sys::{clone_into, Cloned};
 
-impl IdMap {
-    /// The range Docker's `userns-remap` and most `/etc/subuid` files start with. Every sandbox
-    /// gets the same one: they are apart anyway (PID, IPC, network and mount namespaces, cgroups).
-    pub const DEFAULT: IdMap = IdMap { host_base: 100_000, count: 65_536 };
+pub use sandbank_protocol::guest::IdMap;
 
-    /// The line of `/proc/<pid>/uid_map` (and `gid_map`).
-    pub fn map_line(&self) -> String {
-        format!("0 {} {}", self.host_base, self.count)
+/// Gives `pid`, a process just started in a new user namespace, `map` for its user and group
+/// ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
+pub(crate) fn write_maps(map: &IdMap, pid: i32) -> Result<(), String> {
+    // The line of `/proc/<pid>/uid_map` (and `gid_map`).
+    let line = format!("0 {} {}", map.host_base, map.count);
+    for file in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{file}");
+        fs::write(&path, &line).map_err(|e| format!("write {path}: {e}"))?;
     }
-
-    /// Gives `pid`, a process just started in a new user namespace, this mapping for its user and
-    /// group ids. The caller needs CAP_SETUID and CAP_SETGID in the parent namespace.
-    pub fn write_maps(&self, pid: i32) -> Result<(), String> {
-        for file in ["uid_map", "gid_map"] {
-            let path = format!("/proc/{pid}/{file}");
-            fs::write(&path, self.map_line()).map_err(|e| format!("write {path}: {e}"))?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The host uid that owns one sandbox's user namespace: drawn at random from a range nothing
@@ -89,7 +79,7 @@ impl Namespaces {
         let owner = Owner::fresh();
         let holder = sys::make_namespaces_as(owner.0, libc::CLONE_NEWUSER | libc::CLONE_NEWNET)
             .map_err(|e| format!("make the user namespace as uid {}: {e}", owner.0))?;
-        let result = map.write_maps(holder.pid).and_then(|()| Self::of(holder.pid));
+        let result = write_maps(map, holder.pid).and_then(|()| Self::of(holder.pid));
         holder.release();
         result
     }
@@ -186,6 +176,18 @@ fn run_probe(guest_exe: &Path, scratch: &Path) -> Result<(), String> {
     }
 }
 
+/// `sandbank guest --probe-userns SCRATCH`: runs [`probe`] with the sandboxes' mapping; exits 0 if
+/// sandboxes can have a user namespace here, else 1 with the reason on stderr.
+pub fn probe_main(scratch: &Path) -> ExitCode {
+    match probe(scratch, &IdMap::DEFAULT) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Checks, in a process of its own (`sandbank guest --probe-userns`, single-threaded), everything
 /// a sandbox in a user namespace needs from this machine, on scratch directories under `scratch`
 /// (on the data directory's filesystem): idmapped mounts of the data directory's filesystem and
@@ -220,7 +222,7 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), String> {
     .map_err(|e| format!("overlay over idmapped layers: {e}"))?;
 
     // Root of the sandbox writes a file; on disk it must be root's. The probe goes the way a
-    // sandbox's start does (see `guest`), in a child that stays host root's: into the network and
+    // sandbox's start does (see the guest crate's `init`), in a child that stays host root's: into the network and
     // user namespaces, then PID 1 in new mount and PID namespaces, starting in the overlay (the
     // host directories above it, the data directory among them, are out of its reach).
     std::env::set_current_dir(dir("merged")).map_err(|e| format!("chdir {}: {e}", dir("merged").display()))?;

@@ -1,6 +1,56 @@
 //! The engine↔guest handshake, one line at a time over the guest's stdin and stdout: the engine
-//! writes the guest's config (one line of JSON), then [`FromEngine::Joined`]; the guest answers
-//! [`FromGuest::Net`], then [`FromGuest::Ready`], or [`FromGuest::Error`] at any point.
+//! writes the guest's config ([`GuestConfig`], one line of JSON), then [`FromEngine::Joined`]; the
+//! guest answers [`FromGuest::Net`], then [`FromGuest::Ready`], or [`FromGuest::Error`] at any
+//! point.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Given by the engine on the guest's stdin, one line of JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GuestConfig {
+    pub sandbox_id: String,
+    pub envd_socket: PathBuf,
+    pub env_vars: BTreeMap<String, String>,
+    /// Lower layers of `/`, topmost first.
+    pub root_lowers: Vec<PathBuf>,
+    /// Lower layers of `/usr`, topmost first.
+    pub usr_lowers: Vec<PathBuf>,
+    pub root_upper: PathBuf,
+    pub root_work: PathBuf,
+    pub usr_upper: PathBuf,
+    pub usr_work: PathBuf,
+    pub rootfs: PathBuf,
+    /// Host files bind-mounted over paths in the sandbox (`/etc/hostname`, `/etc/hosts`): they
+    /// belong to this sandbox, not to its layer, so snapshots do not carry them.
+    #[serde(default)]
+    pub bind_files: Vec<(PathBuf, PathBuf)>,
+    /// The sandbox's directory (the engine's `SandboxDir`): the upper and work directories are in
+    /// it.
+    pub sandbox_dir: PathBuf,
+    /// The sandbox's user namespace, when it has one.
+    #[serde(default)]
+    pub userns: Option<IdMap>,
+    /// A process whose user and network namespaces (network only, without `userns`) the sandbox
+    /// joins instead of making its own: made ahead of time with its network ready (the engine's
+    /// `netpool`).
+    #[serde(default)]
+    pub namespaces_of: Option<i32>,
+}
+
+/// A sandbox's ids `0..count` are the host's `host_base..host_base + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub host_base: u32,
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The range Docker's `userns-remap` and most `/etc/subuid` files start with. Every sandbox
+    /// gets the same one: they are apart anyway (PID, IPC, network and mount namespaces, cgroups).
+    pub const DEFAULT: IdMap = IdMap { host_base: 100_000, count: 65_536 };
+}
 
 /// What the guest reports on its stdout.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,5 +122,27 @@ mod tests {
         assert!(FromGuest::parse("hello").unwrap_err().contains("\"hello\""));
         assert_eq!(FromEngine::parse(FromEngine::Joined.line()), Ok(FromEngine::Joined));
         assert!(FromEngine::parse("").is_err());
+    }
+
+    #[test]
+    fn config_is_one_line_of_json_with_these_names() {
+        let line = concat!(
+            r#"{"sandbox_id":"i","envd_socket":"/d/envd.sock","env_vars":{"A":"1"},"root_lowers":["/l/root"],"#,
+            r#""usr_lowers":["/usr"],"root_upper":"/d/layer/root","root_work":"/d/work/root","#,
+            r#""usr_upper":"/d/layer/usr","usr_work":"/d/work/usr","rootfs":"/d/rootfs","#,
+            r#""bind_files":[["/d/hosts","/etc/hosts"]],"sandbox_dir":"/d","#,
+            r#""userns":{"host_base":100000,"count":65536},"namespaces_of":7}"#
+        );
+        let config: GuestConfig = serde_json::from_str(line).unwrap();
+        assert_eq!(config.userns, Some(IdMap::DEFAULT));
+        assert_eq!(config.bind_files, [(PathBuf::from("/d/hosts"), PathBuf::from("/etc/hosts"))]);
+        assert_eq!(serde_json::to_string(&config).unwrap(), line);
+        // Written by an older engine: no bind files, user namespace or ready network.
+        let old = concat!(
+            r#"{"sandbox_id":"i","envd_socket":"/s","env_vars":{},"root_lowers":[],"usr_lowers":[],"#,
+            r#""root_upper":"/u","root_work":"/w","usr_upper":"/uu","usr_work":"/uw","rootfs":"/r","sandbox_dir":"/d"}"#
+        );
+        let config: GuestConfig = serde_json::from_str(old).unwrap();
+        assert!(config.bind_files.is_empty() && config.userns.is_none() && config.namespaces_of.is_none());
     }
 }

@@ -6,7 +6,7 @@
 //! - [`process`], [`filesystem`]: envd's messages, encodable as proto3 JSON (serde) and as
 //!   binary protobuf (prost) from one definition.
 //! - [`pagination`]: the keyset cursor carried in `X-Next-Token`.
-//! - [`guest`]: the engine↔guest handshake on the guest's stdin and stdout.
+//! - [`guest`]: the engine↔guest handshake on the guest's stdin and stdout, and the guest's config.
 //! - [`metadata`]: the SDK's triple-encoded metadata filter.
 
 #![deny(unsafe_code)]

@@ -1,21 +1,20 @@
 //! `sandbank`: the local engine's server, the CLI (sandboxes, snapshots, doctor) and the guest
-//! agent inside each sandbox.
+//! inside each sandbox (`sandbank_guest`; its helper modes are started by the engine, not by hand).
 
 #![deny(unsafe_code)]
 
 mod api;
 mod cli;
-mod envd;
-mod guest;
 mod http_server;
 mod proxy;
 mod serve;
-// The one module with `unsafe`: every raw system call the server and envd make.
+// The one module with `unsafe`: every raw system call the server makes.
 #[allow(unsafe_code)]
 mod sys;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(name = "sandbank", version, about = "Local sandboxes behind the Novita/E2B API")]
@@ -62,7 +61,7 @@ enum Command {
     },
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::main(args),
@@ -70,12 +69,8 @@ fn main() -> std::process::ExitCode {
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
         Command::Doctor { json } => cli::doctor::main(json),
-        Command::Guest { probe_userns: Some(scratch), .. } => {
-            std::process::ExitCode::from(sandbank_engine::guest::probe_userns_main(&scratch))
-        }
-        Command::Guest { hold_namespaces: true, .. } => {
-            std::process::ExitCode::from(sandbank_engine::netpool::hold_namespaces_main())
-        }
-        Command::Guest { .. } => guest::main(),
+        Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
+        Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),
+        Command::Guest { .. } => sandbank_guest::main(),
     }
 }

@@ -5,14 +5,13 @@ use super::running::apply_egress;
 use super::snapshot::collect_layers;
 use super::startup::remove_sandbox_dir;
 use super::*;
-use crate::guest::GuestConfig;
 use crate::id;
 use crate::layout::SandboxDir;
 use crate::net;
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
 use crate::sys;
-use sandbank_protocol::guest::{FromEngine, FromGuest};
+use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -136,7 +135,7 @@ impl Engine {
             .stderr(Stdio::inherit());
         // No descriptor the server inherited (a shell's redirections, a parent's pipes) goes into
         // the sandbox: only stdio. Its own mount namespace, for the sandbox's root; PID 1's
-        // namespaces are the guest's to make (see `guest`).
+        // namespaces are the guest's to make (see the guest crate's `init`).
         let steps = sys::BeforeExec {
             new_session: true,
             close_inherited: true,

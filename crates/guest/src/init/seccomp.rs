@@ -12,8 +12,8 @@
 //! starts inherit it; envd mounts nothing after setup and needs none of these calls.
 //!
 //! `mknod` of character and block devices is denied too: Docker lets it succeed and denies the
-//! open in the devices cgroup, which this engine does not set up (see `guest.rs`: the root and
-//! `/usr` overlays are also `nodev`).
+//! open in the devices cgroup, which this engine does not set up (see [`super::rootfs`]: the root
+//! and `/usr` overlays are also `nodev`).
 //!
 //! Decisions: `ptrace` and `process_vm_readv`/`writev` are allowed (as Docker on kernels ≥ 4.8):
 //! the PID namespace confines them to the sandbox, and PID 1, which holds more capabilities than
@@ -21,9 +21,10 @@
 //! set. 32-bit x86 syscalls (`int 0x80`) kill the process (seccompiler checks the architecture);
 //! x32 syscalls get `EPERM`.
 
+use crate::error::InitError;
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
+    sock_filter, BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule,
 };
 use std::collections::BTreeMap;
 
@@ -106,16 +107,16 @@ const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// The compiled profile.
-pub fn program() -> Result<BpfProgram, String> {
+pub(super) fn program() -> Result<BpfProgram, InitError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().chain(DENIED_ARCH).map(|&nr| (nr, vec![])).collect();
-    let flag_rules = |flags: &[libc::c_int]| -> Result<Vec<SeccompRule>, String> {
+    let flag_rules = |flags: &[libc::c_int]| -> Result<Vec<SeccompRule>, InitError> {
         flags.iter().map(|&f| rule(vec![cond(0, SeccompCmpOp::MaskedEq(f as u64), f as u64)?])).collect()
     };
     rules.insert(libc::SYS_clone, flag_rules(NAMESPACE_FLAGS)?);
     rules.insert(libc::SYS_unshare, flag_rules(&[NAMESPACE_FLAGS, &[CLONE_NEWTIME]].concat())?);
     // Device nodes: there is no devices cgroup, so a block device made here would open the
     // host's disk. (FIFOs and sockets are fine; overlayfs makes its own whiteouts in the kernel.)
-    let device_rules = |arg: u8| -> Result<Vec<SeccompRule>, String> {
+    let device_rules = |arg: u8| -> Result<Vec<SeccompRule>, InitError> {
         [libc::S_IFCHR, libc::S_IFBLK]
             .iter()
             .map(|&t| rule(vec![cond(arg, SeccompCmpOp::MaskedEq(libc::S_IFMT.into()), t.into())?]))
@@ -128,10 +129,10 @@ pub fn program() -> Result<BpfProgram, String> {
     let other_personality = PERSONALITIES.iter().map(|&p| cond(0, SeccompCmpOp::Ne, p)).collect::<Result<_, _>>()?;
     rules.insert(libc::SYS_personality, vec![rule(other_personality)?]);
 
-    let arch = std::env::consts::ARCH.try_into().map_err(|e| format!("seccomp: {e:?}"))?;
+    let arch = std::env::consts::ARCH.try_into().map_err(failed("seccomp"))?;
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
-        .map_err(|e| format!("seccomp filter: {e}"))?;
-    let compiled: BpfProgram = filter.try_into().map_err(|e| format!("seccomp filter: {e}"))?;
+        .map_err(failed("seccomp filter"))?;
+    let compiled: BpfProgram = filter.try_into().map_err(failed("seccomp filter"))?;
 
     // Two checks seccompiler has no words for, ahead of its program (its jumps are relative, so
     // it runs unchanged after them): x32 syscall numbers would slip past a denylist keyed by
@@ -151,16 +152,21 @@ pub fn program() -> Result<BpfProgram, String> {
 
 /// Installs the profile on the calling thread, and so on everything it starts. Call it while
 /// the process is single-threaded (threads made before keep no filter) and with no_new_privs set.
-pub fn install() -> Result<(), String> {
-    seccompiler::apply_filter(&program()?).map_err(|e| format!("install the seccomp filter: {e}"))
+pub(super) fn install() -> Result<(), InitError> {
+    seccompiler::apply_filter(&program()?).map_err(InitError::SeccompInstall)
 }
 
-fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| format!("seccomp condition: {e}"))
+/// An error of seccompiler's while it builds the filter, at `step`.
+fn failed(step: &'static str) -> impl Fn(BackendError) -> InitError {
+    move |source| InitError::SeccompFilter { step, source }
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
-    SeccompRule::new(conditions).map_err(|e| format!("seccomp rule: {e}"))
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, InitError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(failed("seccomp condition"))
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, InitError> {
+    SeccompRule::new(conditions).map_err(failed("seccomp rule"))
 }
 
 fn stmt(code: u32, k: u32) -> sock_filter {

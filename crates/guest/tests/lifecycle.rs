@@ -1,6 +1,8 @@
-//! Real sandboxes through the engine alone, with a stub guest instead of envd: this test
-//! executable is its own guest (`lifecycle guest`, its config on stdin), answering one shell command per
-//! connection on the envd socket. Needs root, as the engine does.
+//! Real sandboxes through the engine and the guest's setup, with a stub in place of envd: this
+//! test executable is its own guest (`lifecycle guest`, its config on stdin), which sets the
+//! sandbox up as `sandbank guest` does ([`sandbank_guest::init`]) and then answers one shell
+//! command per connection on the envd socket. (Here, not in the engine's crate: this crate is the
+//! lowest that has both.) Needs root, as the engine does.
 
 use sandbank_engine::userns::IdMap;
 use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec};
@@ -8,19 +10,17 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-fn main() {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("guest") {
-        if args.get(2).map(String::as_str) == Some("--hold-namespaces") {
-            std::process::exit(sandbank_engine::netpool::hold_namespaces_main().into());
-        }
-        if args.get(2).map(String::as_str) == Some("--probe-userns") {
-            std::process::exit(sandbank_engine::guest::probe_userns_main(Path::new(&args[3])).into());
-        }
-        stub_guest();
+        return match args.get(2).map(String::as_str) {
+            Some("--hold-namespaces") => sandbank_guest::hold_namespaces_main(),
+            Some("--probe-userns") => sandbank_engine::userns::probe_main(Path::new(&args[3])),
+            _ => stub_guest(),
+        };
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let tests: &[(&str, fn())] = &[
@@ -56,12 +56,16 @@ fn main() {
         "\ntest result: {}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out",
         if failed == 0 { "ok" } else { "FAILED" }
     );
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(101)
+    }
 }
 
 /// PID 1 of a test sandbox: one `sh -c` per connection, its output written back.
 fn stub_guest() -> ! {
-    let init = sandbank_engine::guest::enter().unwrap_or_else(|e| {
+    let init = sandbank_guest::init::enter().unwrap_or_else(|e| {
         eprintln!("stub guest: {e}");
         std::process::exit(1)
     });

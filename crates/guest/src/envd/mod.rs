@@ -30,17 +30,17 @@ mod watchers;
 #[cfg(test)]
 mod tests;
 
+use crate::init::GuestInit;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sandbank_engine::GuestInit;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The user processes and file operations run as when the request names none.
-pub const DEFAULT_USER: &str = "user";
+pub(crate) const DEFAULT_USER: &str = "user";
 
 /// What envd needs to serve: the sandbox's identity and env vars, the default user, and how many
 /// events a polling watcher keeps between two reads.
@@ -61,7 +61,8 @@ pub(crate) struct Envd {
 
 pub(crate) type Shared = Arc<Envd>;
 
-pub async fn serve(init: GuestInit) -> anyhow::Result<()> {
+/// Serves envd on the listener PID 1 bound, until the listener fails.
+pub(crate) async fn serve(init: GuestInit) -> anyhow::Result<()> {
     init.listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(init.listener)?;
     let opts = Options {

@@ -5,6 +5,7 @@
 //! allowed; a denied connection is refused at once (TCP reset, ICMP "administratively
 //! prohibited"), so nothing leaves the sandbox.
 
+use crate::error::{During, SysError};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
@@ -69,23 +70,31 @@ pub fn find_nft() -> Option<PathBuf> {
     ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].into_iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
+/// Why egress rules could not be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("they need nftables (`nft`; Debian package nftables), which is not installed")]
+    NoNft,
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("nft refused the egress rules ({status}): {stderr}")]
+    Refused { status: std::process::ExitStatus, stderr: String },
+}
+
 /// Applies `egress` in the network namespace `netns` with `nft` (a blocking call).
-pub fn apply(nft: &Path, netns: &OwnedFd, egress: &Egress) -> Result<(), String> {
+pub fn apply(nft: &Path, netns: &OwnedFd, egress: &Egress) -> Result<(), EgressError> {
     let ns = netns.as_raw_fd();
     let mut cmd = Command::new(nft);
     cmd.args(["-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
     // The descriptor stays open until the exec.
     crate::sys::before_exec(&mut cmd, crate::sys::BeforeExec { join_net: Some(ns), ..Default::default() });
-    let mut child = cmd.spawn().map_err(|e| format!("start {}: {e}", nft.display()))?;
+    let mut child = cmd.spawn().during(format_args!("start {}", nft.display()))?;
     let script = egress.script();
-    child.stdin.take().expect("stdin is piped").write_all(script.as_bytes()).map_err(|e| format!("nft: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    child.stdin.take().expect("stdin is piped").write_all(script.as_bytes()).during("give nft the rules")?;
+    let out = child.wait_with_output().during("wait for nft")?;
     if !out.status.success() {
-        return Err(format!(
-            "nft refused the egress rules ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(EgressError::Refused { status: out.status, stderr });
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! attached nowhere, so it is in no mount table, propagates nowhere and goes with the engine's
 //! descriptor, however the engine ends. (runc met the same attack as CVE-2019-5736.)
 
+use crate::error::SysError;
 use crate::mounts;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -21,10 +22,10 @@ pub struct GuestExe {
 }
 
 impl GuestExe {
-    pub fn open(host_path: &Path) -> Result<Self, String> {
+    pub fn open(host_path: &Path) -> Result<Self, SysError> {
         let tree = mounts::clone_tree(host_path, false)?;
         mounts::set_read_only(&tree)
-            .map_err(|e| format!("make the mount of {} read-only: {e}", host_path.display()))?;
+            .map_err(|e| e.within(format!("make the mount of {} read-only", host_path.display())))?;
         Ok(Self { tree: Arc::new(tree), host_path: host_path.to_path_buf() })
     }
 

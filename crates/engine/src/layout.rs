@@ -92,14 +92,11 @@ impl Layout {
     }
 
     /// The longest data directory path that still leaves room for a sandbox's socket path.
-    pub fn check_socket_room(&self) -> Result<(), String> {
+    pub fn check_socket_room(&self) -> Result<(), crate::EngineError> {
         let probe = self.sandbox("aaaaaaaaaaaaaaaaaaaa").envd_socket();
-        let len = probe.as_os_str().len();
-        if len > MAX_SOCKET_PATH {
-            return Err(format!(
-                "data directory {} is too long: sandbox sockets would need {len} bytes, the limit is {MAX_SOCKET_PATH}",
-                self.root.display()
-            ));
+        let needed = probe.as_os_str().len();
+        if needed > MAX_SOCKET_PATH {
+            return Err(crate::EngineError::DataDirTooLong { path: self.root.clone(), needed, limit: MAX_SOCKET_PATH });
         }
         Ok(())
     }

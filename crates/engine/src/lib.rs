@@ -18,6 +18,7 @@ mod copy;
 mod disk;
 pub mod egress;
 pub mod engine;
+mod error;
 mod guest_exe;
 pub mod id;
 mod layout;
@@ -39,6 +40,7 @@ pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
     SnapshotInfo,
 };
+pub use error::{During, SysError};
 // The guest finds the directory it stages idmapped mounts in through it (every path under the
 // data directory comes from `layout`).
 pub use layout::SandboxDir;

@@ -23,6 +23,7 @@
 //! (about 30 MB resident, mostly packet buffers) and CPU count as the server's, not against the
 //! sandbox's limits.
 
+use crate::error::{During, SysError};
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -35,17 +36,33 @@ pub const PASTA: &str = "pasta";
 /// What to install when it is missing.
 pub const INSTALL_HINT: &str = "pasta (Debian/Ubuntu package passt: apt-get install passt)";
 
+/// Why sandboxes get no outbound network here.
+#[derive(Debug, thiserror::Error)]
+pub enum NoPasta {
+    #[error("{INSTALL_HINT} is not installed")]
+    NotInstalled,
+    #[error("{} is installed but /dev/net/tun is missing (modprobe tun)", .0.display())]
+    NoTun(PathBuf),
+}
+
+/// Why a sandbox's network could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    /// pasta exited before the network was up: what it said.
+    #[error("pasta could not set up the sandbox's network: {0}")]
+    Pasta(String),
+}
+
 /// Finds pasta on `PATH`, then in the usual system directories (a server may run with a bare
 /// `PATH`), and checks that it can work here. `Err` says what is missing.
-pub fn find_pasta() -> Result<PathBuf, String> {
+pub fn find_pasta() -> Result<PathBuf, NoPasta> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from));
-    let pasta = dirs
-        .map(|d| d.join(PASTA))
-        .find(|p| is_executable(p))
-        .ok_or_else(|| format!("{INSTALL_HINT} is not installed"))?;
+    let pasta = dirs.map(|d| d.join(PASTA)).find(|p| is_executable(p)).ok_or(NoPasta::NotInstalled)?;
     if !Path::new("/dev/net/tun").exists() {
-        return Err(format!("{} is installed but /dev/net/tun is missing (modprobe tun)", pasta.display()));
+        return Err(NoPasta::NoTun(pasta));
     }
     Ok(pasta)
 }
@@ -65,7 +82,7 @@ impl Pasta {
     /// once the sandbox's interface, addresses and routes are configured. `spawn` starts the
     /// command (the engine's long-lived spawner thread, so that `PR_SET_PDEATHSIG` outlives
     /// runtime threads).
-    pub async fn start<F, Fut>(exe: &Path, pid: i32, sandbox: &str, spawn: F) -> Result<Pasta, String>
+    pub async fn start<F, Fut>(exe: &Path, pid: i32, sandbox: &str, spawn: F) -> Result<Pasta, NetError>
     where
         F: FnOnce(Command) -> Fut,
         Fut: Future<Output = io::Result<Child>>,
@@ -90,13 +107,12 @@ impl Pasta {
             .stderr(Stdio::piped());
         let steps = crate::sys::BeforeExec { new_session: true, die_with_parent: true, ..Default::default() };
         crate::sys::before_exec(&mut cmd, steps);
-        let mut child = spawn(cmd).await.map_err(|e| format!("start {}: {e}", exe.display()))?;
+        let mut child = spawn(cmd).await.during(format_args!("start {}", exe.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = forward_stderr(child.stderr.take().expect("stderr is piped"), sandbox.to_string());
         let pasta = Pasta { child };
 
-        let ready = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
-            .map_err(|e| format!("pasta pipe: {e}"))?;
+        let ready = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).during("pasta pipe")?;
         let mut line = String::new();
         match BufReader::new(ready).read_line(&mut line).await {
             Ok(n) if n > 0 => Ok(pasta),
@@ -105,7 +121,7 @@ impl Pasta {
                 drop(pasta);
                 let said = stderr.await.unwrap_or_default();
                 let said = if said.is_empty() { "it exited without a message" } else { said.trim() };
-                Err(format!("pasta could not set up the sandbox's network: {said}"))
+                Err(NetError::Pasta(said.to_string()))
             }
         }
     }

@@ -6,8 +6,9 @@
 //! one is made once that sandbox has started (not meanwhile: on two cores, making it would slow
 //! the start it is meant to speed up). The holder is `sandbank guest --hold-namespaces`.
 
+use crate::error::During;
 use crate::guest_exe::GuestExe;
-use crate::net::Pasta;
+use crate::net::{NetError, Pasta};
 use crate::spawner::Spawner;
 use crate::userns::{IdMap, Owner};
 use std::path::PathBuf;
@@ -139,7 +140,7 @@ impl NetPool {
     }
 }
 
-async fn make(inner: &Inner) -> Result<ReadyNet, String> {
+async fn make(inner: &Inner) -> Result<ReadyNet, NetError> {
     let mut cmd = inner.guest_exe.command();
     cmd.args(["guest", "--hold-namespaces"])
         .env_clear()
@@ -158,9 +159,8 @@ async fn make(inner: &Inner) -> Result<ReadyNet, String> {
         ..Default::default()
     };
     crate::sys::before_exec(&mut cmd, steps);
-    let holder = Holder(
-        inner.spawner.spawn(cmd).await.map_err(|e| format!("start {}: {e}", inner.guest_exe.host_path().display()))?,
-    );
+    let holder =
+        Holder(inner.spawner.spawn(cmd).await.during(format_args!("start {}", inner.guest_exe.host_path().display()))?);
     let pid = holder.0.id() as i32;
     if let Some(map) = &inner.userns {
         crate::userns::write_maps(map, pid)?;

@@ -15,11 +15,13 @@ mod start;
 mod startup;
 mod stop;
 
+pub use crate::error::EngineError;
 pub use crate::spec::{Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
 pub use startup::cgroup_name;
 
 use crate::cgroup::Cgroups;
 use crate::disk;
+use crate::error::SysError;
 use crate::guest_exe::GuestExe;
 use crate::layout::Layout;
 use crate::net::Pasta;
@@ -40,42 +42,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("template {0:?} not found")]
-    TemplateNotFound(String),
-    #[error("sandbox {0:?} not found")]
-    SandboxNotFound(String),
-    #[error("data directory {path} is in use by another sandbank serve (pid {pid})")]
-    Locked { path: PathBuf, pid: String },
-    #[error("sandbox failed to start: {0}")]
-    StartFailed(String),
-    #[error("snapshot {0:?} not found")]
-    SnapshotNotFound(String),
-    /// Deleting a snapshot that sandboxes were started from and still run.
-    #[error("cannot delete template '{id}' because there are running sandboxes using it: {}", sandboxes.join(", "))]
-    SnapshotInUse { id: String, sandboxes: Vec<String> },
-    #[error("invalid snapshot name: {0}")]
-    InvalidName(String),
-    #[error("snapshot of sandbox {id:?} failed: {reason}")]
-    SnapshotFailed { id: String, reason: String },
-    /// A snapshot that did not fit: the data directory's filesystem is full (or over quota).
-    #[error("snapshot of sandbox {id:?} failed: {reason}")]
-    NoSpace { id: String, reason: String },
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("snapshot catalog: {0}")]
-    Catalog(#[from] rusqlite::Error),
-    #[error("sandbox {0:?} is already paused")]
-    AlreadyPaused(String),
-    /// Egress rules that could not be put in force (no nftables, or nft refused them).
-    #[error("egress rules of sandbox {id:?}: {reason}")]
-    Egress { id: String, reason: String },
-    /// A user namespace was asked for and this machine cannot give sandboxes one.
-    #[error("sandboxes cannot have a user namespace on this machine ({0}); without one, root in a sandbox is the host's root")]
-    NoUserNamespace(String),
-}
 
 /// Where the engine keeps its state, and the `sandbank` executable it starts as each guest.
 #[derive(Clone, Debug)]
@@ -244,9 +210,9 @@ impl Engine {
             .mode(0o700)
             .create(layout.root())
             .map_err(io_ctx(format!("create data directory {}", layout.root().display())))?;
-        layout.check_socket_room().map_err(EngineError::StartFailed)?;
+        layout.check_socket_room()?;
         let lock = take_lock(&layout)?;
-        let guest_exe = GuestExe::open(&config.guest_exe).map_err(EngineError::StartFailed)?;
+        let guest_exe = GuestExe::open(&config.guest_exe)?;
         let userns = match config.user_namespace {
             true => Some(
                 crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe())
@@ -400,11 +366,9 @@ async fn blocking<T: Send + 'static>(
     what: &'static str,
     work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
 ) -> Result<T, EngineError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| EngineError::Io { context: what.into(), source: io::Error::other(e) })?
+    tokio::task::spawn_blocking(work).await.map_err(|e| SysError { step: what.into(), source: io::Error::other(e) })?
 }
 
 fn io_ctx(context: String) -> impl FnOnce(io::Error) -> EngineError {
-    move |source| EngineError::Io { context, source }
+    move |source| SysError { step: context, source }.into()
 }

@@ -1,7 +1,7 @@
 //! What a live sandbox can be asked for: new egress rules, what it uses.
 
 use super::*;
-use crate::egress::{self, Egress};
+use crate::egress::{self, Egress, EgressError};
 
 impl Engine {
     /// Replaces a running sandbox's egress rules (kept for its restarts too). A paused sandbox's
@@ -61,9 +61,8 @@ fn disk_usage(dir: &Path) -> u64 {
 
 /// Puts `rules` in force in the network namespace of the sandbox whose launcher is `launcher`.
 pub(super) fn apply_egress(id: &str, launcher: i32, rules: &Egress) -> Result<(), EngineError> {
-    let fail = |reason: String| EngineError::Egress { id: id.to_string(), reason };
-    let nft = egress::find_nft()
-        .ok_or_else(|| fail("they need nftables (`nft`; Debian package nftables), which is not installed".into()))?;
-    let netns = crate::userns::namespace_of(launcher, "net").map_err(fail)?;
+    let fail = |source: EgressError| EngineError::Egress { id: id.to_string(), source };
+    let nft = egress::find_nft().ok_or_else(|| fail(EgressError::NoNft))?;
+    let netns = crate::userns::namespace_of(launcher, "net").map_err(|e| fail(e.into()))?;
     egress::apply(&nft, &netns, rules).map_err(fail)
 }

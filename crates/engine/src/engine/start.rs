@@ -5,9 +5,10 @@ use super::running::apply_egress;
 use super::snapshot::collect_layers;
 use super::startup::remove_sandbox_dir;
 use super::*;
+use crate::error::{During, SysError};
 use crate::id;
 use crate::layout::SandboxDir;
-use crate::net;
+use crate::net::{self, NetError};
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
 use crate::sys;
@@ -177,23 +178,32 @@ impl Engine {
                     |e: &io::Error| e.raw_os_error() == Some(libc::ESRCH) || e.kind() == io::ErrorKind::BrokenPipe;
                 match stdin.write_all(&guest_config) {
                     Err(e) if gone(&e) => return Ok(()),
-                    Err(e) => return Err(format!("give the guest its config: {e}")),
+                    Err(source) => return Err(SysError { step: "give the guest its config".into(), source }),
                     Ok(()) => {}
                 }
                 for procs in &cgroup_procs {
                     match fs::write(procs, launcher.to_string()) {
                         Err(e) if gone(&e) => return Ok(()),
-                        Err(e) => return Err(format!("put the guest in cgroup {}: {e}", procs.display())),
+                        Err(e) => {
+                            return Err(SysError {
+                                step: format!("put the guest in cgroup {}", procs.display()),
+                                source: e,
+                            })
+                        }
                         Ok(()) => {}
                     }
                 }
                 match stdin.write_all(FromEngine::Joined.line().as_bytes()) {
-                    Err(e) if !gone(&e) => Err(format!("tell the guest it is in its cgroup: {e}")),
+                    Err(source) if !gone(&source) => {
+                        Err(SysError { step: "tell the guest it is in its cgroup".into(), source })
+                    }
                     _ => Ok(()),
                 }
             })
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(io::Error::other)
+            .during("put the guest in its cgroup")??;
+            Ok::<(), StartError>(())
         };
         let started = async {
             let mut report = GuestReport::new(stdout)?;
@@ -205,7 +215,8 @@ impl Engine {
                     // Joined (the guest said `net`): the namespaces are the sandbox's now.
                     (Some(ready), _) => Ok(Some(ready.into_pasta())),
                     (None, Some(pasta)) => {
-                        Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await.map(Some)
+                        let started = Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await;
+                        Ok::<_, StartError>(Some(started?))
                     }
                     (None, None) => Ok(None),
                 }
@@ -218,8 +229,9 @@ impl Engine {
                 let (id, rules) = (spec.id.clone(), spec.egress.clone());
                 tokio::task::spawn_blocking(move || apply_egress(&id, launcher, &rules))
                     .await
-                    .map_err(|e| format!("egress rules: {e}"))?
-                    .map_err(|e| e.to_string())
+                    .map_err(io::Error::other)
+                    .during("egress rules")??;
+                Ok(())
             };
             tokio::try_join!(report.expect(FromGuest::Ready), network, rules).map(|(ready, pasta, ())| (ready, pasta))
         };
@@ -240,9 +252,9 @@ impl Engine {
                 };
                 Ok(handle)
             }
-            Ok(Err(reason)) => {
+            Ok(Err(e)) => {
                 self.stop(&spec.id, false).await;
-                Err(EngineError::StartFailed(reason))
+                Err(EngineError::StartFailed(e.to_string()))
             }
             Err(_) => {
                 self.stop(&spec.id, false).await;
@@ -357,26 +369,44 @@ struct GuestReport {
 }
 
 impl GuestReport {
-    fn new(stdout: std::process::ChildStdout) -> Result<Self, String> {
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))
-            .map_err(|e| format!("guest pipe: {e}"))?;
+    fn new(stdout: std::process::ChildStdout) -> Result<Self, StartError> {
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).during("guest pipe")?;
         Ok(Self { lines: BufReader::new(pipe).lines() })
     }
 
-    async fn next(&mut self) -> Result<FromGuest, String> {
-        match self.lines.next_line().await {
-            Ok(Some(line)) => FromGuest::parse(&line),
-            Ok(None) => Err("the guest exited before it was ready (see the server log)".into()),
-            Err(e) => Err(format!("reading the guest's report: {e}")),
+    async fn next(&mut self) -> Result<FromGuest, StartError> {
+        match self.lines.next_line().await.during("reading the guest's report")? {
+            Some(line) => FromGuest::parse(&line).map_err(StartError::Unrecognized),
+            None => Err(StartError::GuestExited),
         }
     }
 
     /// Waits for `wanted`; the guest's error is the error.
-    async fn expect(&mut self, wanted: FromGuest) -> Result<(), String> {
+    async fn expect(&mut self, wanted: FromGuest) -> Result<(), StartError> {
         match self.next().await? {
             got if got == wanted => Ok(()),
-            FromGuest::Error(why) => Err(why),
-            got => Err(format!("unexpected report from the guest: {got:?}, not {wanted:?}")),
+            FromGuest::Error(why) => Err(StartError::Guest(why)),
+            got => Err(StartError::Unexpected { got, wanted }),
         }
     }
+}
+
+/// Why a guest did not come up: the reason of [`EngineError::StartFailed`].
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// What the guest said went wrong (`error <why>` on its stdout).
+    #[error("{0}")]
+    Guest(String),
+    #[error("the guest exited before it was ready (see the server log)")]
+    GuestExited,
+    #[error("{0}")]
+    Unrecognized(String),
+    #[error("unexpected report from the guest: {got:?}, not {wanted:?}")]
+    Unexpected { got: FromGuest, wanted: FromGuest },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }

@@ -61,7 +61,7 @@ pub fn enter() -> Result<GuestInit, InitError> {
     let listener = rootfs::prepare_root(&config, sandbox_ns.as_ref()).unwrap_or_else(|e| fail(&e));
     // PID 1's other namespaces belong to the sandbox's user namespace: made from inside it.
     if let Some(ns) = &sandbox_ns {
-        ns.enter_user().map_err(InitError::Engine).unwrap_or_else(|e| fail(&e));
+        ns.enter_user().unwrap_or_else(|e| fail(&e));
     }
     die_with_parent(parent).and_then(|()| wait_for_cgroup()).unwrap_or_else(|e| fail(&e));
     let pid1_namespaces = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
@@ -114,13 +114,13 @@ fn wait_for_cgroup() -> Result<(), InitError> {
         return Err(InitError::NotInCgroup);
     }
     let null = fs::File::open("/dev/null").during("open /dev/null")?;
-    nix::unistd::dup2_stdin(&null).during("stdin from /dev/null")
+    nix::unistd::dup2_stdin(&null).during("stdin from /dev/null").map_err(InitError::from)
 }
 
 /// In PID 1, in its new namespaces and with the sandbox's root as working directory.
 fn become_pid1(c: &GuestConfig) -> Result<(), InitError> {
     if c.userns.is_some() {
-        userns::become_root().map_err(InitError::Engine)?;
+        userns::become_root()?;
     }
     // Die with the first process, which dies with the server. (Set after the ids change, which
     // clears it.)
@@ -142,7 +142,7 @@ fn become_pid1(c: &GuestConfig) -> Result<(), InitError> {
 }
 
 /// Reports why the sandbox could not start, and exits.
-fn fail(why: &InitError) -> ! {
+fn fail(why: &dyn std::fmt::Display) -> ! {
     report(FromGuest::Error(why.to_string()));
     std::process::exit(1);
 }

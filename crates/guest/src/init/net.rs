@@ -16,13 +16,12 @@ pub(super) fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, InitE
             let ns = match made {
                 Some(pid) => Namespaces::of(pid),
                 None => Namespaces::new(map),
-            }
-            .map_err(InitError::Engine)?;
-            ns.enter_net().map_err(InitError::Engine)?;
+            }?;
+            ns.enter_net()?;
             Ok(Some(ns))
         }
         (None, Some(pid)) => {
-            let net = userns::namespace_of(pid, "net").map_err(InitError::Engine)?;
+            let net = userns::namespace_of(pid, "net")?;
             nix::sched::setns(net, nix::sched::CloneFlags::CLONE_NEWNET)
                 .during("join the sandbox's network namespace")?;
             Ok(None)
@@ -36,7 +35,7 @@ pub(super) fn enter_network(c: &GuestConfig) -> Result<Option<Namespaces>, InitE
 
 /// Brings up `lo` in the new network namespace (it starts down).
 pub(super) fn loopback_up() -> Result<(), InitError> {
-    crate::sys::interface_up(c"lo").during("bring lo up")
+    crate::sys::interface_up(c"lo").during("bring lo up").map_err(InitError::from)
 }
 
 /// ICMP echo sockets for every group the sandbox has, as ping needs without NET_RAW (a

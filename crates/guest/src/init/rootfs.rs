@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub(super) fn make_mounts_private() -> Result<(), InitError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .during("make mounts private")
+        .map_err(InitError::from)
 }
 
 /// In the first process, as host root: mounts the sandbox's root with the host files laid over
@@ -30,8 +31,8 @@ pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> 
     match (&c.userns, namespaces) {
         (Some(map), Some(ns)) => mount_idmapped_root(c, map, ns)?,
         _ => {
-            mounts::overlay(&c.root_lowers, &c.root_upper, &c.root_work, root).map_err(InitError::Engine)?;
-            mounts::overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr")).map_err(InitError::Engine)?;
+            mounts::overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
+            mounts::overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
         }
     }
     for (host, inside) in &c.bind_files {
@@ -80,7 +81,7 @@ fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<
     let idmapped = |src: &Path, name: String| -> Result<PathBuf, InitError> {
         let dst = staging.join(name);
         fs::create_dir(&dst).during(format_args!("create {}", dst.display()))?;
-        mounts::attach_idmapped(src, &dst, ns.user.as_fd()).map_err(InitError::Engine)?;
+        mounts::attach_idmapped(src, &dst, ns.user.as_fd())?;
         Ok(dst)
     };
     let root_lowers = c
@@ -104,9 +105,10 @@ fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<
         mounts::overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
         mounts::overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
     })
-    .and_then(|mounted| mounted)
-    .map_err(InitError::Engine)?;
-    umount2(&staging, MntFlags::MNT_DETACH).during(format_args!("detach {}", staging.display()))
+    .and_then(|mounted| mounted)?;
+    umount2(&staging, MntFlags::MNT_DETACH)
+        .during(format_args!("detach {}", staging.display()))
+        .map_err(InitError::from)
 }
 
 /// Opens (creating it if needed) the file `inside` of the tree at `root` as if `root` were `/`:
@@ -124,10 +126,10 @@ fn open_in_root(root: &Path, inside: &Path) -> std::io::Result<fs::File> {
 /// namespace (a less privileged namespace cannot take apart what it was given): pivot_root
 /// refuses a locked mount. A copy made here, attached on top, is not locked.
 pub(super) fn own_root() -> Result<(), InitError> {
-    let tree = mounts::clone_tree(Path::new("."), true).map_err(InitError::Engine)?;
-    mounts::attach(&tree, Path::new(".")).map_err(InitError::Engine)?;
+    let tree = mounts::clone_tree(Path::new("."), true)?;
+    mounts::attach(&tree, Path::new("."))?;
     // Into the copy: the working directory was the mount now under it.
-    nix::unistd::fchdir(&tree).during("enter the sandbox's root")
+    nix::unistd::fchdir(&tree).during("enter the sandbox's root").map_err(InitError::from)
 }
 
 /// `/proc` and (read-only, where the kernel lets this namespace have it) `/sys` in the root.
@@ -144,5 +146,5 @@ pub(super) fn mount_proc_and_sys() -> Result<(), InitError> {
 pub(super) fn pivot_into_root() -> Result<(), InitError> {
     pivot_root(".", ".").during("pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).during("detach the host root")?;
-    chdir("/").during("chdir /")
+    chdir("/").during("chdir /").map_err(InitError::from)
 }

@@ -66,7 +66,7 @@ fn own_boot_id() -> Result<(), InitError> {
                 .during("boot_id: bind")
         });
     let _ = fs::remove_file(source);
-    bound
+    bound.map_err(InitError::from)
 }
 
 /// Masks [`MASKED_PATHS`] (an empty read-only tmpfs over a directory, `/dev/null` over a file),
@@ -106,7 +106,7 @@ pub(super) fn restrict_privileges() -> Result<(), InitError> {
         rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap))
             .during(format_args!("drop capability {cap}"))?;
     }
-    rustix::thread::set_no_new_privs(true).during("no_new_privs")
+    rustix::thread::set_no_new_privs(true).during("no_new_privs").map_err(InitError::from)
 }
 
 /// PID 1 keeps no more than the processes it starts: envd needs Docker's set (it runs commands
@@ -124,4 +124,5 @@ pub(super) fn restrict_pid1() -> Result<(), InitError> {
     rustix::thread::set_capabilities(None, sets).during("drop PID 1's capabilities")?;
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .during("make PID 1 non-dumpable")
+        .map_err(InitError::from)
 }

@@ -254,7 +254,20 @@ pub fn remove_stale_parents(own: &str) {
     }
 }
 
-/// `sandbank-` and 12 hex digits, as [`crate::engine::cgroup_name`] makes them.
+/// This server's cgroup parent: `sandbank-` and 48 bits of the FNV-1a hash of the data
+/// directory's canonical path, so that a restarted server finds what a crashed one left, and
+/// tests can tell this server's groups from another's.
+pub fn cgroup_name(data_dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data_dir.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("sandbank-{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// `sandbank-` and 12 hex digits, as [`cgroup_name`] makes them.
 fn is_server_group(name: &str) -> bool {
     name.strip_prefix("sandbank-").is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -275,7 +288,7 @@ fn live_servers() -> std::collections::HashSet<String> {
             let target = Path::new(target.strip_suffix(" (deleted)").unwrap_or(&target));
             if target.file_name().is_some_and(|n| n == "lock") {
                 if let Some(dir) = target.parent() {
-                    names.insert(crate::engine::cgroup_name(dir));
+                    names.insert(cgroup_name(dir));
                 }
             }
         }
@@ -365,4 +378,13 @@ fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
 
 fn ctx(e: io::Error, path: &Path, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("cgroup: {what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cgroup_names_are_stable_across_builds_and_languages() {
+        // The JS tests compute the same name (__test__/helpers.mjs `serverCgroupName`).
+        assert_eq!(super::cgroup_name(std::path::Path::new("/tmp")), "sandbank-e39c4bcebddb");
+    }
 }

@@ -92,14 +92,25 @@ impl Layout {
     }
 
     /// The longest data directory path that still leaves room for a sandbox's socket path.
-    pub fn check_socket_room(&self) -> Result<(), crate::EngineError> {
+    pub fn check_socket_room(&self) -> Result<(), DataDirTooLong> {
         let probe = self.sandbox("aaaaaaaaaaaaaaaaaaaa").envd_socket();
         let needed = probe.as_os_str().len();
         if needed > MAX_SOCKET_PATH {
-            return Err(crate::EngineError::DataDirTooLong { path: self.root.clone(), needed, limit: MAX_SOCKET_PATH });
+            return Err(DataDirTooLong { path: self.root.clone(), needed });
         }
         Ok(())
     }
+}
+
+/// A data directory so deep that a sandbox's socket path would not fit in `sun_path`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "data directory {} is too long: sandbox sockets would need {needed} bytes, the limit is {MAX_SOCKET_PATH}",
+    path.display()
+)]
+pub struct DataDirTooLong {
+    pub path: PathBuf,
+    pub needed: usize,
 }
 
 /// The directory of one sandbox.

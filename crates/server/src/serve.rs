@@ -1,6 +1,7 @@
 //! `sandbank serve`: start the engine and the HTTP API; stop both cleanly on SIGTERM/SIGINT.
 
 use crate::api::{self, AppState};
+pub use crate::cli::serve_args::ServeArgs;
 use crate::http_server;
 use anyhow::Context as _;
 use sandbank_client::local::{self, DAEMON_STATE_FILE, EXIT_DATA_DIR_IN_USE};
@@ -12,39 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
-    /// API key clients must send (X-API-KEY or Authorization: Bearer). Generated and stored in
-    /// the data directory when not given.
-    #[arg(long, env = "SANDBANK_API_KEY")]
-    pub api_key: Option<String>,
-    /// Where sandboxes, templates and state live.
-    #[arg(long, env = "SANDBANK_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Stop by itself after this many seconds with no sandbox and no request (0: never). The
-    /// SDK starts its background daemon with 300.
-    #[arg(long, default_value_t = 0)]
-    pub idle_exit_secs: u64,
-    /// Give each sandbox its own filesystem of this many MB for what it writes: past it, writes
-    /// fail with ENOSPC inside and uploads with HTTP 507 (0: no limit, sandboxes write to the
-    /// data directory's filesystem).
-    #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
-    pub disk_limit_mb: u64,
-    /// Run sandboxes without a user namespace: root in a sandbox is then the host's root
-    /// (confined by capabilities, seccomp and masks). Without it, a machine that cannot give
-    /// sandboxes a user namespace makes the server refuse to start, saying why.
-    /// The variable counts as set unless empty or false, 0, no, off (so `=1` works).
-    #[arg(long, env = "SANDBANK_NO_USERNS", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_userns: bool,
-    /// Close a connection whose request headers have not all arrived this many seconds after the
-    /// server started waiting for them (a new connection, or an idle kept-alive one).
-    #[arg(long, default_value_t = http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_timeout_secs: u64,
-}
 
 /// How long the engine gets to kill every sandbox once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);

@@ -8,6 +8,7 @@
 //! - `snapshot`: capture a sandbox's files as a layer, list and delete snapshots, collect layers;
 //! - `startup`: the data directory's lock and what a crashed server left behind.
 
+mod error;
 mod pause;
 mod running;
 mod snapshot;
@@ -15,9 +16,9 @@ mod start;
 mod startup;
 mod stop;
 
-pub use crate::error::EngineError;
+pub use crate::cgroup::cgroup_name;
 pub use crate::spec::{Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
-pub use startup::cgroup_name;
+pub use error::EngineError;
 
 use crate::cgroup::Cgroups;
 use crate::disk;

@@ -72,19 +72,6 @@ pub(super) fn report_quarantine(layout: &Layout) {
     }
 }
 
-/// This server's cgroup parent: `sandbank-` and 48 bits of the FNV-1a hash of the data
-/// directory's canonical path, so that a restarted server finds what a crashed one left, and
-/// tests can tell this server's groups from another's.
-pub fn cgroup_name(data_dir: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data_dir.as_os_str().as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("sandbank-{:012x}", h & 0xffff_ffff_ffff)
-}
-
 /// One server per data directory: an exclusive `flock` on `<data>/lock`, which holds the pid
 /// of its owner for the error message of the next one.
 pub(super) fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError> {
@@ -122,13 +109,4 @@ pub(super) fn take_lock(layout: &Layout) -> Result<Flock<fs::File>, EngineError>
     lock.set_len(0).map_err(io_ctx("truncate the lock file".into()))?;
     write!(lock, "{}", std::process::id()).map_err(io_ctx("write the lock file".into()))?;
     Ok(lock)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cgroup_names_are_stable_across_builds_and_languages() {
-        // The JS tests compute the same name (__test__/helpers.mjs `serverCgroupName`).
-        assert_eq!(super::cgroup_name(std::path::Path::new("/tmp")), "sandbank-e39c4bcebddb");
-    }
 }

@@ -159,9 +159,11 @@ fn user_namespace() -> Check {
 /// (`SANDBANK_NO_USERNS`, read by serve's own arguments, so the same way).
 fn no_userns_asked() -> bool {
     use clap::{Args as _, FromArgMatches as _};
-    let serve = crate::serve::ServeArgs::augment_args(clap::Command::new("serve"));
-    let args =
-        serve.try_get_matches_from(["serve"]).ok().and_then(|m| crate::serve::ServeArgs::from_arg_matches(&m).ok());
+    let serve = super::serve_args::ServeArgs::augment_args(clap::Command::new("serve"));
+    let args = serve
+        .try_get_matches_from(["serve"])
+        .ok()
+        .and_then(|m| super::serve_args::ServeArgs::from_arg_matches(&m).ok());
     args.is_some_and(|a| a.no_userns)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod doctor;
 pub mod sandboxes;
+pub mod serve_args;
 pub mod snapshots;
 pub mod table;
 

@@ -187,15 +187,7 @@ fn no_daemon(dir: &Path, state: DaemonState) -> Error {
 
 /// Starts `sandbank serve` in the background and waits for its `daemon.json` (blocking).
 fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
-    if !cfg!(target_os = "linux") {
-        return Err(Error::Sandbox(format!(
-            "sandbank: no server configured, and the local engine needs Linux (this is {}-{}): set NOVITA_API_KEY \
-             to use the Novita cloud, or SANDBANK_URL (and SANDBANK_API_KEY) to use a sandbank server running on \
-             a Linux machine",
-            std::env::consts::OS,
-            std::env::consts::ARCH
-        )));
-    }
+    engine_runs_on(std::env::consts::OS, std::env::consts::ARCH)?;
     let bin = non_empty(process_env("SANDBANK_BIN")).map(PathBuf::from).unwrap_or_else(|| launcher.binary.clone());
     if !bin.exists() {
         return Err(Error::Sandbox(format!(
@@ -266,6 +258,18 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
     Err(Error::Sandbox(format!(
         "sandbank: the local daemon could not start: {} stayed in use by another sandbank serve",
         dir.display()
+    )))
+}
+
+/// The local engine runs on Linux only; elsewhere the error says what to configure instead.
+fn engine_runs_on(os: &str, arch: &str) -> Result<()> {
+    if os == "linux" {
+        return Ok(());
+    }
+    Err(Error::Sandbox(format!(
+        "sandbank: no server configured, and the local engine needs Linux (this is {os}-{arch}): set \
+         NOVITA_API_KEY to use the Novita cloud, or SANDBANK_URL (and SANDBANK_API_KEY) to use a sandbank server \
+         running on a Linux machine"
     )))
 }
 
@@ -370,6 +374,16 @@ mod tests {
         assert!(is_configured(&debug, env(&[])));
         let timeout_only = ConnectionOpts { request_timeout_ms: Some(5), ..Default::default() };
         assert!(!is_configured(&timeout_only, env(&[])), "a timeout alone names no server");
+    }
+
+    #[test]
+    fn off_linux_the_error_says_what_to_configure() {
+        assert_eq!(engine_runs_on("linux", "x86_64"), Ok(()));
+        let e = engine_runs_on("macos", "aarch64").unwrap_err();
+        assert_eq!(e.kind(), "SandboxError");
+        let m = e.to_string();
+        assert!(m.contains("the local engine needs Linux (this is macos-aarch64)"), "{m}");
+        assert!(m.contains("NOVITA_API_KEY") && m.contains("SANDBANK_URL"), "{m}");
     }
 
     #[test]

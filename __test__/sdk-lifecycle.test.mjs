@@ -133,7 +133,15 @@ before(async () => {
   await new Promise((r) => srv.listen(0, '127.0.0.1', r))
   url = `http://127.0.0.1:${srv.address().port}`
 })
-after(() => new Promise((r) => srv.close(r)))
+// Idle pooled connections (and ones a cancelled request opened) would hold close() for the server's
+// 60 s header timeout.
+after(
+  () =>
+    new Promise((r) => {
+      srv.close(r)
+      srv.closeAllConnections()
+    }),
+)
 
 const conn = () => ({ apiKey: 'k', apiUrl: url, sandboxUrl: url, requestTimeoutMs: 10_000 })
 

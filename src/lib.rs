@@ -1,6 +1,6 @@
 //! The Node.js binding of sandbank: a thin napi-rs layer over `sandbank-client`. Each export
 //! converts its arguments, calls the client, and maps the result or the error (errors are tagged
-//! `[Kind] message`; `index.js` turns them into the JS error classes). No logic lives here.
+//! `[Kind] message`; `js/errors.ts` turns them into the JS error classes). No logic lives here.
 
 mod commands;
 mod config;

@@ -3,7 +3,9 @@
 # The sandboxes' base template is the host's /usr: the tests run `ps`, `python3` and `pip` inside
 # them, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
 # with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
-# puts their egress rules (`allowOut`/`denyOut`) in force.
+# puts their egress rules (`allowOut`/`denyOut`) in force. CRIU (4.2 or newer; for memory
+# snapshots, see docs/FULL-SNAPSHOTS.md) is built from Debian's source package by criu.sh when
+# missing, into a cache outside the clone.
 set -euo pipefail
 missing=()
 [ -x /usr/bin/ps ] || missing+=(procps)
@@ -15,10 +17,17 @@ missing=()
 [ -x /usr/bin/mount ] || [ -x /bin/mount ] || missing+=(mount)
 [ -x /usr/bin/pasta ] || missing+=(passt)
 [ -x /usr/sbin/nft ] || missing+=(nftables)
-[ ${#missing[@]} -eq 0 ] && exit 0
+criu() {
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    bash "$(dirname "$0")/criu.sh" >/dev/null ||
+      echo "system-deps: no usable CRIU (see above): the tests that check it will fail" >&2
+  fi
+}
+[ ${#missing[@]} -eq 0 ] && { criu; exit 0; }
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
   echo "system-deps: missing packages: ${missing[*]} (install them as root; the tests that need them will fail)" >&2
   exit 1
 fi
 echo "system-deps: installing ${missing[*]}"
 apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+criu

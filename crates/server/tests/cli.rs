@@ -325,6 +325,7 @@ async fn doctor_reports_this_machine() {
         "cgroups",
         "network",
         "egress rules",
+        "criu",
         "fuse",
         "seccomp",
         "root mapping",
@@ -340,6 +341,12 @@ async fn doctor_reports_this_machine() {
     assert!(get("daemon").2.contains(&format!("pid {} serving {}", s.child.id(), s.url())), "{:?}", get("daemon"));
     assert!(get("disk").2.contains("free at"), "{:?}", get("disk"));
     assert!(get("root mapping").2.contains("the host's 100000-165535"), "{:?}", get("root mapping"));
+    // `npm test` builds CRIU first when the machine has none (scripts/system-deps.sh, criu.sh).
+    assert!(
+        get("criu").2.starts_with("CRIU 4.") && get("criu").2.contains("`criu check` looks good"),
+        "{:?}",
+        get("criu")
+    );
     // The host-wide tables, as this machine has them (a warning names what to raise).
     let read = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_string();
     let (file_max, pid_max) = (read("/proc/sys/fs/file-max"), read("/proc/sys/kernel/pid_max"));
@@ -376,6 +383,22 @@ async fn doctor_reports_this_machine() {
     let lines = doctor_lines(&stdout(&o));
     let dd = lines.iter().find(|(_, c, _)| c == "data dir").unwrap();
     assert_eq!(dd.0, "missing", "{dd:?}");
+}
+
+#[tokio::test]
+async fn doctor_names_a_criu_that_is_not_there() {
+    let empty = tempfile::tempdir().unwrap();
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"))
+        .arg("doctor")
+        .env("SANDBANK_DATA_DIR", empty.path())
+        .env("SANDBANK_CRIU", "/nonexistent/criu")
+        .output()
+        .await
+        .unwrap();
+    let lines = doctor_lines(&stdout(&o));
+    let criu = lines.iter().find(|(_, c, _)| c == "criu").unwrap();
+    assert_eq!(criu.0, "warn", "{criu:?}");
+    assert!(criu.2.contains("SANDBANK_CRIU names /nonexistent/criu, which is not a file"), "{criu:?}");
 }
 
 #[tokio::test]

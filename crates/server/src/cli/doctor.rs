@@ -64,6 +64,7 @@ pub fn run_checks() -> Vec<Check> {
     out.push(cgroups());
     out.push(network());
     out.push(egress());
+    out.push(criu());
     out.push(check(Status::Ok, "fuse", "/dev/fuse is not needed (sandboxes use overlayfs)"));
     out.push(seccomp());
     out.push(user_namespace());
@@ -332,6 +333,20 @@ fn network() -> Check {
             "network",
             format!("{why}: sandboxes get loopback only, and creating one with allowInternetAccess (the SDKs' default) fails"),
         ),
+    }
+}
+
+/// CRIU is to capture sandboxes' memory and processes (memory snapshots, fork, clone; not built
+/// yet): whether this machine has one that works.
+fn criu() -> Check {
+    use sandbank_engine::criu;
+    match criu::find() {
+        Ok(c) => {
+            check(Status::Ok, "criu", format!("CRIU {} at {}: `criu check` looks good", c.version, c.path.display()))
+        }
+        Err(why) => {
+            check(Status::Warn, "criu", format!("{why}: snapshots keep files only (they do everywhere for now)"))
+        }
     }
 }
 

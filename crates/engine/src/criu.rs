@@ -1,0 +1,106 @@
+//! CRIU, which is to capture a running sandbox's processes and memory (memory snapshots, fork and
+//! clone: not built yet, see docs/FULL-SNAPSHOTS.md): where it is, and whether it can work here.
+//! CRIU before 4.2 fails on current kernels (3.17 cannot read the vDSO of 6.x; 4.1 cannot dump a
+//! TCP socket), so older ones count as missing. `scripts/criu.sh` builds one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The oldest CRIU that works here.
+pub const MIN_VERSION: (u32, u32) = (4, 2);
+/// Where `scripts/criu.sh` builds CRIU on a machine that has none (`$SANDBANK_CACHE` moves it).
+const CACHE_BUILD: &str = "criu-4.2.1/criu";
+/// What to do when it is missing.
+pub const INSTALL_HINT: &str = "scripts/criu.sh builds CRIU 4.2.1 from Debian's source package; or set SANDBANK_CRIU";
+
+/// A CRIU that can work here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Criu {
+    pub path: PathBuf,
+    pub version: String,
+}
+
+/// Why there is no usable CRIU.
+#[derive(Debug, thiserror::Error)]
+pub enum NoCriu {
+    #[error("CRIU is not installed ({INSTALL_HINT})")]
+    NotFound,
+    #[error("SANDBANK_CRIU names {}, which is not a file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("{} is CRIU {version}; {}.{} or newer is needed ({INSTALL_HINT})", path.display(), MIN_VERSION.0, MIN_VERSION.1)]
+    TooOld { path: PathBuf, version: String },
+    #[error("{} (CRIU {version}) says this machine cannot: {why}", path.display())]
+    CheckFailed { path: PathBuf, version: String, why: String },
+}
+
+/// Finds CRIU: `$SANDBANK_CRIU`, else `criu` on `PATH` (then the usual system directories), else
+/// the one `scripts/criu.sh` built; and checks it (`criu check`). The first one found is the one
+/// judged: a too old `SANDBANK_CRIU` is an error, not a reason to look further.
+pub fn find() -> Result<Criu, NoCriu> {
+    let path = match std::env::var_os("SANDBANK_CRIU").filter(|p| !p.is_empty()) {
+        Some(given) if Path::new(&given).is_file() => PathBuf::from(given),
+        Some(given) => return Err(NoCriu::NotAFile(given.into())),
+        None => candidates().into_iter().find(|p| p.is_file()).ok_or(NoCriu::NotFound)?,
+    };
+    let version = version_of(&path).unwrap_or_default();
+    if !new_enough(&version) {
+        return Err(NoCriu::TooOld { path, version });
+    }
+    // `criu check` needs root; it says "Looks good." when every feature a dump needs is here.
+    let out = Command::new(&path).arg("check").output();
+    match out {
+        Ok(o) if o.status.success() => Ok(Criu { path, version }),
+        Ok(o) => {
+            let said = String::from_utf8_lossy(&o.stderr);
+            let why = said.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("it failed").trim().to_string();
+            Err(NoCriu::CheckFailed { path, version, why })
+        }
+        Err(e) => Err(NoCriu::CheckFailed { path, version, why: e.to_string() }),
+    }
+}
+
+/// Where to look without `SANDBANK_CRIU`.
+fn candidates() -> Vec<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs =
+        std::env::split_paths(&path).chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+    let cache = std::env::var_os("SANDBANK_CACHE").map_or_else(|| PathBuf::from("/var/cache/sandbank"), PathBuf::from);
+    dirs.map(|d| d.join("criu")).chain([cache.join(CACHE_BUILD)]).collect()
+}
+
+/// `criu --version` says `Version: 4.2.1` (then maybe a `GitID:` line).
+fn version_of(path: &Path) -> Option<String> {
+    let out = Command::new(path).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Version:")).map(|v| v.trim().to_string())
+}
+
+fn new_enough(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= MIN_VERSION,
+        (Some(major), None) => major > MIN_VERSION.0,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_4_2_on() {
+        let cases = [
+            ("4.2.1", true),
+            ("4.2", true),
+            ("4.10", true),
+            ("5", true),
+            ("4.1.1", false),
+            ("3.17", false),
+            ("", false),
+        ];
+        for (v, ok) in cases.into_iter().chain([("x", false)]) {
+            assert_eq!(new_enough(v), ok, "{v}");
+        }
+    }
+}

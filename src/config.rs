@@ -72,7 +72,7 @@ pub fn use_local_engine(binary: String, missing_hint: String) {
 #[napi]
 #[cfg_attr(test, allow(dead_code))]
 pub fn local_data_dir() -> Option<String> {
-    local::data_dir(|name| std::env::var(name).ok()).map(|d| d.to_string_lossy().into_owned())
+    local::data_dir(local::process_env).map(|d| d.to_string_lossy().into_owned())
 }
 
 /// The caller's options, or (when they and the environment configure no server) the local engine's.
@@ -83,7 +83,7 @@ pub async fn with_local_default(o: Option<ConnectionOptions>) -> napi::Result<Co
 
 /// Whether `o` (or the environment) configures a server, so that no local default is needed.
 pub fn is_configured(o: &ConnectionOpts) -> bool {
-    local::is_configured(o, |name| std::env::var(name).ok())
+    local::is_configured(o, local::process_env)
 }
 
 pub fn config(o: &ConnectionOpts) -> napi::Result<Config> {

@@ -137,7 +137,7 @@ pub struct ConnectionConfig {
     pub http: reqwest::Client,
 }
 
-fn non_empty(v: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 

@@ -11,7 +11,7 @@
 //! Two processes starting a daemon at once: the data dir's lock lets one server run; the other exits
 //! with [`EXIT_DATA_DIR_IN_USE`] and its client uses the winner's `daemon.json`.
 
-use crate::config::ConnectionOpts;
+use crate::config::{non_empty, ConnectionOpts};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,10 +31,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The option and variable names (after `NOVITA_`/`E2B_`) that mean "a server is configured".
 const CONFIG_VARS: &[&str] = &["API_KEY", "ACCESS_TOKEN", "API_URL", "SANDBOX_URL", "DOMAIN"];
-
-fn non_empty(v: Option<String>) -> Option<String> {
-    v.filter(|v| !v.is_empty())
-}
 
 /// Whether `opts` or the environment configure a server (the cloud, an explicit URL, or debug mode).
 pub fn is_configured(opts: &ConnectionOpts, env: impl Fn(&str) -> Option<String>) -> bool {
@@ -58,7 +54,8 @@ pub fn data_dir(env: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     non_empty(env("HOME")).map(|h| PathBuf::from(h).join(".local/share/sandbank"))
 }
 
-fn process_env(name: &str) -> Option<String> {
+/// The process's environment, for the functions here that take one (tests pass their own).
+pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 

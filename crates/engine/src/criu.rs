@@ -40,7 +40,7 @@ pub fn find() -> Result<Criu, NoCriu> {
     let path = match std::env::var_os("SANDBANK_CRIU").filter(|p| !p.is_empty()) {
         Some(given) if Path::new(&given).is_file() => PathBuf::from(given),
         Some(given) => return Err(NoCriu::NotAFile(given.into())),
-        None => candidates().into_iter().find(|p| p.is_file()).ok_or(NoCriu::NotFound)?,
+        None => crate::which::find_executable("criu").or_else(built).ok_or(NoCriu::NotFound)?,
     };
     let version = version_of(&path).unwrap_or_default();
     if !new_enough(&version) {
@@ -59,13 +59,10 @@ pub fn find() -> Result<Criu, NoCriu> {
     }
 }
 
-/// Where to look without `SANDBANK_CRIU`.
-fn candidates() -> Vec<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs =
-        std::env::split_paths(&path).chain(["/usr/sbin", "/usr/bin", "/sbin", "/usr/local/sbin"].map(PathBuf::from));
+/// The one `scripts/criu.sh` built, if it did.
+fn built() -> Option<PathBuf> {
     let cache = std::env::var_os("SANDBANK_CACHE").map_or_else(|| PathBuf::from("/var/cache/sandbank"), PathBuf::from);
-    dirs.map(|d| d.join("criu")).chain([cache.join(CACHE_BUILD)]).collect()
+    Some(cache.join(CACHE_BUILD)).filter(|p| crate::which::is_executable(p))
 }
 
 /// `criu --version` says `Version: 4.2.1` (then maybe a `GitID:` line).

@@ -36,6 +36,7 @@ mod sys;
 mod template;
 pub mod tree;
 pub mod userns;
+mod which;
 
 pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,

@@ -58,17 +58,11 @@ pub enum NetError {
 /// Finds pasta on `PATH`, then in the usual system directories (a server may run with a bare
 /// `PATH`), and checks that it can work here. `Err` says what is missing.
 pub fn find_pasta() -> Result<PathBuf, NoPasta> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from));
-    let pasta = dirs.map(|d| d.join(PASTA)).find(|p| is_executable(p)).ok_or(NoPasta::NotInstalled)?;
+    let pasta = crate::which::find_executable(PASTA).ok_or(NoPasta::NotInstalled)?;
     if !Path::new("/dev/net/tun").exists() {
         return Err(NoPasta::NoTun(pasta));
     }
     Ok(pasta)
-}
-
-fn is_executable(p: &Path) -> bool {
-    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file()
 }
 
 /// A running pasta serving one sandbox. Dropping it kills and reaps it.

@@ -43,7 +43,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
-    local::data_dir(|name| std::env::var(name).ok()).context("neither --data-dir, XDG_DATA_HOME nor HOME is set")
+    local::data_dir(local::process_env).context("neither --data-dir, XDG_DATA_HOME nor HOME is set")
 }
 
 /// The key given, or the one stored in `<data-dir>/api-key`, or a new one stored there (0600).

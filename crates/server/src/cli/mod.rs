@@ -88,13 +88,9 @@ where
     }
 }
 
-fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
 /// The local engine's data directory (see `sandbank_client::local`).
 pub fn data_dir() -> Option<PathBuf> {
-    local::data_dir(process_env)
+    local::data_dir(local::process_env)
 }
 
 /// The connection options the CLI uses: the environment's (cloud or explicit URL), else the

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
 import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
 import { sandbankBinary } from '../scripts/local-server.mjs'
@@ -227,10 +228,23 @@ describe('files API', () => {
     await assert.rejects(sbx.files.write('/proc/self/fd/2', `${secret}\n`))
     assert.ok(!server.stderr.includes(secret), "wrote into the server's stderr")
     // Nor from a shell inside: PID 1 is not dumpable.
-    for (const path of ['/proc/1/fd/2', '/proc/1/exe', `/proc/1/map_files/${mapped[0]}`, '/proc/1/environ']) {
+    for (const path of ['/proc/1/fd/2', '/proc/1/exe', `/proc/1/map_files/${mapped[0]}`, '/proc/1/environ', '/proc/1/mem']) {
       const r = await root(sbx, `head -c 1 ${path} > /dev/null; echo rc=$?`)
       assert.ok(r.out.includes('Permission denied') && !r.out.includes('rc=0'), `${path}: ${r.out}`)
     }
+    // envd's socket is in the sandbox's /dev, but envd answers the server only.
+    const knock = await root(sbx, `python3 -c "
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.connect('/dev/.sandbank/envd.sock')
+try:
+    s.sendall(b'GET /health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')
+    data = s.recv(100)
+except (ConnectionResetError, BrokenPipeError):
+    data = b''
+print('answer', repr(data))
+"`)
+    assert.equal(knock.stdout, "answer b''\n", knock.out)
     await assertServing()
   })
 
@@ -642,9 +656,16 @@ __attribute__((constructor)) static void evil(void) {
     const report = await sbx.files.read('/tmp/evil.out')
     t.diagnostic(report.replaceAll('\n', '; '))
     assert.match(report, /^stat=ok$/m, 'the library ran in the process started through /proc/self/exe')
+    // envd runs from the sandbox's own /usr/bin/envd: a change lands in the sandbox's layer.
+    assert.match(report, /^exe=\/usr\/bin\/envd$/m)
+    assert.doesNotMatch(report, /^write=ok$/m)
     const after = statSync(bin)
     assert.deepEqual([after.mode.toString(8), after.uid, after.gid], [before.mode.toString(8), before.uid, before.gid], `the host's ${bin} was changed`)
-    assert.doesNotMatch(report, /^(chmod|chown|write)=ok$/m)
+    // Nor the copy every sandbox runs (the envd layer of the data directory).
+    const layers = readdirSync(join(srv.dataDir, 'envd')).filter((n) => !n.startsWith('.'))
+    assert.equal(layers.length, 1, layers.join(', '))
+    const copy = statSync(join(srv.dataDir, 'envd', layers[0], 'bin/envd'))
+    assert.deepEqual([copy.mode.toString(8), copy.uid, copy.gid], ['100755', 0, 0], "the data directory's envd was changed")
     return report
   }
 
@@ -653,8 +674,7 @@ __attribute__((constructor)) static void evil(void) {
     t.after(() => stopAndCheck(plain))
     const sbx = await Sandbox.create({ ...plain.novita(), timeoutMs: 120_000 })
     t.after(() => sbx.kill().catch(() => {}))
-    const report = await attack(t, sbx, plain, true)
-    assert.match(report, /^chmod=Read-only file system$/m)
+    await attack(t, sbx, plain, true)
   })
 
   test('host binary: the same attack in a user namespace', async (t) => {

@@ -193,7 +193,9 @@ export function allProcesses() {
 
 function isGuest(p) {
   const argv0 = p.argv[0] ?? ''
-  return (argv0.endsWith('sandbank') || p.exe.endsWith('/sandbank')) && p.argv.includes('guest')
+  // A sandbox's PID 1 runs as `envd guest --envd`, from the sandbox's /usr/bin/envd.
+  const envd = argv0 === 'envd' && p.argv[1] === 'guest'
+  return envd || ((argv0.endsWith('sandbank') || p.exe.endsWith('/sandbank')) && p.argv.includes('guest'))
 }
 
 export function guestProcesses() {

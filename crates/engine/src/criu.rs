@@ -1,5 +1,5 @@
 //! CRIU, which is to capture a running sandbox's processes and memory (memory snapshots, fork and
-//! clone: not built yet, see docs/FULL-SNAPSHOTS.md): where it is, and whether it can work here.
+//! clone: being built, see docs/FULL-SNAPSHOTS.md): where it is, and whether it can work here.
 //! CRIU before 4.2 fails on current kernels (3.17 cannot read the vDSO of 6.x; 4.1 cannot dump a
 //! TCP socket), so older ones count as missing. `scripts/criu.sh` builds one.
 
@@ -8,8 +8,8 @@ use std::process::Command;
 
 /// The oldest CRIU that works here.
 pub const MIN_VERSION: (u32, u32) = (4, 2);
-/// Where `scripts/criu.sh` builds CRIU on a machine that has none (`$SANDBANK_CACHE` moves it).
-const CACHE_BUILD: &str = "criu-4.2.1/criu";
+/// Where `scripts/criu.sh` builds CRIU, with sandbank's patches (`$SANDBANK_CACHE` moves it).
+const CACHE_BUILD: &str = "criu-4.2.1-sandbank1/criu";
 /// What to do when it is missing.
 pub const INSTALL_HINT: &str = "scripts/criu.sh builds CRIU 4.2.1 from Debian's source package; or set SANDBANK_CRIU";
 
@@ -33,14 +33,18 @@ pub enum NoCriu {
     CheckFailed { path: PathBuf, version: String, why: String },
 }
 
-/// Finds CRIU: `$SANDBANK_CRIU`, else `criu` on `PATH` (then the usual system directories), else
-/// the one `scripts/criu.sh` built; and checks it (`criu check`). The first one found is the one
-/// judged: a too old `SANDBANK_CRIU` is an error, not a reason to look further.
+/// Finds CRIU: `$SANDBANK_CRIU`, else the one `scripts/criu.sh` built, else `criu` on `PATH`
+/// (then the usual system directories) where root holds CAP_SYS_RESOURCE (an unpatched CRIU
+/// needs it for a sandbox's processes: see `scripts/criu.sh`); and checks it (`criu check`).
+/// The first one found is the one judged: a too old `SANDBANK_CRIU` is an error, not a reason to
+/// look further.
 pub fn find() -> Result<Criu, NoCriu> {
     let path = match std::env::var_os("SANDBANK_CRIU").filter(|p| !p.is_empty()) {
         Some(given) if Path::new(&given).is_file() => PathBuf::from(given),
         Some(given) => return Err(NoCriu::NotAFile(given.into())),
-        None => crate::which::find_executable("criu").or_else(built).ok_or(NoCriu::NotFound)?,
+        None => built()
+            .or_else(|| crate::which::find_executable("criu").filter(|_| has_sys_resource()))
+            .ok_or(NoCriu::NotFound)?,
     };
     let version = version_of(&path).unwrap_or_default();
     if !new_enough(&version) {
@@ -63,6 +67,11 @@ pub fn find() -> Result<Criu, NoCriu> {
 fn built() -> Option<PathBuf> {
     let cache = std::env::var_os("SANDBANK_CACHE").map_or_else(|| PathBuf::from("/var/cache/sandbank"), PathBuf::from);
     Some(cache.join(CACHE_BUILD)).filter(|p| crate::which::is_executable(p))
+}
+
+/// Whether this process holds CAP_SYS_RESOURCE.
+fn has_sys_resource() -> bool {
+    rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_RESOURCE))
 }
 
 /// `criu --version` says `Version: 4.2.1` (then maybe a `GitID:` line).

@@ -7,6 +7,7 @@
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
 //! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
+//! <data>/envd/<binary>/bin/envd   the layer laid over every sandbox's /usr: envd (a copy of this binary)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
 //! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
@@ -17,7 +18,7 @@
 //!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
-//!     envd.sock                   envd's unix socket
+//!     envd.sock                   a link to envd's unix socket, in the sandbox's /dev (through /proc/<PID 1>/root)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -65,6 +66,11 @@ impl Layout {
 
     pub fn staging(&self) -> PathBuf {
         self.layers().join(".staging")
+    }
+
+    /// The layers with envd in them (see [`crate::envd_layer`]).
+    pub fn envd_layers(&self) -> PathBuf {
+        self.root.join("envd")
     }
 
     pub fn sandboxes(&self) -> PathBuf {

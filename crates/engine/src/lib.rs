@@ -19,6 +19,7 @@ pub mod criu;
 mod disk;
 pub mod egress;
 pub mod engine;
+mod envd_layer;
 mod error;
 mod guest_exe;
 pub mod id;

@@ -25,8 +25,6 @@ pub enum InitError {
     ServerGone,
     #[error("the engine did not put the sandbox in its cgroup")]
     NotInCgroup,
-    #[error("bad envd socket path {}", .0.display())]
-    BadSocketPath(PathBuf),
     #[error("{} is not in the sandbox's directory {}", .path.display(), .sandbox_dir.display())]
     OutsideSandboxDir { path: PathBuf, sandbox_dir: PathBuf },
 }

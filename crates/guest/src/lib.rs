@@ -25,16 +25,17 @@ mod sys;
 pub use error::InitError;
 use std::process::ExitCode;
 
-/// `sandbank guest`: enters the sandbox its config (on stdin) describes, then serves envd as its
-/// PID 1 until envd stops.
+/// `sandbank guest`: enters the sandbox its config (on stdin) describes; its PID 1 runs envd.
 pub fn main() -> ExitCode {
-    let init = match init::enter() {
-        Ok(init) => init,
-        Err(e) => {
-            eprintln!("sandbank guest: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let Err(e) = init::enter();
+    eprintln!("sandbank guest: {e}");
+    ExitCode::from(1)
+}
+
+/// `sandbank guest --envd`: PID 1 once it has set its sandbox up and run envd from inside it
+/// (see `init::handoff`); serves envd until it stops.
+pub fn envd_main() -> ExitCode {
+    let init = init::become_envd();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     match runtime.block_on(envd::serve(init)) {

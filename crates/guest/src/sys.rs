@@ -131,3 +131,23 @@ pub fn inotify_event_at(buf: &[u8], off: usize) -> Option<libc::inotify_event> {
     // pattern is a valid inotify_event (integers only).
     Some(unsafe { std::ptr::read_unaligned(header.as_ptr().cast()) })
 }
+
+/// Takes the listening unix socket at descriptor `fd`, which PID 1 left open across its exec of
+/// envd (see `init::handoff`), and makes it close-on-exec again: no command envd starts inherits
+/// it.
+pub fn inherited_listener(fd: i32) -> io::Result<std::os::unix::net::UnixListener> {
+    if fd <= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: F_GETFD only reads the flags of `fd`; a closed descriptor gives EBADF.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: `fd` is open (checked above), was handed over by PID 1's previous image for this
+    // purpose, and nothing else in this process owns it.
+    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+    let is_socket = rustix::fs::fstat(&owned)?.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    if !is_socket {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    Ok(owned.into())
+}

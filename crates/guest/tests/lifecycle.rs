@@ -1,6 +1,7 @@
 //! Real sandboxes through the engine and the guest's setup, with a stub in place of envd: this
 //! test executable is its own guest (`lifecycle guest`, its config on stdin), which sets the
-//! sandbox up as `sandbank guest` does ([`sandbank_guest::init`]) and then answers one shell
+//! sandbox up as `sandbank guest` does ([`sandbank_guest::init`]); its PID 1 runs it again from
+//! inside the sandbox (`lifecycle guest --envd`, as it would envd), which answers one shell
 //! command per connection on the envd socket. (Here, not in the engine's crate: this crate is the
 //! lowest that has both.) Needs root, as the engine does.
 
@@ -19,7 +20,12 @@ fn main() -> ExitCode {
         return match args.get(2).map(String::as_str) {
             Some("--hold-namespaces") => sandbank_guest::hold_namespaces_main(),
             Some("--probe-userns") => sandbank_engine::userns::probe_main(Path::new(&args[3])),
-            _ => stub_guest(),
+            Some("--envd") => stub_envd(),
+            _ => {
+                let Err(e) = sandbank_guest::init::enter();
+                eprintln!("stub guest: {e}");
+                ExitCode::from(1)
+            }
         };
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
@@ -63,12 +69,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// PID 1 of a test sandbox: one `sh -c` per connection, its output written back.
-fn stub_guest() -> ! {
-    let init = sandbank_guest::init::enter().unwrap_or_else(|e| {
-        eprintln!("stub guest: {e}");
-        std::process::exit(1)
-    });
+/// PID 1 of a test sandbox, once set up: one `sh -c` per connection, its output written back.
+fn stub_envd() -> ! {
+    let init = sandbank_guest::init::become_envd();
     for conn in init.listener.incoming() {
         let Ok(mut conn) = conn else { continue };
         let mut line = String::new();
@@ -145,7 +148,9 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
         "the sandbox resolves its own name"
     );
     let init = run(&sb.envd_socket, "tr '\\0' ' ' < /proc/1/cmdline");
-    assert_eq!(init, "sandbank guest ", "PID 1 is the guest, and no host path is in its command line");
+    assert_eq!(init, "envd guest --envd ", "PID 1 is envd, and no host path is in its command line");
+    let exe = run(&sb.envd_socket, "readlink -v /proc/1/exe 2>&1");
+    assert!(exe.contains("Permission denied"), "PID 1 is not dumpable: {exe}");
     assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
     let passwd = run(&sb.envd_socket, "grep ^user: /etc/passwd");
     assert!(passwd.starts_with("user:x:1000:1000:"), "{passwd}");
@@ -154,8 +159,8 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     assert!(run(&sb.envd_socket, &format!("ls {data_dir} 2>&1")).contains("No such file"));
     let sockets = run(&sb.envd_socket, "cat /proc/net/unix");
     assert!(
-        sockets.contains(" envd.sock\n") && !sockets.contains(&data_dir),
-        "the envd socket, by its name only: {sockets}"
+        sockets.contains(" /dev/.sandbank/envd.sock\n") && !sockets.contains(&data_dir),
+        "the envd socket, in the sandbox's /dev: {sockets}"
     );
     assert!(run(&sb.envd_socket, "cat /etc/shadow").lines().all(|l| l.split(':').nth(1) == Some("*")));
     let procs = run(&sb.envd_socket, "ls /proc | grep -c '^[0-9]'");

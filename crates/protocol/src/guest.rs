@@ -11,7 +11,6 @@ use std::path::PathBuf;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GuestConfig {
     pub sandbox_id: String,
-    pub envd_socket: PathBuf,
     pub env_vars: BTreeMap<String, String>,
     /// Lower layers of `/`, topmost first.
     pub root_lowers: Vec<PathBuf>,
@@ -38,6 +37,18 @@ pub struct GuestConfig {
     #[serde(default)]
     pub namespaces_of: Option<i32>,
 }
+
+/// Where envd's executable is inside every sandbox: PID 1 runs it from there once the sandbox is
+/// set up, so that nothing PID 1 maps or holds is a host file (the engine lays it over `/usr` in a
+/// read-only layer of its own). E2B's sandboxes keep their envd at the same path.
+pub const ENVD_EXE: &str = "/usr/bin/envd";
+
+/// The directory, inside every sandbox, of envd's socket ([`ENVD_SOCKET`]). It is on the
+/// sandbox's own `/dev` (made at each start, in no layer). The server reaches the socket through
+/// PID 1's root (`/proc/<pid>/root`); envd answers only connections from outside the sandbox.
+pub const ENVD_SOCKET_DIR: &str = "/dev/.sandbank";
+/// envd's socket inside every sandbox.
+pub const ENVD_SOCKET: &str = "/dev/.sandbank/envd.sock";
 
 /// A sandbox's ids `0..count` are the host's `host_base..host_base + count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +138,7 @@ mod tests {
     #[test]
     fn config_is_one_line_of_json_with_these_names() {
         let line = concat!(
-            r#"{"sandbox_id":"i","envd_socket":"/d/envd.sock","env_vars":{"A":"1"},"root_lowers":["/l/root"],"#,
+            r#"{"sandbox_id":"i","env_vars":{"A":"1"},"root_lowers":["/l/root"],"#,
             r#""usr_lowers":["/usr"],"root_upper":"/d/layer/root","root_work":"/d/work/root","#,
             r#""usr_upper":"/d/layer/usr","usr_work":"/d/work/usr","rootfs":"/d/rootfs","#,
             r#""bind_files":[["/d/hosts","/etc/hosts"]],"sandbox_dir":"/d","#,

@@ -58,6 +58,9 @@ enum Command {
         /// 0 if so, else say why on stderr.
         #[arg(long, value_name = "SCRATCH_DIR")]
         probe_userns: Option<PathBuf>,
+        /// PID 1 once the sandbox is set up: serve envd on the socket it hands over.
+        #[arg(long, conflicts_with_all = ["probe_userns", "hold_namespaces"])]
+        envd: bool,
     },
 }
 
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => cli::doctor::main(json),
         Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
         Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),
+        Command::Guest { envd: true, .. } => sandbank_guest::envd_main(),
         Command::Guest { .. } => sandbank_guest::main(),
     }
 }

@@ -1,4 +1,5 @@
-//! A full disk: the data directory is a 64 MB tmpfs. A file write that does not fit is a 507
+//! A full disk: the data directory is a tmpfs with 64 MB besides the copy of envd the server makes
+//! in it. A file write that does not fit is a 507
 //! JSON error; a snapshot that does not fit fails with a 507 whose message says there is no
 //! space, and leaves everything else as it was: the earlier snapshot is listed and whole, both
 //! sandboxes still run, the failed snapshot leaves no layer and no staging behind, and the
@@ -80,7 +81,8 @@ async fn runs(a: std::net::SocketAddr, id: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
     // Declared first, dropped last: the server (and its sandboxes) go before the unmount.
-    let fs = Tmpfs::mount(SIZE_MB);
+    let envd_mb = std::fs::metadata(env!("CARGO_BIN_EXE_sandbank")).unwrap().len().div_ceil(MB as u64);
+    let fs = Tmpfs::mount(SIZE_MB + envd_mb);
     let data = fs.path();
     let server = Server::start_in(&data, Some(KEY)).unwrap_or_else(|e| panic!("{e}"));
     let a = server.addr;

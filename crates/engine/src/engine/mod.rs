@@ -75,6 +75,8 @@ pub struct Engine {
     spawner: Spawner,
     /// What guests are started from (see [`GuestExe`]).
     guest_exe: GuestExe,
+    /// The layer with envd, over every sandbox's `/usr` (see [`crate::envd_layer`]).
+    envd_layer: PathBuf,
     /// Networks made ahead of time for sandboxes with internet access (with pasta only).
     net_pool: Option<NetPool>,
     /// The id mapping of sandboxes' user namespaces; `None`: they have none.
@@ -214,6 +216,7 @@ impl Engine {
         layout.check_socket_room()?;
         let lock = take_lock(&layout)?;
         let guest_exe = GuestExe::open(&config.guest_exe)?;
+        let envd_layer = crate::envd_layer::install(&layout, &config.guest_exe)?;
         let userns = match config.user_namespace {
             true => Some(
                 crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe())
@@ -272,6 +275,7 @@ impl Engine {
             state: Arc::new(Mutex::new(State { store, sandboxes: paused, publishing: Default::default() })),
             spawner,
             guest_exe,
+            envd_layer,
             net_pool,
             userns,
             _lock: lock,

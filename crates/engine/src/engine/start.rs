@@ -12,7 +12,7 @@ use crate::net::{self, NetError};
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
 use crate::sys;
-use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig};
+use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig, ENVD_SOCKET};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -243,6 +243,7 @@ impl Engine {
         if internet {
             self.prepare_network();
         }
+        let started = started.map(|r| r.and_then(|ok| Ok(link_envd_socket(launcher, &dir).map(|()| ok)?)));
         match started {
             Ok(Ok(((), pasta))) => {
                 // Gone already (killed meanwhile): its pasta goes now, outside the lock.
@@ -301,10 +302,9 @@ impl Engine {
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
-            envd_socket: dir.envd_socket(),
             env_vars: spec.env_vars.clone(),
             root_lowers: [snapshot_lowers("root"), template.root_lowers.clone()].concat(),
-            usr_lowers: [snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
+            usr_lowers: [vec![self.envd_layer.clone()], snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
             root_upper: dir.upper_root(),
             root_work: dir.work_root(),
             usr_upper: dir.upper_usr(),
@@ -360,6 +360,24 @@ impl Engine {
         });
         Ok(())
     }
+}
+
+/// Points the sandbox directory's `envd.sock` at envd's socket in the sandbox's `/dev`, through
+/// the root of PID 1 (the launcher's one child). A sandbox started again gets a new link.
+/// (PID 1's pid is not taken by another process while the link is there: the sandbox's
+/// directory, and the link with it, goes when the launcher exits with PID 1, and the kernel
+/// hands out pids in turn, wrapping only after every other.)
+fn link_envd_socket(launcher: i32, dir: &SandboxDir) -> Result<(), SysError> {
+    let children = format!("/proc/{launcher}/task/{launcher}/children");
+    let text = fs::read_to_string(&children).during(format_args!("read {children}"))?;
+    let pid1 = text.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()).ok_or_else(|| SysError {
+        step: format!("find PID 1 in {children}"),
+        source: io::Error::other(format!("no child pid in {text:?}")),
+    })?;
+    let link = dir.envd_socket();
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("/proc/{pid1}/root{ENVD_SOCKET}"), &link)
+        .during(format_args!("link {}", link.display()))
 }
 
 /// What the guest reports on its stdout: `net` (it is in the sandbox's network namespace), then

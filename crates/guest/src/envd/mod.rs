@@ -61,10 +61,10 @@ pub(crate) struct Envd {
 
 pub(crate) type Shared = Arc<Envd>;
 
-/// Serves envd on the listener PID 1 bound, until the listener fails.
+/// Serves envd on the listener PID 1 bound, to the server only, until the listener fails.
 pub(crate) async fn serve(init: GuestInit) -> anyhow::Result<()> {
     init.listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(init.listener)?;
+    let listener = OutsideOnly(tokio::net::UnixListener::from_std(init.listener)?);
     let opts = Options {
         sandbox_id: init.sandbox_id,
         env_vars: init.env_vars,
@@ -75,10 +75,51 @@ pub(crate) async fn serve(init: GuestInit) -> anyhow::Result<()> {
 }
 
 /// Serves envd on `listener` until the listener fails.
-pub(crate) async fn serve_on(listener: tokio::net::UnixListener, opts: Options) -> anyhow::Result<()> {
+pub(crate) async fn serve_on<L>(listener: L, opts: Options) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = router(opts)?;
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// envd's listener as PID 1 serves it: it accepts connections from outside the sandbox (the
+/// server's) and closes the others at once. Its socket is in the sandbox's tree, where root
+/// inside could reach it; envd runs what it is asked as any user, and answers to the server
+/// only. A peer outside PID 1's PID namespace has no PID in it: the kernel reports 0.
+pub(crate) struct OutsideOnly(pub tokio::net::UnixListener);
+
+impl axum::serve::Listener for OutsideOnly {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, addr)) if is_from_outside(&stream) => return (stream, addr),
+                Ok(_) => tracing::warn!("refused a connection to envd from inside the sandbox"),
+                // What axum's own listeners do: a failed connection is the peer's business; with
+                // no descriptors left, wait a little for some to be closed.
+                Err(e) if is_connection_error(&e) => {}
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+fn is_from_outside(stream: &tokio::net::UnixStream) -> bool {
+    stream.peer_cred().is_ok_and(|cred| cred.pid() == Some(0))
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
 pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {

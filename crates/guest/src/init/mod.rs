@@ -3,23 +3,25 @@
 //! The engine starts `sandbank guest` in a mount namespace of its own. This first process, host
 //! root, mounts the sandbox's root (an overlay of its upper layer over the read-only ones; seen
 //! through idmapped mounts when the sandbox has a user namespace, see `sandbank_engine::userns`),
-//! binds the host files laid over it and envd's socket at its host path, and starts PID 1 in new
+//! binds the host files laid over it, and starts PID 1 in new
 //! mount, UTS, IPC and PID namespaces. Before all that it moves into the sandbox's network
 //! namespace and says `net` on stdout, so that the engine can connect the network meanwhile; with
 //! a user namespace, the network namespace is that namespace's, and PID 1 is started from inside
 //! it. The engine puts it in the sandbox's cgroup meanwhile too, and says `joined` on its stdin;
 //! PID 1 is started after that, in the cgroup. PID 1 takes root's ids in its user namespace,
 //! mounts `/proc`, `/sys` and a minimal `/dev`, sets the hostname, brings up loopback, pivots
-//! into the new root, drops what it must not keep and reports `ready` on stdout. The first
-//! process waits for it and exits with it.
+//! into the new root, binds envd's socket, drops what it must not keep and runs envd from inside
+//! the sandbox, which reports `ready` on stdout. The first process waits for it and exits with it.
 //!
 //! - `net`: the sandbox's network namespace, loopback, ICMP sockets.
-//! - `rootfs`: the sandbox's root: overlays, bound files, envd's socket, the pivot.
+//! - `rootfs`: the sandbox's root: overlays, bound files, the pivot.
+//! - `handoff`: envd's socket, and PID 1's exec of envd from inside the sandbox.
 //! - `dev`: the sandbox's `/dev`.
 //! - `security`: masked kernel interfaces, capabilities, `no_new_privs`; `seccomp`: the system
 //!   call filter.
 
 mod dev;
+mod handoff;
 mod net;
 mod rootfs;
 mod seccomp;
@@ -36,8 +38,8 @@ use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-/// What PID 1 holds once the sandbox is set up: a bound envd listener and the sandbox-wide
-/// environment.
+/// What envd serves with, once PID 1 has set the sandbox up and run it: the bound listener and
+/// the sandbox-wide environment.
 #[derive(Debug)]
 pub struct GuestInit {
     pub sandbox_id: String,
@@ -45,11 +47,11 @@ pub struct GuestInit {
     pub env_vars: BTreeMap<String, String>,
 }
 
-/// Enters the sandbox, as its config (the first line on stdin) says. Returns only in PID 1
-/// inside it, with the root pivoted and the listener bound; the launching process waits for
-/// PID 1 and exits with it. A failure once the config is read is reported to the engine, and
-/// ends the process.
-pub fn enter() -> Result<GuestInit, InitError> {
+/// Enters the sandbox, as its config (the first line on stdin) says: PID 1 sets it up and runs
+/// envd (see [`handoff`]); the launching process waits for PID 1 and exits with it. Returns only
+/// an error before the config is read; a later failure is reported to the engine, and ends the
+/// process.
+pub fn enter() -> Result<std::convert::Infallible, InitError> {
     let mut text = String::new();
     std::io::stdin().read_line(&mut text).during("read the config on stdin")?;
     let config: GuestConfig = serde_json::from_str(&text).map_err(InitError::Config)?;
@@ -58,7 +60,7 @@ pub fn enter() -> Result<GuestInit, InitError> {
     // this process) while the rest is set up.
     let sandbox_ns = net::enter_network(&config).unwrap_or_else(|e| fail(&e));
     report(FromGuest::Net);
-    let listener = rootfs::prepare_root(&config, sandbox_ns.as_ref()).unwrap_or_else(|e| fail(&e));
+    rootfs::prepare_root(&config, sandbox_ns.as_ref()).unwrap_or_else(|e| fail(&e));
     // PID 1's other namespaces belong to the sandbox's user namespace: made from inside it.
     if let Some(ns) = &sandbox_ns {
         ns.enter_user().unwrap_or_else(|e| fail(&e));
@@ -70,16 +72,12 @@ pub fn enter() -> Result<GuestInit, InitError> {
     // Neither process needs the namespaces' descriptors any more (and envd must not hold them).
     drop(sandbox_ns);
     let Cloned::Parent(pid1) = pid1 else {
-        return match become_pid1(&config) {
-            Ok(()) => {
-                report(FromGuest::Ready);
-                silence_stdout();
-                Ok(GuestInit { sandbox_id: config.sandbox_id, listener, env_vars: config.env_vars })
-            }
-            Err(e) => fail(&e),
+        let e = match become_pid1(&config) {
+            Ok(listener) => handoff::exec_envd(&config.sandbox_id, &config.env_vars, listener),
+            Err(e) => e,
         };
+        fail(&e)
     };
-    drop(listener);
     silence_stdout();
     let code = loop {
         match waitpid(nix::unistd::Pid::from_raw(pid1), None) {
@@ -117,14 +115,18 @@ fn wait_for_cgroup() -> Result<(), InitError> {
     nix::unistd::dup2_stdin(&null).during("stdin from /dev/null").map_err(InitError::from)
 }
 
-/// In PID 1, in its new namespaces and with the sandbox's root as working directory.
-fn become_pid1(c: &GuestConfig) -> Result<(), InitError> {
+/// In PID 1, in its new namespaces and with the sandbox's root as working directory. Returns
+/// envd's listener.
+fn become_pid1(c: &GuestConfig) -> Result<UnixListener, InitError> {
     if c.userns.is_some() {
         userns::become_root()?;
     }
     // Die with the first process, which dies with the server. (Set after the ids change, which
     // clears it.)
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).during("pdeathsig")?;
+    // A session of its own: the sandbox's processes belong to no session outside it (a
+    // checkpoint takes only whole sessions).
+    nix::unistd::setsid().during("setsid")?;
     rootfs::make_mounts_private()?;
     rootfs::own_root()?;
     rootfs::mount_proc_and_sys()?;
@@ -132,13 +134,35 @@ fn become_pid1(c: &GuestConfig) -> Result<(), InitError> {
     sethostname(&c.sandbox_id).during("sethostname")?;
     net::loopback_up()?;
     rootfs::pivot_into_root()?;
+    let listener = handoff::bind_socket()?;
     net::allow_ping(c.userns.as_ref());
     security::mask_kernel_interfaces()?;
     security::restrict_privileges()?;
     security::restrict_pid1()?;
     // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
     // every process it starts inherit it.
-    seccomp::install()
+    seccomp::install()?;
+    Ok(listener)
+}
+
+/// `sandbank guest --envd`, PID 1 once it has set the sandbox up (see [`handoff`]): takes what
+/// it serves, reports `ready`, and lets go of stdout and stderr (the server's, until now).
+pub fn become_envd() -> GuestInit {
+    let init = handoff::receive().unwrap_or_else(|e| fail(&e));
+    // Set again: the exec may have cleared it.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).during("pdeathsig") {
+        fail(&e);
+    }
+    // Not dumpable again (the exec made it so): root in the sandbox has no business in envd's
+    // memory or descriptors. A checkpoint still can: it works from the sandbox's user namespace,
+    // which owns envd's memory now that its executable is the sandbox's file.
+    if let Err(e) = security::not_dumpable() {
+        fail(&e);
+    }
+    report(FromGuest::Ready);
+    silence_stdout();
+    silence_stderr();
+    init
 }
 
 /// Reports why the sandbox could not start, and exits.
@@ -159,5 +183,12 @@ fn report(what: FromGuest) {
 fn silence_stdout() {
     if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+/// Points stderr (the server's) at /dev/null: envd holds no host descriptor.
+fn silence_stderr() {
+    if let Ok(null) = fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stderr(&null);
     }
 }

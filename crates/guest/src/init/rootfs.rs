@@ -1,6 +1,6 @@
-//! The sandbox's root: the first process (host root) mounts its overlays, binds the host files
-//! laid over it and envd's socket; PID 1 takes the root as its own mount, mounts `/proc` and
-//! `/sys` in it and pivots into it.
+//! The sandbox's root: the first process (host root) mounts its overlays and binds the host files
+//! laid over it; PID 1 takes the root as its own mount, mounts `/proc` and `/sys` in it and pivots
+//! into it.
 
 use crate::error::{During, InitError};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -10,7 +10,6 @@ use sandbank_engine::{mounts, SandboxDir};
 use sandbank_protocol::guest::{GuestConfig, IdMap};
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// Makes every mount of this namespace private: nothing mounted here shows in the namespace it
@@ -22,10 +21,9 @@ pub(super) fn make_mounts_private() -> Result<(), InitError> {
 }
 
 /// In the first process, as host root: mounts the sandbox's root with the host files laid over
-/// it, binds envd's socket (in the sandbox's host directory: the server connects to it from
-/// outside) and moves into the root, which PID 1 inherits as its working directory (with a user
+/// it and moves into the root, which PID 1 inherits as its working directory (with a user
 /// namespace, its root cannot look up host paths such as the data directory).
-pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<UnixListener, InitError> {
+pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> Result<(), InitError> {
     make_mounts_private()?;
     let root = &c.rootfs;
     match (&c.userns, namespaces) {
@@ -53,16 +51,7 @@ pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> 
         mount(Some(host.as_path()), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .during(format_args!("bind {} over {}", host.display(), inside.display()))?;
     }
-    // Bound by its name from its directory: the kernel shows the path it was bound with in the
-    // sandbox's /proc/net/unix, and the host's path is not the sandbox's business.
-    let (Some(socket_dir), Some(socket_name)) = (c.envd_socket.parent(), c.envd_socket.file_name()) else {
-        return Err(InitError::BadSocketPath(c.envd_socket.clone()));
-    };
-    chdir(socket_dir).during(format_args!("chdir {}", socket_dir.display()))?;
-    let _ = fs::remove_file(socket_name);
-    let listener = UnixListener::bind(socket_name).during(format_args!("bind {}", c.envd_socket.display()))?;
-    chdir(root).during(format_args!("chdir {}", root.display()))?;
-    Ok(listener)
+    chdir(root).during(format_args!("chdir {}", root.display())).map_err(InitError::from)
 }
 
 /// The overlays of `/` and `/usr` over idmapped views of their layers (see

@@ -114,14 +114,20 @@ pub(super) fn restrict_privileges() -> Result<(), InitError> {
 /// CAP_SYS_ADMIN, envd's own `/proc/self/map_files/*` would open the host files PID 1 has mapped
 /// (its executable, the host's libc) for the files API to read or truncate.
 ///
-/// And it is not dumpable, so no process in the sandbox passes the ptrace checks on
-/// `/proc/1/{fd,exe,maps,environ,…}`: PID 1's descriptors and executable are the host's (the
-/// server's stderr, the `sandbank` binary), as with runc's init (CVE-2019-5736).
+/// And it is not dumpable ([`not_dumpable`]).
 pub(super) fn restrict_pid1() -> Result<(), InitError> {
     let allowed = CapabilitySet::from_bits_retain(ALLOWED_CAPS);
     let sets =
         rustix::thread::CapabilitySets { effective: allowed, permitted: allowed, inheritable: CapabilitySet::empty() };
     rustix::thread::set_capabilities(None, sets).during("drop PID 1's capabilities")?;
+    not_dumpable()
+}
+
+/// Makes PID 1 non-dumpable, so that no process in the sandbox passes the ptrace checks on
+/// `/proc/1/{fd,exe,maps,environ,mem,…}`: until it runs envd from inside the sandbox (`handoff`),
+/// its descriptors and executable are the host's (the server's stderr, the `sandbank` binary),
+/// as with runc's init (CVE-2019-5736); after, its memory holds what envd serves with.
+pub(super) fn not_dumpable() -> Result<(), InitError> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .during("make PID 1 non-dumpable")
         .map_err(InitError::from)

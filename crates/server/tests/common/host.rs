@@ -49,8 +49,8 @@ pub fn staging_entries(data: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Guest processes of the server on this data directory: `sandbank guest` processes in its
-/// cgroups (their command line names no host path).
+/// Guest processes of the server on this data directory: `sandbank guest` processes (and PIDs 1,
+/// `envd guest --envd`) in its cgroups (their command line names no host path).
 pub fn guests(data: &Path) -> Vec<i32> {
     let cgroup = sandbank_engine::engine::cgroup_name(&data.canonicalize().unwrap_or_else(|_| data.to_path_buf()));
     std::fs::read_dir("/proc")
@@ -58,7 +58,8 @@ pub fn guests(data: &Path) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sandbank\0guest"))
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"sandbank\0guest") || c.starts_with(b"envd\0guest\0--envd"))
                 && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&cgroup))
         })
         .filter(|pid| {

@@ -159,7 +159,7 @@ impl Cgroups {
         }
     }
 
-    fn freezer_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn freezer_dir(&self, id: &str) -> PathBuf {
         match self {
             Cgroups::V1 { parents } => parents
                 .iter()

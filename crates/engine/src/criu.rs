@@ -3,13 +3,15 @@
 //! CRIU before 4.2 fails on current kernels (3.17 cannot read the vDSO of 6.x; 4.1 cannot dump a
 //! TCP socket), so older ones count as missing. `scripts/criu.sh` builds one.
 
+use sandbank_protocol::guest::{CHECKPOINT_EXTERNAL_MOUNTS, CHECKPOINT_NET_KEY};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The oldest CRIU that works here.
 pub const MIN_VERSION: (u32, u32) = (4, 2);
 /// Where `scripts/criu.sh` builds CRIU, with sandbank's patches (`$SANDBANK_CACHE` moves it).
-const CACHE_BUILD: &str = "criu-4.2.1-sandbank1/criu";
+const CACHE_BUILD: &str = "criu-4.2.1-sandbank2/criu";
 /// What to do when it is missing.
 pub const INSTALL_HINT: &str = "scripts/criu.sh builds CRIU 4.2.1 from Debian's source package; or set SANDBANK_CRIU";
 
@@ -31,6 +33,65 @@ pub enum NoCriu {
     TooOld { path: PathBuf, version: String },
     #[error("{} (CRIU {version}) says this machine cannot: {why}", path.display())]
     CheckFailed { path: PathBuf, version: String, why: String },
+}
+
+/// A CRIU run that failed: what CRIU's log says last.
+#[derive(Debug, thiserror::Error)]
+#[error("criu {action}: {reason}")]
+pub struct CriuFailed {
+    pub action: &'static str,
+    pub reason: String,
+}
+
+impl Criu {
+    /// Dumps the processes of a sandbox, PID 1 (host pid `pid1`) and all under it, into
+    /// `images`, and leaves them as they were: frozen in the cgroup `freezer`, where the caller
+    /// froze them (CRIU stops them with ptrace, thaws the cgroup for its work, freezes it again).
+    /// The network namespace and the mounts of `CHECKPOINT_EXTERNAL_MOUNTS` are left out as
+    /// external: a restore gives the new sandbox its own.
+    pub fn dump(&self, pid1: i32, freezer: &Path, images: &Path) -> Result<(), CriuFailed> {
+        let failed = |reason: String| CriuFailed { action: "dump", reason };
+        let netns = std::fs::metadata(format!("/proc/{pid1}/ns/net"))
+            .map_err(|e| failed(format!("the network namespace of pid {pid1}: {e}")))?;
+        let mounts = std::fs::read_to_string(format!("/proc/{pid1}/mountinfo"))
+            .map_err(|e| failed(format!("the mounts of pid {pid1}: {e}")))?;
+        let mount_points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+        let mut cmd = Command::new(&self.path);
+        cmd.arg("dump")
+            .args(["--tree", &pid1.to_string()])
+            .arg("--images-dir")
+            .arg(images)
+            .args(["--log-file", "dump.log", "-v2"])
+            .args(["--leave-running", "--tcp-established", "--file-locks"])
+            .args(["--ext-mount-map", "auto", "--enable-external-masters"])
+            // Its network namespace is external: nothing to lock with iptables (which may be
+            // missing); nftables does when CRIU wants to.
+            .args(["--network-lock", "nftables", "--manage-cgroups=ignore"])
+            .arg("--freeze-cgroup")
+            .arg(freezer)
+            .arg("--external")
+            .arg(format!("net[{}]:{CHECKPOINT_NET_KEY}", netns.ino()));
+        for (point, key) in CHECKPOINT_EXTERNAL_MOUNTS.iter().filter(|(p, _)| mount_points.contains(p)) {
+            cmd.arg("--external").arg(format!("mnt[{point}]:{key}"));
+        }
+        run(cmd, &images.join("dump.log")).map_err(failed)?;
+        // The log is not part of the snapshot.
+        let _ = std::fs::remove_file(images.join("dump.log"));
+        Ok(())
+    }
+}
+
+/// Runs CRIU; on failure, says why from the last errors of its log at `log`.
+pub fn run(mut cmd: Command, log: &Path) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("run {}: {e}", cmd.get_program().to_string_lossy()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
+    let last = errors.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join("; ");
+    let said = if last.is_empty() { String::from_utf8_lossy(&out.stderr).trim().to_string() } else { last };
+    Err(format!("{} ({}; log {})", said, out.status, log.display()))
 }
 
 /// Finds CRIU: `$SANDBANK_CRIU`, else the one `scripts/criu.sh` built, else `criu` on `PATH`

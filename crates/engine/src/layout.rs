@@ -16,6 +16,7 @@
 //!     work/root, work/usr         overlayfs work directories
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
 //!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
+//!     usr/                        the mount point of its /usr overlay, when restored from a snapshot with memory
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
 //!     envd.sock                   a link to envd's unix socket, in the sandbox's /dev (through /proc/<PID 1>/root)
@@ -148,6 +149,11 @@ impl SandboxDir {
     }
     pub fn idmapped(&self) -> PathBuf {
         self.0.join("idmapped")
+    }
+    /// Where a sandbox restored from a snapshot with memory has its `/usr` overlay mounted (not in
+    /// its root: CRIU binds it there).
+    pub fn restore_usr(&self) -> PathBuf {
+        self.0.join("usr")
     }
     pub fn hostname(&self) -> PathBuf {
         self.0.join("hostname")

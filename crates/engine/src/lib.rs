@@ -41,7 +41,7 @@ mod which;
 
 pub use engine::{
     Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
-    SnapshotInfo,
+    SnapshotInfo, SnapshotMode,
 };
 pub use error::{During, SysError};
 // The guest finds the directory it stages idmapped mounts in through it (every path under the

@@ -78,6 +78,16 @@ pub struct PausedSandbox {
     pub envd_socket: PathBuf,
 }
 
+/// What a snapshot keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// The files only: a sandbox started from it boots afresh on them.
+    Filesystem,
+    /// The files, and the processes with their memory (CRIU): a sandbox started from it goes on
+    /// where the origin was.
+    Full,
+}
+
 /// A snapshot as the engine reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotInfo {
@@ -92,6 +102,7 @@ pub struct SnapshotInfo {
     pub created_at: i64,
     /// Bytes of file data in the layer it added.
     pub size_bytes: u64,
+    pub mode: SnapshotMode,
 }
 
 impl From<SnapshotRecord> for SnapshotInfo {
@@ -103,6 +114,7 @@ impl From<SnapshotRecord> for SnapshotInfo {
             parent_id: r.parent,
             created_at: r.created_at,
             size_bytes: r.size_bytes,
+            mode: SnapshotMode::Filesystem,
         }
     }
 }

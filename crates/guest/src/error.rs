@@ -25,6 +25,9 @@ pub enum InitError {
     ServerGone,
     #[error("the engine did not put the sandbox in its cgroup")]
     NotInCgroup,
+    /// CRIU could not restore a snapshot's processes (what its log says).
+    #[error("restore the snapshot's processes: {0}")]
+    Restore(String),
     #[error("{} is not in the sandbox's directory {}", .path.display(), .sandbox_dir.display())]
     OutsideSandboxDir { path: PathBuf, sandbox_dir: PathBuf },
 }

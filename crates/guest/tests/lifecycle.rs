@@ -6,7 +6,7 @@
 //! lowest that has both.) Needs root, as the engine does.
 
 use sandbank_engine::userns::IdMap;
-use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec};
+use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec, SnapshotMode};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             Some("--hold-namespaces") => sandbank_guest::hold_namespaces_main(),
             Some("--probe-userns") => sandbank_engine::userns::probe_main(Path::new(&args[3])),
             Some("--envd") => stub_envd(),
+            Some("--after-restore") => sandbank_guest::init::after_restore_main(&args[3]),
             _ => {
                 let Err(e) = sandbank_guest::init::enter();
                 eprintln!("stub guest: {e}");
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
         ("second_engine_on_a_data_dir_is_refused", second_engine_on_a_data_dir_is_refused),
         ("unknown_template_is_an_error", unknown_template_is_an_error),
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
+        ("snapshots_with_memory_keep_the_origin_running", snapshots_with_memory_keep_the_origin_running),
+        ("snapshots_with_memory_need_criu", snapshots_with_memory_need_criu),
         ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
         ("snapshots_survive_a_restart", snapshots_survive_a_restart),
         ("snapshots_cross_user_namespace_modes", snapshots_cross_user_namespace_modes),
@@ -459,6 +462,106 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
         0,
         "every layer is collected"
     );
+    rt.block_on(engine.shutdown());
+}
+
+/// A server on loopback whose only state is a counter in memory: each request gets the next
+/// number.
+const COUNTER_SERVER: &str = r#"
+import http.server
+n = [0]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        n[0] += 1
+        self.send_response(200); self.end_headers(); self.wfile.write(str(n[0]).encode())
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
+"#;
+
+/// Starts [`COUNTER_SERVER`] in the background (the stub envd takes one line per command).
+fn start_counter_server(socket: &Path) {
+    use base64::Engine as _;
+    let script = base64::engine::general_purpose::STANDARD.encode(COUNTER_SERVER);
+    run(socket, &format!("echo {script} | base64 -d > /tmp/counter.py; python3 /tmp/counter.py >/dev/null 2>&1 &"));
+}
+
+/// The counter server's next number.
+fn next_count(socket: &Path) -> String {
+    let fetch = r#"python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8000").read().decode())' 2>&1"#;
+    run(socket, fetch).trim().to_string()
+}
+
+/// A snapshot with memory dumps the origin's processes (frozen meanwhile) into the snapshot's
+/// layer, beside its files, and the origin goes on. (Starting sandboxes from it: being built, see
+/// docs/FULL-SNAPSHOTS.md.)
+fn snapshots_with_memory_keep_the_origin_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
+    start_counter_server(&origin.envd_socket);
+    let up = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        next_count(&origin.envd_socket) == "1"
+    });
+    assert!(up, "the counter server did not come up: {}", next_count(&origin.envd_socket));
+    assert_eq!(next_count(&origin.envd_socket), "2");
+    run(&origin.envd_socket, "echo kept > /tmp/file");
+
+    let started = Instant::now();
+    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, SnapshotMode::Full)).unwrap();
+    eprintln!("snapshot with memory in {:?}", started.elapsed());
+    assert_eq!(snap.mode, SnapshotMode::Full);
+    assert_eq!(engine.snapshot_info(&snap.id).unwrap().unwrap().mode, SnapshotMode::Full);
+    assert_eq!(engine.list_snapshots(None, None, None, 10).unwrap()[0].mode, SnapshotMode::Full);
+    let layer = tmp.path().join("layers").join(&snap.id);
+    assert_eq!(std::fs::read_to_string(layer.join("root/tmp/file")).unwrap(), "kept\n");
+    // The images: the processes' memory (the server's among them), and no log.
+    let images: Vec<String> = std::fs::read_dir(layer.join("memory"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(images.iter().any(|n| n.starts_with("pages-")), "{images:?}");
+    assert!(images.iter().filter(|n| n.starts_with("core-")).count() >= 2, "PID 1 and the server: {images:?}");
+    assert!(!images.iter().any(|n| n.ends_with(".log")), "{images:?}");
+    assert!(std::fs::read_dir(tmp.path().join("layers/.staging")).unwrap().next().is_none(), "nothing staged is left");
+    // The origin goes on, thawed, with its memory.
+    assert_eq!(next_count(&origin.envd_socket), "3");
+    // A filesystem snapshot says so.
+    let files_only = rt.block_on(engine.snapshot(&origin.id, None)).unwrap();
+    assert_eq!(files_only.mode, SnapshotMode::Filesystem);
+
+    let servers = host_pids_of(&origin.id, "python3");
+    assert_eq!(servers.len(), 1, "the server runs on in the origin");
+    rt.block_on(engine.kill(&origin.id)).unwrap();
+    assert!(!Path::new(&format!("/proc/{}", servers[0])).exists(), "the server went with the sandbox");
+    for id in [&snap.id, &files_only.id] {
+        assert!(engine.delete_snapshot(id).unwrap());
+    }
+    assert!(!layer.exists(), "the layer goes with its images");
+    rt.block_on(engine.shutdown());
+}
+
+/// Where CRIU cannot be used, a snapshot with memory is an error that says why; one of files
+/// still works.
+fn snapshots_with_memory_need_criu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
+    let missing = tmp.path().join("no-criu-here");
+    std::env::set_var("SANDBANK_CRIU", &missing);
+    let full = rt.block_on(engine.snapshot_as(&sb.id, None, SnapshotMode::Full));
+    std::env::remove_var("SANDBANK_CRIU");
+    match full {
+        Err(EngineError::NoCriu(why)) => assert!(why.contains(&missing.display().to_string()), "{why}"),
+        other => panic!("expected NoCriu, got {other:?}"),
+    }
+    assert!(engine.list_snapshots(None, None, None, 10).unwrap().is_empty(), "no snapshot was made");
+    let files = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
+    assert_eq!(files.mode, SnapshotMode::Filesystem);
+    rt.block_on(engine.kill(&sb.id)).unwrap();
     rt.block_on(engine.shutdown());
 }
 

@@ -36,7 +36,32 @@ pub struct GuestConfig {
     /// `netpool`).
     #[serde(default)]
     pub namespaces_of: Option<i32>,
+    /// Set when the sandbox starts from a memory snapshot: its processes are restored from the
+    /// snapshot's images instead of a new PID 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
 }
+
+/// How the guest restores a sandbox's processes from a memory snapshot, with CRIU.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Restore {
+    /// The CRIU executable.
+    pub criu: PathBuf,
+    /// The snapshot's images (read only).
+    pub images: PathBuf,
+    /// Where CRIU writes its log and the restored PID 1's pid (the sandbox's directory).
+    pub work_dir: PathBuf,
+}
+
+/// The mounts of a sandbox that a checkpoint leaves out, by mount point and the key it names
+/// them by: the restore puts the new sandbox's own in their place (its `/usr` overlay, its
+/// hostname, hosts and resolv.conf files). The root is given to the restore apart.
+pub const CHECKPOINT_EXTERNAL_MOUNTS: [(&str, &str); 4] =
+    [("/usr", "usr"), ("/etc/hostname", "hostname"), ("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv")];
+
+/// The key a checkpoint names the sandbox's network namespace by: external too (its network is
+/// the host's pasta's business), the restore hands the new sandbox's in.
+pub const CHECKPOINT_NET_KEY: &str = "net";
 
 /// Where envd's executable is inside every sandbox: PID 1 runs it from there once the sandbox is
 /// set up, so that nothing PID 1 maps or holds is a host file (the engine lays it over `/usr` in a

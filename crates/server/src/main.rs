@@ -61,6 +61,9 @@ enum Command {
         /// PID 1 once the sandbox is set up: serve envd on the socket it hands over.
         #[arg(long, conflicts_with_all = ["probe_userns", "hold_namespaces"])]
         envd: bool,
+        /// CRIU's action script while it restores a sandbox: set up its new namespaces.
+        #[arg(long, value_name = "HOSTNAME", conflicts_with_all = ["probe_userns", "hold_namespaces", "envd"])]
+        after_restore: Option<String>,
     },
 }
 
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
         Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),
         Command::Guest { envd: true, .. } => sandbank_guest::envd_main(),
+        Command::Guest { after_restore: Some(hostname), .. } => sandbank_guest::init::after_restore_main(&hostname),
         Command::Guest { .. } => sandbank_guest::main(),
     }
 }

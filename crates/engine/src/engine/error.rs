@@ -44,4 +44,7 @@ pub enum EngineError {
     /// A user namespace was asked for and this machine cannot give sandboxes one.
     #[error("sandboxes cannot have a user namespace on this machine ({0}); without one, root in a sandbox is the host's root")]
     NoUserNamespace(#[source] crate::userns::ProbeError),
+    /// A snapshot with memory was asked for where CRIU cannot take one.
+    #[error("snapshots with memory need CRIU: {0}")]
+    NoCriu(String),
 }

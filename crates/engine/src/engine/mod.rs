@@ -17,7 +17,9 @@ mod startup;
 mod stop;
 
 pub use crate::cgroup::cgroup_name;
-pub use crate::spec::{Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo};
+pub use crate::spec::{
+    Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode,
+};
 pub use error::EngineError;
 
 use crate::cgroup::Cgroups;
@@ -77,6 +79,8 @@ pub struct Engine {
     guest_exe: GuestExe,
     /// The layer with envd, over every sandbox's `/usr` (see [`crate::envd_layer`]).
     envd_layer: PathBuf,
+    /// CRIU, looked for at the first snapshot with memory (`criu check` takes a moment).
+    criu: std::sync::OnceLock<Result<crate::criu::Criu, String>>,
     /// Networks made ahead of time for sandboxes with internet access (with pasta only).
     net_pool: Option<NetPool>,
     /// The id mapping of sandboxes' user namespaces; `None`: they have none.
@@ -276,12 +280,21 @@ impl Engine {
             spawner,
             guest_exe,
             envd_layer,
+            criu: std::sync::OnceLock::new(),
             net_pool,
             userns,
             _lock: lock,
         };
         engine.collect_layers();
         Ok(engine)
+    }
+
+    /// CRIU, for snapshots with memory; why not when it cannot be used.
+    pub fn criu(&self) -> Result<&crate::criu::Criu, EngineError> {
+        self.criu
+            .get_or_init(|| crate::criu::find().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| EngineError::NoCriu(e.clone()))
     }
 
     pub fn data_dir(&self) -> &Path {

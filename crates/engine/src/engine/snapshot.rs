@@ -12,6 +12,22 @@ impl Engine {
     /// Captures a running sandbox's filesystem as a new snapshot. The sandbox is frozen only
     /// while its upper layers are copied, then carries on.
     pub async fn snapshot(&self, sandbox_id: &str, name: Option<String>) -> Result<SnapshotInfo, EngineError> {
+        self.snapshot_as(sandbox_id, name, SnapshotMode::Filesystem).await
+    }
+
+    /// Captures a sandbox as a new snapshot: its files, and with [`SnapshotMode::Full`] its
+    /// processes and their memory too (the images in the layer's `memory/`). The sandbox is
+    /// frozen while its processes are dumped and its upper layers copied, then carries on.
+    pub async fn snapshot_as(
+        &self,
+        sandbox_id: &str,
+        name: Option<String>,
+        mode: SnapshotMode,
+    ) -> Result<SnapshotInfo, EngineError> {
+        let criu = match mode {
+            SnapshotMode::Full => Some(self.criu()?.clone()),
+            SnapshotMode::Filesystem => None,
+        };
         if let Some(name) = name.as_deref().filter(|n| self.templates.contains_key(*n)) {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
@@ -23,12 +39,34 @@ impl Engine {
         };
         // A running sandbox is frozen for the copy; a paused one is frozen already, and one
         // paused before a restart has no processes.
-        let (source, template, base_layers, freeze) = {
+        let (source, template, base_layers, freeze, launcher) = {
             let state = self.state.lock().unwrap();
             let status =
                 state.status(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
-            let makeup = &state.sandboxes[sandbox_id].makeup;
-            (makeup.source.clone(), makeup.template.clone(), makeup.layers.clone(), status.freezes_for_snapshot())
+            let record = &state.sandboxes[sandbox_id];
+            let makeup = &record.makeup;
+            let launcher = record.processes.as_ref().and_then(|p| p.launcher);
+            (
+                makeup.source.clone(),
+                makeup.template.clone(),
+                makeup.layers.clone(),
+                status.freezes_for_snapshot(),
+                launcher,
+            )
+        };
+        let memory = match (criu, launcher) {
+            (None, _) => None,
+            (Some(criu), Some(launcher)) => Some(Memory {
+                criu,
+                pid1: super::start::pid1_of(launcher)?,
+                freezer: self.cgroups.freezer_dir(sandbox_id),
+            }),
+            (Some(_), None) => {
+                return Err(EngineError::SnapshotFailed {
+                    id: sandbox_id.to_string(),
+                    reason: "it has no processes to take with their memory (paused with its files only)".into(),
+                })
+            }
         };
         let id = id::new_id();
         let layout = self.layout.clone();
@@ -36,12 +74,15 @@ impl Engine {
         let sandbox = sandbox_id.to_string();
         let staged = {
             let id = id.clone();
-            tokio::task::spawn_blocking(move || stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze))
-                .await
-                .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?
+            tokio::task::spawn_blocking(move || {
+                stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze, memory.as_ref())
+            })
+            .await
+            .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?
         };
         let (layers, size_bytes) = staged.map_err(|e| {
             let _ = remove_all(&self.layout.staging().join(&id));
+            let _ = remove_all(&self.layout.staging().join(format!("{id}.{MEMORY}")));
             let (id, reason) = (sandbox_id.to_string(), e.to_string());
             // Told apart so that the API can say 507, as envd does for a file that does not fit.
             if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
@@ -73,13 +114,20 @@ impl Engine {
         })
         .await
         .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })??;
-        Ok(record.into())
+        Ok(self.info(record))
+    }
+
+    /// A record as reported: with memory if its layer has the images.
+    fn info(&self, record: SnapshotRecord) -> SnapshotInfo {
+        let full = self.layout.layer(&record.id).join(MEMORY).is_dir();
+        SnapshotInfo { mode: if full { SnapshotMode::Full } else { SnapshotMode::Filesystem }, ..record.into() }
     }
 
     /// A snapshot by ID (with or without a `:tag`) or name.
     pub fn snapshot_info(&self, id_or_name: &str) -> Result<Option<SnapshotInfo>, EngineError> {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
-        Ok(self.state.lock().unwrap().store.get(untagged)?.map(Into::into))
+        let record = self.state.lock().unwrap().store.get(untagged)?;
+        Ok(record.map(|r| self.info(r)))
     }
 
     /// Snapshots newest first, optionally only those of one sandbox; `after` is the
@@ -91,8 +139,8 @@ impl Engine {
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError> {
-        let state = self.state.lock().unwrap();
-        Ok(state.store.list(sandbox_id, name, after, limit)?.into_iter().map(Into::into).collect())
+        let records = self.state.lock().unwrap().store.list(sandbox_id, name, after, limit)?;
+        Ok(records.into_iter().map(|r| self.info(r)).collect())
     }
 
     /// Deletes a snapshot (by ID with or without a tag, or by name). `Ok(false)` when there is
@@ -121,9 +169,21 @@ impl Engine {
     }
 }
 
-/// Copies the sandbox's upper layers into `<staging>/<id>` (with the sandbox frozen meanwhile
-/// if `freeze`), and makes them durable. Returns the new chain (topmost first) and the bytes
-/// copied.
+/// The directory of a snapshot's layer that holds the images of its processes (snapshots with
+/// memory).
+pub(super) const MEMORY: &str = "memory";
+
+/// What a snapshot with memory dumps: PID 1 (host pid) and what is under it, frozen in
+/// `freezer`, with `criu`.
+pub(super) struct Memory {
+    criu: crate::criu::Criu,
+    pid1: i32,
+    freezer: PathBuf,
+}
+
+/// Copies the sandbox's upper layers into `<staging>/<id>`, with its processes' images in
+/// `memory/` when `memory` says so (the sandbox frozen meanwhile if `freeze`), and makes them
+/// durable. Returns the new chain (topmost first) and the bytes copied.
 pub(super) fn stage_layer(
     layout: &Layout,
     cgroups: &Cgroups,
@@ -131,9 +191,12 @@ pub(super) fn stage_layer(
     id: &str,
     base_layers: &[String],
     freeze: bool,
+    memory: Option<&Memory>,
 ) -> io::Result<(Vec<String>, u64)> {
     let staging = layout.staging().join(id);
     fs::create_dir_all(&staging)?;
+    // Beside the layer until it is flattened (which makes the layer anew).
+    let images = layout.staging().join(format!("{id}.{MEMORY}"));
     let dir = layout.sandbox(sandbox);
     if freeze {
         if let Err(e) = cgroups.set_frozen(sandbox, true) {
@@ -143,8 +206,16 @@ pub(super) fn stage_layer(
         }
     }
     let started = Instant::now();
-    let copied = copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
-        copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
+    // The processes first, the files after: CRIU leaves the sandbox frozen as it found it.
+    let dumped = match memory {
+        Some(m) => fs::create_dir_all(&images)
+            .and_then(|()| m.criu.dump(m.pid1, &m.freezer, &images).map_err(io::Error::other)),
+        None => Ok(()),
+    };
+    let copied = dumped.and_then(|()| {
+        copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
+            copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
+        })
     });
     if freeze {
         let frozen_for = started.elapsed();
@@ -165,6 +236,9 @@ pub(super) fn stage_layer(
     if chain.len() > MAX_CHAIN {
         flatten(layout, &staging, base_layers)?;
         chain.truncate(1);
+    }
+    if memory.is_some() {
+        fs::rename(&images, staging.join(MEMORY))?;
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))

@@ -12,7 +12,7 @@ use crate::net::{self, NetError};
 use crate::netpool::ReadyNet;
 use crate::store::SnapshotRecord;
 use crate::sys;
-use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig, ENVD_SOCKET};
+use sandbank_protocol::guest::{FromEngine, FromGuest, GuestConfig, Restore, ENVD_SOCKET};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
@@ -109,7 +109,16 @@ impl Engine {
         let Makeup { layers, template_id, .. } = makeup;
         // The SDKs always ask for internet access; a host without pasta gives loopback only
         // (said at start, by `doctor`, and in the sandbox's `allowInternetAccess`).
-        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some();
+        // Restored from a snapshot with memory: its network namespace is made by CRIU, which
+        // pasta does not connect yet (loopback only), nor egress rules reach.
+        let restoring = self.memory_images(&spec.id, &layers).is_some();
+        if restoring && !spec.egress.is_open() {
+            self.forget(&spec.id);
+            return Err(EngineError::StartFailed(
+                "egress rules are not supported yet for a sandbox started from a snapshot with memory".into(),
+            ));
+        }
+        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some() && !restoring;
         if spec.allow_internet_access == Some(true) && !internet {
             tracing::warn!(sandbox = %spec.id, "internet access asked for, but there is no pasta: loopback only");
         }
@@ -282,7 +291,15 @@ impl Engine {
             disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
                 .map_err(io_ctx("attach the sandbox's disk".into()))?;
         }
-        for d in [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()] {
+        for d in [
+            dir.upper_root(),
+            dir.upper_usr(),
+            dir.work_root(),
+            dir.work_usr(),
+            dir.rootfs(),
+            dir.idmapped(),
+            dir.restore_usr(),
+        ] {
             fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
         let cgroup_procs = self.cgroups.create(&spec.id, &spec.limits).map_err(io_ctx("create the cgroup".into()))?;
@@ -300,6 +317,12 @@ impl Engine {
             bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
         }
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
+        let restore = match self.memory_images(&spec.id, layers) {
+            Some(images) => {
+                Some(Restore { criu: self.criu()?.path.clone(), images, work_dir: dir.path().to_path_buf() })
+            }
+            None => None,
+        };
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
             env_vars: spec.env_vars.clone(),
@@ -314,10 +337,22 @@ impl Engine {
             sandbox_dir: dir.path().to_path_buf(),
             userns: self.userns,
             namespaces_of,
+            restore,
         };
         let mut json = serde_json::to_vec(&config).expect("guest config serializes");
         json.push(b'\n');
         Ok((json, cgroup_procs))
+    }
+
+    /// The images of the processes sandbox `id` is restored with: those of the snapshot it starts
+    /// from (its layer, the top one), when it has memory. Not for a paused sandbox started
+    /// again: its files went on since.
+    fn memory_images(&self, id: &str, layers: &[String]) -> Option<PathBuf> {
+        if self.state.lock().unwrap().is_paused(id) {
+            return None;
+        }
+        let images = self.layout.layer(layers.first()?).join(super::snapshot::MEMORY);
+        images.is_dir().then_some(images)
     }
 
     /// Waits for the launcher to exit, then removes the sandbox's cgroup and directory, drops
@@ -368,16 +403,21 @@ impl Engine {
 /// directory, and the link with it, goes when the launcher exits with PID 1, and the kernel
 /// hands out pids in turn, wrapping only after every other.)
 fn link_envd_socket(launcher: i32, dir: &SandboxDir) -> Result<(), SysError> {
-    let children = format!("/proc/{launcher}/task/{launcher}/children");
-    let text = fs::read_to_string(&children).during(format_args!("read {children}"))?;
-    let pid1 = text.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()).ok_or_else(|| SysError {
-        step: format!("find PID 1 in {children}"),
-        source: io::Error::other(format!("no child pid in {text:?}")),
-    })?;
+    let pid1 = pid1_of(launcher)?;
     let link = dir.envd_socket();
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(format!("/proc/{pid1}/root{ENVD_SOCKET}"), &link)
         .during(format_args!("link {}", link.display()))
+}
+
+/// The host pid of a sandbox's PID 1: its launcher's one child.
+pub(super) fn pid1_of(launcher: i32) -> Result<i32, SysError> {
+    let children = format!("/proc/{launcher}/task/{launcher}/children");
+    let text = fs::read_to_string(&children).during(format_args!("read {children}"))?;
+    text.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()).ok_or_else(|| SysError {
+        step: format!("find PID 1 in {children}"),
+        source: io::Error::other(format!("no child pid in {text:?}")),
+    })
 }
 
 /// What the guest reports on its stdout: `net` (it is in the sandbox's network namespace), then

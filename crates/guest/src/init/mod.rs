@@ -16,6 +16,8 @@
 //! - `net`: the sandbox's network namespace, loopback, ICMP sockets.
 //! - `rootfs`: the sandbox's root: overlays, bound files, the pivot.
 //! - `handoff`: envd's socket, and PID 1's exec of envd from inside the sandbox.
+//! - `restore`: a sandbox started from a snapshot with memory: its processes restored by CRIU
+//!   instead of a new PID 1.
 //! - `dev`: the sandbox's `/dev`.
 //! - `security`: masked kernel interfaces, capabilities, `no_new_privs`; `seccomp`: the system
 //!   call filter.
@@ -23,6 +25,8 @@
 mod dev;
 mod handoff;
 mod net;
+mod restore;
+pub use restore::after_restore_main;
 mod rootfs;
 mod seccomp;
 mod security;
@@ -61,6 +65,15 @@ pub fn enter() -> Result<std::convert::Infallible, InitError> {
     let sandbox_ns = net::enter_network(&config).unwrap_or_else(|e| fail(&e));
     report(FromGuest::Net);
     rootfs::prepare_root(&config, sandbox_ns.as_ref()).unwrap_or_else(|e| fail(&e));
+    if let Some(r) = &config.restore {
+        // CRIU needs host root: this process stays out of the sandbox's user namespace.
+        die_with_parent(parent).and_then(|()| wait_for_cgroup()).unwrap_or_else(|e| fail(&e));
+        let pid1 = restore::run(&config, r).unwrap_or_else(|e| fail(&e));
+        drop(sandbox_ns);
+        report(FromGuest::Ready);
+        silence_stdout();
+        exit_with(pid1);
+    }
     // PID 1's other namespaces belong to the sandbox's user namespace: made from inside it.
     if let Some(ns) = &sandbox_ns {
         ns.enter_user().unwrap_or_else(|e| fail(&e));
@@ -79,6 +92,11 @@ pub fn enter() -> Result<std::convert::Infallible, InitError> {
         fail(&e)
     };
     silence_stdout();
+    exit_with(pid1)
+}
+
+/// Waits for PID 1 (host pid `pid1`, a child of this process) and exits with it.
+fn exit_with(pid1: i32) -> ! {
     let code = loop {
         match waitpid(nix::unistd::Pid::from_raw(pid1), None) {
             Ok(WaitStatus::Exited(_, code)) => break code,

@@ -30,10 +30,13 @@ pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> 
         (Some(map), Some(ns)) => mount_idmapped_root(c, map, ns)?,
         _ => {
             mounts::overlay(&c.root_lowers, &c.root_upper, &c.root_work, root)?;
-            mounts::overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &root.join("usr"))?;
+            mounts::overlay(&c.usr_lowers, &c.usr_upper, &c.usr_work, &usr_mount_point(c))?;
         }
     }
-    for (host, inside) in &c.bind_files {
+    // A restore mounts the rest itself, from where the checkpoint's external mounts point (CRIU
+    // binds the root alone, which it cannot do with mounts under it).
+    let bind_files: &[(PathBuf, PathBuf)] = if c.restore.is_some() { &[] } else { &c.bind_files };
+    for (host, inside) in bind_files {
         if let Some(map) = &c.userns {
             // The sandbox's own files: its root may change them (as it could its own /etc/hosts).
             let owner = Some(map.host_base);
@@ -52,6 +55,15 @@ pub(super) fn prepare_root(c: &GuestConfig, namespaces: Option<&Namespaces>) -> 
             .during(format_args!("bind {} over {}", host.display(), inside.display()))?;
     }
     chdir(root).during(format_args!("chdir {}", root.display())).map_err(InitError::from)
+}
+
+/// Where the `/usr` overlay is mounted: in the root, or beside it for a restore (see
+/// [`super::restore`]).
+pub(super) fn usr_mount_point(c: &GuestConfig) -> PathBuf {
+    match c.restore {
+        Some(_) => SandboxDir(c.sandbox_dir.clone()).restore_usr(),
+        None => c.rootfs.join("usr"),
+    }
 }
 
 /// The overlays of `/` and `/usr` over idmapped views of their layers (see
@@ -92,7 +104,7 @@ fn mount_idmapped_root(c: &GuestConfig, map: &IdMap, ns: &Namespaces) -> Result<
         (in_own(&c.root_upper)?, in_own(&c.root_work)?, in_own(&c.usr_upper)?, in_own(&c.usr_work)?);
     userns::as_mapped_root(map, || {
         mounts::overlay(&root_lowers, &root_upper, &root_work, &c.rootfs)?;
-        mounts::overlay(&usr_lowers, &usr_upper, &usr_work, &c.rootfs.join("usr"))
+        mounts::overlay(&usr_lowers, &usr_upper, &usr_work, &usr_mount_point(c))
     })
     .and_then(|mounted| mounted)?;
     umount2(&staging, MntFlags::MNT_DETACH)

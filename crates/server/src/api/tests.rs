@@ -201,6 +201,7 @@ impl Backend for Fake {
                 parent_id: None,
                 created_at,
                 size_bytes: 0,
+                mode: sandbank_engine::SnapshotMode::Filesystem,
             };
             all.push(s.clone());
             Ok(s)

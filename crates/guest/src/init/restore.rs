@@ -1,0 +1,97 @@
+//! A sandbox started from a snapshot with memory: instead of starting a new PID 1, the first
+//! process has CRIU restore the snapshot's processes into the sandbox it set up. The root, the
+//! `/usr` overlay and the files bound over `/etc` are the new sandbox's (prepared as for any
+//! start), and so is its cgroup (CRIU and what it restores are in it already). The namespaces come
+//! from the images, made anew: a user namespace CRIU makes cannot enter one made before it. The
+//! network namespace is made empty (the checkpoint left the origin's out: its network is the
+//! host's pasta's), and CRIU runs `sandbank guest --after-restore` once the namespaces are made,
+//! which brings loopback up and gives the copy its own hostname ([`after_restore_main`]). The
+//! restored PID 1 is this process's child (`--restore-sibling`), which it then waits for, as it
+//! would for a PID 1 of its own.
+
+use crate::error::{During, InitError};
+use sandbank_protocol::guest::{GuestConfig, Restore, CHECKPOINT_EXTERNAL_MOUNTS};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, ExitCode};
+
+/// Where CRIU writes the restored PID 1's pid, in the work directory.
+const PID_FILE: &str = "restore.pid";
+const LOG_FILE: &str = "restore.log";
+const ACTION_SCRIPT: &str = "after-restore";
+
+/// Restores the snapshot's processes into the sandbox; returns the host pid of its PID 1.
+pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
+    // CRIU probes the kernel's features on loopback, in this process's network namespace.
+    super::net::loopback_up()?;
+    let me = std::process::id();
+    let _ = fs::remove_file(r.work_dir.join(PID_FILE));
+    // CRIU runs an action script by its path, without arguments: this binary (the launcher's)
+    // through a two-line script (the id is [a-z0-9]).
+    let script = r.work_dir.join(ACTION_SCRIPT);
+    let text = format!("#!/bin/sh\nexec /proc/{me}/exe guest --after-restore {}\n", c.sandbox_id);
+    fs::write(&script, text)
+        .and_then(|()| fs::set_permissions(&script, fs::Permissions::from_mode(0o700)))
+        .during(format_args!("write {}", script.display()))?;
+    let mut cmd = Command::new(&r.criu);
+    cmd.arg("restore")
+        .arg("--images-dir")
+        .arg(&r.images)
+        .arg("--work-dir")
+        .arg(&r.work_dir)
+        .args(["--log-file", LOG_FILE, "-v2", "--pidfile", PID_FILE])
+        .arg("--root")
+        .arg(&c.rootfs)
+        .args(["--restore-detached", "--restore-sibling", "--tcp-close", "--file-locks"])
+        .args(["--ext-mount-map", "auto", "--enable-external-masters", "--manage-cgroups=ignore"])
+        .args(["--empty-ns", "net"])
+        .arg("--action-script")
+        .arg(&script);
+    for (point, key) in CHECKPOINT_EXTERNAL_MOUNTS {
+        let source = match point {
+            "/usr" => Some(super::rootfs::usr_mount_point(c)),
+            _ => c.bind_files.iter().find(|(_, inside)| inside.as_os_str() == point).map(|(host, _)| host.clone()),
+        };
+        if let Some(source) = source {
+            cmd.arg("--external").arg(format!("mnt[{key}]:{}", source.display()));
+        }
+    }
+    sandbank_engine::criu::run(cmd, &r.work_dir.join(LOG_FILE)).map_err(InitError::Restore)?;
+    let text = fs::read_to_string(r.work_dir.join(PID_FILE)).during("read the restored PID 1's pid")?;
+    text.trim().parse().map_err(|_| InitError::Restore(format!("CRIU wrote {text:?} as the restored pid")))
+}
+
+/// `sandbank guest --after-restore HOSTNAME`: CRIU's action script. Once CRIU has made the
+/// restored sandbox's namespaces (`setup-namespaces`, with `CRTOOLS_INIT_PID` its PID 1), it
+/// brings loopback up in the new network namespace, allows ping there, and sets the hostname.
+/// Other actions: nothing.
+pub fn after_restore_main(hostname: &str) -> ExitCode {
+    if std::env::var("CRTOOLS_SCRIPT_ACTION").as_deref() != Ok("setup-namespaces") {
+        return ExitCode::SUCCESS;
+    }
+    match set_up_namespaces(hostname) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbank guest --after-restore: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn set_up_namespaces(hostname: &str) -> Result<(), InitError> {
+    let pid = std::env::var("CRTOOLS_INIT_PID").ok().and_then(|p| p.parse::<i32>().ok());
+    let pid = pid.ok_or_else(|| InitError::Restore("CRTOOLS_INIT_PID is not a pid".into()))?;
+    let enter = |kind: &str, flag| {
+        let ns = sandbank_engine::userns::namespace_of(pid, kind)?;
+        nix::sched::setns(ns, flag).during(format_args!("enter the {kind} namespace of pid {pid}"))
+    };
+    enter("net", nix::sched::CloneFlags::CLONE_NEWNET)?;
+    super::net::loopback_up()?;
+    // The groups of its user namespace (all of them without one).
+    let gids = fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap_or_default();
+    let count = gids.split_whitespace().nth(2).and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
+    let last = count.saturating_sub(1).min(u64::from(u32::MAX >> 1));
+    let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {last}"));
+    enter("uts", nix::sched::CloneFlags::CLONE_NEWUTS)?;
+    nix::unistd::sethostname(hostname).during("sethostname").map_err(InitError::from)
+}

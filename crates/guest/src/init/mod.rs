@@ -3,9 +3,9 @@
 //! The engine starts `sandbank guest` in a mount namespace of its own. This first process, host
 //! root, mounts the sandbox's root (an overlay of its upper layer over the read-only ones; seen
 //! through idmapped mounts when the sandbox has a user namespace, see `sandbank_engine::userns`),
-//! binds the host files laid over it, and starts PID 1 in new
-//! mount, UTS, IPC and PID namespaces. Before all that it moves into the sandbox's network
-//! namespace and says `net` on stdout, so that the engine can connect the network meanwhile; with
+//! binds the host files laid over it, and starts PID 1 in new mount, UTS, IPC and PID
+//! namespaces. Before all that it moves into the sandbox's network namespace and says `net` on
+//! stdout, so that the engine can connect the network meanwhile; with
 //! a user namespace, the network namespace is that namespace's, and PID 1 is started from inside
 //! it. The engine puts it in the sandbox's cgroup meanwhile too, and says `joined` on its stdin;
 //! PID 1 is started after that, in the cgroup. PID 1 takes root's ids in its user namespace,

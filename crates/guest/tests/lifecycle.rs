@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
         ("snapshots_with_memory_keep_the_origin_running", snapshots_with_memory_keep_the_origin_running),
         ("snapshots_with_memory_need_criu", snapshots_with_memory_need_criu),
+        ("snapshots_with_memory_go_on_in_every_copy", snapshots_with_memory_go_on_in_every_copy),
         ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
         ("snapshots_survive_a_restart", snapshots_survive_a_restart),
         ("snapshots_cross_user_namespace_modes", snapshots_cross_user_namespace_modes),
@@ -540,6 +541,56 @@ fn snapshots_with_memory_keep_the_origin_running() {
         assert!(engine.delete_snapshot(id).unwrap());
     }
     assert!(!layer.exists(), "the layer goes with its images");
+    rt.block_on(engine.shutdown());
+}
+
+/// Sandboxes started from a snapshot with memory go on where the origin was, each on its own.
+fn snapshots_with_memory_go_on_in_every_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let engine = open(tmp.path());
+    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
+    start_counter_server(&origin.envd_socket);
+    let up = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        next_count(&origin.envd_socket) == "1"
+    });
+    assert!(up, "the counter server did not come up: {}", next_count(&origin.envd_socket));
+    run(&origin.envd_socket, "echo kept > /tmp/file");
+    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, SnapshotMode::Full)).unwrap();
+
+    // Two copies at once, from one snapshot: each goes on from 2, on its own.
+    let specs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut s = spec(&engine);
+            s.template = snap.id.clone();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let made = rt.block_on(futures_util::future::join_all(specs.into_iter().map(|s| engine.create(s))));
+    eprintln!("two copies restored in {:?}", started.elapsed());
+    let copies: Vec<_> = made.into_iter().map(Result::unwrap).collect();
+    for copy in &copies {
+        assert_eq!(next_count(&copy.envd_socket), "2", "the copy has the origin's memory");
+        assert_eq!(run(&copy.envd_socket, "cat /tmp/file"), "kept\n");
+        assert_eq!(run(&copy.envd_socket, "hostname").trim(), copy.id, "the copy has its own hostname");
+        assert_eq!(run(&copy.envd_socket, "cat /etc/hostname").trim(), copy.id);
+    }
+    assert_eq!(next_count(&copies[0].envd_socket), "3");
+    assert_eq!(next_count(&copies[1].envd_socket), "3", "the copies are apart");
+    assert_eq!(next_count(&origin.envd_socket), "2", "the origin goes on by itself");
+    run(&copies[0].envd_socket, "echo changed > /tmp/file");
+    assert_eq!(run(&copies[1].envd_socket, "cat /tmp/file"), "kept\n");
+
+    for copy in &copies {
+        let servers = host_pids_of(&copy.id, "python3");
+        assert_eq!(servers.len(), 1, "the copy's server runs in its cgroup");
+        rt.block_on(engine.kill(&copy.id)).unwrap();
+        assert!(!Path::new(&format!("/proc/{}", servers[0])).exists(), "the copy's server went with it");
+    }
+    rt.block_on(engine.kill(&origin.id)).unwrap();
+    assert!(engine.delete_snapshot(&snap.id).unwrap());
     rt.block_on(engine.shutdown());
 }
 

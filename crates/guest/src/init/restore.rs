@@ -61,15 +61,18 @@ pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
     text.trim().parse().map_err(|_| InitError::Restore(format!("CRIU wrote {text:?} as the restored pid")))
 }
 
-/// `sandbank guest --after-restore HOSTNAME`: CRIU's action script. Once CRIU has made the
-/// restored sandbox's namespaces (`setup-namespaces`, with `CRTOOLS_INIT_PID` its PID 1), it
-/// brings loopback up in the new network namespace, allows ping there, and sets the hostname.
-/// Other actions: nothing.
+/// `sandbank guest --after-restore HOSTNAME`: CRIU's action script, with `CRTOOLS_INIT_PID` the
+/// restored PID 1. Once CRIU has made the namespaces (`setup-namespaces`), before it restores the
+/// sockets: loopback up in the new network namespace, and ping allowed there. Before the
+/// processes go on (`pre-resume`, after CRIU has restored the UTS namespace's names): the copy's
+/// own hostname. Other actions: nothing.
 pub fn after_restore_main(hostname: &str) -> ExitCode {
-    if std::env::var("CRTOOLS_SCRIPT_ACTION").as_deref() != Ok("setup-namespaces") {
-        return ExitCode::SUCCESS;
-    }
-    match set_up_namespaces(hostname) {
+    let done = match std::env::var("CRTOOLS_SCRIPT_ACTION").as_deref() {
+        Ok("setup-namespaces") => set_up_network(),
+        Ok("pre-resume") => set_hostname(hostname),
+        _ => Ok(()),
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandbank guest --after-restore: {e}");
@@ -78,20 +81,27 @@ pub fn after_restore_main(hostname: &str) -> ExitCode {
     }
 }
 
-fn set_up_namespaces(hostname: &str) -> Result<(), InitError> {
+/// The restored PID 1, and into its `kind` namespace.
+fn enter(kind: &str, flag: nix::sched::CloneFlags) -> Result<i32, InitError> {
     let pid = std::env::var("CRTOOLS_INIT_PID").ok().and_then(|p| p.parse::<i32>().ok());
     let pid = pid.ok_or_else(|| InitError::Restore("CRTOOLS_INIT_PID is not a pid".into()))?;
-    let enter = |kind: &str, flag| {
-        let ns = sandbank_engine::userns::namespace_of(pid, kind)?;
-        nix::sched::setns(ns, flag).during(format_args!("enter the {kind} namespace of pid {pid}"))
-    };
-    enter("net", nix::sched::CloneFlags::CLONE_NEWNET)?;
+    let ns = sandbank_engine::userns::namespace_of(pid, kind)?;
+    nix::sched::setns(ns, flag).during(format_args!("enter the {kind} namespace of pid {pid}"))?;
+    Ok(pid)
+}
+
+fn set_up_network() -> Result<(), InitError> {
+    let pid = enter("net", nix::sched::CloneFlags::CLONE_NEWNET)?;
     super::net::loopback_up()?;
     // The groups of its user namespace (all of them without one).
     let gids = fs::read_to_string(format!("/proc/{pid}/gid_map")).unwrap_or_default();
     let count = gids.split_whitespace().nth(2).and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
     let last = count.saturating_sub(1).min(u64::from(u32::MAX >> 1));
     let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {last}"));
+    Ok(())
+}
+
+fn set_hostname(hostname: &str) -> Result<(), InitError> {
     enter("uts", nix::sched::CloneFlags::CLONE_NEWUTS)?;
     nix::unistd::sethostname(hostname).during("sethostname").map_err(InitError::from)
 }

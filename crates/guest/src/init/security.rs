@@ -72,7 +72,6 @@ fn own_boot_id() -> Result<(), InitError> {
 /// Masks [`MASKED_PATHS`] (an empty read-only tmpfs over a directory, `/dev/null` over a file),
 /// makes [`READ_ONLY_PATHS`] read-only, and gives the sandbox its own `boot_id`.
 pub(super) fn mask_kernel_interfaces() -> Result<(), InitError> {
-    own_boot_id()?;
     for path in MASKED_PATHS.iter().map(Path::new).filter(|p| p.exists()) {
         let result = if path.is_dir() {
             mount(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
@@ -86,7 +85,10 @@ pub(super) fn mask_kernel_interfaces() -> Result<(), InitError> {
             .and_then(|()| remount_read_only(path))
             .during(format_args!("make {} read-only", path.display()))?;
     }
-    Ok(())
+    // After /proc/sys is made read-only (a recursive bind): bound before, its file would be
+    // mounted twice, which a checkpoint cannot restore (CRIU re-creates the deleted file once
+    // per mount).
+    own_boot_id()
 }
 
 /// Makes the bind mount at `path` read-only, without setuid, devices or exec.

@@ -11,8 +11,9 @@
 # (in a user namespace another uid owns) allow only to a root with CAP_SYS_RESOURCE; some hosts'
 # root lacks it (this project's CI machines). The patched CRIU reads /proc/<pid>/limits instead.
 # And --empty-ns net restores into a new network namespace even where the checkpoint left the
-# origin's out as external; and external mounts are bound by the host's root, as a restored
-# user namespace's root cannot reach their sources (see scripts/criu/*.patch).
+# origin's out as external; external mounts are bound by the host's root, as a restored user
+# namespace's root cannot reach their sources; and a restored sandbox can be checkpointed again
+# (see scripts/criu/*.patch).
 #
 #   SANDBANK_CACHE  where builds are kept (default /var/cache/sandbank)
 #
@@ -23,7 +24,7 @@ VERSION=4.2.1
 DEBIAN_VERSION=4.2.1-1
 CACHE="${SANDBANK_CACHE:-/var/cache/sandbank}"
 # The build's name changes with the patches it has.
-BUILT="$CACHE/criu-$VERSION-sandbank3/criu"
+BUILT="$CACHE/criu-$VERSION-sandbank4/criu"
 PATCHES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/criu"
 
 # "criu --version" says "Version: 4.2.1" (and maybe a GitID line).

@@ -583,6 +583,33 @@ fn snapshots_with_memory_go_on_in_every_copy() {
     run(&copies[0].envd_socket, "echo changed > /tmp/file");
     assert_eq!(run(&copies[1].envd_socket, "cat /tmp/file"), "kept\n");
 
+    // A copy with internet access (the origin had none): pasta on its new network namespace.
+    let mut online = spec(&engine);
+    online.template = snap.id.clone();
+    online.allow_internet_access = Some(true);
+    let online = rt.block_on(engine.create(online)).unwrap();
+    assert!(online.internet);
+    assert_eq!(next_count(&online.envd_socket), "2", "its memory is the origin's too");
+    let links = run(
+        &online.envd_socket,
+        "grep -c : /proc/net/dev; awk '$2 == \"00000000\" {print \"default via\", $1}' /proc/net/route",
+    );
+    assert!(links.starts_with("2\n") && links.contains("default via"), "loopback, a tap and a default route: {links}");
+    assert!(!run(&online.envd_socket, "getent hosts pypi.org").trim().is_empty(), "DNS works in the copy");
+    // A snapshot with memory of that copy, and a copy of it without internet access.
+    let again = rt.block_on(engine.snapshot_as(&online.id, None, SnapshotMode::Full)).unwrap();
+    assert_eq!(again.parent_id.as_deref(), Some(snap.id.as_str()));
+    let mut offline = spec(&engine);
+    offline.template = again.id.clone();
+    let offline = rt.block_on(engine.create(offline)).unwrap();
+    assert!(!offline.internet);
+    assert_eq!(next_count(&offline.envd_socket), "3", "a copy of a copy goes on from where that was");
+    assert_eq!(run(&offline.envd_socket, "grep -c : /proc/net/dev").trim(), "1", "loopback only");
+    for sb in [&online, &offline] {
+        rt.block_on(engine.kill(&sb.id)).unwrap();
+    }
+    assert!(engine.delete_snapshot(&again.id).unwrap());
+
     for copy in &copies {
         let servers = host_pids_of(&copy.id, "python3");
         assert_eq!(servers.len(), 1, "the copy's server runs in its cgroup");

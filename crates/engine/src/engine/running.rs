@@ -18,8 +18,11 @@ impl Engine {
             }
             state.processes(id).and_then(|p| p.launcher).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?
         };
+        // In PID 1's network namespace: a sandbox restored from a snapshot with memory has its
+        // own, not its launcher's.
+        let pid1 = super::start::pid1_of(launcher)?;
         let (id2, rules2) = (id.to_string(), rules.clone());
-        blocking("egress rules", move || apply_egress(&id2, launcher, &rules2)).await?;
+        blocking("egress rules", move || apply_egress(&id2, pid1, &rules2)).await?;
         if let Some(r) = self.state.lock().unwrap().sandboxes.get_mut(id) {
             r.makeup.spec.egress = rules;
         }
@@ -59,10 +62,10 @@ fn disk_usage(dir: &Path) -> u64 {
     crate::tree::disk_usage(dir)
 }
 
-/// Puts `rules` in force in the network namespace of the sandbox whose launcher is `launcher`.
-pub(super) fn apply_egress(id: &str, launcher: i32, rules: &Egress) -> Result<(), EngineError> {
+/// Puts `rules` in force in the network namespace of `pid`, a process of the sandbox.
+pub(super) fn apply_egress(id: &str, pid: i32, rules: &Egress) -> Result<(), EngineError> {
     let fail = |source: EgressError| EngineError::Egress { id: id.to_string(), source };
     let nft = egress::find_nft().ok_or_else(|| fail(EgressError::NoNft))?;
-    let netns = crate::userns::namespace_of(launcher, "net").map_err(|e| fail(e.into()))?;
+    let netns = crate::userns::namespace_of(pid, "net").map_err(|e| fail(e.into()))?;
     egress::apply(&nft, &netns, rules).map_err(fail)
 }

@@ -109,21 +109,15 @@ impl Engine {
         let Makeup { layers, template_id, .. } = makeup;
         // The SDKs always ask for internet access; a host without pasta gives loopback only
         // (said at start, by `doctor`, and in the sandbox's `allowInternetAccess`).
-        // Restored from a snapshot with memory: its network namespace is made by CRIU, which
-        // pasta does not connect yet (loopback only), nor egress rules reach.
-        let restoring = self.memory_images(&spec.id, &layers).is_some();
-        if restoring && !spec.egress.is_open() {
-            self.forget(&spec.id);
-            return Err(EngineError::StartFailed(
-                "egress rules are not supported yet for a sandbox started from a snapshot with memory".into(),
-            ));
-        }
-        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some() && !restoring;
+        let internet = spec.allow_internet_access != Some(false) && self.config.pasta.is_some();
         if spec.allow_internet_access == Some(true) && !internet {
             tracing::warn!(sandbox = %spec.id, "internet access asked for, but there is no pasta: loopback only");
         }
+        // Restored from a snapshot with memory: its network namespace is CRIU's, made during the
+        // restore; pasta and the egress rules go to it once it is there.
+        let restoring = self.memory_images(&spec.id, &layers).is_some();
         // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
-        let ready_net = if internet { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
+        let ready_net = if internet && !restoring { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
         let (guest_config, cgroup_procs) =
             match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid))
             {
@@ -217,32 +211,43 @@ impl Engine {
         let started = async {
             let mut report = GuestReport::new(stdout)?;
             report.expect(FromGuest::Net).await?;
-            // The network is set up (through the launcher, which is in the sandbox's network
-            // namespace now) while the guest sets up the rest, and is there before it is ready.
-            let network = async {
+            // The network is set up while the guest sets up the rest, and is there before it is
+            // ready.
+            let spec = &spec;
+            // The network of the namespace `pid` is in.
+            let network = |pid: i32| async move {
                 match (ready_net, self.config.pasta.as_deref().filter(|_| internet)) {
                     // Joined (the guest said `net`): the namespaces are the sandbox's now.
                     (Some(ready), _) => Ok(Some(ready.into_pasta())),
                     (None, Some(pasta)) => {
-                        let started = Pasta::start(pasta, launcher, &spec.id, |cmd| self.spawner.spawn(cmd)).await;
+                        let started = Pasta::start(pasta, pid, &spec.id, |cmd| self.spawner.spawn(cmd)).await;
                         Ok::<_, StartError>(Some(started?))
                     }
                     (None, None) => Ok(None),
                 }
             };
             // Its egress rules are in force before it is ready (applied in its network namespace).
-            let rules = async {
+            let rules = |pid: i32| async move {
                 if spec.egress.is_open() {
                     return Ok(());
                 }
                 let (id, rules) = (spec.id.clone(), spec.egress.clone());
-                tokio::task::spawn_blocking(move || apply_egress(&id, launcher, &rules))
+                tokio::task::spawn_blocking(move || apply_egress(&id, pid, &rules))
                     .await
                     .map_err(io::Error::other)
                     .during("egress rules")??;
-                Ok(())
+                Ok::<_, StartError>(())
             };
-            tokio::try_join!(report.expect(FromGuest::Ready), network, rules).map(|(ready, pasta, ())| (ready, pasta))
+            if restoring {
+                // Its network namespace is there once its processes are (before they go on, no
+                // packet leaves it: it has only loopback until pasta is attached).
+                report.expect(FromGuest::Ready).await?;
+                let pid1 = pid1_of(launcher)?;
+                return tokio::try_join!(network(pid1), rules(pid1)).map(|(pasta, ())| ((), pasta));
+            }
+            // Set up through the launcher, which is in the sandbox's network namespace now.
+            tokio::try_join!(report.expect(FromGuest::Ready), network(launcher), rules(launcher))
+                .map(|(ready, pasta, ())| (ready, pasta))
         };
         let started = tokio::time::timeout(START_TIMEOUT, async {
             tokio::try_join!(joined, started).map(|((), started)| started)
@@ -308,21 +313,26 @@ impl Engine {
         let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
         let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
-        if internet {
-            let resolv = net::host_resolv_conf().unwrap_or_else(|| {
-                tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
-                String::new()
-            });
-            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
-            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
-        }
-        let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let restore = match self.memory_images(&spec.id, layers) {
             Some(images) => {
                 Some(Restore { criu: self.criu()?.path.clone(), images, work_dir: dir.path().to_path_buf() })
             }
             None => None,
         };
+        // A restore has one to give wherever the origin had one bound (an empty one without
+        // internet access).
+        if internet || restore.is_some() {
+            let resolv = match internet {
+                true => net::host_resolv_conf().unwrap_or_else(|| {
+                    tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
+                    String::new()
+                }),
+                false => String::new(),
+            };
+            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
+            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
+        }
+        let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
             env_vars: spec.env_vars.clone(),

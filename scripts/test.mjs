@@ -10,7 +10,8 @@
 //      cargo-fuzz install and the targets' build)
 //   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
 //      and checks the host for leftovers after it stops, so files must not overlap); then the
-//      SDK, snapshot, pause and files-API files again with every server in `--no-userns` mode
+//      SDK, snapshot, pause, files-API and fork/clone files again with every server in
+//      `--no-userns` mode
 //   4. scripts/pack-check.mjs: npm pack the root and linux-x64-gnu packages, install them without
 //      Rust, run an ESM and a CJS script on the local default
 //   5. scripts/ci-checks.mjs: lint .github/workflows, run examples/jest and examples/vitest
@@ -55,7 +56,7 @@ const nodeTest = (testFiles) => ['--test', '--test-concurrency=1', '--test-timeo
 const js = step('JS tests', process.execPath, nodeTest(files))
 // The other mode of the engine, as a server started with --no-userns runs it (root inside is the
 // host's root): what users do with sandboxes, again.
-const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs']
+const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs', 'fork-clone.test.mjs']
 const jsNoUserns = step(
   'JS tests without a user namespace',
   process.execPath,

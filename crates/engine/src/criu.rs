@@ -74,7 +74,18 @@ impl Criu {
         for (point, key) in CHECKPOINT_EXTERNAL_MOUNTS.iter().filter(|(p, _)| mount_points.contains(p)) {
             cmd.arg("--external").arg(format!("mnt[{point}]:{key}"));
         }
-        run(cmd, &images.join("dump.log")).map_err(failed)?;
+        run(cmd, &images.join("dump.log")).map_err(|why| {
+            // A unix connection whose other end is outside the sandbox: the server's, to envd.
+            if why.contains("sk-unix") && why.contains("not found") {
+                failed(format!(
+                    "a connection from outside is open to it (the output stream of a command an SDK \
+                     still follows, such as a background command's: disconnect it, or wait for the \
+                     command to end); a snapshot with memory cannot take it yet ({why})"
+                ))
+            } else {
+                failed(why)
+            }
+        })?;
         // The log is not part of the snapshot.
         let _ = std::fs::remove_file(images.join("dump.log"));
         Ok(())

@@ -266,7 +266,7 @@ pub struct ConnectSandbox {
 }
 
 /// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): how many copies, and their timeout.
-/// Other fields (Novita's `strict`, `nodeID`) are accepted and not read yet.
+/// Novita's `nodeID` is accepted and not read (one node).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyRequest {
     /// Signed, so that a count below 1 is reported as such rather than as bad JSON.
@@ -274,6 +274,33 @@ pub struct CopyRequest {
     pub count: Option<i64>,
     #[serde(default)]
     pub timeout: Option<i64>,
+    /// Novita's clone: all copies or none.
+    #[serde(default)]
+    pub strict: Option<bool>,
+}
+
+/// One entry of E2B's fork response: the sandbox, or why it did not start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Sandbox>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CodeMessage>,
+}
+
+/// An error as the API's JSON bodies carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeMessage {
+    pub code: u16,
+    pub message: String,
+}
+
+/// Novita's clone response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneResult {
+    pub sandboxes: Vec<Sandbox>,
+    #[serde(rename = "snapshotTemplateId")]
+    pub snapshot_template_id: String,
 }
 
 /// `POST /sandboxes/{id}/pause` (E2B may send it): `memory: false` keeps the files only.
@@ -307,6 +334,9 @@ pub struct ResumedSandbox {
 pub struct NewSnapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `full` (files, processes and memory) or `filesystem` (files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// `GET /templates/aliases/{alias}`: the template an alias names.
@@ -336,7 +366,7 @@ pub struct SnapshotInfo {
     /// Bytes of file data the snapshot added.
     #[serde(rename = "sizeBytes", default, skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
-    /// What was captured: `filesystem` (the local engine) or `memory` (filesystem and memory).
+    /// What was captured: `full` (files, processes and memory) or `filesystem` (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
 }

@@ -3,7 +3,9 @@
 
 use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::SnapshotInfo;
-use sandbank_engine::{Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage};
+use sandbank_engine::{
+    Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotMode,
+};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -28,10 +30,12 @@ pub trait Backend: Send + Sync + 'static {
     fn set_egress<'a>(&'a self, id: &'a str, rules: Egress) -> BoxFuture<'a, Result<(), EngineError>>;
     fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>>;
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// Captures a sandbox: its files, and with [`SnapshotMode::Full`] its processes' memory.
     fn snapshot<'a>(
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
+        mode: SnapshotMode,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>>;
     /// Newest first, of one origin sandbox and with one name when given; `after` is the
     /// previous page's last (created_at ns, id). Blocking.
@@ -95,8 +99,9 @@ impl Backend for Engine {
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
+        mode: SnapshotMode,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>> {
-        Box::pin(Engine::snapshot(self, sandbox_id, name))
+        Box::pin(Engine::snapshot_as(self, sandbox_id, name, mode))
     }
 
     fn list_snapshots(

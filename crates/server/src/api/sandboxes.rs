@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbank_engine::{Resumed, SandboxSpec};
+use sandbank_engine::{Resumed, SandboxSpec, SnapshotMode};
 use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
@@ -109,7 +109,6 @@ pub async fn create(
         allow_internet_access: req.allow_internet_access,
         egress,
     };
-    let limits = spec.limits;
     let metadata = req.metadata.unwrap_or_default();
     // Novita and E2B send `autoPause` (pause instead of kill at the end time) and, with it,
     // `autoResume.enabled`.
@@ -124,44 +123,62 @@ pub async fn create(
         ));
     }
     let lifecycle = Lifecycle { pause_on_timeout, auto_resume, files_only_on_timeout };
+    let start = Start { spec, template, timeout, metadata, lifecycle, network };
+    // The creation runs on its own task: a client that disconnects midway must not leave a
+    // half-registered sandbox behind (the sandbox is registered and expires as usual).
+    let entry = tokio::spawn(start_sandbox(state, start))
+        .await
+        .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
+    Ok((StatusCode::CREATED, Json(sandbox_body(&entry))))
+}
+
+/// A sandbox to start: a create's, or a copy's of a fork or a clone.
+struct Start {
+    spec: SandboxSpec,
+    /// As asked for (a snapshot's may carry its tag).
+    template: String,
+    timeout: u64,
+    metadata: std::collections::HashMap<String, String>,
+    lifecycle: Lifecycle,
+    network: Option<rest::SandboxNetwork>,
+}
+
+/// Starts a sandbox and registers it.
+async fn start_sandbox(state: AppState, start: Start) -> Result<Entry, ApiError> {
+    let Start { spec, template, timeout, metadata, lifecycle, network } = start;
+    let limits = spec.limits;
     // Every sandbox is secured, whatever `secure` says: on a shared host, a sandbox ID alone must
     // open nothing (e2b >= 2.5 creates sandboxes without the flag).
     let access_token = super::envd_auth::new_access_token();
-    // The creation runs on its own task: a client that disconnects midway must not leave a
-    // half-registered sandbox behind (the sandbox is registered and expires as usual).
-    let task = tokio::spawn(async move {
-        let handle = state.backend.create(spec).await?;
-        let started_at = Utc::now();
-        let entry = Entry {
-            id: handle.id.clone(),
-            // For a snapshot: its ID without the tag, as the cloud reports it.
-            template: if handle.template_id.is_empty() { template } else { handle.template_id.clone() },
-            started_at,
-            end_at: deadline(started_at, timeout)?,
-            limits,
-            metadata,
-            envd_socket: handle.envd_socket.clone(),
-            state: SandboxState::Running,
-            timeout,
-            lifecycle,
-            access_token,
-            internet: handle.internet,
-            files_only: false,
-            network,
-        };
-        state.registry.insert(entry.clone());
-        state.watch_exit(handle.id.clone(), handle.exited);
-        tracing::info!(id = %entry.id, template = %entry.template, timeout, "sandbox created");
-        state.logs.record(
-            &entry.id,
-            LogLevel::Info,
-            "sandbox created",
-            &[("template", &entry.template), ("timeout", &timeout.to_string())],
-        );
-        Ok::<_, ApiError>(entry)
-    });
-    let entry = task.await.map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
-    Ok((StatusCode::CREATED, Json(sandbox_body(&entry))))
+    let handle = state.backend.create(spec).await?;
+    let started_at = Utc::now();
+    let entry = Entry {
+        id: handle.id.clone(),
+        // For a snapshot: its ID without the tag, as the cloud reports it.
+        template: if handle.template_id.is_empty() { template } else { handle.template_id.clone() },
+        started_at,
+        end_at: deadline(started_at, timeout)?,
+        limits,
+        metadata,
+        envd_socket: handle.envd_socket.clone(),
+        state: SandboxState::Running,
+        timeout,
+        lifecycle,
+        access_token,
+        internet: handle.internet,
+        files_only: false,
+        network,
+    };
+    state.registry.insert(entry.clone());
+    state.watch_exit(handle.id.clone(), handle.exited);
+    tracing::info!(id = %entry.id, template = %entry.template, timeout, "sandbox created");
+    state.logs.record(
+        &entry.id,
+        LogLevel::Info,
+        "sandbox created",
+        &[("template", &entry.template), ("timeout", &timeout.to_string())],
+    );
+    Ok(entry)
 }
 
 pub async fn get_one(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<Json<SandboxDetail>, ApiError> {
@@ -260,21 +277,20 @@ pub async fn list_v1(
 }
 
 pub async fn kill(State(state): State<AppState>, SandboxId(id): SandboxId) -> Result<StatusCode, ApiError> {
-    state.registry.remove(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+    let task = tokio::spawn(async move { kill_entry(&state, &id).await });
+    task.await.map_err(|e| ApiError::Internal(format!("Failed to kill the sandbox: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Kills sandbox `id`: gone from the API at once, then from the engine.
+async fn kill_entry(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.registry.remove(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
     // Also here, not only when its PID 1 exits: a sandbox paused before a restart has no
     // process to exit.
-    state.forget_extras(&id);
-    let backend = state.backend.clone();
-    // Gone from the API at once; the engine's cleanup finishes even if the client goes away.
-    let task = tokio::spawn(async move { backend.kill(&id).await.map(|_| id) });
-    match task.await {
-        Ok(Ok(id)) => {
-            tracing::info!(%id, "sandbox killed");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Ok(Err(e)) => Err(ApiError::Internal(format!("Failed to kill the sandbox: {e}"))),
-        Err(e) => Err(ApiError::Internal(format!("Failed to kill the sandbox: {e}"))),
-    }
+    state.forget_extras(id);
+    state.backend.kill(id).await.map_err(|e| ApiError::Internal(format!("Failed to kill the sandbox: {e}")))?;
+    tracing::info!(%id, "sandbox killed");
+    Ok(())
 }
 
 pub async fn set_timeout(
@@ -291,18 +307,20 @@ pub async fn set_timeout(
 /// Most copies one fork or clone may ask for (E2B's limit).
 const MAX_COPIES: i64 = 100;
 
-/// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): the request is checked as the cloud
+/// `POST /sandboxes/{id}/fork` (E2B) and `/clone` (Novita): the running sandbox is snapshotted
+/// with its memory (frozen meanwhile, then it goes on), and `count` sandboxes are started from
+/// that snapshot at once, each going on where the origin was. The request is checked as the cloud
 /// checks it (a count of 1 to 100, even before the API key; then the key; then a sandbox that
-/// runs), then refused with 501: a copy of a running sandbox keeps its processes and memory, and
-/// the local engine does not capture memory.
+/// runs). The copies have the origin's metadata, internet access and network rules, and the
+/// timeout asked for. E2B's answer: one entry per copy, its sandbox or its error. Novita's: the
+/// copies that started (all or none with `strict`) and the snapshot's ID.
 pub async fn copy(
     State(state): State<AppState>,
     headers: HeaderMap,
-    method: axum::http::Method,
     route: axum::extract::MatchedPath,
     id: Result<SandboxId, ApiError>,
     JsonBodyOrDefault(body): JsonBodyOrDefault<CopyRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     // The body first, as the cloud does: a bad count is a 400 whatever the sandbox.
     if let Some(count) = body.count.filter(|c| !(1..=MAX_COPIES).contains(c)) {
         return Err(ApiError::BadRequest(format!("Invalid count {count}: must be between 1 and {MAX_COPIES}")));
@@ -312,8 +330,66 @@ pub async fn copy(
     }
     state.authorize(&headers)?;
     let SandboxId(id) = id?;
-    state.registry.get(&id).filter(|e| e.state == SandboxState::Running).ok_or(ApiError::SandboxNotFound(id))?;
-    Err(ApiError::NotImplemented { method: method.to_string(), route: route.as_str().to_string() })
+    let origin =
+        state.registry.get(&id).filter(|e| e.state == SandboxState::Running).ok_or(ApiError::SandboxNotFound(id))?;
+    let count = body.count.unwrap_or(1) as usize;
+    let timeout = body.timeout.map_or(DEFAULT_TIMEOUT, |t| t as u64);
+    deadline(Utc::now(), timeout)?;
+    let strict = body.strict.unwrap_or(false);
+    let novita = route.as_str().ends_with("/clone");
+    let egress = super::network::egress_of(origin.network.as_ref()).await?;
+    // On its own task: a client that goes away must not leave copies half made.
+    let task = tokio::spawn(async move {
+        let snapshot = state.backend.snapshot(&origin.id, None, SnapshotMode::Full).await?;
+        let snapshot_id = format!("{}:{}", snapshot.id, super::snapshots::TAG);
+        state.logs.record(&origin.id, LogLevel::Info, "snapshot created", &[("snapshotID", &snapshot_id)]);
+        let starts = (0..count).map(|_| {
+            let spec = SandboxSpec {
+                id: sandbank_engine::id::new_id(),
+                template: snapshot.id.clone(),
+                env_vars: Default::default(),
+                limits: origin.limits,
+                allow_internet_access: Some(origin.internet),
+                egress: egress.clone(),
+            };
+            let start = Start {
+                spec,
+                template: snapshot.id.clone(),
+                timeout,
+                metadata: origin.metadata.clone(),
+                lifecycle: Lifecycle::default(),
+                network: origin.network.clone(),
+            };
+            start_sandbox(state.clone(), start)
+        });
+        let copies = futures_util::future::join_all(starts).await;
+        if strict && copies.iter().any(Result::is_err) {
+            for copy in copies.iter().flatten() {
+                let _ = kill_entry(&state, &copy.id).await;
+            }
+            let first = copies.into_iter().find_map(Result::err).expect("one failed");
+            return Err(first);
+        }
+        Ok::<_, ApiError>((snapshot_id, copies))
+    });
+    let (snapshot_id, copies) = task.await.map_err(|e| ApiError::Internal(format!("copy failed: {e}")))??;
+    let response = if novita {
+        let sandboxes = copies.iter().flatten().map(sandbox_body).collect();
+        Json(rest::CloneResult { sandboxes, snapshot_template_id: snapshot_id }).into_response()
+    } else {
+        let results: Vec<rest::ForkResult> = copies
+            .iter()
+            .map(|c| match c {
+                Ok(entry) => rest::ForkResult { sandbox: Some(sandbox_body(entry)), error: None },
+                Err(e) => rest::ForkResult {
+                    sandbox: None,
+                    error: Some(rest::CodeMessage { code: e.status().as_u16(), message: e.to_string() }),
+                },
+            })
+            .collect();
+        Json(results).into_response()
+    };
+    Ok((StatusCode::CREATED, response).into_response())
 }
 
 /// `POST /sandboxes/{id}/refreshes`: the sandbox lives at least `duration` seconds more (E2B's

@@ -10,15 +10,29 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::DateTime;
-use sandbank_engine::SnapshotInfo as EngineSnapshot;
+use sandbank_engine::{SnapshotInfo as EngineSnapshot, SnapshotMode};
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{LogLevel, NewSnapshot, SnapshotInfo};
 
 /// The only tag the local engine makes.
 pub const TAG: &str = "default";
 
-/// The local engine captures files, not process memory.
-pub const MODE: &str = "filesystem";
+/// How the API spells a snapshot's mode.
+pub fn mode_name(mode: SnapshotMode) -> &'static str {
+    match mode {
+        SnapshotMode::Full => "full",
+        SnapshotMode::Filesystem => "filesystem",
+    }
+}
+
+/// The mode a request names (`full` or `filesystem`); files only when it names none.
+pub fn parse_mode(mode: Option<&str>) -> Result<SnapshotMode, ApiError> {
+    match mode {
+        None | Some("filesystem") => Ok(SnapshotMode::Filesystem),
+        Some("full") => Ok(SnapshotMode::Full),
+        Some(other) => Err(ApiError::BadRequest(format!("Invalid mode {other:?}: must be \"full\" or \"filesystem\""))),
+    }
+}
 
 fn body(s: &EngineSnapshot) -> SnapshotInfo {
     SnapshotInfo {
@@ -28,7 +42,7 @@ fn body(s: &EngineSnapshot) -> SnapshotInfo {
         parent_snapshot_id: s.parent_id.as_ref().map(|p| format!("{p}:{TAG}")),
         created_at: Some(DateTime::from_timestamp_nanos(s.created_at)),
         size_bytes: Some(s.size_bytes),
-        mode: Some(MODE.into()),
+        mode: Some(mode_name(s.mode).into()),
     }
 }
 
@@ -52,10 +66,11 @@ pub async fn create(
             )));
         }
     }
+    let mode = parse_mode(req.mode.as_deref())?;
     state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
     // On its own task: a client that goes away must not cut a snapshot in half.
     let backend = state.backend.clone();
-    let task = tokio::spawn(async move { backend.snapshot(&id, name).await });
+    let task = tokio::spawn(async move { backend.snapshot(&id, name, mode).await });
     let snap = task.await.map_err(|e| ApiError::Internal(format!("snapshot failed: {e}")))?.map_err(|e| match e {
         sandbank_engine::EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
         other => other.into(),

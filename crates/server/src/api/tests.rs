@@ -190,6 +190,7 @@ impl Backend for Fake {
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
+        mode: sandbank_engine::SnapshotMode,
     ) -> BoxFuture<'a, Result<sandbank_engine::SnapshotInfo, EngineError>> {
         Box::pin(async move {
             let mut all = self.snapshots.lock().unwrap();
@@ -201,7 +202,7 @@ impl Backend for Fake {
                 parent_id: None,
                 created_at,
                 size_bytes: 0,
-                mode: sandbank_engine::SnapshotMode::Filesystem,
+                mode,
             };
             all.push(s.clone());
             Ok(s)
@@ -1046,6 +1047,7 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
     let id = create(addr, r#"{"templateID":"base"}"#).await;
     // Fork and clone are checked as the cloud checks them first: the count, then the sandbox.
     for route in ["fork", "clone"] {
+        call(addr, "POST", &format!("/sandboxes/{id}/{route}"), Some(r#"{"timeout":-1}"#)).await.error(400);
         for sandbox in ["abcdefghij0123456789", "sbx-test"] {
             let m =
                 call(addr, "POST", &format!("/sandboxes/{sandbox}/{route}"), Some(r#"{"count":0}"#)).await.error(400);
@@ -1065,8 +1067,6 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
         call(addr, "POST", &format!("/sandboxes/abcdefghij0123456789/{route}"), Some("{}")).await.error(404);
     }
     for (method, path, route) in [
-        ("POST", format!("/sandboxes/{id}/fork"), "/sandboxes/{id}/fork"),
-        ("POST", format!("/sandboxes/{id}/clone"), "/sandboxes/{id}/clone"),
         ("POST", "/v3/templates".to_string(), "/v3/templates"),
         ("GET", "/templates/abc/builds/xyz/status".to_string(), "/templates/{id}/builds/{build}/status"),
         ("GET", "/templates/abc".to_string(), "/templates/{id}"),
@@ -1080,6 +1080,49 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
     }
     // A route nobody calls is still a 404.
     call(addr, "GET", "/no/such/route", None).await.error(404);
+}
+
+/// Fork (E2B) and clone (Novita): one snapshot with memory, then the copies, each registered with
+/// the origin's metadata; each wire format as its SDK reads it.
+#[tokio::test]
+async fn fork_and_clone_start_copies_from_one_snapshot_with_memory() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base","metadata":{"who":"origin"}}"#).await;
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/fork"), Some(r#"{"count":2,"timeout":60}"#)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let forks = r.json();
+    let forks = forks.as_array().unwrap();
+    assert_eq!(forks.len(), 2);
+    let mut ids = Vec::new();
+    for f in forks {
+        let sandbox = &f["sandbox"];
+        assert!(f.get("error").is_none(), "{f}");
+        assert!(sandbox["envdAccessToken"].as_str().is_some_and(|t| !t.is_empty()), "{f}");
+        ids.push(sandbox["sandboxID"].as_str().unwrap().to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    for copy in &ids {
+        let info = call(addr, "GET", &format!("/sandboxes/{copy}"), None).await.json();
+        assert_eq!(info["metadata"]["who"], "origin", "{info}");
+    }
+    let snaps = call(addr, "GET", &format!("/snapshots?sandboxID={id}"), None).await.json();
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "one snapshot for both: {snaps}");
+    assert_eq!(snaps[0]["mode"], "full");
+    let template = snaps[0]["snapshotID"].as_str().unwrap().to_string();
+
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/clone"), Some(r#"{"count":1,"strict":true}"#)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let clone = r.json();
+    assert_eq!(clone["sandboxes"].as_array().unwrap().len(), 1, "{clone}");
+    let snapshot_template = clone["snapshotTemplateId"].as_str().unwrap();
+    assert!(snapshot_template.ends_with(":default") && snapshot_template != template, "{clone}");
+    // A snapshot's mode as asked for; a bad one is named.
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"mode":"full"}"#)).await;
+    assert_eq!(r.json()["mode"], "full");
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some("{}")).await;
+    assert_eq!(r.json()["mode"], "filesystem");
+    let m = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"mode":"memory"}"#)).await.error(400);
+    assert!(m.contains("\"memory\""), "{m}");
 }
 
 /// What E2B's Python SDK calls beyond the JS SDKs: metrics of many sandboxes (with `memCache`,

@@ -99,6 +99,22 @@ describe('e2b: fork', () => {
   })
 })
 
+describe('without CRIU', () => {
+  test('fork and a full snapshot say what is missing; a files snapshot works', async (t) => {
+    const bare = await startServer({ env: { SANDBANK_CRIU: '/nonexistent/criu' } })
+    t.after(() => stopAndCheck(bare))
+    const sbx = await E2bSandbox.create(bare.e2b())
+    bare.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill().catch(() => {}))
+    await assert.rejects(sbx.fork({ count: 1 }), (e) => e.message.startsWith('501: ') && e.message.includes('/nonexistent/criu'))
+    const full = await bare.fetch(`/sandboxes/${sbx.sandboxId}/snapshots`, { method: 'POST', body: '{"mode":"full"}', headers: { 'content-type': 'application/json' } })
+    assert.equal(full.status, 501)
+    assert.match((await full.json()).message, /CRIU/)
+    const files = await sbx.createSnapshot()
+    assert.ok(files.snapshotId)
+  })
+})
+
 describe('novita: clone', () => {
   test('clones have the origin memory; the snapshot they started from is named', async (t) => {
     const sbx = await origin(t, NovitaSandbox)

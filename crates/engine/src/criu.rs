@@ -41,6 +41,9 @@ pub enum NoCriu {
 pub struct CriuFailed {
     pub action: &'static str,
     pub reason: String,
+    /// A dump met a unix connection whose other end is outside the sandbox (the server's, to
+    /// envd): one that has just ended goes once envd has seen it end, a live one does not.
+    pub outside_connection: bool,
 }
 
 impl Criu {
@@ -50,7 +53,7 @@ impl Criu {
     /// The network namespace and the mounts of `CHECKPOINT_EXTERNAL_MOUNTS` are left out as
     /// external: a restore gives the new sandbox its own.
     pub fn dump(&self, pid1: i32, freezer: &Path, images: &Path) -> Result<(), CriuFailed> {
-        let failed = |reason: String| CriuFailed { action: "dump", reason };
+        let failed = |reason: String| CriuFailed { action: "dump", reason, outside_connection: false };
         let netns = std::fs::metadata(format!("/proc/{pid1}/ns/net"))
             .map_err(|e| failed(format!("the network namespace of pid {pid1}: {e}")))?;
         let mounts = std::fs::read_to_string(format!("/proc/{pid1}/mountinfo"))
@@ -77,11 +80,12 @@ impl Criu {
         run(cmd, &images.join("dump.log")).map_err(|why| {
             // A unix connection whose other end is outside the sandbox: the server's, to envd.
             if why.contains("sk-unix") && why.contains("not found") {
-                failed(format!(
+                let reason = format!(
                     "a connection from outside is open to it (the output stream of a command an SDK \
                      still follows, such as a background command's: disconnect it, or wait for the \
                      command to end); a snapshot with memory cannot take it yet ({why})"
-                ))
+                );
+                CriuFailed { outside_connection: true, ..failed(reason) }
             } else {
                 failed(why)
             }

@@ -208,8 +208,7 @@ pub(super) fn stage_layer(
     let started = Instant::now();
     // The processes first, the files after: CRIU leaves the sandbox frozen as it found it.
     let dumped = match memory {
-        Some(m) => fs::create_dir_all(&images)
-            .and_then(|()| m.criu.dump(m.pid1, &m.freezer, &images).map_err(io::Error::other)),
+        Some(m) => fs::create_dir_all(&images).and_then(|()| dump(m, &images, freeze.then_some((cgroups, sandbox)))),
         None => Ok(()),
     };
     let copied = dumped.and_then(|()| {
@@ -242,6 +241,27 @@ pub(super) fn stage_layer(
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))
+}
+
+/// Dumps the processes of `m` into `images`. A connection from outside that has just ended (the
+/// server's last request to envd) is gone once envd has seen it end, which it cannot while frozen:
+/// with `thaw` (the sandbox was frozen for this snapshot), it is thawed a moment and the dump tried
+/// again, for up to a second.
+fn dump(m: &Memory, images: &Path, thaw: Option<(&Cgroups, &str)>) -> io::Result<()> {
+    const TRIES: u32 = 20;
+    for attempt in 1.. {
+        match m.criu.dump(m.pid1, &m.freezer, images) {
+            Err(e) if e.outside_connection && attempt < TRIES => {
+                let Some((cgroups, sandbox)) = thaw else { return Err(io::Error::other(e)) };
+                cgroups.set_frozen(sandbox, false)?;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                cgroups.set_frozen(sandbox, true)?;
+                let _ = remove_all(images).and_then(|()| fs::create_dir_all(images));
+            }
+            done => return done.map_err(io::Error::other),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Moves a staged layer into the layer store and commits its record (blocking: a rename, an

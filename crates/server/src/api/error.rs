@@ -50,10 +50,10 @@ pub enum ApiError {
     /// The data directory's filesystem is full.
     #[error("{0}")]
     InsufficientStorage(String),
-    /// What this machine cannot do (a snapshot with memory without CRIU): 503, as the cloud says
-    /// of a capacity it lacks.
+    /// What this machine cannot do (a snapshot with memory without CRIU): 501 (a 503 would have
+    /// the SDKs say "please retry").
     #[error("{0}")]
-    Unavailable(String),
+    Unsupported(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -74,7 +74,7 @@ impl ApiError {
             ApiError::NotRunning(_) | ApiError::EnvdUnreachable(_) | ApiError::Paused(_) => StatusCode::BAD_GATEWAY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::StartFailed(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,7 +93,7 @@ impl From<EngineError> for ApiError {
             }
             e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
             e @ EngineError::Egress { .. } => ApiError::Internal(e.to_string()),
-            e @ EngineError::NoCriu(_) => ApiError::Unavailable(e.to_string()),
+            e @ EngineError::NoCriu(_) => ApiError::Unsupported(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

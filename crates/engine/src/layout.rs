@@ -5,7 +5,9 @@
 //! <data>/templates/<name>/root    a template's root layer (its /usr comes from the host)
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
+//! <data>/layers/<id>/memory       a full snapshot's images of the processes (CRIU)
 //! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
+//! <data>/layers/.staging/<id>.memory  its images while they are being dumped
 //! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
 //! <data>/envd/<binary>/bin/envd   the layer laid over every sandbox's /usr: envd (a copy of this binary)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
@@ -17,6 +19,8 @@
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
 //!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
 //!     usr/                        the mount point of its /usr overlay, when restored from a snapshot with memory
+//!     restore.log, restore.pid    CRIU's log and the restored PID 1, when restored from a snapshot with memory
+//!     after-restore               the action script CRIU runs then (`sandbank guest --after-restore`)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
 //!     envd.sock                   a link to envd's unix socket, in the sandbox's /dev (through /proc/<PID 1>/root)

@@ -4,6 +4,7 @@
 // count and goes on by itself, while the origin goes on too.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
@@ -16,16 +17,7 @@ after(async () => {
   if (server) await stopAndCheck(server)
 })
 
-const COUNTER = `
-import http.server
-n = [0]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        n[0] += 1
-        self.send_response(200); self.end_headers(); self.wfile.write(str(n[0]).encode())
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
-`
+const COUNTER = readFileSync(new URL('./fixtures/counter.py', import.meta.url), 'utf8')
 const FETCH = `python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8000").read().decode())'`
 
 /** The next number of the sandbox's counter server. */

@@ -12,6 +12,7 @@
 //
 // Usage: node bench/fork.mjs [--runs 10] [--out docs/BENCHMARKS.md] [--no-write]
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Sandbox } from 'e2b'
@@ -33,17 +34,7 @@ function p(xs, q) {
 }
 const f = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1))
 
-const PROGRAM = `
-import http.server
-ballast = bytearray(b'x') * (100 * 1024 * 1024)
-n = [0]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        n[0] += 1
-        self.send_response(200); self.end_headers(); self.wfile.write(str(n[0]).encode())
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
-`
+const PROGRAM = readFileSync(join(packageRoot, '__test__', 'fixtures', 'counter.py'), 'utf8')
 const FETCH = `python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8000").read().decode())'`
 
 const frozen = []
@@ -60,7 +51,7 @@ let origin
 try {
   origin = await Sandbox.create({ ...opts, timeoutMs: 3_600_000 })
   await origin.files.write('/home/user/ballast.py', PROGRAM)
-  await origin.commands.run('nohup python3 /home/user/ballast.py >/dev/null 2>&1 &')
+  await origin.commands.run('BALLAST_MB=100 nohup python3 /home/user/ballast.py >/dev/null 2>&1 &')
   for (let i = 0; ; i++) {
     const r = await origin.commands.run(`${FETCH} 2>/dev/null || true`)
     if (r.stdout.trim()) break

@@ -467,23 +467,23 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
 }
 
 /// A server on loopback whose only state is a counter in memory: each request gets the next
-/// number.
-const COUNTER_SERVER: &str = r#"
-import http.server
-n = [0]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        n[0] += 1
-        self.send_response(200); self.end_headers(); self.wfile.write(str(n[0]).encode())
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
-"#;
+/// number (shared with the JS tests and bench/fork.mjs).
+const COUNTER_SERVER: &str = include_str!("../../../__test__/fixtures/counter.py");
 
-/// Starts [`COUNTER_SERVER`] in the background (the stub envd takes one line per command).
-fn start_counter_server(socket: &Path) {
+/// A new sandbox running [`COUNTER_SERVER`] (written through base64: the stub envd takes one line
+/// per command), once it has answered 1.
+fn counter_origin(rt: &tokio::runtime::Runtime, engine: &Engine) -> sandbank_engine::SandboxHandle {
     use base64::Engine as _;
+    let origin = rt.block_on(engine.create(spec(engine))).unwrap();
     let script = base64::engine::general_purpose::STANDARD.encode(COUNTER_SERVER);
-    run(socket, &format!("echo {script} | base64 -d > /tmp/counter.py; python3 /tmp/counter.py >/dev/null 2>&1 &"));
+    let start = format!("echo {script} | base64 -d > /tmp/counter.py; python3 /tmp/counter.py >/dev/null 2>&1 &");
+    run(&origin.envd_socket, &start);
+    let up = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        next_count(&origin.envd_socket) == "1"
+    });
+    assert!(up, "the counter server did not come up: {}", next_count(&origin.envd_socket));
+    origin
 }
 
 /// The counter server's next number.
@@ -499,13 +499,7 @@ fn snapshots_with_memory_keep_the_origin_running() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let engine = open(tmp.path());
-    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
-    start_counter_server(&origin.envd_socket);
-    let up = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        next_count(&origin.envd_socket) == "1"
-    });
-    assert!(up, "the counter server did not come up: {}", next_count(&origin.envd_socket));
+    let origin = counter_origin(&rt, &engine);
     assert_eq!(next_count(&origin.envd_socket), "2");
     run(&origin.envd_socket, "echo kept > /tmp/file");
 
@@ -549,13 +543,7 @@ fn snapshots_with_memory_go_on_in_every_copy() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let engine = open(tmp.path());
-    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
-    start_counter_server(&origin.envd_socket);
-    let up = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        next_count(&origin.envd_socket) == "1"
-    });
-    assert!(up, "the counter server did not come up: {}", next_count(&origin.envd_socket));
+    let origin = counter_origin(&rt, &engine);
     run(&origin.envd_socket, "echo kept > /tmp/file");
     let snap = rt.block_on(engine.snapshot_as(&origin.id, None, SnapshotMode::Full)).unwrap();
 

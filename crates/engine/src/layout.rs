@@ -73,6 +73,17 @@ impl Layout {
         self.layers().join(".staging")
     }
 
+    /// A full snapshot's images of the processes, in its layer.
+    pub fn memory_images(&self, id: &str) -> PathBuf {
+        self.layer(id).join("memory")
+    }
+
+    /// A full snapshot's images while they are being dumped: beside its staged layer until that
+    /// is complete (flattening a chain makes the layer anew).
+    pub fn staging_memory(&self, id: &str) -> PathBuf {
+        self.staging().join(format!("{id}.memory"))
+    }
+
     /// The layers with envd in them (see [`crate::envd_layer`]).
     pub fn envd_layers(&self) -> PathBuf {
         self.root.join("envd")

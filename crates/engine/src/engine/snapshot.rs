@@ -82,7 +82,7 @@ impl Engine {
         };
         let (layers, size_bytes) = staged.map_err(|e| {
             let _ = remove_all(&self.layout.staging().join(&id));
-            let _ = remove_all(&self.layout.staging().join(format!("{id}.{MEMORY}")));
+            let _ = remove_all(&self.layout.staging_memory(&id));
             let (id, reason) = (sandbox_id.to_string(), e.to_string());
             // Told apart so that the API can say 507, as envd does for a file that does not fit.
             if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) {
@@ -119,7 +119,7 @@ impl Engine {
 
     /// A record as reported: with memory if its layer has the images.
     fn info(&self, record: SnapshotRecord) -> SnapshotInfo {
-        let full = self.layout.layer(&record.id).join(MEMORY).is_dir();
+        let full = self.layout.memory_images(&record.id).is_dir();
         SnapshotInfo { mode: if full { SnapshotMode::Full } else { SnapshotMode::Filesystem }, ..record.into() }
     }
 
@@ -169,10 +169,6 @@ impl Engine {
     }
 }
 
-/// The directory of a snapshot's layer that holds the images of its processes (snapshots with
-/// memory).
-pub(super) const MEMORY: &str = "memory";
-
 /// What a snapshot with memory dumps: PID 1 (host pid) and what is under it, frozen in
 /// `freezer`, with `criu`.
 pub(super) struct Memory {
@@ -181,8 +177,8 @@ pub(super) struct Memory {
     freezer: PathBuf,
 }
 
-/// Copies the sandbox's upper layers into `<staging>/<id>`, with its processes' images in
-/// `memory/` when `memory` says so (the sandbox frozen meanwhile if `freeze`), and makes them
+/// Copies the sandbox's upper layers into `<staging>/<id>`, with its processes' images when
+/// `memory` says so (the sandbox frozen meanwhile if `freeze`), and makes them
 /// durable. Returns the new chain (topmost first) and the bytes copied.
 pub(super) fn stage_layer(
     layout: &Layout,
@@ -195,8 +191,7 @@ pub(super) fn stage_layer(
 ) -> io::Result<(Vec<String>, u64)> {
     let staging = layout.staging().join(id);
     fs::create_dir_all(&staging)?;
-    // Beside the layer until it is flattened (which makes the layer anew).
-    let images = layout.staging().join(format!("{id}.{MEMORY}"));
+    let images = layout.staging_memory(id);
     let dir = layout.sandbox(sandbox);
     if freeze {
         if let Err(e) = cgroups.set_frozen(sandbox, true) {
@@ -237,7 +232,8 @@ pub(super) fn stage_layer(
         chain.truncate(1);
     }
     if memory.is_some() {
-        fs::rename(&images, staging.join(MEMORY))?;
+        // Where `Layout::memory_images` finds them once the layer is published.
+        fs::rename(&images, staging.join("memory"))?;
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))

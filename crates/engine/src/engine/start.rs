@@ -118,15 +118,15 @@ impl Engine {
         let restoring = self.memory_images(&spec.id, &layers).is_some();
         // A network made ahead of time, when one is ready: the sandbox joins its namespaces.
         let ready_net = if internet && !restoring { self.net_pool.as_ref().and_then(NetPool::take) } else { None };
-        let (guest_config, cgroup_procs) =
-            match self.prepare(&spec, &template, &layers, &dir, internet, ready_net.as_ref().map(ReadyNet::holder_pid))
-            {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    self.forget(&spec.id);
-                    return Err(e);
-                }
-            };
+        let namespaces_of = ready_net.as_ref().map(ReadyNet::holder_pid);
+        let (guest_config, cgroup_procs) = match self.prepare(&spec, &template, &layers, &dir, internet, namespaces_of)
+        {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.forget(&spec.id);
+                return Err(e);
+            }
+        };
 
         let mut cmd = self.guest_exe.command();
         // The config goes on stdin: as an argument, its host paths would show in PID 1's
@@ -296,16 +296,16 @@ impl Engine {
             disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
                 .map_err(io_ctx("attach the sandbox's disk".into()))?;
         }
-        for d in [
-            dir.upper_root(),
-            dir.upper_usr(),
-            dir.work_root(),
-            dir.work_usr(),
-            dir.rootfs(),
-            dir.idmapped(),
-            dir.restore_usr(),
-        ] {
-            fs::create_dir_all(&d).map_err(io_ctx(format!("create {}", d.display())))?;
+        let restore = match self.memory_images(&spec.id, layers) {
+            Some(images) => {
+                Some(Restore { criu: self.criu()?.path.clone(), images, work_dir: dir.path().to_path_buf() })
+            }
+            None => None,
+        };
+        let restore_usr = restore.as_ref().map(|_| dir.restore_usr());
+        let dirs = [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()];
+        for d in dirs.iter().chain(&restore_usr) {
+            fs::create_dir_all(d).map_err(io_ctx(format!("create {}", d.display())))?;
         }
         let cgroup_procs = self.cgroups.create(&spec.id, &spec.limits).map_err(io_ctx("create the cgroup".into()))?;
         let id = &spec.id;
@@ -313,12 +313,6 @@ impl Engine {
         let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
         let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
-        let restore = match self.memory_images(&spec.id, layers) {
-            Some(images) => {
-                Some(Restore { criu: self.criu()?.path.clone(), images, work_dir: dir.path().to_path_buf() })
-            }
-            None => None,
-        };
         // A restore has one to give wherever the origin had one bound (an empty one without
         // internet access).
         if internet || restore.is_some() {
@@ -361,7 +355,7 @@ impl Engine {
         if self.state.lock().unwrap().is_paused(id) {
             return None;
         }
-        let images = self.layout.layer(layers.first()?).join(super::snapshot::MEMORY);
+        let images = self.layout.memory_images(layers.first()?);
         images.is_dir().then_some(images)
     }
 

@@ -341,8 +341,7 @@ pub async fn copy(
     // On its own task: a client that goes away must not leave copies half made.
     let task = tokio::spawn(async move {
         let snapshot = state.backend.snapshot(&origin.id, None, SnapshotMode::Full).await?;
-        let snapshot_id = format!("{}:{}", snapshot.id, super::snapshots::TAG);
-        state.logs.record(&origin.id, LogLevel::Info, "snapshot created", &[("snapshotID", &snapshot_id)]);
+        let snapshot_id = super::snapshots::record_created(&state, &snapshot);
         let starts = (0..count).map(|_| {
             let spec = SandboxSpec {
                 id: sandbank_engine::id::new_id(),

@@ -18,7 +18,7 @@ use sandbank_protocol::rest::{LogLevel, NewSnapshot, SnapshotInfo};
 pub const TAG: &str = "default";
 
 /// How the API spells a snapshot's mode.
-pub fn mode_name(mode: SnapshotMode) -> &'static str {
+fn mode_name(mode: SnapshotMode) -> &'static str {
     match mode {
         SnapshotMode::Full => "full",
         SnapshotMode::Filesystem => "filesystem",
@@ -26,7 +26,7 @@ pub fn mode_name(mode: SnapshotMode) -> &'static str {
 }
 
 /// The mode a request names (`full` or `filesystem`); files only when it names none.
-pub fn parse_mode(mode: Option<&str>) -> Result<SnapshotMode, ApiError> {
+fn parse_mode(mode: Option<&str>) -> Result<SnapshotMode, ApiError> {
     match mode {
         None | Some("filesystem") => Ok(SnapshotMode::Filesystem),
         Some("full") => Ok(SnapshotMode::Full),
@@ -75,10 +75,17 @@ pub async fn create(
         sandbank_engine::EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
         other => other.into(),
     })?;
+    record_created(&state, &snap);
+    Ok((StatusCode::CREATED, Json(body(&snap))))
+}
+
+/// Logs a new snapshot, in the server's log and its sandbox's; returns its ID as the API says it
+/// (with the tag).
+pub fn record_created(state: &AppState, snap: &EngineSnapshot) -> String {
     tracing::info!(snapshot = %snap.id, sandbox = %snap.sandbox_id, bytes = snap.size_bytes, "snapshot created");
     let snapshot_id = format!("{}:{TAG}", snap.id);
     state.logs.record(&snap.sandbox_id, LogLevel::Info, "snapshot created", &[("snapshotID", &snapshot_id)]);
-    Ok((StatusCode::CREATED, Json(body(&snap))))
+    snapshot_id
 }
 
 /// `GET /snapshots?sandboxID=&name=&limit=&nextToken=`: newest first, cursor in `X-Next-Token`.

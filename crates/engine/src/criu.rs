@@ -1,5 +1,5 @@
-//! CRIU, which is to capture a running sandbox's processes and memory (memory snapshots, fork and
-//! clone: being built, see docs/FULL-SNAPSHOTS.md): where it is, and whether it can work here.
+//! CRIU, which captures a running sandbox's processes and memory (snapshots with memory, fork and
+//! clone; see docs/FULL-SNAPSHOTS.md): where it is, whether it can work here, and the dump.
 //! CRIU before 4.2 fails on current kernels (3.17 cannot read the vDSO of 6.x; 4.1 cannot dump a
 //! TCP socket), so older ones count as missing. `scripts/criu.sh` builds one.
 

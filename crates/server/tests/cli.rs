@@ -385,34 +385,30 @@ async fn doctor_reports_this_machine() {
     assert_eq!(dd.0, "missing", "{dd:?}");
 }
 
-#[tokio::test]
-async fn doctor_names_a_criu_that_is_not_there() {
+/// The line of `check` that `sandbank doctor` prints on an empty data directory with the variable
+/// `name` set to `value`.
+async fn doctor_check_with(name: &str, value: &str, check: &str) -> (String, String, String) {
     let empty = tempfile::tempdir().unwrap();
     let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"))
         .arg("doctor")
         .env("SANDBANK_DATA_DIR", empty.path())
-        .env("SANDBANK_CRIU", "/nonexistent/criu")
+        .env(name, value)
         .output()
         .await
         .unwrap();
-    let lines = doctor_lines(&stdout(&o));
-    let criu = lines.iter().find(|(_, c, _)| c == "criu").unwrap();
+    doctor_lines(&stdout(&o)).into_iter().find(|(_, c, _)| c == check).unwrap()
+}
+
+#[tokio::test]
+async fn doctor_names_a_criu_that_is_not_there() {
+    let criu = doctor_check_with("SANDBANK_CRIU", "/nonexistent/criu", "criu").await;
     assert_eq!(criu.0, "warn", "{criu:?}");
     assert!(criu.2.contains("SANDBANK_CRIU names /nonexistent/criu, which is not a file"), "{criu:?}");
 }
 
 #[tokio::test]
 async fn doctor_says_when_root_inside_is_host_root() {
-    let empty = tempfile::tempdir().unwrap();
-    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"))
-        .arg("doctor")
-        .env("SANDBANK_DATA_DIR", empty.path())
-        .env("SANDBANK_NO_USERNS", "1")
-        .output()
-        .await
-        .unwrap();
-    let lines = doctor_lines(&stdout(&o));
-    let mapping = lines.iter().find(|(_, c, _)| c == "root mapping").unwrap();
+    let mapping = doctor_check_with("SANDBANK_NO_USERNS", "1", "root mapping").await;
     assert_eq!(mapping.0, "warn", "{mapping:?}");
     assert!(mapping.2.contains("root in a sandbox is the host's root"), "{mapping:?}");
 }

@@ -1,9 +1,9 @@
 //! From the setup to envd. Once the sandbox is set up, PID 1 binds envd's socket in the sandbox's
 //! `/dev` and runs envd from inside the sandbox ([`ENVD_EXE`]): the socket as an inherited
 //! descriptor, the rest on stdin (a memfd). From then on nothing PID 1 maps or holds is a host
-//! file (until then, its executable is the host's binary and its stderr the server's), so PID 1
-//! can be dumpable, as a checkpoint needs, and shows root in the sandbox only what is the
-//! sandbox's own. [`receive`] is envd's side.
+//! file (until then, its executable is the host's binary and its stderr the server's), and its
+//! memory belongs to the sandbox's user namespace, so a checkpoint can take it (it stays
+//! non-dumpable for root in the sandbox). [`receive`] is envd's side.
 
 use super::GuestInit;
 use crate::error::{During, InitError};

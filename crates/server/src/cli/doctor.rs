@@ -336,8 +336,8 @@ fn network() -> Check {
     }
 }
 
-/// CRIU is to capture sandboxes' memory and processes (memory snapshots, fork, clone; not built
-/// yet): whether this machine has one that works.
+/// CRIU captures sandboxes' memory and processes (snapshots with memory, fork, clone): whether
+/// this machine has one that works.
 fn criu() -> Check {
     use sandbank_engine::criu;
     match criu::find() {
@@ -345,7 +345,7 @@ fn criu() -> Check {
             check(Status::Ok, "criu", format!("CRIU {} at {}: `criu check` looks good", c.version, c.path.display()))
         }
         Err(why) => {
-            check(Status::Warn, "criu", format!("{why}: snapshots keep files only (they do everywhere for now)"))
+            check(Status::Warn, "criu", format!("{why}: snapshots keep files only; fork and clone are refused"))
         }
     }
 }

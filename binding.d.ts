@@ -93,6 +93,10 @@ export declare class NativeSandbox {
   static listAllSnapshots(opts?: SnapshotListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
   /** `Sandbox.deleteSnapshot(id)`: `false` when there is no such snapshot. */
   static deleteSnapshot(snapshotId: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  /** `Sandbox.fork(id, opts)` (e2b): one entry per copy, the sandbox or why it did not start. */
+  static forkSandbox(sandboxId: string, opts?: ForkOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<ForkEntry>>
+  /** `Sandbox.clone(id, opts)` (novita-sandbox): the copies and the snapshot they started from. */
+  static cloneSandboxes(sandboxId: string, opts?: CloneOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<CloneResultJs>
   get sandboxId(): string
   get sandboxDomain(): string
   get envdVersion(): string
@@ -119,6 +123,8 @@ export declare class NativeSandbox {
   getInfo(conn?: ConnectionOptions | undefined | null): Promise<SandboxInfoJs>
   isRunning(requestTimeoutMs?: number | undefined | null): Promise<boolean>
   createSnapshot(conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
+  /** `sandbox.fork(opts)` (e2b): the copies have this sandbox's options, with the call's over them. */
+  fork(opts?: ForkOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<ForkEntry>>
   /** `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots. */
   listSnapshots(limit?: number | undefined | null, nextToken?: string | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
 }
@@ -146,6 +152,20 @@ export declare class NativeWatchHandle {
   stop(): void
 }
 export type JsWatchHandle = NativeWatchHandle
+
+/** The sandbox fields of `SandboxCloneOpts`. */
+export interface CloneOptions {
+  count?: number
+  strict?: boolean
+  timeoutMs?: number
+  nodeId?: string
+}
+
+/** `Sandbox.clone`'s answer: the copies, and the snapshot they started from. */
+export interface CloneResultJs {
+  sandboxes: Array<JsSandbox>
+  snapshotTemplateId?: string
+}
 
 export interface CommandOptions {
   cwd?: string
@@ -197,6 +217,24 @@ export interface EntryInfoJs {
 export interface FilesystemEventJs {
   name: string
   type: string
+}
+
+/**
+ * One copy of a fork: the sandbox, or why it did not start (`[Kind] message`, as a rejection's
+ * message says it).
+ */
+export interface ForkEntry {
+  sandbox?: JsSandbox
+  error?: string
+}
+
+/**
+ * The sandbox fields of `SandboxForkOpts`: numbers as JS gave them (see `SandboxForkOpts` of the
+ * client: the server checks the count, the client what it converts).
+ */
+export interface ForkOptions {
+  count?: number
+  timeoutMs?: number
 }
 
 export interface FsOptions {

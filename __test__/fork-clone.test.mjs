@@ -1,13 +1,20 @@
 // Copies of a running sandbox with its memory (issue 14): E2B's `fork` through the published
-// `e2b` SDK, Novita's `clone` through `novita-sandbox`, on one `sandbank serve`. A Python server
-// holds a counter in memory only and serves it on loopback: every copy answers with the origin's
-// count and goes on by itself, while the origin goes on too.
+// `e2b` SDK, Novita's `clone` through `novita-sandbox`, and both through `sandbank`'s own SDK, on
+// one `sandbank serve`. A Python server holds a counter in memory only and serves it on loopback:
+// every copy answers with the origin's count and goes on by itself, while the origin goes on too.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
+import * as sandbank from 'sandbank'
 import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
+
+const { Sandbox: SbSandbox } = sandbank
+/** A subclass: what `fork` and `clone` make is of the class they are called on. */
+class MySandbox extends SbSandbox {}
 
 let server
 before(async () => {
@@ -91,6 +98,184 @@ describe('e2b: fork', () => {
   })
 })
 
+describe('sandbank: fork', () => {
+  test('every fork has the origin memory and is a sandbox like any other; so does the origin', async (t) => {
+    const sbx = await origin(t, SbSandbox)
+    assert.equal(await next(sbx), '2')
+    await sbx.files.write('/home/user/note.txt', 'before the fork')
+    const forks = await sbx.fork({ count: 2, timeoutMs: 120_000 })
+    assert.equal(forks.length, 2)
+    for (const f of forks) {
+      assert.ok(f instanceof SbSandbox, String(f))
+      own(t, f)
+    }
+    assert.notEqual(forks[0].sandboxId, forks[1].sandboxId)
+    assert.ok(!forks.some((f) => f.sandboxId === sbx.sandboxId))
+    for (const f of forks) {
+      assert.equal(await next(f), '3', 'the fork goes on from the origin count')
+      assert.equal(await f.files.read('/home/user/note.txt'), 'before the fork')
+      assert.equal((await f.commands.run('hostname')).stdout.trim(), f.sandboxId)
+      assert.equal(await f.isRunning(), true)
+      // The timeout asked for, counted from the fork.
+      const info = await f.getInfo()
+      assert.equal(info.state, 'running')
+      const ttl = info.endAt.getTime() - Date.now()
+      assert.ok(ttl > 90_000 && ttl <= 121_000, `the fork ends in ${ttl} ms`)
+    }
+    assert.equal(await next(forks[0]), '4')
+    assert.equal(await next(forks[1]), '4', 'the forks are apart')
+    assert.equal(await next(sbx), '3', 'the origin goes on by itself')
+    await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
+    assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')
+    assert.equal(await sbx.files.read('/home/user/note.txt'), 'before the fork')
+    // Found like any sandbox, and it outlives its origin.
+    assert.equal((await SbSandbox.connect(forks[1].sandboxId, server.novita())).sandboxId, forks[1].sandboxId)
+    await sbx.kill()
+    assert.equal(await next(forks[0]), '5')
+    await forks[0].kill()
+    assert.equal(await SbSandbox.kill(forks[0].sandboxId, server.novita()), false)
+  })
+
+  test('the static form makes copies of its own class; an unknown sandbox is SandboxNotFoundError', async (t) => {
+    const sbx = await origin(t, SbSandbox)
+    const forks = await MySandbox.fork(sbx.sandboxId, { ...server.novita(), count: 1 })
+    assert.equal(forks.length, 1)
+    const [f] = forks
+    assert.ok(f instanceof MySandbox, String(f))
+    own(t, f)
+    assert.equal(await next(f), '2')
+    assert.equal((await f.commands.run('echo copy')).stdout, 'copy\n')
+    const err = await rejectsWith(SbSandbox.fork('abcdefghij0123456789', server.novita()), sandbank.SandboxNotFoundError)
+    assert.equal(err.name, 'SandboxNotFoundError')
+    assert.equal(err.message, 'Sandbox abcdefghij0123456789 not found')
+    // A sandbox that was killed is no more found.
+    await sbx.kill()
+    await rejectsWith(sbx.fork(), sandbank.SandboxNotFoundError)
+  })
+
+  test('a bad count or timeoutMs: a clear error, and no copy', async (t) => {
+    const sbx = own(t, await SbSandbox.create(server.novita()))
+    const running = async () => (await SbSandbox.list(server.novita()).nextItems()).map((s) => s.sandboxId).sort()
+    const before = await running()
+    // The server checks the count, as the cloud does: its 400, as every API error, names it.
+    for (const [count, message] of [
+      [0, '400: Invalid count 0: must be between 1 and 100'],
+      [-1, '400: Invalid count -1: must be between 1 and 100'],
+      [101, '400: Invalid count 101: must be between 1 and 100'],
+      [1.5, /^400: Invalid request body: field "count": .*\(got 1\.5\)$/],
+    ]) {
+      for (const call of [() => sbx.fork({ count }), () => SbSandbox.fork(sbx.sandboxId, { ...server.novita(), count }), () => SbSandbox.clone(sbx.sandboxId, { ...server.novita(), count })]) {
+        const err = await rejectsWith(call(), sandbank.SandboxError)
+        assert.equal(err.name, 'SandboxError')
+        if (message instanceof RegExp) assert.match(err.message, message)
+        else assert.equal(err.message, message)
+      }
+    }
+    // What a request cannot carry, refused before it.
+    for (const [opts, message] of [
+      [{ count: NaN }, 'Invalid count NaN: expected a whole number of copies'],
+      [{ count: Infinity }, 'Invalid count Infinity: expected a whole number of copies'],
+      [{ timeoutMs: -1 }, 'Invalid timeoutMs -1: expected a number of milliseconds, 0 or more'],
+      [{ timeoutMs: -5000 }, 'Invalid timeoutMs -5000: expected a number of milliseconds, 0 or more'],
+      [{ count: 1, timeoutMs: NaN }, 'Invalid timeoutMs NaN: expected a number of milliseconds, 0 or more'],
+    ]) {
+      for (const call of [() => sbx.fork(opts), () => SbSandbox.clone(sbx.sandboxId, { ...server.novita(), ...opts })]) {
+        const err = await rejectsWith(call(), sandbank.InvalidArgumentError)
+        assert.equal(err.name, 'InvalidArgumentError')
+        assert.equal(err.message, message)
+      }
+    }
+    assert.deepEqual(await running(), before, 'no copy was made')
+  })
+
+  test("each copy's error is the class the same code of a response is, as in e2b", async (t) => {
+    // A fake API whose fork answers one sandbox and three copies that did not start: what both
+    // SDKs send, and what they make of the answer.
+    const bodies = []
+    const fake = createServer((req, res) => {
+      let body = ''
+      req.on('data', (d) => (body += d))
+      req.on('end', () => {
+        bodies.push({ url: req.url, body: JSON.parse(body) })
+        const copy = { sandboxID: 'copy1abcdefghij01234', templateID: 't', envdVersion: '0.5.7', envdAccessToken: 'tok' }
+        const answer = req.url.endsWith('/clone')
+          ? { sandboxes: [copy], snapshotTemplateId: 'snap1abcdefghij01234:default' }
+          : [
+              { sandbox: { ...copy, clientID: 'c' } },
+              { error: { code: 404, message: 'gone' } },
+              { error: { code: 429, message: 'slow down' } },
+              { error: { code: 500, message: 'boom' } },
+            ]
+        res.writeHead(201, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(answer))
+      })
+    })
+    await new Promise((r) => fake.listen(0, '127.0.0.1', r))
+    t.after(() => fake.close())
+    const url = `http://127.0.0.1:${fake.address().port}`
+    const opts = { apiKey: 'k', apiUrl: url, sandboxUrl: url, requestTimeoutMs: 10_000, count: 4, timeoutMs: 59_001 }
+    const ours = await MySandbox.fork('origin1abcdefghij0123', opts)
+    const theirs = await E2bSandbox.fork('origin1abcdefghij0123', opts)
+    assert.deepEqual(bodies[0], { url: '/sandboxes/origin1abcdefghij0123/fork', body: { count: 4, timeout: 60 } })
+    assert.deepEqual(bodies[1], bodies[0], 'the same request as e2b')
+    assert.ok(ours[0] instanceof MySandbox)
+    assert.equal(ours[0].sandboxId, 'copy1abcdefghij01234')
+    assert.ok(theirs[0] instanceof E2bSandbox)
+    const classes = [sandbank.NotFoundError, sandbank.RateLimitError, sandbank.SandboxError]
+    for (let i = 1; i < 4; i++) {
+      assert.ok(ours[i] instanceof classes[i - 1], `${ours[i]?.name}: ${ours[i]?.message}`)
+      assert.ok(ours[i] instanceof sandbank.SandboxError)
+      assert.ok(theirs[i] instanceof e2b[classes[i - 1].name], `e2b: ${theirs[i]?.name}`)
+      assert.equal(ours[i].name, classes[i - 1].name)
+      assert.equal(ours[i].message, theirs[i].message, 'the message e2b gives')
+    }
+    assert.deepEqual(ours.slice(1).map((e) => e.message), ['404: gone', 'Rate limit exceeded, please try again later - slow down', '500: boom'])
+    // Clone sends what novita-sandbox sends, and gives what it gives.
+    bodies.length = 0
+    const cloned = await MySandbox.clone('origin1abcdefghij0123', { ...opts, strict: true, nodeId: 'n1' })
+    const theirClone = await NovitaSandbox.clone('origin1abcdefghij0123', { ...opts, strict: true, nodeId: 'n1' })
+    assert.deepEqual(bodies[0], { url: '/sandboxes/origin1abcdefghij0123/clone', body: { count: 4, strict: true, nodeID: 'n1', timeout: 60 } })
+    assert.deepEqual(bodies[1], bodies[0], 'the same request as novita-sandbox')
+    assert.ok(cloned.sandboxes[0] instanceof MySandbox)
+    const shape = (r) => ({ ids: r.sandboxes.map((s) => s.sandboxId), count: r.count, snapshotTemplateId: r.snapshotTemplateId })
+    assert.deepEqual(shape(cloned), shape(theirClone))
+    assert.deepEqual(shape(cloned), { ids: ['copy1abcdefghij01234'], count: 1, snapshotTemplateId: 'snap1abcdefghij01234:default' })
+  })
+})
+
+describe('sandbank: clone', () => {
+  test('clones have the origin memory; the snapshot they started from is named', async (t) => {
+    const sbx = await origin(t, SbSandbox)
+    const result = await MySandbox.clone(sbx.sandboxId, { ...server.novita(), count: 2, strict: true, timeoutMs: 120_000 })
+    assert.equal(result.count, 2)
+    assert.equal(result.sandboxes.length, 2)
+    assert.match(result.snapshotTemplateId, /^[a-z0-9]{20}:default$/)
+    for (const c of result.sandboxes) {
+      assert.ok(c instanceof MySandbox)
+      own(t, c)
+    }
+    for (const c of result.sandboxes) assert.equal(await next(c), '2')
+    assert.equal(await next(result.sandboxes[0]), '3')
+    assert.equal(await next(result.sandboxes[1]), '3')
+    assert.equal(await next(sbx), '2')
+    await result.sandboxes[1].files.write('/tmp/mine', 'clone 1')
+    assert.equal(await result.sandboxes[1].files.read('/tmp/mine'), 'clone 1')
+    assert.equal(await result.sandboxes[0].files.exists('/tmp/mine'), false)
+    // The snapshot is a full one, listed with the origin's, and starts more copies like any snapshot.
+    const snaps = await sbx.listSnapshots().nextItems()
+    assert.deepEqual(snaps.map((s) => s.snapshotId), [result.snapshotTemplateId])
+    const more = own(t, await SbSandbox.create(result.snapshotTemplateId, server.novita()))
+    assert.equal(await next(more), '2')
+    // Without options: one copy.
+    const one = await SbSandbox.clone(sbx.sandboxId, server.novita())
+    assert.equal(one.count, 1)
+    own(t, one.sandboxes[0])
+    assert.equal(await next(one.sandboxes[0]), '3')
+    const err = await rejectsWith(SbSandbox.clone('abcdefghij0123456789', server.novita()), sandbank.SandboxNotFoundError)
+    assert.equal(err.message, 'Sandbox abcdefghij0123456789 not found')
+  })
+})
+
 describe('without CRIU', () => {
   test('fork and a full snapshot say what is missing; a files snapshot works', async (t) => {
     const bare = await startServer({ env: { SANDBANK_CRIU: '/nonexistent/criu' } })
@@ -99,6 +284,14 @@ describe('without CRIU', () => {
     bare.sandboxIds.add(sbx.sandboxId)
     t.after(() => sbx.kill().catch(() => {}))
     await assert.rejects(sbx.fork({ count: 1 }), (e) => e.message.startsWith('501: ') && e.message.includes('/nonexistent/criu'))
+    // The same through sandbank: the server's 501 as a SandboxError, naming what is missing.
+    const mine = await SbSandbox.connect(sbx.sandboxId, bare.novita())
+    for (const call of [() => mine.fork({ count: 1 }), () => SbSandbox.fork(sbx.sandboxId, bare.novita()), () => SbSandbox.clone(sbx.sandboxId, bare.novita())]) {
+      const err = await rejectsWith(call(), sandbank.SandboxError)
+      assert.equal(err.name, 'SandboxError')
+      assert.ok(err.message.startsWith('501: ') && err.message.includes('/nonexistent/criu'), err.message)
+    }
+    assert.deepEqual((await SbSandbox.list(bare.novita()).nextItems()).map((s) => s.sandboxId), [sbx.sandboxId], 'no copy was made')
     const full = await bare.fetch(`/sandboxes/${sbx.sandboxId}/snapshots`, { method: 'POST', body: '{"mode":"full"}', headers: { 'content-type': 'application/json' } })
     assert.equal(full.status, 501)
     assert.match((await full.json()).message, /CRIU/)

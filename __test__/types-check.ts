@@ -40,6 +40,10 @@ import SandboxDefault, {
   type SandboxState,
   type SandboxUrlOpts,
   type WatchOpts,
+  type SandboxForkOpts,
+  type SandboxCloneOpts,
+  type SandboxCloneResult,
+  type CloneResult,
 } from 'sandbank'
 
 async function everything(): Promise<void> {
@@ -159,6 +163,39 @@ async function everything(): Promise<void> {
     const sid: string = s.snapshotId
   }
   const deleted: boolean = await Sandbox.deleteSnapshot(snap.snapshotId, conn)
+
+  // Fork (e2b) and clone (Novita): copies with the sandbox's memory
+  const forkOpts: SandboxForkOpts = { ...conn, count: 2, timeoutMs: 60_000 }
+  const forks: Array<Sandbox | Error> = await a.fork(forkOpts)
+  const forks2: Array<Sandbox | Error> = await Sandbox.fork(id, { count: 1, ...conn })
+  const forks3: Array<Sandbox | Error> = await a.fork()
+  for (const f of forks) {
+    if (f instanceof Sandbox) {
+      const fr: CommandResult = await f.commands.run('echo fork')
+    } else {
+      const why: string = f.message
+    }
+  }
+  class MySandbox extends Sandbox {
+    mine(): string {
+      return this.sandboxId
+    }
+  }
+  const myForks: Array<MySandbox | Error> = await MySandbox.fork(id)
+  const mine0 = myForks[0]
+  if (!(mine0 instanceof Error)) mine0.mine()
+  const cloneOpts: SandboxCloneOpts = { ...conn, count: 2, strict: true, timeoutMs: 60_000, nodeId: 'n1' }
+  const cloned: SandboxCloneResult<Sandbox> = await Sandbox.clone(id, cloneOpts)
+  const clonedMine: CloneResult<MySandbox> = await MySandbox.clone(id)
+  const clones: MySandbox[] = clonedMine.sandboxes
+  const cloneCount: number = cloned.count
+  const cloneSnap: string | undefined = cloned.snapshotTemplateId
+  // @ts-expect-error count is a number
+  await a.fork({ count: '2' })
+  // @ts-expect-error clone is a static (Novita's), not a method
+  await a.clone()
+  // @ts-expect-error a fork's entries may be errors
+  const onlySandboxes: Sandbox[] = await a.fork()
 
   // Commands
   const r: CommandResult = await a.commands.run('echo hi')

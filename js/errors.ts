@@ -134,12 +134,10 @@ const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
 
 const TAG = /^\[([A-Za-z]+)\] ([\s\S]*)$/
 
-/** A native rejection (`[Kind] message`) → the matching JS error; anything else unchanged. */
-export function mapError(e: unknown): unknown {
-  // isNativeError, not `instanceof Error`: the addon's errors come from the realm that loaded it
-  // (under Jest, not the test's realm, whose `Error` is another constructor).
-  const m = types.isNativeError(e) && typeof e.message === 'string' ? TAG.exec(e.message) : null
-  if (!m) return e
+/** `[Kind] message` → the matching JS error; `undefined` when it names no class. */
+function fromTag(tagged: string): Error | undefined {
+  const m = TAG.exec(tagged)
+  if (!m) return undefined
   const [, kind, message] = m
   if (kind === 'CommandExitError') {
     const r: CommandResultJs = JSON.parse(message)
@@ -147,5 +145,18 @@ export function mapError(e: unknown): unknown {
   }
   if (kind === 'Error') return new Error(message)
   const Cls = ERROR_CLASSES[kind]
-  return Cls ? new Cls(message) : e
+  return Cls ? new Cls(message) : undefined
+}
+
+/** A native rejection (`[Kind] message`) → the matching JS error; anything else unchanged. */
+export function mapError(e: unknown): unknown {
+  // isNativeError, not `instanceof Error`: the addon's errors come from the realm that loaded it
+  // (under Jest, not the test's realm, whose `Error` is another constructor).
+  if (!types.isNativeError(e) || typeof e.message !== 'string') return e
+  return fromTag(e.message) ?? e
+}
+
+/** An error the addon hands over as a value (`[Kind] message`) → the matching JS error. */
+export function taggedError(tagged: string): Error {
+  return fromTag(tagged) ?? new SandboxError(tagged)
 }

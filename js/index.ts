@@ -36,8 +36,12 @@ export { serverBinaryPath } from './internal/binary'
 
 export type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
 export type {
+  CloneResult,
   SandboxBetaCreateOpts,
+  SandboxCloneOpts,
+  SandboxCloneResult,
   SandboxConnectOpts,
+  SandboxForkOpts,
   SandboxInfo,
   SandboxInfoLifecycle,
   SandboxLifecycle,

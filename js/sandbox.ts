@@ -2,9 +2,19 @@
 // one), and use one through `commands`, `files` and `pty`; with its options and info types.
 import { newCommands, type Commands } from './commands'
 import type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
-import { InvalidArgumentError, SandboxError } from './errors'
+import { InvalidArgumentError, SandboxError, taggedError } from './errors'
 import { newFilesystem, type Filesystem } from './filesystem'
-import { call, callSync, NativeSandbox, type MetricsOptions, type SandboxOptions, type UrlOptions } from './internal/native'
+import {
+  call,
+  callSync,
+  NativeSandbox,
+  type CloneOptions,
+  type ForkEntry,
+  type ForkOptions,
+  type MetricsOptions,
+  type SandboxOptions,
+  type UrlOptions,
+} from './internal/native'
 import { opt, sandboxInfo, sandboxMetrics, snapshotInfo } from './internal/values'
 import { SandboxPaginator, SnapshotPaginator, snapshotPages, type SandboxListOpts, type SnapshotListOpts } from './paginator'
 import { newPty, type Pty } from './pty'
@@ -145,6 +155,57 @@ export interface SnapshotInfo {
   sizeBytes?: number
   /** What was captured: `filesystem` (the local engine) or `memory` (filesystem and memory). */
   mode?: string
+}
+
+/** Options of `Sandbox.fork()` and `sandbox.fork()`. */
+export interface SandboxForkOpts extends ConnectionOpts {
+  /**
+   * How many copies. The sandbox is snapshotted once whatever the count; each copy starts or
+   * fails by itself. The server checks it (the cloud's range: 1 to 100). @default 1
+   */
+  count?: number
+  /** The copies' time to live in **milliseconds** (sent in seconds, rounded up). @default 300_000 */
+  timeoutMs?: number
+}
+
+/** Options of `Sandbox.clone()`. */
+export interface SandboxCloneOpts extends SandboxApiOpts {
+  /** How many copies. The server checks it (the cloud's range: 1 to 100). @default 1 */
+  count?: number
+  /** The node to start the copies on (the cloud's; sent as `nodeID`). */
+  nodeId?: string
+  /** All copies or none: when one fails to start, the others are killed and the call fails. @default false */
+  strict?: boolean
+  /** The copies' time to live in **milliseconds** (sent in seconds, rounded up). @default 300_000 */
+  timeoutMs?: number
+}
+
+/** What `Sandbox.clone()` gives. */
+export interface SandboxCloneResult<SandboxInstance> {
+  /** The copies that started. */
+  sandboxes: SandboxInstance[]
+  /** How many started (`sandboxes.length`). */
+  count: number
+  /** The snapshot (with memory) the copies started from: usable as the template of `Sandbox.create()`. */
+  snapshotTemplateId?: string
+}
+
+/** Same as {@link SandboxCloneResult}. */
+export type CloneResult<T> = SandboxCloneResult<T>
+
+function forkOpts(o: SandboxForkOpts | undefined): ForkOptions | undefined {
+  if (!o) return undefined
+  return { count: o.count, timeoutMs: o.timeoutMs }
+}
+
+function cloneOpts(o: SandboxCloneOpts | undefined): CloneOptions | undefined {
+  if (!o) return undefined
+  return { count: o.count, strict: o.strict, timeoutMs: o.timeoutMs, nodeId: o.nodeId }
+}
+
+/** A fork's entries → sandboxes of class `S`, or the error classes of why they did not start. */
+function forkResults<S extends typeof Sandbox>(cls: S, entries: ForkEntry[]): Array<InstanceType<S> | Error> {
+  return entries.map((e) => (e.sandbox ? (new cls(e.sandbox) as InstanceType<S>) : taggedError(e.error ?? '[SandboxError] Failed to start forked sandbox')))
 }
 
 /** A `Date` (any realm) or epoch milliseconds → milliseconds; anything else is an error naming it. */
@@ -404,6 +465,53 @@ export class Sandbox {
   /** Snapshots this sandbox; it keeps running. */
   async createSnapshot(opts?: SandboxApiOpts): Promise<SnapshotInfo> {
     return snapshotInfo(await call(this.#native.createSnapshot(opts)))
+  }
+
+  /**
+   * Forks a running sandbox: it is snapshotted with its memory (frozen a moment, then it goes
+   * on, with its ID and timeout) and `count` sandboxes start from that snapshot, each going on
+   * where it was. Each copy starts or fails by itself: one entry per copy, the sandbox or an
+   * error of the class another API error with its code would have (`Promise.allSettled`-style).
+   * The copies have the sandbox's metadata and network settings.
+   * @returns one entry per copy: a sandbox, or why it did not start.
+   * @throws SandboxNotFoundError when there is no such running sandbox; SandboxError
+   * (`400: Invalid count …`) for a count the server refuses; InvalidArgumentError for a count that
+   * is not a finite number, or a `timeoutMs` that is not a number of milliseconds, 0 or more.
+   *
+   * @example
+   * ```ts
+   * const [copy] = await Sandbox.fork(sandbox.sandboxId, { count: 1 })
+   * if (copy instanceof Sandbox) await copy.commands.run('echo hello from the copy')
+   * ```
+   */
+  static async fork<S extends typeof Sandbox>(this: S, sandboxId: string, opts?: SandboxForkOpts): Promise<Array<InstanceType<S> | Error>> {
+    return forkResults(this, await call(NativeSandbox.forkSandbox(sandboxId, forkOpts(opts), opts)))
+  }
+
+  /**
+   * Forks this sandbox (see {@link Sandbox.fork}); the copies have this sandbox's connection
+   * options, with `opts`' over them.
+   * @returns one entry per copy: a sandbox, or why it did not start.
+   */
+  async fork(opts?: SandboxForkOpts): Promise<Array<this | Error>> {
+    const cls = this.constructor as typeof Sandbox
+    return forkResults(cls, await call(this.#native.fork(forkOpts(opts), opts))) as Array<this | Error>
+  }
+
+  /**
+   * Clones a running sandbox: like {@link Sandbox.fork}, `count` copies start from one snapshot
+   * of it with its memory. The answer has the copies that started (all or none with `strict`)
+   * and the snapshot's ID, a template for more copies.
+   * The request may take `requestTimeoutMs`, 300 000 unless given.
+   * @throws SandboxNotFoundError when there is no such running sandbox; SandboxError
+   * (`400: Invalid count …`) for a count the server refuses, and with `strict` when a copy did not
+   * start; InvalidArgumentError for a count that is not a finite number, or a `timeoutMs` that is
+   * not a number of milliseconds, 0 or more.
+   */
+  static async clone<S extends typeof Sandbox>(this: S, sandboxId: string, opts?: SandboxCloneOpts): Promise<SandboxCloneResult<InstanceType<S>>> {
+    const r = await call(NativeSandbox.cloneSandboxes(sandboxId, cloneOpts(opts), opts))
+    const sandboxes = r.sandboxes.map((n) => new this(n) as InstanceType<S>)
+    return { sandboxes, count: sandboxes.length, snapshotTemplateId: opt(r.snapshotTemplateId) }
   }
 
   /** Lists snapshots, newest first (optionally of one sandbox). */

@@ -5,11 +5,17 @@ use napi::{Error, Status};
 use sandbank_client::Error as ClientError;
 
 pub fn to_napi(e: ClientError) -> Error {
-    let message = match &e {
+    Error::new(Status::GenericFailure, tagged(&e))
+}
+
+/// `[Kind] message`: what a rejection's message says, for errors handed over as values (a fork's
+/// copy that did not start).
+pub fn tagged(e: &ClientError) -> String {
+    let message = match e {
         ClientError::CommandExit(r) => serde_json::to_string(r).unwrap_or_default(),
         other => other.message(),
     };
-    Error::new(Status::GenericFailure, format!("[{}] {}", e.kind(), message))
+    format!("[{}] {}", e.kind(), message)
 }
 
 /// `.napi()` on client results.

@@ -3,15 +3,16 @@
 
 use crate::commands::JsCommands;
 use crate::config::{config, opts, resolve, with_local_default, ConnectionOptions};
-use crate::errors::{ms, IntoNapi};
+use crate::errors::{ms, tagged, IntoNapi};
 use crate::files::JsFiles;
 use crate::info::{SandboxInfoJs, SandboxMetricsJs, SnapshotInfoJs};
 use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
 use crate::pty::JsPty;
 use napi_derive::napi;
 use sandbank_client::{
-    get_signature, Api, ConnectionOpts, FileOperation, Sandbox, SandboxConnectOpts, SandboxCreateOpts,
-    SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SandboxUrlOpts, SnapshotListOpts,
+    get_signature, Api, ConnectionOpts, FileOperation, Sandbox, SandboxCloneOpts, SandboxConnectOpts,
+    SandboxCreateOpts, SandboxForkOpts, SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts,
+    SandboxUrlOpts, SnapshotListOpts,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -108,6 +109,56 @@ pub struct SnapshotListOptions {
     pub next_token: Option<String>,
 }
 
+/// The sandbox fields of `SandboxForkOpts`: numbers as JS gave them (see `SandboxForkOpts` of the
+/// client: the server checks the count, the client what it converts).
+#[napi(object)]
+#[derive(Default)]
+pub struct ForkOptions {
+    pub count: Option<f64>,
+    pub timeout_ms: Option<f64>,
+}
+
+fn fork_opts(o: Option<ForkOptions>) -> SandboxForkOpts {
+    let o = o.unwrap_or_default();
+    SandboxForkOpts { count: o.count, timeout_ms: o.timeout_ms }
+}
+
+/// The sandbox fields of `SandboxCloneOpts`.
+#[napi(object)]
+#[derive(Default)]
+pub struct CloneOptions {
+    pub count: Option<f64>,
+    pub strict: Option<bool>,
+    pub timeout_ms: Option<f64>,
+    pub node_id: Option<String>,
+}
+
+/// One copy of a fork: the sandbox, or why it did not start (`[Kind] message`, as a rejection's
+/// message says it).
+#[napi(object, object_from_js = false)]
+pub struct ForkEntry {
+    pub sandbox: Option<JsSandbox>,
+    pub error: Option<String>,
+}
+
+/// `Sandbox.clone`'s answer: the copies, and the snapshot they started from.
+#[napi(object, object_from_js = false)]
+pub struct CloneResultJs {
+    pub sandboxes: Vec<JsSandbox>,
+    pub snapshot_template_id: Option<String>,
+}
+
+/// The copies of a fork as JS gets them, each with the options it was made with.
+fn fork_entries(copies: Vec<sandbank_client::Result<Sandbox>>, opts: &ConnectionOpts) -> Vec<ForkEntry> {
+    copies
+        .into_iter()
+        .map(|copy| match copy {
+            Ok(s) => ForkEntry { sandbox: Some(JsSandbox { inner: Arc::new(s), opts: opts.clone() }), error: None },
+            Err(e) => ForkEntry { sandbox: None, error: Some(tagged(&e)) },
+        })
+        .collect()
+}
+
 /// One sandbox. Cheap handles: the client's `Sandbox` is shared.
 #[napi(js_name = "NativeSandbox")]
 pub struct JsSandbox {
@@ -127,6 +178,14 @@ impl JsSandbox {
         match conn {
             None => Ok((*self.inner).clone()),
             Some(c) => Ok(self.inner.with_api_config(config(&self.opts.merged(&opts(Some(c))))?)),
+        }
+    }
+
+    /// The options of one call: the sandbox's, with the call's over them.
+    fn call_opts(&self, conn: Option<ConnectionOptions>) -> ConnectionOpts {
+        match conn {
+            None => self.opts.clone(),
+            Some(c) => self.opts.merged(&opts(Some(c))),
         }
     }
 }
@@ -250,6 +309,40 @@ impl JsSandbox {
         api(conn).await?.delete_snapshot(&snapshot_id).await.napi()
     }
 
+    /// `Sandbox.fork(id, opts)` (e2b): one entry per copy, the sandbox or why it did not start.
+    #[napi]
+    pub async fn fork_sandbox(
+        sandbox_id: String,
+        opts: Option<ForkOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<Vec<ForkEntry>> {
+        let conn = with_local_default(conn).await?;
+        let copies = Sandbox::fork_of(config(&conn)?, &sandbox_id, fork_opts(opts)).await.napi()?;
+        Ok(fork_entries(copies, &conn))
+    }
+
+    /// `Sandbox.clone(id, opts)` (novita-sandbox): the copies and the snapshot they started from.
+    #[napi]
+    pub async fn clone_sandboxes(
+        sandbox_id: String,
+        opts: Option<CloneOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<CloneResultJs> {
+        let conn = with_local_default(conn).await?;
+        let o = opts.unwrap_or_default();
+        let clone = SandboxCloneOpts {
+            count: o.count,
+            strict: o.strict,
+            timeout_ms: o.timeout_ms,
+            node_id: o.node_id,
+            request_timeout_ms: conn.request_timeout_ms,
+        };
+        let (copies, snapshot_template_id) = Sandbox::clone_of(config(&conn)?, &sandbox_id, clone).await.napi()?;
+        let sandboxes =
+            copies.into_iter().map(|s| JsSandbox { inner: Arc::new(s), opts: conn.clone() }).collect::<Vec<_>>();
+        Ok(CloneResultJs { sandboxes, snapshot_template_id })
+    }
+
     #[napi(getter)]
     pub fn sandbox_id(&self) -> String {
         self.inner.sandbox_id().to_string()
@@ -367,6 +460,19 @@ impl JsSandbox {
     pub async fn create_snapshot(&self, conn: Option<ConnectionOptions>) -> napi::Result<SnapshotInfoJs> {
         let s = self.for_call(conn)?;
         s.create_snapshot().await.map(SnapshotInfoJs::from).napi()
+    }
+
+    /// `sandbox.fork(opts)` (e2b): the copies have this sandbox's options, with the call's over them.
+    #[napi]
+    pub async fn fork(
+        &self,
+        opts: Option<ForkOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<Vec<ForkEntry>> {
+        let call_opts = self.call_opts(conn.clone());
+        let s = self.for_call(conn)?;
+        let copies = s.fork(fork_opts(opts)).await.napi()?;
+        Ok(fork_entries(copies, &call_opts))
     }
 
     /// `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots.

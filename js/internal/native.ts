@@ -9,10 +9,13 @@ import { missingBinaryHint, packagedBinaryPath } from './binary'
 binding.useLocalEngine(packagedBinaryPath(), missingBinaryHint())
 
 export type {
+  CloneOptions,
   CommandOptions,
   CommandResultJs,
   ConnectionOptions,
   EntryInfoJs,
+  ForkEntry,
+  ForkOptions,
   FsOptions,
   MetricsOptions,
   NativeCommandHandle,

@@ -1,5 +1,6 @@
 //! The control plane (`core/sandbox/sandboxApi.ts`, modern domains): create, connect, kill,
-//! getInfo, setTimeout, list, snapshots. One [`Api`] per resolved [`ConnectionConfig`].
+//! getInfo, setTimeout, list, snapshots, fork (e2b's) and clone (Novita's). One [`Api`] per
+//! resolved [`ConnectionConfig`].
 
 use crate::config::{header_map, timeout_to_seconds, Config, ConnectionConfig, DEFAULT_SANDBOX_TIMEOUT_MS};
 use crate::error::{from_api_response, from_transport, ApiErrorBody, Error, Result};
@@ -212,6 +213,186 @@ pub struct SnapshotListOpts {
     pub next_token: Option<String>,
 }
 
+/// `SandboxForkOpts` (e2b; the sandbox fields). Numbers as JS gave them: the server checks the
+/// count as the cloud does (1 to 100, a whole number), the SDK what it converts (`timeoutMs`).
+#[derive(Clone, Debug, Default)]
+pub struct SandboxForkOpts {
+    /// How many copies; unset: the server's default, 1.
+    pub count: Option<f64>,
+    /// The copies' time to live in milliseconds, sent in seconds rounded up; unset: the
+    /// server's default (300 s).
+    pub timeout_ms: Option<f64>,
+}
+
+/// `SandboxCloneOpts` (novita-sandbox; the sandbox fields), numbers as in [`SandboxForkOpts`].
+#[derive(Clone, Debug, Default)]
+pub struct SandboxCloneOpts {
+    /// How many copies. Default 1.
+    pub count: Option<f64>,
+    /// All copies or none. Default false.
+    pub strict: Option<bool>,
+    /// The copies' time to live in milliseconds; unset: the server's default.
+    pub timeout_ms: Option<f64>,
+    /// The node to start the copies on (the cloud's; sent as `nodeID`).
+    pub node_id: Option<String>,
+    /// The caller's own `requestTimeoutMs`, if any: a clone waits [`CLONE_REQUEST_TIMEOUT_MS`]
+    /// otherwise, as novita-sandbox does (not the connection's default).
+    pub request_timeout_ms: Option<u64>,
+}
+
+/// How long a clone request may take unless the caller says otherwise (novita-sandbox's).
+pub const CLONE_REQUEST_TIMEOUT_MS: u64 = 300_000;
+
+/// What `Sandbox.clone` gets: the copies that started, and the snapshot they started from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneResult {
+    pub sandboxes: Vec<SandboxConnection>,
+    /// `<template id>:<tag>`: usable as the template of `Sandbox.create`.
+    pub snapshot_template_id: Option<String>,
+}
+
+/// A number as JS prints it (`1`, `1.5`, `NaN`, `Infinity`), for error messages.
+fn js_number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// The body of `POST /sandboxes/{id}/fork` and `/clone`: `count` as the caller gave it (a whole
+/// number as a JSON integer, anything else as it is, so that the server's 400 names it), and
+/// `timeout` in seconds. What JSON cannot carry (a count that is not a finite number) and a
+/// timeout that is not a finite number of milliseconds, 0 or more, are refused here.
+pub fn copy_body(
+    count: Option<f64>,
+    timeout_ms: Option<f64>,
+    strict: Option<bool>,
+    node_id: Option<&str>,
+) -> Result<serde_json::Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(c) = count {
+        if !c.is_finite() {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid count {}: expected a whole number of copies",
+                js_number(c)
+            )));
+        }
+        let n = if c.fract() == 0.0 && c.abs() < 9_007_199_254_740_992.0 {
+            serde_json::Value::from(c as i64)
+        } else {
+            serde_json::Value::from(c)
+        };
+        body.insert("count".into(), n);
+    }
+    if let Some(s) = strict {
+        body.insert("strict".into(), s.into());
+    }
+    if let Some(n) = node_id {
+        body.insert("nodeID".into(), n.into());
+    }
+    if let Some(t) = timeout_ms {
+        if !t.is_finite() || t < 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid timeoutMs {}: expected a number of milliseconds, 0 or more",
+                js_number(t)
+            )));
+        }
+        body.insert("timeout".into(), serde_json::Value::from((t / 1000.0).ceil() as u64));
+    }
+    Ok(serde_json::Value::Object(body))
+}
+
+/// A copy as fork and clone answers describe it: only what reaching it takes is required.
+#[derive(serde::Deserialize)]
+struct CopiedSandbox {
+    #[serde(rename = "sandboxID")]
+    sandbox_id: String,
+    #[serde(rename = "envdVersion", default)]
+    envd_version: Option<String>,
+    #[serde(rename = "envdAccessToken", default)]
+    envd_access_token: Option<String>,
+    #[serde(rename = "trafficAccessToken", default)]
+    traffic_access_token: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+impl From<CopiedSandbox> for SandboxConnection {
+    fn from(s: CopiedSandbox) -> Self {
+        SandboxConnection {
+            sandbox_id: s.sandbox_id,
+            sandbox_domain: s.domain.filter(|d| !d.is_empty()),
+            envd_version: s.envd_version.unwrap_or_else(|| "0.0.0".into()),
+            envd_access_token: s.envd_access_token,
+            traffic_access_token: s.traffic_access_token.filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+/// Why one copy of a fork did not start (`{code, message}`).
+#[derive(serde::Deserialize)]
+struct CopyError {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// One entry of a fork's answer.
+#[derive(serde::Deserialize)]
+struct ForkEntry {
+    #[serde(default)]
+    sandbox: Option<CopiedSandbox>,
+    #[serde(default)]
+    error: Option<CopyError>,
+}
+
+/// The entries of a fork's answer, each the copy or why it did not start, mapped as the e2b SDK
+/// maps them: a code of 404 is a `NotFoundError`, any other code what the same status of a
+/// response would be (401 `AuthenticationError`, 429 `RateLimitError`, else `SandboxError
+/// "<code>: <message>"`); an entry with neither is `Failed to start forked sandbox`.
+pub fn fork_results(body: &[u8]) -> Result<Vec<Result<SandboxConnection>>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<ForkEntry> = serde_json::from_slice(body)
+        .map_err(|e| Error::Sandbox(format!("201: invalid response body (fork sandbox): {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| match (entry.error, entry.sandbox) {
+            (None, Some(sandbox)) => Ok(sandbox.into()),
+            (None, None) => Err(Error::Sandbox("Failed to start forked sandbox".into())),
+            (Some(CopyError { code: 404, message }), _) => {
+                Err(Error::NotFound(format!("404: {}", message.unwrap_or_default())))
+            }
+            (Some(CopyError { code, message }), _) => {
+                let status = u16::try_from(code).unwrap_or(0);
+                Err(from_api_response(status, &ApiErrorBody::Text(message.unwrap_or_default())))
+            }
+        })
+        .collect())
+}
+
+/// A clone's answer: `{sandboxes, snapshotTemplateId}`.
+pub fn clone_result(body: &[u8]) -> Result<CloneResult> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        sandboxes: Option<Vec<CopiedSandbox>>,
+        #[serde(rename = "snapshotTemplateId", default)]
+        snapshot_template_id: Option<String>,
+    }
+    let a: Answer = serde_json::from_slice(body)
+        .map_err(|e| Error::Sandbox(format!("201: invalid response body (clone sandbox): {e}")))?;
+    Ok(CloneResult {
+        sandboxes: a.sandboxes.unwrap_or_default().into_iter().map(SandboxConnection::from).collect(),
+        snapshot_template_id: a.snapshot_template_id.filter(|s| !s.is_empty()),
+    })
+}
+
 /// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` is percent-encoded.
 pub fn encode_uri_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -320,6 +501,15 @@ impl ApiResponse {
         }
     }
 
+    /// Any status but 2xx is an error, with or without a body (the e2b SDK's `handleApiError`,
+    /// novita-sandbox's `createRawApiError`): the calls they make outside openapi-fetch's rules.
+    pub fn check_status(&self) -> Result<()> {
+        if (200..300).contains(&self.status) {
+            return Ok(());
+        }
+        Err(from_api_response(self.status, &ApiErrorBody::parse(&self.body)))
+    }
+
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
         if self.body.is_empty() {
             return Err(Error::Other(format!("{what}: empty response body")));
@@ -371,6 +561,18 @@ impl Api {
         query: &str,
         body: Option<serde_json::Value>,
     ) -> Result<ApiResponse> {
+        self.send_with_timeout(method, path, query, body, self.config.request_timeout(None)).await
+    }
+
+    /// [`Api::send`] with its own request timeout (`None`: none).
+    async fn send_with_timeout(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<serde_json::Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ApiResponse> {
         let mut url = format!("{}{}", self.config.api_url, path);
         if !query.is_empty() {
             url.push('?');
@@ -382,7 +584,7 @@ impl Api {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(serde_json::to_vec(&b).expect("JSON"));
         }
-        if let Some(t) = self.config.request_timeout(None) {
+        if let Some(t) = timeout {
             req = req.timeout(t);
         }
         let res = req.send().await.map_err(|e| from_transport(&e))?;
@@ -521,6 +723,44 @@ impl Api {
         Ok(true)
     }
 
+    /// `Sandbox.fork` (e2b): `POST /sandboxes/{id}/fork {count, timeout}`. The sandbox is
+    /// snapshotted with its memory and goes on; each copy started from that snapshot, or why it
+    /// did not ([`fork_results`]). An unknown sandbox is `SandboxNotFoundError`.
+    pub async fn fork_sandbox(
+        &self,
+        sandbox_id: &str,
+        opts: SandboxForkOpts,
+    ) -> Result<Vec<Result<SandboxConnection>>> {
+        let body = copy_body(opts.count, opts.timeout_ms, None, None)?;
+        let path = format!("/sandboxes/{}/fork", encode_uri_component(sandbox_id));
+        let res = self.send(Method::POST, &path, "", Some(body)).await?;
+        if res.status == 404 {
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
+        }
+        res.check_status()?;
+        fork_results(&res.body)
+    }
+
+    /// `Sandbox.clone` (novita-sandbox): `POST /sandboxes/{id}/clone {count, strict, timeout}`,
+    /// with a request timeout of [`CLONE_REQUEST_TIMEOUT_MS`] unless the caller set one. An
+    /// unknown sandbox is `SandboxNotFoundError`.
+    pub async fn clone_sandboxes(&self, sandbox_id: &str, opts: SandboxCloneOpts) -> Result<CloneResult> {
+        let body = copy_body(
+            Some(opts.count.unwrap_or(1.0)),
+            opts.timeout_ms,
+            Some(opts.strict.unwrap_or(false)),
+            opts.node_id.as_deref().filter(|n| !n.is_empty()),
+        )?;
+        let path = format!("/sandboxes/{}/clone", encode_uri_component(sandbox_id));
+        let timeout = self.config.request_timeout(Some(opts.request_timeout_ms.unwrap_or(CLONE_REQUEST_TIMEOUT_MS)));
+        let res = self.send_with_timeout(Method::POST, &path, "", Some(body), timeout).await?;
+        if res.status == 404 {
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
+        }
+        res.check_status()?;
+        clone_result(&res.body)
+    }
+
     pub(crate) fn refuse_legacy(&self, feature: &str) -> Result<()> {
         if self.config.is_legacy_domain {
             return Err(Error::Sandbox(format!("{feature} is not supported on legacy domains")));
@@ -643,6 +883,144 @@ mod tests {
         .unwrap();
         assert_eq!(m[0].timestamp.timestamp(), 1_735_787_045);
         assert_eq!((m[0].cpu_used_pct, m[0].cpu_count, m[0].mem_total), (12.5, 2.0, 2_097_152.0));
+    }
+
+    #[test]
+    fn copy_bodies_carry_what_the_caller_gave() {
+        let b = |c, t, s, n| copy_body(c, t, s, n).map(|v| v.to_string());
+        // e2b's fork: only what is set.
+        assert_eq!(b(None, None, None, None).unwrap(), "{}");
+        assert_eq!(b(Some(2.0), Some(120_000.0), None, None).unwrap(), r#"{"count":2,"timeout":120}"#);
+        // Seconds rounded up, as timeoutToSeconds does; 0 stays 0.
+        assert_eq!(b(None, Some(1.0), None, None).unwrap(), r#"{"timeout":1}"#);
+        assert_eq!(b(None, Some(0.0), None, None).unwrap(), r#"{"timeout":0}"#);
+        // Novita's clone: strict and the node too.
+        assert_eq!(b(Some(1.0), None, Some(true), Some("n1")).unwrap(), r#"{"count":1,"nodeID":"n1","strict":true}"#);
+        // The count's range is the server's to check: a bad count goes as it is, so its 400 names it.
+        assert_eq!(b(Some(0.0), None, None, None).unwrap(), r#"{"count":0}"#);
+        assert_eq!(b(Some(-1.0), None, None, None).unwrap(), r#"{"count":-1}"#);
+        assert_eq!(b(Some(1.5), None, None, None).unwrap(), r#"{"count":1.5}"#);
+        let served = sandbank_protocol::body::parse_object::<rest::CopyRequest>(br#"{"count":1.5}"#).unwrap_err();
+        assert!(served.contains("\"count\"") && served.contains("1.5"), "{served}");
+        // What JSON cannot carry, and a timeout that is no number of milliseconds: refused here.
+        assert_eq!(
+            b(Some(f64::NAN), None, None, None).unwrap_err(),
+            Error::InvalidArgument("Invalid count NaN: expected a whole number of copies".into())
+        );
+        assert_eq!(
+            b(Some(f64::INFINITY), None, None, None).unwrap_err().to_string(),
+            "Invalid count Infinity: expected a whole number of copies"
+        );
+        let e = b(None, Some(-1.0), None, None).unwrap_err();
+        assert_eq!(
+            e,
+            Error::InvalidArgument("Invalid timeoutMs -1: expected a number of milliseconds, 0 or more".into())
+        );
+        assert_eq!(e.kind(), "InvalidArgumentError");
+        assert!(b(None, Some(f64::NAN), None, None).unwrap_err().to_string().starts_with("Invalid timeoutMs NaN:"));
+    }
+
+    #[test]
+    fn fork_entries_map_like_the_e2b_sdk() {
+        let body = br#"[
+            {"sandbox":{"sandboxID":"a1","templateID":"t","clientID":"c","envdVersion":"0.5.7","envdAccessToken":"tok","trafficAccessToken":"","domain":""}},
+            {"error":{"code":404,"message":"gone"}},
+            {"error":{"code":429,"message":"slow down"}},
+            {"error":{"code":500,"message":"boom"}},
+            {"error":{"code":401,"message":"who"},"sandbox":{"sandboxID":"x","envdVersion":"1"}},
+            {}
+        ]"#;
+        let r = fork_results(body).unwrap();
+        assert_eq!(r.len(), 6);
+        assert_eq!(
+            r[0],
+            Ok(SandboxConnection {
+                sandbox_id: "a1".into(),
+                sandbox_domain: None,
+                envd_version: "0.5.7".into(),
+                envd_access_token: Some("tok".into()),
+                traffic_access_token: None,
+            })
+        );
+        assert_eq!(r[1], Err(Error::NotFound("404: gone".into())));
+        assert_eq!(r[2], Err(Error::RateLimit("Rate limit exceeded, please try again later - slow down".into())));
+        assert_eq!(r[3], Err(Error::Sandbox("500: boom".into())));
+        // An error wins over a sandbox.
+        assert_eq!(r[4].as_ref().unwrap_err().kind(), "AuthenticationError");
+        assert_eq!(r[5], Err(Error::Sandbox("Failed to start forked sandbox".into())));
+        assert_eq!(fork_results(b"").unwrap(), vec![]);
+        let e = fork_results(br#"{"sandboxes":[]}"#).unwrap_err();
+        assert!(e.to_string().starts_with("201: invalid response body (fork sandbox)"), "{e}");
+        // The server's own entries, as it writes them.
+        let served = vec![
+            rest::ForkResult {
+                sandbox: Some(rest::Sandbox {
+                    sandbox_id: "s1".into(),
+                    template_id: "snap".into(),
+                    client_id: "sandbank".into(),
+                    envd_version: "0.5.7".into(),
+                    envd_access_token: Some("k".into()),
+                    traffic_access_token: None,
+                    domain: None,
+                    alias: None,
+                }),
+                error: None,
+            },
+            rest::ForkResult {
+                sandbox: None,
+                error: Some(rest::CodeMessage { code: 507, message: "Not enough space".into() }),
+            },
+        ];
+        let r = fork_results(&serde_json::to_vec(&served).unwrap()).unwrap();
+        assert_eq!(r[0].as_ref().unwrap().sandbox_id, "s1");
+        assert_eq!(r[0].as_ref().unwrap().envd_access_token.as_deref(), Some("k"));
+        assert_eq!(r[1], Err(Error::Sandbox("507: Not enough space".into())));
+    }
+
+    #[test]
+    fn clone_answers_map_like_novita_sandbox() {
+        let served = rest::CloneResult {
+            sandboxes: vec![rest::Sandbox {
+                sandbox_id: "s1".into(),
+                template_id: "snap".into(),
+                client_id: "sandbank".into(),
+                envd_version: "0.5.7".into(),
+                envd_access_token: Some("k".into()),
+                traffic_access_token: None,
+                domain: Some("example.com".into()),
+                alias: None,
+            }],
+            snapshot_template_id: "snap:default".into(),
+        };
+        let r = clone_result(&serde_json::to_vec(&served).unwrap()).unwrap();
+        assert_eq!(r.snapshot_template_id.as_deref(), Some("snap:default"));
+        assert_eq!(r.sandboxes.len(), 1);
+        assert_eq!(r.sandboxes[0].sandbox_id, "s1");
+        assert_eq!(r.sandboxes[0].sandbox_domain.as_deref(), Some("example.com"));
+        // What the cloud may leave out: the envd version (0.0.0, as novita-sandbox assumes), the
+        // snapshot, the list.
+        let r = clone_result(br#"{"sandboxes":[{"sandboxID":"s2"}]}"#).unwrap();
+        assert_eq!((r.sandboxes[0].envd_version.as_str(), r.snapshot_template_id), ("0.0.0", None));
+        assert_eq!(clone_result(b"{}").unwrap().sandboxes, vec![]);
+        assert_eq!(clone_result(br#""nope""#).unwrap_err().kind(), "SandboxError");
+    }
+
+    #[test]
+    fn any_status_but_2xx_fails_fork_and_clone() {
+        let mk = |status: u16, body: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(reqwest::header::CONTENT_LENGTH, body.len().to_string().parse().unwrap());
+            ApiResponse { status, headers, body: Bytes::from(body.to_string()) }
+        };
+        assert_eq!(mk(201, "[]").check_status(), Ok(()));
+        // openapi-fetch's check lets a bodyless error through; this one does not.
+        assert_eq!(mk(502, "").check(), Ok(()));
+        assert_eq!(mk(502, "").check_status(), Err(Error::Sandbox("502: ".into())));
+        assert_eq!(
+            mk(400, r#"{"code":400,"message":"Invalid count 0: must be between 1 and 100"}"#).check_status(),
+            Err(Error::Sandbox("400: Invalid count 0: must be between 1 and 100".into()))
+        );
+        assert_eq!(mk(401, r#"{"code":401,"message":"no"}"#).check_status().unwrap_err().kind(), "AuthenticationError");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   [`local`]: the local default when nothing is configured (find or start `sandbank serve`).
 //! - [`error`]: one [`Error`] enum whose variants are the JS error classes ([`Error::kind`]).
 //! - [`api`]: the control plane ([`Api`]): create, connect, kill, getInfo, setTimeout, list,
-//!   snapshots; [`paginator`]: the two paginators.
+//!   snapshots, fork and clone; [`paginator`]: the two paginators.
 //! - [`envd`]: the Connect/JSON transport to a sandbox's envd; [`commands`], [`pty`], [`files`]
 //!   (with directory watches) on top; [`signature`]: signed `/files` URLs.
 //! - [`sandbox`]: [`Sandbox`], tying it together.
@@ -28,8 +28,8 @@ mod signature;
 
 pub use api::SandboxInfoLifecycle;
 pub use api::{
-    Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts,
-    SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    Api, CloneResult, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxForkOpts,
+    SandboxInfo, SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
 pub use commands::{CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo};
 pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};

@@ -2,8 +2,8 @@
 //! and the instance forms of the control-plane calls.
 
 use crate::api::{
-    envd_version_at_least, Api, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxInfo, SandboxMetrics,
-    SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    envd_version_at_least, Api, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts,
+    SandboxForkOpts, SandboxInfo, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
 };
 use crate::commands::Commands;
 use crate::config::{Config, ENVD_PORT};
@@ -87,6 +87,31 @@ impl Sandbox {
     pub async fn connect(config: Config, sandbox_id: &str, opts: SandboxConnectOpts) -> Result<Self> {
         let conn = Api::new(config.clone()).connect(sandbox_id, opts).await?;
         Ok(Self::from_connection(config, conn))
+    }
+
+    /// `Sandbox.fork(id, opts)` (e2b): the sandbox is snapshotted with its memory and goes on;
+    /// `count` copies start from that snapshot, each going on where it was. One entry per copy,
+    /// the sandbox or why it did not start (`Promise.allSettled`-style).
+    pub async fn fork_of(config: Config, sandbox_id: &str, opts: SandboxForkOpts) -> Result<Vec<Result<Self>>> {
+        let copies = Api::new(config.clone()).fork_sandbox(sandbox_id, opts).await?;
+        Ok(copies.into_iter().map(|c| c.map(|conn| Self::from_connection(config.clone(), conn))).collect())
+    }
+
+    /// `sandbox.fork(opts)`: [`Sandbox::fork_of`] this sandbox, with its control-plane settings.
+    pub async fn fork(&self, opts: SandboxForkOpts) -> Result<Vec<Result<Self>>> {
+        Self::fork_of(self.config().clone(), &self.sandbox_id, opts).await
+    }
+
+    /// `Sandbox.clone(id, opts)` (novita-sandbox): like a fork, the copies that started (all or
+    /// none with `strict`) and the ID of the snapshot they started from.
+    pub async fn clone_of(
+        config: Config,
+        sandbox_id: &str,
+        opts: SandboxCloneOpts,
+    ) -> Result<(Vec<Self>, Option<String>)> {
+        let result = Api::new(config.clone()).clone_sandboxes(sandbox_id, opts).await?;
+        let copies = result.sandboxes.into_iter().map(|conn| Self::from_connection(config.clone(), conn)).collect();
+        Ok((copies, result.snapshot_template_id))
     }
 
     pub fn sandbox_id(&self) -> &str {

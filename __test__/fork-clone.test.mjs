@@ -10,7 +10,7 @@ import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -89,10 +89,21 @@ describe('e2b: fork', () => {
     await rejectsWith(E2bSandbox.fork('abcdefghij0123456789', server.e2b()), SandboxNotFoundError)
   })
 
-  test('a command stream still followed: a clear error, and the origin runs on', async (t) => {
+  test('a command stream still followed: the origin keeps it, the fork has the command without it', async (t) => {
     const sbx = await origin(t, E2bSandbox)
-    const handle = await sbx.commands.run('sleep 600', { background: true })
-    await assert.rejects(sbx.fork({ count: 1 }), /disconnect it/)
+    const ticks = []
+    const handle = await sbx.commands.run('i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.05; done', { background: true, onStdout: (d) => ticks.push(d) })
+    await eventually(() => assert.ok(ticks.length > 0))
+    const [f] = await sbx.fork({ count: 1 })
+    assert.ok(!(f instanceof Error), String(f))
+    own(t, f)
+    // The fork runs the loop on (its envd finds the stream's connection closed) and serves as usual.
+    assert.equal(await next(f), '2')
+    const loop = `pgrep -f "[w]hile true; do i=" | wc -l`
+    assert.equal((await f.commands.run(loop)).stdout.trim(), '1')
+    // The origin's stream goes on.
+    const seen = ticks.length
+    await eventually(() => assert.ok(ticks.length > seen + 2))
     await handle.kill()
     assert.equal(await next(sbx), '2')
   })

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, SandboxNotFoundError } from 'novita-sandbox'
-import { startServer, stopAndCheck, eventually, safeRemove, assertNoLeftovers } from './helpers.mjs'
+import { startServer, stopAndCheck, eventually, safeRemove, assertNoLeftovers, sandbankCgroups, guestProcessesOf } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -45,7 +45,7 @@ function counterOnHost(srv, id) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 describe('pause and resume', () => {
-  test('pause freezes processes with their memory; connect resumes the same sandbox', async (t) => {
+  test('pause writes the processes\' memory to disk and frees it; connect resumes the same sandbox and processes', async (t) => {
     const sbx = await create(t)
     await sbx.files.write('/home/user/kept.txt', 'before the pause')
     const pid = await startCounter(sbx)
@@ -60,7 +60,11 @@ describe('pause and resume', () => {
     assert.ok(!running.some((s) => s.sandboxId === sbx.sandboxId))
     assert.equal(await sbx.isRunning(), false, 'envd of a paused sandbox does not answer')
 
-    // Frozen: the counter does not move while paused.
+    // Its memory is on disk (the test setup provides CRIU) and nothing of it is left running or
+    // holding RAM: no process, no cgroup. The counter does not move while paused.
+    assert.ok(existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'its memory is written to disk')
+    assert.deepEqual(guestProcessesOf(sbx.sandboxId), [])
+    assert.deepEqual(sandbankCgroups([sbx.sandboxId]).filter((c) => c.includes(sbx.sandboxId)), [])
     const frozenAt = counterOnHost(server, sbx.sandboxId)
     await sleep(500)
     assert.equal(counterOnHost(server, sbx.sandboxId), frozenAt)
@@ -69,10 +73,31 @@ describe('pause and resume', () => {
     assert.equal(resumed.sandboxId, sbx.sandboxId)
     assert.equal((await resumed.getInfo()).state, 'running')
     assert.equal(await resumed.files.read('/home/user/kept.txt'), 'before the pause')
-    // The same process carries on counting from where it stopped.
+    // The same process carries on counting from where it stopped; its images are gone.
     const again = await resumed.commands.run(`kill -0 ${pid} && cat /tmp/counter`)
     assert.ok(Number(again.stdout) >= frozenAt, `${again.stdout} < ${frozenAt}`)
     await eventually(async () => assert.ok(counterOnHost(server, sbx.sandboxId) > frozenAt + 2))
+    assert.ok(!existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'the images go once resumed')
+  })
+
+  test('without CRIU a paused sandbox stays frozen in memory, and thaws', async (t) => {
+    const bare = await startServer({ env: { SANDBANK_CRIU: '/nonexistent/criu' } })
+    let sbx
+    t.after(async () => {
+      if (sbx) await Sandbox.kill(sbx.sandboxId, bare.novita())
+      await stopAndCheck(bare)
+    })
+    sbx = await Sandbox.create(bare.novita())
+    bare.sandboxIds.add(sbx.sandboxId)
+    const pid = await startCounter(sbx)
+    await sbx.pause()
+    assert.ok(!existsSync(join(bare.dataDir, 'sandboxes', sbx.sandboxId, 'memory')))
+    assert.ok(guestProcessesOf(sbx.sandboxId).length > 0, 'its processes are kept, frozen')
+    const frozenAt = counterOnHost(bare, sbx.sandboxId)
+    await sleep(500)
+    assert.equal(counterOnHost(bare, sbx.sandboxId), frozenAt)
+    const resumed = await Sandbox.connect(sbx.sandboxId, bare.novita())
+    assert.equal((await resumed.commands.run(`kill -0 ${pid} && echo alive`)).stdout, 'alive\n')
   })
 
   test('20 pause/resume cycles in a row lose nothing', async (t) => {
@@ -107,10 +132,16 @@ describe('pause and resume', () => {
   })
 })
 
-describe('a paused sandbox outlives a server restart as a filesystem', () => {
-  for (const diskLimit of [false, true]) test(`files kept, processes not (and the connect response says so), then killed cleanly${diskLimit ? ', with its own disk' : ''}`, async (t) => {
+describe('a paused sandbox outlives a server restart', () => {
+  const cases = [
+    { diskLimit: false, criu: true },
+    { diskLimit: true, criu: true },
+    { diskLimit: false, criu: false },
+  ]
+  for (const { diskLimit, criu } of cases) test(`${criu ? 'files and processes kept' : 'without CRIU: files kept, processes not (and the connect response says so)'}, then killed cleanly${diskLimit ? ', with its own disk' : ''}`, async (t) => {
     const extraArgs = diskLimit ? ['--disk-limit-mb', '256'] : []
-    const first = await startServer({ extraArgs })
+    const env = criu ? {} : { SANDBANK_CRIU: '/nonexistent/criu' }
+    const first = await startServer({ extraArgs, env })
     const dataDir = first.dataDir
     let second
     t.after(async () => {
@@ -122,7 +153,7 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     first.sandboxIds.add(sbx.sandboxId)
     await sbx.files.write('/home/user/notes.txt', 'kept across the restart')
     await sbx.commands.run('echo usr-change > /usr/local/restart-marker', { user: 'root' })
-    await startCounter(sbx)
+    const pid = await startCounter(sbx)
     await sbx.pause()
     // A second one stays paused through the restart and is killed without being resumed.
     const other = await Sandbox.create(first.novita())
@@ -137,7 +168,7 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     const kept = diskLimit ? [`${sbx.sandboxId}.img`] : [sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt']
     assert.ok(existsSync(join(dataDir, 'sandboxes', ...kept)), `${kept.join('/')} is kept`)
 
-    second = await startServer({ dataDir, apiKey: first.apiKey, extraArgs })
+    second = await startServer({ dataDir, apiKey: first.apiKey, extraArgs, env })
     second.sandboxIds.add(sbx.sandboxId)
     second.sandboxIds.add(other.sandboxId)
     const info = await Sandbox.getInfo(sbx.sandboxId, second.novita())
@@ -150,7 +181,8 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
 
     const res = await second.fetch(`/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', body: JSON.stringify({ timeout: 60 }), headers: { 'content-type': 'application/json' } })
     assert.equal(res.status, 201)
-    assert.match(res.headers.get('warning') ?? '', /processes were not/)
+    if (criu) assert.equal(res.headers.get('warning'), null)
+    else assert.match(res.headers.get('warning') ?? '', /processes were not/)
     const body = await res.json()
     assert.equal(body.sandboxID, sbx.sandboxId)
 
@@ -158,7 +190,14 @@ describe('a paused sandbox outlives a server restart as a filesystem', () => {
     assert.equal(await back.files.read('/home/user/notes.txt'), 'kept across the restart')
     assert.equal((await back.commands.run('cat /usr/local/restart-marker')).stdout, 'usr-change\n')
     const ps = await back.commands.run('pgrep -f "[w]hile true" || echo none')
-    assert.equal(ps.stdout.trim(), 'none', 'processes do not outlive the server')
+    if (criu) {
+      // The same process, restored, counts on.
+      assert.equal(ps.stdout.trim(), String(pid))
+      const at = Number((await back.commands.run('cat /tmp/counter')).stdout)
+      await eventually(async () => assert.ok(Number((await back.commands.run('cat /tmp/counter')).stdout) > at))
+    } else {
+      assert.equal(ps.stdout.trim(), 'none', 'processes do not outlive the server')
+    }
     assert.equal(await Sandbox.kill(sbx.sandboxId, second.novita()), true)
     assert.ok(!existsSync(join(dataDir, 'sandboxes', sbx.sandboxId)), 'killing it removes its files')
     assert.ok(!existsSync(join(dataDir, 'sandboxes', `${sbx.sandboxId}.img`)), 'and its disk')

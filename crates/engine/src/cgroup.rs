@@ -159,6 +159,20 @@ impl Cgroups {
         }
     }
 
+    /// SIGKILLs every process of a frozen sandbox, which stays frozen: they die once thawed,
+    /// without running again (a frozen task takes its signals on its way back to user space).
+    pub fn kill_frozen(&self, id: &str) -> io::Result<()> {
+        let dir = self.freezer_dir(id);
+        if dir.join("cgroup.kill").exists() {
+            return write(&dir, "cgroup.kill", "1");
+        }
+        for pid in procs(&dir) {
+            // A stale pid only fails.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        Ok(())
+    }
+
     pub(crate) fn freezer_dir(&self, id: &str) -> PathBuf {
         match self {
             Cgroups::V1 { parents } => parents

@@ -11,7 +11,7 @@ use std::process::Command;
 /// The oldest CRIU that works here.
 pub const MIN_VERSION: (u32, u32) = (4, 2);
 /// Where `scripts/criu.sh` builds CRIU, with sandbank's patches (`$SANDBANK_CACHE` moves it).
-const CACHE_BUILD: &str = "criu-4.2.1-sandbank4/criu";
+const CACHE_BUILD: &str = "criu-4.2.1-sandbank5/criu";
 /// What to do when it is missing.
 pub const INSTALL_HINT: &str = "scripts/criu.sh builds CRIU 4.2.1 from Debian's source package; or set SANDBANK_CRIU";
 
@@ -41,9 +41,6 @@ pub enum NoCriu {
 pub struct CriuFailed {
     pub action: &'static str,
     pub reason: String,
-    /// A dump met a unix connection whose other end is outside the sandbox (the server's, to
-    /// envd): one that has just ended goes once envd has seen it end, a live one does not.
-    pub outside_connection: bool,
 }
 
 impl Criu {
@@ -51,9 +48,12 @@ impl Criu {
     /// `images`, and leaves them as they were: frozen in the cgroup `freezer`, where the caller
     /// froze them (CRIU stops them with ptrace, thaws the cgroup for its work, freezes it again).
     /// The network namespace and the mounts of `CHECKPOINT_EXTERNAL_MOUNTS` are left out as
-    /// external: a restore gives the new sandbox its own.
+    /// external: a restore gives the new sandbox its own. So are PID 1's (envd's) connections
+    /// from outside (the server's requests, an SDK's stream of a command's output): a sandbox
+    /// started from the images finds them closed (sandbank's CRIU patch
+    /// `outside-connections-closed`), while the origin keeps them.
     pub fn dump(&self, pid1: i32, freezer: &Path, images: &Path) -> Result<(), CriuFailed> {
-        let failed = |reason: String| CriuFailed { action: "dump", reason, outside_connection: false };
+        let failed = |reason: String| CriuFailed { action: "dump", reason };
         let netns = std::fs::metadata(format!("/proc/{pid1}/ns/net"))
             .map_err(|e| failed(format!("the network namespace of pid {pid1}: {e}")))?;
         let mounts = std::fs::read_to_string(format!("/proc/{pid1}/mountinfo"))
@@ -77,23 +77,30 @@ impl Criu {
         for (point, key) in CHECKPOINT_EXTERNAL_MOUNTS.iter().filter(|(p, _)| mount_points.contains(p)) {
             cmd.arg("--external").arg(format!("mnt[{point}]:{key}"));
         }
-        run(cmd, &images.join("dump.log")).map_err(|why| {
-            // A unix connection whose other end is outside the sandbox: the server's, to envd.
-            if why.contains("sk-unix") && why.contains("not found") {
-                let reason = format!(
-                    "a connection from outside is open to it (the output stream of a command an SDK \
-                     still follows, such as a background command's: disconnect it, or wait for the \
-                     command to end); a snapshot with memory cannot take it yet ({why})"
-                );
-                CriuFailed { outside_connection: true, ..failed(reason) }
-            } else {
-                failed(why)
-            }
-        })?;
+        // Every socket of PID 1: those CRIU finds in the sandbox (its listener) it dumps as
+        // usual; the rest are the accepted ends of connections from outside.
+        for ino in socket_inodes(pid1).map_err(|e| failed(format!("the descriptors of pid {pid1}: {e}")))? {
+            cmd.arg("--external").arg(format!("unix[{ino}]"));
+        }
+        run(cmd, &images.join("dump.log")).map_err(failed)?;
         // The log is not part of the snapshot.
         let _ = std::fs::remove_file(images.join("dump.log"));
         Ok(())
     }
+}
+
+/// The inodes of the sockets process `pid` holds (`/proc/<pid>/fd/N` → `socket:[<ino>]`).
+fn socket_inodes(pid: i32) -> std::io::Result<Vec<u64>> {
+    let mut inodes = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        // A descriptor closed since the listing is no socket to name.
+        let Ok(target) = std::fs::read_link(entry?.path()) else { continue };
+        let target = target.to_string_lossy();
+        if let Some(ino) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+            inodes.extend(ino.parse::<u64>().ok());
+        }
+    }
+    Ok(inodes)
 }
 
 /// Runs CRIU; on failure, says why from the last errors of its log at `log`.

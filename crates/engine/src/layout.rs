@@ -21,6 +21,8 @@
 //!     usr/                        the mount point of its /usr overlay, when restored from a snapshot with memory
 //!     restore.log, restore.pid    CRIU's log and the restored PID 1, when restored from a snapshot with memory
 //!     after-restore               the action script CRIU runs then (`sandbank guest --after-restore`)
+//!     memory/                     its processes' images while it is paused with its memory (CRIU; gone once resumed)
+//!     memory.partial/             those images while they are being dumped (removed when found: never complete)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
 //!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
 //!     envd.sock                   a link to envd's unix socket, in the sandbox's /dev (through /proc/<PID 1>/root)
@@ -169,6 +171,14 @@ impl SandboxDir {
     /// its root: CRIU binds it there).
     pub fn restore_usr(&self) -> PathBuf {
         self.0.join("usr")
+    }
+    /// The images of its processes while it is paused with its memory.
+    pub fn paused_memory(&self) -> PathBuf {
+        self.0.join("memory")
+    }
+    /// [`Self::paused_memory`] while it is being dumped.
+    pub fn paused_memory_partial(&self) -> PathBuf {
+        self.0.join("memory.partial")
     }
     pub fn hostname(&self) -> PathBuf {
         self.0.join("hostname")

@@ -52,9 +52,12 @@ pub struct SandboxHandle {
 pub enum Resumed {
     /// Thawed: its processes carry on where they stopped.
     Thawed,
-    /// Started again on its files: it was paused when the server stopped, and processes do not
-    /// outlive the server. The handle is the new guest's.
+    /// Started again on its files: it was paused without its memory, or, where there is no CRIU,
+    /// when the server stopped. The handle is the new guest's.
     Restarted(SandboxHandle),
+    /// Its processes restored from the images its pause wrote (with CRIU): they carry on where
+    /// they stopped, in a new guest (the handle's).
+    Restored(SandboxHandle),
 }
 
 /// What [`Engine::usage`] reports.

@@ -504,7 +504,7 @@ fn snapshots_with_memory_keep_the_origin_running() {
     run(&origin.envd_socket, "echo kept > /tmp/file");
 
     let started = Instant::now();
-    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, SnapshotMode::Full)).unwrap();
+    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, Some(SnapshotMode::Full))).unwrap();
     eprintln!("snapshot with memory in {:?}", started.elapsed());
     assert_eq!(snap.mode, SnapshotMode::Full);
     assert_eq!(engine.snapshot_info(&snap.id).unwrap().unwrap().mode, SnapshotMode::Full);
@@ -545,7 +545,7 @@ fn snapshots_with_memory_go_on_in_every_copy() {
     let engine = open(tmp.path());
     let origin = counter_origin(&rt, &engine);
     run(&origin.envd_socket, "echo kept > /tmp/file");
-    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, SnapshotMode::Full)).unwrap();
+    let snap = rt.block_on(engine.snapshot_as(&origin.id, None, Some(SnapshotMode::Full))).unwrap();
 
     // Two copies at once, from one snapshot: each goes on from 2, on its own.
     let specs: Vec<_> = (0..2)
@@ -585,7 +585,7 @@ fn snapshots_with_memory_go_on_in_every_copy() {
     assert!(links.starts_with("2\n") && links.contains("default via"), "loopback, a tap and a default route: {links}");
     assert!(!run(&online.envd_socket, "getent hosts pypi.org").trim().is_empty(), "DNS works in the copy");
     // A snapshot with memory of that copy, and a copy of it without internet access.
-    let again = rt.block_on(engine.snapshot_as(&online.id, None, SnapshotMode::Full)).unwrap();
+    let again = rt.block_on(engine.snapshot_as(&online.id, None, Some(SnapshotMode::Full))).unwrap();
     assert_eq!(again.parent_id.as_deref(), Some(snap.id.as_str()));
     let mut offline = spec(&engine);
     offline.template = again.id.clone();
@@ -618,7 +618,7 @@ fn snapshots_with_memory_need_criu() {
     let sb = rt.block_on(engine.create(spec(&engine))).unwrap();
     let missing = tmp.path().join("no-criu-here");
     std::env::set_var("SANDBANK_CRIU", &missing);
-    let full = rt.block_on(engine.snapshot_as(&sb.id, None, SnapshotMode::Full));
+    let full = rt.block_on(engine.snapshot_as(&sb.id, None, Some(SnapshotMode::Full)));
     std::env::remove_var("SANDBANK_CRIU");
     match full {
         Err(EngineError::NoCriu(why)) => assert!(why.contains(&missing.display().to_string()), "{why}"),

@@ -208,7 +208,7 @@ async fn snapshot_snapshots_ls_and_rm() {
     let snap2 = v["snapshotID"].as_str().unwrap().to_string();
     assert_ne!(snap2, snap1);
     assert_eq!(v["sandboxID"], other.as_str());
-    assert_eq!(v["mode"], "filesystem");
+    assert_eq!(v["mode"], "full", "with memory: the test setup provides CRIU");
     assert!(v["sizeBytes"].is_u64(), "{v}");
     assert!(v["createdAt"].is_string(), "{v}");
     let e = fails(&cli(Via::Local(&s), &["snapshot", "nosuchsandbox"]).await);
@@ -230,7 +230,7 @@ async fn snapshot_snapshots_ls_and_rm() {
     if size < 1024 {
         assert_eq!(rows[1][4], format!("{size} B"));
     }
-    assert_eq!(rows[1][5], "filesystem");
+    assert_eq!(rows[1][5], "full");
     let only = json(&cli(Via::Local(&s), &["snapshots", "ls", "--sandbox", &other, "--json"]).await);
     assert_eq!(ids(&only, "snapshotID"), vec![snap2.clone()]);
 

@@ -105,7 +105,8 @@ enum Status {
     Running,
     /// Paused with its memory: its processes are frozen.
     Frozen,
-    /// Paused with only its files; resuming starts it again on them.
+    /// Paused with no processes: its files, and the images of their memory when its pause wrote
+    /// them (CRIU); resuming starts it again on them, restoring its processes from the images.
     Dormant,
 }
 
@@ -113,10 +114,6 @@ impl Status {
     /// Whether it has processes (and a cgroup to read).
     fn has_processes(self) -> bool {
         matches!(self, Status::Running | Status::Frozen)
-    }
-
-    fn is_paused(self) -> bool {
-        matches!(self, Status::Frozen | Status::Dormant)
     }
 
     /// Pausing, and changing its network rules, take a running sandbox.

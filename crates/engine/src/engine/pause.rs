@@ -3,6 +3,7 @@
 
 use super::start::{register, Launch};
 use super::*;
+use crate::template::remove_all;
 
 /// A paused sandbox, as the catalog keeps it so that it outlives the server (one flat JSON
 /// object: its makeup's fields and `api`).
@@ -15,10 +16,12 @@ pub(super) struct PausedRecord {
 }
 
 impl Engine {
-    /// Pauses a running sandbox: freezes every process in it, with its memory, and records it in
-    /// the catalog (with `api`, what the API keeps of it), so that its files outlive a restart.
-    /// Without `keep_memory` its processes end once it is recorded: only its files are kept, and
-    /// it starts again on them when resumed (as after a restart).
+    /// Pauses a running sandbox: freezes every process in it and records it in the catalog (with
+    /// `api`, what the API keeps of it), so that it outlives a restart. With CRIU its processes'
+    /// memory is then written to disk and they end: the paused sandbox holds no RAM, and resuming
+    /// restores them, also after a restart. Without CRIU (or when it cannot dump them) they stay
+    /// frozen in memory, and a restart keeps only the files. Without `keep_memory` its processes
+    /// end once it is recorded: only its files are kept, and it starts again on them when resumed.
     pub async fn pause(&self, id: &str, api: String, keep_memory: bool) -> Result<(), EngineError> {
         let busy = self.busy_of_running(id)?;
         let _turn = busy.lock().await;
@@ -52,11 +55,47 @@ impl Engine {
             Ok(())
         })
         .await?;
-        if !keep_memory {
-            // Recorded as paused first: its cleanup keeps its files.
+        // Recorded as paused first: its cleanup keeps its files (and the images of its memory).
+        if !keep_memory || self.memory_to_disk(id).await {
             self.stop(id, true).await;
         }
         Ok(())
+    }
+
+    /// Writes the processes of a frozen sandbox to its `memory/` with CRIU, then kills them
+    /// while frozen (so that nothing runs between the dump and their end); whether it did. A
+    /// failed dump leaves them frozen in memory as they were, said in the log.
+    async fn memory_to_disk(&self, id: &str) -> bool {
+        let Ok(criu) = self.criu().cloned() else { return false };
+        let launcher = self.state.lock().unwrap().processes(id).and_then(|p| p.launcher);
+        let Some(launcher) = launcher else { return false };
+        let (layout, cgroups, id2) = (self.layout.clone(), self.cgroups.clone(), id.to_string());
+        let dumped = tokio::task::spawn_blocking(move || {
+            let pid1 = super::start::pid1_of(launcher).map_err(io::Error::other)?;
+            let dir = layout.sandbox(&id2);
+            let partial = dir.paused_memory_partial();
+            let written = remove_all(&partial)
+                .and_then(|()| fs::create_dir_all(&partial))
+                .and_then(|()| criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial).map_err(io::Error::other))
+                .and_then(|()| crate::copy::sync_filesystem(&partial))
+                .and_then(|()| fs::rename(&partial, dir.paused_memory()));
+            if written.is_err() {
+                let _ = remove_all(&partial);
+            }
+            written.and_then(|()| cgroups.kill_frozen(&id2))
+        })
+        .await;
+        match dumped {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(sandbox = id, "its memory could not be written to disk; it stays frozen in memory: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = id, "writing its memory to disk: {e}");
+                false
+            }
+        }
     }
 
     /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused (or it
@@ -67,8 +106,15 @@ impl Engine {
         let busy = self.state.lock().unwrap().processes(id).map(|p| Arc::clone(&p.busy));
         if let Some(busy) = busy {
             let _turn = busy.lock().await;
-            if !self.state.lock().unwrap().status(id).is_some_and(Status::is_paused) {
-                return Ok(Resumed::Thawed);
+            let status = self.state.lock().unwrap().status(id);
+            match status {
+                Some(Status::Frozen) => {}
+                // Its pause wrote its memory to disk and ended its processes meanwhile.
+                Some(Status::Dormant) => {
+                    drop(_turn);
+                    return Box::pin(self.resume(id, reboot)).await;
+                }
+                _ => return Ok(Resumed::Thawed),
             }
             if reboot {
                 // Still recorded as paused: its cleanup keeps its files; then started below.
@@ -82,8 +128,9 @@ impl Engine {
             self.forget_paused(id).await?;
             return Ok(Resumed::Thawed);
         }
-        // Started again on its files. Its `busy` lock is held until it is up: a concurrent
-        // resume waits for it, then finds it running.
+        // Started again on its files, with its processes restored when its pause wrote their
+        // memory to disk (not with `reboot`). Its `busy` lock is held until it is up: a
+        // concurrent resume waits for it, then finds it running.
         let restart = {
             let mut state = self.state.lock().unwrap();
             match state.sandboxes.get(id) {
@@ -106,9 +153,30 @@ impl Engine {
         };
         // It comes up fresh: nothing to reboot. Wait for it.
         let Some((spec, launch, _turn)) = restart else { return Box::pin(self.resume(id, false)).await };
+        let memory = self.layout.sandbox(id).paused_memory();
+        if reboot {
+            blocking("drop the memory of a paused sandbox", {
+                let memory = memory.clone();
+                move || remove_all(&memory).map_err(io_ctx(format!("remove {}", memory.display())))
+            })
+            .await?;
+        }
+        let restoring = memory.is_dir();
         let handle = self.start(spec, launch).await?;
         self.forget_paused(id).await?;
-        Ok(Resumed::Restarted(handle))
+        if !restoring {
+            return Ok(Resumed::Restarted(handle));
+        }
+        // Its processes have what they need: the images go (a failure only costs disk space
+        // until it is killed).
+        let dropped = blocking("drop the memory of a resumed sandbox", move || {
+            remove_all(&memory).map_err(io_ctx(format!("remove {}", memory.display())))
+        })
+        .await;
+        if let Err(e) = dropped {
+            tracing::warn!(sandbox = id, "{e}");
+        }
+        Ok(Resumed::Restored(handle))
     }
 
     /// The paused sandboxes, frozen or only files.
@@ -131,6 +199,8 @@ pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<
     let mut paused = HashMap::new();
     for (id, json) in store.all_paused()? {
         let dir = layout.sandbox(&id);
+        // Images a dump did not finish (the server stopped during it) are no use.
+        let _ = remove_all(&dir.paused_memory_partial());
         match serde_json::from_str::<PausedRecord>(&json) {
             Ok(PausedRecord { makeup, api }) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
                 paused.insert(id, Record { makeup, processes: None, paused: Some(api) });

@@ -12,22 +12,27 @@ impl Engine {
     /// Captures a running sandbox's filesystem as a new snapshot. The sandbox is frozen only
     /// while its upper layers are copied, then carries on.
     pub async fn snapshot(&self, sandbox_id: &str, name: Option<String>) -> Result<SnapshotInfo, EngineError> {
-        self.snapshot_as(sandbox_id, name, SnapshotMode::Filesystem).await
+        self.snapshot_as(sandbox_id, name, Some(SnapshotMode::Filesystem)).await
     }
 
     /// Captures a sandbox as a new snapshot: its files, and with [`SnapshotMode::Full`] its
-    /// processes and their memory too (the images in the layer's `memory/`). The sandbox is
-    /// frozen while its processes are dumped and its upper layers copied, then carries on.
+    /// processes and their memory too (the images in the layer's `memory/`: dumped from its
+    /// processes, or those its pause wrote). The sandbox is frozen while its processes are
+    /// dumped and its upper layers copied, then carries on. With no `mode`, the memory is taken
+    /// where it can be (CRIU is here, the sandbox has processes or their images, the dump
+    /// works), else the files only; the snapshot's `mode` says which.
     pub async fn snapshot_as(
         &self,
         sandbox_id: &str,
         name: Option<String>,
-        mode: SnapshotMode,
+        mode: Option<SnapshotMode>,
     ) -> Result<SnapshotInfo, EngineError> {
         let criu = match mode {
-            SnapshotMode::Full => Some(self.criu()?.clone()),
-            SnapshotMode::Filesystem => None,
+            Some(SnapshotMode::Full) => Some(self.criu()?.clone()),
+            Some(SnapshotMode::Filesystem) => None,
+            None => self.criu().ok().cloned(),
         };
+        let required = mode == Some(SnapshotMode::Full);
         if let Some(name) = name.as_deref().filter(|n| self.templates.contains_key(*n)) {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
@@ -54,13 +59,16 @@ impl Engine {
                 launcher,
             )
         };
-        let memory = match (criu, launcher) {
+        let paused_images = self.layout.sandbox(sandbox_id).paused_memory();
+        let taken_from = match (criu, launcher) {
             (None, _) => None,
-            (Some(criu), Some(launcher)) => Some(Memory {
+            (Some(criu), Some(launcher)) => Some(MemorySource::Dump {
                 criu,
                 pid1: super::start::pid1_of(launcher)?,
                 freezer: self.cgroups.freezer_dir(sandbox_id),
             }),
+            (Some(_), None) if paused_images.is_dir() => Some(MemorySource::Images(paused_images)),
+            (Some(_), None) if !required => None,
             (Some(_), None) => {
                 return Err(EngineError::SnapshotFailed {
                     id: sandbox_id.to_string(),
@@ -68,6 +76,7 @@ impl Engine {
                 })
             }
         };
+        let memory = taken_from.map(|source| Memory { source, required });
         let id = id::new_id();
         let layout = self.layout.clone();
         let cgroups = self.cgroups.clone();
@@ -169,12 +178,28 @@ impl Engine {
     }
 }
 
-/// What a snapshot with memory dumps: PID 1 (host pid) and what is under it, frozen in
-/// `freezer`, with `criu`.
+/// The memory a snapshot takes, and whether it must (else, when it cannot, the snapshot has
+/// the files only).
 pub(super) struct Memory {
-    criu: crate::criu::Criu,
-    pid1: i32,
-    freezer: PathBuf,
+    source: MemorySource,
+    required: bool,
+}
+
+pub(super) enum MemorySource {
+    /// PID 1 (host pid) and what is under it, frozen in `freezer`, dumped with `criu`.
+    Dump { criu: crate::criu::Criu, pid1: i32, freezer: PathBuf },
+    /// The images a pause wrote (the sandbox has no processes).
+    Images(PathBuf),
+}
+
+impl Memory {
+    /// Writes the images into `images` (an empty directory).
+    fn take(&self, images: &Path) -> io::Result<()> {
+        match &self.source {
+            MemorySource::Dump { criu, pid1, freezer } => criu.dump(*pid1, freezer, images).map_err(io::Error::other),
+            MemorySource::Images(from) => copy_tree(from, images).map(drop),
+        }
+    }
 }
 
 /// Copies the sandbox's upper layers into `<staging>/<id>`, with its processes' images when
@@ -202,13 +227,24 @@ pub(super) fn stage_layer(
     }
     let started = Instant::now();
     // The processes first, the files after: CRIU leaves the sandbox frozen as it found it.
-    let dumped = match memory {
-        Some(m) => fs::create_dir_all(&images).and_then(|()| dump(m, &images, freeze.then_some((cgroups, sandbox)))),
-        None => Ok(()),
+    let with_memory = match memory {
+        Some(m) => match fs::create_dir_all(&images).and_then(|()| m.take(&images)) {
+            Err(e) if !m.required => {
+                tracing::warn!(
+                    sandbox,
+                    snapshot = id,
+                    "its memory could not be taken; the snapshot has its files only: {e}"
+                );
+                remove_all(&images).map(|()| false)
+            }
+            taken => taken.map(|()| true),
+        },
+        None => Ok(false),
     };
-    let copied = dumped.and_then(|()| {
+    let copied = with_memory.and_then(|with_memory| {
         copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
-            copy_tree(&dir.upper_usr(), &staging.join("usr")).map(|b| (a.files + b.files, a.bytes + b.bytes))
+            copy_tree(&dir.upper_usr(), &staging.join("usr"))
+                .map(|b| (a.files + b.files, a.bytes + b.bytes, with_memory))
         })
     });
     if freeze {
@@ -222,7 +258,7 @@ pub(super) fn stage_layer(
         );
         thawed?;
     }
-    let (files, bytes) = copied?;
+    let (files, bytes, with_memory) = copied?;
     tracing::debug!(snapshot = id, files, bytes, "layer copied");
 
     let mut chain = vec![id.to_string()];
@@ -231,33 +267,12 @@ pub(super) fn stage_layer(
         flatten(layout, &staging, base_layers)?;
         chain.truncate(1);
     }
-    if memory.is_some() {
+    if with_memory {
         // Where `Layout::memory_images` finds them once the layer is published.
         fs::rename(&images, staging.join("memory"))?;
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))
-}
-
-/// Dumps the processes of `m` into `images`. A connection from outside that has just ended (the
-/// server's last request to envd) is gone once envd has seen it end, which it cannot while frozen:
-/// with `thaw` (the sandbox was frozen for this snapshot), it is thawed a moment and the dump tried
-/// again, for up to a second.
-fn dump(m: &Memory, images: &Path, thaw: Option<(&Cgroups, &str)>) -> io::Result<()> {
-    const TRIES: u32 = 20;
-    for attempt in 1.. {
-        match m.criu.dump(m.pid1, &m.freezer, images) {
-            Err(e) if e.outside_connection && attempt < TRIES => {
-                let Some((cgroups, sandbox)) = thaw else { return Err(io::Error::other(e)) };
-                cgroups.set_frozen(sandbox, false)?;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                cgroups.set_frozen(sandbox, true)?;
-                let _ = remove_all(images).and_then(|()| fs::create_dir_all(images));
-            }
-            done => return done.map_err(io::Error::other),
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 /// Moves a staged layer into the layer store and commits its record (blocking: a rename, an
@@ -276,7 +291,11 @@ pub(super) fn flatten(layout: &Layout, staging: &Path, below: &[String]) -> io::
     let merged = staging.with_extension("merged");
     remove_all(&merged)?;
     let bottom = layout.layer(below.last().expect("a chain to flatten"));
-    copy_tree(&bottom, &merged)?;
+    // Its files only: the images of its processes (`memory/`) are its own snapshot's.
+    fs::create_dir_all(&merged)?;
+    for part in ["root", "usr"].map(|p| bottom.join(p)).iter().filter(|p| p.exists()) {
+        copy_tree(part, &merged.join(part.file_name().expect("a part has a name")))?;
+    }
     for layer in below.iter().rev().skip(1) {
         crate::merge::apply_layer(&layout.layer(layer), &merged)?;
     }

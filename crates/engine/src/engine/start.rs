@@ -348,14 +348,15 @@ impl Engine {
         Ok((json, cgroup_procs))
     }
 
-    /// The images of the processes sandbox `id` is restored with: those of the snapshot it starts
-    /// from (its layer, the top one), when it has memory. Not for a paused sandbox started
-    /// again: its files went on since.
+    /// The images of the processes sandbox `id` is restored with: for a paused sandbox started
+    /// again, those its pause wrote, if it did (its files went on since it was started, so its
+    /// snapshot's are not); else those of the snapshot it starts from (its layer, the top one),
+    /// when it has memory.
     fn memory_images(&self, id: &str, layers: &[String]) -> Option<PathBuf> {
-        if self.state.lock().unwrap().is_paused(id) {
-            return None;
-        }
-        let images = self.layout.memory_images(layers.first()?);
+        let images = match self.state.lock().unwrap().is_paused(id) {
+            true => self.layout.sandbox(id).paused_memory(),
+            false => self.layout.memory_images(layers.first()?),
+        };
         images.is_dir().then_some(images)
     }
 

@@ -30,12 +30,13 @@ pub trait Backend: Send + Sync + 'static {
     fn set_egress<'a>(&'a self, id: &'a str, rules: Egress) -> BoxFuture<'a, Result<(), EngineError>>;
     fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>>;
     fn shutdown(&self) -> BoxFuture<'_, ()>;
-    /// Captures a sandbox: its files, and with [`SnapshotMode::Full`] its processes' memory.
+    /// Captures a sandbox: its files, and with [`SnapshotMode::Full`] its processes' memory
+    /// (with none, its memory where that can be taken).
     fn snapshot<'a>(
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
-        mode: SnapshotMode,
+        mode: Option<SnapshotMode>,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>>;
     /// Newest first, of one origin sandbox and with one name when given; `after` is the
     /// previous page's last (created_at ns, id). Blocking.
@@ -99,7 +100,7 @@ impl Backend for Engine {
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
-        mode: SnapshotMode,
+        mode: Option<SnapshotMode>,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>> {
         Box::pin(Engine::snapshot_as(self, sandbox_id, name, mode))
     }

@@ -340,7 +340,7 @@ pub async fn copy(
     let egress = super::network::egress_of(origin.network.as_ref()).await?;
     // On its own task: a client that goes away must not leave copies half made.
     let task = tokio::spawn(async move {
-        let snapshot = state.backend.snapshot(&origin.id, None, SnapshotMode::Full).await?;
+        let snapshot = state.backend.snapshot(&origin.id, None, Some(SnapshotMode::Full)).await?;
         let snapshot_id = super::snapshots::record_created(&state, &snapshot);
         let starts = (0..count).map(|_| {
             let spec = SandboxSpec {
@@ -468,16 +468,19 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> R
         .await
         .map_err(|e| ApiError::Internal(format!("resume failed: {e}")))??;
     let end = deadline(Utc::now(), timeout)?;
-    let socket = match resumed {
-        Resumed::Thawed => None,
-        Resumed::Restarted(handle) => {
-            state.watch_exit(handle.id.clone(), handle.exited.clone());
-            Some(handle.envd_socket)
-        }
+    let (handle, restarted_on_files) = match resumed {
+        Resumed::Thawed => (None, false),
+        Resumed::Restarted(handle) => (Some(handle), true),
+        Resumed::Restored(handle) => (Some(handle), false),
     };
+    let socket = handle.map(|h| {
+        state.watch_exit(h.id.clone(), h.exited.clone());
+        h.envd_socket
+    });
     let current = state.registry.get(id).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;
-    // Started again unasked only when it was paused with its memory and no reboot was asked for.
-    let restarted = socket.is_some() && !current.files_only && !reboot;
+    // Started again unasked only when it was paused with its memory, which did not come back
+    // (no CRIU when the server stopped), and no reboot was asked for.
+    let restarted = restarted_on_files && !current.files_only && !reboot;
     let socket = socket.unwrap_or(current.envd_socket);
     let entry =
         state.registry.mark_running(id, end, socket).ok_or_else(|| ApiError::SandboxNotFound(id.to_string()))?;

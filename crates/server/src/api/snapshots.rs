@@ -25,11 +25,13 @@ fn mode_name(mode: SnapshotMode) -> &'static str {
     }
 }
 
-/// The mode a request names (`full` or `filesystem`); files only when it names none.
-fn parse_mode(mode: Option<&str>) -> Result<SnapshotMode, ApiError> {
+/// The mode a request names (`full` or `filesystem`); none: with memory where it can be taken,
+/// as the cloud does.
+fn parse_mode(mode: Option<&str>) -> Result<Option<SnapshotMode>, ApiError> {
     match mode {
-        None | Some("filesystem") => Ok(SnapshotMode::Filesystem),
-        Some("full") => Ok(SnapshotMode::Full),
+        None => Ok(None),
+        Some("filesystem") => Ok(Some(SnapshotMode::Filesystem)),
+        Some("full") => Ok(Some(SnapshotMode::Full)),
         Some(other) => Err(ApiError::BadRequest(format!("Invalid mode {other:?}: must be \"full\" or \"filesystem\""))),
     }
 }

@@ -190,7 +190,7 @@ impl Backend for Fake {
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
-        mode: sandbank_engine::SnapshotMode,
+        mode: Option<sandbank_engine::SnapshotMode>,
     ) -> BoxFuture<'a, Result<sandbank_engine::SnapshotInfo, EngineError>> {
         Box::pin(async move {
             let mut all = self.snapshots.lock().unwrap();
@@ -202,7 +202,8 @@ impl Backend for Fake {
                 parent_id: None,
                 created_at,
                 size_bytes: 0,
-                mode,
+                // As the engine with CRIU: with memory unless asked otherwise.
+                mode: mode.unwrap_or(sandbank_engine::SnapshotMode::Full),
             };
             all.push(s.clone());
             Ok(s)
@@ -978,7 +979,7 @@ async fn snapshots_create_list_delete() {
     assert!(id3.ends_with(":default") && sandbank_engine::id::is_valid(&id3[..20]), "{id3}");
     assert_eq!(named["names"], serde_json::json!(["my-snap"]));
     assert_eq!(named["sandboxID"], b.as_str());
-    assert_eq!(named["mode"], "filesystem");
+    assert_eq!(named["mode"], "full", "with memory unless asked otherwise");
     assert!(named["createdAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().is_ok(), "{named}");
     let m = call(addr, "POST", &format!("/sandboxes/{b}/snapshots"), Some(r#"{"name":"bad/name"}"#)).await.error(400);
     assert!(m.contains("bad/name"), "{m}");
@@ -1119,8 +1120,10 @@ async fn fork_and_clone_start_copies_from_one_snapshot_with_memory() {
     // A snapshot's mode as asked for; a bad one is named.
     let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"mode":"full"}"#)).await;
     assert_eq!(r.json()["mode"], "full");
-    let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some("{}")).await;
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"mode":"filesystem"}"#)).await;
     assert_eq!(r.json()["mode"], "filesystem");
+    let r = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some("{}")).await;
+    assert_eq!(r.json()["mode"], "full");
     let m = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"mode":"memory"}"#)).await.error(400);
     assert!(m.contains("\"memory\""), "{m}");
 }

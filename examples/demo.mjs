@@ -2,11 +2,28 @@
 // `npm run demo`: the snapshot walkthrough of the Novita docs, through `sandbank` itself on its
 // local default: no API key, no URL — the first call finds the local `sandbank serve` daemon
 // (through its daemon.json) or starts one in the background, which stops by itself after 5 idle
-// minutes. The code is the docs' code with the import swapped; each step prints its time.
+// minutes. The code is the docs' code with the import swapped; each step prints its time. A
+// counter held in memory shows that a snapshot keeps the running processes (`npm run demo` first
+// has scripts/criu.sh provide CRIU, which the engine needs for that).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'sandbank'
 import binding from '../binding.js'
+
+// The counter server: each GET gets the next number.
+const COUNTER = `import http.server
+n = [0]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        n[0] += 1
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(str(n[0]).encode())
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
+`
+const COUNT = `python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8000").read().decode())'`
 
 const t00 = performance.now()
 let stepNo = 0
@@ -16,9 +33,9 @@ async function step(title, fn) {
   try {
     const detail = await fn()
     const ms = performance.now() - t0
-    console.log(`${String(stepNo).padStart(2)}. ${title.padEnd(44)} ${ms.toFixed(1).padStart(8)} ms${detail ? `  ${detail}` : ''}`)
+    console.log(`${String(stepNo).padStart(2)}. ${title.padEnd(52)} ${ms.toFixed(1).padStart(8)} ms${detail ? `  ${detail}` : ''}`)
   } catch (e) {
-    console.log(`${String(stepNo).padStart(2)}. ${title.padEnd(44)}   FAILED: ${String(e.message).split('\n')[0]}`)
+    console.log(`${String(stepNo).padStart(2)}. ${title.padEnd(52)}   FAILED: ${String(e.message).split('\n')[0]}`)
     throw e
   }
 }
@@ -65,12 +82,26 @@ try {
     return JSON.stringify(r.stdout)
   })
 
+  // A process whose only state is in memory: a counter served on loopback. A snapshot with memory
+  // (the default where the engine has CRIU) takes it along.
+  const next = async (sbx) => (await sbx.commands.run(COUNT)).stdout.trim()
+  await step('commands.run(counter server, { background: true })', async () => {
+    await sandbox.commands.run(`cat > /tmp/counter.py <<'EOF'\n${COUNTER}EOF\nnohup python3 /tmp/counter.py >/dev/null 2>&1 &`)
+    for (let i = 0; i < 50; i++) {
+      const n = (await sandbox.commands.run(`${COUNT} 2>/dev/null || true`)).stdout.trim()
+      if (n) return `counter at ${n}, in memory only`
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    throw new Error('the counter server did not come up')
+  })
+
   // ── Snapshots (the docs' flow): createSnapshot → create from it → list → delete ──
   {
     let snapshot
     await step('sandbox.createSnapshot()', async () => {
       snapshot = await sandbox.createSnapshot()
-      return `snapshot ${snapshot.snapshotId}`
+      const what = snapshot.mode === 'full' ? 'files, processes and memory' : 'files only: the engine has no CRIU'
+      return `snapshot ${snapshot.snapshotId} (${snapshot.mode}: ${what})`
     })
     let copy
     await step('Sandbox.create(snapshotId)', async () => {
@@ -78,6 +109,13 @@ try {
       live.add(copy)
       return `sandbox ${copy.sandboxId}`
     })
+    if (snapshot.mode === 'full') {
+      await step('  → the counter goes on in the new sandbox', async () => {
+        const [inCopy, inOrigin] = [await next(copy), await next(sandbox)]
+        if (inCopy !== '2' || inOrigin !== '2') throw new Error(`counter at ${inCopy} in the copy, ${inOrigin} in the origin; expected 2 in both`)
+        return `2 in the copy, 2 in the origin: each goes on by itself`
+      })
+    }
     await step('  → cat /tmp/status.txt', async () => {
       const r = await copy.commands.run('cat /tmp/status.txt')
       if (r.stdout !== 'ready\n') throw new Error(`the new sandbox has ${JSON.stringify(r.stdout)}`)

@@ -4,13 +4,14 @@
 // every copy answers with the origin's count and goes on by itself, while the origin goes on too.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { createServer } from 'node:http'
 import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith, eventually } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -327,5 +328,57 @@ describe('novita: clone', () => {
     // And starts more copies like any snapshot.
     const more = own(t, await NovitaSandbox.create(result.snapshotTemplateId, server.novita()))
     assert.equal(await next(more), '2')
+  })
+})
+
+describe('a server killed with SIGKILL while it dumps a sandbox', () => {
+  /** The CRIU dumps into data directory `dataDir`. */
+  const dumps = (dataDir) => allProcesses().filter((p) => p.argv[1] === 'dump' && p.cmdline.includes(dataDir))
+
+  for (const what of ['snapshot', 'pause']) test(`${what}: CRIU goes with it, and the next server has nothing half done`, async (t) => {
+    const first = await startServer()
+    const dataDir = first.dataDir
+    let second
+    t.after(async () => {
+      if (!first.stopped) await first.stop()
+      if (second) await stopAndCheck(second)
+      else safeRemove(dataDir)
+    })
+    const sbx = await E2bSandbox.create({ ...first.e2b(), timeoutMs: 300_000 })
+    first.sandboxIds.add(sbx.sandboxId)
+    // 300 MB in memory: the dump takes a while.
+    await sbx.files.write('/home/user/counter.py', COUNTER)
+    await sbx.commands.run('BALLAST_MB=300 nohup python3 /home/user/counter.py >/dev/null 2>&1 &')
+    await eventually(async () => assert.equal((await sbx.commands.run(`${FETCH} 2>/dev/null || true`)).stdout.trim(), '1'), { timeoutMs: 30_000 })
+
+    const path = what === 'snapshot' ? 'snapshots' : 'pause'
+    const asked = first.fetch(`/sandboxes/${sbx.sandboxId}/${path}`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }).catch(() => null)
+    await eventually(() => assert.ok(dumps(dataDir).length > 0, 'CRIU dumps'), { intervalMs: 5 })
+    first.proc.kill('SIGKILL')
+    await first.stop()
+    first.stopped = true
+    assert.equal(await asked, null, 'the request got no answer')
+    await eventually(() => assert.deepEqual(dumps(dataDir), [], 'CRIU outlived the server'), { timeoutMs: 500 })
+
+    second = await startServer({ dataDir, apiKey: first.apiKey })
+    second.sandboxIds.add(sbx.sandboxId)
+    await eventually(() => assert.deepEqual(guestProcessesOfServer(dataDir), []))
+    const staging = join(dataDir, 'layers', '.staging')
+    assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], [], 'no half layer or images')
+    const snapshots = await (await second.fetch('/snapshots')).json()
+    assert.deepEqual(snapshots, [], 'no snapshot was published')
+    const layers = readdirSync(join(dataDir, 'layers')).filter((n) => !n.startsWith('.'))
+    assert.deepEqual(layers, [])
+    if (what === 'pause') {
+      // It was recorded paused before the dump: it is paused, with its files and no images, and
+      // starts again on its files.
+      const sandboxDir = join(dataDir, 'sandboxes', sbx.sandboxId)
+      assert.ok(!existsSync(join(sandboxDir, 'memory.partial')) && !existsSync(join(sandboxDir, 'memory')))
+      const back = await E2bSandbox.connect(sbx.sandboxId, second.e2b())
+      assert.equal(await back.files.read('/home/user/counter.py'), COUNTER)
+      await back.kill()
+    } else {
+      assert.deepEqual(readdirSync(join(dataDir, 'sandboxes')), [], 'the running sandbox went with the server')
+    }
   })
 })

@@ -82,6 +82,8 @@ impl Criu {
         for ino in socket_inodes(pid1).map_err(|e| failed(format!("the descriptors of pid {pid1}: {e}")))? {
             cmd.arg("--external").arg(format!("unix[{ino}]"));
         }
+        // A server that dies mid-dump takes CRIU along: the next start removes its half images.
+        crate::sys::before_exec(&mut cmd, crate::sys::BeforeExec { die_with_parent: true, ..Default::default() });
         run(cmd, &images.join("dump.log")).map_err(failed)?;
         // The log is not part of the snapshot.
         let _ = std::fs::remove_file(images.join("dump.log"));

@@ -4,14 +4,15 @@
 // every copy answers with the origin's count and goes on by itself, while the origin goes on too.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer } from 'node:http'
 import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -380,5 +381,50 @@ describe('a server killed with SIGKILL while it dumps a sandbox', () => {
     } else {
       assert.deepEqual(readdirSync(join(dataDir, 'sandboxes')), [], 'the running sandbox went with the server')
     }
+  })
+})
+
+describe('a new sandbank binary', () => {
+  test('a snapshot with memory taken with the old one still starts copies that go on', async (t) => {
+    // Two copies of the binary: to the server they are two builds (each gets its envd layer).
+    const bins = mkdtempSync(join(tmpdir(), 'sandbank-bins-'))
+    t.after(() => rmSync(bins, { recursive: true, force: true }))
+    const [oldBin, newBin] = ['old', 'new'].map((n) => {
+      const p = join(bins, `sandbank-${n}`)
+      copyFileSync(sandbankBinary(), p)
+      chmodSync(p, 0o755)
+      return p
+    })
+    const first = await startServer({ binary: oldBin })
+    const dataDir = first.dataDir
+    let later
+    t.after(async () => {
+      if (!first.stopped) await first.stop()
+      if (later) await stopAndCheck(later)
+      else safeRemove(dataDir)
+    })
+    const sbx = await E2bSandbox.create({ ...first.e2b(), timeoutMs: 300_000 })
+    first.sandboxIds.add(sbx.sandboxId)
+    await sbx.files.write('/home/user/counter.py', COUNTER)
+    await sbx.commands.run('nohup python3 /home/user/counter.py >/dev/null 2>&1 &')
+    await eventually(async () => assert.equal((await sbx.commands.run(`${FETCH} 2>/dev/null || true`)).stdout.trim(), '1'))
+    const snap = await sbx.createSnapshot()
+    await sbx.kill()
+    await first.stop()
+    first.stopped = true
+
+    const second = await startServer({ dataDir, apiKey: first.apiKey, binary: newBin })
+    later = second
+    const envdLayers = () => readdirSync(join(dataDir, 'envd')).filter((n) => !n.startsWith('.'))
+    assert.equal(envdLayers().length, 2, 'the old envd stays while a snapshot was taken with it')
+    const copy = await E2bSandbox.create(snap.snapshotId, { ...second.e2b(), timeoutMs: 300_000 })
+    second.sandboxIds.add(copy.sandboxId)
+    assert.equal(await next(copy), '2', 'restored with the envd it ran')
+    await copy.kill()
+    assert.equal(await E2bSandbox.deleteSnapshot(snap.snapshotId, second.e2b()), true)
+    await second.stop()
+
+    later = await startServer({ dataDir, apiKey: first.apiKey, binary: newBin })
+    assert.equal(envdLayers().length, 1, 'and goes once nothing was taken with it')
   })
 })

@@ -23,10 +23,11 @@ export function sandbankBinary() {
  *
  * Options: `dataDir` (default: a fresh temporary directory), `apiKey` (default: random),
  * `listen` (default `127.0.0.1:0`), `extraArgs`, `env` (merged over process.env, without any
- * inherited SANDBANK_API_KEY / SANDBANK_DATA_DIR), `startTimeoutMs` (60 s), `onStderr(chunk)`.
+ * inherited SANDBANK_API_KEY / SANDBANK_DATA_DIR), `startTimeoutMs` (60 s), `onStderr(chunk)`,
+ * `binary` (default: {@link sandbankBinary}).
  */
 export async function startLocalServer(opts = {}) {
-  const bin = sandbankBinary()
+  const bin = opts.binary ?? sandbankBinary()
   const ownDir = !opts.dataDir
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), opts.tmpPrefix ?? 'sandbank-'))
   const apiKey = opts.apiKey ?? `sk_local_${randomBytes(16).toString('hex')}`

@@ -193,6 +193,9 @@ struct Processes {
     busy: Arc<tokio::sync::Mutex<()>>,
     /// Its network helper, outside its cgroup; killed when this is dropped.
     net: Option<Pasta>,
+    /// The envd layer over its `/usr` (a restored sandbox's is the one its images name): what a
+    /// dump of it records. `None` until it is prepared.
+    envd_layer: Option<PathBuf>,
 }
 
 /// How long a sandbox may take to report ready.
@@ -250,14 +253,18 @@ impl Engine {
             .map_err(io_ctx("read the sandboxes directory".into()))?;
         report_quarantine(&layout);
         // The disks of paused sandboxes (those that had one) are mounted again: their files are
-        // read for snapshots and metrics, and a resume starts on them.
+        // read for snapshots and metrics, and a resume starts on them. Images a dump did not
+        // finish (the server stopped during it) are no use.
         for id in paused.keys() {
             let dir = layout.sandbox(id);
             if dir.disk_image().exists() {
                 disk::mount_image(&dir.disk_image(), dir.path())
                     .map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
             }
+            let _ = template::remove_all(&dir.paused_memory_partial());
         }
+        // Kept while images name them: a restore runs the envd the processes ran.
+        crate::envd_layer::remove_unused(&layout, &envd_layer);
         if let Some(mb) = config.disk_limit_mb {
             disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
         }

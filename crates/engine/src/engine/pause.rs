@@ -67,8 +67,8 @@ impl Engine {
     /// failed dump leaves them frozen in memory as they were, said in the log.
     async fn memory_to_disk(&self, id: &str) -> bool {
         let Ok(criu) = self.criu().cloned() else { return false };
-        let launcher = self.state.lock().unwrap().processes(id).and_then(|p| p.launcher);
-        let Some(launcher) = launcher else { return false };
+        let running = self.state.lock().unwrap().processes(id).and_then(|p| Some((p.launcher?, p.envd_layer.clone()?)));
+        let Some((launcher, envd_layer)) = running else { return false };
         let (layout, cgroups, id2) = (self.layout.clone(), self.cgroups.clone(), id.to_string());
         let dumped = tokio::task::spawn_blocking(move || {
             let pid1 = super::start::pid1_of(launcher).map_err(io::Error::other)?;
@@ -77,6 +77,7 @@ impl Engine {
             let written = remove_all(&partial)
                 .and_then(|()| fs::create_dir_all(&partial))
                 .and_then(|()| criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial).map_err(io::Error::other))
+                .and_then(|()| crate::envd_layer::record(&partial, &envd_layer))
                 .and_then(|()| crate::copy::sync_filesystem(&partial))
                 .and_then(|()| fs::rename(&partial, dir.paused_memory()));
             if written.is_err() {
@@ -199,8 +200,6 @@ pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<
     let mut paused = HashMap::new();
     for (id, json) in store.all_paused()? {
         let dir = layout.sandbox(&id);
-        // Images a dump did not finish (the server stopped during it) are no use.
-        let _ = remove_all(&dir.paused_memory_partial());
         match serde_json::from_str::<PausedRecord>(&json) {
             Ok(PausedRecord { makeup, api }) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
                 paused.insert(id, Record { makeup, processes: None, paused: Some(api) });

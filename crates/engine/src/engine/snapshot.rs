@@ -50,7 +50,7 @@ impl Engine {
                 state.status(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
             let record = &state.sandboxes[sandbox_id];
             let makeup = &record.makeup;
-            let launcher = record.processes.as_ref().and_then(|p| p.launcher);
+            let launcher = record.processes.as_ref().and_then(|p| Some((p.launcher?, p.envd_layer.clone()?)));
             (
                 makeup.source.clone(),
                 makeup.template.clone(),
@@ -62,8 +62,9 @@ impl Engine {
         let paused_images = self.layout.sandbox(sandbox_id).paused_memory();
         let taken_from = match (criu, launcher) {
             (None, _) => None,
-            (Some(criu), Some(launcher)) => Some(MemorySource::Dump {
+            (Some(criu), Some((launcher, envd_layer))) => Some(MemorySource::Dump {
                 criu,
+                envd_layer,
                 pid1: super::start::pid1_of(launcher)?,
                 freezer: self.cgroups.freezer_dir(sandbox_id),
             }),
@@ -186,8 +187,9 @@ pub(super) struct Memory {
 }
 
 pub(super) enum MemorySource {
-    /// PID 1 (host pid) and what is under it, frozen in `freezer`, dumped with `criu`.
-    Dump { criu: crate::criu::Criu, pid1: i32, freezer: PathBuf },
+    /// PID 1 (host pid) and what is under it, frozen in `freezer`, dumped with `criu`; envd
+    /// from `envd_layer`.
+    Dump { criu: crate::criu::Criu, pid1: i32, freezer: PathBuf, envd_layer: PathBuf },
     /// The images a pause wrote (the sandbox has no processes).
     Images(PathBuf),
 }
@@ -196,7 +198,10 @@ impl Memory {
     /// Writes the images into `images` (an empty directory).
     fn take(&self, images: &Path) -> io::Result<()> {
         match &self.source {
-            MemorySource::Dump { criu, pid1, freezer } => criu.dump(*pid1, freezer, images).map_err(io::Error::other),
+            MemorySource::Dump { criu, pid1, freezer, envd_layer } => {
+                criu.dump(*pid1, freezer, images).map_err(io::Error::other)?;
+                crate::envd_layer::record(images, envd_layer)
+            }
             MemorySource::Images(from) => copy_tree(from, images).map(drop),
         }
     }

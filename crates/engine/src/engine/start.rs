@@ -35,7 +35,8 @@ pub(super) struct Registered {
 /// launcher pid comes once it is started).
 pub(super) fn register(state: &mut State, launch: Launch) -> Registered {
     let (exited_tx, exited_rx) = watch::channel(false);
-    let processes = Processes { launcher: None, exited: exited_rx.clone(), busy: Arc::default(), net: None };
+    let processes =
+        Processes { launcher: None, exited: exited_rx.clone(), busy: Arc::default(), net: None, envd_layer: None };
     let id = launch.makeup.spec.id.clone();
     match state.sandboxes.get_mut(&id) {
         Some(dormant) => dormant.processes = Some(processes),
@@ -302,6 +303,16 @@ impl Engine {
             }
             None => None,
         };
+        // The envd its processes ran, for a restore; else this binary's.
+        let envd_layer = match &restore {
+            Some(r) => crate::envd_layer::recorded(&self.layout, &r.images)
+                .map_err(|why| EngineError::StartFailed(format!("restore its processes: {why}")))?,
+            None => None,
+        }
+        .unwrap_or_else(|| self.envd_layer.clone());
+        if let Some(p) = self.state.lock().unwrap().processes_mut(&spec.id) {
+            p.envd_layer = Some(envd_layer.clone());
+        }
         let restore_usr = restore.as_ref().map(|_| dir.restore_usr());
         let dirs = [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()];
         for d in dirs.iter().chain(&restore_usr) {
@@ -331,7 +342,7 @@ impl Engine {
             sandbox_id: spec.id.clone(),
             env_vars: spec.env_vars.clone(),
             root_lowers: [snapshot_lowers("root"), template.root_lowers.clone()].concat(),
-            usr_lowers: [vec![self.envd_layer.clone()], snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
+            usr_lowers: [vec![envd_layer], snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
             root_upper: dir.upper_root(),
             root_work: dir.work_root(),
             usr_upper: dir.upper_usr(),

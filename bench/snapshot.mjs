@@ -103,8 +103,9 @@ async function kill(id) {
   const r = await api('DELETE', `/sandboxes/${id}`)
   if (r.status !== 204) throw new Error(`DELETE /sandboxes/${id} → ${r.status}`)
 }
+// Files only: these are the numbers of the files' copy (bench/fork.mjs measures memory snapshots).
 async function snapshot(id) {
-  const r = await api('POST', `/sandboxes/${id}/snapshots`, {})
+  const r = await api('POST', `/sandboxes/${id}/snapshots`, { mode: 'filesystem' })
   if (r.status !== 201) throw new Error(`snapshot of ${id} → ${r.status}: ${JSON.stringify(r.body)}`)
   return r.body
 }
@@ -323,7 +324,7 @@ A snapshot is a read-only overlay lower layer: starting from it mounts it, copie
 ### (b) Taking a snapshot, against the size of the new data
 
 The origin holds one file of random bytes of the given size (written with \`head -c … /dev/urandom\`), plus the few
-files a fresh sandbox has. Each rep: \`sync\`, snapshot (\`POST /sandboxes/{id}/snapshots\`, to the 201), delete it;
+files a fresh sandbox has. Each rep: \`sync\`, snapshot (\`POST /sandboxes/{id}/snapshots\` with \`mode: "filesystem"\`, to the 201), delete it;
 \`sync\`, \`cp -a\` of the same upper-layer directory (\`<data>/sandboxes/<id>/layer\`) to a new directory in the data
 dir (same filesystem); \`sync\`, \`cp -a\` again followed by \`sync -f\` (syncfs: what a snapshot does before it
 publishes). Cold = the first rep; warm = the median of the other reps.

@@ -26,9 +26,11 @@ async function create(t, opts = {}, srv = server) {
   return sbx
 }
 
-/** A process that counts up in /tmp/counter, ten times a second; resolves to its pid. */
+/** A process that counts up in /tmp/counter, ten times a second; resolves to its pid. Its output
+ * stream is not followed (a followed one keeps a paused sandbox in memory). */
 async function startCounter(sbx) {
-  await sbx.commands.run('n=0; while true; do n=$((n+1)); echo $n > /tmp/counter; sleep 0.1; done', { background: true })
+  const handle = await sbx.commands.run('n=0; while true; do n=$((n+1)); echo $n > /tmp/counter; sleep 0.1; done', { background: true })
+  await handle.disconnect()
   return eventually(async () => {
     const r = await sbx.commands.run('pgrep -f "[w]hile true" | head -1; cat /tmp/counter')
     const [pid, count] = r.stdout.trim().split('\n').map(Number)
@@ -78,6 +80,23 @@ describe('pause and resume', () => {
     assert.ok(Number(again.stdout) >= frozenAt, `${again.stdout} < ${frozenAt}`)
     await eventually(async () => assert.ok(counterOnHost(server, sbx.sandboxId) > frozenAt + 2))
     assert.ok(!existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'the images go once resumed')
+  })
+
+  test('while an SDK follows a command\'s output, a pause keeps the sandbox in memory: the stream goes on after connect', async (t) => {
+    const sbx = await create(t)
+    const lines = []
+    const handle = await sbx.commands.run('i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done', { background: true, onStdout: (d) => lines.push(d) })
+    await eventually(() => assert.ok(lines.length > 0))
+    await sbx.pause()
+    assert.ok(!existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'not written to disk')
+    assert.ok(guestProcessesOf(sbx.sandboxId).length > 0, 'its processes are kept, frozen')
+    await Sandbox.connect(sbx.sandboxId, server.novita())
+    const seen = lines.length
+    await eventually(() => assert.ok(lines.length > seen + 2, 'the stream goes on'))
+    await handle.kill()
+    // Once nothing follows a stream, the next pause writes the memory to disk.
+    await sbx.pause()
+    assert.ok(existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')))
   })
 
   test('without CRIU a paused sandbox stays frozen in memory, and thaws', async (t) => {

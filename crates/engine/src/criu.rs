@@ -91,6 +91,16 @@ impl Criu {
     }
 }
 
+/// How many connections from outside PID 1 (host pid `pid1`) holds: its sockets that are not
+/// in its network namespace (accepted ends of the server's connections to envd, made in the
+/// host's), which a dump gives its copies closed.
+pub fn outside_connections(pid1: i32) -> std::io::Result<usize> {
+    // `/proc/<pid>/net/unix`: the unix sockets of its network namespace, the inode 7th.
+    let table = std::fs::read_to_string(format!("/proc/{pid1}/net/unix"))?;
+    let inside: Vec<u64> = table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(6)?.parse().ok()).collect();
+    Ok(socket_inodes(pid1)?.into_iter().filter(|ino| !inside.contains(ino)).count())
+}
+
 /// The inodes of the sockets process `pid` holds (`/proc/<pid>/fd/N` → `socket:[<ino>]`).
 fn socket_inodes(pid: i32) -> std::io::Result<Vec<u64>> {
     let mut inodes = Vec::new();

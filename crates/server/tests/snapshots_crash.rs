@@ -168,6 +168,8 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
             "round {round}: cgroups of the killed server remain"
         );
         assert_eq!(mounts_of(&data), Vec::<String>::new(), "round {round}: mounts remain");
+        // A dump the kill cut short (snapshots take the memory by default) went with the server.
+        assert_eq!(criu_of(&data), Vec::<i32>::new(), "round {round}: a CRIU of the killed server runs on");
         let sandboxes: Vec<_> =
             std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(sandboxes.is_empty(), "round {round}: sandbox directories remain: {sandboxes:?}");

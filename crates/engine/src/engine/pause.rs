@@ -19,9 +19,11 @@ impl Engine {
     /// Pauses a running sandbox: freezes every process in it and records it in the catalog (with
     /// `api`, what the API keeps of it), so that it outlives a restart. With CRIU its processes'
     /// memory is then written to disk and they end: the paused sandbox holds no RAM, and resuming
-    /// restores them, also after a restart. Without CRIU (or when it cannot dump them) they stay
-    /// frozen in memory, and a restart keeps only the files. Without `keep_memory` its processes
-    /// end once it is recorded: only its files are kept, and it starts again on them when resumed.
+    /// restores them, also after a restart. They stay frozen in memory instead (and a restart
+    /// keeps only the files) without CRIU, when CRIU cannot dump them, and while an SDK follows a
+    /// stream from envd (a background command's output): frozen, the stream goes on after the
+    /// resume, as it does in the cloud. Without `keep_memory` its processes end once it is
+    /// recorded: only its files are kept, and it starts again on them when resumed.
     pub async fn pause(&self, id: &str, api: String, keep_memory: bool) -> Result<(), EngineError> {
         let busy = self.busy_of_running(id)?;
         let _turn = busy.lock().await;
@@ -35,6 +37,7 @@ impl Engine {
             let r = state.sandboxes.get(id).ok_or_else(|| EngineError::SandboxNotFound(id.into()))?;
             PausedRecord { makeup: r.makeup.clone(), api: api.clone() }
         };
+        let to_disk = keep_memory && self.without_outside_connections(id).await;
         let (cgroups, state, id2) = (self.cgroups.clone(), Arc::clone(&self.state), id.to_string());
         blocking("pause", move || {
             let id = id2;
@@ -56,10 +59,30 @@ impl Engine {
         })
         .await?;
         // Recorded as paused first: its cleanup keeps its files (and the images of its memory).
-        if !keep_memory || self.memory_to_disk(id).await {
+        if !keep_memory || (to_disk && self.memory_to_disk(id).await) {
             self.stop(id, true).await;
         }
         Ok(())
+    }
+
+    /// Whether a running sandbox's memory can go to disk without cutting a connection from
+    /// outside: envd holds none (once those of requests just answered are closed, which takes
+    /// envd a moment). False without CRIU.
+    async fn without_outside_connections(&self, id: &str) -> bool {
+        if self.criu().is_err() {
+            return false;
+        }
+        let Some(launcher) = self.state.lock().unwrap().processes(id).and_then(|p| p.launcher) else { return false };
+        let Ok(pid1) = super::start::pid1_of(launcher) else { return false };
+        for _ in 0..10 {
+            match crate::criu::outside_connections(pid1) {
+                Ok(0) => return true,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) => return false,
+            }
+        }
+        tracing::info!(sandbox = id, "a stream from envd is followed: paused in memory, where it goes on");
+        false
     }
 
     /// Writes the processes of a frozen sandbox to its `memory/` with CRIU, then kills them

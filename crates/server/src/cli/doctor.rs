@@ -342,10 +342,16 @@ fn criu() -> Check {
     use sandbank_engine::criu;
     match criu::find() {
         Ok(c) => {
-            check(Status::Ok, "criu", format!("CRIU {} at {}: `criu check` looks good", c.version, c.path.display()))
+            let what = "snapshots and pauses keep the processes and their memory";
+            check(
+                Status::Ok,
+                "criu",
+                format!("CRIU {} at {}: `criu check` looks good; {what}", c.version, c.path.display()),
+            )
         }
         Err(why) => {
-            check(Status::Warn, "criu", format!("{why}: snapshots keep files only; fork and clone are refused"))
+            let what = "snapshots keep files only, a paused sandbox's processes do not outlive the server, fork and clone are refused";
+            check(Status::Warn, "criu", format!("{why}: {what}"))
         }
     }
 }

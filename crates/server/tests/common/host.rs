@@ -71,6 +71,24 @@ pub fn guests(data: &Path) -> Vec<i32> {
 }
 
 /// cgroup directories (v1 or v2) named after one of `ids`.
+/// Live CRIU processes working in data directory `data` (it is in their arguments).
+pub fn criu_of(data: &Path) -> Vec<i32> {
+    let needle = data.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let args = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = String::from_utf8_lossy(&args);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            args.split('\0').next().is_some_and(|a| a.ends_with("criu"))
+                && args.contains(&needle)
+                && !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')
+        })
+        .collect()
+}
+
 pub fn cgroups_of(ids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return out };

@@ -303,11 +303,14 @@ pub struct CloneResult {
     pub snapshot_template_id: String,
 }
 
-/// `POST /sandboxes/{id}/pause` (E2B may send it): `memory: false` keeps the files only.
+/// `POST /sandboxes/{id}/pause` (E2B may send it): `memory: false` keeps the files only; so does
+/// `mode: "filesystem"`, as a snapshot's `mode` says (`"full"`: with memory, the default).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// `POST /v2/sandboxes/{id}/connect` (the E2B SDK): the timeout may be left out.

@@ -496,7 +496,13 @@ pub async fn pause(
     SandboxId(id): SandboxId,
     JsonBodyOrDefault(body): JsonBodyOrDefault<PauseBody>,
 ) -> Result<StatusCode, ApiError> {
-    let keep_memory = body.memory != Some(false);
+    let keep_memory = match body.mode.as_deref() {
+        None | Some("full") => body.memory != Some(false),
+        Some("filesystem") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!("Invalid mode {other:?}: must be \"full\" or \"filesystem\"")))
+        }
+    };
     let entry = state.registry.mark_paused(&id, !keep_memory).map_err(|already| {
         if already {
             ApiError::Conflict(format!("Sandbox \"{id}\" is already paused"))

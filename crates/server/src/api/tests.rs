@@ -958,6 +958,24 @@ async fn e2b_v2_create_and_connect() {
     assert!(m.contains("timeout"), "{m}");
 }
 
+/// What a pause keeps: the memory unless `memory: false` or `mode: "filesystem"`; a bad mode is
+/// named, and the sandbox stays running.
+#[tokio::test]
+async fn pause_keeps_memory_unless_asked_not_to() {
+    let (addr, fake, _) = start().await;
+    let bodies = [None, Some(r#"{"mode":"full"}"#), Some(r#"{"memory":false}"#), Some(r#"{"mode":"filesystem"}"#)];
+    for body in bodies {
+        let id = create(addr, r#"{"templateID":"base"}"#).await;
+        assert_eq!(call(addr, "POST", &format!("/sandboxes/{id}/pause"), body).await.status, StatusCode::NO_CONTENT);
+    }
+    let kept: Vec<bool> = fake.pauses.lock().unwrap().iter().map(|(_, memory)| *memory).collect();
+    assert_eq!(kept, [true, true, false, false]);
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    let m = call(addr, "POST", &format!("/sandboxes/{id}/pause"), Some(r#"{"mode":"ram"}"#)).await.error(400);
+    assert!(m.contains("\"ram\""), "{m}");
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["state"], "running");
+}
+
 #[tokio::test]
 async fn snapshots_create_list_delete() {
     let (addr, fake, _) = start().await;

@@ -256,6 +256,19 @@ describe('sandbank: fork', () => {
   })
 })
 
+describe('createSnapshot keeps the memory by default, through every SDK', () => {
+  for (const [name, Sdk] of [['e2b', E2bSandbox], ['novita-sandbox', NovitaSandbox], ['sandbank', SbSandbox]]) {
+    test(`${name}: a sandbox started from the snapshot goes on with the counter, apart from the origin`, async (t) => {
+      const sbx = await origin(t, Sdk)
+      const snap = await sbx.createSnapshot()
+      const copy = own(t, await Sdk.create(snap.snapshotId, { ...server.e2b(), timeoutMs: 120_000 }))
+      assert.equal(await next(copy), '2')
+      assert.equal(await next(copy), '3')
+      assert.equal(await next(sbx), '2')
+    })
+  }
+})
+
 describe('sandbank: clone', () => {
   test('clones have the origin memory; the snapshot they started from is named', async (t) => {
     const sbx = await origin(t, SbSandbox)

@@ -34,14 +34,15 @@ async function next(sbx) {
   return (await sbx.commands.run(FETCH)).stdout.trim()
 }
 
-/** A sandbox (through `Sdk`) running the counter server, started by a command that has ended. */
-async function origin(t, Sdk) {
-  const sbx = await Sdk.create({ ...server.e2b(), timeoutMs: 300_000 })
-  server.sandboxIds.add(sbx.sandboxId)
-  t.after(() => sbx.kill().catch(() => {}))
+/** A sandbox (through `Sdk`, on `srv`) running the counter server (holding `ballastMb` more in
+ * memory), started by a command that has ended. */
+async function origin(t, Sdk, { srv = server, ballastMb = 0 } = {}) {
+  const sbx = await Sdk.create({ ...srv.e2b(), timeoutMs: 300_000 })
+  srv.sandboxIds.add(sbx.sandboxId)
+  t.after(() => (srv.stopped ? undefined : sbx.kill().catch(() => {})))
   await sbx.files.write('/home/user/counter.py', COUNTER)
-  await sbx.commands.run('nohup python3 /home/user/counter.py >/dev/null 2>&1 &')
-  for (let i = 0; i < 50; i++) {
+  await sbx.commands.run(`BALLAST_MB=${ballastMb} nohup python3 /home/user/counter.py >/dev/null 2>&1 &`)
+  for (let i = 0; i < 300; i++) {
     const r = await sbx.commands.run(`${FETCH} 2>/dev/null || true`)
     if (r.stdout.trim() === '1') return sbx
     await new Promise((r) => setTimeout(r, 100))
@@ -358,12 +359,8 @@ describe('a server killed with SIGKILL while it dumps a sandbox', () => {
       if (second) await stopAndCheck(second)
       else safeRemove(dataDir)
     })
-    const sbx = await E2bSandbox.create({ ...first.e2b(), timeoutMs: 300_000 })
-    first.sandboxIds.add(sbx.sandboxId)
     // 300 MB in memory: the dump takes a while.
-    await sbx.files.write('/home/user/counter.py', COUNTER)
-    await sbx.commands.run('BALLAST_MB=300 nohup python3 /home/user/counter.py >/dev/null 2>&1 &')
-    await eventually(async () => assert.equal((await sbx.commands.run(`${FETCH} 2>/dev/null || true`)).stdout.trim(), '1'), { timeoutMs: 30_000 })
+    const sbx = await origin(t, E2bSandbox, { srv: first, ballastMb: 300 })
 
     const path = what === 'snapshot' ? 'snapshots' : 'pause'
     const asked = first.fetch(`/sandboxes/${sbx.sandboxId}/${path}`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } }).catch(() => null)
@@ -416,11 +413,7 @@ describe('a new sandbank binary', () => {
       if (later) await stopAndCheck(later)
       else safeRemove(dataDir)
     })
-    const sbx = await E2bSandbox.create({ ...first.e2b(), timeoutMs: 300_000 })
-    first.sandboxIds.add(sbx.sandboxId)
-    await sbx.files.write('/home/user/counter.py', COUNTER)
-    await sbx.commands.run('nohup python3 /home/user/counter.py >/dev/null 2>&1 &')
-    await eventually(async () => assert.equal((await sbx.commands.run(`${FETCH} 2>/dev/null || true`)).stdout.trim(), '1'))
+    const sbx = await origin(t, E2bSandbox, { srv: first })
     const snap = await sbx.createSnapshot()
     await sbx.kill()
     await first.stop()

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
-import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck } from './helpers.mjs'
+import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck, userNamespaceOwner } from './helpers.mjs'
 import { sandbankBinary } from '../scripts/local-server.mjs'
 import { Sandbox as Sandbank } from 'sandbank'
 
@@ -720,22 +720,7 @@ time.sleep(120)
     // Because each sandbox's user namespace has an owner of its own, neither host root nor the
     // other sandbox's (ioctl NS_GET_OWNER_UID on a process of each, from the host).
     const owners = []
-    for (const sbx of [hog, other]) {
-      const ns = (await sbx.commands.run('readlink /proc/self/ns/user')).stdout.trim()
-      const owner = spawnSync('python3', ['-c', `
-import fcntl, os, struct
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        if os.readlink(f'/proc/{pid}/ns/user') != '${ns}':
-            continue
-        fd = os.open(f'/proc/{pid}/ns/user', os.O_RDONLY)
-    except OSError:
-        continue
-    print(struct.unpack('I', fcntl.ioctl(fd, 0xb704, b'\\0' * 4))[0])
-    break
-`], { encoding: 'utf8' })
-      owners.push(Number(owner.stdout.trim()))
-    }
+    for (const sbx of [hog, other]) owners.push(await userNamespaceOwner(sbx))
     t.diagnostic(`owners of the two sandboxes' user namespaces: ${owners.join(', ')}`)
     assert.ok(owners.every((o) => o >= 2_000_000_000), `owned by unprivileged host ids: ${owners}`)
     assert.notEqual(owners[0], owners[1])

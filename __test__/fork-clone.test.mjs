@@ -12,7 +12,7 @@ import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary, userNamespaceOwner } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -75,6 +75,13 @@ describe('e2b: fork', () => {
     }
     assert.equal(await next(forks[0]), '4')
     assert.equal(await next(forks[1]), '4', 'the forks are apart')
+    if (process.env.SANDBANK_TEST_NO_USERNS !== '1') {
+      // Each copy's user namespace has an owner of its own, as a sandbox started afresh does.
+      const owners = [sbx, ...forks].map(userNamespaceOwner)
+      const [o, f0, f1] = await Promise.all(owners)
+      assert.ok([o, f0, f1].every((x) => x >= 2_000_000_000), `owned by unprivileged host ids: ${[o, f0, f1]}`)
+      assert.equal(new Set([o, f0, f1]).size, 3, `three owners: ${[o, f0, f1]}`)
+    }
     assert.equal(await next(sbx), '3', 'the origin goes on by itself')
     await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
     assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')
@@ -138,6 +145,13 @@ describe('sandbank: fork', () => {
     }
     assert.equal(await next(forks[0]), '4')
     assert.equal(await next(forks[1]), '4', 'the forks are apart')
+    if (process.env.SANDBANK_TEST_NO_USERNS !== '1') {
+      // Each copy's user namespace has an owner of its own, as a sandbox started afresh does.
+      const owners = [sbx, ...forks].map(userNamespaceOwner)
+      const [o, f0, f1] = await Promise.all(owners)
+      assert.ok([o, f0, f1].every((x) => x >= 2_000_000_000), `owned by unprivileged host ids: ${[o, f0, f1]}`)
+      assert.equal(new Set([o, f0, f1]).size, 3, `three owners: ${[o, f0, f1]}`)
+    }
     assert.equal(await next(sbx), '3', 'the origin goes on by itself')
     await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
     assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')

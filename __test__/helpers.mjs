@@ -1,5 +1,6 @@
 // Shared test helpers: start a real `sandbank serve`, point the SDKs at it, and check that nothing
 // of it remains afterwards (mounts, cgroups, guest processes).
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -252,4 +253,23 @@ export function isDir(p) {
   } catch {
     return false
   }
+}
+
+/** The host uid that owns sandbox `sbx`'s user namespace (ioctl NS_GET_OWNER_UID on a process
+ * in it, from the host). */
+export async function userNamespaceOwner(sbx) {
+  const ns = (await sbx.commands.run('readlink /proc/self/ns/user')).stdout.trim()
+  const owner = spawnSync('python3', ['-c', `
+import fcntl, os, struct
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        if os.readlink(f'/proc/{pid}/ns/user') != '${ns}':
+            continue
+        fd = os.open(f'/proc/{pid}/ns/user', os.O_RDONLY)
+    except OSError:
+        continue
+    print(struct.unpack('I', fcntl.ioctl(fd, 0xb704, b'\\0' * 4))[0])
+    break
+`], { encoding: 'utf8' })
+  return Number(owner.stdout.trim())
 }

@@ -24,7 +24,7 @@ VERSION=4.2.1
 DEBIAN_VERSION=4.2.1-1
 CACHE="${SANDBANK_CACHE:-/var/cache/sandbank}"
 # The build's name changes with the patches it has.
-BUILT="$CACHE/criu-$VERSION-sandbank5/criu"
+BUILT="$CACHE/criu-$VERSION-sandbank6/criu"
 PATCHES="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/criu"
 
 # "criu --version" says "Version: 4.2.1" (and maybe a GitID line).

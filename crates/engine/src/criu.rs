@@ -11,7 +11,7 @@ use std::process::Command;
 /// The oldest CRIU that works here.
 pub const MIN_VERSION: (u32, u32) = (4, 2);
 /// Where `scripts/criu.sh` builds CRIU, with sandbank's patches (`$SANDBANK_CACHE` moves it).
-const CACHE_BUILD: &str = "criu-4.2.1-sandbank5/criu";
+const CACHE_BUILD: &str = "criu-4.2.1-sandbank6/criu";
 /// What to do when it is missing.
 pub const INSTALL_HINT: &str = "scripts/criu.sh builds CRIU 4.2.1 from Debian's source package; or set SANDBANK_CRIU";
 

@@ -47,6 +47,11 @@ pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
         .args(["--empty-ns", "net"])
         .arg("--action-script")
         .arg(&script);
+    // Its user namespace gets an owner of its own, as a sandbox started afresh does
+    // (`userns::Owner`; sandbank's CRIU patch `userns-owner`).
+    if c.userns.is_some() {
+        cmd.env("CRIU_USERNS_OWNER", sandbank_engine::userns::Owner::fresh().0.to_string());
+    }
     for (point, key) in CHECKPOINT_EXTERNAL_MOUNTS {
         let source = match point {
             "/usr" => Some(super::rootfs::usr_mount_point(c)),

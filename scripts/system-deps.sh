@@ -3,7 +3,8 @@
 # The sandboxes' base template is the host's /usr: the tests run `ps`, `python3` and `pip` inside
 # them, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
 # with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
-# puts their egress rules (`allowOut`/`denyOut`) in force. CRIU (4.2 or newer; for memory
+# puts their egress rules (`allowOut`/`denyOut`) in force; mkfs.btrfs makes the copy-on-write
+# store's filesystem (issue 15). CRIU (4.2 or newer; for memory
 # snapshots, see docs/FULL-SNAPSHOTS.md) is built from Debian's source package by criu.sh when
 # missing, into a cache outside the clone.
 set -euo pipefail
@@ -17,6 +18,7 @@ missing=()
 [ -x /usr/bin/mount ] || [ -x /bin/mount ] || missing+=(mount)
 [ -x /usr/bin/pasta ] || missing+=(passt)
 [ -x /usr/sbin/nft ] || missing+=(nftables)
+[ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || missing+=(btrfs-progs)
 criu() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     bash "$(dirname "$0")/criu.sh" >/dev/null ||

@@ -63,19 +63,19 @@ pub fn attach(empty: &Path, image: &Path, dir: &Path) -> io::Result<()> {
     mount_image(image, dir)
 }
 
-/// Mounts the filesystem in `image` on `dir` through a loop device.
+/// Mounts the ext4 filesystem in `image` on `dir` through a loop device.
 pub fn mount_image(image: &Path, dir: &Path) -> io::Result<()> {
+    // `noinit_itable`: never zero the inode tables, which would fill the sparse image.
+    mount_image_as(image, dir, "ext4", "noinit_itable")
+}
+
+/// Mounts the `fstype` filesystem in `image` on `dir` through a loop device, with `options`.
+pub fn mount_image_as(image: &Path, dir: &Path, fstype: &str, options: &str) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let backing = OpenOptions::new().read(true).write(true).open(image)?;
     let (device, loop_fd) = loop_device(&backing)?;
-    // `noinit_itable`: never zero the inode tables, which would fill the sparse image.
-    let mounted = nix::mount::mount(
-        Some(device.as_path()),
-        dir,
-        Some("ext4"),
-        nix::mount::MsFlags::empty(),
-        Some("noinit_itable"),
-    );
+    let mounted =
+        nix::mount::mount(Some(device.as_path()), dir, Some(fstype), nix::mount::MsFlags::empty(), Some(options));
     // The mount holds the device now (or nothing does): with AUTOCLEAR, closing our descriptor
     // leaves it to the mount.
     drop(loop_fd);

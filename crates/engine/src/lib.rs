@@ -15,6 +15,7 @@
 
 pub mod cgroup;
 mod copy;
+pub mod cow;
 pub mod criu;
 mod disk;
 pub mod egress;

@@ -278,3 +278,87 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit(2) only ends this process.
     unsafe { libc::_exit(code) }
 }
+
+/// The argument of btrfs's subvolume ioctls (`struct btrfs_ioctl_vol_args`): a name in the
+/// directory the ioctl is made on.
+#[repr(C)]
+struct BtrfsVolArgs {
+    fd: i64,
+    name: [u8; 4088],
+}
+
+/// `struct btrfs_ioctl_vol_args_v2`, for snapshots: `fd` the source subvolume, `flags` e.g.
+/// read-only.
+#[repr(C)]
+struct BtrfsVolArgsV2 {
+    fd: i64,
+    transid: u64,
+    flags: u64,
+    unused: [u64; 4],
+    name: [u8; 4040],
+}
+
+// Both argument structures are 4096 bytes, as the request numbers say.
+const _: () = assert!(std::mem::size_of::<BtrfsVolArgs>() == 4096);
+const _: () = assert!(std::mem::size_of::<BtrfsVolArgsV2>() == 4096);
+
+/// `_IOW(BTRFS_IOCTL_MAGIC, nr, 4096 bytes)`: write direction, argument size, type 0x94.
+const fn btrfs_iow(nr: libc::c_ulong) -> libc::c_ulong {
+    (1 << 30) | (4096 << 16) | (0x94 << 8) | nr
+}
+
+const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
+const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = btrfs_iow(14);
+const BTRFS_IOC_SNAP_DESTROY: libc::c_ulong = btrfs_iow(15);
+const BTRFS_IOC_SNAP_CREATE_V2: libc::c_ulong = btrfs_iow(23);
+
+/// A name for a btrfs ioctl: one path component, NUL-terminated, that fits.
+fn btrfs_name<const N: usize>(name: &std::ffi::OsStr) -> io::Result<[u8; N]> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= N || bytes.contains(&b'/') || bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a subvolume name: {name:?}")));
+    }
+    let mut out = [0u8; N];
+    out[..bytes.len()].copy_from_slice(bytes);
+    Ok(out)
+}
+
+/// `BTRFS_IOC_SUBVOL_CREATE`: a new, empty subvolume `name` in directory `parent`.
+pub fn btrfs_subvolume_create(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<()> {
+    let args = BtrfsVolArgs { fd: 0, name: btrfs_name(name)? };
+    // SAFETY: ioctl(2) with a pointer to a live, initialised 4096-byte vol_args, as the request
+    // number says.
+    let r = unsafe { libc::ioctl(parent.as_raw_fd(), BTRFS_IOC_SUBVOL_CREATE as _, &args) };
+    check(r.into()).map(drop)
+}
+
+/// `BTRFS_IOC_SNAP_CREATE_V2`: a snapshot of subvolume `source` as `name` in directory
+/// `parent`, read-only if asked.
+pub fn btrfs_snapshot(
+    source: BorrowedFd<'_>,
+    parent: BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    read_only: bool,
+) -> io::Result<()> {
+    let args = BtrfsVolArgsV2 {
+        fd: source.as_raw_fd().into(),
+        transid: 0,
+        flags: if read_only { BTRFS_SUBVOL_RDONLY } else { 0 },
+        unused: [0; 4],
+        name: btrfs_name(name)?,
+    };
+    // SAFETY: ioctl(2) with a pointer to a live, initialised 4096-byte vol_args_v2 naming a
+    // descriptor that stays open for the call.
+    let r = unsafe { libc::ioctl(parent.as_raw_fd(), BTRFS_IOC_SNAP_CREATE_V2 as _, &args) };
+    check(r.into()).map(drop)
+}
+
+/// `BTRFS_IOC_SNAP_DESTROY`: removes subvolume `name` (with what is in it) from directory
+/// `parent`.
+pub fn btrfs_subvolume_destroy(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -> io::Result<()> {
+    let args = BtrfsVolArgs { fd: 0, name: btrfs_name(name)? };
+    // SAFETY: as in btrfs_subvolume_create.
+    let r = unsafe { libc::ioctl(parent.as_raw_fd(), BTRFS_IOC_SNAP_DESTROY as _, &args) };
+    check(r.into()).map(drop)
+}

@@ -1,0 +1,197 @@
+//! The copy-on-write store (issue 15, first step: not used by the engine yet): a btrfs
+//! filesystem in which a sandbox's writable layer can be a subvolume and a snapshot a read-only
+//! snapshot of it, which costs the same whatever the sandbox wrote. Where the data directory is
+//! on btrfs already, that filesystem; elsewhere a sparse image file in the data directory,
+//! formatted once (`mkfs.btrfs`, from btrfs-progs) and mounted on a loop device that goes with
+//! the mount (AUTOCLEAR).
+
+use crate::sys;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `statfs(2)`'s `f_type` of btrfs.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
+
+/// The store: a btrfs filesystem mounted at `root`.
+#[derive(Debug)]
+pub struct CowStore {
+    root: PathBuf,
+    /// The image it was mounted from, when the data directory is not btrfs itself.
+    image: Option<PathBuf>,
+}
+
+impl CowStore {
+    /// Opens the store at `root`: the directory itself when it is on btrfs; else the filesystem
+    /// in `image` (made sparse, of `size_bytes`, when it does not exist) mounted on it.
+    pub fn open(root: &Path, image: &Path, size_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(root)?;
+        if is_btrfs(root)? {
+            return Ok(CowStore { root: root.to_path_buf(), image: None });
+        }
+        if !image.exists() {
+            format(image, size_bytes)?;
+        }
+        crate::disk::mount_image_as(image, root, "btrfs", "")?;
+        Ok(CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Unmounts the store's image, if it mounted one (lazily: its loop device goes once nothing
+    /// holds the filesystem).
+    pub fn close(self) -> io::Result<()> {
+        if self.image.is_some() {
+            nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH)
+                .map_err(|e| io::Error::other(format!("unmount {}: {e}", self.root.display())))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` is on a btrfs filesystem.
+pub fn is_btrfs(path: &Path) -> io::Result<bool> {
+    let st = rustix::fs::statfs(path)?;
+    Ok(st.f_type as i64 == BTRFS_SUPER_MAGIC)
+}
+
+/// Makes a sparse file of `size_bytes` at `image` and a btrfs filesystem in it; made aside and
+/// moved into place, so that a crash leaves no half-formatted image.
+fn format(image: &Path, size_bytes: u64) -> io::Result<()> {
+    let tmp = image.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    File::create(&tmp)?.set_len(size_bytes)?;
+    let out = Command::new("mkfs.btrfs")
+        .args(["-q", "-f"])
+        .arg(&tmp)
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .map_err(|e| {
+            io::Error::new(e.kind(), format!("the copy-on-write store needs mkfs.btrfs (btrfs-progs): {e}"))
+        })?;
+    if !out.status.success() {
+        let _ = fs::remove_file(&tmp);
+        return Err(io::Error::other(format!(
+            "mkfs.btrfs {}: {}",
+            tmp.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    fs::rename(&tmp, image)
+}
+
+/// The directory `path` is in, open, and `path`'s last component.
+fn parent_and_name(path: &Path) -> io::Result<(File, &OsStr)> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("no parent or name: {}", path.display()));
+    let parent = path.parent().ok_or_else(bad)?;
+    let name = path.file_name().ok_or_else(bad)?;
+    Ok((File::open(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?, name))
+}
+
+/// A new, empty subvolume at `path` (its parent directory must be on the store).
+pub fn create_subvolume(path: &Path) -> io::Result<()> {
+    let (parent, name) = parent_and_name(path)?;
+    sys::btrfs_subvolume_create(parent.as_fd(), name)
+        .map_err(|e| io::Error::new(e.kind(), format!("create subvolume {}: {e}", path.display())))
+}
+
+/// A snapshot of subvolume `source` at `dest`: read-only for a snapshot layer. Its cost does
+/// not grow with what `source` holds.
+pub fn snapshot(source: &Path, dest: &Path, read_only: bool) -> io::Result<()> {
+    let src = File::open(source)?;
+    let (parent, name) = parent_and_name(dest)?;
+    sys::btrfs_snapshot(src.as_fd(), parent.as_fd(), name, read_only)
+        .map_err(|e| io::Error::new(e.kind(), format!("snapshot {} as {}: {e}", source.display(), dest.display())))
+}
+
+/// Removes subvolume `path` and what is in it.
+pub fn delete_subvolume(path: &Path) -> io::Result<()> {
+    let (parent, name) = parent_and_name(path)?;
+    sys::btrfs_subvolume_destroy(parent.as_fd(), name)
+        .map_err(|e| io::Error::new(e.kind(), format!("delete subvolume {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A store on an image in a temporary directory (root: a loop device and a mount).
+    fn store(dir: &Path) -> CowStore {
+        CowStore::open(&dir.join("cow"), &dir.join("cow.img"), 1 << 30).expect("open the store")
+    }
+
+    #[test]
+    fn a_snapshot_keeps_what_its_subvolume_held_and_costs_the_same_whatever_that_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        assert!(is_btrfs(store.root()).unwrap());
+        let layer = store.root().join("layer");
+        create_subvolume(&layer).unwrap();
+        fs::write(layer.join("a"), "before").unwrap();
+
+        // 10,000 files and a 64 MB one: a snapshot copies none of them.
+        let small = Instant::now();
+        snapshot(&layer, &store.root().join("s0"), true).unwrap();
+        let small = small.elapsed();
+        for i in 0..10_000 {
+            fs::write(layer.join(format!("f{i}")), i.to_string()).unwrap();
+        }
+        fs::write(layer.join("big"), vec![7u8; 64 << 20]).unwrap();
+        let big = Instant::now();
+        snapshot(&layer, &store.root().join("s1"), true).unwrap();
+        let big = big.elapsed();
+        eprintln!("snapshot of an almost empty subvolume: {small:?}; of 10,000 files and 64 MB: {big:?}");
+
+        fs::write(layer.join("a"), "after").unwrap();
+        fs::remove_file(layer.join("f7")).unwrap();
+        let s1 = store.root().join("s1");
+        assert_eq!(fs::read_to_string(s1.join("a")).unwrap(), "before");
+        assert_eq!(fs::read_to_string(s1.join("f7")).unwrap(), "7");
+        assert_eq!(fs::metadata(s1.join("big")).unwrap().len(), 64 << 20);
+        assert!(!store.root().join("s0/f7").exists());
+        let err = fs::write(s1.join("a"), "x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        // A writable snapshot of a read-only one: a sandbox's layer started from a snapshot.
+        let child = store.root().join("child");
+        snapshot(&s1, &child, false).unwrap();
+        fs::write(child.join("a"), "child").unwrap();
+        assert_eq!(fs::read_to_string(s1.join("a")).unwrap(), "before");
+
+        for sub in ["child", "s1", "s0", "layer"] {
+            delete_subvolume(&store.root().join(sub)).unwrap();
+        }
+        assert_eq!(fs::read_dir(store.root()).unwrap().count(), 0);
+        let err = create_subvolume(&store.root().join("a/b")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert!(snapshot(&tmp.path().join("nothing"), &store.root().join("x"), true).is_err());
+        let root = store.root().to_path_buf();
+        store.close().unwrap();
+        assert!(!mounted(&root), "unmounted");
+    }
+
+    fn mounted(path: &Path) -> bool {
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        info.lines().any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+    }
+
+    #[test]
+    fn an_image_is_made_once_and_opened_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = store(tmp.path());
+        fs::write(first.root().join("kept"), "yes").unwrap();
+        first.close().unwrap();
+        let again = store(tmp.path());
+        assert_eq!(fs::read_to_string(again.root().join("kept")).unwrap(), "yes");
+        // Sparse: the 1 GB image holds only what btrfs wrote.
+        use std::os::unix::fs::MetadataExt;
+        let blocks = fs::metadata(tmp.path().join("cow.img")).unwrap().blocks() * 512;
+        assert!(blocks < 64 << 20, "the image takes {blocks} bytes");
+        again.close().unwrap();
+    }
+}

@@ -12,7 +12,7 @@ import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary, userNamespaceOwner } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary, userNamespaceOwner, layersRoot } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -388,22 +388,22 @@ describe('a server killed with SIGKILL while it dumps a sandbox', () => {
     second = await startServer({ dataDir, apiKey: first.apiKey })
     second.sandboxIds.add(sbx.sandboxId)
     await eventually(() => assert.deepEqual(guestProcessesOfServer(dataDir), []))
-    const staging = join(dataDir, 'layers', '.staging')
+    const staging = join(layersRoot(second), 'layers', '.staging')
     assert.deepEqual(existsSync(staging) ? readdirSync(staging) : [], [], 'no half layer or images')
     const snapshots = await (await second.fetch('/snapshots')).json()
     assert.deepEqual(snapshots, [], 'no snapshot was published')
-    const layers = readdirSync(join(dataDir, 'layers')).filter((n) => !n.startsWith('.'))
+    const layers = readdirSync(join(layersRoot(second), 'layers')).filter((n) => !n.startsWith('.'))
     assert.deepEqual(layers, [])
     if (what === 'pause') {
       // It was recorded paused before the dump: it is paused, with its files and no images, and
       // starts again on its files.
-      const sandboxDir = join(dataDir, 'sandboxes', sbx.sandboxId)
+      const sandboxDir = join(layersRoot(second), 'sandboxes', sbx.sandboxId)
       assert.ok(!existsSync(join(sandboxDir, 'memory.partial')) && !existsSync(join(sandboxDir, 'memory')))
       const back = await E2bSandbox.connect(sbx.sandboxId, second.e2b())
       assert.equal(await back.files.read('/home/user/counter.py'), COUNTER)
       await back.kill()
     } else {
-      assert.deepEqual(readdirSync(join(dataDir, 'sandboxes')), [], 'the running sandbox went with the server')
+      assert.deepEqual(readdirSync(join(layersRoot(second), 'sandboxes')), [], 'the running sandbox went with the server')
     }
   })
 })

@@ -19,12 +19,14 @@ export async function startServer(opts = {}) {
   // `npm test` runs some files again with every server in the other mode (root inside as the
   // host's root).
   const noUserns = process.env.SANDBANK_TEST_NO_USERNS === '1' ? ['--no-userns'] : []
+  // And the files of snapshots again on the copy-on-write store (issue 15).
+  const store = process.env.SANDBANK_TEST_STORE ? ['--store', process.env.SANDBANK_TEST_STORE] : []
   const s = await startLocalServer({
     tmpPrefix: 'sandbank-test-',
     apiKey: `sk_test_${randomBytes(16).toString('hex')}`,
     onStderr: process.env.SANDBANK_TEST_VERBOSE ? (d) => process.stderr.write(d) : undefined,
     ...opts,
-    extraArgs: [...(opts.extraArgs ?? []), ...noUserns.filter((a) => !opts.extraArgs?.includes(a))],
+    extraArgs: [...(opts.extraArgs ?? []), ...noUserns.filter((a) => !opts.extraArgs?.includes(a)), ...(opts.extraArgs?.includes('--store') ? [] : store)],
   })
   return Object.assign(s, {
     /** Sandbox IDs created through this server (for the leftovers check). */
@@ -272,4 +274,12 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
     break
 `], { encoding: 'utf8' })
   return Number(owner.stdout.trim())
+}
+
+/** Where running server `server` keeps `layers/` and `sandboxes/`: its data directory, or its
+ * copy-on-write store (`--store btrfs`), which is mounted in the server's own mount namespace
+ * and seen from here through its /proc/<pid>/root. */
+export function layersRoot(server) {
+  const store = `/proc/${server.proc.pid}/root${server.dataDir}/cow`
+  return existsSync(join(store, 'layers')) ? store : server.dataDir
 }

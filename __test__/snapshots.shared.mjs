@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { startServer, stopAndCheck, assertNoLeftovers, rejectsWith, eventually, overlayLowers } from './helpers.mjs'
+import { startServer, stopAndCheck, assertNoLeftovers, rejectsWith, eventually, overlayLowers, layersRoot } from './helpers.mjs'
 
 export const SNAPSHOT_ID = /^[a-z0-9]{20}:default$/
 
@@ -54,9 +54,9 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
   }
 
   /** Snapshot layer directories on disk (`<data>/layers/<id>`), and what `.staging` holds. */
-  const layerDirs = () => readdirSync(join(server.dataDir, 'layers')).filter((n) => !n.startsWith('.')).sort()
+  const layerDirs = () => readdirSync(join(layersRoot(server), 'layers')).filter((n) => !n.startsWith('.')).sort()
   const stagingLeft = () => {
-    const st = join(server.dataDir, 'layers', '.staging')
+    const st = join(layersRoot(server), 'layers', '.staging')
     return existsSync(st) ? readdirSync(st) : []
   }
   const bare = (id) => id.replace(/:default$/, '')
@@ -365,7 +365,7 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
       assert.ok(allocated >= 1 << 20 && allocated < 8 << 20, `the sparse file allocates ${allocated} bytes in the new sandbox`)
       const [raw] = await rawList(`&sandboxID=${origin.sandboxId}`)
       assert.ok(raw.sizeBytes >= 1 << 20 && raw.sizeBytes < 8 << 20, `sizeBytes ${raw.sizeBytes} counts data, not holes`)
-      const onDisk = Number(execFileSync('du', ['-s', '-B1', join(server.dataDir, 'layers', bare(snap.snapshotId))], { encoding: 'utf8' }).split('\t')[0])
+      const onDisk = Number(execFileSync('du', ['-s', '-B1', join(layersRoot(server), 'layers', bare(snap.snapshotId))], { encoding: 'utf8' }).split('\t')[0])
       assert.ok(onDisk < 16 << 20, `the layer takes ${onDisk} bytes on disk`)
       // The new sandbox's own changes stay its own.
       await run(clone, 'echo clone > /home/user/new.txt')

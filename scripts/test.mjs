@@ -64,6 +64,15 @@ const jsNoUserns = step(
   { SANDBANK_TEST_NO_USERNS: '1' },
 )
 
+// The snapshot files again with the layers on the copy-on-write store (`--store btrfs`, issue 15).
+const STORE_FILES = ['snapshots.test.mjs', 'snapshots-e2b.test.mjs', 'fork-clone.test.mjs']
+const jsStore = step(
+  'JS tests on the btrfs store',
+  process.execPath,
+  nodeTest(STORE_FILES.map((f) => join('__test__', f))),
+  { SANDBANK_TEST_STORE: 'btrfs' },
+)
+
 // The package as users install it: packed tarballs in a fresh project with no Rust on PATH.
 const pack = step('pack check', process.execPath, [join(root, 'scripts', 'pack-check.mjs')])
 
@@ -73,6 +82,7 @@ const ci = step('CI checks', process.execPath, [join(root, 'scripts', 'ci-checks
 const verdict = (ok) => (ok ? 'passed' : 'FAILED')
 console.log(
   `\nsandbank tests: lint ${verdict(lint)}, Rust ${verdict(rust)}, fuzz ${verdict(fuzz)}, types ${verdict(types)}, ` +
-    `JS ${verdict(js)}, JS without a user namespace ${verdict(jsNoUserns)}, pack ${verdict(pack)}, CI checks ${verdict(ci)}`,
+    `JS ${verdict(js)}, JS without a user namespace ${verdict(jsNoUserns)}, JS on the btrfs store ${verdict(jsStore)}, ` +
+    `pack ${verdict(pack)}, CI checks ${verdict(ci)}`,
 )
-process.exit(lint && rust && fuzz && types && js && jsNoUserns && pack && ci ? 0 : 1)
+process.exit(lint && rust && fuzz && types && js && jsNoUserns && jsStore && pack && ci ? 0 : 1)

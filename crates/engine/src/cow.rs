@@ -13,9 +13,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `statfs(2)`'s `f_type` of btrfs.
-const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
-
 /// The store: a btrfs filesystem mounted at `root`.
 #[derive(Debug)]
 pub struct CowStore {
@@ -56,8 +53,7 @@ impl CowStore {
 
 /// Whether `path` is on a btrfs filesystem.
 pub fn is_btrfs(path: &Path) -> io::Result<bool> {
-    let st = rustix::fs::statfs(path)?;
-    Ok(st.f_type as i64 == BTRFS_SUPER_MAGIC)
+    Ok(crate::tree::is_btrfs_magic(&rustix::fs::statfs(path)?))
 }
 
 /// Makes a sparse file of `size_bytes` at `image` and a btrfs filesystem in it; made aside and
@@ -154,6 +150,8 @@ mod tests {
         assert_eq!(fs::read_to_string(s1.join("a")).unwrap(), "before");
         assert_eq!(fs::read_to_string(s1.join("f7")).unwrap(), "7");
         assert_eq!(fs::metadata(s1.join("big")).unwrap().len(), 64 << 20);
+        let usage = crate::tree::disk_usage(&s1);
+        assert!(usage >= 64 << 20, "a snapshot's disk usage is what it holds: {usage}");
         assert!(!store.root().join("s0/f7").exists());
         let err = fs::write(s1.join("a"), "x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
@@ -163,8 +161,18 @@ mod tests {
         fs::write(child.join("a"), "child").unwrap();
         assert_eq!(fs::read_to_string(s1.join("a")).unwrap(), "before");
 
-        for sub in ["child", "s1", "s0", "layer"] {
+        for sub in ["child", "s0"] {
             delete_subvolume(&store.root().join(sub)).unwrap();
+        }
+        // Removing a tree takes its subvolumes whole, read-only ones too: a sandbox's directory
+        // with its layer in it, a snapshot layer.
+        let sandbox = store.root().join("sandbox");
+        fs::create_dir(&sandbox).unwrap();
+        fs::write(sandbox.join("hostname"), "x").unwrap();
+        snapshot(&layer, &sandbox.join("layer"), false).unwrap();
+        for gone in [&sandbox, &s1, &layer] {
+            crate::tree::remove_tree(gone).unwrap();
+            assert!(!gone.exists(), "{}", gone.display());
         }
         assert_eq!(fs::read_dir(store.root()).unwrap().count(), 0);
         let err = create_subvolume(&store.root().join("a/b")).unwrap_err();

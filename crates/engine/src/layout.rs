@@ -13,9 +13,13 @@
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
 //! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
+//! <data>/cow/, <data>/cow.img     with `--store btrfs`: the copy-on-write store (a btrfs filesystem, in the
+//!                                 image unless the data directory is btrfs), holding `layers/`,
+//!                                 `sandboxes/` and `userns-probe/` instead of the data directory
 //! <data>/sandboxes/<id>/          one running sandbox:
-//!     layer/root, layer/usr       the writable upper layers (/ and /usr)
-//!     work/root, work/usr         overlayfs work directories
+//!     layer/root, layer/usr       the writable upper layers (/ and /usr); `layer/` a subvolume on the store
+//!     layer/work/root, …/usr      overlayfs work directories (in `layer/`: on btrfs, overlayfs moves files
+//!                                 from them into the upper layers, which fails across subvolumes)
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
 //!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
 //!     usr/                        the mount point of its /usr overlay, when restored from a snapshot with memory
@@ -36,11 +40,31 @@ const MAX_SOCKET_PATH: usize = 107;
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
+    /// Where the layers and the sandboxes' directories are: the data directory, or the
+    /// copy-on-write store ([`crate::cow`]) when the engine has one.
+    layers_root: PathBuf,
 }
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        Self { layers_root: root.clone(), root }
+    }
+
+    /// The same data directory, with the layers and the sandboxes on the copy-on-write store
+    /// mounted at `store`.
+    pub fn on_store(self, store: &Path) -> Self {
+        Self { layers_root: store.to_path_buf(), ..self }
+    }
+
+    /// Where the copy-on-write store is mounted (or made, on a data directory on btrfs).
+    pub fn cow_store(&self) -> PathBuf {
+        self.root.join("cow")
+    }
+
+    /// The image of the copy-on-write store's filesystem, when the data directory is not btrfs.
+    pub fn cow_image(&self) -> PathBuf {
+        self.root.join("cow.img")
     }
 
     pub fn root(&self) -> &Path {
@@ -64,7 +88,7 @@ impl Layout {
     }
 
     pub fn layers(&self) -> PathBuf {
-        self.root.join("layers")
+        self.layers_root.join("layers")
     }
 
     pub fn layer(&self, id: &str) -> PathBuf {
@@ -92,7 +116,7 @@ impl Layout {
     }
 
     pub fn sandboxes(&self) -> PathBuf {
-        self.root.join("sandboxes")
+        self.layers_root.join("sandboxes")
     }
 
     /// Where a start moves the leftovers of a previous server that it cannot remove, so that
@@ -103,7 +127,7 @@ impl Layout {
 
     /// Scratch directories of the start-up check for user namespaces ([`crate::userns::probe`]).
     pub fn userns_probe(&self) -> PathBuf {
-        self.root.join("userns-probe")
+        self.layers_root.join("userns-probe")
     }
 
     /// The empty filesystem of `mb` MB that each sandbox's own disk is a copy of.
@@ -149,6 +173,10 @@ impl SandboxDir {
     pub fn disk_image(&self) -> PathBuf {
         self.0.with_extension("img")
     }
+    /// Its writable layer: `root/` and `usr/` (a subvolume on the copy-on-write store).
+    pub fn layer(&self) -> PathBuf {
+        self.0.join("layer")
+    }
     pub fn upper_root(&self) -> PathBuf {
         self.0.join("layer/root")
     }
@@ -156,10 +184,10 @@ impl SandboxDir {
         self.0.join("layer/usr")
     }
     pub fn work_root(&self) -> PathBuf {
-        self.0.join("work/root")
+        self.0.join("layer/work/root")
     }
     pub fn work_usr(&self) -> PathBuf {
-        self.0.join("work/usr")
+        self.0.join("layer/work/usr")
     }
     pub fn rootfs(&self) -> PathBuf {
         self.0.join("rootfs")

@@ -41,8 +41,8 @@ pub mod userns;
 mod which;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
-    SnapshotInfo, SnapshotMode,
+    Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec,
+    SandboxUsage, SnapshotInfo, SnapshotMode,
 };
 pub use error::{During, SysError};
 // The guest finds the directory it stages idmapped mounts in through it (every path under the

@@ -250,6 +250,12 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
         Err(Errno::NOTDIR | Errno::LOOP) => return unlink(dir, name).map(drop),
         Err(e) => return Err(e.into()),
     };
+    // On btrfs, subvolumes (the copy-on-write store's layers) go whole, at once.
+    let on_btrfs = rfs::fstatfs(&root).is_ok_and(|st| is_btrfs_magic(&st));
+    if on_btrfs && is_subvolume_root(&root) {
+        drop(root);
+        return crate::sys::btrfs_subvolume_destroy(dir, OsStr::from_bytes(name.to_bytes()));
+    }
     let mut buf = Vec::new();
     let mut chain = DirChain::new(root)?;
     let mut pending = vec![read_entries(chain.top(), &mut buf)?];
@@ -261,6 +267,15 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
                     Unlinked::Done => continue,
                     Unlinked::IsDir => {}
                 }
+            }
+            if on_btrfs
+                && rfs::statat(chain.top(), &child, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+                    st.st_ino == BTRFS_SUBVOLUME_ROOT_INO && FileType::from_raw_mode(st.st_mode) == FileType::Directory
+                })
+            {
+                let name = OsStr::from_bytes(child.to_bytes());
+                crate::sys::btrfs_subvolume_destroy(chain.top(), name).map_err(|e| chain.error(e, Some(&child)))?;
+                continue;
             }
             match chain.enter(&child)? {
                 Entered::Yes => pending.push(read_entries(chain.top(), &mut buf).map_err(|e| chain.error(e, None))?),
@@ -293,6 +308,22 @@ pub fn remove_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     }
 }
 
+/// `statfs(2)`'s `f_type` of btrfs.
+const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
+/// The inode number of a btrfs subvolume's root directory (`BTRFS_FIRST_FREE_OBJECTID`).
+const BTRFS_SUBVOLUME_ROOT_INO: u64 = 256;
+
+/// Whether `statfs(2)` says btrfs.
+#[allow(clippy::unnecessary_cast)] // f_type's type differs between targets
+pub fn is_btrfs_magic(st: &rfs::StatFs) -> bool {
+    st.f_type as i64 == BTRFS_SUPER_MAGIC
+}
+
+/// Whether the directory open as `fd` (on btrfs) is the root of a subvolume.
+fn is_subvolume_root(fd: &OwnedFd) -> bool {
+    rfs::fstat(fd).is_ok_and(|st| st.st_ino == BTRFS_SUBVOLUME_ROOT_INO)
+}
+
 enum Unlinked {
     /// Removed, or already gone.
     Done,
@@ -313,15 +344,33 @@ fn unlink(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Unlinked> {
 /// link (an upper bound). 0 when `path` is not a directory. Best effort, for metrics: what cannot
 /// be read is skipped, and a tree that changes under the walk ends it with what it counted.
 pub fn disk_usage(path: &Path) -> u64 {
+    sum_over(path, |st| u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512))
+}
+
+/// The bytes of data of the regular files under the directory `path`: their sizes, less their
+/// holes (a file counts what it has on disk when that is less than its size). What a copy of the
+/// tree writes, as [`disk_usage`] walks it.
+pub fn data_bytes(path: &Path) -> u64 {
+    sum_over(path, |st| match file_type(st) {
+        FileType::RegularFile => {
+            let on_disk = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+            u64::try_from(st.st_size).unwrap_or(0).min(on_disk)
+        }
+        _ => 0,
+    })
+}
+
+/// `per` of everything under the directory `path`, summed (see [`disk_usage`]).
+fn sum_over(path: &Path, per: impl Fn(&Stat) -> u64) -> u64 {
     let Ok(root) = rfs::openat(CWD, path, DIR_FLAGS, Mode::empty()) else { return 0 };
     let mut total = 0u64;
-    if let Err(e) = add_usage(root, &mut total) {
-        tracing::debug!("disk usage of {}: {e}", path.display());
+    if let Err(e) = add_usage(root, &mut total, &per) {
+        tracing::debug!("walking {}: {e}", path.display());
     }
     total
 }
 
-fn add_usage(root: OwnedFd, total: &mut u64) -> io::Result<()> {
+fn add_usage(root: OwnedFd, total: &mut u64, per: &impl Fn(&Stat) -> u64) -> io::Result<()> {
     let mut buf = Vec::new();
     let mut chain = DirChain::new(root)?;
     let mut pending = vec![read_entries(chain.top(), &mut buf)?];
@@ -329,7 +378,7 @@ fn add_usage(root: OwnedFd, total: &mut u64) -> io::Result<()> {
         let next = pending.last_mut().expect("a list per level").pop();
         if let Some((child, _)) = next {
             let Ok(st) = lstat_at(chain.top(), &child) else { continue };
-            *total = total.saturating_add(u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512));
+            *total = total.saturating_add(per(&st));
             if file_type(&st) == FileType::Directory && matches!(chain.enter(&child), Ok(Entered::Yes)) {
                 // An unreadable directory is counted, not entered.
                 pending.push(read_entries(chain.top(), &mut buf).unwrap_or_default());

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         ("snapshots_with_memory_go_on_in_every_copy", snapshots_with_memory_go_on_in_every_copy),
         ("snapshot_chains_flatten_and_layers_are_collected", snapshot_chains_flatten_and_layers_are_collected),
         ("snapshots_survive_a_restart", snapshots_survive_a_restart),
+        ("snapshots_on_the_copy_on_write_store", snapshots_on_the_copy_on_write_store),
         ("snapshots_cross_user_namespace_modes", snapshots_cross_user_namespace_modes),
         ("internet_access_through_pasta", internet_access_through_pasta),
         ("internet_access_without_pasta", internet_access_without_pasta),
@@ -120,6 +121,22 @@ fn open_with_disk(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
         disk_limit_mb,
         pasta,
         user_namespace: true,
+        layer_store: Default::default(),
+    })
+    .unwrap()
+}
+
+/// An engine on `dir` with the btrfs layer store (its image in `dir`).
+fn open_on_store(dir: &Path) -> Engine {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    Engine::open(EngineConfig {
+        data_dir: dir.to_path_buf(),
+        guest_exe: std::env::current_exe().unwrap(),
+        disk_limit_mb: None,
+        pasta: None,
+        user_namespace: true,
+        layer_store: sandbank_engine::LayerStore::Btrfs { image_bytes: 4 << 30 },
     })
     .unwrap()
 }
@@ -283,6 +300,7 @@ fn second_engine_on_a_data_dir_is_refused() {
         disk_limit_mb: None,
         pasta: None,
         user_namespace: true,
+        layer_store: Default::default(),
     })
     .unwrap_err();
     match &err {
@@ -664,6 +682,72 @@ fn snapshot_chains_flatten_and_layers_are_collected() {
     assert_eq!(left, 0, "no layer left once every snapshot is gone");
 }
 
+/// With the btrfs store, a sandbox's writable layer is a subvolume and a snapshot a snapshot of
+/// it: the same files as a copied one, chains and flattening too; everything goes with the
+/// sandboxes and snapshots, and the store's mount with the engine.
+fn snapshots_on_the_copy_on_write_store() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = open_on_store(tmp.path());
+    let store = tmp.path().join("cow");
+    use std::os::unix::fs::MetadataExt;
+    let is_subvolume = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.ino() == 256);
+    let mounted =
+        |p: &Path| std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&format!(" {} ", p.display()));
+    assert!(mounted(&store) || sandbank_engine::cow::is_btrfs(tmp.path()).unwrap());
+    let origin = rt.block_on(engine.create(spec(&engine))).unwrap();
+    let sock = &origin.envd_socket;
+    assert!(is_subvolume(&store.join("sandboxes").join(&origin.id).join("layer")));
+    run(sock, "echo ready > /tmp/status.txt; mkdir -p /home/user/many; for i in $(seq 1 2000); do echo $i > /home/user/many/$i; done; \
+               head -c 20000000 /dev/urandom > /home/user/big; rm /etc/debian_version; echo new > /usr/local/added");
+    let mut snap = rt.block_on(engine.snapshot(&origin.id, None)).unwrap();
+    assert!(is_subvolume(&store.join("layers").join(&snap.id)));
+    assert!(snap.size_bytes >= 20_000_000, "{snap:?}");
+    run(sock, "echo after > /tmp/status.txt");
+    // A chain past MAX_CHAIN: each generation a sandbox from the last snapshot, the last one
+    // flattened into a plain directory.
+    let mut ids = vec![origin.id.clone()];
+    for generation in 0..=sandbank_engine::engine::MAX_CHAIN {
+        let mut child_spec = spec(&engine);
+        child_spec.template = snap.id.clone();
+        let child = rt.block_on(engine.create(child_spec)).unwrap();
+        assert_eq!(run(&child.envd_socket, "cat /tmp/status.txt /usr/local/added; cat /home/user/many/1999; stat -c %s /home/user/big; test -e /etc/debian_version || echo deleted"), "ready\nnew\n1999\n20000000\ndeleted\n", "generation {generation}");
+        run(&child.envd_socket, &format!("echo {generation} > /home/user/generation"));
+        snap = rt.block_on(engine.snapshot(&child.id, None)).unwrap();
+        ids.push(child.id);
+    }
+    let plain: Vec<_> = std::fs::read_dir(store.join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.') && !is_subvolume(&e.path()))
+        .collect();
+    assert_eq!(plain.len(), 1, "the one flattened layer is a plain directory, the others subvolumes");
+    let mut last_spec = spec(&engine);
+    last_spec.template = snap.id.clone();
+    let last = rt.block_on(engine.create(last_spec)).unwrap();
+    assert_eq!(
+        run(&last.envd_socket, "cat /home/user/generation /tmp/status.txt").trim(),
+        format!("{}\nready", sandbank_engine::engine::MAX_CHAIN)
+    );
+    ids.push(last.id);
+    for id in &ids {
+        assert!(rt.block_on(engine.kill(id)).unwrap());
+    }
+    for s in engine.list_snapshots(None, None, None, 100).unwrap() {
+        assert!(engine.delete_snapshot(&s.id).unwrap());
+    }
+    let left = |dir: &str| {
+        std::fs::read_dir(store.join(dir))
+            .unwrap()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    assert_eq!((left("layers"), left("sandboxes")), (0, 0), "every subvolume and directory went");
+    drop(engine);
+    assert!(!mounted(&store), "the store's mount goes with the engine");
+}
+
 fn snapshots_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
@@ -726,6 +810,7 @@ fn snapshots_cross_user_namespace_modes() {
             disk_limit_mb: None,
             pasta: None,
             user_namespace: userns,
+            layer_store: Default::default(),
         })
         .unwrap()
     };
@@ -916,6 +1001,7 @@ fn internet_access_without_pasta() {
         disk_limit_mb: None,
         pasta: None,
         user_namespace: true,
+        layer_store: Default::default(),
     })
     .unwrap();
     // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
@@ -949,6 +1035,7 @@ fn no_user_namespace_is_refused_unless_asked_for() {
         disk_limit_mb: None,
         pasta: None,
         user_namespace,
+        layer_store: Default::default(),
     };
     match Engine::open(config(true)) {
         Err(e @ EngineError::NoUserNamespace(_)) => {
@@ -969,6 +1056,7 @@ fn internet_access_when_pasta_fails() {
         disk_limit_mb: None,
         pasta: Some("/bin/false".into()),
         user_namespace: true,
+        layer_store: Default::default(),
     };
     let engine = Engine::open(broken).unwrap();
     let mut asked = spec(&engine);

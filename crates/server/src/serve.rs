@@ -2,10 +2,11 @@
 
 use crate::api::{self, AppState};
 pub use crate::cli::serve_args::ServeArgs;
+use crate::cli::serve_args::StoreKind;
 use crate::http_server;
 use anyhow::Context as _;
 use sandbank_client::local::{self, DAEMON_STATE_FILE, EXIT_DATA_DIR_IN_USE};
-use sandbank_engine::{Engine, EngineConfig, EngineError};
+use sandbank_engine::{Engine, EngineConfig, EngineError, LayerStore};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -108,7 +109,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
     let guest_exe = std::env::current_exe().context("locating the sandbank executable")?;
     check_privileges()?;
-    if args.disk_limit_mb > 0 {
+    if args.disk_limit_mb > 0 || args.store == StoreKind::Btrfs {
         own_mount_namespace()?;
     }
 
@@ -129,6 +130,10 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
             disk_limit_mb,
             pasta,
             user_namespace: !args.no_userns,
+            layer_store: match args.store {
+                StoreKind::Copy => LayerStore::Copy,
+                StoreKind::Btrfs => LayerStore::Btrfs { image_bytes: args.store_image_gb << 30 },
+            },
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(config))
             .await
@@ -191,7 +196,8 @@ fn heap_stats_from_env() {
     tracing::warn!("SANDBANK_HEAP_STATS={secs}: only with glibc's malloc");
 }
 
-/// With a disk limit, each sandbox's disk is mounted by the server: in a mount namespace of its
+/// With a disk limit, each sandbox's disk is mounted by the server (with the btrfs store, the
+/// store's image): in a mount namespace of its
 /// own (the host's mounts still propagate into it, not the reverse), those mounts go with the
 /// server even when it is killed, instead of staying on the host until the next start on the same
 /// data directory. Called while the process is still single-threaded.

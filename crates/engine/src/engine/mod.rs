@@ -61,6 +61,20 @@ pub struct EngineConfig {
     /// ([`crate::userns`]): checked at open, which fails with [`EngineError::NoUserNamespace`]
     /// where this machine cannot. `false` only when asked for: root inside is the host's root.
     pub user_namespace: bool,
+    /// Where the layers live.
+    pub layer_store: LayerStore,
+}
+
+/// Where sandboxes' writable layers and snapshot layers live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LayerStore {
+    /// Directories of the data directory: a snapshot copies the sandbox's writable layer.
+    #[default]
+    Copy,
+    /// The copy-on-write store ([`crate::cow`]; its image, when the data directory is not btrfs,
+    /// of this many bytes, sparse): a writable layer is a subvolume and a snapshot a snapshot
+    /// of it, whatever the sandbox wrote.
+    Btrfs { image_bytes: u64 },
 }
 
 /// The engine of one data directory. Share it behind an `Arc`.
@@ -79,6 +93,8 @@ pub struct Engine {
     guest_exe: GuestExe,
     /// The layer with envd, over every sandbox's `/usr` (see [`crate::envd_layer`]).
     envd_layer: PathBuf,
+    /// The copy-on-write store, with `LayerStore::Btrfs`.
+    cow: Option<crate::cow::CowStore>,
     /// CRIU, looked for at the first snapshot with memory (`criu check` takes a moment).
     criu: std::sync::OnceLock<Result<crate::criu::Criu, String>>,
     /// Networks made ahead of time for sandboxes with internet access (with pasta only).
@@ -217,8 +233,29 @@ impl Engine {
             .mode(0o700)
             .create(layout.root())
             .map_err(io_ctx(format!("create data directory {}", layout.root().display())))?;
-        layout.check_socket_room()?;
         let lock = take_lock(&layout)?;
+        let data_dir = fs::canonicalize(layout.root()).map_err(io_ctx("resolve the data directory".into()))?;
+        let cgroup_name = cgroup_name(&data_dir);
+        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        // What a crashed server left: processes in our cgroups (first: they may hold the
+        // copy-on-write store's filesystem, which is mounted again below), sandbox directories,
+        // a layer that was being written.
+        cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
+        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
+        let (layout, cow) = match config.layer_store {
+            LayerStore::Copy => (layout, None),
+            LayerStore::Btrfs { .. } if config.disk_limit_mb.is_some() => {
+                let why =
+                    "a disk limit (--disk-limit-mb) is not available on the btrfs layer store yet: use --store copy";
+                return Err(EngineError::StartFailed(why.into()));
+            }
+            LayerStore::Btrfs { image_bytes } => {
+                let cow = crate::cow::CowStore::open(&layout.cow_store(), &layout.cow_image(), image_bytes)
+                    .map_err(io_ctx("open the copy-on-write store".into()))?;
+                (layout.clone().on_store(cow.root()), Some(cow))
+            }
+        };
+        layout.check_socket_room()?;
         let guest_exe = GuestExe::open(&config.guest_exe)?;
         let envd_layer = crate::envd_layer::install(&layout, &config.guest_exe)?;
         let userns = match config.user_namespace {
@@ -228,14 +265,6 @@ impl Engine {
             ),
             false => None,
         };
-
-        let data_dir = fs::canonicalize(layout.root()).map_err(io_ctx("resolve the data directory".into()))?;
-        let cgroup_name = cgroup_name(&data_dir);
-        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
-        // What a crashed server left: processes in our cgroups, sandbox directories, a layer
-        // that was being written.
-        cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
-        let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
         // And the groups of crashed servers on other data directories, which nothing else removes.
         crate::cgroup::remove_stale_parents(&cgroup_name);
         disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
@@ -284,6 +313,7 @@ impl Engine {
             spawner,
             guest_exe,
             envd_layer,
+            cow,
             criu: std::sync::OnceLock::new(),
             net_pool,
             userns,
@@ -380,6 +410,11 @@ impl Drop for Engine {
         let _ = disk::unmount_all_under(&self.layout.sandboxes());
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let _ = remove_sandbox_dirs(&self.layout, |id| state.is_paused(id));
+        if let Some(cow) = self.cow.take() {
+            if let Err(e) = cow.close() {
+                tracing::error!("closing the copy-on-write store: {e}");
+            }
+        }
     }
 }
 

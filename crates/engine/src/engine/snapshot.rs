@@ -81,11 +81,12 @@ impl Engine {
         let id = id::new_id();
         let layout = self.layout.clone();
         let cgroups = self.cgroups.clone();
+        let cow = self.cow.is_some();
         let sandbox = sandbox_id.to_string();
         let staged = {
             let id = id.clone();
             tokio::task::spawn_blocking(move || {
-                stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze, memory.as_ref())
+                stage_layer(&layout, &cgroups, &sandbox, &id, &base_layers, freeze, memory.as_ref(), cow)
             })
             .await
             .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })?
@@ -207,9 +208,11 @@ impl Memory {
     }
 }
 
-/// Copies the sandbox's upper layers into `<staging>/<id>`, with its processes' images when
-/// `memory` says so (the sandbox frozen meanwhile if `freeze`), and makes them
-/// durable. Returns the new chain (topmost first) and the bytes copied.
+/// Copies the sandbox's upper layers into `<staging>/<id>` (on the copy-on-write store, `cow`:
+/// snapshots its layer's subvolume there), with its processes' images when `memory` says so
+/// (the sandbox frozen meanwhile if `freeze`), and makes them durable. Returns the new chain
+/// (topmost first) and the bytes the layer holds.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn stage_layer(
     layout: &Layout,
     cgroups: &Cgroups,
@@ -218,11 +221,19 @@ pub(super) fn stage_layer(
     base_layers: &[String],
     freeze: bool,
     memory: Option<&Memory>,
+    cow: bool,
 ) -> io::Result<(Vec<String>, u64)> {
     let staging = layout.staging().join(id);
-    fs::create_dir_all(&staging)?;
     let images = layout.staging_memory(id);
     let dir = layout.sandbox(sandbox);
+    if cow {
+        // What the sandbox wrote so far goes to disk before it is frozen: the snapshot taken
+        // while it is has only what came since to write.
+        fs::create_dir_all(layout.staging())?;
+        sync_filesystem(&dir.layer())?;
+    } else {
+        fs::create_dir_all(&staging)?;
+    }
     if freeze {
         if let Err(e) = cgroups.set_frozen(sandbox, true) {
             // Part of it may be frozen already: never leave it so.
@@ -247,6 +258,9 @@ pub(super) fn stage_layer(
         None => Ok(false),
     };
     let copied = with_memory.and_then(|with_memory| {
+        if cow {
+            return crate::cow::snapshot(&dir.layer(), &staging, false).map(|()| (0, 0, with_memory));
+        }
         copy_tree(&dir.upper_root(), &staging.join("root")).and_then(|a| {
             copy_tree(&dir.upper_usr(), &staging.join("usr"))
                 .map(|b| (a.files + b.files, a.bytes + b.bytes, with_memory))
@@ -264,7 +278,9 @@ pub(super) fn stage_layer(
         thawed?;
     }
     let (files, bytes, with_memory) = copied?;
-    tracing::debug!(snapshot = id, files, bytes, "layer copied");
+    // A snapshot copied nothing: its size is the data its layer holds, what a copy would write.
+    let bytes = if cow { crate::tree::data_bytes(&staging) } else { bytes };
+    tracing::debug!(snapshot = id, files, bytes, "layer staged");
 
     let mut chain = vec![id.to_string()];
     chain.extend(base_layers.iter().cloned());
@@ -273,8 +289,15 @@ pub(super) fn stage_layer(
         chain.truncate(1);
     }
     if with_memory {
-        // Where `Layout::memory_images` finds them once the layer is published.
-        fs::rename(&images, staging.join("memory"))?;
+        // Where `Layout::memory_images` finds them once the layer is published. Into a
+        // subvolume (the copy-on-write store's), a rename fails (EXDEV): a copy there shares the
+        // images' blocks.
+        if cow {
+            copy_tree(&images, &staging.join("memory"))?;
+            remove_all(&images)?;
+        } else {
+            fs::rename(&images, staging.join("memory"))?;
+        }
     }
     sync_filesystem(&staging)?;
     Ok((chain, bytes))

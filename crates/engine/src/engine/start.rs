@@ -314,6 +314,12 @@ impl Engine {
             p.envd_layer = Some(envd_layer.clone());
         }
         let restore_usr = restore.as_ref().map(|_| dir.restore_usr());
+        // On the copy-on-write store, its writable layer is a subvolume (a paused sandbox's is
+        // there already).
+        if self.cow.is_some() && !dir.layer().exists() {
+            fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
+            crate::cow::create_subvolume(&dir.layer()).map_err(io_ctx("make the sandbox's layer".into()))?;
+        }
         let dirs = [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()];
         for d in dirs.iter().chain(&restore_usr) {
             fs::create_dir_all(d).map_err(io_ctx(format!("create {}", d.display())))?;

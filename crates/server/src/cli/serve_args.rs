@@ -26,6 +26,15 @@ pub struct ServeArgs {
     /// data directory's filesystem).
     #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
     pub disk_limit_mb: u64,
+    /// Where sandboxes' writable layers and snapshots live: `copy` (directories of the data
+    /// directory; a snapshot copies what the sandbox wrote) or `btrfs` (a copy-on-write store: a
+    /// snapshot costs the same whatever the sandbox wrote; on the data directory's filesystem
+    /// when it is btrfs, else in a sparse image in it, on a loop device).
+    #[arg(long, env = "SANDBANK_STORE", value_enum, default_value_t = StoreKind::Copy)]
+    pub store: StoreKind,
+    /// The most the btrfs store's image may hold, in GB (sparse: it takes what is written).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_image_gb: u64,
     /// Run sandboxes without a user namespace: root in a sandbox is then the host's root
     /// (confined by capabilities, seccomp and masks). Without it, a machine that cannot give
     /// sandboxes a user namespace makes the server refuse to start, saying why.
@@ -36,4 +45,11 @@ pub struct ServeArgs {
     /// server started waiting for them (a new connection, or an idle kept-alive one).
     #[arg(long, default_value_t = http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
+}
+
+/// `--store`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Copy,
+    Btrfs,
 }

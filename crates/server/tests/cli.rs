@@ -330,6 +330,7 @@ async fn doctor_reports_this_machine() {
         "seccomp",
         "root mapping",
         "disk limit",
+        "btrfs store",
         "data dir",
         "daemon",
     ] {

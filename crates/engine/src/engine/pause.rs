@@ -97,7 +97,9 @@ impl Engine {
             let pid1 = super::start::pid1_of(launcher).map_err(io::Error::other)?;
             let dir = layout.sandbox(&id2);
             let partial = dir.paused_memory_partial();
+            // Images of an earlier pause that did not end its processes are stale.
             let written = remove_all(&partial)
+                .and_then(|()| remove_all(&dir.paused_memory()))
                 .and_then(|()| fs::create_dir_all(&partial))
                 .and_then(|()| criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial).map_err(io::Error::other))
                 .and_then(|()| crate::envd_layer::record(&partial, &envd_layer))
@@ -106,7 +108,10 @@ impl Engine {
             if written.is_err() {
                 let _ = remove_all(&partial);
             }
-            written.and_then(|()| cgroups.kill_frozen(&id2))
+            // Processes that cannot be ended stay as they are, and their images go.
+            written.and_then(|()| cgroups.kill_frozen(&id2)).inspect_err(|_| {
+                let _ = remove_all(&dir.paused_memory());
+            })
         })
         .await;
         match dumped {
@@ -122,10 +127,11 @@ impl Engine {
         }
     }
 
-    /// Resumes a paused sandbox: thaws it, or, if the server stopped while it was paused (or it
-    /// was paused without its memory), starts it again on its files. With `reboot`, a frozen
-    /// sandbox's processes end and it starts again on its files too. A running sandbox is left as
-    /// it is (`Thawed`).
+    /// Resumes a paused sandbox: thaws it when it is frozen in memory; else starts it again,
+    /// restoring its processes from the images its pause wrote (`Restored`) or, without them
+    /// (paused without its memory, or kept in memory when the server stopped), on its files
+    /// (`Restarted`). With `reboot`, a frozen sandbox's processes end and its images go: it
+    /// starts again on its files. A running sandbox is left as it is (`Thawed`).
     pub async fn resume(&self, id: &str, reboot: bool) -> Result<Resumed, EngineError> {
         let busy = self.state.lock().unwrap().processes(id).map(|p| Arc::clone(&p.busy));
         if let Some(busy) = busy {

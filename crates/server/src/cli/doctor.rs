@@ -70,6 +70,7 @@ pub fn run_checks() -> Vec<Check> {
     out.push(user_namespace());
     out.push(kernel_tables());
     out.push(disk_limit());
+    out.push(btrfs_store());
     match data_dir() {
         Some(dir) => {
             out.push(disk(&dir));
@@ -399,6 +400,29 @@ fn disk_limit() -> Check {
         (true, true) => check(Status::Ok, "disk limit", "--disk-limit-mb available (mkfs.ext4, loop devices)"),
         (false, _) => check(Status::Warn, "disk limit", "--disk-limit-mb needs mkfs.ext4 (e2fsprogs)"),
         (true, false) => check(Status::Warn, "disk limit", "--disk-limit-mb needs loop devices (/dev/loop-control)"),
+    }
+}
+
+/// `--store btrfs` needs the kernel's btrfs, and mkfs.btrfs and loop devices for its image (a
+/// data directory on btrfs needs neither).
+fn btrfs_store() -> Check {
+    let in_kernel =
+        std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.ends_with("\tbtrfs")));
+    let mkfs = ["/usr/sbin/mkfs.btrfs", "/sbin/mkfs.btrfs", "/usr/local/sbin/mkfs.btrfs"]
+        .iter()
+        .any(|p| Path::new(p).exists());
+    let loop_control = Path::new("/dev/loop-control").exists();
+    let missing: Vec<&str> = [
+        (!in_kernel).then_some("btrfs in the kernel (/proc/filesystems)"),
+        (!mkfs).then_some("mkfs.btrfs (btrfs-progs)"),
+        (!loop_control).then_some("loop devices (/dev/loop-control)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match missing.is_empty() {
+        true => check(Status::Ok, "btrfs store", "--store btrfs available (btrfs, mkfs.btrfs, loop devices)"),
+        false => check(Status::Warn, "btrfs store", format!("--store btrfs needs {}", missing.join(", "))),
     }
 }
 

@@ -12,7 +12,7 @@ import * as e2b from 'e2b'
 import { Sandbox as E2bSandbox, SandboxNotFoundError } from 'e2b'
 import { Sandbox as NovitaSandbox } from 'novita-sandbox'
 import * as sandbank from 'sandbank'
-import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, safeRemove, sandbankBinary, userNamespaceOwner, layersRoot } from './helpers.mjs'
+import { startServer, stopAndCheck, rejectsWith, eventually, allProcesses, guestProcessesOfServer, serverGenerations, sandbankBinary, userNamespaceOwner, layersRoot } from './helpers.mjs'
 
 const { Sandbox: SbSandbox } = sandbank
 /** A subclass: what `fork` and `clone` make is of the class they are called on. */
@@ -50,6 +50,23 @@ async function origin(t, Sdk, { srv = server, ballastMb = 0 } = {}) {
   assert.fail('the counter server did not come up')
 }
 
+/** Two forks of `sbx` (its counter at 2, its note written, both forks' counters at 3) go on
+ * apart from each other and from it, each in a user namespace with an owner of its own. */
+async function forksAreApart(sbx, forks) {
+  assert.equal(await next(forks[0]), '4')
+  assert.equal(await next(forks[1]), '4', 'the forks are apart')
+  if (process.env.SANDBANK_TEST_NO_USERNS !== '1') {
+    // Each copy's user namespace has an owner of its own, as a sandbox started afresh does.
+    const owners = await Promise.all([sbx, ...forks].map(userNamespaceOwner))
+    assert.ok(owners.every((x) => x >= 2_000_000_000), `owned by unprivileged host ids: ${owners}`)
+    assert.equal(new Set(owners).size, 3, `three owners: ${owners}`)
+  }
+  assert.equal(await next(sbx), '3', 'the origin goes on by itself')
+  await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
+  assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')
+  assert.equal(await sbx.files.read('/home/user/note.txt'), 'before the fork')
+}
+
 function own(t, sbx) {
   server.sandboxIds.add(sbx.sandboxId)
   t.after(() => sbx.kill().catch(() => {}))
@@ -73,19 +90,7 @@ describe('e2b: fork', () => {
       assert.equal(await f.files.read('/home/user/note.txt'), 'before the fork')
       assert.equal((await f.commands.run('hostname')).stdout.trim(), f.sandboxId)
     }
-    assert.equal(await next(forks[0]), '4')
-    assert.equal(await next(forks[1]), '4', 'the forks are apart')
-    if (process.env.SANDBANK_TEST_NO_USERNS !== '1') {
-      // Each copy's user namespace has an owner of its own, as a sandbox started afresh does.
-      const owners = [sbx, ...forks].map(userNamespaceOwner)
-      const [o, f0, f1] = await Promise.all(owners)
-      assert.ok([o, f0, f1].every((x) => x >= 2_000_000_000), `owned by unprivileged host ids: ${[o, f0, f1]}`)
-      assert.equal(new Set([o, f0, f1]).size, 3, `three owners: ${[o, f0, f1]}`)
-    }
-    assert.equal(await next(sbx), '3', 'the origin goes on by itself')
-    await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
-    assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')
-    assert.equal(await sbx.files.read('/home/user/note.txt'), 'before the fork')
+    await forksAreApart(sbx, forks)
     // The forks outlive their origin.
     await sbx.kill()
     assert.equal(await next(forks[0]), '5')
@@ -143,19 +148,7 @@ describe('sandbank: fork', () => {
       const ttl = info.endAt.getTime() - Date.now()
       assert.ok(ttl > 90_000 && ttl <= 121_000, `the fork ends in ${ttl} ms`)
     }
-    assert.equal(await next(forks[0]), '4')
-    assert.equal(await next(forks[1]), '4', 'the forks are apart')
-    if (process.env.SANDBANK_TEST_NO_USERNS !== '1') {
-      // Each copy's user namespace has an owner of its own, as a sandbox started afresh does.
-      const owners = [sbx, ...forks].map(userNamespaceOwner)
-      const [o, f0, f1] = await Promise.all(owners)
-      assert.ok([o, f0, f1].every((x) => x >= 2_000_000_000), `owned by unprivileged host ids: ${[o, f0, f1]}`)
-      assert.equal(new Set([o, f0, f1]).size, 3, `three owners: ${[o, f0, f1]}`)
-    }
-    assert.equal(await next(sbx), '3', 'the origin goes on by itself')
-    await forks[0].files.write('/home/user/note.txt', 'changed in a fork')
-    assert.equal(await forks[1].files.read('/home/user/note.txt'), 'before the fork')
-    assert.equal(await sbx.files.read('/home/user/note.txt'), 'before the fork')
+    await forksAreApart(sbx, forks)
     // Found like any sandbox, and it outlives its origin.
     assert.equal((await SbSandbox.connect(forks[1].sandboxId, server.novita())).sandboxId, forks[1].sandboxId)
     await sbx.kill()
@@ -365,14 +358,8 @@ describe('a server killed with SIGKILL while it dumps a sandbox', () => {
   const dumps = (dataDir) => allProcesses().filter((p) => p.argv[1] === 'dump' && p.cmdline.includes(dataDir))
 
   for (const what of ['snapshot', 'pause']) test(`${what}: CRIU goes with it, and the next server has nothing half done`, async (t) => {
-    const first = await startServer()
+    const { first, next: restart } = await serverGenerations(t)
     const dataDir = first.dataDir
-    let second
-    t.after(async () => {
-      if (!first.stopped) await first.stop()
-      if (second) await stopAndCheck(second)
-      else safeRemove(dataDir)
-    })
     // 300 MB in memory: the dump takes a while.
     const sbx = await origin(t, E2bSandbox, { srv: first, ballastMb: 300 })
 
@@ -385,7 +372,7 @@ describe('a server killed with SIGKILL while it dumps a sandbox', () => {
     assert.equal(await asked, null, 'the request got no answer')
     await eventually(() => assert.deepEqual(dumps(dataDir), [], 'CRIU outlived the server'), { timeoutMs: 500 })
 
-    second = await startServer({ dataDir, apiKey: first.apiKey })
+    const second = await restart()
     second.sandboxIds.add(sbx.sandboxId)
     await eventually(() => assert.deepEqual(guestProcessesOfServer(dataDir), []))
     const staging = join(layersRoot(second), 'layers', '.staging')
@@ -419,22 +406,15 @@ describe('a new sandbank binary', () => {
       chmodSync(p, 0o755)
       return p
     })
-    const first = await startServer({ binary: oldBin })
+    const { first, next: restart } = await serverGenerations(t, { binary: oldBin })
     const dataDir = first.dataDir
-    let later
-    t.after(async () => {
-      if (!first.stopped) await first.stop()
-      if (later) await stopAndCheck(later)
-      else safeRemove(dataDir)
-    })
     const sbx = await origin(t, E2bSandbox, { srv: first })
     const snap = await sbx.createSnapshot()
     await sbx.kill()
     await first.stop()
     first.stopped = true
 
-    const second = await startServer({ dataDir, apiKey: first.apiKey, binary: newBin })
-    later = second
+    const second = await restart({ binary: newBin })
     const envdLayers = () => readdirSync(join(dataDir, 'envd')).filter((n) => !n.startsWith('.'))
     assert.equal(envdLayers().length, 2, 'the old envd stays while a snapshot was taken with it')
     const copy = await E2bSandbox.create(snap.snapshotId, { ...second.e2b(), timeoutMs: 300_000 })
@@ -443,8 +423,9 @@ describe('a new sandbank binary', () => {
     await copy.kill()
     assert.equal(await E2bSandbox.deleteSnapshot(snap.snapshotId, second.e2b()), true)
     await second.stop()
+    second.stopped = true
 
-    later = await startServer({ dataDir, apiKey: first.apiKey, binary: newBin })
+    await restart({ binary: newBin })
     assert.equal(envdLayers().length, 1, 'and goes once nothing was taken with it')
   })
 })

@@ -283,3 +283,24 @@ export function layersRoot(server) {
   const store = `/proc/${server.proc.pid}/root${server.dataDir}/cow`
   return existsSync(join(store, 'layers')) ? store : server.dataDir
 }
+
+/** Servers one after another on one data directory, for tests of restarts: `first` runs;
+ * `next(opts)` starts another on its data directory and API key (stop the one before, and mark it
+ * `stopped`, first). When test `t` ends, a server still running is stopped, the last one checked
+ * (`stopAndCheck`), or the directory removed when only the first ran. */
+export async function serverGenerations(t, opts = {}) {
+  const first = await startServer(opts)
+  const all = [first]
+  t.after(async () => {
+    for (const s of all.slice(0, -1)) if (!s.stopped) await s.stop()
+    if (all.length > 1) return stopAndCheck(all.at(-1))
+    if (!first.stopped) await first.stop()
+    removeDataDir(first.dataDir)
+  })
+  const next = async (more = {}) => {
+    const s = await startServer({ ...opts, dataDir: first.dataDir, apiKey: first.apiKey, ...more })
+    all.push(s)
+    return s
+  }
+  return { first, next }
+}

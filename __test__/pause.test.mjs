@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, SandboxNotFoundError } from 'novita-sandbox'
-import { startServer, stopAndCheck, eventually, safeRemove, assertNoLeftovers, sandbankCgroups, guestProcessesOf } from './helpers.mjs'
+import { startServer, stopAndCheck, eventually, assertNoLeftovers, sandbankCgroups, guestProcessesOf, serverGenerations } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -160,14 +160,8 @@ describe('a paused sandbox outlives a server restart', () => {
   for (const { diskLimit, criu } of cases) test(`${criu ? 'files and processes kept' : 'without CRIU: files kept, processes not (and the connect response says so)'}, then killed cleanly${diskLimit ? ', with its own disk' : ''}`, async (t) => {
     const extraArgs = diskLimit ? ['--disk-limit-mb', '256'] : []
     const env = criu ? {} : { SANDBANK_CRIU: '/nonexistent/criu' }
-    const first = await startServer({ extraArgs, env })
+    const { first, next } = await serverGenerations(t, { extraArgs, env })
     const dataDir = first.dataDir
-    let second
-    t.after(async () => {
-      if (!first.stopped) await first.stop()
-      if (second) await stopAndCheck(second)
-      else safeRemove(dataDir)
-    })
     const sbx = await Sandbox.create(first.novita())
     first.sandboxIds.add(sbx.sandboxId)
     await sbx.files.write('/home/user/notes.txt', 'kept across the restart')
@@ -187,7 +181,7 @@ describe('a paused sandbox outlives a server restart', () => {
     const kept = diskLimit ? [`${sbx.sandboxId}.img`] : [sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt']
     assert.ok(existsSync(join(dataDir, 'sandboxes', ...kept)), `${kept.join('/')} is kept`)
 
-    second = await startServer({ dataDir, apiKey: first.apiKey, extraArgs, env })
+    const second = await next()
     second.sandboxIds.add(sbx.sandboxId)
     second.sandboxIds.add(other.sandboxId)
     const info = await Sandbox.getInfo(sbx.sandboxId, second.novita())

@@ -30,7 +30,8 @@ impl CowStore {
             return Ok(CowStore { root: root.to_path_buf(), image: None });
         }
         if !image.exists() {
-            format(image, size_bytes)?;
+            let free = free_bytes(image.parent().unwrap_or(Path::new("/")))?;
+            format(image, image_size(size_bytes, free)?)?;
         }
         crate::disk::mount_image_as(image, root, "btrfs", "")?;
         Ok(CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()) })
@@ -54,6 +55,36 @@ impl CowStore {
 /// Whether `path` is on a btrfs filesystem.
 pub fn is_btrfs(path: &Path) -> io::Result<bool> {
     Ok(crate::tree::is_btrfs_magic(&rustix::fs::statfs(path)?))
+}
+
+/// The smallest filesystem `mkfs.btrfs` makes, with room to spare.
+const MIN_IMAGE: u64 = 256 << 20;
+
+/// The size of a new image: at most `asked`, and at most nine tenths of the host's `free` bytes
+/// (the image is sparse: past what the host can give, btrfs would meet write errors, not a full
+/// filesystem). An error names both when that leaves too little.
+fn image_size(asked: u64, free: u64) -> io::Result<u64> {
+    let size = asked.min(free / 10 * 9);
+    if size < MIN_IMAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "the copy-on-write store needs at least {} MB for its image; the host has {} MB free (asked for {} MB)",
+                MIN_IMAGE >> 20,
+                free >> 20,
+                asked >> 20
+            ),
+        ));
+    }
+    Ok(size)
+}
+
+/// Bytes free for an unprivileged writer on the filesystem of `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    // The field types differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
 }
 
 /// Makes a sparse file of `size_bytes` at `image` and a btrfs filesystem in it; made aside and
@@ -186,6 +217,15 @@ mod tests {
     fn mounted(path: &Path) -> bool {
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
         info.lines().any(|l| l.split(' ').nth(4) == Some(path.to_str().unwrap()))
+    }
+
+    #[test]
+    fn an_image_fits_what_the_host_has() {
+        assert_eq!(image_size(64 << 30, 1 << 40).unwrap(), 64 << 30, "the size asked for");
+        assert_eq!(image_size(64 << 30, 10 << 30).unwrap(), 9 << 30, "nine tenths of what is free");
+        let err = image_size(64 << 30, 200 << 20).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+        assert!(err.to_string().contains("200 MB free") && err.to_string().contains("65536 MB"), "{err}");
     }
 
     #[test]

@@ -173,14 +173,27 @@ impl Cgroups {
         Ok(())
     }
 
+    /// The `cgroup.procs` file of this server's group for its helpers (CRIU's dumps and what
+    /// they fork), made when missing: processes a killed server leaves there are ended by the
+    /// next start's teardown, as its sandboxes' are. Not a sandbox ID (those have 20 characters).
+    pub fn helpers_procs(&self) -> io::Result<PathBuf> {
+        let dir = self.freezer_parent().join("helpers");
+        mkdir(&dir)?;
+        Ok(dir.join("cgroup.procs"))
+    }
+
     pub(crate) fn freezer_dir(&self, id: &str) -> PathBuf {
+        self.freezer_parent().join(id)
+    }
+
+    /// This server's group in the hierarchy that freezes (v1's `freezer`, or the unified one).
+    fn freezer_parent(&self) -> &Path {
         match self {
             Cgroups::V1 { parents } => parents
                 .iter()
                 .find(|p| p.parent().and_then(|h| h.file_name()).is_some_and(|n| n == "freezer"))
-                .expect("the freezer hierarchy is always set up")
-                .join(id),
-            Cgroups::V2 { parent } => parent.join(id),
+                .expect("the freezer hierarchy is always set up"),
+            Cgroups::V2 { parent } => parent,
         }
     }
 

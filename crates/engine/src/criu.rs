@@ -4,6 +4,7 @@
 //! TCP socket), so older ones count as missing. `scripts/criu.sh` builds one.
 
 use sandbank_protocol::guest::{CHECKPOINT_EXTERNAL_MOUNTS, CHECKPOINT_NET_KEY};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +53,9 @@ impl Criu {
     /// from outside (the server's requests, an SDK's stream of a command's output): a sandbox
     /// started from the images finds them closed (sandbank's CRIU patch
     /// `outside-connections-closed`), while the origin keeps them.
-    pub fn dump(&self, pid1: i32, freezer: &Path, images: &Path) -> Result<(), CriuFailed> {
+    /// CRIU runs in the cgroup of `helpers` (a `cgroup.procs` file; see
+    /// `Cgroups::helpers_procs`), with all it forks.
+    pub fn dump(&self, pid1: i32, freezer: &Path, images: &Path, helpers: &Path) -> Result<(), CriuFailed> {
         let failed = |reason: String| CriuFailed { action: "dump", reason };
         let netns = std::fs::metadata(format!("/proc/{pid1}/ns/net"))
             .map_err(|e| failed(format!("the network namespace of pid {pid1}: {e}")))?;
@@ -82,9 +85,21 @@ impl Criu {
         for ino in socket_inodes(pid1).map_err(|e| failed(format!("the descriptors of pid {pid1}: {e}")))? {
             cmd.arg("--external").arg(format!("unix[{ino}]"));
         }
-        // A server that dies mid-dump takes CRIU along: the next start removes its half images.
-        crate::sys::before_exec(&mut cmd, crate::sys::BeforeExec { die_with_parent: true, ..Default::default() });
-        run(cmd, &images.join("dump.log")).map_err(failed)?;
+        // A server that dies mid-dump takes CRIU along (and the next start what CRIU forked, in
+        // the helpers' cgroup), and removes the half images.
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(helpers)
+            .map_err(|e| failed(format!("open {}: {e}", helpers.display())))?;
+        let steps = crate::sys::BeforeExec {
+            die_with_parent: true,
+            join_cgroup: Some(procs.as_raw_fd()),
+            ..Default::default()
+        };
+        crate::sys::before_exec(&mut cmd, steps);
+        let done = run(cmd, &images.join("dump.log")).map_err(failed);
+        drop(procs);
+        done?;
         // The log is not part of the snapshot.
         let _ = std::fs::remove_file(images.join("dump.log"));
         Ok(())

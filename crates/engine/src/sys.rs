@@ -182,12 +182,16 @@ pub struct BeforeExec {
     pub join_net: Option<RawFd>,
     /// SIGKILL when the thread that forked it ends (set last: changing credentials clears it).
     pub die_with_parent: bool,
+    /// Moves it into the cgroup whose `cgroup.procs` this descriptor is open on (write-only),
+    /// before it runs anything: what it forks is born there.
+    pub join_cgroup: Option<RawFd>,
 }
 
 /// Has `cmd`'s child take `steps` before its exec.
 pub fn before_exec(cmd: &mut std::process::Command, steps: BeforeExec) {
     // SAFETY: the closure makes only async-signal-safe system calls (setsid, close_range,
-    // setresuid, capget/capset, unshare, setns, prctl), as a child between fork and exec must.
+    // setresuid, capget/capset, unshare, setns, write, prctl), as a child between fork and exec
+    // must.
     unsafe {
         cmd.pre_exec(move || {
             let ok = |r: libc::c_int| if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) };
@@ -205,6 +209,11 @@ pub fn before_exec(cmd: &mut std::process::Command, steps: BeforeExec) {
             }
             if let Some(ns) = steps.join_net {
                 ok(libc::setns(ns, libc::CLONE_NEWNET))?;
+            }
+            if let Some(procs) = steps.join_cgroup {
+                // "0": the writing process.
+                let written = libc::write(procs, b"0".as_ptr().cast(), 1);
+                ok(if written == 1 { 0 } else { -1 })?;
             }
             if steps.die_with_parent {
                 ok(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;

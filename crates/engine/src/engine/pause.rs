@@ -101,7 +101,10 @@ impl Engine {
             let written = remove_all(&partial)
                 .and_then(|()| remove_all(&dir.paused_memory()))
                 .and_then(|()| fs::create_dir_all(&partial))
-                .and_then(|()| criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial).map_err(io::Error::other))
+                .and_then(|()| cgroups.helpers_procs())
+                .and_then(|helpers| {
+                    criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial, &helpers).map_err(io::Error::other)
+                })
                 .and_then(|()| crate::envd_layer::record(&partial, &envd_layer))
                 .and_then(|()| crate::copy::sync_filesystem(&partial))
                 .and_then(|()| fs::rename(&partial, dir.paused_memory()));

@@ -67,6 +67,7 @@ impl Engine {
                 envd_layer,
                 pid1: super::start::pid1_of(launcher)?,
                 freezer: self.cgroups.freezer_dir(sandbox_id),
+                helpers: self.cgroups.helpers_procs().map_err(io_ctx("make the helpers' cgroup".into()))?,
             }),
             (Some(_), None) if paused_images.is_dir() => Some(MemorySource::Images(paused_images)),
             (Some(_), None) if !required => None,
@@ -188,9 +189,9 @@ pub(super) struct Memory {
 }
 
 pub(super) enum MemorySource {
-    /// PID 1 (host pid) and what is under it, frozen in `freezer`, dumped with `criu`; envd
-    /// from `envd_layer`.
-    Dump { criu: crate::criu::Criu, pid1: i32, freezer: PathBuf, envd_layer: PathBuf },
+    /// PID 1 (host pid) and what is under it, frozen in `freezer`, dumped with `criu` (in the
+    /// cgroup of `helpers`); envd from `envd_layer`.
+    Dump { criu: crate::criu::Criu, pid1: i32, freezer: PathBuf, helpers: PathBuf, envd_layer: PathBuf },
     /// The images a pause wrote (the sandbox has no processes).
     Images(PathBuf),
 }
@@ -199,8 +200,8 @@ impl Memory {
     /// Writes the images into `images` (an empty directory).
     fn take(&self, images: &Path) -> io::Result<()> {
         match &self.source {
-            MemorySource::Dump { criu, pid1, freezer, envd_layer } => {
-                criu.dump(*pid1, freezer, images).map_err(io::Error::other)?;
+            MemorySource::Dump { criu, pid1, freezer, helpers, envd_layer } => {
+                criu.dump(*pid1, freezer, images, helpers).map_err(io::Error::other)?;
                 crate::envd_layer::record(images, envd_layer)
             }
             MemorySource::Images(from) => copy_tree(from, images).map(drop),

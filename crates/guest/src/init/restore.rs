@@ -26,10 +26,14 @@ pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
     super::net::loopback_up()?;
     let me = std::process::id();
     let _ = fs::remove_file(r.work_dir.join(PID_FILE));
-    // CRIU runs an action script by its path, without arguments: this binary (the launcher's)
-    // through a two-line script (the id is [a-z0-9]).
+    // CRIU runs an action script by its path, without arguments, at every step of the restore:
+    // this binary (the launcher's) for the two steps it has work at, the shell alone for the
+    // others (the id is [a-z0-9]).
     let script = r.work_dir.join(ACTION_SCRIPT);
-    let text = format!("#!/bin/sh\nexec /proc/{me}/exe guest --after-restore {}\n", c.sandbox_id);
+    let text = format!(
+        "#!/bin/sh\ncase \"$CRTOOLS_SCRIPT_ACTION\" in\nsetup-namespaces|pre-resume) exec /proc/{me}/exe guest --after-restore {} ;;\nesac\n",
+        c.sandbox_id
+    );
     fs::write(&script, text)
         .and_then(|()| fs::set_permissions(&script, fs::Permissions::from_mode(0o700)))
         .during(format_args!("write {}", script.display()))?;

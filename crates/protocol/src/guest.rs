@@ -93,6 +93,10 @@ impl IdMap {
 pub enum FromGuest {
     /// It is in the sandbox's network namespace: the engine may connect the network to it.
     Net,
+    /// Restoring from a snapshot with memory: the restored processes' namespaces are there, PID
+    /// 1 this host pid (their memory is still being restored): the engine may connect the
+    /// network to it.
+    Restoring(i32),
     /// PID 1 serves envd.
     Ready,
     /// It gave up, saying why.
@@ -104,6 +108,7 @@ impl FromGuest {
     pub fn line(&self) -> String {
         match self {
             FromGuest::Net => "net".into(),
+            FromGuest::Restoring(pid) => format!("restoring {pid}"),
             FromGuest::Ready => "ready".into(),
             FromGuest::Error(why) => format!("error {}", why.replace('\n', " ")),
         }
@@ -113,9 +118,13 @@ impl FromGuest {
         match line.trim_end_matches('\n') {
             "net" => Ok(FromGuest::Net),
             "ready" => Ok(FromGuest::Ready),
-            other => match other.strip_prefix("error ") {
-                Some(why) => Ok(FromGuest::Error(why.to_string())),
-                None => Err(format!("unexpected report from the guest: {other:?}")),
+            other => match (other.strip_prefix("error "), other.strip_prefix("restoring ")) {
+                (Some(why), _) => Ok(FromGuest::Error(why.to_string())),
+                (_, Some(pid)) => pid
+                    .parse()
+                    .map(FromGuest::Restoring)
+                    .map_err(|_| format!("unexpected report from the guest: {other:?}")),
+                _ => Err(format!("unexpected report from the guest: {other:?}")),
             },
         }
     }
@@ -150,12 +159,18 @@ mod tests {
 
     #[test]
     fn lines_parse_back() {
-        for m in [FromGuest::Net, FromGuest::Ready, FromGuest::Error("mount /proc: EPERM".into())] {
+        for m in [
+            FromGuest::Net,
+            FromGuest::Restoring(4242),
+            FromGuest::Ready,
+            FromGuest::Error("mount /proc: EPERM".into()),
+        ] {
             assert_eq!(FromGuest::parse(&m.line()), Ok(m));
         }
         assert_eq!(FromGuest::parse("error two\nlines"), Ok(FromGuest::Error("two\nlines".into())));
         assert_eq!(FromGuest::Error("two\nlines".into()).line(), "error two lines");
         assert!(FromGuest::parse("hello").unwrap_err().contains("\"hello\""));
+        assert!(FromGuest::parse("restoring x").unwrap_err().contains("\"restoring x\""));
         assert_eq!(FromEngine::parse(FromEngine::Joined.line()), Ok(FromEngine::Joined));
         assert!(FromEngine::parse("").is_err());
     }

@@ -240,11 +240,12 @@ impl Engine {
                 Ok::<_, StartError>(())
             };
             if restoring {
-                // Its network namespace is there once its processes are (before they go on, no
-                // packet leaves it: it has only loopback until pasta is attached).
-                report.expect(FromGuest::Ready).await?;
-                let pid1 = pid1_of(launcher)?;
-                return tokio::try_join!(network(pid1), rules(pid1)).map(|(pasta, ())| ((), pasta));
+                // Its network namespace is there before its processes' memory is restored: pasta
+                // and the egress rules go to it meanwhile (before they go on, no packet leaves
+                // it: it has only loopback until pasta is attached).
+                let pid1 = report.restoring().await?;
+                return tokio::try_join!(report.expect(FromGuest::Ready), network(pid1), rules(pid1))
+                    .map(|(ready, pasta, ())| (ready, pasta));
             }
             // Set up through the launcher, which is in the sandbox's network namespace now.
             tokio::try_join!(report.expect(FromGuest::Ready), network(launcher), rules(launcher))
@@ -462,6 +463,15 @@ impl GuestReport {
     }
 
     /// Waits for `wanted`; the guest's error is the error.
+    /// The restored PID 1's host pid, which a restoring guest reports before it is ready.
+    async fn restoring(&mut self) -> Result<i32, StartError> {
+        match self.next().await? {
+            FromGuest::Restoring(pid) => Ok(pid),
+            FromGuest::Error(why) => Err(StartError::Guest(why)),
+            got => Err(StartError::Unexpected { got, wanted: FromGuest::Restoring(0) }),
+        }
+    }
+
     async fn expect(&mut self, wanted: FromGuest) -> Result<(), StartError> {
         match self.next().await? {
             got if got == wanted => Ok(()),

@@ -10,7 +10,7 @@
 //! would for a PID 1 of its own.
 
 use crate::error::{During, InitError};
-use sandbank_protocol::guest::{GuestConfig, Restore, CHECKPOINT_EXTERNAL_MOUNTS};
+use sandbank_protocol::guest::{FromGuest, GuestConfig, Restore, CHECKPOINT_EXTERNAL_MOUNTS};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, ExitCode};
@@ -19,6 +19,10 @@ use std::process::{Command, ExitCode};
 const PID_FILE: &str = "restore.pid";
 const LOG_FILE: &str = "restore.log";
 const ACTION_SCRIPT: &str = "after-restore";
+/// Where the action script writes the restored PID 1's pid once its namespaces are there (a file
+/// in the sandbox's directory, named to the script by this variable).
+const RESTORING_FILE: &str = "restoring.pid";
+const RESTORING_ENV: &str = "SANDBANK_RESTORING_FILE";
 
 /// Restores the snapshot's processes into the sandbox; returns the host pid of its PID 1.
 pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
@@ -65,7 +69,29 @@ pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
             cmd.arg("--external").arg(format!("mnt[{key}]:{}", source.display()));
         }
     }
-    sandbank_engine::criu::run(cmd, &r.work_dir.join(LOG_FILE)).map_err(InitError::Restore)?;
+    // The action script says when the restored processes' namespaces are there (their memory is
+    // restored after): the engine connects their network meanwhile.
+    let restoring = r.work_dir.join(RESTORING_FILE);
+    let _ = fs::remove_file(&restoring);
+    cmd.env(RESTORING_ENV, &restoring);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (done, restoring) = (std::sync::Arc::clone(&done), restoring.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(pid) = fs::read_to_string(&restoring).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                    super::report(FromGuest::Restoring(pid));
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    let restored = sandbank_engine::criu::run(cmd, &r.work_dir.join(LOG_FILE));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Its report comes before the caller's `ready`.
+    let _ = watcher.join();
+    restored.map_err(InitError::Restore)?;
     let text = fs::read_to_string(r.work_dir.join(PID_FILE)).during("read the restored PID 1's pid")?;
     text.trim().parse().map_err(|_| InitError::Restore(format!("CRIU wrote {text:?} as the restored pid")))
 }
@@ -107,6 +133,13 @@ fn set_up_network() -> Result<(), InitError> {
     let count = gids.split_whitespace().nth(2).and_then(|c| c.parse::<u64>().ok()).unwrap_or(0);
     let last = count.saturating_sub(1).min(u64::from(u32::MAX >> 1));
     let _ = fs::write("/proc/sys/net/ipv4/ping_group_range", format!("0 {last}"));
+    // The launcher tells the engine (written aside, then moved: it reads a whole pid or none).
+    if let Some(file) = std::env::var_os(RESTORING_ENV).map(std::path::PathBuf::from) {
+        let tmp = file.with_extension("tmp");
+        fs::write(&tmp, pid.to_string())
+            .and_then(|()| fs::rename(&tmp, &file))
+            .during(format_args!("write {}", file.display()))?;
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@
 //!     idmapped/                   where the guest mounts idmapped views of the layers (inside its namespace)
 //!     usr/                        the mount point of its /usr overlay, when restored from a snapshot with memory
 //!     restore.log, restore.pid    CRIU's log and the restored PID 1, when restored from a snapshot with memory
+//!     restoring.pid               PID 1's pid once CRIU has made its namespaces (the guest's action script)
 //!     after-restore               the action script CRIU runs then (`sandbank guest --after-restore`)
 //!     memory/                     its processes' images while it is paused with its memory (CRIU; gone once resumed)
 //!     memory.partial/             those images while they are being dumped (removed when found: never complete)

@@ -243,9 +243,14 @@ impl Engine {
                 // Its network namespace is there before its processes' memory is restored: pasta
                 // and the egress rules go to it meanwhile (before they go on, no packet leaves
                 // it: it has only loopback until pasta is attached).
-                let pid1 = report.restoring().await?;
-                return tokio::try_join!(report.expect(FromGuest::Ready), network(pid1), rules(pid1))
-                    .map(|(ready, pasta, ())| (ready, pasta));
+                return match report.restoring().await? {
+                    Some(pid1) => tokio::try_join!(report.expect(FromGuest::Ready), network(pid1), rules(pid1))
+                        .map(|(ready, pasta, ())| (ready, pasta)),
+                    None => {
+                        let pid1 = pid1_of(launcher)?;
+                        tokio::try_join!(network(pid1), rules(pid1)).map(|(pasta, ())| ((), pasta))
+                    }
+                };
             }
             // Set up through the launcher, which is in the sandbox's network namespace now.
             tokio::try_join!(report.expect(FromGuest::Ready), network(launcher), rules(launcher))
@@ -462,16 +467,18 @@ impl GuestReport {
         }
     }
 
-    /// Waits for `wanted`; the guest's error is the error.
-    /// The restored PID 1's host pid, which a restoring guest reports before it is ready.
-    async fn restoring(&mut self) -> Result<i32, StartError> {
+    /// The restored PID 1's host pid, which a restoring guest reports before it is ready; `None`
+    /// when it said `ready` first (the pid is then the launcher's child).
+    async fn restoring(&mut self) -> Result<Option<i32>, StartError> {
         match self.next().await? {
-            FromGuest::Restoring(pid) => Ok(pid),
+            FromGuest::Restoring(pid) => Ok(Some(pid)),
+            FromGuest::Ready => Ok(None),
             FromGuest::Error(why) => Err(StartError::Guest(why)),
             got => Err(StartError::Unexpected { got, wanted: FromGuest::Restoring(0) }),
         }
     }
 
+    /// Waits for `wanted`; the guest's error is the error.
     async fn expect(&mut self, wanted: FromGuest) -> Result<(), StartError> {
         match self.next().await? {
             got if got == wanted => Ok(()),

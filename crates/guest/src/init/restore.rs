@@ -77,18 +77,21 @@ pub(super) fn run(c: &GuestConfig, r: &Restore) -> Result<i32, InitError> {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
         let (done, restoring) = (std::sync::Arc::clone(&done), restoring.clone());
-        std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(pid) = fs::read_to_string(&restoring).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
-                    super::report(FromGuest::Restoring(pid));
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+        std::thread::spawn(move || loop {
+            // Read once more after CRIU is done: it may have written the file since the last look.
+            let finished = done.load(std::sync::atomic::Ordering::Acquire);
+            if let Some(pid) = fs::read_to_string(&restoring).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                super::report(FromGuest::Restoring(pid));
+                return;
             }
+            if finished {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         })
     };
     let restored = sandbank_engine::criu::run(cmd, &r.work_dir.join(LOG_FILE));
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    done.store(true, std::sync::atomic::Ordering::Release);
     // Its report comes before the caller's `ready`.
     let _ = watcher.join();
     restored.map_err(InitError::Restore)?;

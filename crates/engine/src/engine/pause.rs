@@ -90,22 +90,23 @@ impl Engine {
     /// failed dump leaves them frozen in memory as they were, said in the log.
     async fn memory_to_disk(&self, id: &str) -> bool {
         let Ok(criu) = self.criu().cloned() else { return false };
-        let running = self.state.lock().unwrap().processes(id).and_then(|p| Some((p.launcher?, p.envd_layer.clone()?)));
-        let Some((launcher, envd_layer)) = running else { return false };
+        let dump = match self.dump_of(id, criu) {
+            Ok(Some(dump)) => dump,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(sandbox = id, "its memory cannot be written to disk; it stays frozen in memory: {e}");
+                return false;
+            }
+        };
         let (layout, cgroups, id2) = (self.layout.clone(), self.cgroups.clone(), id.to_string());
         let dumped = tokio::task::spawn_blocking(move || {
-            let pid1 = super::start::pid1_of(launcher).map_err(io::Error::other)?;
             let dir = layout.sandbox(&id2);
             let partial = dir.paused_memory_partial();
             // Images of an earlier pause that did not end its processes are stale.
             let written = remove_all(&partial)
                 .and_then(|()| remove_all(&dir.paused_memory()))
                 .and_then(|()| fs::create_dir_all(&partial))
-                .and_then(|()| cgroups.helpers_procs())
-                .and_then(|helpers| {
-                    criu.dump(pid1, &cgroups.freezer_dir(&id2), &partial, &helpers).map_err(io::Error::other)
-                })
-                .and_then(|()| crate::envd_layer::record(&partial, &envd_layer))
+                .and_then(|()| dump.take(&partial))
                 .and_then(|()| crate::copy::sync_filesystem(&partial))
                 .and_then(|()| fs::rename(&partial, dir.paused_memory()));
             if written.is_err() {

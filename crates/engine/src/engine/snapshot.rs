@@ -44,39 +44,27 @@ impl Engine {
         };
         // A running sandbox is frozen for the copy; a paused one is frozen already, and one
         // paused before a restart has no processes.
-        let (source, template, base_layers, freeze, launcher) = {
+        let (source, template, base_layers, freeze) = {
             let state = self.state.lock().unwrap();
             let status =
                 state.status(sandbox_id).ok_or_else(|| EngineError::SandboxNotFound(sandbox_id.to_string()))?;
-            let record = &state.sandboxes[sandbox_id];
-            let makeup = &record.makeup;
-            let launcher = record.processes.as_ref().and_then(|p| Some((p.launcher?, p.envd_layer.clone()?)));
-            (
-                makeup.source.clone(),
-                makeup.template.clone(),
-                makeup.layers.clone(),
-                status.freezes_for_snapshot(),
-                launcher,
-            )
+            let makeup = &state.sandboxes[sandbox_id].makeup;
+            (makeup.source.clone(), makeup.template.clone(), makeup.layers.clone(), status.freezes_for_snapshot())
         };
         let paused_images = self.layout.sandbox(sandbox_id).paused_memory();
-        let taken_from = match (criu, launcher) {
-            (None, _) => None,
-            (Some(criu), Some((launcher, envd_layer))) => Some(MemorySource::Dump {
-                criu,
-                envd_layer,
-                pid1: super::start::pid1_of(launcher)?,
-                freezer: self.cgroups.freezer_dir(sandbox_id),
-                helpers: self.cgroups.helpers_procs().map_err(io_ctx("make the helpers' cgroup".into()))?,
-            }),
-            (Some(_), None) if paused_images.is_dir() => Some(MemorySource::Images(paused_images)),
-            (Some(_), None) if !required => None,
-            (Some(_), None) => {
-                return Err(EngineError::SnapshotFailed {
-                    id: sandbox_id.to_string(),
-                    reason: "it has no processes to take with their memory (paused with its files only)".into(),
-                })
-            }
+        let taken_from = match criu {
+            None => None,
+            Some(criu) => match self.dump_of(sandbox_id, criu)? {
+                Some(dump) => Some(dump),
+                None if paused_images.is_dir() => Some(MemorySource::Images(paused_images)),
+                None if !required => None,
+                None => {
+                    return Err(EngineError::SnapshotFailed {
+                        id: sandbox_id.to_string(),
+                        reason: "it has no processes to take with their memory (paused with its files only)".into(),
+                    })
+                }
+            },
         };
         let memory = taken_from.map(|source| Memory { source, required });
         let id = id::new_id();
@@ -196,10 +184,27 @@ pub(super) enum MemorySource {
     Images(PathBuf),
 }
 
-impl Memory {
-    /// Writes the images into `images` (an empty directory).
-    fn take(&self, images: &Path) -> io::Result<()> {
-        match &self.source {
+impl Engine {
+    /// What dumps the processes of sandbox `id` with `criu`: its PID 1 and what is under it, in
+    /// its freezer group, with the envd layer it runs; `None` when it has no processes.
+    pub(super) fn dump_of(&self, id: &str, criu: crate::criu::Criu) -> Result<Option<MemorySource>, EngineError> {
+        let running = self.state.lock().unwrap().processes(id).and_then(|p| Some((p.launcher?, p.envd_layer.clone()?)));
+        let Some((launcher, envd_layer)) = running else { return Ok(None) };
+        Ok(Some(MemorySource::Dump {
+            criu,
+            envd_layer,
+            pid1: super::start::pid1_of(launcher)?,
+            freezer: self.cgroups.freezer_dir(id),
+            helpers: self.cgroups.helpers_procs().map_err(io_ctx("make the helpers' cgroup".into()))?,
+        }))
+    }
+}
+
+impl MemorySource {
+    /// Writes the images into `images` (an empty directory), with the envd layer they were
+    /// taken with.
+    pub(super) fn take(&self, images: &Path) -> io::Result<()> {
+        match self {
             MemorySource::Dump { criu, pid1, freezer, helpers, envd_layer } => {
                 criu.dump(*pid1, freezer, images, helpers).map_err(io::Error::other)?;
                 crate::envd_layer::record(images, envd_layer)
@@ -245,7 +250,7 @@ pub(super) fn stage_layer(
     let started = Instant::now();
     // The processes first, the files after: CRIU leaves the sandbox frozen as it found it.
     let with_memory = match memory {
-        Some(m) => match fs::create_dir_all(&images).and_then(|()| m.take(&images)) {
+        Some(m) => match fs::create_dir_all(&images).and_then(|()| m.source.take(&images)) {
             Err(e) if !m.required => {
                 tracing::warn!(
                     sandbox,

@@ -11,7 +11,6 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The store: a btrfs filesystem mounted at `root`.
 #[derive(Debug)]
@@ -30,8 +29,9 @@ impl CowStore {
             return Ok(CowStore { root: root.to_path_buf(), image: None });
         }
         if !image.exists() {
-            let free = free_bytes(image.parent().unwrap_or(Path::new("/")))?;
-            format(image, image_size(size_bytes, free)?)?;
+            let free = crate::disk::free_bytes(image.parent().unwrap_or(Path::new("/")))?;
+            let needs = "the copy-on-write store needs mkfs.btrfs (btrfs-progs)";
+            crate::disk::make_image(image, image_size(size_bytes, free)?, "mkfs.btrfs", &["-q", "-f"], needs)?;
         }
         crate::disk::mount_image_as(image, root, "btrfs", "")?;
         Ok(CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()) })
@@ -77,39 +77,6 @@ fn image_size(asked: u64, free: u64) -> io::Result<u64> {
         ));
     }
     Ok(size)
-}
-
-/// Bytes free for an unprivileged writer on the filesystem of `dir`.
-fn free_bytes(dir: &Path) -> io::Result<u64> {
-    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
-    // The field types differ between targets (u32 on some 32-bit ones).
-    #[allow(clippy::useless_conversion)]
-    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
-}
-
-/// Makes a sparse file of `size_bytes` at `image` and a btrfs filesystem in it; made aside and
-/// moved into place, so that a crash leaves no half-formatted image.
-fn format(image: &Path, size_bytes: u64) -> io::Result<()> {
-    let tmp = image.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    File::create(&tmp)?.set_len(size_bytes)?;
-    let out = Command::new("mkfs.btrfs")
-        .args(["-q", "-f"])
-        .arg(&tmp)
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .map_err(|e| {
-            io::Error::new(e.kind(), format!("the copy-on-write store needs mkfs.btrfs (btrfs-progs): {e}"))
-        })?;
-    if !out.status.success() {
-        let _ = fs::remove_file(&tmp);
-        return Err(io::Error::other(format!(
-            "mkfs.btrfs {}: {}",
-            tmp.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    fs::rename(&tmp, image)
 }
 
 /// The directory `path` is in, open, and `path`'s last component.

@@ -33,26 +33,43 @@ pub fn prepare_image(image: &Path, size_mb: u64) -> io::Result<()> {
     }
     let dir = image.parent().expect("the image lives in a directory");
     fs::create_dir_all(dir)?;
-    let tmp = image.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    File::create(&tmp)?.set_len(size_mb << 20)?;
     // No reserved blocks: the limit is the same for root and `user`. No journal: a sandbox's
     // disk does not outlive a crash of the server (it is removed at the next start). Lazy init
     // keeps the image sparse.
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"])
+    let args = ["-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"];
+    make_image(image, size_mb << 20, "mkfs.ext4", &args, "a disk limit needs mkfs.ext4 (e2fsprogs)")
+}
+
+/// Makes a sparse file of `size_bytes` at `image` with a filesystem in it, formatted by `mkfs`
+/// with `args` (`needs` says what is missing when `mkfs` cannot run); made aside and moved into
+/// place, so that a crash leaves no half-formatted image.
+pub fn make_image(image: &Path, size_bytes: u64, mkfs: &str, args: &[&str], needs: &str) -> io::Result<()> {
+    let tmp = image.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    File::create(&tmp)?.set_len(size_bytes)?;
+    let out = Command::new(mkfs)
+        .args(args)
         .arg(&tmp)
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
-        .map_err(|e| io::Error::new(e.kind(), format!("a disk limit needs mkfs.ext4 (e2fsprogs): {e}")))?;
+        .map_err(|e| io::Error::new(e.kind(), format!("{needs}: {e}")))?;
     if !out.status.success() {
+        let _ = fs::remove_file(&tmp);
         return Err(io::Error::other(format!(
-            "mkfs.ext4 {}: {}",
+            "{mkfs} {}: {}",
             tmp.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
     fs::rename(&tmp, image)
+}
+
+/// Bytes free for an unprivileged writer on the filesystem of `dir`.
+pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    // The field types differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(st.blocks_available()).saturating_mul(u64::from(st.fragment_size())))
 }
 
 /// Gives the sandbox directory `dir` its own filesystem: a sparse copy of `empty` at `image`,

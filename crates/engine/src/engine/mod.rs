@@ -365,9 +365,7 @@ impl Engine {
         if let Some(disk_mb) = self.config.disk_limit_mb {
             return Limits { disk_mb, ..self.default_limits };
         }
-        let disk_mb = nix::sys::statvfs::statvfs(self.layout.root())
-            .map(|s| s.blocks_available() * s.fragment_size() / (1024 * 1024))
-            .unwrap_or(0);
+        let disk_mb = disk::free_bytes(self.layout.root()).map(|b| b >> 20).unwrap_or(0);
         Limits { disk_mb, ..self.default_limits }
     }
 

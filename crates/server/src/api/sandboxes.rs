@@ -496,12 +496,9 @@ pub async fn pause(
     SandboxId(id): SandboxId,
     JsonBodyOrDefault(body): JsonBodyOrDefault<PauseBody>,
 ) -> Result<StatusCode, ApiError> {
-    let keep_memory = match body.mode.as_deref() {
-        None | Some("full") => body.memory != Some(false),
-        Some("filesystem") => false,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!("Invalid mode {other:?}: must be \"full\" or \"filesystem\"")))
-        }
+    let keep_memory = match super::snapshots::parse_mode(body.mode.as_deref())? {
+        Some(SnapshotMode::Filesystem) => false,
+        None | Some(SnapshotMode::Full) => body.memory != Some(false),
     };
     let entry = state.registry.mark_paused(&id, !keep_memory).map_err(|already| {
         if already {

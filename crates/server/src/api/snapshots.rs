@@ -27,7 +27,7 @@ fn mode_name(mode: SnapshotMode) -> &'static str {
 
 /// The mode a request names (`full` or `filesystem`); none: with memory where it can be taken,
 /// as the cloud does.
-fn parse_mode(mode: Option<&str>) -> Result<Option<SnapshotMode>, ApiError> {
+pub(super) fn parse_mode(mode: Option<&str>) -> Result<Option<SnapshotMode>, ApiError> {
     match mode {
         None => Ok(None),
         Some("filesystem") => Ok(Some(SnapshotMode::Filesystem)),

@@ -10,19 +10,8 @@ import { join } from 'node:path'
 import { Sandbox } from 'sandbank'
 import binding from '../binding.js'
 
-// The counter server: each GET gets the next number.
-const COUNTER = `import http.server
-n = [0]
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        n[0] += 1
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(str(n[0]).encode())
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
-`
+// The counter server (each GET gets the next number), the one the tests use.
+const COUNTER = readFileSync(new URL('../__test__/fixtures/counter.py', import.meta.url), 'utf8')
 const COUNT = `python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:8000").read().decode())'`
 
 const t00 = performance.now()
@@ -85,8 +74,9 @@ try {
   // A process whose only state is in memory: a counter served on loopback. A snapshot with memory
   // (the default where the engine has CRIU) takes it along.
   const next = async (sbx) => (await sbx.commands.run(COUNT)).stdout.trim()
-  await step('commands.run(counter server, { background: true })', async () => {
-    await sandbox.commands.run(`cat > /tmp/counter.py <<'EOF'\n${COUNTER}EOF\nnohup python3 /tmp/counter.py >/dev/null 2>&1 &`)
+  await step("files.write + commands.run('python3 counter.py &')", async () => {
+    await sandbox.files.write('/tmp/counter.py', COUNTER)
+    await sandbox.commands.run('nohup python3 /tmp/counter.py >/dev/null 2>&1 &')
     for (let i = 0; i < 50; i++) {
       const n = (await sandbox.commands.run(`${COUNT} 2>/dev/null || true`)).stdout.trim()
       if (n) return `counter at ${n}, in memory only`

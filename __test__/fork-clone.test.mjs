@@ -50,6 +50,27 @@ async function origin(t, Sdk, { srv = server, ballastMb = 0 } = {}) {
   assert.fail('the counter server did not come up')
 }
 
+/** A sandbox through `Sdk` (its counter at 2, a note written) forked twice: each fork goes on from
+ * the origin's count, with its files and a hostname of its own. */
+async function twoForks(t, Sdk) {
+  const sbx = await origin(t, Sdk)
+  assert.equal(await next(sbx), '2')
+  await sbx.files.write('/home/user/note.txt', 'before the fork')
+  const forks = await sbx.fork({ count: 2, timeoutMs: 120_000 })
+  assert.equal(forks.length, 2)
+  for (const f of forks) {
+    assert.ok(!(f instanceof Error), String(f))
+    own(t, f)
+  }
+  assert.notEqual(forks[0].sandboxId, forks[1].sandboxId)
+  for (const f of forks) {
+    assert.equal(await next(f), '3', 'the fork goes on from the origin count')
+    assert.equal(await f.files.read('/home/user/note.txt'), 'before the fork')
+    assert.equal((await f.commands.run('hostname')).stdout.trim(), f.sandboxId)
+  }
+  return { sbx, forks }
+}
+
 /** Two forks of `sbx` (its counter at 2, its note written, both forks' counters at 3) go on
  * apart from each other and from it, each in a user namespace with an owner of its own. */
 async function forksAreApart(sbx, forks) {
@@ -75,21 +96,7 @@ function own(t, sbx) {
 
 describe('e2b: fork', () => {
   test('every fork has the origin memory and goes on by itself; so does the origin', async (t) => {
-    const sbx = await origin(t, E2bSandbox)
-    assert.equal(await next(sbx), '2')
-    await sbx.files.write('/home/user/note.txt', 'before the fork')
-    const forks = await sbx.fork({ count: 2, timeoutMs: 120_000 })
-    assert.equal(forks.length, 2)
-    for (const f of forks) {
-      assert.ok(!(f instanceof Error), String(f))
-      own(t, f)
-    }
-    assert.notEqual(forks[0].sandboxId, forks[1].sandboxId)
-    for (const f of forks) {
-      assert.equal(await next(f), '3', 'the fork goes on from the origin count')
-      assert.equal(await f.files.read('/home/user/note.txt'), 'before the fork')
-      assert.equal((await f.commands.run('hostname')).stdout.trim(), f.sandboxId)
-    }
+    const { sbx, forks } = await twoForks(t, E2bSandbox)
     await forksAreApart(sbx, forks)
     // The forks outlive their origin.
     await sbx.kill()
@@ -126,21 +133,10 @@ describe('e2b: fork', () => {
 
 describe('sandbank: fork', () => {
   test('every fork has the origin memory and is a sandbox like any other; so does the origin', async (t) => {
-    const sbx = await origin(t, SbSandbox)
-    assert.equal(await next(sbx), '2')
-    await sbx.files.write('/home/user/note.txt', 'before the fork')
-    const forks = await sbx.fork({ count: 2, timeoutMs: 120_000 })
-    assert.equal(forks.length, 2)
-    for (const f of forks) {
-      assert.ok(f instanceof SbSandbox, String(f))
-      own(t, f)
-    }
-    assert.notEqual(forks[0].sandboxId, forks[1].sandboxId)
+    const { sbx, forks } = await twoForks(t, SbSandbox)
+    for (const f of forks) assert.ok(f instanceof SbSandbox, String(f))
     assert.ok(!forks.some((f) => f.sandboxId === sbx.sandboxId))
     for (const f of forks) {
-      assert.equal(await next(f), '3', 'the fork goes on from the origin count')
-      assert.equal(await f.files.read('/home/user/note.txt'), 'before the fork')
-      assert.equal((await f.commands.run('hostname')).stdout.trim(), f.sandboxId)
       assert.equal(await f.isRunning(), true)
       // The timeout asked for, counted from the fork.
       const info = await f.getInfo()

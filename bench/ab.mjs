@@ -12,11 +12,8 @@ import { join } from 'node:path'
 import { Sandbox } from 'novita-sandbox'
 import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
+import { arg } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !all[i - 1]?.startsWith('--'))
 const [oldBin, newBin = join(packageRoot, 'native', 'sandbank')] = positional
 if (!oldBin) {

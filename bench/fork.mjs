@@ -18,20 +18,13 @@ import { join } from 'node:path'
 import { Sandbox } from 'e2b'
 import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
+import { arg, frozenMsIn, percentile as p } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const RUNS = Number(arg('runs', 10))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))
 const WRITE = !process.argv.includes('--no-write')
 const FORKS = 10
 
-function p(xs, q) {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((q / 100) * s.length) - 1))]
-}
 const f = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1))
 
 const PROGRAM = readFileSync(join(packageRoot, '__test__', 'fixtures', 'counter.py'), 'utf8')
@@ -40,10 +33,7 @@ const FETCH = `python3 -c 'import urllib.request; print(urllib.request.urlopen("
 const frozen = []
 const server = await startLocalServer({
   tmpPrefix: 'sandbank-bench-fork-',
-  onStderr: (d) => {
-    // (the log may be coloured: escape sequences around the `=`)
-    for (const m of String(d).matchAll(/frozen_ms(?:\x1b\[[0-9;]*m)*=(?:\x1b\[[0-9;]*m)*([0-9.]+)/g)) frozen.push(Number(m[1]))
-  },
+  onStderr: (d) => frozen.push(...frozenMsIn(d)),
 })
 const opts = server.sdkOpts({ requestTimeoutMs: 120_000 })
 const results = { fullSnap: [], fsSnap: [], fullFrozen: [], fsFrozen: [], fromFull: [], fromFs: [], fork: [] }

@@ -22,11 +22,8 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { allProcesses, assertNoLeftovers, serverCgroupName } from '../__test__/helpers.mjs'
+import { arg } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const DURATION_S = Number(arg('duration', 30))
 const CONCURRENCY = Number(arg('concurrency', 200))
 const JSON_OUT = arg('json', null)

@@ -17,11 +17,8 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
+import { arg } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const RUNS = Number(arg('runs', 40))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))
 const WRITE = !process.argv.includes('--no-write')

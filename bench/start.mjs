@@ -20,11 +20,8 @@ import { join } from 'node:path'
 import { Sandbox } from 'novita-sandbox'
 import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
+import { arg } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const RUNS = Number(arg('runs', 100))
 const WARMUP = Number(arg('warmup', 5))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))

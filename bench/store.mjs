@@ -15,21 +15,14 @@ import { join } from 'node:path'
 import { Sandbox } from 'e2b'
 import { packageRoot, removeDataDir, startLocalServer } from '../scripts/local-server.mjs'
 import { upsertSection } from './report.mjs'
+import { arg, frozenMsIn, percentile as p } from './common.mjs'
 
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i > 0 ? process.argv[i + 1] : dflt
-}
 const RUNS = Number(arg('runs', 5))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))
 const WRITE = !process.argv.includes('--no-write')
 const STORES = ['copy', 'btrfs']
 const LOAD = 'head -c 1073741824 /dev/urandom > /home/user/big && mkdir -p /home/user/node_modules && cd /home/user/node_modules && for i in $(seq 1 10000); do echo "module $i" > m$i.js; done'
 
-function p(xs, q) {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((q / 100) * s.length) - 1))]
-}
 const f = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1))
 
 /** A server on `store`, with the `frozen_ms` its log says after each snapshot. */
@@ -38,9 +31,7 @@ async function serverOn(store) {
   const server = await startLocalServer({
     tmpPrefix: `sandbank-bench-store-${store}-`,
     extraArgs: ['--store', store],
-    onStderr: (d) => {
-      for (const m of String(d).matchAll(/frozen_ms(?:\x1b\[[0-9;]*m)*=(?:\x1b\[[0-9;]*m)*([0-9.]+)/g)) frozen.push(Number(m[1]))
-    },
+    onStderr: (d) => frozen.push(...frozenMsIn(d)),
   })
   return { store, server, frozen, opts: server.sdkOpts({ requestTimeoutMs: 300_000 }) }
 }

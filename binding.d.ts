@@ -343,6 +343,7 @@ export interface SandboxOptions {
   allowInternetAccess?: boolean
   lifecycle?: LifecycleOptions
   autoPause?: boolean
+  diskSizeMB?: number
 }
 
 /**

@@ -1,5 +1,5 @@
-// Attacks from inside a sandbox and through the API, against a real `sandbank serve` (with a disk
-// limit) driven by the published novita-sandbox SDK. Each attack runs in its own sandbox; after
+// Attacks from inside a sandbox and through the API, against a real `sandbank serve` (on the btrfs
+// layer store, with a disk limit) driven by the published novita-sandbox SDK. Each attack runs in its own sandbox; after
 // each, a bystander sandbox must still run a command and the server must still start sandboxes.
 // docs/RELIABILITY.md lists them with their outcome and how to run one.
 import { after, before, describe, test } from 'node:test'
@@ -9,11 +9,39 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Sandbox, CommandExitError, NotEnoughSpaceError, NotFoundError } from 'novita-sandbox'
-import { eventually, guestProcessesOfServer, sandbankCgroups, serverCgroupName, startServer, stopAndCheck, userNamespaceOwner } from './helpers.mjs'
+import { eventually, guestProcessesOfServer, layersRoot, loopDevicesOf, sandbankCgroups, serverCgroupName, startServer, stopAndCheck, userNamespaceOwner } from './helpers.mjs'
 import { sandbankBinary } from '../scripts/local-server.mjs'
 import { Sandbox as Sandbank } from 'sandbank'
 
 const DISK_LIMIT_MB = 256
+
+/** What root in a sandbox tries against the btrfs store: loop devices (existing, or made with
+ * mknod) and btrfs's ioctls on its own files (request numbers `_IOC(dir, 0x94, nr, 4096)`);
+ * prints `name=yes` for each that works. */
+const STORE_PROBE = `import fcntl, os, glob
+out = ['loops=%d' % len(glob.glob('/dev/loop*'))]
+try:
+    os.mknod('/tmp/loop9', 0o600 | 0o060000, os.makedev(7, 9))
+    open('/tmp/loop9', 'rb').read(512)
+    out.append('mknod-read=yes')
+except OSError:
+    out.append('mknod-read=no')
+def ioc(d, nr): return (d << 30) | (4096 << 16) | (0x94 << 8) | nr
+for name, req in [('ino_lookup', ioc(3, 18)), ('tree_search', ioc(3, 17)), ('snap_create', ioc(1, 23)), ('subvol_create', ioc(1, 14))]:
+    for path in ['/', '/home/user']:
+        fd = os.open(path, os.O_RDONLY)
+        buf = bytearray(4096)
+        if name == 'ino_lookup': buf[8:16] = (256).to_bytes(8, 'little')
+        if name == 'snap_create': buf[0:8] = fd.to_bytes(8, 'little'); buf[56:60] = b'snap'
+        if name == 'subvol_create': buf[8:12] = b'subv'
+        try:
+            fcntl.ioctl(fd, req, buf)
+            out.append('%s:%s=yes' % (name, path))
+        except OSError:
+            out.append('%s:%s=no' % (name, path))
+        os.close(fd)
+print(' '.join(out))
+`
 
 let server
 let bystander
@@ -64,17 +92,6 @@ async function assertServing() {
 }
 
 /** Loop devices whose backing file's path contains `path` (an image, or a data dir). */
-function loopDevicesOf(path) {
-  return readdirSync('/sys/block')
-    .filter((d) => d.startsWith('loop'))
-    .filter((d) => {
-      try {
-        return readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').includes(path)
-      } catch {
-        return false
-      }
-    })
-}
 
 const marker = (what) => `sandbank-attack-${what}-${randomBytes(6).toString('hex')}`
 
@@ -314,23 +331,34 @@ describe('limits', () => {
     await assertServing()
   })
 
-  test('disk filler: ENOSPC inside, NotEnoughSpaceError from the files API', async (t) => {
+  test('disk filler: EDQUOT inside, NotEnoughSpaceError from the files API', async (t) => {
     const sbx = await victim(t)
     const dd = await sh(sbx, `dd if=/dev/zero of=/home/user/fill bs=1M count=${DISK_LIMIT_MB * 2} 2>&1`)
-    assert.ok(dd.out.includes('No space left on device'), dd.out)
-    const image = `${server.dataDir}/sandboxes/${sbx.sandboxId}.img`
-    const used = statSync(image).blocks * 512
-    assert.ok(used <= (DISK_LIMIT_MB + 8) * 2 ** 20, `the host holds ${used} bytes for the sandbox`)
+    assert.ok(dd.out.includes('Disk quota exceeded'), dd.out)
+    const layer = join(layersRoot(server), 'sandboxes', sbx.sandboxId, 'layer')
+    const used = Number(spawnSync('du', ['-sB1', layer], { encoding: 'utf8' }).stdout.split('\t')[0])
+    assert.ok(used > 0 && used <= (DISK_LIMIT_MB + 8) * 2 ** 20, `the store holds ${used} bytes for the sandbox`)
     await assert.rejects(sbx.files.write('/home/user/more', 'x'.repeat(8 << 20)), NotEnoughSpaceError)
     assert.equal(await sbx.files.exists('/home/user/more'), false, 'the partial upload is removed')
     await sh(sbx, 'rm -f /home/user/fill /home/user/more')
     await sbx.files.write('/home/user/after', 'room again')
     assert.equal(await sbx.files.read('/home/user/after'), 'room again')
     await sbx.kill()
-    await eventually(() => {
-      assert.equal(existsSync(image), false, 'the image outlived the sandbox')
-      assert.deepEqual(loopDevicesOf(image), [])
-    })
+    assert.equal(existsSync(layer), false, 'the layer outlived the sandbox')
+    await assertServing()
+  })
+
+  test('the btrfs store: a sandbox cannot reach its image, its loop device or other subvolumes', async (t) => {
+    const sbx = await victim(t)
+    await bystander.files.write('/home/user/bystander-secret', 'of the bystander')
+    // As root inside: no loop device, none to make; no mount; no btrfs ioctl through the
+    // overlay (subvolume lookup, tree search, snapshot, subvolume creation); no store image
+    // anywhere in its file system; nothing of the bystander's layer.
+    await sbx.files.write('/tmp/probe.py', STORE_PROBE)
+    const r = await sh(sbx, "python3 /tmp/probe.py; mount -t btrfs /dev/loop0 /mnt 2>/dev/null && echo mounted || echo mount=no; find / -xdev \\( -name cow.img -o -name bystander-secret \\) 2>/dev/null | head; echo done", { user: 'root' })
+    assert.match(r.stdout, /loops=0 mknod-read=no/, r.out)
+    assert.doesNotMatch(r.stdout, /=yes/, r.out)
+    assert.match(r.stdout, /mount=no\ndone\n$/, `no store image or bystander file in reach: ${r.out}`)
     await assertServing()
   })
 
@@ -340,7 +368,7 @@ describe('limits', () => {
       const sbx = await Sandbox.create(other.novita())
       other.sandboxIds.add(sbx.sandboxId)
       await sbx.files.write('/home/user/x', 'x')
-      assert.equal(loopDevicesOf(other.dataDir).length, 1)
+      assert.equal(loopDevicesOf(other.dataDir).length, 1, 'the store image on its loop device')
       other.proc.kill('SIGKILL')
       await eventually(() => {
         assert.deepEqual(loopDevicesOf(other.dataDir), [])
@@ -350,9 +378,9 @@ describe('limits', () => {
     } finally {
       await other.stop()
     }
-    // The next server on that data dir removes the image the killed one left.
+    // The next server on that data dir removes the layer the killed one left.
     const again = await startServer({ dataDir: other.dataDir, extraArgs: ['--disk-limit-mb', '64'] })
-    assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
+    assert.deepEqual(readdirSync(join(layersRoot(again), 'sandboxes')), [])
     await stopAndCheck(again)
   })
 
@@ -476,12 +504,13 @@ print(n)"`)
     await makeDeep(sbx, '/home/user/deep')
     await sbx.kill()
     await assertServing()
-    assert.deepEqual(readdirSync(`${server.dataDir}/sandboxes`).filter((n) => n.startsWith(sbx.sandboxId)), [])
+    assert.deepEqual(readdirSync(join(layersRoot(server), 'sandboxes')).filter((n) => n.startsWith(sbx.sandboxId)), [])
   })
 
-  test('deep directory without a disk limit: metrics, snapshot and kill walk it on the host; a crash, then the starts after it', async (t) => {
-    // Without a disk limit the layer is in the data dir's file system, and the host walks it.
-    const other = await startServer()
+  test('deep directory on the copy store: metrics, snapshot and kill walk it on the host; a crash, then the starts after it', async (t) => {
+    // On the copy store the layer is in the data dir's file system, and the host walks it.
+    const copy = { extraArgs: ['--store', 'copy'] }
+    const other = await startServer(copy)
     let third, again
     try {
       const create = async (s, template) => {
@@ -529,14 +558,14 @@ print(n)"`)
       await eventually(() => assert.deepEqual(left.flatMap((g) => readFileSync(`${g}/cgroup.procs`, 'utf8').split('\n').filter(Boolean)), []))
 
       // Any server's start removes the cgroups of a server that is gone: a restart on its data dir may never come.
-      third = await startServer()
+      third = await startServer(copy)
       assert.deepEqual(sandbankCgroups().filter((p) => p.includes(own)), [], 'the cgroups of the dead server remain')
       await stopAndCheck(third)
       third = undefined
 
       // The next start on its data dir removes the tree, and serves.
       started = performance.now()
-      again = await startServer({ dataDir: other.dataDir })
+      again = await startServer({ ...copy, dataDir: other.dataDir })
       t.diagnostic(`restart, removing ${DEEP} levels on the host: ${Math.round(performance.now() - started)} ms`)
       assert.deepEqual(readdirSync(`${other.dataDir}/sandboxes`), [])
       assert.equal(existsSync(`${other.dataDir}/quarantine`), false, 'nothing quarantined')

@@ -19,7 +19,7 @@ export async function startServer(opts = {}) {
   // `npm test` runs some files again with every server in the other mode (root inside as the
   // host's root).
   const noUserns = process.env.SANDBANK_TEST_NO_USERNS === '1' ? ['--no-userns'] : []
-  // And the files of snapshots again on the copy-on-write store (issue 15).
+  // And the files of snapshots again on the copy store (the default is btrfs).
   const store = process.env.SANDBANK_TEST_STORE ? ['--store', process.env.SANDBANK_TEST_STORE] : []
   const s = await startLocalServer({
     tmpPrefix: 'sandbank-test-',
@@ -70,6 +70,8 @@ export function assertNoLeftovers(server) {
     .split('\n')
     .filter((l) => l.includes(server.dataDir))
   assert.deepEqual(mounts, [], `mounts of the data dir remain after the server stopped`)
+  // The btrfs store's image is on a loop device that goes with the server's mount namespace.
+  assert.deepEqual(loopDevicesOf(server.dataDir), [], 'loop devices of the data dir remain after the server stopped')
 
   const ids = [...server.sandboxIds]
   const own = serverCgroupName(server.dataDir)
@@ -81,6 +83,19 @@ export function assertNoLeftovers(server) {
     (p) => inCgroupOf(p.pid, [own, ...ids]) || p.cmdline.includes(server.dataDir) || ids.some((id) => p.cmdline.includes(id)),
   )
   assert.deepEqual(procs.map((p) => `${p.pid} ${p.cmdline}`), [], 'processes of the server remain after it stopped')
+}
+
+/** The loop devices whose backing file is under `path`, by name (`loop3`). */
+export function loopDevicesOf(path) {
+  return readdirSync('/sys/block')
+    .filter((d) => d.startsWith('loop'))
+    .filter((d) => {
+      try {
+        return readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').includes(path)
+      } catch {
+        return false
+      }
+    })
 }
 
 /** Whether process `pid` is in a cgroup whose path has one of `names` as a component. */

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, SandboxNotFoundError } from 'novita-sandbox'
-import { startServer, stopAndCheck, eventually, assertNoLeftovers, sandbankCgroups, guestProcessesOf, serverGenerations } from './helpers.mjs'
+import { startServer, stopAndCheck, eventually, assertNoLeftovers, sandbankCgroups, guestProcessesOf, serverGenerations, layersRoot } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -41,7 +41,7 @@ async function startCounter(sbx) {
 
 /** The counter's value, read from the host side of the sandbox's upper layer (works while paused). */
 function counterOnHost(srv, id) {
-  return Number(readFileSync(join(srv.dataDir, 'sandboxes', id, 'layer', 'root', 'tmp', 'counter'), 'utf8'))
+  return Number(readFileSync(join(layersRoot(srv), 'sandboxes', id, 'layer', 'root', 'tmp', 'counter'), 'utf8'))
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
@@ -64,7 +64,7 @@ describe('pause and resume', () => {
 
     // Its memory is on disk (the test setup provides CRIU) and nothing of it is left running or
     // holding RAM: no process, no cgroup. The counter does not move while paused.
-    assert.ok(existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'its memory is written to disk')
+    assert.ok(existsSync(join(layersRoot(server), 'sandboxes', sbx.sandboxId, 'memory')), 'its memory is written to disk')
     assert.deepEqual(guestProcessesOf(sbx.sandboxId), [])
     assert.deepEqual(sandbankCgroups([sbx.sandboxId]).filter((c) => c.includes(sbx.sandboxId)), [])
     const frozenAt = counterOnHost(server, sbx.sandboxId)
@@ -79,7 +79,7 @@ describe('pause and resume', () => {
     const again = await resumed.commands.run(`kill -0 ${pid} && cat /tmp/counter`)
     assert.ok(Number(again.stdout) >= frozenAt, `${again.stdout} < ${frozenAt}`)
     await eventually(async () => assert.ok(counterOnHost(server, sbx.sandboxId) > frozenAt + 2))
-    assert.ok(!existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'the images go once resumed')
+    assert.ok(!existsSync(join(layersRoot(server), 'sandboxes', sbx.sandboxId, 'memory')), 'the images go once resumed')
   })
 
   test('while an SDK follows a command\'s output, a pause keeps the sandbox in memory: the stream goes on after connect', async (t) => {
@@ -88,7 +88,7 @@ describe('pause and resume', () => {
     const handle = await sbx.commands.run('i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done', { background: true, onStdout: (d) => lines.push(d) })
     await eventually(() => assert.ok(lines.length > 0))
     await sbx.pause()
-    assert.ok(!existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')), 'not written to disk')
+    assert.ok(!existsSync(join(layersRoot(server), 'sandboxes', sbx.sandboxId, 'memory')), 'not written to disk')
     assert.ok(guestProcessesOf(sbx.sandboxId).length > 0, 'its processes are kept, frozen')
     await Sandbox.connect(sbx.sandboxId, server.novita())
     const seen = lines.length
@@ -96,7 +96,7 @@ describe('pause and resume', () => {
     await handle.kill()
     // Once nothing follows a stream, the next pause writes the memory to disk.
     await sbx.pause()
-    assert.ok(existsSync(join(server.dataDir, 'sandboxes', sbx.sandboxId, 'memory')))
+    assert.ok(existsSync(join(layersRoot(server), 'sandboxes', sbx.sandboxId, 'memory')))
   })
 
   test('without CRIU a paused sandbox stays frozen in memory, and thaws', async (t) => {
@@ -110,7 +110,7 @@ describe('pause and resume', () => {
     bare.sandboxIds.add(sbx.sandboxId)
     const pid = await startCounter(sbx)
     await sbx.pause()
-    assert.ok(!existsSync(join(bare.dataDir, 'sandboxes', sbx.sandboxId, 'memory')))
+    assert.ok(!existsSync(join(layersRoot(bare), 'sandboxes', sbx.sandboxId, 'memory')))
     assert.ok(guestProcessesOf(sbx.sandboxId).length > 0, 'its processes are kept, frozen')
     const frozenAt = counterOnHost(bare, sbx.sandboxId)
     await sleep(500)
@@ -152,13 +152,14 @@ describe('pause and resume', () => {
 })
 
 describe('a paused sandbox outlives a server restart', () => {
+  // On the btrfs store (the default), and on the copy store.
   const cases = [
-    { diskLimit: false, criu: true },
-    { diskLimit: true, criu: true },
-    { diskLimit: false, criu: false },
+    { copy: false, criu: true },
+    { copy: true, criu: true },
+    { copy: false, criu: false },
   ]
-  for (const { diskLimit, criu } of cases) test(`${criu ? 'files and processes kept' : 'without CRIU: files kept, processes not (and the connect response says so)'}, then killed cleanly${diskLimit ? ', with its own disk' : ''}`, async (t) => {
-    const extraArgs = diskLimit ? ['--disk-limit-mb', '256'] : []
+  for (const { copy, criu } of cases) test(`${criu ? 'files and processes kept' : 'without CRIU: files kept, processes not (and the connect response says so)'}, then killed cleanly${copy ? ', on the copy store' : ''}`, async (t) => {
+    const extraArgs = copy ? ['--store', 'copy'] : []
     const env = criu ? {} : { SANDBANK_CRIU: '/nonexistent/criu' }
     const { first, next } = await serverGenerations(t, { extraArgs, env })
     const dataDir = first.dataDir
@@ -178,8 +179,10 @@ describe('a paused sandbox outlives a server restart', () => {
     assert.equal(r.code, 0, first.stderr.slice(-2000))
     // Its processes went with the server: nothing of it runs, mounts or holds a cgroup.
     assertNoLeftovers(first)
-    const kept = diskLimit ? [`${sbx.sandboxId}.img`] : [sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt']
-    assert.ok(existsSync(join(dataDir, 'sandboxes', ...kept)), `${kept.join('/')} is kept`)
+    // The store's image stays (unmounted: what is in it, the next server reads); the copy
+    // store's files are in the data directory.
+    const kept = copy ? join(dataDir, 'sandboxes', sbx.sandboxId, 'layer', 'root', 'home', 'user', 'notes.txt') : join(dataDir, 'cow.img')
+    assert.ok(existsSync(kept), `${kept} is kept`)
 
     const second = await next()
     second.sandboxIds.add(sbx.sandboxId)
@@ -189,7 +192,7 @@ describe('a paused sandbox outlives a server restart', () => {
     const paused = await Sandbox.list({ ...second.novita(), query: { state: ['paused'] } }).nextItems()
     assert.deepEqual(paused.map((s) => s.sandboxId).sort(), [sbx.sandboxId, other.sandboxId].sort())
     assert.equal(await Sandbox.kill(other.sandboxId, second.novita()), true, 'a sandbox paused before the restart can be killed as it is')
-    for (const left of [other.sandboxId, `${other.sandboxId}.img`]) assert.ok(!existsSync(join(dataDir, 'sandboxes', left)), `${left} is removed`)
+    assert.ok(!existsSync(join(layersRoot(second), 'sandboxes', other.sandboxId)), 'its files are removed')
     await assert.rejects(Sandbox.getInfo(other.sandboxId, second.novita()), SandboxNotFoundError)
 
     const res = await second.fetch(`/sandboxes/${sbx.sandboxId}/connect`, { method: 'POST', body: JSON.stringify({ timeout: 60 }), headers: { 'content-type': 'application/json' } })
@@ -212,8 +215,8 @@ describe('a paused sandbox outlives a server restart', () => {
       assert.equal(ps.stdout.trim(), 'none', 'processes do not outlive the server')
     }
     assert.equal(await Sandbox.kill(sbx.sandboxId, second.novita()), true)
-    assert.ok(!existsSync(join(dataDir, 'sandboxes', sbx.sandboxId)), 'killing it removes its files')
-    assert.ok(!existsSync(join(dataDir, 'sandboxes', `${sbx.sandboxId}.img`)), 'and its disk')
+    assert.ok(existsSync(join(layersRoot(second), 'sandboxes')))
+    assert.ok(!existsSync(join(layersRoot(second), 'sandboxes', sbx.sandboxId)), 'killing it removes its files')
   })
 })
 

@@ -315,6 +315,46 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
   })
 }
 
+describe('disk limits (the btrfs store)', () => {
+  test('the default limit and diskSizeMB: past it a write fails inside and an upload is a NotEnoughSpaceError; bad values are refused', async () => {
+    const limited = await startServer({ extraArgs: ['--store', 'btrfs', '--disk-limit-mb', '48'] })
+    const copy = await startServer({ extraArgs: ['--store', 'copy'] })
+    const made = []
+    try {
+      const mb = (n) => 'x'.repeat(n << 20)
+      // novita-sandbox: the server's default limit.
+      const a = await novita.Sandbox.create(limited.novita())
+      made.push(a)
+      assert.equal((await a.getMetrics())[0].diskTotal, 48 << 20)
+      await rejectsAs(novita, a.files.write('/home/user/big', mb(64)), 'NotEnoughSpaceError')
+      assert.equal(await a.files.exists('/home/user/big'), false, 'the partial upload is removed')
+      const dd = await a.commands.run('dd if=/dev/zero of=/home/user/dd bs=1M count=64 2>&1 || true')
+      assert.match(dd.stdout, /Disk quota exceeded/)
+      await a.commands.run('rm /home/user/dd')
+      await a.files.write('/home/user/fits', mb(16))
+
+      // sandbank: a sandbox's own limit.
+      const b = await sandbank.Sandbox.create({ ...limited.novita(), diskSizeMB: 16 })
+      made.push(b)
+      assert.equal((await b.getMetrics())[0].diskTotal, 16 << 20)
+      await rejectsAs(sandbank, b.files.write('/home/user/big', mb(24)), 'NotEnoughSpaceError')
+      await b.files.write('/home/user/fits', mb(8))
+      for (const bad of [0, 2.5, -1, Number.NaN]) {
+        await rejectsAs(sandbank, sandbank.Sandbox.create({ ...limited.novita(), diskSizeMB: bad }), 'InvalidArgumentError', new RegExp(`diskSizeMB .*got ${bad}$`))
+      }
+      const raw = await limited.fetch('/sandboxes', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ templateID: 'base', diskSizeMB: 0 }) })
+      assert.deepEqual(await raw.json(), { code: 400, message: 'diskSizeMB must be at least 1, got 0' })
+
+      // Where sandboxes have no disk limit (the copy store), asking for one is refused, saying why.
+      await rejectsAs(sandbank, sandbank.Sandbox.create({ ...copy.novita(), diskSizeMB: 16 }), 'SandboxError', /diskSizeMB 16: this server's sandboxes have no disk limit/)
+    } finally {
+      for (const sbx of made) await sbx.kill()
+      await stopAndCheck(limited)
+      await stopAndCheck(copy)
+    }
+  })
+})
+
 describe('sandbank only', () => {
   test('bytes from another realm (a vm context, as test runners make) upload intact', async (t) => {
     const { Sandbox } = sandbank

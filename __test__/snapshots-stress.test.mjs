@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox } from 'novita-sandbox'
-import { startServer, stopAndCheck } from './helpers.mjs'
+import { layersRoot, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
 before(async () => {
@@ -39,9 +39,9 @@ async function listAll(limit = 100) {
     token = r.next
   }
 }
-const layerDirs = () => readdirSync(join(server.dataDir, 'layers')).filter((n) => !n.startsWith('.'))
+const layerDirs = () => readdirSync(join(layersRoot(server), 'layers')).filter((n) => !n.startsWith('.'))
 const staging = () => {
-  const st = join(server.dataDir, 'layers', '.staging')
+  const st = join(layersRoot(server), 'layers', '.staging')
   return existsSync(st) ? readdirSync(st) : []
 }
 const duBytes = (p) => Number(execFileSync('du', ['-s', '-B1', p], { encoding: 'utf8' }).split('\t')[0])
@@ -149,7 +149,7 @@ describe('snapshots under load', () => {
 
   test('disk space returns: 100 MB + a 20 MB child layer, then nothing after the deletes', async () => {
     const novita = server.novita()
-    const layers = join(server.dataDir, 'layers')
+    const layers = join(layersRoot(server), 'layers')
     const empty = duBytes(layers)
     const origin = await Sandbox.create(novita)
     server.sandboxIds.add(origin.sandboxId)
@@ -176,6 +176,6 @@ describe('snapshots under load', () => {
     console.log(`disk: layers dir ${empty} B empty, ${afterFirst} B with 100 MB, ${full} B with the chain, ${end} B after the deletes`)
     assert.ok(end <= empty + 64 * 1024, `layers take ${end} bytes after every snapshot went (empty: ${empty})`)
     assert.deepEqual(layerDirs(), [])
-    assert.deepEqual(readdirSync(join(server.dataDir, 'sandboxes')), [])
+    assert.deepEqual(readdirSync(join(layersRoot(server), 'sandboxes')), [])
   })
 })

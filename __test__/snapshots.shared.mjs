@@ -255,7 +255,8 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
       const s2 = await g2.createSnapshot()
       const [raw2] = await rawList(`&sandboxID=${g2.sandboxId}`)
       assert.equal(raw2.parentSnapshotID, s1.snapshotId)
-      assert.ok(raw2.sizeBytes < 1024, `only the new layer counts: ${raw2.sizeBytes}`)
+      // (On the btrfs store the size is its quota group's: one 16 KB tree block for a few small files.)
+      assert.ok(raw2.sizeBytes < 64 << 10, `only the new layer counts: ${raw2.sizeBytes}`)
 
       const g3 = await k.create(s2.snapshotId)
       assert.equal(await run(g3, 'cat /home/user/gen1.txt /home/user/gen2.txt /tmp/shared; test ! -e /home/user/gone.txt && echo gone'), 'one\ntwo\nv2\ngone\n')

@@ -48,7 +48,7 @@ import SandboxDefault, {
 
 async function everything(): Promise<void> {
   const conn: ConnectionOpts = { apiKey: 'k', apiUrl: 'http://127.0.0.1:3000', sandboxUrl: 'http://127.0.0.1:3000', requestTimeoutMs: 30_000, headers: { 'X-Trace': '1' }, domain: 'example.com' }
-  const opts: SandboxOpts = { ...conn, metadata: { a: 'b' }, envs: { X: 'y' }, timeoutMs: 60_000, secure: true, allowInternetAccess: true, lifecycle: { onTimeout: 'kill' } }
+  const opts: SandboxOpts = { ...conn, metadata: { a: 'b' }, envs: { X: 'y' }, timeoutMs: 60_000, secure: true, allowInternetAccess: true, lifecycle: { onTimeout: 'kill' }, diskSizeMB: 1024 }
 
   const a: Sandbox = await Sandbox.create()
   const b: Sandbox = await Sandbox.create(opts)

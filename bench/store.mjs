@@ -5,11 +5,14 @@
 //
 //   (a) createSnapshot (files only: what the store changes) of each: the whole call, and how long
 //       the origin was frozen (the server's `frozen_ms`);
-//   (b) Sandbox.create → first command exited, fresh and from a snapshot of the loaded sandbox.
+//   (b) Sandbox.create → first command exited, fresh and from a snapshot of the loaded sandbox;
+//   (c) for reference, `cp -a` of the same data on the host (the data directories' filesystem);
+//   (d) once, after the rounds: 100 sandboxes from one snapshot of the loaded sandbox, all running.
 // Writes its section of docs/BENCHMARKS.md and removes what it made.
 //
-// Usage: node bench/store.mjs [--runs 5] [--out docs/BENCHMARKS.md] [--no-write]
+// Usage: node bench/store.mjs [--runs 5] [--many 100] [--out docs/BENCHMARKS.md] [--no-write]
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { Sandbox } from 'e2b'
@@ -18,6 +21,7 @@ import { upsertSection } from './report.mjs'
 import { arg, frozenMsIn, percentile as p } from './common.mjs'
 
 const RUNS = Number(arg('runs', 5))
+const MANY = Number(arg('many', 100))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))
 const WRITE = !process.argv.includes('--no-write')
 const STORES = ['copy', 'btrfs']
@@ -36,9 +40,14 @@ async function serverOn(store) {
   return { store, server, frozen, opts: server.sdkOpts({ requestTimeoutMs: 300_000 }) }
 }
 
-const results = Object.fromEntries(STORES.map((s) => [s, { empty: [], loaded: [], emptyFrozen: [], loadedFrozen: [], start: [], fromSnap: [] }]))
+const results = Object.fromEntries(STORES.map((s) => [s, { empty: [], loaded: [], emptyFrozen: [], loadedFrozen: [], start: [], fromSnap: [], many: [] }]))
+const cpA = []
 const sides = []
+// The same data on the host, for `cp -a` (in the temporary directory the data directories are in).
+const hostData = mkdtempSync(join(os.tmpdir(), 'sandbank-bench-store-cp-'))
 try {
+  execFileSync('sh', ['-c', LOAD.replaceAll('/home/user', `${hostData}/src`).replace('head -c', `mkdir -p ${hostData}/src && head -c`)])
+  execFileSync('sync')
   for (const store of STORES) sides.push(await serverOn(store))
   for (const side of sides) {
     side.empty = await Sandbox.create({ ...side.opts, timeoutMs: 3_600_000 })
@@ -82,9 +91,36 @@ try {
       r.fromSnap.push(await firstCommand(side, l.id))
       for (const id of [e.id, l.id]) await side.server.fetch(`/templates/${encodeURIComponent(id)}`, { method: 'DELETE' })
     }
+    const t = performance.now()
+    execFileSync('cp', ['-a', `${hostData}/src`, `${hostData}/dst`])
+    cpA.push(performance.now() - t)
+    rmSync(`${hostData}/dst`, { recursive: true })
     process.stderr.write('.')
   }
+  // (d) Many sandboxes from one snapshot, all running at once; four starts in flight.
+  for (const side of sides) {
+    const { id } = await snapshot(side, side.loaded)
+    const running = []
+    const t = performance.now()
+    let next = 0
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < MANY) {
+          next++
+          const s0 = performance.now()
+          const s = await Sandbox.create(id, { ...side.opts, timeoutMs: 600_000 })
+          running.push(s)
+          await s.commands.run('true')
+          results[side.store].many.push(performance.now() - s0)
+        }
+      }),
+    )
+    results[side.store].manyTotal = performance.now() - t
+    for (const s of running) await s.kill()
+    await side.server.fetch(`/templates/${encodeURIComponent(id)}`, { method: 'DELETE' })
+  }
 } finally {
+  rmSync(hostData, { recursive: true, force: true })
   for (const side of sides) {
     for (const s of [side.empty, side.loaded]) if (s) await s.kill().catch(() => {})
     await side.server.stop()
@@ -113,13 +149,19 @@ ${row('origin frozen, empty', 'emptyFrozen')}
 ${row('origin frozen, 1 GB + 10,000 files', 'loadedFrozen', `≤ 20 ms: ${met(p(b.loadedFrozen, 50) <= 20)}`)}
 ${row('create → first command', 'start', 'no worse than copy')}
 ${row('create from the loaded snapshot → first command', 'fromSnap', 'no worse than copy')}
+| \`cp -a\` of the same data on the host (reference) | ${f(p(cpA, 50))} | | | | |
+${row(`${MANY} sandboxes from one snapshot, all running: create → first command, 4 at a time`, 'many', 'no worse than copy')}
+| the same: all ${MANY} running, from the first create | ${f(c.manyTotal)} | ${f(b.manyTotal)} | | ${(b.manyTotal / c.manyTotal).toFixed(2)}× | no worse than copy |
 
 Method: two \`sandbank serve\` (release build, fresh data directories), one with \`--store copy\`, one with \`--store
-btrfs\` (here the data directory is ext4: the store is a sparse image on a loop device); the client is the published
+btrfs\` (here the data directory is ext4: the store is a sparse image on a loop device; every sandbox has the default
+10 GB disk limit, a quota group); the client is the published
 \`e2b\` SDK. In each, one sandbox stays empty and one holds a 1 GB file of random bytes and 10,000 small files (written
 once, then \`sync\`). A round takes a files-only snapshot (\`POST /sandboxes/{id}/snapshots\` with \`mode: "filesystem"\`)
 of each, starts a sandbox (\`Sandbox.create\`, then \`commands.run('true')\`) fresh and from the loaded snapshot, and
-deletes the snapshots. "Origin frozen" is the server's \`frozen_ms\`.
+deletes the snapshots, then times \`cp -a\` of the same data on the host. "Origin frozen" is the server's \`frozen_ms\`.
+After the rounds, each server starts ${MANY} sandboxes from a snapshot of the loaded sandbox, four starts in flight,
+each running \`true\` and staying up until all ${MANY} run; then they are killed.
 `
 console.log(section)
 if (WRITE) upsertSection(OUT, 'bench/store.mjs', section)

@@ -46,6 +46,12 @@ export interface SandboxOpts extends ConnectionOpts {
   allowInternetAccess?: boolean
   /** What happens on timeout. @default { onTimeout: 'kill' } */
   lifecycle?: SandboxLifecycle
+  /**
+   * sandbank: the sandbox's disk limit in MB (past it, writes fail inside and uploads with
+   * `NotEnoughSpaceError`). Only where the server supports it (the local engine on its btrfs
+   * store); the cloud takes the disk size from the template. @default the server's (10 GB)
+   */
+  diskSizeMB?: number
 }
 
 /**
@@ -236,6 +242,7 @@ function sandboxOpts(o: SandboxBetaCreateOpts | undefined): SandboxOptions | und
     allowInternetAccess: o.allowInternetAccess,
     lifecycle: o.lifecycle,
     autoPause: o.autoPause,
+    diskSizeMB: o.diskSizeMB,
   }
 }
 

@@ -33,3 +33,12 @@ impl<T> IntoNapi<T> for Result<T, ClientError> {
 pub fn ms(v: Option<f64>) -> Option<u64> {
     v.map(|x| if x.is_finite() && x > 0.0 { x.ceil() as u64 } else { 0 })
 }
+
+/// `diskSizeMB` from JS: a whole number of MB, at least 1; else an `InvalidArgumentError`
+/// naming it.
+pub fn disk_size_mb(mb: f64) -> napi::Result<u64> {
+    if mb.is_finite() && mb >= 1.0 && mb.fract() == 0.0 && mb <= u64::MAX as f64 {
+        return Ok(mb as u64);
+    }
+    Err(to_napi(ClientError::InvalidArgument(format!("diskSizeMB must be a whole number of MB, at least 1: got {mb}"))))
+}

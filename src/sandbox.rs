@@ -3,7 +3,7 @@
 
 use crate::commands::JsCommands;
 use crate::config::{config, opts, resolve, with_local_default, ConnectionOptions};
-use crate::errors::{ms, tagged, IntoNapi};
+use crate::errors::{disk_size_mb, ms, tagged, IntoNapi};
 use crate::files::JsFiles;
 use crate::info::{SandboxInfoJs, SandboxMetricsJs, SnapshotInfoJs};
 use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
@@ -34,6 +34,8 @@ pub struct SandboxOptions {
     pub allow_internet_access: Option<bool>,
     pub lifecycle: Option<LifecycleOptions>,
     pub auto_pause: Option<bool>,
+    #[napi(js_name = "diskSizeMB")]
+    pub disk_size_mb: Option<f64>,
 }
 
 /// `SandboxMetricsOpts`: `start`/`end` as epoch milliseconds (a `Date`'s `getTime()`).
@@ -210,6 +212,7 @@ impl JsSandbox {
             allow_internet_access: o.allow_internet_access,
             lifecycle: o.lifecycle.map(|l| SandboxLifecycle { on_timeout: l.on_timeout, auto_resume: l.auto_resume }),
             auto_pause: o.auto_pause,
+            disk_size_mb: o.disk_size_mb.map(disk_size_mb).transpose()?,
         };
         let inner = Sandbox::create(config(&conn)?, create).await.napi()?;
         Ok(JsSandbox { inner: Arc::new(inner), opts: conn })

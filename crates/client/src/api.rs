@@ -42,6 +42,9 @@ pub struct SandboxCreateOpts {
     pub lifecycle: Option<SandboxLifecycle>,
     /// Deprecated `betaCreate` option: `true` ≡ lifecycle `{onTimeout:'pause'}`.
     pub auto_pause: Option<bool>,
+    /// sandbank: the sandbox's disk limit in MB (sent as `diskSizeMB` only when set; the
+    /// cloud takes it from the template).
+    pub disk_size_mb: Option<u64>,
 }
 
 /// `SandboxConnectOpts` (sandbox fields).
@@ -611,6 +614,7 @@ impl Api {
             allow_internet_access: Some(opts.allow_internet_access.unwrap_or(true)),
             metadata: opts.metadata.clone(),
             env_vars: opts.envs.clone(),
+            disk_size_mb: opts.disk_size_mb,
         };
         let res = self.send(Method::POST, "/sandboxes", "", Some(serde_json::to_value(&body).expect("JSON"))).await?;
         res.check()?;

@@ -1,9 +1,14 @@
-//! The copy-on-write store (issue 15, first step: not used by the engine yet): a btrfs
-//! filesystem in which a sandbox's writable layer can be a subvolume and a snapshot a read-only
-//! snapshot of it, which costs the same whatever the sandbox wrote. Where the data directory is
-//! on btrfs already, that filesystem; elsewhere a sparse image file in the data directory,
-//! formatted once (`mkfs.btrfs`, from btrfs-progs) and mounted on a loop device that goes with
-//! the mount (AUTOCLEAR).
+//! The copy-on-write store: a btrfs filesystem in which a sandbox's writable layer is a
+//! subvolume and a snapshot a snapshot of it, which costs the same whatever the sandbox wrote.
+//! Where the data directory is on btrfs already, that filesystem; elsewhere a sparse image file
+//! in the data directory, formatted once (`mkfs.btrfs`, from btrfs-progs) and mounted on a loop
+//! device that goes with the mount (AUTOCLEAR).
+//!
+//! Disk limits are quota groups: a subvolume's limit bounds the bytes it references, shared
+//! with snapshots or not, so that what a sandbox's snapshots keep does not count against it
+//! (btrfs's "simple quotas" would: they charge an extent to the subvolume that wrote it for as
+//! long as anything holds it). The store turns them on in its own image; on a btrfs data
+//! directory, which is the host's filesystem, it uses them only where they are on already.
 
 use crate::sys;
 use std::ffi::OsStr;
@@ -18,6 +23,8 @@ pub struct CowStore {
     root: PathBuf,
     /// The image it was mounted from, when the data directory is not btrfs itself.
     image: Option<PathBuf>,
+    /// Whether quota groups are on: subvolumes can have a disk limit.
+    quota: bool,
 }
 
 impl CowStore {
@@ -26,19 +33,52 @@ impl CowStore {
     pub fn open(root: &Path, image: &Path, size_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(root)?;
         if is_btrfs(root)? {
-            return Ok(CowStore { root: root.to_path_buf(), image: None });
+            let quota = sys::btrfs_quota_enabled(File::open(root)?.as_fd())?;
+            return Ok(CowStore { root: root.to_path_buf(), image: None, quota });
         }
-        if !image.exists() {
+        let made = !image.exists();
+        if made {
             let free = crate::disk::free_bytes(image.parent().unwrap_or(Path::new("/")))?;
             let needs = "the copy-on-write store needs mkfs.btrfs (btrfs-progs)";
             crate::disk::make_image(image, image_size(size_bytes, free)?, "mkfs.btrfs", &["-q", "-f"], needs)?;
         }
-        crate::disk::mount_image_as(image, root, "btrfs", "")?;
-        Ok(CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()) })
+        if let Err(e) = crate::disk::mount_image_as(image, root, "btrfs", &format!("commit={COMMIT_SECS}")) {
+            // An image that never held anything (no loop devices here, say) is not kept.
+            if made {
+                let _ = fs::remove_file(image);
+            }
+            return Err(e);
+        }
+        let store = CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()), quota: true };
+        if let Err(e) = sys::btrfs_quota_enable(File::open(root)?.as_fd()) {
+            let _ = store.close();
+            return Err(io::Error::new(e.kind(), format!("turn on quota groups in {}: {e}", image.display())));
+        }
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether subvolumes can have a disk limit: quota groups are on.
+    pub fn has_quota(&self) -> bool {
+        self.quota
+    }
+
+    /// The image the store is in; `None` when it is the data directory's own filesystem.
+    pub fn image(&self) -> Option<&Path> {
+        self.image.as_deref()
+    }
+
+    /// Limits subvolume `path` to `max_bytes` (0: no limit): past it, writes there fail with
+    /// EDQUOT. Without quota groups, nothing.
+    pub fn set_limit(&self, path: &Path, max_bytes: u64) -> io::Result<()> {
+        if !self.quota {
+            return Ok(());
+        }
+        sys::btrfs_qgroup_limit(File::open(path)?.as_fd(), max_bytes)
+            .map_err(|e| io::Error::new(e.kind(), format!("limit {} to {max_bytes} bytes: {e}", path.display())))
     }
 
     /// Unmounts the store's image, if it mounted one (lazily: its loop device goes once nothing
@@ -52,10 +92,23 @@ impl CowStore {
     }
 }
 
+/// The bytes subvolume `path` references (as of the last commit; a snapshot's, from its
+/// making), without reading its files; `None` without quota groups.
+pub fn referenced_bytes(path: &Path) -> io::Result<Option<u64>> {
+    let dir = File::open(path)?;
+    let id = sys::btrfs_subvolume_id(dir.as_fd())?;
+    sys::btrfs_referenced_bytes(dir.as_fd(), id)
+}
+
 /// Whether `path` is on a btrfs filesystem.
 pub fn is_btrfs(path: &Path) -> io::Result<bool> {
     Ok(crate::tree::is_btrfs_magic(&rustix::fs::statfs(path)?))
 }
+
+/// How often the store's image commits (btrfs's default: 30 s). btrfs's cleaner, which gives
+/// back the space of deleted subvolumes (sandboxes' layers, snapshots), runs after these
+/// periodic commits only: a store that is full gets that space back within this time.
+const COMMIT_SECS: u32 = 5;
 
 /// The smallest filesystem `mkfs.btrfs` makes, with room to spare.
 const MIN_IMAGE: u64 = 256 << 20;
@@ -103,7 +156,8 @@ pub fn snapshot(source: &Path, dest: &Path, read_only: bool) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("snapshot {} as {}: {e}", source.display(), dest.display())))
 }
 
-/// Removes subvolume `path` and what is in it.
+/// Removes subvolume `path` and what is in it. Its space comes back once btrfs's cleaner has
+/// dropped it, after the next periodic commit (see [`COMMIT_SECS`]).
 pub fn delete_subvolume(path: &Path) -> io::Result<()> {
     let (parent, name) = parent_and_name(path)?;
     sys::btrfs_subvolume_destroy(parent.as_fd(), name)
@@ -115,9 +169,33 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    /// A store on an image in a temporary directory (root: a loop device and a mount).
-    fn store(dir: &Path) -> CowStore {
-        CowStore::open(&dir.join("cow"), &dir.join("cow.img"), 1 << 30).expect("open the store")
+    /// A store on an image in a temporary directory (root: a loop device and a mount),
+    /// unmounted on drop, also when a test fails.
+    fn store(dir: &Path) -> Closing {
+        Closing(Some(CowStore::open(&dir.join("cow"), &dir.join("cow.img"), 1 << 30).expect("open the store")))
+    }
+
+    struct Closing(Option<CowStore>);
+
+    impl Closing {
+        fn close(mut self) -> io::Result<()> {
+            self.0.take().unwrap().close()
+        }
+    }
+
+    impl std::ops::Deref for Closing {
+        type Target = CowStore;
+        fn deref(&self) -> &CowStore {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            if let Some(store) = self.0.take() {
+                let _ = store.close();
+            }
+        }
     }
 
     #[test]
@@ -179,6 +257,51 @@ mod tests {
         let root = store.root().to_path_buf();
         store.close().unwrap();
         assert!(!mounted(&root), "unmounted");
+    }
+
+    #[test]
+    fn a_limit_bounds_what_a_subvolume_holds_not_what_its_snapshots_keep() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store(tmp.path());
+        assert!(store.has_quota());
+        let layer = store.root().join("layer");
+        create_subvolume(&layer).unwrap();
+        store.set_limit(&layer, 16 << 20).unwrap();
+        // As a process writes: a MB at a time.
+        let write = |name: &str, mb: usize| {
+            use std::io::Write;
+            let mut file = File::create(layer.join(name))?;
+            (0..mb).try_for_each(|_| file.write_all(&[1u8; 1 << 20]))
+        };
+        write("a", 10).unwrap();
+        let err = write("b", 10).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+        fs::remove_file(layer.join("b")).unwrap();
+        sync_fs(&layer);
+        let held = referenced_bytes(&layer).unwrap().unwrap();
+        assert!((10 << 20..11 << 20).contains(&held), "the layer references {held} bytes");
+
+        // A snapshot references what its subvolume did, known without reading a file.
+        let snap = store.root().join("snap");
+        snapshot(&layer, &snap, true).unwrap();
+        assert_eq!(referenced_bytes(&snap).unwrap(), Some(held));
+        // What only the snapshot keeps no longer counts against the layer: it can write as much
+        // again.
+        fs::remove_file(layer.join("a")).unwrap();
+        sync_fs(&layer);
+        write("c", 10).unwrap();
+        // No limit: as much as the store holds.
+        store.set_limit(&layer, 0).unwrap();
+        write("d", 20).unwrap();
+        let unknown = tmp.path().join("elsewhere");
+        fs::create_dir(&unknown).unwrap();
+        assert!(store.set_limit(&unknown, 1 << 20).unwrap_err().to_string().contains("elsewhere"));
+        store.close().unwrap();
+    }
+
+    /// Commits `path`'s filesystem: quota groups count at commits.
+    fn sync_fs(path: &Path) {
+        rustix::fs::syncfs(File::open(path).unwrap()).unwrap();
     }
 
     fn mounted(path: &Path) -> bool {

@@ -8,16 +8,15 @@
 //! <data>/layers/<id>/memory       a full snapshot's images of the processes (CRIU)
 //! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
 //! <data>/layers/.staging/<id>.memory  its images while they are being dumped
-//! <data>/disks/empty-<N>M.ext4    the empty filesystem a sandbox's own disk starts as (with a disk limit)
 //! <data>/envd/<binary>/bin/envd   the layer laid over every sandbox's /usr: envd (a copy of this binary)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
-//! <data>/sandboxes/<id>.img       a sandbox's own disk, mounted on its directory (with a disk limit)
 //! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
-//! <data>/cow/, <data>/cow.img     with `--store btrfs`: the copy-on-write store (a btrfs filesystem, in the
-//!                                 image unless the data directory is btrfs), holding `layers/`,
-//!                                 `sandboxes/` and `userns-probe/` instead of the data directory
+//! <data>/cow/, <data>/cow.img     the btrfs layer store (the default; not with `--store copy`): a btrfs
+//!                                 filesystem, in the image unless the data directory is btrfs, holding
+//!                                 `layers/`, `sandboxes/` and `userns-probe/` instead of the data directory
 //! <data>/sandboxes/<id>/          one running sandbox:
-//!     layer/root, layer/usr       the writable upper layers (/ and /usr); `layer/` a subvolume on the store
+//!     layer/root, layer/usr       the writable upper layers (/ and /usr); `layer/` a subvolume on the btrfs
+//!                                 store, its quota group the sandbox's disk limit
 //!     layer/work/root, …/usr      overlayfs work directories (in `layer/`: on btrfs, overlayfs moves files
 //!                                 from them into the upper layers, which fails across subvolumes)
 //!     rootfs/                     the mount point of the sandbox's root (inside its namespace)
@@ -131,11 +130,6 @@ impl Layout {
         self.layers_root.join("userns-probe")
     }
 
-    /// The empty filesystem of `mb` MB that each sandbox's own disk is a copy of.
-    pub fn empty_disk(&self, mb: u64) -> PathBuf {
-        self.root.join(format!("disks/empty-{mb}M.ext4"))
-    }
-
     pub fn sandbox(&self, id: &str) -> SandboxDir {
         SandboxDir(self.sandboxes().join(id))
     }
@@ -169,10 +163,6 @@ pub struct SandboxDir(pub PathBuf);
 impl SandboxDir {
     pub fn path(&self) -> &Path {
         &self.0
-    }
-    /// The image of the sandbox's own disk (with a disk limit), mounted on its directory.
-    pub fn disk_image(&self) -> PathBuf {
-        self.0.with_extension("img")
     }
     /// Its writable layer: `root/` and `usr/` (a subvolume on the copy-on-write store).
     pub fn layer(&self) -> PathBuf {

@@ -311,9 +311,15 @@ struct BtrfsVolArgsV2 {
 const _: () = assert!(std::mem::size_of::<BtrfsVolArgs>() == 4096);
 const _: () = assert!(std::mem::size_of::<BtrfsVolArgsV2>() == 4096);
 
-/// `_IOW(BTRFS_IOCTL_MAGIC, nr, 4096 bytes)`: write direction, argument size, type 0x94.
+/// A btrfs request number: `_IOC(dir, BTRFS_IOCTL_MAGIC, nr, size)` (dir 1 write, 2 read, 3
+/// both; magic 0x94).
+const fn btrfs_ioc(dir: libc::c_ulong, nr: libc::c_ulong, size: usize) -> libc::c_ulong {
+    (dir << 30) | ((size as libc::c_ulong) << 16) | (0x94 << 8) | nr
+}
+
+/// `_IOW(BTRFS_IOCTL_MAGIC, nr, 4096 bytes)`.
 const fn btrfs_iow(nr: libc::c_ulong) -> libc::c_ulong {
-    (1 << 30) | (4096 << 16) | (0x94 << 8) | nr
+    btrfs_ioc(1, nr, 4096)
 }
 
 const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
@@ -370,4 +376,143 @@ pub fn btrfs_subvolume_destroy(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -
     // SAFETY: as in btrfs_subvolume_create.
     let r = unsafe { libc::ioctl(parent.as_raw_fd(), BTRFS_IOC_SNAP_DESTROY as _, &args) };
     check(r.into()).map(drop)
+}
+
+/// `struct btrfs_ioctl_quota_ctl_args`.
+#[repr(C)]
+struct BtrfsQuotaCtl {
+    cmd: u64,
+    status: u64,
+}
+
+/// `struct btrfs_ioctl_qgroup_limit_args`: a limit for qgroup `qgroupid` (0: the subvolume
+/// the ioctl is made on).
+#[repr(C)]
+struct BtrfsQgroupLimit {
+    qgroupid: u64,
+    flags: u64,
+    max_rfer: u64,
+    max_excl: u64,
+    rsv_rfer: u64,
+    rsv_excl: u64,
+}
+
+/// `struct btrfs_ioctl_ino_lookup_args`: asked with `objectid` 256 (a subvolume's root
+/// directory), it answers `treeid`, the subvolume's id.
+#[repr(C)]
+struct BtrfsInoLookup {
+    treeid: u64,
+    objectid: u64,
+    name: [u8; 4080],
+}
+
+/// `struct btrfs_ioctl_search_args`: the key of a tree search, then the items found (each a
+/// 32-byte header and its data).
+#[repr(C)]
+struct BtrfsSearch {
+    tree_id: u64,
+    min_objectid: u64,
+    max_objectid: u64,
+    min_offset: u64,
+    max_offset: u64,
+    min_transid: u64,
+    max_transid: u64,
+    min_type: u32,
+    max_type: u32,
+    nr_items: u32,
+    unused: u32,
+    unused1: [u64; 4],
+    buf: [u8; 4096 - 104],
+}
+
+const _: () = assert!(std::mem::size_of::<BtrfsQgroupLimit>() == 48);
+const _: () = assert!(std::mem::size_of::<BtrfsInoLookup>() == 4096);
+const _: () = assert!(std::mem::size_of::<BtrfsSearch>() == 4096);
+
+const BTRFS_IOC_TREE_SEARCH: libc::c_ulong = btrfs_ioc(3, 17, 4096);
+const BTRFS_IOC_INO_LOOKUP: libc::c_ulong = btrfs_ioc(3, 18, 4096);
+const BTRFS_IOC_QUOTA_CTL: libc::c_ulong = btrfs_ioc(3, 40, std::mem::size_of::<BtrfsQuotaCtl>());
+const BTRFS_IOC_QGROUP_LIMIT: libc::c_ulong = btrfs_ioc(2, 43, std::mem::size_of::<BtrfsQgroupLimit>());
+const BTRFS_QUOTA_CTL_ENABLE: u64 = 1;
+const BTRFS_QGROUP_LIMIT_MAX_RFER: u64 = 1;
+const BTRFS_QUOTA_TREE_OBJECTID: u64 = 8;
+const BTRFS_QGROUP_STATUS_KEY: u32 = 240;
+const BTRFS_QGROUP_INFO_KEY: u32 = 242;
+
+/// `BTRFS_IOC_QUOTA_CTL` enable: quota groups (full accounting: a subvolume's referenced bytes
+/// count data it shares with snapshots) on the filesystem of `fs`. Enabling them again is a
+/// no-op.
+pub fn btrfs_quota_enable(fs: BorrowedFd<'_>) -> io::Result<()> {
+    let mut args = BtrfsQuotaCtl { cmd: BTRFS_QUOTA_CTL_ENABLE, status: 0 };
+    // SAFETY: ioctl(2) with a pointer to a live quota_ctl_args of the size the request says.
+    let r = unsafe { libc::ioctl(fs.as_raw_fd(), BTRFS_IOC_QUOTA_CTL as _, &mut args) };
+    check(r.into()).map(drop)
+}
+
+/// `BTRFS_IOC_QGROUP_LIMIT`: the subvolume `subvolume` may reference at most `max_bytes`
+/// (0: no limit); past it, writes fail with EDQUOT.
+pub fn btrfs_qgroup_limit(subvolume: BorrowedFd<'_>, max_bytes: u64) -> io::Result<()> {
+    // All ones clears a limit.
+    let max_rfer = if max_bytes > 0 { max_bytes } else { u64::MAX };
+    let flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    let mut args = BtrfsQgroupLimit { qgroupid: 0, flags, max_rfer, max_excl: 0, rsv_rfer: 0, rsv_excl: 0 };
+    // SAFETY: ioctl(2) with a pointer to a live qgroup_limit_args of the size the request says.
+    let r = unsafe { libc::ioctl(subvolume.as_raw_fd(), BTRFS_IOC_QGROUP_LIMIT as _, &mut args) };
+    check(r.into()).map(drop)
+}
+
+/// `BTRFS_IOC_INO_LOOKUP`: the id of the subvolume `dir` is in.
+pub fn btrfs_subvolume_id(dir: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut args = BtrfsInoLookup { treeid: 0, objectid: 256, name: [0; 4080] };
+    // SAFETY: ioctl(2) with a pointer to a live 4096-byte ino_lookup_args, as the request says.
+    let r = unsafe { libc::ioctl(dir.as_raw_fd(), BTRFS_IOC_INO_LOOKUP as _, &mut args) };
+    check(r.into()).map(|_| args.treeid)
+}
+
+/// One item of the quota tree of `fs`'s filesystem (`BTRFS_IOC_TREE_SEARCH`, needs
+/// CAP_SYS_ADMIN): of `key_type` at `offset`, its data; `None` when there is none (and when the
+/// filesystem has no quota tree: quotas are off).
+fn btrfs_quota_item(fs: BorrowedFd<'_>, key_type: u32, offset: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut args = BtrfsSearch {
+        tree_id: BTRFS_QUOTA_TREE_OBJECTID,
+        min_objectid: 0,
+        max_objectid: 0,
+        min_offset: offset,
+        max_offset: offset,
+        min_transid: 0,
+        max_transid: u64::MAX,
+        min_type: key_type,
+        max_type: key_type,
+        nr_items: 1,
+        unused: 0,
+        unused1: [0; 4],
+        buf: [0; 4096 - 104],
+    };
+    // SAFETY: ioctl(2) with a pointer to a live 4096-byte search_args, as the request says; the
+    // kernel writes at most its buffer.
+    let r = unsafe { libc::ioctl(fs.as_raw_fd(), BTRFS_IOC_TREE_SEARCH as _, &mut args) };
+    match check(r.into()) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    if args.nr_items == 0 {
+        return Ok(None);
+    }
+    // The header: transid, objectid, offset (u64 each), type, len (u32 each).
+    let len = u32::from_ne_bytes(args.buf[28..32].try_into().unwrap()) as usize;
+    Ok(args.buf.get(32..32 + len).map(<[u8]>::to_vec))
+}
+
+/// Whether quota groups are on in `fs`'s filesystem.
+pub fn btrfs_quota_enabled(fs: BorrowedFd<'_>) -> io::Result<bool> {
+    btrfs_quota_item(fs, BTRFS_QGROUP_STATUS_KEY, 0).map(|item| item.is_some())
+}
+
+/// The bytes subvolume `id` of `fs`'s filesystem references (its quota group's `rfer`, as of
+/// the last transaction), `None` without quota groups.
+pub fn btrfs_referenced_bytes(fs: BorrowedFd<'_>, id: u64) -> io::Result<Option<u64>> {
+    // struct btrfs_qgroup_info_item: generation, rfer, rfer_cmpr, excl, excl_cmpr.
+    let item = btrfs_quota_item(fs, BTRFS_QGROUP_INFO_KEY, id)?;
+    Ok(item.and_then(|data| data.get(8..16).map(|b| u64::from_le_bytes(b.try_into().unwrap()))))
 }

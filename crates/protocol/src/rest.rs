@@ -42,6 +42,10 @@ pub struct NewSandbox {
     pub env_vars: Option<HashMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<SandboxNetwork>,
+    /// sandbank: the sandbox's disk limit, in MB, instead of the server's default (the cloud
+    /// takes it from the template).
+    #[serde(rename = "diskSizeMB", default, skip_serializing_if = "Option::is_none")]
+    pub disk_size_mb: Option<u64>,
 }
 
 /// A sandbox's network settings (E2B's `SandboxNetworkConfig`; `PUT /sandboxes/{id}/network`

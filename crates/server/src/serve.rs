@@ -109,14 +109,13 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = data_dir.canonicalize().with_context(|| format!("resolving {}", data_dir.display()))?;
     let guest_exe = std::env::current_exe().context("locating the sandbank executable")?;
     check_privileges()?;
-    if args.disk_limit_mb > 0 || args.store == StoreKind::Btrfs {
+    if args.store != StoreKind::Copy {
         own_mount_namespace()?;
     }
 
     heap_stats_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let result = runtime.block_on(async {
-        let disk_limit_mb = (args.disk_limit_mb > 0).then_some(args.disk_limit_mb);
         let tables = crate::cli::doctor::kernel_tables();
         if tables.status != crate::cli::doctor::Status::Ok {
             tracing::warn!("{}", tables.detail);
@@ -127,12 +126,13 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let config = EngineConfig {
             data_dir: data_dir.clone(),
             guest_exe,
-            disk_limit_mb,
+            disk_limit_mb: Some(args.disk_limit_mb),
             pasta,
             user_namespace: !args.no_userns,
             layer_store: match args.store {
                 StoreKind::Copy => LayerStore::Copy,
                 StoreKind::Btrfs => LayerStore::Btrfs { image_bytes: args.store_image_gb << 30 },
+                StoreKind::Auto => LayerStore::Auto { image_bytes: args.store_image_gb << 30 },
             },
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(config))
@@ -196,9 +196,8 @@ fn heap_stats_from_env() {
     tracing::warn!("SANDBANK_HEAP_STATS={secs}: only with glibc's malloc");
 }
 
-/// With a disk limit, each sandbox's disk is mounted by the server (with the btrfs store, the
-/// store's image): in a mount namespace of its
-/// own (the host's mounts still propagate into it, not the reverse), those mounts go with the
+/// The btrfs store's image is mounted by the server: in a mount namespace of its own (the host's
+/// mounts still propagate into it, not the reverse), that mount and its loop device go with the
 /// server even when it is killed, instead of staying on the host until the next start on the same
 /// data directory. Called while the process is still single-threaded.
 fn own_mount_namespace() -> anyhow::Result<()> {

@@ -329,8 +329,7 @@ async fn doctor_reports_this_machine() {
         "fuse",
         "seccomp",
         "root mapping",
-        "disk limit",
-        "btrfs store",
+        "layer store",
         "data dir",
         "daemon",
     ] {
@@ -341,6 +340,7 @@ async fn doctor_reports_this_machine() {
     assert_eq!(get("kernel").2, format!("Linux {}", release.trim()));
     assert!(get("daemon").2.contains(&format!("pid {} serving {}", s.child.id(), s.url())), "{:?}", get("daemon"));
     assert!(get("disk").2.contains("free at"), "{:?}", get("disk"));
+    assert!(get("layer store").2.starts_with("btrfs"), "the default where btrfs can be used: {:?}", get("layer store"));
     assert!(get("root mapping").2.contains("the host's 100000-165535"), "{:?}", get("root mapping"));
     // `npm test` builds CRIU first when the machine has none (scripts/system-deps.sh, criu.sh).
     assert!(

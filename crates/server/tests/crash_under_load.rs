@@ -9,7 +9,8 @@
 //!   every listed snapshot has its layer and no other layer is left;
 //! - no request ever got a 5xx (a killed server cuts connections; it does not answer 500).
 //!
-//! Needs root (the engine).
+//! On the btrfs store, the default (its staging and layers seen through the new server's mount
+//! namespace). Needs root (the engine).
 
 mod common;
 use common::rng::XorShift;
@@ -177,7 +178,7 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
         let delay = Duration::from_millis(200 + rng.next() % 2500);
         tokio::time::sleep(delay).await;
         let old_guests = guests(&data);
-        orphans += std::fs::read_dir(data.join("sandboxes")).map(|d| d.count()).unwrap_or(0);
+        orphans += std::fs::read_dir(server.store().join("sandboxes")).map(|d| d.count()).unwrap_or(0);
         server.child.kill().unwrap(); // SIGKILL
         server.child.wait().unwrap();
         for w in workers {
@@ -186,8 +187,9 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
 
         server = Server::start_in(&data, Some(KEY)).unwrap_or_else(|e| panic!("restart after round {round}: {e}"));
         let a = server.addr;
+        let store = server.store();
         // Nothing of the killed server is left once the new one listens.
-        assert_eq!(staging_entries(&data), Vec::<String>::new(), "round {round}: layers/.staging is not empty");
+        assert_eq!(staging_entries(&store), Vec::<String>::new(), "round {round}: layers/.staging is not empty");
         let left: Vec<i32> = guests(&data).into_iter().filter(|p| old_guests.contains(p)).collect();
         assert!(left.is_empty(), "round {round}: guests of the killed server remain: {left:?}");
         assert_eq!(sandbox_cgroups(&data), Vec::<String>::new(), "round {round}: sandbox cgroups remain");
@@ -195,7 +197,7 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
         // Snapshots take the memory by default: a dump the kill cut short left no CRIU running.
         assert_eq!(criu_of(&data), Vec::<i32>::new(), "round {round}: CRIU of the killed server runs on");
         let dirs: Vec<_> =
-            std::fs::read_dir(data.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
+            std::fs::read_dir(store.join("sandboxes")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(dirs.is_empty(), "round {round}: sandbox directories remain: {dirs:?}");
 
         // The catalog, the layers and the acknowledgements agree.
@@ -205,7 +207,7 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
             .map(|s| (s["snapshotID"].as_str().unwrap().to_string(), s["sandboxID"].as_str().unwrap().to_string()))
             .collect();
         let ids: BTreeSet<String> = listed.keys().map(|s| s.trim_end_matches(":default").to_string()).collect();
-        assert_eq!(layer_dirs(&data), ids, "round {round}: layer directories and listed snapshots differ");
+        assert_eq!(layer_dirs(&store), ids, "round {round}: layer directories and listed snapshots differ");
         let deleted = acks.deleted.lock().unwrap().clone();
         let deleting = acks.deleting.lock().unwrap().clone();
         for (snap, origin) in acks.snapshots.lock().unwrap().iter() {
@@ -241,7 +243,7 @@ async fn kill_9_under_mixed_load_loses_no_acknowledged_snapshot_and_leaks_nothin
         let id = s["snapshotID"].as_str().unwrap();
         assert_eq!(call(a, "DELETE", &format!("/templates/{id}"), None).await.status, StatusCode::NO_CONTENT);
     }
-    assert_eq!(layer_dirs(&data), BTreeSet::new());
+    assert_eq!(layer_dirs(&server.store()), BTreeSet::new());
     server.stop();
     assert_eq!(mounts_of(&data), Vec::<String>::new());
     assert_eq!(sandbox_cgroups(&data), Vec::<String>::new());

@@ -1,5 +1,5 @@
 //! A full disk: the data directory is a tmpfs with 64 MB besides the copy of envd the server makes
-//! in it. A file write that does not fit is a 507
+//! in it (too little for the btrfs store's image: the server falls back to the copy store). A file write that does not fit is a 507
 //! JSON error; a snapshot that does not fit fails with a 507 whose message says there is no
 //! space, and leaves everything else as it was: the earlier snapshot is listed and whole, both
 //! sandboxes still run, the failed snapshot leaves no layer and no staging behind, and the
@@ -86,6 +86,8 @@ async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
     let data = fs.path();
     let server = Server::start_in(&data, Some(KEY)).unwrap_or_else(|e| panic!("{e}"));
     let a = server.addr;
+    let log = server.stderr.lock().unwrap().clone();
+    assert!(log.contains("the btrfs layer store cannot be used") && log.contains("MB free"), "{log}");
 
     // A: 16 MB of data and a snapshot of it, which fits.
     let a_id = create(a, r#"{"templateID":"base"}"#).await;
@@ -167,4 +169,150 @@ async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
     let mountpoint = data.clone();
     drop(fs);
     assert!(!is_mounted(&mountpoint), "the tmpfs is still mounted");
+}
+
+/// Runs `cmd` with `/bin/sh -c` in sandbox `id` (as root); its stdout and stderr, together.
+async fn sh(a: std::net::SocketAddr, id: &str, cmd: &str) -> String {
+    use base64::Engine as _;
+    let start = serde_json::json!({"process": {"cmd": "/bin/sh", "args": ["-c", format!("{{ {cmd}; }} 2>&1")]}});
+    let body = sandbank_protocol::connect::encode_envelope(0, start.to_string().as_bytes());
+    let r = send(
+        a,
+        envd_req(a, id, "POST", "/process.Process/Start")
+            .await
+            .header("content-type", "application/connect+json")
+            .header("authorization", "Basic cm9vdDo=") // user root
+            .body(http_body_util::Full::new(body))
+            .unwrap(),
+    )
+    .await;
+    let mut decoder = sandbank_protocol::connect::EnvelopeDecoder::default();
+    decoder.push(&r.body);
+    let mut out = Vec::new();
+    while let Some(envelope) = decoder.next().unwrap() {
+        let event: serde_json::Value = serde_json::from_slice(&envelope.payload).unwrap();
+        if let Some(data) = event.pointer("/event/data/stdout").and_then(|d| d.as_str()) {
+            out.extend(base64::engine::general_purpose::STANDARD.decode(data).unwrap());
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The store fills up (docs/RELIABILITY.md): the data directory is a tmpfs of 420 MB, so the btrfs
+/// store's image is made of nine tenths of it, and sandboxes' disk limits (4 GB) are more than it
+/// holds. A sandbox that fills it gets ENOSPC inside and 507 on upload; a new sandbox a 507 (or
+/// starts), a snapshot of the full sandbox a 507 (or is whole); nothing else breaks: the other
+/// sandbox runs and reads its files, and once the filler frees its space, writes, starts and
+/// snapshots work again, the earlier snapshot whole. Everything goes with the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_fails_writes_and_nothing_else() {
+    let fs = Tmpfs::mount(420);
+    let data = fs.path();
+    let mut cmd = command(&data, Some(KEY));
+    cmd.args(["--store", "btrfs", "--disk-limit-mb", "4096"]);
+    let server = sandbank_testkit::ServerProcess::spawn(cmd, &data).unwrap_or_else(|e| panic!("{e}"));
+    let a = server.addr;
+    let store = PathBuf::from(format!("/proc/{}/root{}/cow", server.child.id(), data.display()));
+    assert!(store.join("layers").is_dir(), "the store is mounted in the server's mount namespace");
+
+    let a_id = create(a, r#"{"templateID":"base"}"#).await;
+    let a_data = pattern(1, 16 * MB);
+    assert_eq!(envd(a, &a_id, "POST", "/files?path=/home/user/a.bin", a_data.clone()).await.status, StatusCode::OK);
+    let r = snapshot(a, &a_id).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let first = r.json()["snapshotID"].as_str().unwrap().to_string();
+
+    // B fills the store.
+    let b_id = create(a, r#"{"templateID":"base"}"#).await;
+    let out = sh(a, &b_id, "dd if=/dev/zero of=/home/user/fill bs=1M count=1024; echo rc=$?").await;
+    assert!(out.contains("No space left on device") && out.contains("rc=1"), "{out}");
+    let r = envd(a, &b_id, "POST", "/files?path=/home/user/more.bin", pattern(3, 4 * MB)).await;
+    let m = r.error(507);
+    assert!(m.contains("No space left on device"), "{m}");
+
+    // A new sandbox: refused for want of space (507), leaving nothing, or started.
+    let r = call(a, "POST", "/sandboxes", Some(r#"{"templateID":"base"}"#)).await;
+    let extra = match r.status.as_u16() {
+        201 => Some(r.json()["sandboxID"].as_str().unwrap().to_string()),
+        status => {
+            let m = r.error(status);
+            assert_eq!(status, 507, "{m}");
+            assert!(m.contains("No space left on device"), "{m}");
+            let dirs: BTreeSet<String> = std::fs::read_dir(store.join("sandboxes"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(dirs, BTreeSet::from([a_id.clone(), b_id.clone()]), "the failed start left its directory");
+            None
+        }
+    };
+    eprintln!("a new sandbox on the full store: {:?}", extra.as_deref().unwrap_or("507"));
+
+    // A snapshot of B: refused for want of space (507, naming B), or whole.
+    let r = snapshot(a, &b_id).await;
+    let b_snapshot = match r.status.as_u16() {
+        201 => Some(r.json()["snapshotID"].as_str().unwrap().to_string()),
+        status => {
+            let m = r.error(status);
+            assert_eq!(status, 507, "{m}");
+            assert!(m.contains(&b_id), "{m}");
+            None
+        }
+    };
+    eprintln!("a snapshot of the sandbox that filled the store: {:?}", b_snapshot.as_deref().unwrap_or("507"));
+    assert_eq!(staging_entries(&store), Vec::<String>::new());
+
+    // Nothing else changed: A runs and reads its file.
+    assert!(runs(a, &a_id).await, "A no longer runs commands");
+    let r = envd(a, &a_id, "GET", "/files?path=/home/user/a.bin", vec![]).await;
+    assert!(r.body[..] == a_data[..], "A's file changed");
+
+    // B frees its space: it writes again, and a snapshot of it works.
+    let out = sh(a, &b_id, "rm /home/user/fill && sync && echo freed").await;
+    assert_eq!(out, "freed\n");
+    if let Some(s) = &b_snapshot {
+        // The snapshot still holds the filler: delete it, or the space stays taken.
+        assert_eq!(call(a, "DELETE", &format!("/templates/{s}"), None).await.status, StatusCode::NO_CONTENT);
+    }
+    // btrfs frees the space of a deleted file or subvolume in the background, after a commit.
+    let freed = std::time::Instant::now();
+    loop {
+        let r = envd(a, &b_id, "POST", "/files?path=/home/user/more.bin", pattern(3, 4 * MB)).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            freed.elapsed().as_secs() < 20,
+            "no space 20 s after freeing it (the store commits every 5 s): {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    eprintln!("the freed space was back in {:?}", freed.elapsed());
+    // The first snapshot is whole: a new sandbox reads A's data from it.
+    let c_id = create(a, &format!(r#"{{"templateID":"{first}"}}"#)).await;
+    let r = envd(a, &c_id, "GET", "/files?path=/home/user/a.bin", vec![]).await;
+    assert!(r.status == StatusCode::OK && r.body[..] == a_data[..], "the first snapshot lost A's file");
+    let r = snapshot(a, &b_id).await;
+    assert_eq!(r.status, StatusCode::CREATED, "after freeing space: {}", String::from_utf8_lossy(&r.body));
+    let second = r.json()["snapshotID"].as_str().unwrap().to_string();
+
+    for id in [&a_id, &b_id, &c_id].into_iter().chain(&extra) {
+        assert_eq!(call(a, "DELETE", &format!("/sandboxes/{id}"), None).await.status, StatusCode::NO_CONTENT);
+    }
+    for s in [&first, &second] {
+        assert_eq!(call(a, "DELETE", &format!("/templates/{s}"), None).await.status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(layer_dirs(&store), BTreeSet::new());
+    server.stop();
+    assert_eq!(
+        mounts_of(&data).into_iter().filter(|l| l.split(' ').nth(4) != Some(&*data.to_string_lossy())).count(),
+        0
+    );
+    assert_eq!(sandbox_cgroups(&data), Vec::<String>::new());
+    let loops = std::process::Command::new("losetup").arg("-a").output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&loops.stdout).contains(&*data.to_string_lossy()),
+        "the store's loop device is left"
+    );
 }

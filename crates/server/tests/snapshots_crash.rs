@@ -2,7 +2,9 @@
 //! restart on the same data directory every listed snapshot is complete (a sandbox started
 //! from it reads every byte of the origin's data), there is nothing in `layers/.staging`, no
 //! layer directory without a snapshot, and nothing left of the killed server (processes,
-//! cgroups, mounts). Needs root (the engine).
+//! cgroups, mounts). On the copy store, where a snapshot takes long enough to be cut in the
+//! middle, and where its staging is on the host's filesystem to look at after the kill
+//! (`crash_under_load.rs` kills servers on the btrfs store). Needs root (the engine).
 
 mod common;
 
@@ -20,6 +22,7 @@ const FILES: usize = 400;
 const FILE_SIZE: usize = 128 * 1024;
 /// kill -9 rounds (after one measured, unkilled snapshot).
 const ROUNDS: usize = 16;
+const COPY_STORE: &[&str] = &["--store", "copy"];
 
 /// Deterministic content of file `i` of round `round` (xorshift), so the check can regenerate it.
 fn content(round: usize, i: usize) -> Vec<u8> {
@@ -80,7 +83,7 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().to_path_buf();
-    let mut server = Server::start_in(&data, Some(KEY)).unwrap();
+    let mut server = Server::start_in_with(&data, Some(KEY), COPY_STORE).unwrap();
 
     // Round 0: one snapshot taken to the end, to learn how long one takes here.
     let origin = origin_with_data(server.addr, 0).await;
@@ -155,7 +158,8 @@ async fn kill_9_during_snapshots_leaves_complete_snapshots_or_none() {
             None => None,
         };
 
-        server = Server::start_in(&data, Some(KEY)).unwrap_or_else(|e| panic!("restart after round {round}: {e}"));
+        server = Server::start_in_with(&data, Some(KEY), COPY_STORE)
+            .unwrap_or_else(|e| panic!("restart after round {round}: {e}"));
         let a = server.addr;
 
         // Nothing of the killed server is left once the new one listens.

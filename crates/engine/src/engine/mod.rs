@@ -51,8 +51,8 @@ use tokio::sync::watch;
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub guest_exe: PathBuf,
-    /// Each sandbox gets its own filesystem of this many MB for what it writes (see [`crate::disk`]);
-    /// `None`: it writes to the data directory's filesystem.
+    /// The disk limit of a sandbox whose request names none, in MB, where the layer store has
+    /// quota groups (see [`crate::cow`]); `None`: [`DEFAULT_DISK_MB`].
     pub disk_limit_mb: Option<u64>,
     /// The `pasta` executable that gives sandboxes outbound network ([`net::find_pasta`]);
     /// `None`: sandboxes get loopback only.
@@ -65,16 +65,24 @@ pub struct EngineConfig {
     pub layer_store: LayerStore,
 }
 
+/// A sandbox's disk limit when neither the request nor the server names one: 10 GB, E2B's
+/// default sandbox disk.
+pub const DEFAULT_DISK_MB: u64 = 10 << 10;
+
 /// Where sandboxes' writable layers and snapshot layers live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LayerStore {
-    /// Directories of the data directory: a snapshot copies the sandbox's writable layer.
+    /// Directories of the data directory: a snapshot copies the sandbox's writable layer, and
+    /// a sandbox has no disk limit.
     #[default]
     Copy,
     /// The copy-on-write store ([`crate::cow`]; its image, when the data directory is not btrfs,
-    /// of this many bytes, sparse): a writable layer is a subvolume and a snapshot a snapshot
-    /// of it, whatever the sandbox wrote.
+    /// of at most this many bytes, sparse): a writable layer is a subvolume with a disk limit
+    /// and a snapshot a snapshot of it, whatever the sandbox wrote.
     Btrfs { image_bytes: u64 },
+    /// `Btrfs` where it can be, else `Copy` (with a warning saying why); a data directory keeps
+    /// the store its snapshots are on.
+    Auto { image_bytes: u64 },
 }
 
 /// The engine of one data directory. Share it behind an `Arc`.
@@ -242,19 +250,10 @@ impl Engine {
         // a layer that was being written.
         cgroups.teardown(KILL_TIMEOUT).map_err(io_ctx("remove leftover cgroups".into()))?;
         let cgroups = Cgroups::setup(&cgroup_name).map_err(io_ctx("set up cgroups".into()))?;
-        let (layout, cow) = match config.layer_store {
-            LayerStore::Copy => (layout, None),
-            LayerStore::Btrfs { .. } if config.disk_limit_mb.is_some() => {
-                let why =
-                    "a disk limit (--disk-limit-mb) is not available on the btrfs layer store yet: use --store copy";
-                return Err(EngineError::StartFailed(why.into()));
-            }
-            LayerStore::Btrfs { image_bytes } => {
-                let cow = crate::cow::CowStore::open(&layout.cow_store(), &layout.cow_image(), image_bytes)
-                    .map_err(io_ctx("open the copy-on-write store".into()))?;
-                (layout.clone().on_store(cow.root()), Some(cow))
-            }
-        };
+        let (layout, cow) = open_layer_store(layout, config.layer_store)?;
+        if cow.as_ref().is_none_or(|cow| !cow.has_quota()) {
+            tracing::warn!("sandboxes have no disk limit: {}", no_disk_limit_why(cow.as_ref()));
+        }
         layout.check_socket_room()?;
         let guest_exe = GuestExe::open(&config.guest_exe)?;
         let envd_layer = crate::envd_layer::install(&layout, &config.guest_exe)?;
@@ -267,7 +266,6 @@ impl Engine {
         };
         // And the groups of crashed servers on other data directories, which nothing else removes.
         crate::cgroup::remove_stale_parents(&cgroup_name);
-        disk::unmount_all_under(&layout.sandboxes()).map_err(io_ctx("unmount leftover sandbox disks".into()))?;
         remove_or_quarantine(&layout, &layout.staging());
         for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
@@ -281,22 +279,12 @@ impl Engine {
         remove_sandbox_dirs(&layout, |id| paused.contains_key(id))
             .map_err(io_ctx("read the sandboxes directory".into()))?;
         report_quarantine(&layout);
-        // The disks of paused sandboxes (those that had one) are mounted again: their files are
-        // read for snapshots and metrics, and a resume starts on them. Images a dump did not
-        // finish (the server stopped during it) are no use.
+        // Images a dump did not finish (the server stopped during it) are no use.
         for id in paused.keys() {
-            let dir = layout.sandbox(id);
-            if dir.disk_image().exists() {
-                disk::mount_image(&dir.disk_image(), dir.path())
-                    .map_err(io_ctx(format!("mount the disk of paused sandbox {id}")))?;
-            }
-            let _ = template::remove_all(&dir.paused_memory_partial());
+            let _ = template::remove_all(&layout.sandbox(id).paused_memory_partial());
         }
         // Kept while images name them: a restore runs the envd the processes ran.
         crate::envd_layer::remove_unused(&layout, &envd_layer);
-        if let Some(mb) = config.disk_limit_mb {
-            disk::prepare_image(&layout.empty_disk(mb), mb).map_err(io_ctx("prepare the sandbox disk image".into()))?;
-        }
 
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
         let default_limits = Limits { cpu_count: cpus.min(2), memory_mb: 512, pids: 1024, disk_mb: 0 };
@@ -359,14 +347,40 @@ impl Engine {
         self.resolve(&self.state.lock().unwrap(), name).is_ok()
     }
 
-    /// The limits a sandbox gets when the request names none. The disk figure is the free space
-    /// of the data directory's filesystem, which is all a sandbox can fill.
+    /// The limits a sandbox gets when the request names none. The disk figure is the limit
+    /// where the store has one, else the free space of the data directory's filesystem, which
+    /// is all a sandbox can fill.
     pub fn default_limits(&self) -> Limits {
-        if let Some(disk_mb) = self.config.disk_limit_mb {
-            return Limits { disk_mb, ..self.default_limits };
-        }
-        let disk_mb = disk::free_bytes(self.layout.root()).map(|b| b >> 20).unwrap_or(0);
+        let disk_mb = match self.disk_limits() {
+            true => self.config.disk_limit_mb.unwrap_or(DEFAULT_DISK_MB),
+            false => disk::free_bytes(self.layout.root()).map(|b| b >> 20).unwrap_or(0),
+        };
         Limits { disk_mb, ..self.default_limits }
+    }
+
+    /// Whether sandboxes' disks are limited (to their `disk_mb`): the layer store has quota
+    /// groups.
+    pub fn disk_limits(&self) -> bool {
+        self.cow.as_ref().is_some_and(crate::cow::CowStore::has_quota)
+    }
+
+    /// Which layer store this engine is on, and why sandboxes have no disk limit when they
+    /// have none: for `doctor` and the logs.
+    pub fn store_description(&self) -> String {
+        match &self.cow {
+            Some(cow) => {
+                let on = match cow.image() {
+                    Some(image) => format!("an image, {}", image.display()),
+                    None => "the data directory's filesystem".into(),
+                };
+                let limits = match cow.has_quota() {
+                    true => "disk limits by quota groups".into(),
+                    false => format!("no disk limits: {}", no_disk_limit_why(Some(cow))),
+                };
+                format!("btrfs, on {on}; {limits}")
+            }
+            None => format!("copy; no disk limits: {}", no_disk_limit_why(None)),
+        }
     }
 
     /// IDs of the sandboxes with processes now (running or frozen).
@@ -405,7 +419,6 @@ impl Drop for Engine {
         if let Err(e) = self.cgroups.teardown(KILL_TIMEOUT) {
             tracing::error!("removing cgroups: {e}");
         }
-        let _ = disk::unmount_all_under(&self.layout.sandboxes());
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let _ = remove_sandbox_dirs(&self.layout, |id| state.is_paused(id));
         if let Some(cow) = self.cow.take() {
@@ -413,6 +426,71 @@ impl Drop for Engine {
                 tracing::error!("closing the copy-on-write store: {e}");
             }
         }
+    }
+}
+
+/// Opens the layer store `kind` says (see [`LayerStore`]): the layout on it, and the
+/// copy-on-write store when it is that one.
+fn open_layer_store(layout: Layout, kind: LayerStore) -> Result<(Layout, Option<crate::cow::CowStore>), EngineError> {
+    let (image_bytes, auto) = match kind {
+        LayerStore::Copy => {
+            if cow_store_in_use(&layout) {
+                let why = format!(
+                    "the snapshots in {} are on the btrfs layer store ({}): start without --store copy",
+                    layout.root().display(),
+                    layout.cow_store().display()
+                );
+                return Err(EngineError::StartFailed(why));
+            }
+            return Ok((layout, None));
+        }
+        LayerStore::Btrfs { image_bytes } => (image_bytes, false),
+        LayerStore::Auto { image_bytes } => (image_bytes, true),
+    };
+    if copy_store_in_use(&layout) {
+        if auto {
+            tracing::info!("the data directory's layers are on the copy store: it stays on it");
+            return Ok((layout, None));
+        }
+        let why = format!(
+            "the snapshots in {} are on the copy layer store ({}): start with --store copy, or use another data directory",
+            layout.root().display(),
+            layout.layers().display()
+        );
+        return Err(EngineError::StartFailed(why));
+    }
+    match crate::cow::CowStore::open(&layout.cow_store(), &layout.cow_image(), image_bytes) {
+        Ok(cow) => Ok((layout.clone().on_store(cow.root()), Some(cow))),
+        // Not when it holds the data directory's snapshots: they would be lost from sight.
+        Err(e) if auto && !cow_store_in_use(&layout) => {
+            tracing::warn!(
+                "the btrfs layer store cannot be used ({e}): snapshots copy what sandboxes wrote (--store copy)"
+            );
+            Ok((layout, None))
+        }
+        Err(e) => Err(io_ctx("open the copy-on-write store".into())(e)),
+    }
+}
+
+/// Whether the copy store of `layout`'s data directory holds layers or sandboxes.
+fn copy_store_in_use(layout: &Layout) -> bool {
+    [layout.layers(), layout.sandboxes()].iter().any(|dir| has_entries(dir))
+}
+
+/// Whether the btrfs store of `layout`'s data directory was made.
+fn cow_store_in_use(layout: &Layout) -> bool {
+    layout.cow_image().exists() || has_entries(&layout.cow_store())
+}
+
+fn has_entries(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
+/// Why sandboxes on `cow` (`None`: the copy store) have no disk limit.
+fn no_disk_limit_why(cow: Option<&crate::cow::CowStore>) -> &'static str {
+    match cow {
+        Some(_) => "quota groups are off on the data directory's btrfs filesystem (`btrfs quota enable` turns them on)",
+        None => "they need the btrfs layer store",
     }
 }
 
@@ -426,4 +504,37 @@ async fn blocking<T: Send + 'static>(
 
 fn io_ctx(context: String) -> impl FnOnce(io::Error) -> EngineError {
     move |source| SysError { step: context, source }.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IMAGE: u64 = 1 << 30;
+
+    /// A data directory keeps the store its snapshots are on: `auto` picks btrfs for a new one
+    /// and copy for one with copied layers; naming the other store is refused, naming the data
+    /// directory. Needs root (the store's image is mounted).
+    #[test]
+    fn a_data_directory_keeps_the_store_its_snapshots_are_on() {
+        let fresh = tempfile::tempdir().unwrap();
+        let layout = Layout::new(fresh.path());
+        let (on_store, cow) = open_layer_store(layout.clone(), LayerStore::Auto { image_bytes: IMAGE }).unwrap();
+        let cow = cow.expect("a new data directory gets the btrfs store");
+        fs::create_dir_all(on_store.layers().join("snapshot")).unwrap();
+        cow.close().unwrap();
+        let err = open_layer_store(layout.clone(), LayerStore::Copy).unwrap_err().to_string();
+        assert!(err.contains("btrfs layer store") && err.contains(&fresh.path().display().to_string()), "{err}");
+        let (_, cow) = open_layer_store(layout, LayerStore::Auto { image_bytes: IMAGE }).unwrap();
+        cow.expect("the btrfs store again").close().unwrap();
+
+        let copied = tempfile::tempdir().unwrap();
+        let layout = Layout::new(copied.path());
+        fs::create_dir_all(layout.layers().join("snapshot")).unwrap();
+        let (_, cow) = open_layer_store(layout.clone(), LayerStore::Auto { image_bytes: IMAGE }).unwrap();
+        assert!(cow.is_none(), "copied layers keep the copy store");
+        let err = open_layer_store(layout.clone(), LayerStore::Btrfs { image_bytes: IMAGE }).unwrap_err().to_string();
+        assert!(err.contains("--store copy") && err.contains(&copied.path().display().to_string()), "{err}");
+        assert!(!layout.cow_image().exists(), "no image was made for it");
+    }
 }

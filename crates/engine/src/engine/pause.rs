@@ -234,7 +234,7 @@ pub(super) fn load_paused(layout: &Layout, store: &mut Store) -> Result<HashMap<
     for (id, json) in store.all_paused()? {
         let dir = layout.sandbox(&id);
         match serde_json::from_str::<PausedRecord>(&json) {
-            Ok(PausedRecord { makeup, api }) if dir.disk_image().exists() || dir.upper_root().is_dir() => {
+            Ok(PausedRecord { makeup, api }) if dir.upper_root().is_dir() => {
                 paused.insert(id, Record { makeup, processes: None, paused: Some(api) });
             }
             Ok(_) => {

@@ -284,8 +284,14 @@ pub(super) fn stage_layer(
         thawed?;
     }
     let (files, bytes, with_memory) = copied?;
-    // A snapshot copied nothing: its size is the data its layer holds, what a copy would write.
-    let bytes = if cow { crate::tree::data_bytes(&staging) } else { bytes };
+    // A snapshot copied nothing: its size is the data its layer holds, what a copy would write;
+    // its quota group knows it, else its files are counted.
+    let bytes = match cow {
+        true => {
+            crate::cow::referenced_bytes(&staging).ok().flatten().unwrap_or_else(|| crate::tree::data_bytes(&staging))
+        }
+        false => bytes,
+    };
     tracing::debug!(snapshot = id, files, bytes, "layer staged");
 
     let mut chain = vec![id.to_string()];

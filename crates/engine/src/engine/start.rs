@@ -296,13 +296,6 @@ impl Engine {
         internet: bool,
         namespaces_of: Option<i32>,
     ) -> Result<(Vec<u8>, Vec<PathBuf>), EngineError> {
-        // A paused sandbox started again already has its files (and its disk, mounted at start).
-        let resumed = self.state.lock().unwrap().is_paused(&spec.id);
-        if let (Some(mb), false) = (self.config.disk_limit_mb, resumed) {
-            fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
-            disk::attach(&self.layout.empty_disk(mb), &dir.disk_image(), dir.path())
-                .map_err(io_ctx("attach the sandbox's disk".into()))?;
-        }
         let restore = match self.memory_images(&spec.id, layers) {
             Some(images) => {
                 Some(Restore { criu: self.criu()?.path.clone(), images, work_dir: dir.path().to_path_buf() })
@@ -320,11 +313,13 @@ impl Engine {
             p.envd_layer = Some(envd_layer.clone());
         }
         let restore_usr = restore.as_ref().map(|_| dir.restore_usr());
-        // On the copy-on-write store, its writable layer is a subvolume (a paused sandbox's is
-        // there already).
-        if self.cow.is_some() && !dir.layer().exists() {
+        // On the copy-on-write store, its writable layer is a subvolume with its disk limit (a
+        // paused sandbox's is there already, limit and all).
+        if let Some(cow) = self.cow.as_ref().filter(|_| !dir.layer().exists()) {
             fs::create_dir_all(dir.path()).map_err(io_ctx(format!("create {}", dir.path().display())))?;
             crate::cow::create_subvolume(&dir.layer()).map_err(io_ctx("make the sandbox's layer".into()))?;
+            cow.set_limit(&dir.layer(), spec.limits.disk_mb << 20)
+                .map_err(io_ctx("limit the sandbox's disk".into()))?;
         }
         let dirs = [dir.upper_root(), dir.upper_usr(), dir.work_root(), dir.work_usr(), dir.rootfs(), dir.idmapped()];
         for d in dirs.iter().chain(&restore_usr) {

@@ -8,15 +8,13 @@ use nix::fcntl::FlockArg;
 use std::io::{Read, Write};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Removes a sandbox's directory, and its own disk if it has one.
+/// Removes a sandbox's directory.
 pub(super) fn remove_sandbox_dir(layout: &Layout, id: &str) -> io::Result<()> {
-    let dir = layout.sandbox(id);
-    disk::detach(&dir.disk_image(), dir.path())?;
-    remove_all(dir.path())
+    remove_all(layout.sandbox(id).path())
 }
 
-/// Removes every sandbox directory (and disk image) but those of paused sandboxes; one that cannot
-/// be removed is quarantined. Fails only when the sandboxes directory cannot be read.
+/// Removes every sandbox directory but those of paused sandboxes; one that cannot be removed is
+/// quarantined. Fails only when the sandboxes directory cannot be read.
 pub(super) fn remove_sandbox_dirs(layout: &Layout, paused: impl Fn(&str) -> bool) -> io::Result<()> {
     let entries = match fs::read_dir(layout.sandboxes()) {
         Ok(e) => e,
@@ -26,8 +24,7 @@ pub(super) fn remove_sandbox_dirs(layout: &Layout, paused: impl Fn(&str) -> bool
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let id = name.to_str().map(|n| n.strip_suffix(".img").unwrap_or(n));
-        if !id.is_some_and(&paused) {
+        if !name.to_str().is_some_and(&paused) {
             remove_or_quarantine(layout, &entry.path());
         }
     }

@@ -14,6 +14,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Backend: Send + Sync + 'static {
     fn template_exists(&self, name: &str) -> bool;
     fn default_limits(&self) -> Limits;
+    /// Whether sandboxes' disks are limited to their `disk_mb` (the btrfs layer store).
+    fn disk_limits(&self) -> bool;
     /// Whether root in a sandbox is the host's root: sandboxes have no user namespace, as the
     /// server was told (`--no-userns`).
     fn root_is_host_root(&self) -> bool;
@@ -58,6 +60,10 @@ impl Backend for Engine {
 
     fn default_limits(&self) -> Limits {
         Engine::default_limits(self)
+    }
+
+    fn disk_limits(&self) -> bool {
+        Engine::disk_limits(self)
     }
 
     fn root_is_host_root(&self) -> bool {

@@ -92,6 +92,12 @@ impl From<EngineError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             e @ EngineError::NoSpace { .. } => ApiError::InsufficientStorage(e.to_string()),
+            // Any other step that ran out of space (a new sandbox's files on a full store).
+            EngineError::Sys(e)
+                if matches!(e.source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) =>
+            {
+                ApiError::InsufficientStorage(format!("not enough space: {e}"))
+            }
             e @ EngineError::Egress { .. } => ApiError::Internal(e.to_string()),
             e @ EngineError::NoCriu(_) => ApiError::Unsupported(e.to_string()),
             other => ApiError::Internal(other.to_string()),

@@ -1,5 +1,6 @@
 //! `/sandboxes…`: create, get, list, kill, timeout, pause, connect (which resumes), metrics.
 
+use super::backend::Backend;
 use super::error::ApiError;
 use super::extract::{query_pairs, JsonBody, JsonBodyOrDefault, SandboxId};
 use super::registry::{page, Entry, Lifecycle};
@@ -9,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbank_engine::{Resumed, SandboxSpec, SnapshotMode};
+use sandbank_engine::{Limits, Resumed, SandboxSpec, SnapshotMode};
 use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
@@ -105,7 +106,7 @@ pub async fn create(
         id: sandbank_engine::id::new_id(),
         template: template.clone(),
         env_vars: req.env_vars.unwrap_or_default().into_iter().collect(),
-        limits: backend.default_limits(),
+        limits: limits(backend.as_ref(), req.disk_size_mb)?,
         allow_internet_access: req.allow_internet_access,
         egress,
     };
@@ -130,6 +131,19 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
     Ok((StatusCode::CREATED, Json(sandbox_body(&entry))))
+}
+
+/// A new sandbox's limits: the server's defaults, with the disk limit the request asks for.
+fn limits(backend: &dyn Backend, disk_size_mb: Option<u64>) -> Result<Limits, ApiError> {
+    let defaults = backend.default_limits();
+    match disk_size_mb {
+        None => Ok(defaults),
+        Some(0) => Err(ApiError::BadRequest("diskSizeMB must be at least 1, got 0".into())),
+        Some(mb) if !backend.disk_limits() => Err(ApiError::Unsupported(format!(
+            "diskSizeMB {mb}: this server's sandboxes have no disk limit (they need the btrfs layer store; see `sandbank doctor`)"
+        ))),
+        Some(mb) => Ok(Limits { disk_mb: mb, ..defaults }),
+    }
 }
 
 /// A sandbox to start: a create's, or a copy's of a fork or a clone.

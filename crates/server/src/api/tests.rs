@@ -110,6 +110,10 @@ impl Backend for Fake {
         Limits { cpu_count: 2, memory_mb: 512, pids: 256, disk_mb: 4096 }
     }
 
+    fn disk_limits(&self) -> bool {
+        true
+    }
+
     fn root_is_host_root(&self) -> bool {
         false
     }

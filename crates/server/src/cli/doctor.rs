@@ -69,9 +69,9 @@ pub fn run_checks() -> Vec<Check> {
     out.push(seccomp());
     out.push(user_namespace());
     out.push(kernel_tables());
-    out.push(disk_limit());
-    out.push(btrfs_store());
-    match data_dir() {
+    let dir = data_dir();
+    out.push(layer_store(dir.as_deref()));
+    match dir {
         Some(dir) => {
             out.push(disk(&dir));
             out.push(writable(&dir));
@@ -391,21 +391,24 @@ fn seccomp() -> Check {
     }
 }
 
-/// What `sandbank serve --disk-limit-mb` needs: `mkfs.ext4` and loop devices.
-fn disk_limit() -> Check {
-    let mkfs =
-        ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/local/sbin/mkfs.ext4"].iter().any(|p| Path::new(p).exists());
-    let loop_control = Path::new("/dev/loop-control").exists();
-    match (mkfs, loop_control) {
-        (true, true) => check(Status::Ok, "disk limit", "--disk-limit-mb available (mkfs.ext4, loop devices)"),
-        (false, _) => check(Status::Warn, "disk limit", "--disk-limit-mb needs mkfs.ext4 (e2fsprogs)"),
-        (true, false) => check(Status::Warn, "disk limit", "--disk-limit-mb needs loop devices (/dev/loop-control)"),
+/// Which layer store `sandbank serve` would use (see `--store`): btrfs, unless asked for copy,
+/// the data directory's snapshots are on the copy store, or what it needs is missing (the
+/// kernel's btrfs; for an image, as when the data directory is not btrfs, mkfs.btrfs and loop
+/// devices). On copy, snapshots copy what sandboxes wrote and sandboxes have no disk limit.
+fn layer_store(dir: Option<&Path>) -> Check {
+    const COPY: &str = "snapshots copy what sandboxes wrote, and sandboxes have no disk limit";
+    let asked = std::env::var("SANDBANK_STORE").unwrap_or_default();
+    if asked == "copy" {
+        return check(Status::Ok, "layer store", format!("copy (SANDBANK_STORE): {COPY}"));
     }
-}
-
-/// `--store btrfs` needs the kernel's btrfs, and mkfs.btrfs and loop devices for its image (a
-/// data directory on btrfs needs neither).
-fn btrfs_store() -> Check {
+    if dir.is_some_and(|d| std::fs::read_dir(d.join("layers")).is_ok_and(|mut e| e.next().is_some())) {
+        return check(Status::Ok, "layer store", format!("copy (the data directory's snapshots are on it): {COPY}"));
+    }
+    let on_btrfs = dir.map(existing_ancestor).is_some_and(|d| sandbank_engine::cow::is_btrfs(&d).unwrap_or(false));
+    if on_btrfs {
+        let detail = "btrfs, on the data directory's filesystem (disk limits where its quota groups are on)";
+        return check(Status::Ok, "layer store", detail);
+    }
     let in_kernel =
         std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.ends_with("\tbtrfs")));
     let mkfs = ["/usr/sbin/mkfs.btrfs", "/sbin/mkfs.btrfs", "/usr/local/sbin/mkfs.btrfs"]
@@ -421,8 +424,12 @@ fn btrfs_store() -> Check {
     .flatten()
     .collect();
     match missing.is_empty() {
-        true => check(Status::Ok, "btrfs store", "--store btrfs available (btrfs, mkfs.btrfs, loop devices)"),
-        false => check(Status::Warn, "btrfs store", format!("--store btrfs needs {}", missing.join(", "))),
+        true => {
+            check(Status::Ok, "layer store", "btrfs, in an image in the data directory (disk limits by quota groups)")
+        }
+        false => {
+            check(Status::Warn, "layer store", format!("copy: the btrfs store needs {}, so {COPY}", missing.join(", ")))
+        }
     }
 }
 

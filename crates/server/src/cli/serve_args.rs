@@ -21,16 +21,18 @@ pub struct ServeArgs {
     /// SDK starts its background daemon with 300.
     #[arg(long, default_value_t = 0)]
     pub idle_exit_secs: u64,
-    /// Give each sandbox its own filesystem of this many MB for what it writes: past it, writes
-    /// fail with ENOSPC inside and uploads with HTTP 507 (0: no limit, sandboxes write to the
-    /// data directory's filesystem).
-    #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = 0)]
+    /// The disk limit of a sandbox whose request names none (`diskSizeMB`), in MB: past it,
+    /// writes inside fail with EDQUOT ("Disk quota exceeded") and uploads with HTTP 507 (on the
+    /// btrfs store; on the copy store sandboxes have no disk limit).
+    #[arg(long, env = "SANDBANK_DISK_LIMIT_MB", default_value_t = sandbank_engine::DEFAULT_DISK_MB, value_parser = clap::value_parser!(u64).range(1..))]
     pub disk_limit_mb: u64,
-    /// Where sandboxes' writable layers and snapshots live: `copy` (directories of the data
-    /// directory; a snapshot copies what the sandbox wrote) or `btrfs` (a copy-on-write store: a
-    /// snapshot costs the same whatever the sandbox wrote; on the data directory's filesystem
-    /// when it is btrfs, else in a sparse image in it, on a loop device).
-    #[arg(long, env = "SANDBANK_STORE", value_enum, default_value_t = StoreKind::Copy)]
+    /// Where sandboxes' writable layers and snapshots live: `btrfs` (a copy-on-write store: a
+    /// snapshot costs the same whatever the sandbox wrote, and sandboxes have disk limits; on
+    /// the data directory's filesystem when it is btrfs, else in a sparse image in it, on a loop
+    /// device), `copy` (directories of the data directory; a snapshot copies what the sandbox
+    /// wrote), or `auto`: btrfs where it can be used, else copy (saying why), and whichever
+    /// the data directory's snapshots are on.
+    #[arg(long, env = "SANDBANK_STORE", value_enum, default_value_t = StoreKind::Auto)]
     pub store: StoreKind,
     /// The most the btrfs store's image may hold, in GB (sparse: it takes what is written).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
@@ -50,6 +52,7 @@ pub struct ServeArgs {
 /// `--store`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
+    Auto,
     Copy,
     Btrfs,
 }

@@ -63,7 +63,25 @@ impl Server {
 
     /// Starts a server; `Err` carries its exit status and stderr when it does not come up.
     pub fn start_in(data_dir: &Path, key: Option<&str>) -> Result<Server, String> {
-        Ok(Server { process: ServerProcess::spawn(command(data_dir, key), data_dir)?, _tmp: None })
+        Server::start_in_with(data_dir, key, &[])
+    }
+
+    /// The same, with these extra `serve` arguments.
+    pub fn start_in_with(data_dir: &Path, key: Option<&str>, args: &[&str]) -> Result<Server, String> {
+        let mut cmd = command(data_dir, key);
+        cmd.args(args);
+        Ok(Server { process: ServerProcess::spawn(cmd, data_dir)?, _tmp: None })
+    }
+
+    /// Where its layers and sandboxes' directories are: its btrfs store (seen through its own
+    /// mount namespace, the only one it is mounted in), or the data directory (the copy store).
+    pub fn store(&self) -> std::path::PathBuf {
+        let store = std::path::PathBuf::from(format!("/proc/{}/root{}/cow", self.child.id(), self.data_dir.display()));
+        if store.join("layers").is_dir() {
+            store
+        } else {
+            self.data_dir.clone()
+        }
     }
 
     /// SIGTERM; asserts a clean exit within 5 s.

@@ -33,7 +33,8 @@ impl CowStore {
     pub fn open(root: &Path, image: &Path, size_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(root)?;
         if is_btrfs(root)? {
-            let quota = sys::btrfs_quota_enabled(File::open(root)?.as_fd())?;
+            // Unknown (the quota tree cannot be read) counts as off.
+            let quota = sys::btrfs_quota_enabled(File::open(root)?.as_fd()).unwrap_or(false);
             return Ok(CowStore { root: root.to_path_buf(), image: None, quota });
         }
         let made = !image.exists();

@@ -144,6 +144,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
                 }
                 e => e.into(),
             })?;
+        tracing::info!("layer store: {}", engine.store_description());
         engine.prepare_network();
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));

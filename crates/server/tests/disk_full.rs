@@ -64,6 +64,18 @@ async fn snapshot(a: std::net::SocketAddr, id: &str) -> Res {
     call(a, "POST", &format!("/sandboxes/{id}/snapshots"), Some("{}")).await
 }
 
+/// Sandbox A with 16 MB of data, and a snapshot of it (which fits): A's id, its data, the
+/// snapshot's id.
+async fn sandbox_and_snapshot(a: std::net::SocketAddr) -> (String, Vec<u8>, String) {
+    let id = create(a, r#"{"templateID":"base"}"#).await;
+    let data = pattern(1, 16 * MB);
+    assert_eq!(envd(a, &id, "POST", "/files?path=/home/user/a.bin", data.clone()).await.status, StatusCode::OK);
+    let r = snapshot(a, &id).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    let snapshot_id = r.json()["snapshotID"].as_str().unwrap().to_string();
+    (id, data, snapshot_id)
+}
+
 async fn runs(a: std::net::SocketAddr, id: &str) -> bool {
     let body = sandbank_protocol::connect::encode_envelope(0, br#"{"process":{"cmd":"/bin/echo","args":["alive"]}}"#);
     let r = send(
@@ -89,13 +101,7 @@ async fn a_full_disk_fails_the_snapshot_and_nothing_else() {
     let log = server.stderr.lock().unwrap().clone();
     assert!(log.contains("the btrfs layer store cannot be used") && log.contains("MB free"), "{log}");
 
-    // A: 16 MB of data and a snapshot of it, which fits.
-    let a_id = create(a, r#"{"templateID":"base"}"#).await;
-    let a_data = pattern(1, 16 * MB);
-    assert_eq!(envd(a, &a_id, "POST", "/files?path=/home/user/a.bin", a_data.clone()).await.status, StatusCode::OK);
-    let r = snapshot(a, &a_id).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
-    let first = r.json()["snapshotID"].as_str().unwrap().to_string();
+    let (a_id, a_data, first) = sandbox_and_snapshot(a).await;
 
     // B: fills the disk but for 2 MB.
     let b_id = create(a, r#"{"templateID":"base"}"#).await;
@@ -208,19 +214,13 @@ async fn sh(a: std::net::SocketAddr, id: &str, cmd: &str) -> String {
 async fn a_full_store_fails_writes_and_nothing_else() {
     let fs = Tmpfs::mount(420);
     let data = fs.path();
-    let mut cmd = command(&data, Some(KEY));
-    cmd.args(["--store", "btrfs", "--disk-limit-mb", "4096"]);
-    let server = sandbank_testkit::ServerProcess::spawn(cmd, &data).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start_in_with(&data, Some(KEY), &["--store", "btrfs", "--disk-limit-mb", "4096"])
+        .unwrap_or_else(|e| panic!("{e}"));
     let a = server.addr;
-    let store = PathBuf::from(format!("/proc/{}/root{}/cow", server.child.id(), data.display()));
-    assert!(store.join("layers").is_dir(), "the store is mounted in the server's mount namespace");
+    let store = server.store();
+    assert_ne!(store, data, "the store is mounted in the server's mount namespace");
 
-    let a_id = create(a, r#"{"templateID":"base"}"#).await;
-    let a_data = pattern(1, 16 * MB);
-    assert_eq!(envd(a, &a_id, "POST", "/files?path=/home/user/a.bin", a_data.clone()).await.status, StatusCode::OK);
-    let r = snapshot(a, &a_id).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
-    let first = r.json()["snapshotID"].as_str().unwrap().to_string();
+    let (a_id, a_data, first) = sandbox_and_snapshot(a).await;
 
     // B fills the store.
     let b_id = create(a, r#"{"templateID":"base"}"#).await;

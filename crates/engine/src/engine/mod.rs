@@ -365,7 +365,7 @@ impl Engine {
     }
 
     /// Which layer store this engine is on, and why sandboxes have no disk limit when they
-    /// have none: for `doctor` and the logs.
+    /// have none: for the server's log.
     pub fn store_description(&self) -> String {
         match &self.cow {
             Some(cow) => {

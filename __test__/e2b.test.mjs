@@ -149,6 +149,8 @@ describe('e2b: commands and files', () => {
 
     assert.equal(await sbx.files.makeDir('/home/user/d'), true)
     assert.equal(await sbx.files.makeDir('/home/user/d'), false)
+    // An empty directory has a size, as on the cloud's ext4 (a block), also on the btrfs store.
+    assert.ok((await sbx.files.getInfo('/home/user/d')).size >= 4096, 'the size of an empty directory')
     await sbx.files.write('/home/user/d/x.txt', 'x')
     assert.deepEqual((await sbx.files.list('/home/user/d')).map((e) => e.name), ['x.txt'])
     assert.equal(await sbx.files.exists('/home/user/d/x.txt'), true)

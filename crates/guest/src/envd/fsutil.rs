@@ -122,7 +122,7 @@ pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
         name,
         r#type: file_type as i32,
         path: path.to_string_lossy().into_owned(),
-        size: meta.len() as i64,
+        size: entry_size(&meta),
         mode,
         permissions: permissions_string(meta.mode()),
         owner: names.user(lmeta.uid()),
@@ -132,6 +132,16 @@ pub fn entry_info(path: &Path, names: &Names) -> io::Result<EntryInfo> {
         // Best effort, as envd: the entry is still right without it.
         metadata: super::metadata::read(path).unwrap_or_default(),
     })
+}
+
+/// The size envd reports: a file's length; a directory's size as the filesystem says, but at
+/// least one block. The cloud's sandboxes are on ext4, where a directory takes a block (4096)
+/// from the start; on btrfs (sandbank's layer store) an empty directory's size is 0, and code
+/// written against the cloud (E2B's own tests) expects more.
+fn entry_size(meta: &std::fs::Metadata) -> i64 {
+    let size = meta.len();
+    let size = if meta.is_dir() { size.max(meta.blksize()) } else { size };
+    size as i64
 }
 
 /// Gives `path` to `user` when envd runs as root (otherwise it already owns what it creates).
@@ -275,5 +285,9 @@ mod tests {
         assert_eq!(d.r#type, FileType::Directory as i32);
         assert_eq!(d.mode, std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, "permission bits only");
         assert!(d.permissions.starts_with('d'));
+        // An empty directory takes at least a block, as on ext4, whatever the filesystem.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(entry_info(&empty, &names).unwrap().size >= 4096);
     }
 }

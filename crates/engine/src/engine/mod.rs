@@ -482,8 +482,9 @@ fn cow_store_in_use(layout: &Layout) -> bool {
     layout.cow_image().exists() || has_entries(&layout.cow_store())
 }
 
+/// Whether `dir` holds anything but the engine's own scratch (`.staging`).
 fn has_entries(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+    fs::read_dir(dir).is_ok_and(|entries| entries.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')))
 }
 
 /// Why sandboxes on `cow` (`None`: the copy store) have no disk limit.
@@ -527,6 +528,13 @@ mod tests {
         assert!(err.contains("btrfs layer store") && err.contains(&fresh.path().display().to_string()), "{err}");
         let (_, cow) = open_layer_store(layout, LayerStore::Auto { image_bytes: IMAGE }).unwrap();
         cow.expect("the btrfs store again").close().unwrap();
+
+        // A copy store with no snapshot (its scratch only) has nothing to keep it.
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = Layout::new(scratch.path());
+        fs::create_dir_all(layout.staging()).unwrap();
+        let (_, cow) = open_layer_store(layout, LayerStore::Auto { image_bytes: IMAGE }).unwrap();
+        cow.expect("the btrfs store").close().unwrap();
 
         let copied = tempfile::tempdir().unwrap();
         let layout = Layout::new(copied.path());

@@ -2,7 +2,8 @@
 //! `unsafe` (`#![deny(unsafe_code)]` in lib.rs). What rustix or nix wraps is used from them
 //! directly; here is only what they lack: `mount_setattr`, `clone3` into new namespaces (which
 //! the guest's setup takes too, through [`crate::userns::clone_into`]), the steps a child takes
-//! between fork and exec, loop-device ioctls, and a pidfd's readiness on tokio.
+//! between fork and exec, loop-device ioctls, btrfs's subvolume and quota-group ioctls, and a
+//! pidfd's readiness on tokio.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let tests: &[(&str, fn())] = &[
         ("sandbox_is_isolated_and_leaves_nothing_behind", sandbox_is_isolated_and_leaves_nothing_behind),
         ("limits_are_enforced_by_the_cgroup", limits_are_enforced_by_the_cgroup),
-        ("disk_limit_gives_enospc_and_keeps_snapshots", disk_limit_gives_enospc_and_keeps_snapshots),
+        ("disk_limit_stops_writes_and_keeps_snapshots", disk_limit_stops_writes_and_keeps_snapshots),
         ("second_engine_on_a_data_dir_is_refused", second_engine_on_a_data_dir_is_refused),
         ("unknown_template_is_an_error", unknown_template_is_an_error),
         ("snapshots_capture_files_and_start_new_sandboxes", snapshots_capture_files_and_start_new_sandboxes),
@@ -368,7 +368,7 @@ fn unknown_template_is_an_error() {
 /// default, or its own. Past it, writes fail inside, for root and `user` alike; a snapshot and a
 /// sandbox from it work as ever, the new sandbox with a limit of its own; what a snapshot keeps
 /// does not count against its origin.
-fn disk_limit_gives_enospc_and_keeps_snapshots() {
+fn disk_limit_stops_writes_and_keeps_snapshots() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let engine = open_on_store_with(tmp.path(), Some(64));

@@ -29,7 +29,8 @@ pub struct CowStore {
 
 impl CowStore {
     /// Opens the store at `root`: the directory itself when it is on btrfs; else the filesystem
-    /// in `image` (made sparse, of `size_bytes`, when it does not exist) mounted on it.
+    /// in `image` mounted on it. The image is made sparse when it does not exist, and grown when
+    /// it does, up to `size_bytes` as far as the host's disk can back it (see [`image_size`]).
     pub fn open(root: &Path, image: &Path, size_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(root)?;
         if is_btrfs(root)? {
@@ -38,11 +39,14 @@ impl CowStore {
             return Ok(CowStore { root: root.to_path_buf(), image: None, quota });
         }
         let made = !image.exists();
-        if made {
-            let free = crate::disk::free_bytes(image.parent().unwrap_or(Path::new("/")))?;
+        let free = crate::disk::free_bytes(image.parent().unwrap_or(Path::new("/")))?;
+        let grown = if made {
             let needs = "the copy-on-write store needs mkfs.btrfs (btrfs-progs)";
             crate::disk::make_image(image, image_size(size_bytes, free)?, "mkfs.btrfs", &["-q", "-f"], needs)?;
-        }
+            false
+        } else {
+            grow(image, size_bytes, free)?
+        };
         if let Err(e) = crate::disk::mount_image_as(image, root, "btrfs", &format!("commit={COMMIT_SECS}")) {
             // An image that never held anything (no loop devices here, say) is not kept.
             if made {
@@ -51,7 +55,14 @@ impl CowStore {
             return Err(e);
         }
         let store = CowStore { root: root.to_path_buf(), image: Some(image.to_path_buf()), quota: true };
-        if let Err(e) = sys::btrfs_quota_enable(File::open(root)?.as_fd()) {
+        let fs = File::open(root)?;
+        if grown {
+            if let Err(e) = sys::btrfs_resize_max(fs.as_fd()) {
+                tracing::warn!("grow the filesystem in {} to its image: {e}", image.display());
+            }
+        }
+        if let Err(e) = sys::btrfs_quota_enable(fs.as_fd()) {
+            drop(fs);
             let _ = store.close();
             return Err(io::Error::new(e.kind(), format!("turn on quota groups in {}: {e}", image.display())));
         }
@@ -131,6 +142,22 @@ fn image_size(asked: u64, free: u64) -> io::Result<u64> {
         ));
     }
     Ok(size)
+}
+
+/// Grows `image` (not mounted) towards `asked` bytes, as far as the host can back it: nine tenths
+/// of what the image holds and the host has free. Whether it grew (by 64 MB or more; a store
+/// never shrinks).
+fn grow(image: &Path, asked: u64, free: u64) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(image)?;
+    let held = meta.blocks() * 512;
+    let target = asked.min((held + free) / 10 * 9);
+    if target < meta.len() + (64 << 20) {
+        return Ok(false);
+    }
+    fs::OpenOptions::new().write(true).open(image)?.set_len(target)?;
+    tracing::info!("the copy-on-write store's image grows from {} to {} MB", meta.len() >> 20, target >> 20);
+    Ok(true)
 }
 
 /// The directory `path` is in, open, and `path`'s last component.
@@ -317,6 +344,30 @@ mod tests {
         let err = image_size(64 << 30, 200 << 20).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
         assert!(err.to_string().contains("200 MB free") && err.to_string().contains("65536 MB"), "{err}");
+    }
+
+    #[test]
+    fn an_image_grows_to_what_is_asked_when_opened_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let size = |root: &Path| {
+            let s = nix::sys::statvfs::statvfs(root).unwrap();
+            s.blocks() * s.fragment_size()
+        };
+        let first = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 1 << 30).unwrap();
+        fs::write(first.root().join("kept"), "yes").unwrap();
+        let before = size(first.root());
+        assert!(before <= 1 << 30, "{before}");
+        first.close().unwrap();
+        let again = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 2 << 30).unwrap();
+        let after = size(again.root());
+        assert!(after > before + (900 << 20), "the filesystem grew with its image: {before} → {after}");
+        assert_eq!(fs::metadata(tmp.path().join("cow.img")).unwrap().len(), 2 << 30);
+        assert_eq!(fs::read_to_string(again.root().join("kept")).unwrap(), "yes");
+        again.close().unwrap();
+        // Asked for less: it stays as it is.
+        let smaller = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 1 << 30).unwrap();
+        assert_eq!(fs::metadata(tmp.path().join("cow.img")).unwrap().len(), 2 << 30);
+        smaller.close().unwrap();
     }
 
     #[test]

@@ -327,6 +327,7 @@ const BTRFS_SUBVOL_RDONLY: u64 = 1 << 1;
 const BTRFS_IOC_SUBVOL_CREATE: libc::c_ulong = btrfs_iow(14);
 const BTRFS_IOC_SNAP_DESTROY: libc::c_ulong = btrfs_iow(15);
 const BTRFS_IOC_SNAP_CREATE_V2: libc::c_ulong = btrfs_iow(23);
+const BTRFS_IOC_RESIZE: libc::c_ulong = btrfs_iow(3);
 
 /// A name for a btrfs ioctl: one path component, NUL-terminated, that fits.
 fn btrfs_name<const N: usize>(name: &std::ffi::OsStr) -> io::Result<[u8; N]> {
@@ -376,6 +377,14 @@ pub fn btrfs_subvolume_destroy(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -
     let args = BtrfsVolArgs { fd: 0, name: btrfs_name(name)? };
     // SAFETY: as in btrfs_subvolume_create.
     let r = unsafe { libc::ioctl(parent.as_raw_fd(), BTRFS_IOC_SNAP_DESTROY as _, &args) };
+    check(r.into()).map(drop)
+}
+
+/// `BTRFS_IOC_RESIZE` "max": the filesystem of `fs` (one device) grows to its device's size.
+pub fn btrfs_resize_max(fs: BorrowedFd<'_>) -> io::Result<()> {
+    let args = BtrfsVolArgs { fd: 0, name: btrfs_name(std::ffi::OsStr::new("max"))? };
+    // SAFETY: as in btrfs_subvolume_create.
+    let r = unsafe { libc::ioctl(fs.as_raw_fd(), BTRFS_IOC_RESIZE as _, &args) };
     check(r.into()).map(drop)
 }
 

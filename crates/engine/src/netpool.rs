@@ -36,6 +36,9 @@ struct Inner {
     spawner: Spawner,
 }
 
+/// The longest [`NetPool::settled`] waits: making a network takes well under a second.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Namespaces with pasta attached, waiting for a sandbox.
 #[derive(Debug)]
 pub struct ReadyNet {
@@ -132,6 +135,15 @@ impl NetPool {
         };
         // Killed and reaped outside the lock.
         drop(ready);
+    }
+
+    /// Waits (at most [`SETTLE`]) for a network that was being made when the pool closed: it is
+    /// stopped once made, so that its processes do not outlive a server that stops.
+    pub async fn settled(&self) {
+        let deadline = std::time::Instant::now() + SETTLE;
+        while self.inner.making.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// How many networks are ready now.

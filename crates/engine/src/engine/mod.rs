@@ -394,6 +394,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         if let Some(pool) = &self.net_pool {
             pool.close();
+            pool.settled().await;
         }
         let ids = self.running();
         futures_util::future::join_all(ids.iter().map(|id| async move {

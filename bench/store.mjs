@@ -25,7 +25,8 @@ const MANY = Number(arg('many', 100))
 const OUT = arg('out', join(packageRoot, 'docs', 'BENCHMARKS.md'))
 const WRITE = !process.argv.includes('--no-write')
 const STORES = ['copy', 'btrfs']
-const LOAD = 'head -c 1073741824 /dev/urandom > /home/user/big && mkdir -p /home/user/node_modules && cd /home/user/node_modules && for i in $(seq 1 10000); do echo "module $i" > m$i.js; done'
+/** The loaded sandbox's data, written into `dir`: a 1 GB file and 10,000 small ones. */
+const load = (dir) => `mkdir -p ${dir}/node_modules && head -c 1073741824 /dev/urandom > ${dir}/big && cd ${dir}/node_modules && for i in $(seq 1 10000); do echo "module $i" > m$i.js; done`
 
 const f = (ms) => (ms >= 100 ? ms.toFixed(0) : ms.toFixed(1))
 
@@ -46,13 +47,13 @@ const sides = []
 // The same data on the host, for `cp -a` (in the temporary directory the data directories are in).
 const hostData = mkdtempSync(join(os.tmpdir(), 'sandbank-bench-store-cp-'))
 try {
-  execFileSync('sh', ['-c', LOAD.replaceAll('/home/user', `${hostData}/src`).replace('head -c', `mkdir -p ${hostData}/src && head -c`)])
+  execFileSync('sh', ['-c', load(`${hostData}/src`)])
   execFileSync('sync')
   for (const store of STORES) sides.push(await serverOn(store))
   for (const side of sides) {
     side.empty = await Sandbox.create({ ...side.opts, timeoutMs: 3_600_000 })
     side.loaded = await Sandbox.create({ ...side.opts, timeoutMs: 3_600_000 })
-    await side.loaded.commands.run(LOAD, { timeoutMs: 600_000 })
+    await side.loaded.commands.run(load('/home/user'), { timeoutMs: 600_000 })
     await side.loaded.commands.run('sync')
   }
   const snapshot = async (side, sbx) => {

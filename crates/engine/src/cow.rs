@@ -353,19 +353,21 @@ mod tests {
             let s = nix::sys::statvfs::statvfs(root).unwrap();
             s.blocks() * s.fragment_size()
         };
-        let first = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 1 << 30).unwrap();
+        let open =
+            |bytes| Closing(Some(CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), bytes).unwrap()));
+        let first = open(1 << 30);
         fs::write(first.root().join("kept"), "yes").unwrap();
         let before = size(first.root());
         assert!(before <= 1 << 30, "{before}");
         first.close().unwrap();
-        let again = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 2 << 30).unwrap();
+        let again = open(2 << 30);
         let after = size(again.root());
         assert!(after > before + (900 << 20), "the filesystem grew with its image: {before} → {after}");
         assert_eq!(fs::metadata(tmp.path().join("cow.img")).unwrap().len(), 2 << 30);
         assert_eq!(fs::read_to_string(again.root().join("kept")).unwrap(), "yes");
         again.close().unwrap();
         // Asked for less: it stays as it is.
-        let smaller = CowStore::open(&tmp.path().join("cow"), &tmp.path().join("cow.img"), 1 << 30).unwrap();
+        let smaller = open(1 << 30);
         assert_eq!(fs::metadata(tmp.path().join("cow.img")).unwrap().len(), 2 << 30);
         smaller.close().unwrap();
     }

@@ -41,8 +41,8 @@ pub mod userns;
 mod which;
 
 pub use engine::{
-    Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec,
-    SandboxUsage, SnapshotInfo, SnapshotMode, DEFAULT_DISK_MB,
+    on_copy_store, Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, Resumed, SandboxHandle,
+    SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, DEFAULT_DISK_MB,
 };
 pub use error::{During, SysError};
 // The guest finds the directory it stages idmapped mounts in through it (every path under the

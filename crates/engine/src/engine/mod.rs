@@ -473,6 +473,12 @@ fn open_layer_store(layout: Layout, kind: LayerStore) -> Result<(Layout, Option<
     }
 }
 
+/// Whether the data directory `data_dir` keeps to the copy store, its layers or sandboxes being
+/// there (what `auto` goes by; `doctor` says it too).
+pub fn on_copy_store(data_dir: &Path) -> bool {
+    copy_store_in_use(&Layout::new(data_dir))
+}
+
 /// Whether the copy store of `layout`'s data directory holds layers or sandboxes.
 fn copy_store_in_use(layout: &Layout) -> bool {
     [layout.layers(), layout.sandboxes()].iter().any(|dir| has_entries(dir))

@@ -401,7 +401,7 @@ fn layer_store(dir: Option<&Path>) -> Check {
     if asked == "copy" {
         return check(Status::Ok, "layer store", format!("copy (SANDBANK_STORE): {COPY}"));
     }
-    if dir.is_some_and(|d| std::fs::read_dir(d.join("layers")).is_ok_and(|mut e| e.next().is_some())) {
+    if dir.is_some_and(sandbank_engine::on_copy_store) {
         return check(Status::Ok, "layer store", format!("copy (the data directory's snapshots are on it): {COPY}"));
     }
     let on_btrfs = dir.map(existing_ancestor).is_some_and(|d| sandbank_engine::cow::is_btrfs(&d).unwrap_or(false));

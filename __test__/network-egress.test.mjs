@@ -7,6 +7,8 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
 import { Sandbox } from 'e2b'
 import { guestProcessesOf, startServer, stopAndCheck } from './helpers.mjs'
 
@@ -58,7 +60,14 @@ describe('egress rules', () => {
 
   test('root inside cannot lift the rules', async (t) => {
     const sbx = await create(t, { network: { denyOut: ['192.0.2.0/24'] } })
-    const r = await sbx.commands.run('nft delete table inet sandbank_egress 2>&1; nft flush ruleset 2>&1; echo done', { user: 'root' })
+    // The host's nft, with its libraries (the base image has none; both are Debian 12's).
+    await sbx.commands.run('mkdir -p /tmp/nft', { user: 'root' })
+    const libs = spawnSync('ldd', ['/usr/sbin/nft'], { encoding: 'utf8' }).stdout.matchAll(/=> (\/\S+)/g)
+    for (const path of ['/usr/sbin/nft', ...[...libs].map((m) => m[1]).filter((p) => !/\/(libc|ld-linux)[.-]/.test(p))]) {
+      await sbx.files.write(`/tmp/nft/${basename(path)}`, readFileSync(path), { user: 'root' })
+    }
+    const nft = 'LD_LIBRARY_PATH=/tmp/nft /lib64/ld-linux-x86-64.so.2 /tmp/nft/nft'
+    const r = await sbx.commands.run(`${nft} delete table inet sandbank_egress 2>&1; ${nft} flush ruleset 2>&1; echo done`, { user: 'root' })
     assert.match(r.stdout, /Operation not permitted|not permitted/i, r.stdout)
     assert.ok(egressTable(sbx)?.includes('192.0.2.0/24'), 'still there')
     assert.equal(await connect(sbx, '192.0.2.1', 80, 'root'), 'refused')

@@ -23,9 +23,11 @@ function freshHome() {
   return d
 }
 
-/** Only what a user with no sandbank configuration has. */
+/** Only what a user with no sandbank configuration has, and the machine's base image (a data
+ * dir of its own would build one: a minute each). */
 function bareEnv(home, extra = {}) {
-  return { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, SANDBANK_IDLE_EXIT_SECS: String(IDLE_SECS), ...extra }
+  const images = process.env.SANDBANK_IMAGES_DIR ? { SANDBANK_IMAGES_DIR: process.env.SANDBANK_IMAGES_DIR } : {}
+  return { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, SANDBANK_IDLE_EXIT_SECS: String(IDLE_SECS), ...images, ...extra }
 }
 
 /**

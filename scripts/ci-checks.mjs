@@ -342,6 +342,8 @@ function bareEnv(dataDir) {
   }
   env.SANDBANK_DATA_DIR = dataDir
   env.SANDBANK_IDLE_EXIT_SECS = '60'
+  // The machine's base image, not one built for this data dir (scripts/test.mjs sets it).
+  if (process.env.SANDBANK_IMAGES_DIR) env.SANDBANK_IMAGES_DIR = process.env.SANDBANK_IMAGES_DIR
   env.CI = 'true'
   return env
 }

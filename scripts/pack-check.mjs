@@ -80,6 +80,8 @@ const bareEnv = (() => {
   }
   env.PATH = [...new Set([dirname(process.execPath), '/usr/bin', '/bin'])].join(':')
   env.SANDBANK_DATA_DIR = dataDir
+  // The machine's base image, not one built for this data dir (scripts/test.mjs sets it).
+  if (process.env.SANDBANK_IMAGES_DIR) env.SANDBANK_IMAGES_DIR = process.env.SANDBANK_IMAGES_DIR
   env.SANDBANK_IDLE_EXIT_SECS = '60'
   env.npm_config_cache = join(work, 'npm-cache')
   env.npm_config_audit = 'false'

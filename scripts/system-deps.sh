@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The host packages the tests use, installed with apt when missing (the first step of `npm test`).
-# The sandboxes' base template is the host's /usr: the tests run `ps`, `python3` and `pip` inside
-# them, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
+# mmdebstrap builds the sandboxes' base image from Debian's packages (once per machine). The tests
+# run python3 and pip on the host, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
 # with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
 # puts their egress rules (`allowOut`/`denyOut`) in force; mkfs.btrfs makes the copy-on-write
 # store's filesystem (issue 15). CRIU (4.2 or newer; for memory
@@ -9,6 +9,7 @@
 # missing, into a cache outside the clone.
 set -euo pipefail
 missing=()
+[ -x /usr/bin/mmdebstrap ] || missing+=(mmdebstrap)
 [ -x /usr/bin/ps ] || missing+=(procps)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)

@@ -3,7 +3,8 @@
 // either failed. Each runner prints its own summary.
 //   0. install the host packages the tests use when missing (scripts/system-deps.sh)
 //   1. make sure native/sandbank, the addon and dist/ (js/ compiled) are current (`scripts/build.mjs`,
-//      a no-op when they are)
+//      a no-op when they are), and the base image is built (`sandbank base-image`, into
+//      SANDBANK_IMAGES_DIR, default the machine's cache: once per machine)
 //   2. cargo fmt --check and cargo clippy -D warnings (workspace and fuzz targets), then
 //      cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
 //      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time
@@ -17,10 +18,16 @@
 //   5. scripts/ci-checks.mjs: lint .github/workflows, run examples/jest and examples/vitest
 import { spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+// The machine's cache of base images: root's in /var/cache, a user's in theirs.
+const baseImagesDir = () =>
+  process.getuid?.() === 0
+    ? '/var/cache/sandbank/images'
+    : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sandbank', 'images')
 const step = (title, cmd, args, env = {}) => {
   console.log(`\n=== ${title}: ${Object.entries(env).map(([k, v]) => `${k}=${v} `).join('')}${cmd} ${args.join(' ')}`)
   const t0 = Date.now()
@@ -33,6 +40,10 @@ const step = (title, cmd, args, env = {}) => {
 // The host packages the tests use (apt, when missing and root: scripts/system-deps.sh).
 if (!step('system packages', 'bash', [join(root, 'scripts', 'system-deps.sh')])) process.exit(1)
 if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) process.exit(1)
+// Every server and engine of the tests lies its sandboxes over one base image (Debian, built
+// from Debian's packages once per machine, outside the clone), built here first.
+process.env.SANDBANK_IMAGES_DIR ??= baseImagesDir()
+if (!step('base image', join(root, 'native', 'sandbank'), ['base-image'])) process.exit(1)
 
 // Formatting and lints: the house style is rustfmt.toml's; any clippy warning fails.
 const lint =

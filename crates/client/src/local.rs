@@ -28,6 +28,10 @@ pub const EXIT_DATA_DIR_IN_USE: u8 = 75;
 /// `SANDBANK_IDLE_EXIT_SECS` says otherwise.
 pub const DEFAULT_IDLE_EXIT_SECS: u64 = 300;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a first start may take when it builds the engine's base image (its log says so).
+const BASE_IMAGE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// In every line the daemon logs while it builds the base image (`sandbank_engine::base_image`).
+const BASE_IMAGE_PROGRESS: &str = "base image";
 
 /// The option and variable names (after `NOVITA_`/`E2B_`) that mean "a server is configured".
 const CONFIG_VARS: &[&str] = &["API_KEY", "ACCESS_TOKEN", "API_URL", "SANDBOX_URL", "DOMAIN"];
@@ -199,7 +203,8 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
     create_private_dir(dir).map_err(|e| fail(format!("creating {}", dir.display()), e))?;
     let log_path = dir.join(DAEMON_LOG_FILE);
     let idle = non_empty(process_env("SANDBANK_IDLE_EXIT_SECS")).unwrap_or_else(|| DEFAULT_IDLE_EXIT_SECS.to_string());
-    let deadline = Instant::now() + START_TIMEOUT;
+    let mut deadline = Instant::now() + START_TIMEOUT;
+    let mut building_image = false;
     for _attempt in 0..20 {
         let mut cmd = std::process::Command::new(&bin);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--idle-exit-secs", &idle, "--data-dir"])
@@ -207,7 +212,9 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
             .env("NO_COLOR", "1")
             .env_remove("SANDBANK_API_KEY");
         let child = Detached::spawn(cmd, &log_path).map_err(|e| fail(format!("cannot start {}", bin.display()), e))?;
+        let mut polls = 0u32;
         let exit = loop {
+            polls += 1;
             let exited = child.exit_code();
             if let DaemonState::Running(d) = read_daemon(dir) {
                 // Ours, or (once ours has exited) the one that won the data directory.
@@ -218,11 +225,16 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
             if let Some(code) = exited {
                 break code;
             }
+            if !building_image && polls.is_multiple_of(32) && building_base_image(&log_path) {
+                building_image = true;
+                deadline = Instant::now() + BASE_IMAGE_TIMEOUT;
+                say_building(&log_path);
+            }
             if Instant::now() > deadline {
                 child.terminate();
                 return Err(Error::Sandbox(format!(
                     "sandbank: the local daemon did not become ready within {} s; its log ({}):\n{}",
-                    START_TIMEOUT.as_secs(),
+                    if building_image { BASE_IMAGE_TIMEOUT } else { START_TIMEOUT }.as_secs(),
                     log_path.display(),
                     log_tail(&log_path)
                 )));
@@ -231,8 +243,14 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
         };
         if exit == Some(i32::from(EXIT_DATA_DIR_IN_USE)) && Instant::now() < deadline {
             // Another server holds the data directory: it is starting (use its daemon.json once it
-            // appears) or stopping (then start again).
-            let until = (Instant::now() + Duration::from_secs(2)).min(deadline);
+            // appears; it may be building the base image) or stopping (then start again).
+            if !building_image && building_base_image(&log_path) {
+                building_image = true;
+                deadline = Instant::now() + BASE_IMAGE_TIMEOUT;
+                say_building(&log_path);
+            }
+            let wait = if building_image { BASE_IMAGE_TIMEOUT } else { Duration::from_secs(2) };
+            let until = (Instant::now() + wait).min(deadline);
             while Instant::now() < until {
                 if let DaemonState::Running(d) = read_daemon(dir) {
                     return Ok(d);
@@ -279,6 +297,19 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The last lines of the daemon's log, without the colour escapes tracing adds on a terminal.
+/// Whether a server of this data directory is building the base image now: the daemon log's last
+/// line is one of the build's.
+fn building_base_image(log_path: &Path) -> bool {
+    log_tail(log_path).lines().last().is_some_and(|l| l.contains(BASE_IMAGE_PROGRESS))
+}
+
+fn say_building(log_path: &Path) {
+    eprintln!(
+        "sandbank: the local engine is building its base image (Debian, once: about a minute; log: {})",
+        log_path.display()
+    );
+}
+
 fn log_tail(path: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(path) else {
         return String::new();
@@ -412,6 +443,18 @@ mod tests {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         assert_eq!(log_tail(&path), (4..12).map(|i| format!("line {i}")).collect::<Vec<_>>().join("\n"));
         assert_eq!(log_tail(&dir.path().join("absent")), "");
+    }
+
+    #[test]
+    fn a_base_image_build_is_seen_in_the_logs_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        assert!(!building_base_image(&path), "no log");
+        std::fs::write(&path, "INFO sandbank_engine::base_image: building the base image debian-bookworm-0 (…)\n")
+            .unwrap();
+        assert!(building_base_image(&path));
+        std::fs::write(&path, "INFO base image: installing essential packages...\nINFO listening\n").unwrap();
+        assert!(!building_base_image(&path), "built: the server went on");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! <data>/lock                     flock held by the running server (holds its pid)
-//! <data>/templates/<name>/root    a template's root layer (its /usr comes from the host)
+//! <data>/images/<id>/rootfs       the base template's Debian system ([`crate::base_image`]; `--images-dir`
+//!                                 puts the images elsewhere, to share them between data directories)
+//! <data>/images/<id>/packages.txt  its packages and their versions; `build.log`, mmdebstrap's output
+//! <data>/images/.<id>.building/   an image being built (under `.<id>.lock`); `<id>.failed.log` a failed build's log
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/<id>/memory       a full snapshot's images of the processes (CRIU)
@@ -28,7 +31,7 @@
 //!     memory/                     its processes' images while it is paused with its memory (CRIU; gone once resumed)
 //!     memory.partial/             those images while they are being dumped (removed when found: never complete)
 //!     hostname, hosts             bound over /etc/hostname and /etc/hosts inside
-//!     resolv.conf                 bound over /etc/resolv.conf (sandboxes with network)
+//!     resolv.conf                 bound over /etc/resolv.conf (empty without internet access)
 //!     envd.sock                   a link to envd's unix socket, in the sandbox's /dev (through /proc/<PID 1>/root)
 //! ```
 
@@ -43,12 +46,19 @@ pub struct Layout {
     /// Where the layers and the sandboxes' directories are: the data directory, or the
     /// copy-on-write store ([`crate::cow`]) when the engine has one.
     layers_root: PathBuf,
+    /// Where the base images are: `<data>/images`, or a directory shared by data directories.
+    images: PathBuf,
 }
 
 impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        Self { layers_root: root.clone(), root }
+        Self { layers_root: root.clone(), images: root.join("images"), root }
+    }
+
+    /// The same data directory, with its base images in `images`.
+    pub fn with_images(self, images: &Path) -> Self {
+        Self { images: images.to_path_buf(), ..self }
     }
 
     /// The same data directory, with the layers and the sandboxes on the copy-on-write store
@@ -75,12 +85,14 @@ impl Layout {
         self.root.join("lock")
     }
 
-    pub fn templates(&self) -> PathBuf {
-        self.root.join("templates")
+    /// The base images ([`crate::base_image`]).
+    pub fn images(&self) -> &Path {
+        &self.images
     }
 
-    pub fn template(&self, name: &str) -> PathBuf {
-        self.templates().join(name)
+    /// Where versions before the Debian base kept the host-made `base` template (removed at start).
+    pub fn legacy_templates(&self) -> PathBuf {
+        self.root.join("templates")
     }
 
     pub fn state_db(&self) -> PathBuf {

@@ -13,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod base_image;
 pub mod cgroup;
 mod copy;
 pub mod cow;

@@ -20,7 +20,7 @@ pub enum InitError {
         source: seccompiler::BackendError,
     },
     #[error("install the seccomp filter: {0}")]
-    SeccompInstall(#[source] seccompiler::Error),
+    SeccompInstall(#[source] std::io::Error),
     #[error("the server is gone")]
     ServerGone,
     #[error("the engine did not put the sandbox in its cgroup")]

@@ -151,3 +151,16 @@ pub fn inherited_listener(fd: i32) -> io::Result<std::os::unix::net::UnixListene
     }
     Ok(owned.into())
 }
+
+/// Installs a seccomp filter on the calling thread (`seccomp(SECCOMP_SET_MODE_FILTER)`), without
+/// setting `no_new_privs` (seccompiler's `apply_filter` sets it): the caller holds CAP_SYS_ADMIN
+/// in its user namespace, so setuid programs it starts still gain (see `init::security`).
+pub fn install_seccomp_filter(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: `prog` points at `len` filter instructions that outlive the call (the kernel copies
+    // them); seccompiler's `sock_filter` has libc's layout.
+    let r =
+        unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) };
+    check(r as libc::c_int).map(drop)
+}

@@ -118,6 +118,7 @@ fn open(dir: &Path) -> Engine {
         pasta,
         user_namespace: true,
         layer_store: Default::default(),
+        images_dir: Some(sandbank_testkit::images_dir()),
     })
     .unwrap()
 }
@@ -138,6 +139,7 @@ fn open_on_store_with(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
         pasta: None,
         user_namespace: true,
         layer_store: sandbank_engine::LayerStore::Btrfs { image_bytes: 4 << 30 },
+        images_dir: Some(sandbank_testkit::images_dir()),
     })
     .unwrap()
 }
@@ -176,7 +178,21 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
     assert_eq!(run(&sb.envd_socket, "echo $GREETING").trim(), "hello");
     let passwd = run(&sb.envd_socket, "grep ^user: /etc/passwd");
     assert!(passwd.starts_with("user:x:1000:1000:"), "{passwd}");
-    assert_eq!(run(&sb.envd_socket, "ls -A /home; ls -A /root").trim(), "user", "no host homes");
+    assert_eq!(run(&sb.envd_socket, "ls -A /home").trim(), "user", "no host homes");
+    assert_eq!(run(&sb.envd_socket, "ls -A /root").split_whitespace().collect::<Vec<_>>(), [".bashrc", ".profile"]);
+    // The base is Debian's, not the host's: a file dropped into the host's /usr is not there,
+    // and the cloud base's tools are.
+    let probe = std::path::PathBuf::from(format!("/usr/share/sandbank-host-probe-{}", std::process::id()));
+    std::fs::write(&probe, "host").unwrap();
+    let seen = run(&sb.envd_socket, &format!("ls {} 2>&1", probe.display()));
+    std::fs::remove_file(&probe).unwrap();
+    assert!(seen.contains("No such file"), "{seen}");
+    let os = run(&sb.envd_socket, ". /etc/os-release; echo $ID $VERSION_ID");
+    assert_eq!(os.trim(), "debian 12", "{os}");
+    let tools = "sudo python3 pip3 node npm git curl wget ps bash";
+    let found = run(&sb.envd_socket, &format!("for t in {tools}; do command -v $t >/dev/null && echo $t; done"));
+    assert_eq!(found.split_whitespace().collect::<Vec<_>>().join(" "), tools);
+    assert_eq!(run(&sb.envd_socket, "python3 -m venv /tmp/venv && /tmp/venv/bin/python -c 'print(6*7)'"), "42\n");
     let data_dir = tmp.path().display().to_string();
     assert!(run(&sb.envd_socket, &format!("ls {data_dir} 2>&1")).contains("No such file"));
     let sockets = run(&sb.envd_socket, "cat /proc/net/unix");
@@ -184,7 +200,11 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
         sockets.contains(" /dev/.sandbank/envd.sock\n") && !sockets.contains(&data_dir),
         "the envd socket, in the sandbox's /dev: {sockets}"
     );
-    assert!(run(&sb.envd_socket, "cat /etc/shadow").lines().all(|l| l.split(':').nth(1) == Some("*")));
+    let shadow = run(&sb.envd_socket, "cat /etc/shadow");
+    assert!(
+        shadow.lines().all(|l| l.split(':').nth(1).is_some_and(|p| p == "*" || p == "!")),
+        "no passwords: {shadow}"
+    );
     let procs = run(&sb.envd_socket, "ls /proc | grep -c '^[0-9]'");
     assert!(procs.trim().parse::<u32>().unwrap() <= 4, "only the sandbox's processes: {procs}");
     let links = run(&sb.envd_socket, "cat /proc/net/dev | grep -c :");
@@ -210,11 +230,15 @@ fn sandbox_is_isolated_and_leaves_nothing_behind() {
         devices.contains("Operation not permitted") && devices.contains("usable\n0\n"),
         "the host's /dev/null cannot be changed; /etc/hosts is root's: {devices}"
     );
-    // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any.
-    let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status");
+    // Root in the sandbox holds Docker's default capabilities less NET_RAW, and cannot gain any;
+    // `user` becomes that root through sudo (setuid works: no no_new_privs), and no more.
+    let status = run(&sb.envd_socket, "grep -E '^(CapBnd|CapEff|NoNewPrivs|Seccomp):' /proc/self/status");
     assert!(status.contains("CapBnd:\t00000000a80405fb"), "{status}");
     assert!(status.contains("CapEff:\t00000000a80405fb"), "{status}");
-    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t0") && status.contains("Seccomp:\t2"), "{status}");
+    let sudo = run(&sb.envd_socket, "su user -c \"sudo -n grep -E '^(Uid|CapEff|Seccomp):' /proc/self/status\" 2>&1");
+    assert!(sudo.contains("Uid:\t0\t0") && sudo.contains("CapEff:\t00000000a80405fb"), "{sudo}");
+    assert!(sudo.contains("Seccomp:\t2"), "{sudo}");
     assert!(run(&sb.envd_socket, "mount -t tmpfs x /mnt 2>&1; echo rc=$?").contains("rc=32"), "no mounting");
     assert!(run(&sb.envd_socket, "cat /proc/keys | wc -c").trim() == "0", "/proc/keys is masked");
     let write = run(&sb.envd_socket, "echo 1 > /proc/sys/vm/drop_caches 2>&1; echo rc=$?");
@@ -302,6 +326,7 @@ fn second_engine_on_a_data_dir_is_refused() {
         pasta: None,
         user_namespace: true,
         layer_store: Default::default(),
+        images_dir: Some(sandbank_testkit::images_dir()),
     })
     .unwrap_err();
     match &err {
@@ -814,6 +839,7 @@ fn snapshots_cross_user_namespace_modes() {
             pasta: None,
             user_namespace: userns,
             layer_store: Default::default(),
+            images_dir: Some(sandbank_testkit::images_dir()),
         })
         .unwrap()
     };
@@ -1005,6 +1031,7 @@ fn internet_access_without_pasta() {
         pasta: None,
         user_namespace: true,
         layer_store: Default::default(),
+        images_dir: Some(sandbank_testkit::images_dir()),
     })
     .unwrap();
     // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
@@ -1039,6 +1066,7 @@ fn no_user_namespace_is_refused_unless_asked_for() {
         pasta: None,
         user_namespace,
         layer_store: Default::default(),
+        images_dir: Some(sandbank_testkit::images_dir()),
     };
     match Engine::open(config(true)) {
         Err(e @ EngineError::NoUserNamespace(_)) => {
@@ -1060,6 +1088,7 @@ fn internet_access_when_pasta_fails() {
         pasta: Some("/bin/false".into()),
         user_namespace: true,
         layer_store: Default::default(),
+        images_dir: Some(sandbank_testkit::images_dir()),
     };
     let engine = Engine::open(broken).unwrap();
     let mut asked = spec(&engine);

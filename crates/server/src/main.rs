@@ -41,6 +41,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build the base template's Debian image (once; `serve` builds it too when it is missing),
+    /// and print its directory.
+    BaseImage {
+        /// The data directory whose `images/` it goes in (default: as for `serve`).
+        #[arg(long, env = "SANDBANK_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Another directory of images (`serve --images-dir`).
+        #[arg(long, env = "SANDBANK_IMAGES_DIR")]
+        images_dir: Option<PathBuf>,
+    },
     /// Check what the local engine needs from this machine and say what is missing.
     Doctor {
         /// Machine-readable output: a JSON array of {status, check, detail}.
@@ -74,6 +84,7 @@ fn main() -> ExitCode {
         Command::Sandboxes(cmd) => cli::run(|| cli::sandboxes::main(cmd)),
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
+        Command::BaseImage { data_dir, images_dir } => cli::base_image::main(data_dir, images_dir),
         Command::Doctor { json } => cli::doctor::main(json),
         Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
         Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),

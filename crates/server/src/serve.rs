@@ -43,7 +43,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     local::data_dir(local::process_env).context("neither --data-dir, XDG_DATA_HOME nor HOME is set")
 }
 
@@ -134,6 +134,7 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
                 StoreKind::Btrfs => LayerStore::Btrfs { image_bytes: args.store_image_gb << 30 },
                 StoreKind::Auto => LayerStore::Auto { image_bytes: args.store_image_gb << 30 },
             },
+            images_dir: args.images_dir.clone(),
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(config))
             .await

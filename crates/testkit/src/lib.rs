@@ -27,8 +27,17 @@ pub fn serve_command(bin: &Path, data_dir: &Path, key: Option<&str>, log: &str) 
         cmd.args(["--api-key", k]);
     }
     cmd.env_remove("SANDBANK_API_KEY").env_remove("SANDBANK_DATA_DIR");
+    cmd.env("SANDBANK_IMAGES_DIR", images_dir());
     cmd.env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| log.into()));
     cmd
+}
+
+/// The directory of base images the tests' servers and engines share (`SANDBANK_IMAGES_DIR`,
+/// else the machine's cache): one image, built by the first of them, for all.
+pub fn images_dir() -> PathBuf {
+    std::env::var_os("SANDBANK_IMAGES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/sandbank/images"))
 }
 
 /// A running `sandbank serve`.

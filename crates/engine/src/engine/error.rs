@@ -47,4 +47,7 @@ pub enum EngineError {
     /// A snapshot with memory was asked for where CRIU cannot take one.
     #[error("snapshots with memory need CRIU: {0}")]
     NoCriu(String),
+    /// The base image is not there and could not be built.
+    #[error(transparent)]
+    BaseImage(#[from] crate::base_image::BaseImageError),
 }

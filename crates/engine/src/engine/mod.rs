@@ -63,6 +63,9 @@ pub struct EngineConfig {
     pub user_namespace: bool,
     /// Where the layers live.
     pub layer_store: LayerStore,
+    /// Where the base images are built and kept ([`crate::base_image`]); `None`:
+    /// `<data_dir>/images`. Data directories may share one.
+    pub images_dir: Option<PathBuf>,
 }
 
 /// A sandbox's disk limit when neither the request nor the server names one: 10 GB, E2B's
@@ -236,6 +239,10 @@ impl Engine {
     /// the templates and the cgroup parent, opens the snapshot catalog.
     pub fn open(config: EngineConfig) -> Result<Self, EngineError> {
         let layout = Layout::new(&config.data_dir);
+        let layout = match &config.images_dir {
+            Some(dir) => layout.with_images(dir),
+            None => layout,
+        };
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -267,12 +274,13 @@ impl Engine {
         // And the groups of crashed servers on other data directories, which nothing else removes.
         crate::cgroup::remove_stale_parents(&cgroup_name);
         remove_or_quarantine(&layout, &layout.staging());
-        for dir in [layout.sandboxes(), layout.templates(), layout.layers()] {
+        for dir in [layout.sandboxes(), layout.layers()] {
             fs::create_dir_all(&dir).map_err(io_ctx(format!("create {}", dir.display())))?;
         }
+        let _ = template::remove_all(&layout.legacy_templates());
 
-        let base =
-            template::build_base(&layout.template(template::BASE)).map_err(io_ctx("build the base template".into()))?;
+        let image = crate::base_image::ensure(layout.images())?;
+        let base = Template::of_image(template::BASE, &image);
         let templates = HashMap::from([(base.name.clone(), base)]);
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;

@@ -330,20 +330,22 @@ impl Engine {
         fs::write(dir.hostname(), format!("{id}\n")).map_err(io_ctx("write the hostname file".into()))?;
         let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{id}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         fs::write(dir.hosts(), hosts).map_err(io_ctx("write the hosts file".into()))?;
-        let mut bind_files = vec![(dir.hostname(), "/etc/hostname".into()), (dir.hosts(), "/etc/hosts".into())];
-        // A restore has one to give wherever the origin had one bound (an empty one without
-        // internet access).
-        if internet || restore.is_some() {
-            let resolv = match internet {
-                true => net::host_resolv_conf().unwrap_or_else(|| {
-                    tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
-                    String::new()
-                }),
-                false => String::new(),
-            };
-            fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
-            bind_files.push((dir.resolv_conf(), "/etc/resolv.conf".into()));
-        }
+        // resolv.conf is bound in every sandbox (empty without internet access), so that a copy
+        // restored with internet access from one without has it too (CRIU restores the mounts
+        // the origin had).
+        let resolv = match internet {
+            true => net::host_resolv_conf().unwrap_or_else(|| {
+                tracing::warn!(sandbox = %id, "the host's resolv.conf names no nameserver a sandbox can reach: no DNS inside");
+                String::new()
+            }),
+            false => String::new(),
+        };
+        fs::write(dir.resolv_conf(), resolv).map_err(io_ctx("write the resolv.conf file".into()))?;
+        let bind_files = vec![
+            (dir.hostname(), "/etc/hostname".into()),
+            (dir.hosts(), "/etc/hosts".into()),
+            (dir.resolv_conf(), "/etc/resolv.conf".into()),
+        ];
         let snapshot_lowers = |part: &str| layers.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),

@@ -19,7 +19,7 @@
 //! - `restore`: a sandbox started from a snapshot with memory: its processes restored by CRIU
 //!   instead of a new PID 1.
 //! - `dev`: the sandbox's `/dev`.
-//! - `security`: masked kernel interfaces, capabilities, `no_new_privs`; `seccomp`: the system
+//! - `security`: masked kernel interfaces, capabilities (setuid programs gain within them); `seccomp`: the system
 //!   call filter.
 
 mod dev;
@@ -155,11 +155,12 @@ fn become_pid1(c: &GuestConfig) -> Result<UnixListener, InitError> {
     let listener = handoff::bind_socket()?;
     net::allow_ping(c.userns.as_ref());
     security::mask_kernel_interfaces()?;
-    security::restrict_privileges()?;
-    security::restrict_pid1()?;
-    // Last: the filter denies the mounts above. Still single-threaded, so envd's threads and
+    security::restrict_bounding_set()?;
+    // After the mounts above, which the filter denies; before PID 1 gives up CAP_SYS_ADMIN,
+    // which a filter needs without no_new_privs. Still single-threaded, so envd's threads and
     // every process it starts inherit it.
     seccomp::install()?;
+    security::restrict_pid1()?;
     Ok(listener)
 }
 

@@ -151,9 +151,10 @@ pub(super) fn program() -> Result<BpfProgram, InitError> {
 }
 
 /// Installs the profile on the calling thread, and so on everything it starts. Call it while
-/// the process is single-threaded (threads made before keep no filter) and with no_new_privs set.
+/// the process is single-threaded (threads made before keep no filter) and holds CAP_SYS_ADMIN
+/// in its user namespace (or has no_new_privs set, as the tests do).
 pub(super) fn install() -> Result<(), InitError> {
-    seccompiler::apply_filter(&program()?).map_err(InitError::SeccompInstall)
+    crate::sys::install_seccomp_filter(&program()?).map_err(InitError::SeccompInstall)
 }
 
 /// An error of seccompiler's while it builds the filter, at `step`.

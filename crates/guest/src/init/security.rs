@@ -1,8 +1,11 @@
 //! What PID 1 takes away once the sandbox is set up, before the seccomp filter ([`super::seccomp`]):
 //! the kernel interfaces of `/proc` and `/sys` that show or change the host (masked or read-only,
 //! as Docker does, and a `boot_id` of the sandbox's own), every capability outside Docker's set
-//! less NET_RAW, setuid programs' gains (`no_new_privs`), and PID 1's own extra capabilities and
-//! dumpability.
+//! less NET_RAW, and PID 1's own extra capabilities and dumpability.
+//!
+//! Setuid programs work (`sudo`, as in the cloud's sandboxes, where `user` has it without a
+//! password): no `no_new_privs`, as in Docker. What they gain is root's of the sandbox, which
+//! any caller of the API can be already, within the same bounding set.
 
 use crate::error::{During, InitError};
 use nix::mount::{mount, MsFlags};
@@ -98,9 +101,9 @@ fn remount_read_only(path: &Path) -> nix::Result<()> {
     mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
 }
 
-/// Drops every other capability from the bounding set (PID 1 keeps what it holds; what it
-/// starts cannot get more) and sets `no_new_privs`, so no setuid program gains privileges.
-pub(super) fn restrict_privileges() -> Result<(), InitError> {
+/// Drops every other capability from the bounding set: PID 1 keeps what it holds (until
+/// [`restrict_pid1`]); what it starts, a setuid program included, cannot get more.
+pub(super) fn restrict_bounding_set() -> Result<(), InitError> {
     let last: u32 =
         fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
     // (Capability numbers fit in 64 bits: Linux has 41.)
@@ -108,7 +111,7 @@ pub(super) fn restrict_privileges() -> Result<(), InitError> {
         rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap))
             .during(format_args!("drop capability {cap}"))?;
     }
-    rustix::thread::set_no_new_privs(true).during("no_new_privs").map_err(InitError::from)
+    Ok(())
 }
 
 /// PID 1 keeps no more than the processes it starts: envd needs Docker's set (it runs commands

@@ -1,9 +1,10 @@
 //! The `sandbank` CLI beside `serve`: `sandboxes ls|kill`, `snapshots ls|rm`, `snapshot`,
-//! `doctor`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
+//! `doctor`, `base-image`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
 //! `E2B_*` variables (the cloud, or any URL), else the local engine (`SANDBANK_URL` +
 //! `SANDBANK_API_KEY`, else the running daemon's `daemon.json`). Unlike the SDK it never starts a
 //! daemon.
 
+pub mod base_image;
 pub mod doctor;
 pub mod sandboxes;
 pub mod serve_args;

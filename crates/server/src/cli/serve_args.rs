@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// the data directory's snapshots are on.
     #[arg(long, env = "SANDBANK_STORE", value_enum, default_value_t = StoreKind::Auto)]
     pub store: StoreKind,
+    /// Where the base template's Debian image is built (once, from Debian's packages, with
+    /// mmdebstrap: about a minute and the network) and kept; default: `<data-dir>/images`. Data
+    /// directories may share one (an image never changes once built).
+    #[arg(long, env = "SANDBANK_IMAGES_DIR")]
+    pub images_dir: Option<PathBuf>,
     /// The most the btrfs store's image may hold, in GB (sparse: it takes what is written).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_image_gb: u64,

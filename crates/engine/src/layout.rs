@@ -14,6 +14,8 @@
 //! <data>/envd/<binary>/bin/envd   the layer laid over every sandbox's /usr: envd (a copy of this binary)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)
 //! <data>/quarantine/<name>.<time> what a start could not remove of a previous server's (logged; remove by hand)
+//! <data>/builds/catalog.json      the server's templates built here, their builds and tags, the step cache
+//! <data>/builds/files/<hash>      archives the SDK uploaded for templates' COPY steps (the server's, too)
 //! <data>/cow/, <data>/cow.img     the btrfs layer store (the default; not with `--store copy`): a btrfs
 //!                                 filesystem, in the image unless the data directory is btrfs, holding
 //!                                 `layers/`, `sandboxes/` and `userns-probe/` instead of the data directory

@@ -46,6 +46,8 @@ pub use engine::{
     SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, DEFAULT_DISK_MB,
 };
 pub use error::{During, SysError};
+pub use store::BUILD_SNAPSHOT_PREFIX;
+pub use template::BASE as BASE_TEMPLATE;
 // The guest finds the directory it stages idmapped mounts in through it (every path under the
 // data directory comes from `layout`).
 pub use layout::SandboxDir;

@@ -115,12 +115,15 @@ impl Store {
         limit: u32,
     ) -> rusqlite::Result<Vec<SnapshotRecord>> {
         let (after_t, after_id) = after.map(|(t, id)| (Some(t), Some(id))).unwrap_or((None, None));
+        // A template build's layers are listed only by their names.
         let mut stmt = self.db.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM snapshots
              WHERE (?1 IS NULL OR origin_sandbox = ?1)
                AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
                AND (?5 IS NULL OR name = ?5)
-             ORDER BY created_at DESC, id DESC LIMIT ?4"
+               AND (?5 IS NOT NULL OR name IS NULL OR substr(name, 1, {len}) != '{BUILD_SNAPSHOT_PREFIX}')
+             ORDER BY created_at DESC, id DESC LIMIT ?4",
+            len = BUILD_SNAPSHOT_PREFIX.len()
         ))?;
         let rows = stmt.query_map(params![origin, after_t, after_id, limit, name], row_to_record)?;
         rows.collect()
@@ -160,6 +163,10 @@ impl Store {
         rows.collect()
     }
 }
+
+/// The names of a template build's layers (snapshots of its steps) begin with it: they are not
+/// listed with the snapshots users took.
+pub const BUILD_SNAPSHOT_PREFIX: &str = "build/";
 
 const COLUMNS: &str = "id, name, origin_sandbox, parent, template, layers, size_bytes, created_at";
 

@@ -8,6 +8,7 @@ mod cli;
 mod http_server;
 mod proxy;
 mod serve;
+mod templates;
 // The one module with `unsafe`: every raw system call the server makes.
 #[allow(unsafe_code)]
 mod sys;

@@ -354,7 +354,10 @@ async fn serve(
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let state = AppState::new(engine, key);
+    let builds = data_dir.join("builds");
+    let templates =
+        crate::templates::Templates::open(&builds).with_context(|| format!("opening {}", builds.display()))?;
+    let state = AppState::new(engine, key, templates);
     state.restore_paused();
     let expiry = state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;

@@ -75,8 +75,7 @@ pub fn resolve(headers: &HeaderMap, query_user: Option<&str>, default: &str) -> 
             None => default.to_string(),
         },
     };
-    lookup(&name)
-        .ok_or_else(|| ConnectError::new(Code::Unauthenticated, format!("invalid user: user {name:?} not found")))
+    lookup(&name).ok_or_else(|| ConnectError::new(Code::Unauthenticated, format!("invalid username: '{name}'")))
 }
 
 /// The user name of an `Authorization: Basic` header, if there is one.

@@ -32,6 +32,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub cpu_samples: Arc<cpu::CpuSamples>,
     pub logs: Arc<logs::Logs>,
+    /// Template builds and what they made.
+    pub templates: Arc<crate::templates::Templates>,
     api_key: Arc<str>,
 }
 
@@ -42,12 +44,13 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(backend: Arc<dyn Backend>, api_key: &str) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, api_key: &str, templates: crate::templates::Templates) -> Self {
         Self {
             backend,
             registry: Arc::new(Registry::default()),
             cpu_samples: Arc::default(),
             logs: Arc::default(),
+            templates: Arc::new(templates),
             api_key: api_key.into(),
         }
     }
@@ -170,12 +173,21 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/snapshots", get(snapshots::list))
         .route("/templates/aliases/{alias}", get(templates::alias))
-        .route("/templates/{id}", axum::routing::delete(snapshots::delete).get(not_implemented))
+        .route("/templates/{id}", axum::routing::delete(templates::delete).get(not_implemented))
+        .route("/v3/templates", post(templates::request_build))
+        .route("/templates/{id}/files/{hash}", get(templates::upload_link))
+        .route("/templates/{id}/builds/{build}", post(templates::start_build))
+        .route("/v2/templates/{id}/builds/{build}", post(templates::start_build))
+        .route("/templates/{id}/builds/{build}/status", get(templates::build_status))
+        .route("/templates/tags", post(templates::assign_tags).delete(templates::remove_tags))
+        .route("/templates/{id}/tags", get(templates::tags))
         .merge(not_implemented_routes())
         .route_layer(from_fn_with_state(state.clone(), require_api_key))
         // Their body is checked before the key, as the cloud does (`sandboxes::copy`).
         .route("/sandboxes/{id}/fork", post(sandboxes::copy))
         .route("/sandboxes/{id}/clone", post(sandboxes::copy))
+        // The SDK uploads a COPY step's files with no key: the link's token stands for it.
+        .route("/templates/{id}/files/{hash}/upload", axum::routing::put(templates::upload))
         .route("/health", get(health))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
@@ -198,13 +210,6 @@ fn not_implemented_routes() -> Router<AppState> {
         // Templates (E2B's build API).
         .route("/templates", get(ni).post(ni))
         .route("/v2/templates", post(ni))
-        .route("/v3/templates", post(ni))
-        .route("/templates/tags", post(ni).delete(ni))
-        .route("/templates/{id}/tags", get(ni))
-        .route("/templates/{id}/files/{hash}", get(ni))
-        .route("/templates/{id}/builds/{build}", post(ni))
-        .route("/v2/templates/{id}/builds/{build}", post(ni))
-        .route("/templates/{id}/builds/{build}/status", get(ni))
         .route("/templates/{id}/builds/{build}/logs", get(ni))
         // Volumes and secrets.
         .route("/volumes", get(ni).post(ni))

@@ -90,7 +90,10 @@ pub async fn create(
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     deadline(Utc::now(), timeout)?;
     let backend = state.backend.clone();
-    let exists = {
+    // A template built here starts from its build's snapshot, with its variables (the
+    // request's win).
+    let built = state.templates.resolve(&template);
+    let exists = built.is_some() || {
         let backend = backend.clone();
         let t = template.clone();
         tokio::task::spawn_blocking(move || backend.template_exists(&t))
@@ -102,10 +105,16 @@ pub async fn create(
     }
     let egress = super::network::egress_of(req.network.as_ref()).await?;
     let network = req.network.clone();
+    let built_here = built.is_some();
+    let (start_from, mut env_vars) = match built {
+        Some(b) => (b.snapshot, b.envs),
+        None => (template.clone(), Default::default()),
+    };
+    env_vars.extend(req.env_vars.unwrap_or_default());
     let spec = SandboxSpec {
         id: sandbank_engine::id::new_id(),
-        template: template.clone(),
-        env_vars: req.env_vars.unwrap_or_default().into_iter().collect(),
+        template: start_from,
+        env_vars,
         limits: limits(backend.as_ref(), req.disk_size_mb)?,
         allow_internet_access: req.allow_internet_access,
         egress,
@@ -124,7 +133,7 @@ pub async fn create(
         ));
     }
     let lifecycle = Lifecycle { pause_on_timeout, auto_resume, files_only_on_timeout };
-    let start = Start { spec, template, timeout, metadata, lifecycle, network };
+    let start = Start { spec, template, built_here, timeout, metadata, lifecycle, network };
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let entry = tokio::spawn(start_sandbox(state, start))
@@ -151,6 +160,8 @@ struct Start {
     spec: SandboxSpec,
     /// As asked for (a snapshot's may carry its tag).
     template: String,
+    /// `template` is one built here (`crate::templates`): sandboxes report it, not its snapshot.
+    built_here: bool,
     timeout: u64,
     metadata: std::collections::HashMap<String, String>,
     lifecycle: Lifecycle,
@@ -159,7 +170,7 @@ struct Start {
 
 /// Starts a sandbox and registers it.
 async fn start_sandbox(state: AppState, start: Start) -> Result<Entry, ApiError> {
-    let Start { spec, template, timeout, metadata, lifecycle, network } = start;
+    let Start { spec, template, built_here, timeout, metadata, lifecycle, network } = start;
     let limits = spec.limits;
     // Every sandbox is secured, whatever `secure` says: on a shared host, a sandbox ID alone must
     // open nothing (e2b >= 2.5 creates sandboxes without the flag).
@@ -169,7 +180,7 @@ async fn start_sandbox(state: AppState, start: Start) -> Result<Entry, ApiError>
     let entry = Entry {
         id: handle.id.clone(),
         // For a snapshot: its ID without the tag, as the cloud reports it.
-        template: if handle.template_id.is_empty() { template } else { handle.template_id.clone() },
+        template: if handle.template_id.is_empty() || built_here { template } else { handle.template_id.clone() },
         started_at,
         end_at: deadline(started_at, timeout)?,
         limits,
@@ -368,6 +379,7 @@ pub async fn copy(
             let start = Start {
                 spec,
                 template: snapshot.id.clone(),
+                built_here: false,
                 timeout,
                 metadata: origin.metadata.clone(),
                 lifecycle: Lifecycle::default(),

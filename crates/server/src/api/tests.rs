@@ -261,7 +261,7 @@ impl Backend for Fake {
 
 async fn start() -> (SocketAddr, Arc<Fake>, AppState) {
     let fake = Fake::new();
-    let state = AppState::new(fake.clone(), KEY);
+    let state = AppState::new(fake.clone(), KEY, crate::templates::Templates::in_memory());
     state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1062,6 +1062,59 @@ async fn template_aliases_are_the_engines_templates() {
     r.error(401);
 }
 
+/// E2B's template build routes, up to the build (which needs a real engine: `__test__/templates.test.mjs`):
+/// a build is requested with a name and tags checked as the cloud does, is an alias at once, and
+/// bad requests name what is wrong.
+#[tokio::test]
+async fn template_builds_are_requested_and_bad_input_named() {
+    let (addr, _, _) = start().await;
+    let r = call(addr, "POST", "/v3/templates", Some(r#"{"name":"My-Tpl:v1","tags":["stable"]}"#)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let v = r.json();
+    assert_eq!(v["tags"], serde_json::json!(["v1", "stable"]));
+    assert_eq!(v["names"], serde_json::json!(["my-tpl:v1", "my-tpl:stable"]));
+    let (id, build) = (v["templateID"].as_str().unwrap().to_string(), v["buildID"].as_str().unwrap().to_string());
+    assert_eq!(build.len(), 36, "a UUID: {build}");
+    // The same name again: another build of the same template; no tag means `default`.
+    let again = call(addr, "POST", "/v3/templates", Some(r#"{"name":"my-tpl"}"#)).await.json();
+    assert_eq!(
+        (again["templateID"].as_str(), again["tags"].clone()),
+        (Some(id.as_str()), serde_json::json!(["default"]))
+    );
+    assert_eq!(call(addr, "GET", "/templates/aliases/my-tpl", None).await.status, StatusCode::OK);
+    let status = call(addr, "GET", &format!("/templates/{id}/builds/{build}/status"), None).await.json();
+    assert_eq!((status["status"].as_str(), status["logEntries"].clone()), (Some("waiting"), serde_json::json!([])));
+
+    for (body, named) in [
+        (r#"{"name":"bad name"}"#, "\"bad name\""),
+        (r#"{"name":"ok:bad tag"}"#, "\"bad tag\""),
+        (r#"{"name":""}"#, "a name is required"),
+        (r#"{"name":"ok","cpuCount":0}"#, "cpuCount Some(0)"),
+    ] {
+        let m = call(addr, "POST", "/v3/templates", Some(body)).await.error(400);
+        assert!(m.contains(named), "{body}: {m}");
+    }
+    // Upload links: a hash is 64 hex digits; the upload needs the link's token, once.
+    let m = call(addr, "GET", &format!("/templates/{id}/files/xyz"), None).await.error(400);
+    assert!(m.contains("\"xyz\""), "{m}");
+    let m = call(addr, "GET", &format!("/templates/nope/files/{}", "a".repeat(64)), None).await.error(404);
+    assert!(m.contains("\"nope\""), "{m}");
+    let r = send(
+        addr,
+        Request::put(format!("/templates/{id}/files/{}/upload?token=forged", "a".repeat(64)))
+            .body(Body::from("x"))
+            .unwrap(),
+    )
+    .await;
+    r.error(401);
+    // A build that does not exist, a trigger twice, tags of an unknown template.
+    call(addr, "GET", &format!("/templates/{id}/builds/nope/status"), None).await.error(404);
+    call(addr, "POST", "/templates/tags", Some(r#"{"target":"nope:v1","tags":["x"]}"#)).await.error(404);
+    let m = call(addr, "POST", "/templates/tags", Some(r#"{"target":"my-tpl:v1","tags":[":bad"]}"#)).await.error(400);
+    assert!(m.contains("\":bad\""), "{m}");
+    call(addr, "GET", "/templates/nope/tags", None).await.error(404);
+}
+
 /// Routes the SDKs call that are not served yet: 501 JSON naming the route (a 404 would read as
 /// "sandbox not found" in the SDKs), and still behind the API key.
 #[tokio::test]
@@ -1090,8 +1143,8 @@ async fn unserved_sdk_routes_answer_501_naming_them() {
         call(addr, "POST", &format!("/sandboxes/abcdefghij0123456789/{route}"), Some("{}")).await.error(404);
     }
     for (method, path, route) in [
-        ("POST", "/v3/templates".to_string(), "/v3/templates"),
-        ("GET", "/templates/abc/builds/xyz/status".to_string(), "/templates/{id}/builds/{build}/status"),
+        ("POST", "/v2/templates".to_string(), "/v2/templates"),
+        ("GET", "/templates/abc/builds/xyz/logs".to_string(), "/templates/{id}/builds/{build}/logs"),
         ("GET", "/templates/abc".to_string(), "/templates/{id}"),
         ("GET", "/volumes".to_string(), "/volumes"),
         ("DELETE", "/secrets/s1".to_string(), "/secrets/{id}"),

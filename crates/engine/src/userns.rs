@@ -140,22 +140,25 @@ pub enum ProbeError {
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Whether sandboxes can have a user namespace here: runs [`probe`] as `guest_exe guest
-/// --probe-userns SCRATCH` (a process of its own: a multi-threaded one cannot leave its mount
-/// namespace) on scratch directories at `scratch`, which must be on the data directory's
-/// filesystem, and removes them. `Err` says why not.
-pub fn check(guest_exe: &Path, scratch: &Path) -> Result<IdMap, ProbeError> {
+/// --probe-userns SCRATCH [--probe-lower LOWER]` (a process of its own: a multi-threaded one
+/// cannot leave its mount namespace) on scratch directories at `scratch`, which must be on the
+/// data directory's filesystem, and removes them; `lower` is a read-only layer sandboxes lie over
+/// (the base image's `/usr`), when it may be on another filesystem. `Err` says why not.
+pub fn check(guest_exe: &Path, scratch: &Path, lower: Option<&Path>) -> Result<IdMap, ProbeError> {
     let _ = crate::template::remove_all(scratch);
-    let result = run_probe(guest_exe, scratch);
+    let result = run_probe(guest_exe, scratch, lower);
     let _ = crate::template::remove_all(scratch);
     result.map(|()| IdMap::DEFAULT)
 }
 
-fn run_probe(guest_exe: &Path, scratch: &Path) -> Result<(), ProbeError> {
+fn run_probe(guest_exe: &Path, scratch: &Path, lower: Option<&Path>) -> Result<(), ProbeError> {
     use std::io::Read;
-    let mut child = std::process::Command::new(guest_exe)
-        .arg("guest")
-        .arg("--probe-userns")
-        .arg(scratch)
+    let mut cmd = std::process::Command::new(guest_exe);
+    cmd.arg("guest").arg("--probe-userns").arg(scratch);
+    if let Some(lower) = lower {
+        cmd.arg("--probe-lower").arg(lower);
+    }
+    let mut child = cmd
         .env_clear()
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -189,10 +192,11 @@ fn run_probe(guest_exe: &Path, scratch: &Path) -> Result<(), ProbeError> {
     }
 }
 
-/// `sandbank guest --probe-userns SCRATCH`: runs [`probe`] with the sandboxes' mapping; exits 0 if
-/// sandboxes can have a user namespace here, else 1 with the reason on stderr.
-pub fn probe_main(scratch: &Path) -> ExitCode {
-    match probe(scratch, &IdMap::DEFAULT) {
+/// `sandbank guest --probe-userns SCRATCH [--probe-lower LOWER]`: runs [`probe`] with the
+/// sandboxes' mapping; exits 0 if sandboxes can have a user namespace here, else 1 with the
+/// reason on stderr.
+pub fn probe_main(scratch: &Path, lower: Option<&Path>) -> ExitCode {
+    match probe(scratch, lower, &IdMap::DEFAULT) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
@@ -204,9 +208,9 @@ pub fn probe_main(scratch: &Path) -> ExitCode {
 /// Checks, in a process of its own (`sandbank guest --probe-userns`, single-threaded), everything
 /// a sandbox in a user namespace needs from this machine, on scratch directories under `scratch`
 /// (on the data directory's filesystem): idmapped mounts of the data directory's filesystem and
-/// of the host's `/usr`, an overlay over idmapped layers that stores the sandbox's root as uid
+/// of `lower` (when given), an overlay over idmapped layers that stores the sandbox's root as uid
 /// 0, and `/proc` mounted by root of a new user and PID namespace. `Err` says what failed.
-pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), ProbeError> {
+pub fn probe(scratch: &Path, lower: Option<&Path>, map: &IdMap) -> Result<(), ProbeError> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).during("unshare the mount namespace")?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
@@ -218,9 +222,8 @@ pub fn probe(scratch: &Path, map: &IdMap) -> Result<(), ProbeError> {
     fs::write(dir("lower/file"), "lower").during(format_args!("write {}", dir("lower/file").display()))?;
 
     let ns = Namespaces::new(map)?;
-    for (src, dst) in
-        [(dir("lower"), dir("idmapped/lower")), (dir("own"), dir("idmapped/own")), ("/usr".into(), dir("idmapped/usr"))]
-    {
+    let views = [(dir("lower"), dir("idmapped/lower")), (dir("own"), dir("idmapped/own"))];
+    for (src, dst) in views.into_iter().chain(lower.map(|l| (l.to_path_buf(), dir("idmapped/usr")))) {
         mounts::attach_idmapped(&src, &dst, ns.user.as_fd())?;
     }
     let seen = fs::metadata(dir("idmapped/lower/file")).during("stat through the idmapped mount")?.uid();

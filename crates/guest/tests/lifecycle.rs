@@ -19,7 +19,10 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("guest") {
         return match args.get(2).map(String::as_str) {
             Some("--hold-namespaces") => sandbank_guest::hold_namespaces_main(),
-            Some("--probe-userns") => sandbank_engine::userns::probe_main(Path::new(&args[3])),
+            Some("--probe-userns") => {
+                let lower = (args.get(4).map(String::as_str) == Some("--probe-lower")).then(|| Path::new(&args[5]));
+                sandbank_engine::userns::probe_main(Path::new(&args[3]), lower)
+            }
             Some("--envd") => stub_envd(),
             Some("--after-restore") => sandbank_guest::init::after_restore_main(&args[3]),
             _ => {

@@ -69,6 +69,9 @@ enum Command {
         /// 0 if so, else say why on stderr.
         #[arg(long, value_name = "SCRATCH_DIR")]
         probe_userns: Option<PathBuf>,
+        /// With --probe-userns: a read-only layer of sandboxes to check too (the base image's /usr).
+        #[arg(long, value_name = "DIR", requires = "probe_userns")]
+        probe_lower: Option<PathBuf>,
         /// PID 1 once the sandbox is set up: serve envd on the socket it hands over.
         #[arg(long, conflicts_with_all = ["probe_userns", "hold_namespaces"])]
         envd: bool,
@@ -87,7 +90,9 @@ fn main() -> ExitCode {
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
         Command::BaseImage { data_dir, images_dir } => cli::base_image::main(data_dir, images_dir),
         Command::Doctor { json } => cli::doctor::main(json),
-        Command::Guest { probe_userns: Some(scratch), .. } => sandbank_engine::userns::probe_main(&scratch),
+        Command::Guest { probe_userns: Some(scratch), probe_lower, .. } => {
+            sandbank_engine::userns::probe_main(&scratch, probe_lower.as_deref())
+        }
         Command::Guest { hold_namespaces: true, .. } => sandbank_guest::hold_namespaces_main(),
         Command::Guest { envd: true, .. } => sandbank_guest::envd_main(),
         Command::Guest { after_restore: Some(hostname), .. } => sandbank_guest::init::after_restore_main(&hostname),

@@ -264,9 +264,12 @@ impl Engine {
         layout.check_socket_room()?;
         let guest_exe = GuestExe::open(&config.guest_exe)?;
         let envd_layer = crate::envd_layer::install(&layout, &config.guest_exe)?;
+        // Before the user-namespace check, which mounts an idmapped view of the image's /usr.
+        let image = crate::base_image::ensure(layout.images())?;
+        let base = Template::of_image(template::BASE, &image);
         let userns = match config.user_namespace {
             true => Some(
-                crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe())
+                crate::userns::check(&guest_exe.exec_path(), &layout.userns_probe(), Some(&base.usr_lowers[0]))
                     .map_err(EngineError::NoUserNamespace)?,
             ),
             false => None,
@@ -279,8 +282,6 @@ impl Engine {
         }
         let _ = template::remove_all(&layout.legacy_templates());
 
-        let image = crate::base_image::ensure(layout.images())?;
-        let base = Template::of_image(template::BASE, &image);
         let templates = HashMap::from([(base.name.clone(), base)]);
         let mut store = Store::open(&layout.state_db())?;
         let paused = load_paused(&layout, &mut store)?;

@@ -5,10 +5,10 @@
 //! removes a built template, else a snapshot.
 
 use super::error::ApiError;
-use super::extract::{JsonBody, JsonBodyOrDefault};
+use super::extract::{query_pairs, JsonBody, JsonBodyOrDefault};
 use super::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use futures_util::StreamExt;
@@ -91,20 +91,17 @@ pub async fn upload_link(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct UploadQuery {
-    token: Option<String>,
-}
-
 /// `PUT /templates/{id}/files/{hash}/upload?token=…`: the archive, as the SDK sends it (no API
 /// key: the token of its link stands for it). Written aside, then moved into place whole.
 pub async fn upload(
     State(state): State<AppState>,
     Path((_id, hash)): Path<(String, String)>,
-    Query(q): Query<UploadQuery>,
+    RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    if !q.token.as_deref().is_some_and(|t| state.templates.take_upload_token(&hash, t)) {
+    let pairs = query_pairs(q.as_deref())?;
+    let token = pairs.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+    if !token.is_some_and(|t| state.templates.take_upload_token(&hash, t)) {
         return Err(ApiError::Unauthorized("Invalid or used upload token".into()));
     }
     let path =
@@ -137,19 +134,20 @@ pub async fn start_build(
     Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusQuery {
-    logs_offset: Option<usize>,
-}
-
 /// `GET /templates/{id}/builds/{build}/status?logsOffset=N`: the status and the log from N.
 pub async fn build_status(
     State(state): State<AppState>,
     Path((id, build)): Path<(String, String)>,
-    Query(q): Query<StatusQuery>,
+    RawQuery(q): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let s = state.templates.status(&id, &build, q.logs_offset.unwrap_or(0))?;
+    let pairs = query_pairs(q.as_deref())?;
+    let offset = match pairs.iter().find(|(k, _)| k == "logsOffset") {
+        None => 0,
+        Some((_, v)) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::BadRequest(format!("Invalid logsOffset {v:?}: a whole number ≥ 0")))?,
+    };
+    let s = state.templates.status(&id, &build, offset)?;
     let mut body = json!({
         "templateID": id,
         "buildID": build,

@@ -1082,8 +1082,10 @@ async fn template_builds_are_requested_and_bad_input_named() {
         (Some(id.as_str()), serde_json::json!(["default"]))
     );
     assert_eq!(call(addr, "GET", "/templates/aliases/my-tpl", None).await.status, StatusCode::OK);
-    let status = call(addr, "GET", &format!("/templates/{id}/builds/{build}/status"), None).await.json();
+    let status = call(addr, "GET", &format!("/templates/{id}/builds/{build}/status?logsOffset=0"), None).await.json();
     assert_eq!((status["status"].as_str(), status["logEntries"].clone()), (Some("waiting"), serde_json::json!([])));
+    let m = call(addr, "GET", &format!("/templates/{id}/builds/{build}/status?logsOffset=-1"), None).await.error(400);
+    assert!(m.contains("\"-1\""), "{m}");
 
     for (body, named) in [
         (r#"{"name":"bad name"}"#, "\"bad name\""),

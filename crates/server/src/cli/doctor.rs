@@ -120,7 +120,8 @@ fn user_namespace() -> Check {
     };
     // On the data directory's filesystem, without creating the directory.
     let scratch = existing_ancestor(&dir).join(format!(".sandbank-doctor-userns-{}", std::process::id()));
-    match sandbank_engine::userns::check(&exe, &scratch) {
+    // (The base image, in the data directory by default, is on that filesystem too.)
+    match sandbank_engine::userns::check(&exe, &scratch, None) {
         Ok(_) if no_userns_asked() => check(
             Status::Warn,
             NAME,

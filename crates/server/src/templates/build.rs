@@ -36,7 +36,7 @@ pub async fn run(
     let result = build.steps(&req).await;
     build.drop_sandbox().await;
     match &result {
-        Ok(_) => build.log(format!("Template built in {:.1} s", started.elapsed().as_secs_f64()), None),
+        Ok(_) => build.log(format!("Template built in {:.3} s", started.elapsed().as_secs_f64()), None),
         Err(r) => build.log_at("error", format!("Build failed: {}", r.message), r.step.clone()),
     }
     let tags = templates.with(|c| {

@@ -716,6 +716,13 @@ impl Api {
         res.json("create snapshot")
     }
 
+    /// `GET /templates`: the templates of the server (the CLI's `templates ls`).
+    pub async fn list_templates(&self) -> Result<Vec<sandbank_protocol::rest::TemplateInfo>> {
+        let res = self.send(Method::GET, "/templates", "", None).await?;
+        res.check()?;
+        res.json("list templates")
+    }
+
     /// `Sandbox.deleteSnapshot`: `DELETE /templates/{id}`; `false` when the API says 404.
     pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<bool> {
         let path = format!("/templates/{}", encode_uri_component(snapshot_id));

@@ -354,6 +354,42 @@ pub struct TemplateAlias {
     pub public: bool,
 }
 
+/// `GET /templates`: one template (E2B's `Template`). sandbank serves the templates it built;
+/// `createdBy` is always null (no teams here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateInfo {
+    #[serde(rename = "templateID")]
+    pub template_id: String,
+    /// The last build that is ready (else the last build).
+    #[serde(rename = "buildID")]
+    pub build_id: String,
+    /// `waiting`, `building`, `ready` or `error`: the last build's.
+    pub build_status: String,
+    pub build_count: u32,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `name:tag` for each tag.
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub cpu_count: u32,
+    #[serde(rename = "memoryMB")]
+    pub memory_mb: u64,
+    #[serde(rename = "diskSizeMB")]
+    pub disk_size_mb: u64,
+    pub public: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub created_by: Option<serde_json::Value>,
+    #[serde(default)]
+    pub last_spawned_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub spawn_count: u64,
+    #[serde(default)]
+    pub envd_version: String,
+}
+
 /// A snapshot as the API reports it: `snapshotID` is `<id>:<tag>`, usable as a `templateID`;
 /// `names` never carry the tag. The SDKs read only those two; the rest is sandbank's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,6 +34,9 @@ enum Command {
     /// Snapshots of the configured server: list, delete.
     #[command(subcommand)]
     Snapshots(cli::SnapshotsCmd),
+    /// Templates built on the configured server: list, delete.
+    #[command(subcommand)]
+    Templates(cli::TemplatesCmd),
     /// Snapshot a sandbox; prints the snapshot ID.
     Snapshot {
         #[arg(value_name = "SANDBOX_ID")]
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Sandboxes(cmd) => cli::run(|| cli::sandboxes::main(cmd)),
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
+        Command::Templates(cmd) => cli::run(|| cli::templates::main(cmd)),
         Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
         Command::BaseImage { data_dir, images_dir } => cli::base_image::main(data_dir, images_dir),
         Command::Doctor { json } => cli::doctor::main(json),

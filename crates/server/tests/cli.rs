@@ -1,4 +1,4 @@
-//! The CLI beside `serve`: `sandboxes ls|kill`, `snapshots ls|rm`, `snapshot`, `doctor`, run as
+//! The CLI beside `serve`: `sandboxes ls|kill`, `snapshots ls|rm`, `snapshot`, `templates ls|rm`, `doctor`, run as
 //! a user would against a real server, configured the local way (`SANDBANK_URL` /
 //! `SANDBANK_API_KEY`, or the daemon's `daemon.json`) and the cloud way (`NOVITA_*`). Needs root
 //! and the engine.
@@ -262,6 +262,64 @@ async fn snapshot_snapshots_ls_and_rm() {
     assert_eq!(ok(&cli(Via::Local(&s), &["snapshots", "ls", "--json"]).await).trim(), "[]");
     let t = ok(&cli(Via::Local(&s), &["snapshots", "ls"]).await);
     assert_eq!(t.lines().count(), 1, "only the header: {t}");
+    s.stop();
+}
+
+const TEMPLATE_COLUMNS: &[&str] = &["NAME", "TEMPLATE ID", "TAGS", "STATUS", "BUILDS", "UPDATED"];
+
+/// Builds template `name` (E2B's build API, as the SDK drives it) with one RUN step; returns
+/// its ID once the build is ready.
+async fn build_template(a: std::net::SocketAddr, name: &str, cmd: &str) -> String {
+    let r = call(a, "POST", "/v3/templates", Some(&format!(r#"{{"name":"{name}"}}"#))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
+    let (id, build) =
+        (r.json()["templateID"].as_str().unwrap().to_string(), r.json()["buildID"].as_str().unwrap().to_string());
+    let steps = serde_json::json!({ "steps": [{ "type": "RUN", "args": [cmd], "force": false }], "force": false });
+    let r = call(a, "POST", &format!("/v2/templates/{id}/builds/{build}"), Some(&steps.to_string())).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    for _ in 0..300 {
+        let s = call(a, "GET", &format!("/templates/{id}/builds/{build}/status"), None).await.json();
+        match s["status"].as_str() {
+            Some("ready") => return id,
+            Some("building" | "waiting") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            _ => panic!("the build failed: {s}"),
+        }
+    }
+    panic!("the build of {name} did not end in 30 s")
+}
+
+#[tokio::test]
+async fn templates_ls_and_rm() {
+    let s = Server::start();
+    let a = s.addr;
+    let t = ok(&cli(Via::Local(&s), &["templates", "ls"]).await);
+    assert_eq!(t.lines().count(), 1, "only the header: {t}");
+    let first = build_template(a, "first", "echo one > /home/user/one").await;
+    let second = build_template(a, "second", "true").await;
+    build_template(a, "second", "echo again").await;
+
+    let all = json(&cli(Via::Cloud(&s, KEY), &["templates", "ls", "--json"]).await);
+    assert_eq!(ids(&all, "templateID"), vec![first.clone(), second.clone()]);
+    assert_eq!(all[1]["aliases"], serde_json::json!(["second"]));
+    assert_eq!(all[1]["names"], serde_json::json!(["second:default"]));
+    assert_eq!((all[1]["buildStatus"].as_str(), all[1]["buildCount"].as_u64()), (Some("ready"), Some(2)));
+    let rows = table(&ok(&cli(Via::Local(&s), &["templates", "ls"]).await), TEMPLATE_COLUMNS);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][..5], &["first", first.as_str(), "default", "ready", "1"]);
+    assert_eq!(rows[0][5], time(&all[0]["updatedAt"]).format("%Y-%m-%d %H:%M:%SZ").to_string());
+
+    // A sandbox of it has what its step made.
+    let sb = create(a, r#"{"templateID":"first"}"#).await;
+    let r = common::host::envd(a, &sb, "GET", "/files?path=/home/user/one", Vec::new()).await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"one\n"[..]));
+    assert_eq!(ok(&cli(Via::Local(&s), &["sandboxes", "kill", &sb]).await), format!("{sb}\n"));
+
+    let o = cli(Via::Local(&s), &["templates", "rm", "first", "nosuchtemplate"]).await;
+    assert_eq!(fails(&o), "sandbank: template nosuchtemplate not found\n");
+    assert_eq!(stdout(&o), "first\n");
+    assert_eq!(ids(&json(&cli(Via::Local(&s), &["templates", "ls", "--json"]).await), "templateID"), vec![second]);
+    let r = call(a, "POST", "/sandboxes", Some(r#"{"templateID":"first"}"#)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "gone: {}", String::from_utf8_lossy(&r.body));
     s.stop();
 }
 

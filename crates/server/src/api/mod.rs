@@ -175,6 +175,7 @@ pub fn router(state: AppState) -> Router {
         .route("/templates/aliases/{alias}", get(templates::alias))
         .route("/templates/{id}", axum::routing::delete(templates::delete).get(not_implemented))
         .route("/v3/templates", post(templates::request_build))
+        .route("/templates", get(templates::list).post(not_implemented))
         .route("/templates/{id}/files/{hash}", get(templates::upload_link))
         .route("/templates/{id}/builds/{build}", post(templates::start_build))
         .route("/v2/templates/{id}/builds/{build}", post(templates::start_build))
@@ -208,7 +209,6 @@ fn not_implemented_routes() -> Router<AppState> {
         .route("/sandboxes/quota", get(ni))
         .route("/sandboxes/events", get(ni))
         // Templates (E2B's build API).
-        .route("/templates", get(ni).post(ni))
         .route("/v2/templates", post(ni))
         .route("/templates/{id}/builds/{build}/logs", get(ni))
         // Volumes and secrets.

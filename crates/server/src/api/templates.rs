@@ -32,6 +32,11 @@ pub async fn alias(State(state): State<AppState>, Path(alias): Path<String>) -> 
     Ok(Json(TemplateAlias { template_id: alias, public: false }))
 }
 
+/// `GET /templates`: the templates built here.
+pub async fn list(State(state): State<AppState>) -> Json<Vec<sandbank_protocol::rest::TemplateInfo>> {
+    Json(state.templates.list(&state.backend.default_limits()))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct NewBuild {

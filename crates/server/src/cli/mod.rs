@@ -1,5 +1,5 @@
 //! The `sandbank` CLI beside `serve`: `sandboxes ls|kill`, `snapshots ls|rm`, `snapshot`,
-//! `doctor`, `base-image`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
+//! `templates ls|rm`, `doctor`, `base-image`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
 //! `E2B_*` variables (the cloud, or any URL), else the local engine (`SANDBANK_URL` +
 //! `SANDBANK_API_KEY`, else the running daemon's `daemon.json`). Unlike the SDK it never starts a
 //! daemon.
@@ -10,6 +10,7 @@ pub mod sandboxes;
 pub mod serve_args;
 pub mod snapshots;
 pub mod table;
+pub mod templates;
 
 use sandbank_client::{local, Api, ConnectionConfig, ConnectionOpts};
 use std::path::PathBuf;
@@ -46,6 +47,21 @@ pub enum SnapshotsCmd {
     Rm {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum TemplatesCmd {
+    /// List the templates built on the server (`Template.build` of the e2b SDK).
+    Ls {
+        /// Machine-readable output: a JSON array of the API's template objects.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete templates (by name or ID) and the snapshots their builds made.
+    Rm {
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
 }
 

@@ -69,6 +69,11 @@ pub struct Template {
     pub builds: Vec<Build>,
     /// Tag → build ID.
     pub tags: BTreeMap<String, String>,
+    /// How many sandboxes were started from it, and when the last one was.
+    #[serde(default)]
+    pub spawn_count: u64,
+    #[serde(default)]
+    pub last_spawned_at: Option<DateTime<Utc>>,
 }
 
 impl Template {
@@ -217,6 +222,8 @@ mod tests {
             created_at: Utc::now(),
             builds: vec![build("b1", Status::Ready), build("b2", Status::Building)],
             tags: BTreeMap::from([("default".into(), "b1".into()), ("v2".into(), "b2".into())]),
+            spawn_count: 0,
+            last_spawned_at: None,
         });
         c.save().unwrap();
         let c = Catalog::open(&path).unwrap();

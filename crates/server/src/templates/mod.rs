@@ -130,6 +130,8 @@ impl Templates {
                         created_at: Utc::now(),
                         builds: vec![build],
                         tags: BTreeMap::new(),
+                        spawn_count: 0,
+                        last_spawned_at: None,
                     });
                     id
                 }
@@ -204,11 +206,52 @@ impl Templates {
         })
     }
 
-    /// What a sandbox of template `reference` (`name[:tag]` or ID) starts from.
+    /// What a sandbox of template `reference` (`name[:tag]` or ID) starts from; counted as a
+    /// start (`spawnCount`, kept at the catalog's next save).
     pub fn resolve(&self, reference: &str) -> Option<Resolved> {
         self.with(|c| {
             let b = c.resolve(reference)?;
-            Some(Resolved { snapshot: b.snapshot.clone()?, envs: b.envs.clone() })
+            let resolved = Resolved { snapshot: b.snapshot.clone()?, envs: b.envs.clone() };
+            if let Some(t) = c.find_mut(split_tag(reference).0) {
+                t.spawn_count += 1;
+                t.last_spawned_at = Some(Utc::now());
+            }
+            Some(resolved)
+        })
+    }
+
+    /// `GET /templates`: every template, as E2B lists them; resources not asked for are the
+    /// server's defaults (`limits`).
+    pub fn list(&self, limits: &sandbank_engine::Limits) -> Vec<sandbank_protocol::rest::TemplateInfo> {
+        self.with(|c| {
+            c.templates
+                .iter()
+                .filter_map(|t| {
+                    let last = t.builds.last()?;
+                    let shown = t.builds.iter().rev().find(|b| b.status == Status::Ready).unwrap_or(last);
+                    Some(sandbank_protocol::rest::TemplateInfo {
+                        template_id: t.id.clone(),
+                        build_id: shown.id.clone(),
+                        build_status: serde_json::to_value(last.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        build_count: t.builds.len() as u32,
+                        aliases: vec![t.name.clone()],
+                        names: t.tags.keys().map(|tag| format!("{}:{tag}", t.name)).collect(),
+                        cpu_count: shown.cpu_count.unwrap_or(limits.cpu_count),
+                        memory_mb: shown.memory_mb.unwrap_or(limits.memory_mb),
+                        disk_size_mb: limits.disk_mb,
+                        public: false,
+                        created_at: t.created_at,
+                        updated_at: t.builds.iter().filter_map(|b| b.finished_at).max().unwrap_or(t.created_at),
+                        created_by: None,
+                        last_spawned_at: t.last_spawned_at,
+                        spawn_count: t.spawn_count,
+                        envd_version: sandbank_protocol::ENVD_VERSION.into(),
+                    })
+                })
+                .collect()
         })
     }
 

@@ -373,6 +373,15 @@ impl Engine {
         self.cow.as_ref().is_some_and(crate::cow::CowStore::has_quota)
     }
 
+    /// The name of the image the `base` template is (its recipe's: see [`crate::base_image`]).
+    pub fn base_image_id(&self) -> String {
+        self.templates[template::BASE].root_lowers[0]
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Which layer store this engine is on, and why sandboxes have no disk limit when they
     /// have none: for the server's log.
     pub fn store_description(&self) -> String {

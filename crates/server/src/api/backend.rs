@@ -13,6 +13,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait Backend: Send + Sync + 'static {
     fn template_exists(&self, name: &str) -> bool;
+    /// The base image's name: a template build's layers over `base` are cached by it.
+    fn base_image_id(&self) -> String;
     fn default_limits(&self) -> Limits;
     /// Whether sandboxes' disks are limited to their `disk_mb` (the btrfs layer store).
     fn disk_limits(&self) -> bool;
@@ -56,6 +58,10 @@ pub trait Backend: Send + Sync + 'static {
 impl Backend for Engine {
     fn template_exists(&self, name: &str) -> bool {
         Engine::template_exists(self, name)
+    }
+
+    fn base_image_id(&self) -> String {
+        Engine::base_image_id(self)
     }
 
     fn default_limits(&self) -> Limits {

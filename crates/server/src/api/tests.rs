@@ -106,6 +106,10 @@ impl Backend for Fake {
         name == "base"
     }
 
+    fn base_image_id(&self) -> String {
+        "fake-base".into()
+    }
+
     fn default_limits(&self) -> Limits {
         Limits { cpu_count: 2, memory_mb: 512, pids: 256, disk_mb: 4096 }
     }

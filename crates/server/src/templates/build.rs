@@ -95,7 +95,11 @@ impl Build {
             Some("base".into()),
         );
         let mut state = State { user: "user".into(), workdir: None, envs };
-        let mut key = layer.clone();
+        // Layers over the base are cached by its image: a new base image builds them anew.
+        let mut key = match from {
+            From::Base => format!("{layer}:{}", self.backend.base_image_id()),
+            From::Template(_) => layer.clone(),
+        };
         let mut force = req.force;
         for (i, step) in steps.iter().enumerate() {
             let n = (i + 1).to_string();

@@ -69,12 +69,26 @@ describe('templates built with e2b\'s Template', () => {
     assert.equal(await Template.exists(name, server.e2b()), true)
 
     const sbx = await sandbox(t, name)
-    assert.equal(await sh(sbx, 'cat data/renamed.txt data/sub/nested.txt; readlink data/link.txt'), 'copied content\nnested\ntest.txt\n')
-    assert.equal(await sh(sbx, 'stat -c "%U %a" data /opt/app/app.py'), 'user 755\nroot 700\n')
-    assert.equal(await sh(sbx, 'cat made.txt; readlink made.link; ls dir; echo "$GREETING"'), 'built-by-user\n/home/user/made.txt\nhello world\n')
-    assert.equal(await sh(sbx, 'sudo test -e /root/as-root && echo there'), 'there\n')
-    assert.equal(await sh(sbx, 'cat /srv/work/here.txt; stat -c %U /srv/work; cat /tmp/who.txt'), '/srv/work\nhello world\nuser\nroot\n')
-    assert.equal(await sh(sbx, 'ls -A /tmp'), 'who.txt\n', 'nothing of the COPY steps is left')
+    // The last USER and WORKDIR are its commands' defaults, as in the cloud.
+    assert.equal(await sh(sbx, 'whoami; pwd'), 'root\n/srv/work\n')
+    assert.equal(await sh(sbx, 'whoami; pwd', { user: 'user', cwd: '/home/user' }), 'user\n/home/user\n')
+    const home = (cmd) => sh(sbx, cmd, { user: 'user', cwd: '/home/user' })
+    assert.equal(await home('cat data/renamed.txt data/sub/nested.txt; readlink data/link.txt'), 'copied content\nnested\ntest.txt\n')
+    assert.equal(await home('stat -c "%U %a" data /opt/app/app.py'), 'user 755\nroot 700\n')
+    assert.equal(await home('cat made.txt; readlink made.link; ls dir; echo "$GREETING"'), 'built-by-user\n/home/user/made.txt\nhello world\n')
+    assert.equal(await home('sudo test -e /root/as-root && echo there'), 'there\n')
+    assert.equal(await home('cat /srv/work/here.txt; stat -c %U /srv/work; cat /tmp/who.txt'), '/srv/work\nhello world\nuser\nroot\n')
+    assert.equal(await home('ls -A /tmp'), 'who.txt\n', 'nothing of the COPY steps is left')
+  })
+
+  test('setUser makes the user if the image has none; it is the sandboxes\' default user', async (t) => {
+    const name = unique('user')
+    const logs = []
+    await build(Template().fromBaseImage().setUser('guest').runCmd('whoami; pwd'), name, logs)
+    assert.ok(logs.includes('guest') && logs.includes('/home/guest'), logs.join('\n'))
+    const sbx = await sandbox(t, name)
+    assert.equal(await sh(sbx, 'whoami; pwd'), 'guest\n/home/guest\n')
+    assert.equal(await sh(sbx, 'whoami', { user: 'user' }), 'user\n')
   })
 
   test('a rebuild runs only the steps that changed; skipCache runs them all', async (t) => {
@@ -128,12 +142,15 @@ describe('templates built with e2b\'s Template', () => {
     await build(
       Template()
         .fromBaseImage()
-        .runCmd('echo served > /home/user/index.txt')
-        .setStartCmd('python3 -m http.server 8000 --directory /home/user', waitForPort(8000)),
+        .setWorkdir('/home/user/site')
+        .runCmd('echo served > index.txt')
+        .setStartCmd('python3 -m http.server 8000', waitForPort(8000)),
       name,
     )
     for (const sbx of [await sandbox(t, name), await sandbox(t, name)]) {
       assert.equal(await sh(sbx, 'curl -s http://127.0.0.1:8000/index.txt'), 'served\n')
+      // Its envd came back from the template's memory with the template's defaults.
+      assert.equal(await sh(sbx, 'pwd'), '/home/user/site\n')
     }
   })
 

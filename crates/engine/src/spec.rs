@@ -24,6 +24,12 @@ pub struct SandboxSpec {
     pub template: String,
     /// Environment variables every process in the sandbox gets.
     pub env_vars: BTreeMap<String, String>,
+    /// The user and working directory of requests that name none (a template's); `None`: `user`
+    /// and its home.
+    #[serde(default)]
+    pub default_user: Option<String>,
+    #[serde(default)]
+    pub default_workdir: Option<String>,
     pub limits: Limits,
     /// Outbound network through pasta. `None` (not asked): yes when pasta is installed, else
     /// loopback only; `Some(true)` without pasta is an error.

@@ -153,6 +153,8 @@ fn spec(engine: &Engine) -> SandboxSpec {
         id: id::new_id(),
         template: "base".into(),
         env_vars: BTreeMap::from([("GREETING".into(), "hello".into())]),
+        default_user: None,
+        default_workdir: None,
         limits: engine.default_limits(),
         // Most tests need no network; `internet_access_*` ask for it.
         allow_internet_access: Some(false),

@@ -12,6 +12,12 @@ use std::path::PathBuf;
 pub struct GuestConfig {
     pub sandbox_id: String,
     pub env_vars: BTreeMap<String, String>,
+    /// The user and working directory of processes and file paths when a request names none (a
+    /// template's last USER and WORKDIR); `None`: `user`, and the user's home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_workdir: Option<String>,
     /// Lower layers of `/`, topmost first.
     pub root_lowers: Vec<PathBuf>,
     /// Lower layers of `/usr`, topmost first.

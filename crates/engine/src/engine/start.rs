@@ -350,6 +350,8 @@ impl Engine {
         let config = GuestConfig {
             sandbox_id: spec.id.clone(),
             env_vars: spec.env_vars.clone(),
+            default_user: spec.default_user.clone(),
+            default_workdir: spec.default_workdir.clone(),
             root_lowers: [snapshot_lowers("root"), template.root_lowers.clone()].concat(),
             usr_lowers: [vec![envd_layer], snapshot_lowers("usr"), template.usr_lowers.clone()].concat(),
             root_upper: dir.upper_root(),

@@ -37,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The user processes and file operations run as when the request names none.
@@ -48,6 +49,9 @@ pub(crate) struct Options {
     pub sandbox_id: String,
     pub env_vars: BTreeMap<String, String>,
     pub default_user: String,
+    /// Where processes start and relative paths lead when a request names no directory; `None`:
+    /// the user's home.
+    pub default_workdir: Option<PathBuf>,
     pub max_watcher_events: usize,
 }
 
@@ -68,7 +72,8 @@ pub(crate) async fn serve(init: GuestInit) -> anyhow::Result<()> {
     let opts = Options {
         sandbox_id: init.sandbox_id,
         env_vars: init.env_vars,
-        default_user: DEFAULT_USER.to_string(),
+        default_user: init.default_user.unwrap_or_else(|| DEFAULT_USER.to_string()),
+        default_workdir: init.default_workdir.map(PathBuf::from),
         max_watcher_events: watchers::MAX_BUFFERED_EVENTS,
     };
     serve_on(listener, opts).await

@@ -192,11 +192,12 @@ fn launch(envd: &Shared, req: StartRequest, user: &User) -> Result<(Arc<Proc>, m
     if config.cmd.is_empty() {
         return Err(ConnectError::new(Code::InvalidArgument, "process.cmd is required"));
     }
+    // The sandbox's working directory (a template's last WORKDIR), else the user's home; a
+    // relative `cwd` is under the home, as envd resolves paths.
     let cwd = match config.cwd.as_deref().filter(|c| !c.is_empty()) {
-        // Relative to the home, as envd resolves paths.
         Some(c) => super::fsutil::resolve(c, &user.home)
             .map_err(|m| ConnectError::new(Code::InvalidArgument, format!("cwd: {m}")))?,
-        None => user.home.clone(),
+        None => envd.opts.default_workdir.clone().unwrap_or_else(|| user.home.clone()),
     };
     if !cwd.is_dir() {
         return Err(ConnectError::new(

@@ -53,6 +53,7 @@ async fn start_envd_with(max_watcher_events: usize) -> TestEnvd {
         sandbox_id: "test-sandbox".into(),
         env_vars: [("SANDBOX_VAR".to_string(), "from-sandbox".to_string())].into(),
         default_user: default_user().into(),
+        default_workdir: None,
         max_watcher_events,
     };
     let task = tokio::spawn(async move {

@@ -8,6 +8,7 @@
 use super::GuestInit;
 use crate::error::{During, InitError};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use sandbank_protocol::guest::GuestConfig;
 use sandbank_protocol::guest::{ENVD_EXE, ENVD_SOCKET, ENVD_SOCKET_DIR};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,6 +24,10 @@ use std::os::unix::process::CommandExt;
 struct Handoff {
     sandbox_id: String,
     env_vars: BTreeMap<String, String>,
+    #[serde(default)]
+    default_user: Option<String>,
+    #[serde(default)]
+    default_workdir: Option<String>,
     /// The listening socket's descriptor number (inherited).
     listener_fd: i32,
 }
@@ -36,9 +41,14 @@ pub(super) fn bind_socket() -> Result<UnixListener, InitError> {
 
 /// Runs envd from inside the sandbox, handing it `listener` and what it serves. Returns only if
 /// the exec fails.
-pub(super) fn exec_envd(sandbox_id: &str, env_vars: &BTreeMap<String, String>, listener: UnixListener) -> InitError {
-    let handoff =
-        Handoff { sandbox_id: sandbox_id.to_string(), env_vars: env_vars.clone(), listener_fd: listener.as_raw_fd() };
+pub(super) fn exec_envd(config: &GuestConfig, listener: UnixListener) -> InitError {
+    let handoff = Handoff {
+        sandbox_id: config.sandbox_id.clone(),
+        env_vars: config.env_vars.clone(),
+        default_user: config.default_user.clone(),
+        default_workdir: config.default_workdir.clone(),
+        listener_fd: listener.as_raw_fd(),
+    };
     let stdin = (|| {
         let memfd = rustix::fs::memfd_create("envd-handoff", rustix::fs::MemfdFlags::CLOEXEC)?;
         let mut file = fs::File::from(memfd);
@@ -70,5 +80,11 @@ pub(crate) fn receive() -> Result<GuestInit, InitError> {
     nix::unistd::dup2_stdin(&null).during("stdin from /dev/null")?;
     let listener = crate::sys::inherited_listener(handoff.listener_fd)
         .during(format_args!("take the socket at descriptor {}", handoff.listener_fd))?;
-    Ok(GuestInit { sandbox_id: handoff.sandbox_id, listener, env_vars: handoff.env_vars })
+    Ok(GuestInit {
+        sandbox_id: handoff.sandbox_id,
+        listener,
+        env_vars: handoff.env_vars,
+        default_user: handoff.default_user,
+        default_workdir: handoff.default_workdir,
+    })
 }

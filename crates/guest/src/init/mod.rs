@@ -49,6 +49,8 @@ pub struct GuestInit {
     pub sandbox_id: String,
     pub listener: UnixListener,
     pub env_vars: BTreeMap<String, String>,
+    pub default_user: Option<String>,
+    pub default_workdir: Option<String>,
 }
 
 /// Enters the sandbox, as its config (the first line on stdin) says: PID 1 sets it up and runs
@@ -86,7 +88,7 @@ pub fn enter() -> Result<std::convert::Infallible, InitError> {
     drop(sandbox_ns);
     let Cloned::Parent(pid1) = pid1 else {
         let e = match become_pid1(&config) {
-            Ok(listener) => handoff::exec_envd(&config.sandbox_id, &config.env_vars, listener),
+            Ok(listener) => handoff::exec_envd(&config, listener),
             Err(e) => e,
         };
         fail(&e)

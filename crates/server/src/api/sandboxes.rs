@@ -106,15 +106,17 @@ pub async fn create(
     let egress = super::network::egress_of(req.network.as_ref()).await?;
     let network = req.network.clone();
     let built_here = built.is_some();
-    let (start_from, mut env_vars) = match built {
-        Some(b) => (b.snapshot, b.envs),
-        None => (template.clone(), Default::default()),
+    let (start_from, mut env_vars, default_user, default_workdir) = match built {
+        Some(b) => (b.snapshot, b.envs, b.user, b.workdir),
+        None => (template.clone(), Default::default(), None, None),
     };
     env_vars.extend(req.env_vars.unwrap_or_default());
     let spec = SandboxSpec {
         id: sandbank_engine::id::new_id(),
         template: start_from,
         env_vars,
+        default_user,
+        default_workdir,
         limits: limits(backend.as_ref(), req.disk_size_mb)?,
         allow_internet_access: req.allow_internet_access,
         egress,
@@ -372,6 +374,8 @@ pub async fn copy(
                 id: sandbank_engine::id::new_id(),
                 template: snapshot.id.clone(),
                 env_vars: Default::default(),
+                default_user: None,
+                default_workdir: None,
                 limits: origin.limits,
                 allow_internet_access: Some(origin.internet),
                 egress: egress.clone(),

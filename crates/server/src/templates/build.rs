@@ -1,21 +1,24 @@
 //! One template build: a sandbox from where the build starts runs the steps; after each step
 //! that changes files, a snapshot of it (files only) is the step's layer, cached by the step
 //! and everything before it ([`super::steps::cache_key`]), so that a build that repeats them
-//! starts from there. `ENV`, `USER` change what later steps run with; `WORKDIR` also makes its
-//! directory. A start command is started last, its ready command waited for, and the template
+//! starts from there. `ENV`, `USER` and `WORKDIR` change what later steps run with (`USER` also
+//! makes the user if there is none, `WORKDIR` its directory); the last `USER` and `WORKDIR` are
+//! the defaults of the template's sandboxes' commands. A start command is started last, its ready command waited for, and the template
 //! is then a snapshot with its memory (where CRIU can take one), so that its sandboxes start with
 //! the process running, as in the cloud.
 
 use super::catalog::Reason;
 use super::envd::{self, Ran};
 use super::steps::{self, BuildRequest, From, Step};
-use super::Templates;
+use super::{Resolved, Templates};
 use crate::api::backend::Backend;
 use sandbank_engine::{SandboxHandle, SandboxSpec, SnapshotMode};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The user steps run as until a USER step (E2B's).
+const DEFAULT_USER: &str = "user";
 /// What a start command without a ready command waits (E2B's default).
 const DEFAULT_READY_CMD: &str = "sleep 20";
 /// How long the ready command may take to pass, and how often it is tried.
@@ -31,7 +34,14 @@ pub async fn run(
     build_id: String,
     req: BuildRequest,
 ) {
-    let mut build = Build { templates: Arc::clone(&templates), backend, template_id, build_id, sandbox: None };
+    let mut build = Build {
+        templates: Arc::clone(&templates),
+        backend,
+        template_id,
+        build_id,
+        sandbox: None,
+        defaults: (None, None),
+    };
     let started = Instant::now();
     let result = build.steps(&req).await;
     build.drop_sandbox().await;
@@ -70,6 +80,9 @@ struct Build {
     build_id: String,
     /// The sandbox the steps run in, while one is needed.
     sandbox: Option<SandboxHandle>,
+    /// The default user and working directory it is started with (the template's, for the one
+    /// whose memory the template keeps).
+    defaults: (Option<String>, Option<String>),
 }
 
 fn failed(message: impl Into<String>, step: impl Into<String>) -> Reason {
@@ -85,8 +98,8 @@ impl Build {
         self.templates.log(&self.template_id, &self.build_id, level, message, step);
     }
 
-    /// Runs the steps; returns what the template's sandboxes start from and their variables.
-    async fn steps(&mut self, req: &BuildRequest) -> Result<(String, BTreeMap<String, String>), Reason> {
+    /// Runs the steps; returns what the template's sandboxes start from and run with.
+    async fn steps(&mut self, req: &BuildRequest) -> Result<Resolved, Reason> {
         let from = req.from().map_err(|m| failed(m, "base"))?;
         let steps = req.steps().map_err(|(i, m)| failed(m, i.to_string()))?;
         let (mut layer, envs) = self.start_point(&from).await?;
@@ -94,7 +107,7 @@ impl Build {
             format!("Building from {}", if from == From::Base { "base".to_string() } else { layer.clone() }),
             Some("base".into()),
         );
-        let mut state = State { user: "user".into(), workdir: None, envs };
+        let mut state = State { user: DEFAULT_USER.into(), workdir: None, envs };
         // Layers over the base are cached by its image: a new base image builds them anew.
         let mut key = match from {
             From::Base => format!("{layer}:{}", self.backend.base_image_id()),
@@ -105,16 +118,9 @@ impl Build {
             let n = (i + 1).to_string();
             force |= req.steps[i].force;
             self.log(format!("[{n}/{}] {}", steps.len(), describe(step)), Some(n.clone()));
-            match step {
-                Step::Env(pairs) => {
-                    state.envs.extend(pairs.iter().cloned());
-                    continue;
-                }
-                Step::User(user) => {
-                    state.user = user.clone();
-                    continue;
-                }
-                _ => {}
+            if let Step::Env(pairs) = step {
+                state.envs.extend(pairs.iter().cloned());
+                continue;
             }
             key = steps::cache_key(&key, &state.describe(), step);
             if let Some(snapshot) = self.cached(&key, force).await {
@@ -133,15 +139,23 @@ impl Build {
                 self.cache(key.clone(), snap.id.clone()).await;
                 layer = snap.id;
             }
-            if let Step::Workdir(dir) = step {
-                state.workdir = Some(dir.clone());
+            match step {
+                Step::Workdir(dir) => state.workdir = Some(dir.clone()),
+                Step::User(user) => state.user = user.clone(),
+                _ => {}
             }
         }
+        // As in the cloud, the last USER and WORKDIR are its sandboxes' defaults.
+        let user = Some(state.user.clone()).filter(|u| u != DEFAULT_USER);
+        let workdir = state.workdir.clone();
         if let Some(start) = req.start_cmd.as_deref().filter(|s| !s.trim().is_empty()) {
             let ready = req.ready_cmd.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or(DEFAULT_READY_CMD);
+            // Its envd, whose memory the template keeps, serves with the template's defaults.
+            self.drop_sandbox().await;
+            self.defaults = (user.clone(), workdir.clone());
             layer = self.finalize(start, ready, &layer, &state).await?;
         }
-        Ok((layer, state.envs))
+        Ok(Resolved { snapshot: layer, envs: state.envs, user, workdir })
     }
 
     /// What the build starts from: the engine's template or snapshot, with the variables of the
@@ -213,6 +227,8 @@ impl Build {
             id: sandbank_engine::id::new_id(),
             template: layer.to_string(),
             env_vars: BTreeMap::new(),
+            default_user: self.defaults.0.clone(),
+            default_workdir: self.defaults.1.clone(),
             limits,
             allow_internet_access: None,
             egress: Default::default(),
@@ -254,7 +270,13 @@ impl Build {
                 let script = format!("[ -d {dir} ] || {{ mkdir -p {dir} && chown {user}: {dir}; }}");
                 self.exec(layer, "root", &script, state, n).await
             }
-            Step::Env(_) | Step::User(_) => Ok(()),
+            // The user is made when the image has none of that name (as in the cloud).
+            Step::User(user) => {
+                let user = shell_quote(user);
+                let script = format!("id -u {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}");
+                self.exec(layer, "root", &script, state, n).await
+            }
+            Step::Env(_) => Ok(()),
         }
     }
 

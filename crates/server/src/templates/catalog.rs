@@ -49,6 +49,11 @@ pub struct Build {
     /// The variables its `ENV` steps set: every process of its sandboxes has them.
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
+    /// Its last `USER` and `WORKDIR`: its sandboxes' commands run so by default.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub workdir: Option<String>,
     #[serde(default)]
     pub reason: Option<Reason>,
     pub cpu_count: Option<u32>,
@@ -210,6 +215,8 @@ mod tests {
             finished_at: None,
             snapshot: Some(format!("snap-{id}")),
             envs: BTreeMap::new(),
+            user: None,
+            workdir: None,
             reason: None,
             cpu_count: None,
             memory_mb: None,

@@ -49,11 +49,13 @@ pub struct BuildStatus {
     pub reason: Option<catalog::Reason>,
 }
 
-/// What a sandbox of a template starts from.
+/// What a sandbox of a template starts from, and what its commands run with by default.
 #[derive(Debug)]
 pub struct Resolved {
     pub snapshot: String,
     pub envs: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
 }
 
 impl Templates {
@@ -109,6 +111,8 @@ impl Templates {
             finished_at: None,
             snapshot: None,
             envs: BTreeMap::new(),
+            user: None,
+            workdir: None,
             reason: None,
             cpu_count,
             memory_mb,
@@ -211,7 +215,12 @@ impl Templates {
     pub fn resolve(&self, reference: &str) -> Option<Resolved> {
         self.with(|c| {
             let b = c.resolve(reference)?;
-            let resolved = Resolved { snapshot: b.snapshot.clone()?, envs: b.envs.clone() };
+            let resolved = Resolved {
+                snapshot: b.snapshot.clone()?,
+                envs: b.envs.clone(),
+                user: b.user.clone(),
+                workdir: b.workdir.clone(),
+            };
             if let Some(t) = c.find_mut(split_tag(reference).0) {
                 t.spawn_count += 1;
                 t.last_spawned_at = Some(Utc::now());
@@ -323,21 +332,18 @@ impl Templates {
     }
 
     /// Ends a build: ready with what sandboxes start from (its tags then name it), or failed.
-    fn finish(
-        &self,
-        template_id: &str,
-        build_id: &str,
-        result: Result<(String, BTreeMap<String, String>), catalog::Reason>,
-    ) {
+    fn finish(&self, template_id: &str, build_id: &str, result: Result<Resolved, catalog::Reason>) {
         self.with(|c| {
             let Some(t) = c.find_mut(template_id) else { return };
             let Some(b) = t.build_mut(build_id) else { return };
             b.finished_at = Some(Utc::now());
             match result {
-                Ok((snapshot, envs)) => {
+                Ok(made) => {
                     b.status = Status::Ready;
-                    b.snapshot = Some(snapshot);
-                    b.envs = envs;
+                    b.snapshot = Some(made.snapshot);
+                    b.envs = made.envs;
+                    b.user = made.user;
+                    b.workdir = made.workdir;
                 }
                 Err(reason) => {
                     b.status = Status::Error;

@@ -218,7 +218,18 @@ fn build(images: &Path, image: &BaseImage, recipe: &Recipe) -> Result<(), BaseIm
 
     let started = std::time::Instant::now();
     let mode = if nix::unistd::geteuid().is_root() { "--mode=root" } else { "--mode=unshare" };
-    let mut child = Command::new(&mmdebstrap)
+    // In mount and PID namespaces of its own, which die with this process: were the server
+    // killed during the build, mmdebstrap, what it runs (apt, dpkg) and what it mounts in the
+    // new system (/proc, /sys, /dev/pts) would go on without it (seen: even SIGTERM leaves its
+    // mounts behind).
+    let unshare = find_executable("unshare").ok_or_else(|| BaseImageError::Io {
+        step: "find unshare (util-linux)".into(),
+        source: io::ErrorKind::NotFound.into(),
+    })?;
+    let mut cmd = Command::new(unshare);
+    cmd.args(["--mount", "--propagation", "private", "--pid", "--kill-child"]).arg(&mmdebstrap);
+    crate::sys::before_exec(&mut cmd, crate::sys::BeforeExec { die_with_parent: true, ..Default::default() });
+    let mut child = cmd
         .args([mode, "--variant=minbase", "--format=directory", "--aptopt=Acquire::Retries \"3\""])
         .arg(format!("--include={}", PACKAGES.join(",")))
         .arg(format!("--customize-hook={}", recipe.setup_script()))

@@ -599,3 +599,61 @@ async fn snapshot_shows_progress_only_on_a_terminal() {
     assert!(tty.contains("\r\x1b[2K"), "the line is cleared: {tty:?}");
     assert!(tty.trim_end().ends_with("slow:default"), "{tty:?}");
 }
+
+/// The pids and cmdlines of the host's processes that mention `text`.
+fn processes_mentioning(text: &str) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .filter(|(_, c)| c.contains(text))
+        .collect()
+}
+
+/// `base-image` killed in the middle of its build (as a server can be at its first start): what
+/// the build ran (mmdebstrap, apt, dpkg) and mounted in the new system goes with it. Needs
+/// mmdebstrap and deb.debian.org, as the base image does.
+#[tokio::test]
+async fn a_killed_base_image_build_leaves_no_process_or_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    let key = images.display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sandbank"))
+        .args(["base-image", "--images-dir"])
+        .arg(&images)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the build mounts in the new system (mmdebstrap's "installing" steps; in its own
+    // mount namespace, so seen through its processes), at most a minute.
+    let mounted = || {
+        processes_mentioning(&key)
+            .iter()
+            .any(|(pid, _)| std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| m.contains(&key)))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !mounted() {
+        assert!(std::time::Instant::now() < deadline, "the build never mounted anything in {key}");
+        assert!(child.try_wait().unwrap().is_none(), "base-image ended before it mounted anything");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&key), "not in the host's mounts");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&key);
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < gone, "still running 10 s after: {left:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&key));
+}

@@ -11,8 +11,8 @@
 //      cargo-fuzz install and the targets' build)
 //   3. node --test over __test__/*.test.mjs, one file at a time (each file starts its own server
 //      and checks the host for leftovers after it stops, so files must not overlap); then the
-//      SDK, snapshot, pause, files-API and fork/clone files again with every server in
-//      `--no-userns` mode, and the snapshot, pause and fork/clone files on the copy store
+//      SDK, snapshot, pause, files-API, fork/clone and template files again with every server in
+//      `--no-userns` mode, and the snapshot, pause, fork/clone and template files on the copy store
 //   4. scripts/pack-check.mjs: npm pack the root and linux-x64-gnu packages, install them without
 //      Rust, run an ESM and a CJS script on the local default
 //   5. scripts/ci-checks.mjs: lint .github/workflows, run examples/jest and examples/vitest
@@ -67,7 +67,7 @@ const nodeTest = (testFiles) => ['--test', '--test-concurrency=1', '--test-timeo
 const js = step('JS tests', process.execPath, nodeTest(files))
 // The other mode of the engine, as a server started with --no-userns runs it (root inside is the
 // host's root): what users do with sandboxes, again.
-const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs', 'fork-clone.test.mjs']
+const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs', 'fork-clone.test.mjs', 'templates.test.mjs']
 const jsNoUserns = step(
   'JS tests without a user namespace',
   process.execPath,
@@ -75,9 +75,9 @@ const jsNoUserns = step(
   { SANDBANK_TEST_NO_USERNS: '1' },
 )
 
-// The files of snapshots and pauses again with the layers on the copy store (`--store copy`: where
+// The files of snapshots, pauses and template builds again with the layers on the copy store (`--store copy`: where
 // btrfs cannot be used, and data directories made before the btrfs store).
-const COPY_STORE_FILES = ['snapshots.test.mjs', 'snapshots-e2b.test.mjs', 'fork-clone.test.mjs', 'pause.test.mjs']
+const COPY_STORE_FILES = ['snapshots.test.mjs', 'snapshots-e2b.test.mjs', 'fork-clone.test.mjs', 'pause.test.mjs', 'templates.test.mjs']
 const jsStore = step(
   'JS tests on the copy store',
   process.execPath,

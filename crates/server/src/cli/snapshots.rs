@@ -13,7 +13,7 @@ const SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 pub async fn main(cmd: SnapshotsCmd) -> CliResult<ExitCode> {
     match cmd {
         SnapshotsCmd::Ls { sandbox, json } => ls(sandbox, json).await,
-        SnapshotsCmd::Rm { ids } => rm(&ids).await,
+        SnapshotsCmd::Rm { ids } => remove("snapshot", &ids).await,
     }
 }
 
@@ -53,18 +53,20 @@ async fn ls(sandbox: Option<String>, json: bool) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rm(ids: &[String]) -> CliResult<ExitCode> {
+/// `DELETE /templates/{id}` of each of `ids` (snapshots and templates share the route): each one
+/// removed printed, each one not with why on stderr (`what` names them), exit status 1 then.
+pub async fn remove(what: &str, ids: &[String]) -> CliResult<ExitCode> {
     let api = api(None).await?;
     let mut failed = false;
     for id in ids {
         match api.delete_snapshot(id).await {
             Ok(true) => print_out(&format!("{id}\n")),
             Ok(false) => {
-                eprintln!("sandbank: snapshot {id} not found");
+                eprintln!("sandbank: {what} {id} not found");
                 failed = true;
             }
             Err(e) => {
-                eprintln!("sandbank: cannot remove snapshot {id}: {e}");
+                eprintln!("sandbank: cannot remove {what} {id}: {e}");
                 failed = true;
             }
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub async fn main(cmd: TemplatesCmd) -> CliResult<ExitCode> {
     match cmd {
         TemplatesCmd::Ls { json } => ls(json).await,
-        TemplatesCmd::Rm { names } => rm(&names).await,
+        TemplatesCmd::Rm { names } => super::snapshots::remove("template", &names).await,
     }
 }
 
@@ -37,23 +37,4 @@ async fn ls(json: bool) -> CliResult<ExitCode> {
         print_out(&render_table(&items));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn rm(names: &[String]) -> CliResult<ExitCode> {
-    let api = api(None).await?;
-    let mut failed = false;
-    for name in names {
-        match api.delete_snapshot(name).await {
-            Ok(true) => print_out(&format!("{name}\n")),
-            Ok(false) => {
-                eprintln!("sandbank: template {name} not found");
-                failed = true;
-            }
-            Err(e) => {
-                eprintln!("sandbank: cannot remove template {name}: {e}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

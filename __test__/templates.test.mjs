@@ -123,6 +123,9 @@ describe('templates built with e2b\'s Template', () => {
     await build(Template().fromBaseImage().runCmd('echo from-parent > /home/user/p').setEnvs({ FROM_PARENT: 'yes' }), parent)
     const child = unique('child')
     await build(Template().fromTemplate(parent).runCmd('echo from-child > /home/user/c'), `${child}:v1`)
+    // A build from it is no sandbox of it (GET /templates: spawnCount).
+    const listed = await (await server.fetch('/templates')).json()
+    assert.equal(listed.find((x) => x.aliases[0] === parent)?.spawnCount, 0, JSON.stringify(listed))
     const sbx = await sandbox(t, `${child}:v1`)
     assert.equal(await sh(sbx, 'cat p c; echo $FROM_PARENT'), 'from-parent\nfrom-child\nyes\n')
     await assert.rejects(Sandbox.create(child, server.e2b()), /not found/, 'only the tag v1 was built')

@@ -225,10 +225,8 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
             if let Some(code) = exited {
                 break code;
             }
-            if !building_image && polls.is_multiple_of(32) && building_base_image(&log_path) {
-                building_image = true;
-                deadline = Instant::now() + BASE_IMAGE_TIMEOUT;
-                say_building(&log_path);
+            if polls.is_multiple_of(32) {
+                wait_for_a_base_image_build(&log_path, &mut building_image, &mut deadline);
             }
             if Instant::now() > deadline {
                 child.terminate();
@@ -244,11 +242,7 @@ fn start_daemon(dir: &Path, launcher: &Launcher) -> Result<Daemon> {
         if exit == Some(i32::from(EXIT_DATA_DIR_IN_USE)) && Instant::now() < deadline {
             // Another server holds the data directory: it is starting (use its daemon.json once it
             // appears; it may be building the base image) or stopping (then start again).
-            if !building_image && building_base_image(&log_path) {
-                building_image = true;
-                deadline = Instant::now() + BASE_IMAGE_TIMEOUT;
-                say_building(&log_path);
-            }
+            wait_for_a_base_image_build(&log_path, &mut building_image, &mut deadline);
             let wait = if building_image { BASE_IMAGE_TIMEOUT } else { Duration::from_secs(2) };
             let until = (Instant::now() + wait).min(deadline);
             while Instant::now() < until {
@@ -296,20 +290,27 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
-/// The last lines of the daemon's log, without the colour escapes tracing adds on a terminal.
 /// Whether a server of this data directory is building the base image now: the daemon log's last
 /// line is one of the build's.
 fn building_base_image(log_path: &Path) -> bool {
     log_tail(log_path).lines().last().is_some_and(|l| l.contains(BASE_IMAGE_PROGRESS))
 }
 
-fn say_building(log_path: &Path) {
+/// Once the daemon log shows a base image build (`building` still false): says so on stderr and
+/// moves `deadline` to [`BASE_IMAGE_TIMEOUT`] from now.
+fn wait_for_a_base_image_build(log_path: &Path, building: &mut bool, deadline: &mut Instant) {
+    if *building || !building_base_image(log_path) {
+        return;
+    }
+    *building = true;
+    *deadline = Instant::now() + BASE_IMAGE_TIMEOUT;
     eprintln!(
         "sandbank: the local engine is building its base image (Debian, once: about a minute; log: {})",
         log_path.display()
     );
 }
 
+/// The last lines of the daemon's log, without the colour escapes tracing adds on a terminal.
 fn log_tail(path: &Path) -> String {
     let Ok(text) = std::fs::read_to_string(path) else {
         return String::new();

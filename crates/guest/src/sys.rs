@@ -2,7 +2,8 @@
 //! `unsafe` (`#![deny(unsafe_code)]` in lib.rs). What rustix or nix wraps is used from them
 //! directly; here is only what they lack or wrap with allocations a forked child must not make:
 //! bringing an interface up, the steps of a command's child between fork and exec, waiting
-//! without blocking, inotify, a terminal's size, and descriptors on tokio. (`clone3` into PID 1's
+//! without blocking, inotify, a terminal's size, descriptors on tokio, and a seccomp filter
+//! without `no_new_privs` (seccompiler's always sets it). (`clone3` into PID 1's
 //! namespaces is the engine's, which its user-namespace probe makes too.)
 
 use std::ffi::CStr;

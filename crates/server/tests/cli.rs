@@ -313,6 +313,9 @@ async fn templates_ls_and_rm() {
     let r = common::host::envd(a, &sb, "GET", "/files?path=/home/user/one", Vec::new()).await;
     assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"one\n"[..]));
     assert_eq!(ok(&cli(Via::Local(&s), &["sandboxes", "kill", &sb]).await), format!("{sb}\n"));
+    let counted = json(&cli(Via::Local(&s), &["templates", "ls", "--json"]).await);
+    assert_eq!((counted[0]["spawnCount"].as_u64(), counted[1]["spawnCount"].as_u64()), (Some(1), Some(0)));
+    assert!(counted[0]["lastSpawnedAt"].is_string() && counted[1]["lastSpawnedAt"].is_null(), "{counted:?}");
 
     let o = cli(Via::Local(&s), &["templates", "rm", "first", "nosuchtemplate"]).await;
     assert_eq!(fails(&o), "sandbank: template nosuchtemplate not found\n");

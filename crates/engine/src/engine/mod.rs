@@ -104,6 +104,8 @@ pub struct Engine {
     guest_exe: GuestExe,
     /// The layer with envd, over every sandbox's `/usr` (see [`crate::envd_layer`]).
     envd_layer: PathBuf,
+    /// The image the `base` template is.
+    base_image: crate::base_image::BaseImage,
     /// The copy-on-write store, with `LayerStore::Btrfs`.
     cow: Option<crate::cow::CowStore>,
     /// CRIU, looked for at the first snapshot with memory (`criu check` takes a moment).
@@ -310,6 +312,7 @@ impl Engine {
             spawner,
             guest_exe,
             envd_layer,
+            base_image: image,
             cow,
             criu: std::sync::OnceLock::new(),
             net_pool,
@@ -375,11 +378,7 @@ impl Engine {
 
     /// The name of the image the `base` template is (its recipe's: see [`crate::base_image`]).
     pub fn base_image_id(&self) -> String {
-        self.templates[template::BASE].root_lowers[0]
-            .parent()
-            .and_then(|d| d.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        self.base_image.id()
     }
 
     /// Which layer store this engine is on, and why sandboxes have no disk limit when they

@@ -49,8 +49,8 @@ pub(crate) struct Options {
     pub sandbox_id: String,
     pub env_vars: BTreeMap<String, String>,
     pub default_user: String,
-    /// Where processes start and relative paths lead when a request names no directory; `None`:
-    /// the user's home.
+    /// Where processes start when a request names no `cwd` (a template's last WORKDIR); `None`:
+    /// the user's home. (File paths stay relative to the home.)
     pub default_workdir: Option<PathBuf>,
     pub max_watcher_events: usize,
 }

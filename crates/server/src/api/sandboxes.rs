@@ -93,6 +93,9 @@ pub async fn create(
     // A template built here starts from its build's snapshot, with its variables (the
     // request's win).
     let built = state.templates.resolve(&template);
+    if built.is_some() {
+        state.templates.count_start(&template);
+    }
     let exists = built.is_some() || {
         let backend = backend.clone();
         let t = template.clone();

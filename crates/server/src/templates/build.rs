@@ -12,7 +12,7 @@ use super::envd::{self, Ran};
 use super::steps::{self, BuildRequest, From, Step};
 use super::{Resolved, Templates};
 use crate::api::backend::Backend;
-use sandbank_engine::{SandboxHandle, SandboxSpec, SnapshotMode};
+use sandbank_engine::{SandboxHandle, SandboxSpec, SnapshotMode, BUILD_SNAPSHOT_PREFIX};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +24,6 @@ const DEFAULT_READY_CMD: &str = "sleep 20";
 /// How long the ready command may take to pass, and how often it is tried.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const READY_INTERVAL: Duration = Duration::from_secs(2);
-/// Cache layers are snapshots with names of this prefix: never listed (see the engine's store).
-pub const LAYER_NAME_PREFIX: &str = sandbank_engine::BUILD_SNAPSHOT_PREFIX;
 
 pub async fn run(
     templates: Arc<Templates>,
@@ -49,14 +47,7 @@ pub async fn run(
         Ok(_) => build.log(format!("Template built in {:.3} s", started.elapsed().as_secs_f64()), None),
         Err(r) => build.log_at("error", format!("Build failed: {}", r.message), r.step.clone()),
     }
-    let tags = templates.with(|c| {
-        c.find(&build.template_id).and_then(|t| t.build(&build.build_id)).map(|b| b.tags.clone()).unwrap_or_default()
-    });
-    let ok = result.is_ok();
     templates.finish(&build.template_id, &build.build_id, result);
-    if ok {
-        templates.tag(&build.template_id, &build.build_id, &tags);
-    }
 }
 
 /// What later steps run with.
@@ -130,7 +121,7 @@ impl Build {
             } else {
                 self.run_step(step, &layer, &mut state, &n).await?;
                 let sandbox = self.sandbox.as_ref().expect("the step ran in it").id.clone();
-                let name = format!("{LAYER_NAME_PREFIX}{key}");
+                let name = format!("{BUILD_SNAPSHOT_PREFIX}{key}");
                 let snap = self
                     .backend
                     .snapshot(&sandbox, Some(name), Some(SnapshotMode::Filesystem))
@@ -323,7 +314,7 @@ impl Build {
             tokio::time::sleep(READY_INTERVAL).await;
         }
         let sandbox = self.sandbox.as_ref().expect("the start command ran in it").id.clone();
-        let name = format!("{LAYER_NAME_PREFIX}{}", self.build_id);
+        let name = format!("{BUILD_SNAPSHOT_PREFIX}{}", self.build_id);
         let snap = self
             .backend
             .snapshot(&sandbox, Some(name), None)

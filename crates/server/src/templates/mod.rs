@@ -210,22 +210,27 @@ impl Templates {
         })
     }
 
-    /// What a sandbox of template `reference` (`name[:tag]` or ID) starts from; counted as a
-    /// start (`spawnCount`, kept at the catalog's next save).
+    /// What a sandbox of template `reference` (`name[:tag]` or ID) starts from.
     pub fn resolve(&self, reference: &str) -> Option<Resolved> {
         self.with(|c| {
             let b = c.resolve(reference)?;
-            let resolved = Resolved {
+            Some(Resolved {
                 snapshot: b.snapshot.clone()?,
                 envs: b.envs.clone(),
                 user: b.user.clone(),
                 workdir: b.workdir.clone(),
-            };
+            })
+        })
+    }
+
+    /// Counts a sandbox started from template `reference` (`spawnCount`, kept at the catalog's
+    /// next save).
+    pub fn count_start(&self, reference: &str) {
+        self.with(|c| {
             if let Some(t) = c.find_mut(split_tag(reference).0) {
                 t.spawn_count += 1;
                 t.last_spawned_at = Some(Utc::now());
             }
-            Some(resolved)
         })
     }
 
@@ -331,7 +336,8 @@ impl Templates {
         })
     }
 
-    /// Ends a build: ready with what sandboxes start from (its tags then name it), or failed.
+    /// Ends a build: ready with what sandboxes start from, and then the tags it was requested
+    /// with name it; or failed.
     fn finish(&self, template_id: &str, build_id: &str, result: Result<Resolved, catalog::Reason>) {
         self.with(|c| {
             let Some(t) = c.find_mut(template_id) else { return };
@@ -344,29 +350,16 @@ impl Templates {
                     b.envs = made.envs;
                     b.user = made.user;
                     b.workdir = made.workdir;
+                    for tag in b.tags.clone() {
+                        t.tags.insert(tag, build_id.to_string());
+                    }
                 }
                 Err(reason) => {
                     b.status = Status::Error;
                     b.reason = Some(reason);
                 }
             }
-            if let Err(e) = c.save() {
-                tracing::warn!("saving the template catalog: {e}");
-            }
-        })
-    }
-
-    /// Points `tags` of template `template_id` at build `build_id`.
-    fn tag(&self, template_id: &str, build_id: &str, tags: &[String]) {
-        self.with(|c| {
-            if let Some(t) = c.find_mut(template_id) {
-                for tag in tags {
-                    t.tags.insert(tag.clone(), build_id.to_string());
-                }
-                if let Err(e) = c.save() {
-                    tracing::warn!("saving the template catalog: {e}");
-                }
-            }
+            save_or_warn(c);
         })
     }
 
@@ -379,9 +372,7 @@ impl Templates {
     fn cache(&self, key: String, snapshot: String) -> Option<String> {
         self.with(|c| {
             let old = c.cache.insert(key, snapshot);
-            if let Err(e) = c.save() {
-                tracing::warn!("saving the template catalog: {e}");
-            }
+            save_or_warn(c);
             let used = |s: &String| c.templates.iter().flat_map(|t| &t.builds).any(|b| b.snapshot.as_ref() == Some(s));
             old.filter(|s| !used(s))
         })
@@ -389,6 +380,13 @@ impl Templates {
 
     fn forget(&self, key: &str) {
         self.with(|c| c.cache.remove(key));
+    }
+}
+
+/// Saves the catalog after a change a build made (no request to fail: a failure is logged).
+fn save_or_warn(c: &Catalog) {
+    if let Err(e) = c.save() {
+        tracing::warn!("saving the template catalog: {e}");
     }
 }
 

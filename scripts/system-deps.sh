@@ -4,7 +4,8 @@
 # run python3 and pip on the host, and the CLI tests use `script` for a terminal. The disk-limit tests format sandbox disks
 # with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
 # puts their egress rules (`allowOut`/`denyOut`) in force; mkfs.btrfs makes the copy-on-write
-# store's filesystem (issue 15). CRIU (4.2 or newer; for memory
+# store's filesystem (issue 15). The image tests run a registry (docker-registry) and make the
+# image they pull with umoci and push it with skopeo. CRIU (4.2 or newer; for memory
 # snapshots, see docs/FULL-SNAPSHOTS.md) is built from Debian's source package by criu.sh when
 # missing, into a cache outside the clone.
 set -euo pipefail
@@ -20,6 +21,9 @@ missing=()
 [ -x /usr/bin/pasta ] || missing+=(passt)
 [ -x /usr/sbin/nft ] || missing+=(nftables)
 [ -x /usr/sbin/mkfs.btrfs ] || [ -x /sbin/mkfs.btrfs ] || missing+=(btrfs-progs)
+[ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
+[ -x /usr/bin/umoci ] || missing+=(umoci)
+[ -x /usr/bin/skopeo ] || missing+=(skopeo)
 criu() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     bash "$(dirname "$0")/criu.sh" >/dev/null ||

@@ -67,7 +67,7 @@ const nodeTest = (testFiles) => ['--test', '--test-concurrency=1', '--test-timeo
 const js = step('JS tests', process.execPath, nodeTest(files))
 // The other mode of the engine, as a server started with --no-userns runs it (root inside is the
 // host's root): what users do with sandboxes, again.
-const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs', 'fork-clone.test.mjs', 'templates.test.mjs']
+const NO_USERNS_FILES = ['sdk.test.mjs', 'snapshots.test.mjs', 'pause.test.mjs', 'attacks-files.test.mjs', 'fork-clone.test.mjs', 'templates.test.mjs', 'images.test.mjs']
 const jsNoUserns = step(
   'JS tests without a user namespace',
   process.execPath,

@@ -135,7 +135,7 @@ pub struct Recipe {
 
 impl Recipe {
     pub fn of_host() -> Self {
-        Self { host_cas: certificates_in(Path::new(HOST_CAS)) }
+        Self { host_cas: host_certificates() }
     }
 
     /// `debian-bookworm-<12 hex digits of the recipe's hash>`.
@@ -164,6 +164,24 @@ impl Recipe {
     }
 }
 
+/// Takes the lock file `path` (made if missing), waiting, with a line in the log, while another
+/// process (a server sharing the directory of images) holds it to make `what`.
+pub(crate) fn lock(path: &Path, what: &str) -> io::Result<Flock<fs::File>> {
+    let file = fs::File::create(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            tracing::info!("another server is making {what} ({}): waiting for it", path.display());
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+        }
+    }
+}
+
+/// The host's added certificate authorities ([`HOST_CAS`]): `(file name, PEM)`.
+pub(crate) fn host_certificates() -> Vec<(String, Vec<u8>)> {
+    certificates_in(Path::new(HOST_CAS))
+}
+
 /// The `.crt` files directly in `dir` whose names a shell takes as they are, sorted by name.
 fn certificates_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
@@ -189,15 +207,7 @@ pub fn ensure(images: &Path) -> Result<BaseImage, BaseImageError> {
     }
     fs::create_dir_all(images).map_err(io_err(format!("create {}", images.display())))?;
     let lock_path = images.join(format!(".{}.lock", image.id()));
-    let lock_file = fs::File::create(&lock_path).map_err(io_err(format!("create {}", lock_path.display())))?;
-    let _lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((file, _)) => {
-            tracing::info!("another server is building the base image in {}: waiting for it", images.display());
-            Flock::lock(file, FlockArg::LockExclusive)
-                .map_err(|(_, e)| io_err(format!("lock {}", lock_path.display()))(e.into()))?
-        }
-    };
+    let _lock = lock(&lock_path, "the base image").map_err(io_err(format!("lock {}", lock_path.display())))?;
     if image.packages().is_file() {
         return Ok(image);
     }

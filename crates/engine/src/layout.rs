@@ -6,6 +6,10 @@
 //!                                 puts the images elsewhere, to share them between data directories)
 //! <data>/images/<id>/packages.txt  its packages and their versions; `build.log`, mmdebstrap's output
 //! <data>/images/.<id>.building/   an image being built (under `.<id>.lock`); `<id>.failed.log` a failed build's log
+//! <data>/images/oci/<hex>/rootfs the images pulled from registries (the template `oci-<hex>`: [`crate::oci`]),
+//!                                 by their manifest's digest; `image.json` what they were pulled by
+//! <data>/images/oci/.<hex>.pulling/  one being pulled (under `.<hex>.lock`); `refs.json` what each
+//!                                 reference's digest was at its last pull (used when offline)
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/<id>/memory       a full snapshot's images of the processes (CRIU)
@@ -90,6 +94,11 @@ impl Layout {
     /// The base images ([`crate::base_image`]).
     pub fn images(&self) -> &Path {
         &self.images
+    }
+
+    /// The images pulled from registries ([`crate::oci`]).
+    pub fn oci_images(&self) -> PathBuf {
+        self.images.join("oci")
     }
 
     /// Where versions before the Debian base kept the host-made `base` template (removed at start).

@@ -30,6 +30,7 @@ mod merge;
 pub mod mounts;
 pub mod net;
 pub mod netpool;
+pub mod oci;
 mod spawner;
 mod spec;
 mod store;

@@ -21,7 +21,11 @@ pub struct Template {
 impl Template {
     /// The template made of an image's root alone.
     pub fn of_image(name: &str, image: &BaseImage) -> Self {
-        let root = image.rootfs();
+        Self::of_rootfs(name, image.rootfs())
+    }
+
+    /// The template made of the system at `root` alone.
+    pub fn of_rootfs(name: &str, root: PathBuf) -> Self {
         Self { name: name.into(), usr_lowers: vec![root.join("usr")], root_lowers: vec![root] }
     }
 }

@@ -122,6 +122,7 @@ fn open(dir: &Path) -> Engine {
         user_namespace: true,
         layer_store: Default::default(),
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     })
     .unwrap()
 }
@@ -143,6 +144,7 @@ fn open_on_store_with(dir: &Path, disk_limit_mb: Option<u64>) -> Engine {
         user_namespace: true,
         layer_store: sandbank_engine::LayerStore::Btrfs { image_bytes: 4 << 30 },
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     })
     .unwrap()
 }
@@ -332,6 +334,7 @@ fn second_engine_on_a_data_dir_is_refused() {
         user_namespace: true,
         layer_store: Default::default(),
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     })
     .unwrap_err();
     match &err {
@@ -845,6 +848,7 @@ fn snapshots_cross_user_namespace_modes() {
             user_namespace: userns,
             layer_store: Default::default(),
             images_dir: Some(sandbank_testkit::images_dir()),
+            registries: Default::default(),
         })
         .unwrap()
     };
@@ -1037,6 +1041,7 @@ fn internet_access_without_pasta() {
         user_namespace: true,
         layer_store: Default::default(),
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     })
     .unwrap();
     // Asked for (as the SDKs always do) on a host without pasta: loopback only, reported as such.
@@ -1072,6 +1077,7 @@ fn no_user_namespace_is_refused_unless_asked_for() {
         user_namespace,
         layer_store: Default::default(),
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     };
     match Engine::open(config(true)) {
         Err(e @ EngineError::NoUserNamespace(_)) => {
@@ -1094,6 +1100,7 @@ fn internet_access_when_pasta_fails() {
         user_namespace: true,
         layer_store: Default::default(),
         images_dir: Some(sandbank_testkit::images_dir()),
+        registries: Default::default(),
     };
     let engine = Engine::open(broken).unwrap();
     let mut asked = spec(&engine);

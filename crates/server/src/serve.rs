@@ -135,6 +135,10 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
                 StoreKind::Auto => LayerStore::Auto { image_bytes: args.store_image_gb << 30 },
             },
             images_dir: args.images_dir.clone(),
+            registries: sandbank_engine::oci::Registries {
+                mirror: args.registry_mirror.clone().filter(|m| !m.trim().is_empty()),
+                insecure: args.insecure_registry.clone(),
+            },
         };
         let engine = tokio::task::spawn_blocking(move || Engine::open(config))
             .await

@@ -50,4 +50,7 @@ pub enum EngineError {
     /// The base image is not there and could not be built.
     #[error(transparent)]
     BaseImage(#[from] crate::base_image::BaseImageError),
+    /// An image could not be pulled from its registry.
+    #[error(transparent)]
+    Image(#[from] crate::oci::ImageError),
 }

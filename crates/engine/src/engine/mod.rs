@@ -66,6 +66,8 @@ pub struct EngineConfig {
     /// Where the base images are built and kept ([`crate::base_image`]); `None`:
     /// `<data_dir>/images`. Data directories may share one.
     pub images_dir: Option<PathBuf>,
+    /// Where images named by builds are pulled from ([`crate::oci`]).
+    pub registries: crate::oci::Registries,
 }
 
 /// A sandbox's disk limit when neither the request nor the server names one: 10 GB, E2B's
@@ -374,6 +376,18 @@ impl Engine {
     /// groups.
     pub fn disk_limits(&self) -> bool {
         self.cow.as_ref().is_some_and(crate::cow::CowStore::has_quota)
+    }
+
+    /// Pulls the image `reference` (unless it is here) and returns it: its template is
+    /// [`crate::oci::OciImage::template_name`]. `progress` gets a line per step.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        credentials: &crate::oci::Credentials,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<crate::oci::OciImage, EngineError> {
+        let oci_dir = self.layout.oci_images();
+        Ok(crate::oci::pull(&oci_dir, reference, credentials, &self.config.registries, progress).await?)
     }
 
     /// The name of the image the `base` template is (its recipe's: see [`crate::base_image`]).

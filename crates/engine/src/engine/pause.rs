@@ -171,11 +171,10 @@ impl Engine {
                 Some(r) if r.status() == Status::Dormant => {
                     let makeup = r.makeup.clone();
                     let template = self
-                        .templates
-                        .get(&makeup.template)
+                        .template(&makeup.template)
                         .ok_or_else(|| EngineError::TemplateNotFound(makeup.template.clone()))?;
                     let spec = makeup.spec.clone();
-                    let launch = register(&mut state, Launch { template: template.clone(), makeup });
+                    let launch = register(&mut state, Launch { template, makeup });
                     let busy = Arc::clone(&state.processes(id).expect("registered just now").busy);
                     let turn = busy.try_lock_owned().expect("a sandbox registered just now is not busy");
                     Some((spec, launch, turn))

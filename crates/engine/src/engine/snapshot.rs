@@ -33,7 +33,7 @@ impl Engine {
             None => self.criu().ok().cloned(),
         };
         let required = mode == Some(SnapshotMode::Full);
-        if let Some(name) = name.as_deref().filter(|n| self.templates.contains_key(*n)) {
+        if let Some(name) = name.as_deref().filter(|n| self.template(n).is_some()) {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
         }

@@ -59,21 +59,29 @@ pub(super) fn forget_processes(state: &mut State, id: &str) -> Option<Processes>
 }
 
 /// What a sandbox starts from.
-pub(super) struct Source<'a> {
-    template: &'a Template,
+pub(super) struct Source {
+    template: Template,
     snapshot: Option<SnapshotRecord>,
 }
 
 impl Engine {
-    pub(super) fn resolve<'a>(&'a self, state: &State, name: &str) -> Result<Source<'a>, EngineError> {
+    /// The template `name`: one of the engine's, or an image pulled from a registry.
+    pub(super) fn template(&self, name: &str) -> Option<Template> {
         if let Some(template) = self.templates.get(name) {
+            return Some(template.clone());
+        }
+        let image = crate::oci::find(&self.layout.oci_images(), name)?;
+        Some(Template::of_rootfs(name, image.rootfs()))
+    }
+
+    pub(super) fn resolve(&self, state: &State, name: &str) -> Result<Source, EngineError> {
+        if let Some(template) = self.template(name) {
             return Ok(Source { template, snapshot: None });
         }
         let untagged = name.rsplit_once(':').map_or(name, |(base, _tag)| base);
         let snapshot = state.store.get(untagged)?.ok_or_else(|| EngineError::TemplateNotFound(name.to_string()))?;
         let template = self
-            .templates
-            .get(&snapshot.template)
+            .template(&snapshot.template)
             .ok_or_else(|| EngineError::TemplateNotFound(snapshot.template.clone()))?;
         Ok(Source { template, snapshot: Some(snapshot) })
     }
@@ -97,7 +105,7 @@ impl Engine {
                 template_id: source.snapshot.as_ref().map_or_else(|| source.template.name.clone(), |s| s.id.clone()),
                 source: source.snapshot.map(|s| s.id),
             };
-            register(&mut state, Launch { template: source.template.clone(), makeup })
+            register(&mut state, Launch { template: source.template, makeup })
         };
         self.start(spec, launch).await
     }

@@ -3,6 +3,7 @@
 
 use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::SnapshotInfo;
+use sandbank_engine::oci::Credentials;
 use sandbank_engine::{
     Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotMode,
 };
@@ -53,6 +54,20 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Vec<SnapshotInfo>, EngineError>;
     /// `Ok(false)` when there is no such snapshot. Blocking.
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError>;
+    /// Pulls an image from its registry unless it is here; `progress` gets a line per step.
+    fn pull_image<'a>(
+        &'a self,
+        reference: &'a str,
+        credentials: &'a Credentials,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Result<PulledImage, EngineError>>;
+}
+
+/// A pulled image: the template it is, and the environment its configuration gives.
+#[derive(Clone, Debug)]
+pub struct PulledImage {
+    pub template: String,
+    pub env: Vec<(String, String)>,
 }
 
 impl Backend for Engine {
@@ -129,5 +144,17 @@ impl Backend for Engine {
 
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
         Engine::delete_snapshot(self, id_or_name)
+    }
+
+    fn pull_image<'a>(
+        &'a self,
+        reference: &'a str,
+        credentials: &'a Credentials,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Result<PulledImage, EngineError>> {
+        Box::pin(async move {
+            let image = Engine::pull_image(self, reference, credentials, progress).await?;
+            Ok(PulledImage { template: image.template_name(), env: image.env() })
+        })
     }
 }

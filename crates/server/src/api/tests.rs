@@ -253,6 +253,19 @@ impl Backend for Fake {
         Ok(all.len() != n)
     }
 
+    fn pull_image<'a>(
+        &'a self,
+        reference: &'a str,
+        _credentials: &'a sandbank_engine::oci::Credentials,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Result<super::backend::PulledImage, EngineError>> {
+        Box::pin(async move {
+            progress(format!("Pulling {reference}"));
+            let message = "not found in the fake's registry".to_string();
+            Err(sandbank_engine::oci::ImageError { reference: reference.into(), message }.into())
+        })
+    }
+
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let ids: Vec<String> = self.running.lock().unwrap().keys().cloned().collect();

@@ -39,6 +39,14 @@ pub struct ServeArgs {
     /// directories may share one (an image never changes once built).
     #[arg(long, env = "SANDBANK_IMAGES_DIR")]
     pub images_dir: Option<PathBuf>,
+    /// Pull Docker Hub's images (a build's `fromImage('python:3.12')`) from this registry instead:
+    /// `host[:port]`, or `http://host[:port]` for one without TLS (as dockerd's registry mirrors).
+    #[arg(long, env = "SANDBANK_REGISTRY_MIRROR")]
+    pub registry_mirror: Option<String>,
+    /// Speak plain HTTP to these registries (`host[:port]`, comma-separated or repeated); those on
+    /// a loopback address always are.
+    #[arg(long, env = "SANDBANK_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
     /// The most the btrfs store's image may hold, in GB (sparse: it takes what is written).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_image_gb: u64,

@@ -94,15 +94,18 @@ impl Build {
         let from = req.from().map_err(|m| failed(m, "base"))?;
         let steps = req.steps().map_err(|(i, m)| failed(m, i.to_string()))?;
         let (mut layer, envs) = self.start_point(&from).await?;
-        self.log(
-            format!("Building from {}", if from == From::Base { "base".to_string() } else { layer.clone() }),
-            Some("base".into()),
-        );
+        let origin = match &from {
+            From::Base => "base".to_string(),
+            From::Template(_) => layer.clone(),
+            From::Image { reference, .. } => format!("{reference} ({layer})"),
+        };
+        self.log(format!("Building from {origin}"), Some("base".into()));
         let mut state = State { user: DEFAULT_USER.into(), workdir: None, envs };
         // Layers over the base are cached by its image: a new base image builds them anew.
         let mut key = match from {
             From::Base => format!("{layer}:{}", self.backend.base_image_id()),
-            From::Template(_) => layer.clone(),
+            // A pulled image's template is named by its digest.
+            From::Template(_) | From::Image { .. } => layer.clone(),
         };
         let mut force = req.force;
         for (i, step) in steps.iter().enumerate() {
@@ -162,6 +165,18 @@ impl Build {
                     true => Ok((reference.clone(), BTreeMap::new())),
                     false => Err(failed(format!("template {reference:?} not found"), "base")),
                 }
+            }
+            From::Image { reference, credentials } => {
+                let (templates, template_id, build_id) =
+                    (Arc::clone(&self.templates), self.template_id.clone(), self.build_id.clone());
+                let progress =
+                    move |line: String| templates.log(&template_id, &build_id, "info", line, Some("base".into()));
+                let image = self
+                    .backend
+                    .pull_image(reference, credentials, &progress)
+                    .await
+                    .map_err(|e| failed(e.to_string(), "base"))?;
+                Ok((image.template, image.env.into_iter().collect()))
             }
         }
     }

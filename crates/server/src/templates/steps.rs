@@ -1,6 +1,7 @@
 //! A template build as E2B's builder sends it (`POST /v2/templates/{id}/builds/{build}`): where
 //! it starts from, and its steps, checked and typed; and the key each step's result is cached by.
 
+use sandbank_engine::oci::Credentials;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -36,6 +37,8 @@ pub enum From {
     Base,
     /// Another template of this server, by name (with its tag) or ID.
     Template(String),
+    /// An image of a registry, pulled with these credentials.
+    Image { reference: String, credentials: Credentials },
 }
 
 /// The image E2B's `fromBaseImage()` names: the cloud's base, which `base` is here.
@@ -70,16 +73,38 @@ impl BuildRequest {
             (Some(t), _) if !t.trim().is_empty() => Ok(From::Template(t.trim().to_string())),
             (_, None) => Ok(From::Base),
             (_, Some(image)) if image == CLOUD_BASE_IMAGE || image.starts_with("e2bdev/base:") => Ok(From::Base),
-            (_, Some(image)) => Err(format!(
-                "image {image:?}: building from OCI images is not supported by this server yet; start from \
-                 fromBaseImage() (the local base, Debian 12) or fromTemplate(…)"
-            )),
+            (_, Some(image)) if image.trim().is_empty() => Err("fromImage is empty: name an image".into()),
+            (_, Some(image)) => Ok(From::Image {
+                reference: image.trim().to_string(),
+                credentials: credentials(self.from_image_registry.as_ref())?,
+            }),
         }
     }
-
     /// The steps, checked; `Err` names the step (1-based, as E2B counts) and what is wrong.
     pub fn steps(&self) -> Result<Vec<Step>, (usize, String)> {
         self.steps.iter().enumerate().map(|(i, s)| parse(s).map_err(|why| (i + 1, why))).collect()
+    }
+}
+
+/// The credentials of `fromImageRegistry` (`{"type": "registry", "username", "password"}`, or a
+/// GCP service account's key, which Google's registries take as the password of `_json_key`).
+fn credentials(registry: Option<&serde_json::Value>) -> Result<Credentials, String> {
+    let Some(registry) = registry.filter(|r| !r.is_null()) else { return Ok(Credentials::Anonymous) };
+    let field = |name: &str| registry.get(name).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    match registry.get("type").and_then(|t| t.as_str()) {
+        Some("registry") => match (field("username"), field("password")) {
+            (Some(u), Some(p)) => Ok(Credentials::Basic { username: u.into(), password: p.into() }),
+            _ => Err("fromImageRegistry: both username and password are required".into()),
+        },
+        Some("gcp") => match field("serviceAccountJson") {
+            Some(key) => Ok(Credentials::Basic { username: "_json_key".into(), password: key.into() }),
+            None => Err("fromImageRegistry: type \"gcp\" needs serviceAccountJson".into()),
+        },
+        Some("aws") => Err("fromImageRegistry: AWS (ECR) credentials are not supported by this server; give \
+                            the registry's username and password instead (`AWS` and the output of \
+                            `aws ecr get-login-password`)"
+            .into()),
+        other => Err(format!("fromImageRegistry: unknown type {other:?} (registry, gcp, aws)")),
     }
 }
 
@@ -213,7 +238,20 @@ mod tests {
         assert_eq!(from(None, None).unwrap(), From::Base);
         assert_eq!(from(Some("e2bdev/base"), None).unwrap(), From::Base);
         assert_eq!(from(None, Some("mine:v1")).unwrap(), From::Template("mine:v1".into()));
-        assert!(from(Some("ubuntu:22.04"), None).unwrap_err().contains("\"ubuntu:22.04\""));
+        let anonymous = From::Image { reference: "ubuntu:22.04".into(), credentials: Credentials::Anonymous };
+        assert_eq!(from(Some("ubuntu:22.04"), None).unwrap(), anonymous);
+        assert!(from(Some(" "), None).unwrap_err().contains("empty"));
+        let with = |registry: serde_json::Value| {
+            BuildRequest { from_image: Some("r/i".into()), from_image_registry: Some(registry), ..Default::default() }
+                .from()
+        };
+        let basic = with(serde_json::json!({"type": "registry", "username": "u", "password": "p"})).unwrap();
+        let expected = Credentials::Basic { username: "u".into(), password: "p".into() };
+        assert_eq!(basic, From::Image { reference: "r/i".into(), credentials: expected });
+        assert!(!format!("{basic:?}").contains("\"p\""), "no password in Debug: {basic:?}");
+        assert!(with(serde_json::json!({"type": "registry", "username": "u"})).unwrap_err().contains("password"));
+        assert!(with(serde_json::json!({"type": "aws"})).unwrap_err().contains("ECR"));
+        assert!(with(serde_json::json!({"type": "quay"})).unwrap_err().contains("\"quay\""));
     }
 
     #[test]

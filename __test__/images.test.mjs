@@ -67,6 +67,29 @@ describe('templates from OCI images', () => {
     assert.ok(logs.some((l) => l.startsWith('CACHED')), logs.join('\n'))
   })
 
+  test('a private image is pulled with the registry\'s credentials, and refused without', async (t) => {
+    const auth = { username: 'builder', password: `pw-${randomBytes(6).toString('hex')}` }
+    const locked = await startRegistry({ auth })
+    t.after(async () => {
+      removePulledImages(process.env.SANDBANK_IMAGES_DIR ?? server.imagesDir, locked)
+      await locked.stop()
+    })
+    const privateImage = pushTestImage(locked, 'sandbank-test/private', '1', { auth })
+    await assert.rejects(build(Template().fromImage(privateImage), unique('anonymous')), (e) => {
+      assert.ok(e instanceof BuildError, `${e?.constructor?.name}: ${e}`)
+      assert.match(e.message, /refused access/)
+      assert.ok(!e.message.includes(auth.password))
+      return true
+    })
+    await assert.rejects(build(Template().fromImage(privateImage, { ...auth, password: 'wrong' }), unique('wrong')), /refused access/)
+    const name = unique('private')
+    await build(Template().fromImage(privateImage, auth), name)
+    const sbx = await Sandbox.create(name, server.e2b())
+    server.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill())
+    assert.equal(await sh(sbx, 'cat /data/added.txt'), 'from layer 2\n')
+  })
+
   test('an image the registry does not have fails the build, naming it', async () => {
     const missing = `${registry.host}/sandbank-test/none:1`
     await assert.rejects(build(Template().fromImage(missing), unique('missing')), (e) => {

@@ -8,7 +8,7 @@
 //! <data>/images/.<id>.building/   an image being built (under `.<id>.lock`); `<id>.failed.log` a failed build's log
 //! <data>/images/oci/<hex>/rootfs the images pulled from registries (the template `oci-<hex>`: [`crate::oci`]),
 //!                                 by their manifest's digest; `image.json` what they were pulled by
-//! <data>/images/oci/.<hex>.pulling/  one being pulled (under `.<hex>.lock`); `refs.json` what each
+//! <data>/images/oci/.<hex>.pulling/  one being pulled (under `.pull.lock`); `refs.json` what each
 //!                                 reference's digest was at its last pull (used when offline)
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID

@@ -158,7 +158,8 @@ pub async fn pull(
     let complete = |image: &OciImage| image.info().is_some();
     if !complete(&image) {
         fs::create_dir_all(oci_dir).map_err(|e| fail(format!("create {}: {e}", oci_dir.display())))?;
-        let lock_path = oci_dir.join(format!(".{hex}.lock"));
+        // One lock for every pull (pulls are rare): a lock file per image would stay behind.
+        let lock_path = oci_dir.join(".pull.lock");
         let _lock = tokio::task::spawn_blocking(move || crate::base_image::lock(&lock_path, "an image"))
             .await
             .expect("the lock task does not panic")

@@ -576,16 +576,28 @@ impl Api {
         body: Option<serde_json::Value>,
         timeout: Option<std::time::Duration>,
     ) -> Result<ApiResponse> {
+        let body = body.map(|b| serde_json::to_vec(&b).expect("JSON"));
+        self.send_raw(method, path, query, body, timeout).await
+    }
+
+    /// A request whose JSON body is already serialized (to keep a struct's key order, which a
+    /// `serde_json::Value` would sort).
+    pub(crate) async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        json_body: Option<Vec<u8>>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ApiResponse> {
         let mut url = format!("{}{}", self.config.api_url, path);
         if !query.is_empty() {
             url.push('?');
             url.push_str(query);
         }
         let mut req = self.config.http.request(method, url).headers(header_map(&self.config.api_headers())?);
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(&b).expect("JSON"));
+        if let Some(b) = json_body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
         }
         if let Some(t) = timeout {
             req = req.timeout(t);

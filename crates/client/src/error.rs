@@ -56,6 +56,13 @@ pub enum Error {
     /// `CommandExitError`: the message is the result's `error`.
     #[error("{}", .0.error.as_deref().unwrap_or(""))]
     CommandExit(CommandResult),
+    /// `BuildError` (e2b's; not a `SandboxError`): a template build that failed, with the step
+    /// that failed and its log when the server said which.
+    #[error("{}", .0.message)]
+    Build(BuildFailure),
+    /// `FileUploadError` (a `BuildError`): a COPY step's files could not be uploaded.
+    #[error("{0}")]
+    FileUpload(String),
     /// A plain JS `Error` (e.g. `No more items to fetch`, `Domain cannot be empty`).
     #[error("{0}")]
     Other(String),
@@ -63,10 +70,29 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Why a template build failed: the server's reason, the step it names (`base`, `finalize`, or
+/// the 1-based number of a step, as E2B counts) and that step's log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildFailure {
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub log_entries: Vec<crate::templates::LogEntry>,
+}
+
+impl Error {
+    /// A `BuildError` that is only a message (an API error, a request that went wrong).
+    pub fn build(message: impl Into<String>) -> Error {
+        Error::Build(BuildFailure { message: message.into(), ..Default::default() })
+    }
+}
+
 impl Error {
     /// The JS class name, stable: `SandboxError`, `TimeoutError`, `InvalidArgumentError`,
     /// `NotEnoughSpaceError`, `NotFoundError`, `FileNotFoundError`, `SandboxNotFoundError`,
-    /// `AuthenticationError`, `RateLimitError`, `TemplateError`, `CommandExitError`, `Error`.
+    /// `AuthenticationError`, `RateLimitError`, `TemplateError`, `CommandExitError`, `BuildError`,
+    /// `FileUploadError`, `Error`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Sandbox(_) => "SandboxError",
@@ -80,6 +106,8 @@ impl Error {
             Error::RateLimit(_) => "RateLimitError",
             Error::Template(_) => "TemplateError",
             Error::CommandExit(_) => "CommandExitError",
+            Error::Build(_) => "BuildError",
+            Error::FileUpload(_) => "FileUploadError",
             Error::Other(_) => "Error",
         }
     }

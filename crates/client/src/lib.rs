@@ -10,6 +10,8 @@
 //! - [`envd`]: the Connect/JSON transport to a sandbox's envd; [`commands`], [`pty`], [`files`]
 //!   (with directory watches) on top; [`signature`]: signed `/files` URLs.
 //! - [`sandbox`]: [`Sandbox`], tying it together.
+//! - [`templates`]: template builds as e2b's `Template` drives them (also `sandbank templates
+//!   build`): Dockerfiles, COPY files (hash, archive, upload), the build and its log.
 
 #![deny(unsafe_code)]
 
@@ -25,6 +27,7 @@ mod paginator;
 mod pty;
 mod sandbox;
 mod signature;
+pub mod templates;
 
 pub use api::SandboxInfoLifecycle;
 pub use api::{
@@ -33,7 +36,7 @@ pub use api::{
 };
 pub use commands::{CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo};
 pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};
-pub use error::{CommandResult, Error, Result};
+pub use error::{BuildFailure, CommandResult, Error, Result};
 pub use files::{
     EntryInfo, FileStream, FileType, Files, FilesystemEvent, FilesystemEventType, FilesystemOpts, WatchHandle,
     WatchOpts, WriteData, WriteEntry, WriteInfo, WriteOpts,

@@ -144,6 +144,20 @@ export declare class NativeSnapshotPaginator {
 }
 export type JsSnapshotPaginator = NativeSnapshotPaginator
 
+/** A build under way: its log lines, then its outcome. */
+export declare class NativeTemplateBuild {
+  /**
+   * Starts `Template.build` (or, with `background`, `buildInBackground`) of `template`, the
+   * builder's JSON.
+   */
+  static start(template: string, opts: TemplateBuildOptions, background: boolean, conn?: ConnectionOptions | undefined | null): Promise<NativeTemplateBuild>
+  /** The next log line; `null` once the build call is over. */
+  nextLog(): Promise<LogEntryJs | null>
+  /** What was built, or why not. */
+  finish(): Promise<BuildInfoJs>
+}
+export type JsTemplateBuild = NativeTemplateBuild
+
 /** A running directory watch; JS pulls events into the `onEvent`/`onExit` callbacks. */
 export declare class NativeWatchHandle {
   /** The next event; `null` once the watch ended; rejects once when it ended with an error. */
@@ -152,6 +166,38 @@ export declare class NativeWatchHandle {
   stop(): void
 }
 export type JsWatchHandle = NativeWatchHandle
+
+/** `Template.assignTags(target, tags)`. */
+export declare function assignTemplateTags(target: string, tags: Array<string>, conn?: ConnectionOptions | undefined | null): Promise<TemplateTagInfoJs>
+
+/** `BuildInfo` (without the deprecated `alias`, which JS adds). */
+export interface BuildInfoJs {
+  name: string
+  tags?: Array<string>
+  templateId: string
+  buildId: string
+}
+
+export interface BuildReasonJs {
+  message: string
+  step?: string
+  logEntries: Array<LogEntryJs>
+}
+
+export interface BuildStatusJs {
+  templateId: string
+  buildId: string
+  status: string
+  logEntries: Array<LogEntryJs>
+  logs: Array<string>
+  reason?: BuildReasonJs
+}
+
+/**
+ * `copy(src, …)`'s check of `src`: relative, inside the context (else a `TemplateError`
+ * naming it).
+ */
+export declare function checkCopySource(src: string): void
 
 /** The sandbox fields of `SandboxCloneOpts`. */
 export interface CloneOptions {
@@ -197,6 +243,21 @@ export interface ConnectionOptions {
   /** Milliseconds; 0 disables. Default 60 000. */
   requestTimeoutMs?: number
   headers?: Record<string, string>
+}
+
+export interface DockerfileJs {
+  baseImage: string
+  steps: Array<DockerfileStepJs>
+  warnings: Array<string>
+}
+
+/**
+ * One builder call of a Dockerfile: `kind` is `RUN` `[cmd]`, `COPY` `[src, dest, user?]`,
+ * `ENV` `[k1, v1, …]`, `WORKDIR` `[dir]`, `USER` `[user]` or `START` `[cmd, ready]`.
+ */
+export interface DockerfileStepJs {
+  kind: string
+  args: Array<string>
 }
 
 export interface EntryInfoJs {
@@ -246,6 +307,12 @@ export interface FsOptions {
 /** `getSignature({path, operation, user, expirationInSeconds, envdAccessToken})`. */
 export declare function getFileSignature(path: string, operation: string, user?: string | undefined | null, expirationInSeconds?: number | undefined | null, envdAccessToken?: string | undefined | null): SignatureJs
 
+/** `Template.getBuildStatus({templateId, buildId}, {logsOffset})`. */
+export declare function getTemplateBuildStatus(templateId: string, buildId: string, logsOffset?: number | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<BuildStatusJs>
+
+/** `Template.getTags(templateIdOrName)`. */
+export declare function getTemplateTags(templateId: string, conn?: ConnectionOptions | undefined | null): Promise<Array<TemplateTagJs>>
+
 export interface LifecycleOptions {
   onTimeout?: string
   autoResume?: boolean
@@ -256,6 +323,13 @@ export interface LifecycleOptions {
  * `$XDG_DATA_HOME/sandbank`, else `~/.local/share/sandbank`); `null` with none of them set.
  */
 export declare function localDataDir(): string | null
+
+/** One log line; `timestamp` in epoch milliseconds. */
+export interface LogEntryJs {
+  timestamp: number
+  level: string
+  message: string
+}
 
 /** `SandboxMetricsOpts`: `start`/`end` as epoch milliseconds (a `Date`'s `getTime()`). */
 export interface MetricsOptions {
@@ -270,6 +344,9 @@ export interface OutputChunk {
   /** A terminal's bytes. */
   pty?: Buffer
 }
+
+/** `fromDockerfile(contentOrPath)`: a path to a file, else the Dockerfile's text. */
+export declare function parseDockerfile(contentOrPath: string): DockerfileJs
 
 export interface ProcessInfoJs {
   pid: number
@@ -290,6 +367,9 @@ export interface PtyOptions {
   timeoutMs?: number
   requestTimeoutMs?: number
 }
+
+/** `Template.removeTags(name, tags)`. */
+export declare function removeTemplateTags(name: string, tags: Array<string>, conn?: ConnectionOptions | undefined | null): Promise<void>
 
 /** `SandboxInfo` with times as epoch milliseconds. */
 export interface SandboxInfoJs {
@@ -371,6 +451,40 @@ export interface SnapshotListOptions {
   sandboxId?: string
   limit?: number
   nextToken?: string
+}
+
+/**
+ * The build options of `Template.build` (the connection options come apart), with where the
+ * builder's COPY sources are.
+ */
+export interface TemplateBuildOptions {
+  /** `name` or `name:tag`. */
+  name: string
+  tags?: Array<string>
+  cpuCount?: number
+  memoryMB?: number
+  minFreeDiskMb?: number
+  skipCache?: boolean
+  fileContextPath: string
+  fileIgnorePatterns: Array<string>
+}
+
+/** `Template.exists(name)`. */
+export declare function templateExists(name: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+
+/** The `filesHash` of a COPY of `src` to `dest` from `fileContextPath` (what `toJSON` shows). */
+export declare function templateFilesHash(src: string, dest: string, fileContextPath: string, fileIgnorePatterns: Array<string>, resolveSymlinks: boolean): Promise<string>
+
+export interface TemplateTagInfoJs {
+  buildId: string
+  tags: Array<string>
+}
+
+/** One tag; `createdAt` in epoch milliseconds. */
+export interface TemplateTagJs {
+  tag: string
+  buildId: string
+  createdAt: number
 }
 
 /** `SandboxUrlOpts`. */

@@ -44,6 +44,30 @@ import SandboxDefault, {
   type SandboxCloneOpts,
   type SandboxCloneResult,
   type CloneResult,
+  Template,
+  TemplateBase,
+  ReadyCmd,
+  waitForPort,
+  waitForURL,
+  waitForProcess,
+  waitForFile,
+  waitForTimeout,
+  LogEntry,
+  LogEntryStart,
+  LogEntryEnd,
+  defaultBuildLogger,
+  BuildError,
+  FileUploadError,
+  type BuildInfo,
+  type BuildOptions,
+  type TemplateBuilder,
+  type TemplateBuildStatusResponse,
+  type TemplateClass,
+  type TemplateFinal,
+  type TemplateFromImage,
+  type TemplateTag,
+  type TemplateTagInfo,
+  type LogEntryLevel,
 } from 'sandbank'
 
 async function everything(): Promise<void> {
@@ -275,4 +299,64 @@ async function everything(): Promise<void> {
   void [b, e, same, domain, host, token, killed, nothing, running, started, mem, more, next, page, created, size, names, parent, mode, origin, fromSnap, snapId, snapPage, deleted, exit, out, code, sofar, err, list, k1, k2, waited, either, text, text2, bytes, blob, w1, w2, w3, w4, ws, ws2, isFile, exists, made, moved, modified, errors, v]
 }
 
+async function templates(conn: ConnectionOpts): Promise<void> {
+  const start: TemplateFromImage = Template({ fileContextPath: '.', fileIgnorePatterns: ['*.log'] })
+  const builder: TemplateBuilder = start
+    .skipCache()
+    .fromBaseImage()
+    .copy('app', '/app', { user: 'root', mode: 0o755, forceUpload: true, resolveSymlinks: true, gzip: false })
+    .copy(['a', new URL('file:///tmp/b')], '/x')
+    .copyItems([{ src: 'c', dest: '/c', mode: 0o644 }])
+    .runCmd('make')
+    .runCmd(['a', 'b'], { user: 'root' })
+    .aptInstall('vim', { noInstallRecommends: true })
+    .pipInstall(['numpy'], { g: false })
+    .npmInstall('tsx', { g: true, dev: false })
+    .bunInstall()
+    .gitClone('https://example.com/r.git', '/r', { branch: 'main', depth: 1 })
+    .setEnvs({ A: '1' })
+    .setWorkdir('/app')
+    .setUser('user')
+    .makeDir(['/d'], { mode: 0o700 })
+    .makeSymlink('/d', '/e', { force: true })
+    .remove('/tmp/x', { recursive: true, force: true })
+    .rename('/a', '/b')
+  const others: TemplateBuilder[] = [
+    Template().fromImage('python:3', { username: 'u', password: 'p' }),
+    Template().fromTemplate('base'),
+    Template().fromDockerfile('FROM e2bdev/base'),
+    Template().fromPythonImage('3.12'),
+    Template().fromNodeImage(),
+    Template().fromUbuntuImage('24.04'),
+    Template().fromDebianImage(),
+    new Template().fromAWSRegistry('img', { accessKeyId: 'a', secretAccessKey: 's', region: 'r' }),
+    new TemplateBase().fromGCPRegistry('img', { serviceAccountJSON: {} }),
+  ]
+  const ready: ReadyCmd[] = [waitForPort(8000), waitForURL('http://localhost', 201), waitForProcess('x'), waitForFile('/f'), waitForTimeout(5000)]
+  const final: TemplateFinal = builder.setStartCmd('serve', waitForPort(8000))
+  const final2: TemplateFinal = builder.setReadyCmd('true')
+  const log = defaultBuildLogger({ minLevel: 'debug' as LogEntryLevel })
+  const opts: BuildOptions = { ...conn, alias: 'old-style', cpuCount: 2, memoryMB: 1024, skipCache: true, tags: ['v1'], onBuildLogs: log }
+  const info: BuildInfo = await Template.build(final, 'my-template:v1', { ...conn, onBuildLogs: (l: LogEntry) => console.log(l.level, l.message, l.timestamp.getTime()) })
+  const old: BuildInfo = await Template.build(builder, opts)
+  const bg: BuildInfo = await Template.buildInBackground(builder, 'my-template', conn)
+  const status: TemplateBuildStatusResponse = await Template.getBuildStatus(bg, { ...conn, logsOffset: 0 })
+  const failedStep: string | undefined = status.reason?.step
+  const exists: boolean = (await Template.exists('my-template', conn)) && (await Template.aliasExists('x'))
+  const assigned: TemplateTagInfo = await Template.assignTags('my-template:v1', ['stable'], conn)
+  await Template.removeTags('my-template', 'stable', conn)
+  const tags: TemplateTag[] = await Template.getTags(info.templateId, conn)
+  const json: string = await Template.toJSON(builder as TemplateClass, false)
+  const dockerfile: string = Template.toDockerfile(builder)
+  const markers: LogEntry[] = [new LogEntryStart(new Date(), 'Build started'), new LogEntryEnd(new Date(), 'Build finished')]
+  try {
+    await Template.build(builder, 'x')
+  } catch (e) {
+    if (e instanceof FileUploadError) console.log('upload', e.message)
+    if (e instanceof BuildError) console.log(e.step, e.logEntries.map((l) => l.message), e.stack)
+  }
+  void [others, ready, final2, old, failedStep, exists, assigned, tags, json, dockerfile, markers, info.alias, info.name, info.tags, info.buildId]
+}
+
 void everything
+void templates

@@ -4,6 +4,7 @@ import { types } from 'node:util'
 import type { CommandResult } from './commands'
 import type { CommandResultJs } from './internal/native'
 import { commandResult } from './internal/values'
+import { LogEntry, type LogEntryLevel } from './logger'
 
 /** Base class of the sandbox errors. */
 export class SandboxError extends Error {
@@ -70,7 +71,7 @@ export class AuthenticationError extends Error {
   }
 }
 
-/** The template's envd is too old for this SDK. */
+/** A template is wrong (a COPY source outside the context), or its envd is too old for this SDK. */
 export class TemplateError extends SandboxError {
   constructor(message: string, stackTrace?: string) {
     super(message, stackTrace)
@@ -118,6 +119,48 @@ export class CommandExitError extends SandboxError implements CommandResult {
   }
 }
 
+/**
+ * A template build failed (e2b's; not a `SandboxError`). When the build itself failed, `step`
+ * names the step as the server counts them (`base`: the `from*` call, `finalize`: the start
+ * command, a number: the n-th step), `logEntries` holds that step's log, and `stack` points at
+ * the builder call that added the step.
+ */
+export class BuildError extends Error {
+  /** The step that failed, when the server said which. */
+  step?: string
+  /** The failed step's log lines (what its command printed). */
+  logEntries: LogEntry[] = []
+
+  constructor(message: string, stackTrace?: string) {
+    super(message)
+    this.name = 'BuildError'
+    if (stackTrace) this.stack = stackTrace
+  }
+}
+
+/** The files of a COPY step could not be uploaded. */
+export class FileUploadError extends BuildError {
+  constructor(message: string, stackTrace?: string) {
+    super(message, stackTrace)
+    this.name = 'FileUploadError'
+  }
+}
+
+/** How the addon hands over a build's failure. */
+interface BuildFailureJs {
+  message: string
+  step?: string
+  logEntries: { timestamp: string; level: LogEntryLevel; message: string }[]
+}
+
+function buildError(json: string): BuildError {
+  const f: BuildFailureJs = JSON.parse(json)
+  const e = new BuildError(f.message)
+  if (f.step !== undefined) e.step = f.step
+  e.logEntries = f.logEntries.map((l) => new LogEntry(new Date(l.timestamp), l.level, l.message))
+  return e
+}
+
 /** The classes a native rejection may name, by name. */
 const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
   SandboxError,
@@ -130,6 +173,7 @@ const ERROR_CLASSES: Record<string, new (message: string) => Error> = {
   AuthenticationError,
   TemplateError,
   RateLimitError,
+  FileUploadError,
 }
 
 const TAG = /^\[([A-Za-z]+)\] ([\s\S]*)$/
@@ -143,6 +187,7 @@ function fromTag(tagged: string): Error | undefined {
     const r: CommandResultJs = JSON.parse(message)
     return new CommandExitError(commandResult(r))
   }
+  if (kind === 'BuildError') return buildError(message)
   if (kind === 'Error') return new Error(message)
   const Cls = ERROR_CLASSES[kind]
   return Cls ? new Cls(message) : undefined

@@ -1,5 +1,6 @@
 // The public entry of the `sandbank` package: the surface of novita-sandbox 2.1.1 (Sandbox,
-// commands, files, snapshots, paginators, errors) over the native addon (`binding.js`).
+// commands, files, snapshots, paginators, errors) and e2b's Template (builds), over the native
+// addon (`binding.js`).
 // The layer in TypeScript only shapes values: option bags → native arguments, native results →
 // the objects novita-sandbox returns (Dates, optional keys), `[Kind] message` rejections → error
 // classes, and pulled output → onStdout/onStderr callbacks.
@@ -19,6 +20,9 @@ export { Commands, CommandHandle } from './commands'
 export { Filesystem, FileType, FilesystemEventType, WatchHandle } from './filesystem'
 export { Pty } from './pty'
 export { getSignature } from './signature'
+export { Template, TemplateBase } from './template'
+export { ReadyCmd, waitForPort, waitForURL, waitForProcess, waitForFile, waitForTimeout } from './readycmd'
+export { LogEntry, LogEntryStart, LogEntryEnd, defaultBuildLogger } from './logger'
 export {
   SandboxError,
   TimeoutError,
@@ -31,6 +35,8 @@ export {
   TemplateError,
   RateLimitError,
   CommandExitError,
+  BuildError,
+  FileUploadError,
 } from './errors'
 export { serverBinaryPath } from './internal/binary'
 
@@ -67,6 +73,27 @@ export type {
   WriteInfo,
 } from './filesystem'
 export type { SignatureOpts } from './signature'
+export type {
+  BasicBuildOptions,
+  BuildInfo,
+  BuildOptions,
+  BuildStatusReason,
+  CopyItem,
+  GetBuildStatusOptions,
+  McpServerName,
+  PathLike,
+  TemplateBuilder,
+  TemplateBuildStatus,
+  TemplateBuildStatusResponse,
+  TemplateClass,
+  TemplateFactory,
+  TemplateFinal,
+  TemplateFromImage,
+  TemplateOptions,
+  TemplateTag,
+  TemplateTagInfo,
+} from './template'
+export type { LogEntryLevel } from './logger'
 
 /** The version of the native addon (the Rust crate's version). */
 export function version(): string {

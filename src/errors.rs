@@ -1,5 +1,6 @@
 //! Client errors → JS rejections tagged `[Kind] message` (the JS layer builds the classes).
-//! A `CommandExitError` carries its result as JSON after the tag.
+//! A `CommandExitError` carries its result as JSON after the tag, a `BuildError` its failure
+//! (message, step, the step's log).
 
 use napi::{Error, Status};
 use sandbank_client::Error as ClientError;
@@ -13,6 +14,7 @@ pub fn to_napi(e: ClientError) -> Error {
 pub fn tagged(e: &ClientError) -> String {
     let message = match e {
         ClientError::CommandExit(r) => serde_json::to_string(r).unwrap_or_default(),
+        ClientError::Build(f) => serde_json::to_string(f).unwrap_or_default(),
         other => other.message(),
     };
     format!("[{}] {}", e.kind(), message)

@@ -9,6 +9,8 @@ import { missingBinaryHint, packagedBinaryPath } from './binary'
 binding.useLocalEngine(packagedBinaryPath(), missingBinaryHint())
 
 export type {
+  BuildInfoJs,
+  BuildStatusJs,
   CloneOptions,
   CommandOptions,
   CommandResultJs,
@@ -27,6 +29,7 @@ export type {
   SandboxMetricsJs,
   SandboxOptions,
   SnapshotInfoJs,
+  TemplateBuildOptions,
   UrlOptions,
   WriteInfoJs,
 } from '../../binding.js'
@@ -34,6 +37,20 @@ export type {
 /** The addon's sandbox class: its statics are the calls by sandbox ID. */
 export const NativeSandbox = binding.NativeSandbox
 export type NativeSandbox = binding.NativeSandbox
+
+/** A template build under way (its log, then its outcome), and the other template calls. */
+export const NativeTemplateBuild = binding.NativeTemplateBuild
+export type NativeTemplateBuild = binding.NativeTemplateBuild
+export const {
+  templateFilesHash,
+  checkCopySource,
+  parseDockerfile,
+  getTemplateBuildStatus,
+  templateExists,
+  assignTemplateTags,
+  removeTemplateTags,
+  getTemplateTags,
+} = binding
 
 /** The signature of a `/files` URL (`getSignature`). */
 export const getFileSignature = binding.getFileSignature

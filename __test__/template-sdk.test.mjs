@@ -268,10 +268,12 @@ describe('builds on a real server', () => {
 
   test('bad input: a missing file and a bad name are named', async () => {
     const missing = Template({ fileContextPath: ctx }).fromBaseImage().copy('no-such-file.txt', '/x')
-    await assert.rejects(Template.build(missing, unique('missing'), server.e2b()), {
+    const name = unique('missing')
+    await assert.rejects(Template.build(missing, name, server.e2b()), {
       name: 'Error',
       message: `No files found in ${join(ctx, 'no-such-file.txt')}`,
     })
+    assert.equal(await Template.exists(name, server.e2b()), false, 'files are looked for before the template is made')
     await assert.rejects(Template.build(Template().fromBaseImage(), 'Bad Name!', server.e2b()), (e) => {
       assert.ok(e instanceof BuildError, String(e))
       assert.match(e.message, /^400: Invalid template name "Bad Name!"/)

@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod http_server;
+mod ports;
 mod proxy;
 mod serve;
 mod templates;
@@ -34,7 +35,7 @@ enum Command {
     /// Snapshots of the configured server: list, delete.
     #[command(subcommand)]
     Snapshots(cli::SnapshotsCmd),
-    /// Templates built on the configured server: list, delete.
+    /// Templates on the configured server: build (from a Dockerfile), list, delete.
     #[command(subcommand)]
     Templates(cli::TemplatesCmd),
     /// Snapshot a sandbox; prints the snapshot ID.

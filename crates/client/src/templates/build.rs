@@ -1,5 +1,5 @@
-//! A whole template build, in e2b's order: request it (`POST /v3/templates`), hash each COPY
-//! step's files, upload the archives the server lacks, start the build with the steps, and
+//! A whole template build: hash each COPY step's files, request the build (`POST
+//! /v3/templates`), upload the archives the server lacks, start it with the steps, and
 //! (unless in the background) follow its status and log every 200 ms until it is ready or
 //! failed. The SDK's own log lines are e2b's, so a build reads the same through either SDK.
 
@@ -72,6 +72,9 @@ pub async fn start_build(
     if opts.skip_cache {
         spec.force = true;
     }
+    // Before the request (e2b hashes after it): a missing file then leaves no template behind.
+    let ignore = files::ignore_patterns(&opts.context, &opts.ignore_patterns);
+    hash_copies(&mut spec, opts, &ignore).await?;
     let tags = opts.tags.as_deref().filter(|t| !t.is_empty());
     let with_tags = tags.map(|t| format!(" with tags {}", t.join(", "))).unwrap_or_default();
     log(LogEntry::info(format!("Requesting build for template: {}{with_tags}", opts.name)));
@@ -87,8 +90,6 @@ pub async fn start_build(
     let (template_id, build_id) = (requested.template_id, requested.build_id);
     log(LogEntry::info(format!("Template created with ID: {template_id}, Build ID: {build_id}")));
 
-    let ignore = files::ignore_patterns(&opts.context, &opts.ignore_patterns);
-    hash_copies(&mut spec, opts, &ignore).await?;
     let uploads =
         spec.steps.iter().filter(|s| s.kind == "COPY").map(|s| upload_files(api, &template_id, s, opts, &ignore));
     for (src, uploaded) in futures_util::future::try_join_all(uploads).await? {

@@ -1,5 +1,5 @@
 //! The `sandbank` CLI beside `serve`: `sandboxes ls|kill`, `snapshots ls|rm`, `snapshot`,
-//! `templates ls|rm`, `doctor`, `base-image`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
+//! `templates build|ls|rm`, `doctor`, `base-image`. Talks to a server through `sandbank-client`, configured like the SDK: `NOVITA_*` /
 //! `E2B_*` variables (the cloud, or any URL), else the local engine (`SANDBANK_URL` +
 //! `SANDBANK_API_KEY`, else the running daemon's `daemon.json`). Unlike the SDK it never starts a
 //! daemon.
@@ -52,6 +52,31 @@ pub enum SnapshotsCmd {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TemplatesCmd {
+    /// Build a template from a Dockerfile (as `Template().fromDockerfile()` of the SDKs): prints
+    /// the build's log on stderr as it comes, then the template's ID on stdout.
+    Build {
+        /// The template's name (`name` or `name:tag`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The Dockerfile. Default: `Dockerfile` in the context directory.
+        #[arg(long, short = 'f', value_name = "PATH")]
+        dockerfile: Option<std::path::PathBuf>,
+        /// The directory COPY sources are relative to (its `.dockerignore` applies).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        context: std::path::PathBuf,
+        /// A tag of the build (repeatable).
+        #[arg(long = "tag", short = 't', value_name = "TAG")]
+        tags: Vec<String>,
+        /// Build every step again, cached or not.
+        #[arg(long)]
+        skip_cache: bool,
+        /// CPUs of the template's sandboxes.
+        #[arg(long, value_name = "N")]
+        cpu_count: Option<u32>,
+        /// Memory of the template's sandboxes, in MB.
+        #[arg(long, value_name = "MB")]
+        memory_mb: Option<u64>,
+    },
     /// List the templates built on the server (`Template.build` of the e2b SDK).
     Ls {
         /// Machine-readable output: a JSON array of the API's template objects.

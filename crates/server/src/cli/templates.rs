@@ -1,13 +1,84 @@
+//! `sandbank templates build <name> [--dockerfile PATH] [--context DIR] [--tag T]... [--skip-cache]`,
 //! `sandbank templates ls [--json]` and `sandbank templates rm <name>...`.
 
-use super::{api, json_text, print_out, table, time_text, CliResult, TemplatesCmd};
+use super::{api, json_text, print_out, table, time_text, CliError, CliResult, TemplatesCmd};
+use sandbank_client::templates::{self, dockerfile, BuildOpts, LogEntry, TemplateSpec};
+use sandbank_client::{BuildFailure, Error};
 use sandbank_protocol::rest::TemplateInfo;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub async fn main(cmd: TemplatesCmd) -> CliResult<ExitCode> {
     match cmd {
+        TemplatesCmd::Build { name, dockerfile, context, tags, skip_cache, cpu_count, memory_mb } => {
+            // Absolute, so that messages name where files were looked for.
+            let context = std::path::absolute(&context).unwrap_or(context);
+            let opts = BuildOpts {
+                name,
+                tags: Some(tags).filter(|t| !t.is_empty()),
+                cpu_count,
+                memory_mb,
+                skip_cache,
+                context,
+                ..Default::default()
+            };
+            build(dockerfile, opts).await
+        }
         TemplatesCmd::Ls { json } => ls(json).await,
         TemplatesCmd::Rm { names } => super::snapshots::remove("template", &names).await,
+    }
+}
+
+/// One log line as the CLI prints it: `12:04:05 INFO  message` (UTC).
+pub fn log_line(e: &LogEntry) -> String {
+    format!("{} {:<5} {}", e.timestamp.format("%H:%M:%S"), e.level.to_uppercase(), e.message)
+}
+
+/// What a failed build prints: the step, why, and what the step printed.
+pub fn failure_text(name: &str, spec: &TemplateSpec, f: &BuildFailure) -> String {
+    let mut out = match &f.step {
+        Some(step) => format!(
+            "sandbank: the build of {name} failed at step {step} ({}): {}\n",
+            spec.describe_step(step),
+            f.message
+        ),
+        None => format!("sandbank: the build of {name} failed: {}\n", f.message),
+    };
+    if let (Some(step), false) = (&f.step, f.log_entries.is_empty()) {
+        out.push_str(&format!("--- the log of step {step} ---\n"));
+        for e in &f.log_entries {
+            out.push_str(&log_line(e));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Builds the Dockerfile (default: the context's) as the template `opts.name`.
+async fn build(dockerfile: Option<PathBuf>, opts: BuildOpts) -> CliResult<ExitCode> {
+    let path = dockerfile.unwrap_or_else(|| opts.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError(format!("cannot read the Dockerfile {}: {e}", path.display())))?;
+    let parsed = dockerfile::parse(&text).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    for w in &parsed.warnings {
+        eprintln!("sandbank: {}: {w}", path.display());
+    }
+    if !opts.context.is_dir() {
+        return Err(CliError(format!("the context {} is not a directory", opts.context.display())));
+    }
+    let spec = TemplateSpec::from_dockerfile(&parsed);
+    let api = api(None).await?;
+    let mut log = |e: LogEntry| eprintln!("{}", log_line(&e));
+    match templates::build(&api, spec.clone(), &opts, &mut log).await {
+        Ok(info) => {
+            print_out(&format!("{}\n", info.template_id));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Build(f)) => {
+            eprint!("{}", failure_text(&opts.name, &spec, &f));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -50,6 +50,8 @@ describe('templates built with e2b\'s Template', () => {
     const template = Template({ fileContextPath: ctx })
       .fromBaseImage()
       .copy('folder', 'data')
+      .copy('app.py', 'data/')
+      .copy('app.py', '/home/user/data', { user: 'root' })
       .copy('app.py', '/opt/app/app.py', { user: 'root', mode: 0o700 })
       .runCmd('echo built-by-$(whoami) > /home/user/made.txt')
       .runCmd('touch /root/as-root', { user: 'root' })
@@ -75,6 +77,8 @@ describe('templates built with e2b\'s Template', () => {
     const home = (cmd) => sh(sbx, cmd, { user: 'user', cwd: '/home/user' })
     assert.equal(await home('cat data/renamed.txt data/sub/nested.txt; readlink data/link.txt'), 'copied content\nnested\ntest.txt\n')
     assert.equal(await home('stat -c "%U %a" data /opt/app/app.py'), 'user 755\nroot 700\n')
+    // A file into a directory that is there, with or without a trailing slash.
+    assert.equal(await home('cat data/app.py; stat -c %U data/app.py; test -d data && echo dir'), 'print("app")\nroot\ndir\n')
     assert.equal(await home('cat made.txt; readlink made.link; ls dir; echo "$GREETING"'), 'built-by-user\n/home/user/made.txt\nhello world\n')
     assert.equal(await home('sudo test -e /root/as-root && echo there'), 'there\n')
     assert.equal(await home('cat /srv/work/here.txt; stat -c %U /srv/work; cat /tmp/who.txt'), '/srv/work\nhello world\nuser\nroot\n')
@@ -170,7 +174,8 @@ describe('templates built with e2b\'s Template', () => {
       /failed to run command 'whoami': command failed: unauthenticated: invalid username: 'root123'/,
     )
     await assert.rejects(build(Template().fromTemplate('no-such-template').runCmd('true'), unique('from')), /"no-such-template" not found/)
-    await assert.rejects(build(Template().fromImage('ubuntu:22.04').runCmd('true'), unique('image')), /"ubuntu:22.04"/)
+    // Port 1 of loopback: nothing listens there.
+    await assert.rejects(build(Template().fromImage('127.0.0.1:1/none:1').runCmd('true'), unique('image')), /"127.0.0.1:1\/none:1": cannot reach the registry 127.0.0.1:1/)
     await assert.rejects(build(Template().fromBaseImage().runCmd('true'), 'Bad Name!'), /400.*"Bad Name!"/)
     // A COPY whose files were never uploaded (the SDK always uploads them: by hand here).
     const headers = { 'x-api-key': server.apiKey, 'content-type': 'application/json' }

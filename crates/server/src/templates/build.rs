@@ -361,7 +361,8 @@ fn describe(step: &Step) -> String {
 
 /// The script (run as root) that puts a COPY's uploaded files in place: the archive holds the
 /// paths the source matched, relative to the SDK's context directory; what is under the source's
-/// part without wildcards goes to `dest` (a directory's contents into it, a file or link as it),
+/// part without wildcards goes to `dest` (a directory's contents into it, a file or link as it,
+/// or into it when it is a directory or ends with `/`, as Docker's COPY does),
 /// owned by `owner` and with `mode` when given. A relative `dest` is under the working directory,
 /// else the user's home.
 fn copy_script(staged: &str, src: &str, dest: &str, owner: &str, mode: Option<u32>, state: &State) -> String {
@@ -383,6 +384,7 @@ fn copy_script(staged: &str, src: &str, dest: &str, owner: &str, mode: Option<u3
          if [ -d \"$src\" ] && [ ! -L \"$src\" ]; then\n  \
            chown -R {owner} \"$src\"; {chmod_dir}mkdir -p \"$dest\"; cp -a \"$src\"/. \"$dest\"/\n\
          else\n  \
+           case $dest in */) dest=\"$dest$(basename \"$src\")\";; *) [ -d \"$dest\" ] && [ ! -L \"$dest\" ] && dest=\"$dest/$(basename \"$src\")\";; esac\n  \
            mkdir -p \"$(dirname \"$dest\")\"; chown -h {owner} \"$src\"; {chmod_file}mv -fT \"$src\" \"$dest\"\n\
          fi\n\
          rm -rf \"$unpack\" {staged}; rmdir --ignore-fail-on-non-empty \"$(dirname {staged})\"",

@@ -28,3 +28,10 @@ pub const ENVD_VERSION: &str = "0.6.4";
 
 /// The port envd listens on in a cloud sandbox; part of envd host names (`49983-<id>.<domain>`).
 pub const ENVD_PORT: u16 = 49983;
+
+/// envd's route to a sandbox port (`{PORT_TUNNEL_PREFIX}<port>`, a `GET` with `Upgrade:
+/// PORT_TUNNEL_PROTOCOL`): envd connects to the port on the sandbox's loopback and, once it is
+/// connected, answers 101 and carries the bytes both ways; 502 when nothing listens there. The
+/// server's port forwarder reaches sandbox ports through it, never entering their network.
+pub const PORT_TUNNEL_PREFIX: &str = "/sandbank/ports/";
+pub const PORT_TUNNEL_PROTOCOL: &str = "sandbank-tcp";

@@ -5,18 +5,22 @@
 //! connection for as long as it likes. Here hyper's header read timeout runs whenever a
 //! connection waits for a request, new or kept alive, until its last header line.
 //!
+//! Connections may be upgraded (a WebSocket to a sandbox port, `crate::ports`); hyper-util's
+//! graceful shutdown does not take those, so a connection here is told to finish by a token.
+//!
 //! Request bodies have no timeout: they are read only after the API key or access token is
 //! checked, and a client stream (envd's `StreamInput`) may rightly be quiet for a long time.
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The default for `sandbank serve --header-timeout-secs` (hyper's own default, and nginx's
 /// `client_header_timeout` is 60 s): plenty for any client that means to send a request.
@@ -26,12 +30,14 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// and each open connection closes once its request in flight is answered (a command stream's
 /// when its sandbox is killed), so no new request starts while the engine shuts down.
 pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, stop: impl Future<Output = ()>) {
-    let open = GracefulShutdown::new();
+    let (open, stopping) = (TaskTracker::new(), CancellationToken::new());
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             _ = &mut stop => {
-                open.shutdown().await;
+                stopping.cancel();
+                open.close();
+                open.wait().await;
                 return;
             }
             accepted = listener.accept() => accepted,
@@ -55,10 +61,20 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(tcp), service);
-        let conn = open.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            .serve_connection(TokioIo::new(tcp), service)
+            // A sandbox port's WebSocket (crate::ports) takes the connection over.
+            .with_upgrades();
+        let stopping = stopping.clone();
+        open.spawn(async move {
+            tokio::pin!(conn);
+            let closed = tokio::select! {
+                closed = conn.as_mut() => closed,
+                _ = stopping.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = closed {
                 tracing::debug!(%peer, "connection closed: {e}");
             }
         });

@@ -20,6 +20,7 @@ mod files;
 mod filesystem;
 mod fsutil;
 mod metadata;
+mod ports;
 mod process;
 mod pty;
 mod reaper;
@@ -153,6 +154,7 @@ pub(crate) fn router(opts: Options) -> anyhow::Result<Router> {
         .route(&format!("{f}GetWatcherEvents"), post(watchers::get_watcher_events))
         .route(&format!("{f}RemoveWatcher"), post(watchers::remove_watcher))
         .route("/files", get(files::download).post(files::upload))
+        .route(&format!("{}{{port}}", sandbank_protocol::PORT_TUNNEL_PREFIX), get(ports::tunnel))
         .route("/health", get(health))
         .route("/envs", get(envs))
         .method_not_allowed_fallback(method_not_allowed)

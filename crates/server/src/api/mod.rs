@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod logs;
 pub mod network;
+pub mod ports;
 pub mod registry;
 pub mod sandboxes;
 pub mod snapshots;
@@ -273,13 +274,22 @@ pub fn envd_target(headers: &HeaderMap) -> Option<String> {
             return Some(String::from_utf8_lossy(v.as_bytes()).trim().to_string());
         }
     }
+    host_target(headers).and_then(|(port, id)| (port == sandbank_protocol::ENVD_PORT).then_some(id))
+}
+
+/// The port and sandbox a `<port>-<id>.<domain>` host names, as the cloud's sandbox hosts do.
+pub fn host_target(headers: &HeaderMap) -> Option<(u16, String)> {
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let (label, _) = host.split_once('.')?;
-    let rest = label.strip_prefix(&format!("{}-", sandbank_protocol::ENVD_PORT))?;
-    (!rest.is_empty()).then(|| rest.to_string())
+    let (port, id) = label.split_once('-')?;
+    let port = port.parse().ok().filter(|p| *p != 0)?;
+    (!id.is_empty()).then(|| (port, id.to_string()))
 }
 
 async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some((port, id)) = ports::target(req.headers()) {
+        return ports::forward(&state, port, &id, req).await;
+    }
     // A signed `/files` URL (from `uploadUrl`/`downloadUrl`) names no sandbox: its signature,
     // made with one sandbox's access token, tells which.
     let signed = req.uri().path() == "/files" && req.uri().query().is_some_and(|q| q.contains("signature="));
@@ -305,14 +315,8 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
     if let Err(e) = envd_auth::check(&req, &route.access_token) {
         return refuse(req, e).await;
     }
-    if route.paused {
-        if !route.auto_resume {
-            return refuse(req, ApiError::Paused(shown)).await;
-        }
-        match sandboxes::resume(&state, &shown, route.timeout, false).await {
-            Ok((resumed, _)) => route.envd_socket = resumed.envd_socket,
-            Err(e) => return refuse(req, e).await,
-        }
+    if let Err(e) = wake(&state, &shown, &mut route).await {
+        return refuse(req, e).await;
     }
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     match crate::proxy::forward(&route.envd_socket, req).await {
@@ -332,6 +336,19 @@ async fn dispatch_envd(State(state): State<AppState>, req: Request, next: Next) 
             }
         }
     }
+}
+
+/// Resumes a paused sandbox that traffic wakes (`autoResume`); `Err` for one it does not.
+async fn wake(state: &AppState, id: &str, route: &mut registry::Route) -> Result<(), ApiError> {
+    if !route.paused {
+        return Ok(());
+    }
+    if !route.auto_resume {
+        return Err(ApiError::Paused(id.to_string()));
+    }
+    let (resumed, _) = sandboxes::resume(state, id, route.timeout, false).await?;
+    route.envd_socket = resumed.envd_socket;
+    Ok(())
 }
 
 /// Answers an envd request with `e` after reading what it sends (up to 8 MiB, for 5 s at most):

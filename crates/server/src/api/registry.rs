@@ -42,6 +42,10 @@ pub struct Entry {
     /// Its network settings as asked for (reported by `GET /sandboxes/{id}`).
     #[serde(default)]
     pub network: Option<SandboxNetwork>,
+    /// What a request to one of its ports must carry (`e2b-traffic-access-token`) when its
+    /// network is not public (`allowPublicTraffic: false`); `None`: anyone may.
+    #[serde(default)]
+    pub traffic_token: Option<String>,
 }
 
 /// See [`Registry::route`].
@@ -52,6 +56,9 @@ pub struct Route {
     pub paused: bool,
     pub auto_resume: bool,
     pub timeout: u64,
+    pub traffic_token: Option<String>,
+    /// The Host requests to its ports go with (`maskRequestHost`, `${PORT}` in it the port).
+    pub mask_request_host: Option<String>,
 }
 
 /// What happens at the end time, and whether envd traffic wakes a paused sandbox.
@@ -101,6 +108,8 @@ impl Registry {
             paused: e.state == SandboxState::Paused,
             auto_resume: e.lifecycle.auto_resume,
             timeout: e.timeout,
+            traffic_token: e.traffic_token.clone(),
+            mask_request_host: e.network.as_ref().and_then(|n| n.mask_request_host.clone()),
         })
     }
 
@@ -275,6 +284,7 @@ mod tests {
             internet: false,
             files_only: false,
             network: None,
+            traffic_token: None,
         }
     }
 

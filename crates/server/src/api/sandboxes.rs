@@ -41,7 +41,7 @@ fn sandbox_body(e: &Entry) -> Sandbox {
         client_id: CLIENT_ID.into(),
         envd_version: ENVD_VERSION.into(),
         envd_access_token: Some(e.access_token.clone()),
-        traffic_access_token: None,
+        traffic_access_token: e.traffic_token.clone(),
         domain: None,
         alias: None,
     }
@@ -197,6 +197,10 @@ async fn start_sandbox(state: AppState, start: Start) -> Result<Entry, ApiError>
         access_token,
         internet: handle.internet,
         files_only: false,
+        traffic_token: network
+            .as_ref()
+            .is_some_and(|n| n.allow_public_traffic == Some(false))
+            .then(super::envd_auth::new_access_token),
         network,
     };
     state.registry.insert(entry.clone());

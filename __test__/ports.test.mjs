@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process'
 import { request } from 'node:http'
 import { promisify } from 'node:util'
 import { Sandbox } from 'e2b'
+import * as sandbank from 'sandbank'
 import { eventually, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
@@ -75,6 +76,30 @@ describe('sandbox ports', () => {
     const gone = await curl(sbx, 8000)
     assert.equal(gone.status, 502)
     assert.deepEqual(JSON.parse(gone.body), { code: 502, message: 'The sandbox was not found', sandboxId: sbx.sandboxId })
+  })
+
+  test('getHost: sandbank\'s is a loopback address Node\'s fetch reaches; e2b\'s a *.localhost name curl reaches', async (t) => {
+    const sbx = await sandbank.Sandbox.create(server.novita())
+    server.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill())
+    await sbx.files.write('/home/user/www/index.html', 'published\n')
+    await sbx.commands.run('cd /home/user/www && python3 -m http.server 8000', { background: true })
+    const host = sbx.getHost(8000)
+    assert.match(host, /^127\.0\.0\.1:\d+$/)
+    assert.equal(sbx.getHost(8000), host, 'the same address every time')
+    const text = await eventually(async () => {
+      const res = await fetch(`http://${host}/`)
+      assert.equal(res.status, 200)
+      return res.text()
+    }, { timeoutMs: 15_000 })
+    assert.equal(text, 'published\n')
+    // The official SDK's name form, from the domain the server reports.
+    const e2bSbx = await Sandbox.connect(sbx.sandboxId, server.e2b())
+    assert.equal(e2bSbx.getHost(8000), hostOf(sbx, 8000))
+    assert.deepEqual(await curl(sbx, 8000), { status: 200, body: 'published\n' })
+    // Gone with the sandbox: nothing listens on the address any more.
+    await sbx.kill()
+    await assert.rejects(fetch(`http://${host}/`), /fetch failed/)
   })
 
   test('a response streams as the server writes it, and an upgrade joins both ends', async (t) => {

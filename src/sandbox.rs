@@ -381,9 +381,17 @@ impl JsSandbox {
         JsPty::new(self.inner.pty().clone())
     }
 
+    /// On a local engine, the port published on loopback (a short synchronous request: `getHost`
+    /// is synchronous in the SDKs); the name form when that fails, as in the cloud.
     #[napi]
     pub fn get_host(&self, port: u32) -> String {
-        self.inner.get_host(port as u16)
+        let port = port as u16;
+        if self.inner.is_local() {
+            if let Ok(host) = napi::bindgen_prelude::block_on(self.inner.published_host(port)) {
+                return host;
+            }
+        }
+        self.inner.get_host(port)
     }
 
     /// `sandbox.connect(opts)`; `conn`, the call's connection options, are merged over the

@@ -16,6 +16,9 @@ pub use sandbank_protocol::rest::SnapshotInfo;
 
 pub const DEFAULT_TEMPLATE: &str = "base";
 
+/// How long `getHost` waits for the local engine to publish a port (it is synchronous).
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `SandboxLifecycle`: what happens when the sandbox times out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxLifecycle {
@@ -690,6 +693,19 @@ impl Api {
             return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
         }
         res.check()
+    }
+
+    /// sandbank's own: publishes a sandbox port on the local engine's loopback
+    /// (`POST /sandboxes/{id}/ports/{port}`) and returns its `host:port`.
+    pub async fn publish_port(&self, sandbox_id: &str, port: u16) -> Result<String> {
+        let path = format!("/sandboxes/{}/ports/{port}", encode_uri_component(sandbox_id));
+        let res = self.send_with_timeout(Method::POST, &path, "", None, Some(PUBLISH_TIMEOUT)).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
+        }
+        res.check()?;
+        let published: serde_json::Value = res.json("published port")?;
+        published["host"].as_str().map(str::to_string).ok_or_else(|| Error::Other("the server named no host".into()))
     }
 
     /// `Sandbox.pause`: `true` = paused, `false` = already paused (code 409).

@@ -158,9 +158,22 @@ impl Sandbox {
         &self.pty
     }
 
-    /// `sandbox.getHost(port)`.
+    /// `sandbox.getHost(port)` as the cloud SDKs compute it: `<port>-<id>.<domain>`.
     pub fn get_host(&self, port: u16) -> String {
         self.api.config().host(&self.sandbox_id, port, Some(&self.sandbox_domain))
+    }
+
+    /// Whether the sandbox is on a local engine: its domain is `localhost[:port]` (what
+    /// `sandbank serve` reports), not the debug mode's plain `localhost:<port>` hosts.
+    pub fn is_local(&self) -> bool {
+        let host = self.sandbox_domain.split_once(':').map_or(self.sandbox_domain.as_str(), |(h, _)| h);
+        host == "localhost" && !self.api.config().debug
+    }
+
+    /// `getHost` on a local engine: the port published on loopback (`127.0.0.1:<n>`), which every
+    /// client reaches without resolving a name.
+    pub async fn published_host(&self, port: u16) -> Result<String> {
+        self.api.publish_port(&self.sandbox_id, port).await
     }
 
     /// This sandbox with other control-plane settings: the JS SDK's per-call options

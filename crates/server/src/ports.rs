@@ -66,7 +66,7 @@ pub async fn forward(
 }
 
 /// A byte stream to `port` in the sandbox, through envd.
-async fn open(socket: &Path, port: u16) -> Result<Upgraded, PortError> {
+pub async fn open(socket: &Path, port: u16) -> Result<Upgraded, PortError> {
     let stream = UnixStream::connect(socket).await.map_err(|e| PortError::Envd(e.to_string()))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

@@ -361,11 +361,11 @@ async fn serve(
     let builds = data_dir.join("builds");
     let templates =
         crate::templates::Templates::open(&builds).with_context(|| format!("opening {}", builds.display()))?;
-    let state = AppState::new(engine, key, templates);
-    state.restore_paused();
-    let expiry = state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let state = AppState::new(engine, key, templates, Some(format!("localhost:{}", addr.port())));
+    state.restore_paused();
+    let expiry = state.spawn_expiry();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let activity = Arc::new(Activity {
         inflight: std::sync::atomic::AtomicUsize::new(0),

@@ -35,6 +35,11 @@ pub struct AppState {
     pub logs: Arc<logs::Logs>,
     /// Template builds and what they made.
     pub templates: Arc<crate::templates::Templates>,
+    /// The sandbox ports published on this machine's loopback ([`ports::Published`]).
+    pub published: Arc<ports::Published>,
+    /// The domain of sandbox hosts (`<port>-<id>.<domain>`) reported to the SDKs:
+    /// `localhost:<the API's port>`, whose names curl and browsers send to loopback.
+    pub domain: Option<Arc<str>>,
     api_key: Arc<str>,
 }
 
@@ -45,13 +50,20 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(backend: Arc<dyn Backend>, api_key: &str, templates: crate::templates::Templates) -> Self {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        api_key: &str,
+        templates: crate::templates::Templates,
+        domain: Option<String>,
+    ) -> Self {
         Self {
             backend,
             registry: Arc::new(Registry::default()),
             cpu_samples: Arc::default(),
             logs: Arc::default(),
             templates: Arc::new(templates),
+            published: Arc::default(),
+            domain: domain.map(Into::into),
             api_key: api_key.into(),
         }
     }
@@ -81,6 +93,7 @@ impl AppState {
     pub fn forget_extras(&self, id: &str) {
         self.cpu_samples.forget(id);
         self.logs.forget(id);
+        self.published.close(id);
     }
 
     /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up).
@@ -149,6 +162,7 @@ impl AppState {
     /// Forgets every sandbox and has the engine kill them all.
     pub async fn shutdown(&self) {
         let n = self.registry.drain().len();
+        self.published.close_all();
         tracing::info!(sandboxes = n, "shutting down the engine");
         self.backend.shutdown().await;
     }
@@ -182,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/templates/{id}/builds/{build}", post(templates::start_build))
         .route("/templates/{id}/builds/{build}/status", get(templates::build_status))
         .route("/templates/tags", post(templates::assign_tags).delete(templates::remove_tags))
+        .route("/sandboxes/{id}/ports/{port}", post(ports::publish))
         .route("/templates/{id}/tags", get(templates::tags))
         .merge(not_implemented_routes())
         .route_layer(from_fn_with_state(state.clone(), require_api_key))

@@ -1,16 +1,30 @@
-//! Traffic to sandbox ports: a request whose host is `<port>-<id>.<domain>` (any port but
-//! envd's) goes to that port in that sandbox ([`crate::ports`]), as through the cloud's proxy:
-//! with the sandbox's traffic access token when its network is not public, woken first when it
-//! is paused with `autoResume`, and answered in the proxy's words when the sandbox is gone or
-//! nothing listens on the port.
+//! Traffic to sandbox ports, two ways:
+//! - a request whose host is `<port>-<id>.<domain>` (any port but envd's) goes to that port in
+//!   that sandbox ([`crate::ports`]), as through the cloud's proxy: with the sandbox's traffic
+//!   access token when its network is not public, woken first when it is paused with
+//!   `autoResume`, and answered in the proxy's words when the sandbox is gone or nothing listens
+//!   on the port. curl and browsers send `*.localhost` names to loopback by themselves.
+//! - `POST /sandboxes/{id}/ports/{port}` publishes the port on this machine's loopback, as
+//!   `docker run -p 127.0.0.1::PORT` does: a TCP port of its own whose connections are carried
+//!   to the sandbox port, whatever they speak. What sandbank's `getHost` gives for a local
+//!   sandbox: an address every client reaches without a name to resolve (Node's resolver does
+//!   not send `*.localhost` to loopback). Closed when the sandbox is gone.
 
+use super::error::ApiError;
+use super::extract;
 use super::registry::Route;
-use super::{extract, AppState};
-use axum::extract::Request;
+use super::AppState;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hyper_util::rt::TokioIo;
 use sandbank_protocol::rest::LogLevel;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
 
 /// The headers a request to a private sandbox's port carries its traffic access token in.
 const TOKEN_HEADERS: [&str; 2] = ["e2b-traffic-access-token", "novita-traffic-access-token"];
@@ -89,4 +103,98 @@ fn answer(status: StatusCode, message: &str, id: &str, port: Option<u16>) -> Res
         body["port"] = port.into();
     }
     (status, Json(body)).into_response()
+}
+
+/// The ports published on loopback, by sandbox: each one a listener task.
+#[derive(Debug, Default)]
+pub struct Published {
+    by_sandbox: Mutex<HashMap<String, HashMap<u16, Listening>>>,
+}
+
+/// A published port: its address on loopback, and the task that accepts there.
+type Listening = (SocketAddr, AbortHandle);
+
+impl Published {
+    /// Stops listening for sandbox `id`'s ports (connections carried already end with it).
+    pub fn close(&self, id: &str) {
+        for (_, (_, listener)) in self.by_sandbox.lock().unwrap().remove(id).unwrap_or_default() {
+            listener.abort();
+        }
+    }
+
+    pub fn close_all(&self) {
+        for (_, ports) in self.by_sandbox.lock().unwrap().drain() {
+            ports.into_values().for_each(|(_, listener)| listener.abort());
+        }
+    }
+}
+
+/// `POST /sandboxes/{id}/ports/{port}`: `{"port": PORT, "host": "127.0.0.1:N"}`, the same `N`
+/// for as long as the sandbox lives.
+pub async fn publish(
+    State(state): State<AppState>,
+    Path((raw_id, port)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = extract::short_id(&raw_id).ok_or(ApiError::SandboxNotFound(raw_id))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("Invalid port {port:?}: a port is from 1 to 65535")))?;
+    if state.registry.route(&id).is_none() {
+        return Err(ApiError::SandboxNotFound(id));
+    }
+    let known = state.published.by_sandbox.lock().unwrap().get(&id).and_then(|p| p.get(&port)).map(|(a, _)| *a);
+    let addr = match known {
+        Some(addr) => addr,
+        None => {
+            let listener = TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| ApiError::Internal(format!("publishing port {port}: {e}")))?;
+            let addr = listener.local_addr().map_err(|e| ApiError::Internal(e.to_string()))?;
+            let task = tokio::spawn(accept(state.clone(), id.clone(), port, listener)).abort_handle();
+            let mut all = state.published.by_sandbox.lock().unwrap();
+            // Gone meanwhile, or published by a concurrent call: keep one listener.
+            let winner = state
+                .registry
+                .route(&id)
+                .map(|_| all.entry(id.clone()).or_default().entry(port).or_insert((addr, task.clone())).0);
+            if winner != Some(addr) {
+                task.abort();
+            }
+            winner.ok_or(ApiError::SandboxNotFound(id))?
+        }
+    };
+    Ok(Json(serde_json::json!({"port": port, "host": addr.to_string()})))
+}
+
+async fn accept(state: AppState, id: String, port: u16, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(carry(state.clone(), id.clone(), port, tcp));
+            }
+            Err(e) => {
+                tracing::debug!(%id, port, "published port: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Carries one connection to the sandbox port; closes it when the sandbox is gone (or paused
+/// without `autoResume`) or nothing listens on the port.
+async fn carry(state: AppState, id: String, port: u16, mut tcp: TcpStream) {
+    let Some(mut route) = state.registry.route(&id) else { return };
+    if let Err(e) = super::wake(&state, &id, &mut route).await {
+        tracing::debug!(%id, port, "published port: {e}");
+        return;
+    }
+    match crate::ports::open(&route.envd_socket, port).await {
+        Ok(tunnel) => {
+            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut TokioIo::new(tunnel)).await;
+        }
+        Err(e) => tracing::debug!(%id, port, "published port: {e}"),
+    }
 }

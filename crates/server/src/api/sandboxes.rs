@@ -34,7 +34,8 @@ fn deadline(now: DateTime<Utc>, timeout: u64) -> Result<DateTime<Utc>, ApiError>
     Ok(now + TimeDelta::seconds(timeout as i64))
 }
 
-fn sandbox_body(e: &Entry) -> Sandbox {
+/// The create/connect answer; `domain` is the server's ([`AppState::domain`]).
+fn sandbox_body(e: &Entry, domain: Option<&str>) -> Sandbox {
     Sandbox {
         sandbox_id: e.id.clone(),
         template_id: e.template.clone(),
@@ -42,7 +43,7 @@ fn sandbox_body(e: &Entry) -> Sandbox {
         envd_version: ENVD_VERSION.into(),
         envd_access_token: Some(e.access_token.clone()),
         traffic_access_token: e.traffic_token.clone(),
-        domain: None,
+        domain: domain.map(str::to_string),
         alias: None,
     }
 }
@@ -141,10 +142,11 @@ pub async fn create(
     let start = Start { spec, template, built_here, timeout, metadata, lifecycle, network };
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
+    let domain = state.domain.clone();
     let entry = tokio::spawn(start_sandbox(state, start))
         .await
         .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
-    Ok((StatusCode::CREATED, Json(sandbox_body(&entry))))
+    Ok((StatusCode::CREATED, Json(sandbox_body(&entry, domain.as_deref()))))
 }
 
 /// A new sandbox's limits: the server's defaults, with the disk limit the request asks for.
@@ -372,6 +374,7 @@ pub async fn copy(
     let strict = body.strict.unwrap_or(false);
     let novita = route.as_str().ends_with("/clone");
     let egress = super::network::egress_of(origin.network.as_ref()).await?;
+    let domain = state.domain.clone();
     // On its own task: a client that goes away must not leave copies half made.
     let task = tokio::spawn(async move {
         let snapshot = state.backend.snapshot(&origin.id, None, Some(SnapshotMode::Full)).await?;
@@ -410,13 +413,13 @@ pub async fn copy(
     });
     let (snapshot_id, copies) = task.await.map_err(|e| ApiError::Internal(format!("copy failed: {e}")))??;
     let response = if novita {
-        let sandboxes = copies.iter().flatten().map(sandbox_body).collect();
+        let sandboxes = copies.iter().flatten().map(|c| sandbox_body(c, domain.as_deref())).collect();
         Json(rest::CloneResult { sandboxes, snapshot_template_id: snapshot_id }).into_response()
     } else {
         let results: Vec<rest::ForkResult> = copies
             .iter()
             .map(|c| match c {
-                Ok(entry) => rest::ForkResult { sandbox: Some(sandbox_body(entry)), error: None },
+                Ok(entry) => rest::ForkResult { sandbox: Some(sandbox_body(entry, domain.as_deref())), error: None },
                 Err(e) => rest::ForkResult {
                     sandbox: None,
                     error: Some(rest::CodeMessage { code: e.status().as_u16(), message: e.to_string() }),
@@ -467,10 +470,10 @@ async fn connect_or_resume(state: &AppState, id: String, timeout: u64, reboot: b
     let entry = state.registry.get(&id).ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
     if entry.state == SandboxState::Running {
         let entry = state.registry.set_end(&id, end, true).ok_or(ApiError::SandboxNotFound(id))?;
-        return Ok(Json(sandbox_body(&entry)).into_response());
+        return Ok(Json(sandbox_body(&entry, state.domain.as_deref())).into_response());
     }
     let (entry, restarted) = resume(state, &id, timeout, reboot).await?;
-    let mut res = (StatusCode::CREATED, Json(sandbox_body(&entry))).into_response();
+    let mut res = (StatusCode::CREATED, Json(sandbox_body(&entry, state.domain.as_deref()))).into_response();
     if restarted {
         res.headers_mut().insert(header::WARNING, HeaderValue::from_static(RESTARTED_WARNING));
     }

@@ -278,7 +278,7 @@ impl Backend for Fake {
 
 async fn start() -> (SocketAddr, Arc<Fake>, AppState) {
     let fake = Fake::new();
-    let state = AppState::new(fake.clone(), KEY, crate::templates::Templates::in_memory());
+    let state = AppState::new(fake.clone(), KEY, crate::templates::Templates::in_memory(), None);
     state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1360,4 +1360,23 @@ async fn internet_access_is_passed_on_and_reported() {
     assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["allowInternetAccess"], false);
     create(addr, r#"{"templateID":"base"}"#).await;
     assert_eq!(fake.specs.lock().unwrap()[1].allow_internet_access, None, "absent stays absent");
+}
+
+#[tokio::test]
+async fn publishing_a_port_names_a_bad_port_and_an_unknown_sandbox() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    for bad in ["0", "65536", "http"] {
+        let r = call(addr, "POST", &format!("/sandboxes/{id}/ports/{bad}"), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.json()["message"].as_str().unwrap().contains(&format!("\"{bad}\"")), "{:?}", r.body);
+    }
+    let r = call(addr, "POST", "/sandboxes/nosuchsandbox0000000/ports/8000", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // The fake's sandbox has no envd: the port is published all the same, once.
+    let a = call(addr, "POST", &format!("/sandboxes/{id}/ports/8000"), None).await.json();
+    let b = call(addr, "POST", &format!("/sandboxes/{id}/ports/8000"), None).await.json();
+    assert!(a["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{a}");
+    assert_eq!(a, b);
+    assert_eq!(a["port"], 8000);
 }

@@ -104,6 +104,10 @@ export declare class NativeSandbox {
   commands(): NativeCommands
   files(): NativeFiles
   pty(): NativePty
+  /**
+   * On a local engine, the port published on loopback (a short synchronous request: `getHost`
+   * is synchronous in the SDKs); the name form when that fails, as in the cloud.
+   */
   getHost(port: number): string
   /**
    * `sandbox.connect(opts)`; `conn`, the call's connection options, are merged over the

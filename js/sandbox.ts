@@ -456,7 +456,11 @@ export class Sandbox {
     return call(this.#native.isRunning(opts?.requestTimeoutMs))
   }
 
-  /** The host of a port of this sandbox: `<port>-<sandboxId>.<sandboxDomain>`. */
+  /**
+   * The host of a port of this sandbox: in the cloud `<port>-<sandboxId>.<sandboxDomain>`; on the
+   * local engine `127.0.0.1:<n>`, the port published on loopback (reached with `http://` by
+   * Node's fetch, curl and browsers; see the README's "Sandbox ports").
+   */
   getHost(port: number): string {
     return this.#native.getHost(port)
   }

@@ -10,6 +10,7 @@ import { request } from 'node:http'
 import { promisify } from 'node:util'
 import { Sandbox } from 'e2b'
 import * as sandbank from 'sandbank'
+import * as novita from 'novita-sandbox'
 import { eventually, startServer, stopAndCheck } from './helpers.mjs'
 
 let server
@@ -96,6 +97,8 @@ describe('sandbox ports', () => {
     // The official SDK's name form, from the domain the server reports.
     const e2bSbx = await Sandbox.connect(sbx.sandboxId, server.e2b())
     assert.equal(e2bSbx.getHost(8000), hostOf(sbx, 8000))
+    const novitaSbx = await novita.Sandbox.connect(sbx.sandboxId, server.novita())
+    assert.equal(novitaSbx.getHost(8000), hostOf(sbx, 8000))
     assert.deepEqual(await curl(sbx, 8000), { status: 200, body: 'published\n' })
     // Gone with the sandbox: nothing listens on the address any more.
     await sbx.kill()

@@ -165,7 +165,12 @@ pub async fn pull(
             .expect("the lock task does not panic")
             .map_err(|e| fail(e.to_string()))?;
         if !complete(&image) {
-            let info = fetch(&client, &source, &manifest, &digest, &image, progress).await.map_err(fail)?;
+            let fetched = fetch(&client, &source, &manifest, &digest, &image, progress).await;
+            if fetched.is_err() {
+                // What a failed pull downloaded is no use to the next one.
+                let _ = crate::tree::remove_tree(&staging_of(&image));
+            }
+            let info = fetched.map_err(fail)?;
             progress(format!(
                 "Pulled {wanted} ({digest}, {:.1} MB) in {:.1} s",
                 info.size as f64 / 1e6,
@@ -189,8 +194,7 @@ async fn fetch(
     image: &OciImage,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<ImageInfo, String> {
-    let oci_dir = image.dir.parent().expect("an image is in a directory");
-    let staging = oci_dir.join(format!(".{}.pulling", image.dir.file_name().unwrap_or_default().to_string_lossy()));
+    let staging = staging_of(image);
     let io = |what: &str, path: &Path| {
         let what = format!("{what} {}", path.display());
         move |e: std::io::Error| format!("{what}: {e}")
@@ -237,6 +241,12 @@ async fn fetch(
     .await
     .expect("unpacking does not panic")?;
     Ok(info)
+}
+
+/// Where `image` is put together while it is pulled.
+fn staging_of(image: &OciImage) -> PathBuf {
+    let name = image.dir.file_name().unwrap_or_default().to_string_lossy();
+    image.dir.with_file_name(format!(".{name}.pulling"))
 }
 
 impl Registries {

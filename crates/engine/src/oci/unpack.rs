@@ -5,7 +5,8 @@
 //! Two passes over each archive: the whiteouts first, then the rest. A whiteout removes only
 //! what the layers below made, wherever in the archive it comes (an opaque directory's own
 //! files may come before its marker). Every path is resolved within the image's root
-//! ([`super::confined`]): a layer's symlink never leads a later write out to the host.
+//! ([`super::confined`]): a layer's symlink never leads a later write out to the host. Device
+//! nodes are left out.
 
 use super::confined;
 use std::fs::{self, File};
@@ -29,7 +30,10 @@ pub fn apply(root: &Path, blob: &Path) -> io::Result<()> {
         let mut entry = entry?;
         let Some(rel) = confined::plain(&entry.path()?) else { continue };
         let Some(name) = rel.file_name() else { continue };
-        if confined::is_whiteout(name) {
+        // Device nodes are not made: a sandbox's /dev is its own, and a node in its root could
+        // open one of the host's devices.
+        let kind = entry.header().entry_type();
+        if confined::is_whiteout(name) || kind.is_block_special() || kind.is_character_special() {
             continue;
         }
         let dst = make_room(root, &rel, entry.header().entry_type().is_dir())?;
@@ -184,6 +188,28 @@ mod tests {
         assert_eq!(fs::read_to_string(root.join("opt/old/y")).unwrap(), "y");
         assert!(root.join("f").is_dir(), "a directory replaces a file");
         assert!(!root.join("etc/.wh.a").exists() && !root.join("opt/old/.wh..wh..opq").exists());
+    }
+
+    #[test]
+    fn device_nodes_are_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir(&root).unwrap();
+        let path = tmp.path().join("layer");
+        let mut tar = tar::Builder::new(File::create(&path).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Char);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(1).unwrap();
+        h.set_mode(0o666);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, "dev/mem", io::empty()).unwrap();
+        tar.into_inner().unwrap();
+        apply(&root.canonicalize().unwrap(), &path).unwrap();
+        assert!(fs::symlink_metadata(root.join("dev/mem")).is_err());
     }
 
     #[test]

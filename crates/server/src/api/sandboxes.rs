@@ -91,6 +91,8 @@ pub async fn create(
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     deadline(Utc::now(), timeout)?;
     let backend = state.backend.clone();
+    // A built-in template (the code interpreter's) not built yet is built now: the create waits.
+    crate::templates::builtin::ensure(&state.templates, &backend, &template).await?;
     // A template built here starts from its build's snapshot, with its variables (the
     // request's win).
     let built = state.templates.resolve(&template);

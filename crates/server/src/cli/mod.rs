@@ -83,6 +83,16 @@ pub enum TemplatesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Build a template the server knows by itself, ahead of its first use (which would
+    /// otherwise build it then): `code-interpreter` (`code-interpreter-v1`, the interpreter
+    /// SDKs' default; a few minutes, once). Prints its build's log on stderr, then its ID.
+    Prepare {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Build it again even if it is built (its cached steps are not run again).
+        #[arg(long)]
+        force: bool,
+    },
     /// Delete templates (by name or ID) and the snapshots their builds made.
     Rm {
         #[arg(required = true, value_name = "NAME")]

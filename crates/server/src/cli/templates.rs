@@ -1,5 +1,6 @@
 //! `sandbank templates build <name> [--dockerfile PATH] [--context DIR] [--tag T]... [--skip-cache]`,
-//! `sandbank templates ls [--json]` and `sandbank templates rm <name>...`.
+//! `sandbank templates ls [--json]`, `sandbank templates prepare <built-in>` and
+//! `sandbank templates rm <name>...`.
 
 use super::{api, json_text, print_out, table, time_text, CliError, CliResult, TemplatesCmd};
 use sandbank_client::templates::{self, dockerfile, BuildOpts, LogEntry, TemplateSpec};
@@ -25,6 +26,7 @@ pub async fn main(cmd: TemplatesCmd) -> CliResult<ExitCode> {
             build(dockerfile, opts).await
         }
         TemplatesCmd::Ls { json } => ls(json).await,
+        TemplatesCmd::Prepare { name, force } => prepare(&name, force).await,
         TemplatesCmd::Rm { names } => super::snapshots::remove("template", &names).await,
     }
 }
@@ -52,6 +54,43 @@ pub fn failure_text(name: &str, spec: &TemplateSpec, f: &BuildFailure) -> String
         }
     }
     out
+}
+
+/// Builds a built-in template (`crate::templates::builtin`) through the server's API, as
+/// `Template.build` would, unless it is built already (`force`: build it anyway).
+async fn prepare(name: &str, force: bool) -> CliResult<ExitCode> {
+    use crate::templates::builtin::{code_interpreter_spec, CODE_INTERPRETER, CODE_INTERPRETER_SHORT};
+    if name != CODE_INTERPRETER && name != CODE_INTERPRETER_SHORT {
+        return Err(CliError(format!(
+            "no built-in template {name:?}: the built-in templates are {CODE_INTERPRETER_SHORT} ({CODE_INTERPRETER})"
+        )));
+    }
+    let api = api(None).await?;
+    let built = api.list_templates().await?.into_iter().find(|t| {
+        t.aliases.iter().any(|a| a == CODE_INTERPRETER)
+            && t.names.iter().any(|n| n == &format!("{CODE_INTERPRETER}:default"))
+    });
+    if let (Some(t), false) = (&built, force) {
+        eprintln!("sandbank: {CODE_INTERPRETER} is built already (--force builds it again)");
+        print_out(&format!("{}\n", t.template_id));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = std::time::Instant::now();
+    let opts = BuildOpts { name: CODE_INTERPRETER.into(), context: "/".into(), ..Default::default() };
+    let spec = code_interpreter_spec();
+    let mut log = |e: LogEntry| eprintln!("{}", log_line(&e));
+    match templates::build(&api, spec.clone(), &opts, &mut log).await {
+        Ok(info) => {
+            eprintln!("sandbank: {CODE_INTERPRETER} built in {:.1} s", started.elapsed().as_secs_f64());
+            print_out(&format!("{}\n", info.template_id));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Build(f)) => {
+            eprint!("{}", failure_text(CODE_INTERPRETER, &spec, &f));
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Builds the Dockerfile (default: the context's) as the template `opts.name`.

@@ -8,6 +8,7 @@
 //! for `COPY` steps.
 
 pub mod build;
+pub mod builtin;
 pub mod catalog;
 pub mod envd;
 pub mod steps;
@@ -266,6 +267,15 @@ impl Templates {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// `(template ID, build ID)` of a build of template `name` still under way.
+    pub fn building(&self, name: &str) -> Option<(String, String)> {
+        self.with(|c| {
+            let t = c.find(name)?;
+            let b = t.builds.iter().rev().find(|b| b.status == Status::Building)?;
+            Some((t.id.clone(), b.id.clone()))
         })
     }
 

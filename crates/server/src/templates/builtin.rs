@@ -1,0 +1,142 @@
+//! Templates this server knows how to build by itself: `code-interpreter-v1`, the template the
+//! official interpreter SDKs (`@e2b/code-interpreter`, `novita-sandbox/code-interpreter`) and
+//! `sandbank/code-interpreter` create by default. It is built by the ordinary template builder
+//! (cached steps, a memory snapshot once its server is ready) the first time a sandbox of it is
+//! asked for, or ahead of time with `sandbank templates prepare code-interpreter`.
+
+use super::catalog::{split_tag, Status};
+use super::steps::BuildRequest;
+use super::Templates;
+use crate::api::backend::Backend;
+use crate::api::error::ApiError;
+use base64::Engine as _;
+use sandbank_client::templates::TemplateSpec;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The name the SDKs create (`Sandbox.defaultTemplate` of both official interpreter SDKs).
+pub const CODE_INTERPRETER: &str = "code-interpreter-v1";
+/// What `sandbank templates prepare` takes for it.
+pub const CODE_INTERPRETER_SHORT: &str = "code-interpreter";
+/// The port its server listens on (the SDKs' `JUPYTER_PORT`).
+pub const CODE_INTERPRETER_PORT: u16 = 49999;
+
+/// The in-sandbox interpreter server (`interpreter/server.py`).
+const SERVER_PY: &str = include_str!("interpreter/server.py");
+const SERVER_PATH: &str = "/opt/sandbank-interpreter/server.py";
+
+/// Pinned, so that a rebuild gets what was tested (and the step's cached layer stays valid).
+/// Python 3.11 (Debian 12's) wheels exist for all of them.
+const PIP_PACKAGES: &[&str] =
+    &["ipykernel==6.29.5", "jupyter_client==8.6.3", "matplotlib==3.9.2", "pandas==2.2.3", "numpy==2.1.3"];
+
+/// The built-in template `reference` (`name[:tag]`) names, if any.
+pub fn builtin_name(reference: &str) -> Option<&'static str> {
+    (split_tag(reference.trim()).0 == CODE_INTERPRETER).then_some(CODE_INTERPRETER)
+}
+
+/// The build of `code-interpreter-v1`, as E2B's builder would send it: the base, the packages
+/// (system-wide, so `python3` in commands has them too), the server, and the server as the start
+/// command, ready once its default kernel answers.
+pub fn code_interpreter_spec() -> TemplateSpec {
+    let run = |cmd: String| serde_json::json!({"type": "RUN", "args": [cmd, "root"], "force": false});
+    let server = base64::engine::general_purpose::STANDARD.encode(SERVER_PY);
+    let dir = SERVER_PATH.rsplit_once('/').map_or("/", |(d, _)| d);
+    let json = serde_json::json!({
+        "fromImage": sandbank_client::templates::DEFAULT_BASE_IMAGE,
+        "steps": [
+            // Debian's python3 is "externally managed" (PEP 668): the template is ours to shape.
+            run(format!(
+                "pip install --no-cache-dir --break-system-packages --disable-pip-version-check {}",
+                PIP_PACKAGES.join(" ")
+            )),
+            run(format!("mkdir -p {dir} && echo {server} | base64 -d > {SERVER_PATH} && chmod 0644 {SERVER_PATH}")),
+        ],
+        "startCmd": format!("python3 {SERVER_PATH}"),
+        "readyCmd": format!("curl -sf http://127.0.0.1:{CODE_INTERPRETER_PORT}/health"),
+        "force": false,
+    });
+    serde_json::from_value(json).expect("the built-in template's JSON is a TemplateSpec")
+}
+
+/// Serializes builds of the built-in templates, so that sandboxes asked for at once wait for one
+/// build rather than each starting its own.
+static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How often a waiting create looks at the build's status.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Makes sure built-in template `reference` is built: builds it now (waiting) when it is not,
+/// or waits for the build under way. Does nothing for other names or a template built already.
+pub async fn ensure(templates: &Arc<Templates>, backend: &Arc<dyn Backend>, reference: &str) -> Result<(), ApiError> {
+    let Some(name) = builtin_name(reference) else { return Ok(()) };
+    if templates.resolve(name).is_some() {
+        return Ok(());
+    }
+    let _one = BUILDING.lock().await;
+    let (template_id, build_id) = match templates.building(name) {
+        Some(under_way) => under_way,
+        None if templates.resolve(name).is_some() => return Ok(()),
+        None => {
+            tracing::info!(template = name, "building the built-in template (a few minutes, once)");
+            let spec = serde_json::to_value(code_interpreter_spec()).expect("a TemplateSpec is JSON");
+            let req: BuildRequest = serde_json::from_value(spec)
+                .map_err(|e| ApiError::Internal(format!("the built-in template {name}: {e}")))?;
+            let r = templates.request(name, &[], None, None)?;
+            templates.start(Arc::clone(backend), &r.template_id, &r.build_id, req)?;
+            (r.template_id, r.build_id)
+        }
+    };
+    wait(templates, name, &template_id, &build_id).await
+}
+
+/// Waits for a build, logging its progress; `Err` says why it failed.
+async fn wait(templates: &Templates, name: &str, template_id: &str, build_id: &str) -> Result<(), ApiError> {
+    let (started, mut offset) = (Instant::now(), 0);
+    loop {
+        let s = templates.status(template_id, build_id, offset)?;
+        offset += s.logs.len();
+        for line in &s.logs {
+            tracing::info!(template = name, "build: {}", line.message);
+        }
+        match s.status {
+            Status::Ready => {
+                tracing::info!(template = name, "built in {:.1} s", started.elapsed().as_secs_f64());
+                return Ok(());
+            }
+            Status::Error => {
+                let why = s.reason.map_or_else(
+                    || "no reason given".to_string(),
+                    |r| format!("{}{}", r.step.map(|s| format!("step {s}: ")).unwrap_or_default(), r.message),
+                );
+                return Err(ApiError::Internal(format!(
+                    "building the template {name} failed ({why}); see the server's log, and try \
+                     `sandbank templates prepare {CODE_INTERPRETER_SHORT}`"
+                )));
+            }
+            Status::Waiting | Status::Building => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(builtin_name("code-interpreter-v1"), Some(CODE_INTERPRETER));
+        assert_eq!(builtin_name("code-interpreter-v1:default"), Some(CODE_INTERPRETER));
+        assert_eq!(builtin_name("base"), None);
+    }
+
+    #[test]
+    fn the_spec_is_a_valid_build() {
+        let spec = serde_json::to_value(code_interpreter_spec()).unwrap();
+        let req: BuildRequest = serde_json::from_value(spec).unwrap();
+        assert_eq!(req.from(), Ok(super::super::steps::From::Base));
+        let steps = req.steps().unwrap();
+        assert_eq!(steps.len(), 2);
+        assert!(req.start_cmd.unwrap().contains(SERVER_PATH));
+    }
+}

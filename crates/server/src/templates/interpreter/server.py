@@ -1,0 +1,379 @@
+"""The code interpreter of the `code-interpreter-v1` template: on port 49999, the HTTP API the
+official interpreter SDKs (@e2b/code-interpreter, novita-sandbox/code-interpreter) call, backed
+by Jupyter kernels (one per context, started with jupyter_client).
+
+Routes:
+  GET  /health                  200 once the default context's kernel answers
+  POST /execute                 {code, context_id?, language?, env_vars?} -> NDJSON lines, streamed:
+                                stdout/stderr {text, timestamp}, result {<formats>, is_main_result},
+                                error {name, value, traceback}, number_of_executions
+                                {execution_count}, then end_of_execution (or
+                                unexpected_end_of_execution when the kernel died)
+  POST /contexts                {language?, cwd?} -> {id, language, cwd}
+  GET  /contexts                [{id, language, cwd}]
+  POST /contexts/{id}/restart   a fresh kernel, same id
+  DELETE /contexts/{id}
+
+Only Python kernels (ipykernel) are here: another language is a 400 that names it.
+Standard library plus jupyter_client only, so it runs on the image's python3.
+"""
+
+import json
+import os
+import queue
+import sys
+import threading
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from jupyter_client import KernelManager
+
+PORT = int(os.environ.get("SANDBANK_INTERPRETER_PORT", "49999"))
+DEFAULT_CWD = os.environ.get("SANDBANK_INTERPRETER_CWD", "/home/user")
+# The names a request may give Python by; the SDKs send "python" (or nothing).
+PYTHON_NAMES = ("python", "python3", "py", "ipython")
+# Where kernels' connection files and ipc sockets live: unix sockets rather than TCP, so that a
+# memory snapshot (CRIU) of the sandbox restores the server's connections to its kernels.
+RUNTIME_DIR = os.environ.get("SANDBANK_INTERPRETER_RUNTIME", "/tmp/sandbank-interpreter")
+
+# Jupyter MIME types -> the keys of the SDKs' Result; other types are passed under their MIME
+# name (the SDKs put unknown keys in Result.extra).
+FORMATS = {
+    "text/plain": "text",
+    "text/html": "html",
+    "text/markdown": "markdown",
+    "image/svg+xml": "svg",
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "application/pdf": "pdf",
+    "text/latex": "latex",
+    "application/json": "json",
+    "application/javascript": "javascript",
+}
+
+
+class BadRequest(Exception):
+    pass
+
+
+class NotFound(Exception):
+    pass
+
+
+def now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+class Context:
+    """One kernel and the lock that runs its executions one at a time."""
+
+    def __init__(self, language, cwd):
+        self.id = str(uuid.uuid4())
+        self.language = language
+        self.cwd = cwd
+        self.lock = threading.Lock()
+        self.km = None
+        self.kc = None
+        self.start()
+
+    def start(self):
+        os.makedirs(RUNTIME_DIR, exist_ok=True)
+        km = KernelManager(
+            kernel_name="python3",
+            transport="ipc",
+            ip=os.path.join(RUNTIME_DIR, self.id),
+            connection_file=os.path.join(RUNTIME_DIR, self.id + ".json"),
+        )
+        # The inline backend: figures come back as image/png display data.
+        env = dict(os.environ, MPLBACKEND="module://matplotlib_inline.backend_inline")
+        km.start_kernel(cwd=self.cwd, env=env)
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        self.km, self.kc = km, kc
+
+    def stop(self):
+        if self.kc is not None:
+            self.kc.stop_channels()
+        if self.km is not None:
+            self.km.shutdown_kernel(now=True)
+        self.km = self.kc = None
+
+    def restart(self):
+        with self.lock:
+            self.stop()
+            self.start()
+
+    def info(self):
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    def run_silently(self, code):
+        """Runs setup code (no output, no history) and waits for it."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False)
+        self.wait_idle(msg_id, lambda _m: None)
+
+    def wait_idle(self, msg_id, emit):
+        """Passes `msg_id`'s iopub messages to `emit` until the kernel is idle after it; False
+        if the kernel died first."""
+        while True:
+            try:
+                msg = self.kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                if not self.km.is_alive():
+                    return False
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                return True
+            emit(msg)
+
+    def execute(self, code, env_vars, send):
+        """Runs `code`, sending the SDKs' NDJSON messages through `send` as they come."""
+        with self.lock:
+            if env_vars:
+                # Set for this execution only, then put back as they were.
+                self.run_silently(
+                    "import os as __sb_os\n"
+                    f"__sb_saved_env = {{k: __sb_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
+                    f"__sb_os.environ.update({dict(env_vars)!r})\n"
+                )
+            try:
+                msg_id = self.kc.execute(code, store_history=True, allow_stdin=False)
+                count = [None]
+
+                def emit(msg):
+                    kind, content = msg["msg_type"], msg["content"]
+                    if kind == "stream":
+                        stream = "stderr" if content.get("name") == "stderr" else "stdout"
+                        send({"type": stream, "text": content.get("text", ""), "timestamp": now()})
+                    elif kind in ("execute_result", "display_data"):
+                        send(result(content.get("data", {}), kind == "execute_result"))
+                    elif kind == "error":
+                        send({
+                            "type": "error",
+                            "name": content.get("ename", ""),
+                            "value": content.get("evalue", ""),
+                            "traceback": "\n".join(content.get("traceback", [])),
+                        })
+                    elif kind == "execute_input":
+                        count[0] = content.get("execution_count")
+
+                finished = self.wait_idle(msg_id, emit)
+                if not finished:
+                    send({"type": "unexpected_end_of_execution"})
+                    return
+                if count[0] is not None:
+                    send({"type": "number_of_executions", "execution_count": count[0]})
+                send({"type": "end_of_execution"})
+            except BrokenPipeError:
+                # The client went away (its timeout): stop the code rather than let it run on.
+                self.km.interrupt_kernel()
+                raise
+            finally:
+                if env_vars and self.km is not None and self.km.is_alive():
+                    self.run_silently(
+                        "for __sb_k, __sb_v in __sb_saved_env.items():\n"
+                        "    if __sb_v is None: __sb_os.environ.pop(__sb_k, None)\n"
+                        "    else: __sb_os.environ[__sb_k] = __sb_v\n"
+                        "del __sb_saved_env\n"
+                    )
+
+
+def result(data, is_main):
+    out = {"type": "result", "is_main_result": is_main}
+    for mime, value in data.items():
+        key = FORMATS.get(mime, mime)
+        if key == "json" and not isinstance(value, str):
+            # The SDKs type `json` as a string of JSON.
+            value = json.dumps(value)
+        out[key] = value
+    return out
+
+
+class Contexts:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_id = {}
+        self.default = None
+
+    def language(self, language):
+        name = (language or "python").strip().lower()
+        if name not in PYTHON_NAMES:
+            raise BadRequest(
+                f"language {language!r} is not supported by this interpreter: only Python "
+                "(ipykernel) is installed"
+            )
+        return "python"
+
+    def create(self, language=None, cwd=None):
+        language = self.language(language)
+        cwd = cwd or DEFAULT_CWD
+        if not os.path.isdir(cwd):
+            raise BadRequest(f"cwd {cwd!r} is not a directory in the sandbox")
+        ctx = Context(language, cwd)
+        with self.lock:
+            self.by_id[ctx.id] = ctx
+        return ctx
+
+    def get(self, context_id):
+        with self.lock:
+            ctx = self.by_id.get(context_id)
+        if ctx is None:
+            raise NotFound(f"context {context_id!r} not found")
+        return ctx
+
+    def remove(self, context_id):
+        with self.lock:
+            ctx = self.by_id.pop(context_id, None)
+            if ctx is self.default:
+                self.default = None
+        if ctx is None:
+            raise NotFound(f"context {context_id!r} not found")
+        ctx.stop()
+
+    def list(self):
+        with self.lock:
+            return [c.info() for c in self.by_id.values()]
+
+    def for_execution(self, context_id, language):
+        if context_id:
+            return self.get(context_id)
+        self.language(language)
+        with self.lock:
+            ctx = self.default
+        if ctx is None:
+            ctx = self.create()
+            with self.lock:
+                self.default = ctx
+        return ctx
+
+
+CONTEXTS = Contexts()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sandbank-interpreter"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("%s %s\n" % (self.command, fmt % args))
+
+    def body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            raise BadRequest(f"the body is not JSON: {e}")
+        if not isinstance(value, dict):
+            raise BadRequest("the body must be a JSON object")
+        return value
+
+    def reply(self, status, value=None):
+        raw = b"" if value is None else json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def path_parts(self):
+        return [p for p in self.path.split("?", 1)[0].split("/") if p]
+
+    def handle_errors(self, f):
+        try:
+            f()
+        except BadRequest as e:
+            self.reply(400, {"error": str(e)})
+        except NotFound as e:
+            self.reply(404, {"error": str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as e:  # noqa: BLE001 - any failure is the client's 500, and logged
+            sys.stderr.write(f"{self.command} {self.path}: {e!r}\n")
+            try:
+                self.reply(500, {"error": f"{type(e).__name__}: {e}"})
+            except OSError:
+                self.close_connection = True
+
+    def do_GET(self):
+        def go():
+            parts = self.path_parts()
+            if parts == ["health"]:
+                self.reply(200, {"status": "ok"})
+            elif parts == ["contexts"]:
+                self.reply(200, CONTEXTS.list())
+            else:
+                raise NotFound(f"no route GET {self.path}")
+
+        self.handle_errors(go)
+
+    def do_POST(self):
+        def go():
+            parts = self.path_parts()
+            body = self.body()
+            if parts == ["execute"]:
+                self.execute(body)
+            elif parts == ["contexts"]:
+                ctx = CONTEXTS.create(body.get("language"), body.get("cwd"))
+                self.reply(200, ctx.info())
+            elif len(parts) == 3 and parts[0] == "contexts" and parts[2] == "restart":
+                CONTEXTS.get(parts[1]).restart()
+                self.reply(204)
+            else:
+                raise NotFound(f"no route POST {self.path}")
+
+        self.handle_errors(go)
+
+    def do_DELETE(self):
+        def go():
+            parts = self.path_parts()
+            if len(parts) == 2 and parts[0] == "contexts":
+                CONTEXTS.remove(parts[1])
+                self.reply(204)
+            else:
+                raise NotFound(f"no route DELETE {self.path}")
+
+        self.handle_errors(go)
+
+    def execute(self, body):
+        code = body.get("code")
+        if not isinstance(code, str):
+            raise BadRequest(f"code must be a string, got {code!r}")
+        env_vars = body.get("env_vars") or {}
+        if not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values()):
+            raise BadRequest(f"env_vars must be an object of strings, got {env_vars!r}")
+        context_id, language = body.get("context_id"), body.get("language")
+        if context_id and language:
+            raise BadRequest("give context_id or language, not both")
+        ctx = CONTEXTS.for_execution(context_id, language)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def send(msg):
+            line = json.dumps(msg).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+
+        ctx.execute(code, env_vars, send)
+        self.wfile.write(b"0\r\n\r\n")
+
+
+def main():
+    # The default context starts before the port opens, so /health passing means the first
+    # execution finds a kernel ready (and a template snapshot has it running).
+    CONTEXTS.for_execution(None, None)
+    server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
+    server.daemon_threads = True
+    sys.stderr.write(f"interpreter listening on :{PORT}\n")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -44,8 +44,10 @@ pub async fn forward(state: &AppState, port: u16, raw_id: &str, req: Request) ->
         return not_found(&shown);
     };
     if let Some(token) = &route.traffic_token {
-        let offered =
-            TOKEN_HEADERS.iter().filter_map(|h| req.headers().get(*h)).any(|v| v.as_bytes() == token.as_bytes());
+        let offered = TOKEN_HEADERS
+            .iter()
+            .filter_map(|h| req.headers().get(*h))
+            .any(|v| super::constant_time_eq(v.as_bytes(), token.as_bytes()));
         if !offered {
             let message =
                 "This sandbox's traffic is private (allowPublicTraffic: false): send its traffic access token \
@@ -53,13 +55,12 @@ pub async fn forward(state: &AppState, port: u16, raw_id: &str, req: Request) ->
             return answer(StatusCode::FORBIDDEN, message, &shown, Some(port));
         }
     }
-    if route.paused {
-        if !route.auto_resume {
-            return not_found(&shown);
-        }
-        if let Err(e) = super::wake(state, &shown, &mut route).await {
-            return e.into_response();
-        }
+    // Paused: the proxy's "not found", unless traffic wakes it.
+    if route.paused && !route.auto_resume {
+        return not_found(&shown);
+    }
+    if let Err(e) = super::wake(state, &shown, &mut route).await {
+        return e.into_response();
     }
     let host = masked_host(&route, port);
     let method = req.method().to_string();

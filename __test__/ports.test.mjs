@@ -6,6 +6,10 @@
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { request } from 'node:http'
 import { promisify } from 'node:util'
 import { Sandbox } from 'e2b'
@@ -103,6 +107,36 @@ describe('sandbox ports', () => {
     // Gone with the sandbox: nothing listens on the address any more.
     await sbx.kill()
     await assert.rejects(fetch(`http://${host}/`), /fetch failed/)
+  })
+
+  test('a browser (headless Chromium) shows the page, by sandbank\'s host and by name', async (t) => {
+    const page = '<html><body style="margin:0;background:#123456"><h1 style="color:#fedcba">from a sandbox</h1></body></html>'
+    const sbx = await sandbank.Sandbox.create(server.novita())
+    server.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill())
+    await sbx.files.write('/home/user/www/index.html', page)
+    await serve(sbx, 'cd www && python3 -m http.server 8000', 8000)
+    // The same page served from the host: what the browser must show.
+    const local = createServer((req, res) => res.end(page))
+    await new Promise((resolve) => local.listen(0, '127.0.0.1', resolve))
+    t.after(() => local.close())
+    const dir = mkdtempSync(join(tmpdir(), 'sandbank-screenshot-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const browse = async (url, name) => {
+      const file = join(dir, `${name}.png`)
+      const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--window-size=480,160', '--hide-scrollbars']
+      await promisify(execFile)('chromium-headless-shell', [...flags, `--screenshot=${file}`, url])
+      const { stdout: dom } = await promisify(execFile)('chromium-headless-shell', [...flags, '--dump-dom', url])
+      return { png: readFileSync(file), dom }
+    }
+    const expected = await browse(`http://127.0.0.1:${local.address().port}/`, 'host')
+    for (const [how, url] of [['getHost', `http://${sbx.getHost(8000)}/`], ['name', `http://${hostOf(sbx, 8000)}/`]]) {
+      const shot = await browse(url, how)
+      assert.match(shot.dom, /<h1 style="color:#fedcba">from a sandbox<\/h1>/, `${how}: ${shot.dom}`)
+      assert.ok(shot.png.equals(expected.png), `${how}: the screenshot differs from the page served on the host`)
+      // The screenshot, in the test's output.
+      t.diagnostic(`${how} (${url}): data:image/png;base64,${shot.png.toString('base64')}`)
+    }
   })
 
   test('a response streams as the server writes it, and an upgrade joins both ends', async (t) => {

@@ -5,7 +5,8 @@
 # with mkfs.ext4; the attack tests try `mount` inside. pasta gives sandboxes their network; nft
 # puts their egress rules (`allowOut`/`denyOut`) in force; mkfs.btrfs makes the copy-on-write
 # store's filesystem (issue 15). The image tests run a registry (docker-registry) and make the
-# image they pull with umoci and push it with skopeo. CRIU (4.2 or newer; for memory
+# image they pull with umoci and push it with skopeo. The ports test opens a sandbox's page in a
+# browser (chromium-headless-shell). CRIU (4.2 or newer; for memory
 # snapshots, see docs/FULL-SNAPSHOTS.md) is built from Debian's source package by criu.sh when
 # missing, into a cache outside the clone.
 set -euo pipefail
@@ -24,6 +25,7 @@ missing=()
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 [ -x /usr/bin/umoci ] || missing+=(umoci)
 [ -x /usr/bin/skopeo ] || missing+=(skopeo)
+[ -x /usr/bin/chromium-headless-shell ] || missing+=(chromium-headless-shell)
 criu() {
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     bash "$(dirname "$0")/criu.sh" >/dev/null ||

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'node:http'
@@ -107,6 +108,23 @@ describe('sandbox ports', () => {
     // Gone with the sandbox: nothing listens on the address any more.
     await sbx.kill()
     await assert.rejects(fetch(`http://${host}/`), /fetch failed/)
+  })
+
+  test('sandbank\'s getHost carries plain TCP too', async (t) => {
+    const sbx = await sandbank.Sandbox.create(server.novita())
+    server.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill())
+    const echo = "require('net').createServer((c) => c.on('data', (d) => c.write('echo:' + d))).listen(7000)"
+    await sbx.commands.run(`node -e "${echo}"`, { background: true })
+    const [host, port] = sbx.getHost(7000).split(':')
+    const reply = await eventually(() => new Promise((resolve, reject) => {
+      const socket = connect(Number(port), host, () => socket.write('ping'))
+      socket.setTimeout(2000, () => socket.destroy(new Error('no answer')))
+      socket.once('data', (d) => { resolve(String(d)); socket.destroy() })
+      socket.once('error', reject)
+      socket.once('close', () => reject(new Error('closed before an answer')))
+    }), { timeoutMs: 15_000 })
+    assert.equal(reply, 'echo:ping')
   })
 
   test('a browser (headless Chromium) shows the page, by sandbank\'s host and by name', async (t) => {

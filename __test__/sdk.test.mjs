@@ -50,8 +50,11 @@ for (const [sdkName, sdk] of Object.entries(SDKS)) {
     test('create, getInfo, getHost, isRunning, kill semantics', async (t) => {
       const sbx = await create(t, { metadata: { owner: 'sdk-test', 'a b': 'c&d' }, envs: { GREETING: 'hi there' }, timeoutMs: 120_000 })
       assert.match(sbx.sandboxId, /^[a-z0-9]{20}$/)
-      assert.equal(typeof sbx.sandboxDomain, 'string')
-      assert.equal(sbx.getHost(8080), `8080-${sbx.sandboxId}.${sbx.sandboxDomain}`)
+      // The server reports localhost:<its port>: the name form is `8080-<id>.localhost:<port>`;
+      // sandbank's own getHost publishes the port on loopback (README "Sandbox ports").
+      assert.equal(sbx.sandboxDomain, `localhost:${new URL(server.url).port}`)
+      if (sdkName === 'sandbank') assert.match(sbx.getHost(8080), /^127\.0\.0\.1:\d+$/)
+      else assert.equal(sbx.getHost(8080), `8080-${sbx.sandboxId}.${sbx.sandboxDomain}`)
       const info = await sbx.getInfo()
       assert.equal(info.sandboxId, sbx.sandboxId)
       assert.equal(info.templateId, 'base')

@@ -69,6 +69,19 @@ import SandboxDefault, {
   type TemplateTagInfo,
   type LogEntryLevel,
 } from 'sandbank'
+import CodeInterpreterDefault, {
+  Sandbox as CodeInterpreter,
+  CodeInterpreterSandbox,
+  Execution,
+  ExecutionError,
+  OutputMessage,
+  Result,
+  type Context,
+  type CreateCodeContextOpts,
+  type Logs,
+  type RunCodeOpts,
+  type RunCodeLanguage,
+} from 'sandbank/code-interpreter'
 
 async function everything(): Promise<void> {
   const conn: ConnectionOpts = { apiKey: 'k', apiUrl: 'http://127.0.0.1:3000', sandboxUrl: 'http://127.0.0.1:3000', requestTimeoutMs: 30_000, headers: { 'X-Trace': '1' }, domain: 'example.com' }
@@ -358,5 +371,39 @@ async function templates(conn: ConnectionOpts): Promise<void> {
   void [others, ready, final2, old, failedStep, exists, assigned, tags, json, dockerfile, markers, info.alias, info.name, info.tags, info.buildId]
 }
 
+async function codeInterpreter(conn: ConnectionOpts): Promise<void> {
+  const sbx: CodeInterpreter = await CodeInterpreter.create({ ...conn, timeoutMs: 60_000 })
+  const same: CodeInterpreter = await CodeInterpreterDefault.create('code-interpreter-v1', conn)
+  const alias: CodeInterpreterSandbox = same
+  const base: Sandbox = sbx // the interpreter's Sandbox is a sandbank Sandbox
+  const lang: RunCodeLanguage = 'python'
+  const ctxOpts: CreateCodeContextOpts = { cwd: '/tmp', language: lang, requestTimeoutMs: 5000 }
+  const ctx: Context = await sbx.createCodeContext(ctxOpts)
+  const opts: RunCodeOpts = {
+    onStdout: (m: OutputMessage) => console.log(m.line, m.timestamp, m.error),
+    onStderr: (m: OutputMessage) => console.log(m.toString()),
+    onResult: (r: Result) => console.log(r.png, r.formats()),
+    onError: (e: ExecutionError) => console.log(e.name, e.value, e.traceback),
+    envs: { A: 'b' },
+    timeoutMs: 10_000,
+    requestTimeoutMs: 5000,
+  }
+  const e: Execution = await sbx.runCode('x = 1', { ...opts, language: 'python' })
+  const e2: Execution = await sbx.runCode('x', { context: ctx })
+  const text: string | undefined = e2.text
+  const count: number | undefined = e.executionCount
+  const logs: Logs = e.logs
+  const r: Result = e.results[0]
+  const fields = [r.text, r.html, r.markdown, r.svg, r.png, r.jpeg, r.pdf, r.latex, r.json, r.javascript, r.data, r.chart, r.isMainResult, r.extra, r.raw, r.toJSON()]
+  const err: ExecutionError | undefined = e.error
+  const contexts: Context[] = await sbx.listCodeContexts()
+  await sbx.restartCodeContext(ctx)
+  await sbx.restartCodeContext(ctx.id)
+  await sbx.removeCodeContext(ctx)
+  await sbx.deleteCodeContext(ctx.id)
+  void [alias, base, text, count, logs, fields, err, contexts, e.toJSON()]
+}
+
 void everything
 void templates
+void codeInterpreter

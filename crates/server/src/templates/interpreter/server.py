@@ -21,6 +21,8 @@ Standard library plus jupyter_client only, so it runs on the image's python3.
 import json
 import os
 import queue
+import select
+import socket
 import sys
 import threading
 import uuid
@@ -113,15 +115,20 @@ class Context:
         msg_id = self.kc.execute(code, silent=True, store_history=False)
         self.wait_idle(msg_id, lambda _m: None)
 
-    def wait_idle(self, msg_id, emit):
+    def wait_idle(self, msg_id, emit, gone=lambda: False):
         """Passes `msg_id`'s iopub messages to `emit` until the kernel is idle after it; False
-        if the kernel died first."""
+        if the kernel died first. When `gone()` says the client left (its timeout), the code is
+        interrupted, so that the context is free again for the next execution."""
+        interrupted = False
         while True:
             try:
-                msg = self.kc.get_iopub_msg(timeout=1)
+                msg = self.kc.get_iopub_msg(timeout=0.5)
             except queue.Empty:
                 if not self.km.is_alive():
                     return False
+                if not interrupted and gone():
+                    self.km.interrupt_kernel()
+                    interrupted, emit = True, (lambda _m: None)
                 continue
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -129,7 +136,7 @@ class Context:
                 return True
             emit(msg)
 
-    def execute(self, code, env_vars, send):
+    def execute(self, code, env_vars, send, gone):
         """Runs `code`, sending the SDKs' NDJSON messages through `send` as they come."""
         with self.lock:
             if env_vars:
@@ -139,6 +146,7 @@ class Context:
                     f"__sb_saved_env = {{k: __sb_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
                     f"__sb_os.environ.update({dict(env_vars)!r})\n"
                 )
+            msg_id, finished = None, False
             try:
                 msg_id = self.kc.execute(code, store_history=True, allow_stdin=False)
                 count = [None]
@@ -160,16 +168,19 @@ class Context:
                     elif kind == "execute_input":
                         count[0] = content.get("execution_count")
 
-                finished = self.wait_idle(msg_id, emit)
+                finished = self.wait_idle(msg_id, emit, gone)
                 if not finished:
                     send({"type": "unexpected_end_of_execution"})
                     return
                 if count[0] is not None:
                     send({"type": "number_of_executions", "execution_count": count[0]})
                 send({"type": "end_of_execution"})
-            except BrokenPipeError:
-                # The client went away (its timeout): stop the code rather than let it run on.
-                self.km.interrupt_kernel()
+            except (BrokenPipeError, ConnectionResetError):
+                # The client went away (its timeout) while the code ran: stop the code rather
+                # than let it hold the context.
+                if msg_id is not None and not finished:
+                    self.km.interrupt_kernel()
+                    self.wait_idle(msg_id, lambda _m: None)
                 raise
             finally:
                 if env_vars and self.km is not None and self.km.is_alive():
@@ -179,6 +190,15 @@ class Context:
                         "    else: __sb_os.environ[__sb_k] = __sb_v\n"
                         "del __sb_saved_env\n"
                     )
+
+
+def client_gone(sock):
+    """Whether the client closed its connection (a read would see its end)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def result(data, is_main):
@@ -361,7 +381,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
 
-        ctx.execute(code, env_vars, send)
+        ctx.execute(code, env_vars, send, lambda: client_gone(self.connection))
         self.wfile.write(b"0\r\n\r\n")
 
 

@@ -1,0 +1,52 @@
+// ESM entry of `sandbank/code-interpreter`: the same objects as the CommonJS entry
+// (dist/code-interpreter.js, compiled from js/code-interpreter.ts; no dual-package hazard): all of
+// `sandbank`, with the interpreter's `Sandbox` (also the default export) and its classes.
+import ci from './dist/code-interpreter.js'
+
+export const {
+  Sandbox,
+  SandboxPaginator,
+  SnapshotPaginator,
+  Commands,
+  CommandHandle,
+  Filesystem,
+  FileType,
+  FilesystemEventType,
+  WatchHandle,
+  Pty,
+  getSignature,
+  SandboxError,
+  TimeoutError,
+  InvalidArgumentError,
+  NotEnoughSpaceError,
+  NotFoundError,
+  FileNotFoundError,
+  SandboxNotFoundError,
+  AuthenticationError,
+  TemplateError,
+  RateLimitError,
+  CommandExitError,
+  BuildError,
+  FileUploadError,
+  Template,
+  TemplateBase,
+  ReadyCmd,
+  waitForPort,
+  waitForURL,
+  waitForProcess,
+  waitForFile,
+  waitForTimeout,
+  LogEntry,
+  LogEntryStart,
+  LogEntryEnd,
+  defaultBuildLogger,
+  version,
+  serverBinaryPath,
+  OutputMessage,
+  ExecutionError,
+  Result,
+  Execution,
+  CodeInterpreterSandbox,
+} = ci
+
+export default ci.Sandbox

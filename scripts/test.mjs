@@ -4,7 +4,8 @@
 //   0. install the host packages the tests use when missing (scripts/system-deps.sh)
 //   1. make sure native/sandbank, the addon and dist/ (js/ compiled) are current (`scripts/build.mjs`,
 //      a no-op when they are), and the base image is built (`sandbank base-image`, into
-//      SANDBANK_IMAGES_DIR, default the machine's cache: once per machine)
+//      SANDBANK_IMAGES_DIR, default the machine's cache: once per machine), and the code
+//      interpreter's template beside it (scripts/interpreter-template.mjs: once per definition)
 //   2. cargo fmt --check and cargo clippy -D warnings (workspace and fuzz targets), then
 //      cargo test --release --workspace   (release, so it reuses the build's artifacts), then a
 //      short fuzz run of every fuzz/ target (scripts/fuzz.mjs: 25 s in all, plus a one-time
@@ -44,6 +45,9 @@ if (!step('build', process.execPath, [join(root, 'scripts', 'build.mjs')])) proc
 // from Debian's packages once per machine, outside the clone), built here first.
 process.env.SANDBANK_IMAGES_DIR ??= baseImagesDir()
 if (!step('base image', join(root, 'native', 'sandbank'), ['base-image'])) process.exit(1)
+// The code interpreter's template (pip installs: about 30 s, longer than an SDK request waits),
+// built once into a data dir beside the base images; __test__/code-interpreter.test.mjs runs on it.
+if (!step('interpreter template', process.execPath, [join(root, 'scripts', 'interpreter-template.mjs')])) process.exit(1)
 
 // Formatting and lints: the house style is rustfmt.toml's; any clippy warning fails.
 const lint =

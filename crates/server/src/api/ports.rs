@@ -30,8 +30,16 @@ use tokio::task::AbortHandle;
 const TOKEN_HEADERS: [&str; 2] = ["e2b-traffic-access-token", "novita-traffic-access-token"];
 
 /// The port and sandbox of a request for a sandbox port (not envd's, which is envd traffic).
+/// e2b's SDKs with `sandboxUrl` set send every sandbox request to that URL, naming the sandbox
+/// and the port in headers (`E2b-Sandbox-Id`, `E2b-Sandbox-Port`): `@e2b/code-interpreter`'s to
+/// 49999, its envd calls to envd's port.
 pub fn target(headers: &HeaderMap) -> Option<(u16, String)> {
-    if headers.contains_key("e2b-sandbox-id") || headers.contains_key("novita-sandbox-id") {
+    if let Some(id) = headers.get("e2b-sandbox-id") {
+        let port = headers.get("e2b-sandbox-port")?.to_str().ok()?.trim().parse::<u16>().ok()?;
+        let id = String::from_utf8_lossy(id.as_bytes()).trim().to_string();
+        return (port != 0 && port != sandbank_protocol::ENVD_PORT).then_some((port, id));
+    }
+    if headers.contains_key("novita-sandbox-id") {
         return None;
     }
     super::host_target(headers).filter(|(port, _)| *port != sandbank_protocol::ENVD_PORT)

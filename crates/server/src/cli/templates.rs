@@ -59,24 +59,27 @@ pub fn failure_text(name: &str, spec: &TemplateSpec, f: &BuildFailure) -> String
 /// Builds a built-in template (`crate::templates::builtin`) through the server's API, as
 /// `Template.build` would, unless it is built already (`force`: build it anyway).
 async fn prepare(name: &str, force: bool) -> CliResult<ExitCode> {
-    use crate::templates::builtin::{code_interpreter_spec, CODE_INTERPRETER, CODE_INTERPRETER_SHORT};
+    use crate::templates::builtin::{
+        code_interpreter_spec, code_interpreter_tag, CODE_INTERPRETER, CODE_INTERPRETER_SHORT,
+    };
     if name != CODE_INTERPRETER && name != CODE_INTERPRETER_SHORT {
         return Err(CliError(format!(
             "no built-in template {name:?}: the built-in templates are {CODE_INTERPRETER_SHORT} ({CODE_INTERPRETER})"
         )));
     }
     let api = api(None).await?;
-    let built = api.list_templates().await?.into_iter().find(|t| {
-        t.aliases.iter().any(|a| a == CODE_INTERPRETER)
-            && t.names.iter().any(|n| n == &format!("{CODE_INTERPRETER}:default"))
-    });
+    // Built already when a build of this definition (its tag) is there.
+    let tag = code_interpreter_tag();
+    let current = format!("{CODE_INTERPRETER}:{tag}");
+    let built = api.list_templates().await?.into_iter().find(|t| t.names.contains(&current));
     if let (Some(t), false) = (&built, force) {
-        eprintln!("sandbank: {CODE_INTERPRETER} is built already (--force builds it again)");
+        eprintln!("sandbank: {CODE_INTERPRETER} is built already ({tag}; --force builds it again)");
         print_out(&format!("{}\n", t.template_id));
         return Ok(ExitCode::SUCCESS);
     }
     let started = std::time::Instant::now();
-    let opts = BuildOpts { name: CODE_INTERPRETER.into(), context: "/".into(), ..Default::default() };
+    let tags = Some(vec!["default".to_string(), tag]);
+    let opts = BuildOpts { name: CODE_INTERPRETER.into(), tags, context: "/".into(), ..Default::default() };
     let spec = code_interpreter_spec();
     let mut log = |e: LogEntry| eprintln!("{}", log_line(&e));
     match templates::build(&api, spec.clone(), &opts, &mut log).await {

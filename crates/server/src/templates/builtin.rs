@@ -59,6 +59,16 @@ pub fn code_interpreter_spec() -> TemplateSpec {
     serde_json::from_value(json).expect("the built-in template's JSON is a TemplateSpec")
 }
 
+/// The tag of the build of the current definition (`spec-<hash>`): a server whose built copy
+/// is of an older definition (another server.py, other packages) builds it again, from the
+/// cached steps that did not change. Builds are tagged with it and `default`.
+pub fn code_interpreter_tag() -> String {
+    use sha2::Digest;
+    let spec = serde_json::to_vec(&code_interpreter_spec()).expect("a TemplateSpec is JSON");
+    let digest = sha2::Sha256::digest(&spec);
+    format!("spec-{}", digest.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 /// Serializes builds of the built-in templates, so that sandboxes asked for at once wait for one
 /// build rather than each starting its own.
 static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -70,19 +80,24 @@ const POLL: Duration = Duration::from_millis(500);
 /// or waits for the build under way. Does nothing for other names or a template built already.
 pub async fn ensure(templates: &Arc<Templates>, backend: &Arc<dyn Backend>, reference: &str) -> Result<(), ApiError> {
     let Some(name) = builtin_name(reference) else { return Ok(()) };
-    if templates.resolve(name).is_some() {
+    let tag = code_interpreter_tag();
+    let current = format!("{name}:{tag}");
+    if templates.resolve(&current).is_some() {
         return Ok(());
     }
     let _one = BUILDING.lock().await;
     let (template_id, build_id) = match templates.building(name) {
         Some(under_way) => under_way,
-        None if templates.resolve(name).is_some() => return Ok(()),
+        None if templates.resolve(&current).is_some() => return Ok(()),
         None => {
-            tracing::info!(template = name, "building the built-in template (a few minutes, once)");
+            tracing::info!(
+                template = name,
+                "building the built-in template (under a minute; a few with a slow network)"
+            );
             let spec = serde_json::to_value(code_interpreter_spec()).expect("a TemplateSpec is JSON");
             let req: BuildRequest = serde_json::from_value(spec)
                 .map_err(|e| ApiError::Internal(format!("the built-in template {name}: {e}")))?;
-            let r = templates.request(name, &[], None, None)?;
+            let r = templates.request(name, &[super::catalog::DEFAULT_TAG.to_string(), tag], None, None)?;
             templates.start(Arc::clone(backend), &r.template_id, &r.build_id, req)?;
             (r.template_id, r.build_id)
         }
@@ -138,5 +153,6 @@ mod tests {
         let steps = req.steps().unwrap();
         assert_eq!(steps.len(), 2);
         assert!(req.start_cmd.unwrap().contains(SERVER_PATH));
+        assert_eq!(super::super::catalog::check_tag(&code_interpreter_tag()), Ok(code_interpreter_tag()));
     }
 }

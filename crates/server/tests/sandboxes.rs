@@ -29,7 +29,8 @@ async fn lifecycle() {
     assert_eq!(v["templateID"], "base");
     assert_eq!(v["envdVersion"], sandbank_protocol::ENVD_VERSION);
     assert_eq!(v["clientID"], "sandbank");
-    assert!(v["domain"].is_null());
+    // Sandbox hosts are `<port>-<id>.localhost:<the API's port>` (README "Sandbox ports").
+    assert_eq!(v["domain"], format!("localhost:{}", a.port()));
 
     let d = call(a, "GET", &format!("/sandboxes/{id}"), None).await;
     assert_eq!(d.status, StatusCode::OK);

@@ -276,6 +276,9 @@ CONTEXTS = Contexts()
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sandbank-interpreter"
+    # An execution streams small lines: without TCP_NODELAY each waits for the client's delayed
+    # ACK (40 ms).
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         sys.stderr.write("%s %s\n" % (self.command, fmt % args))

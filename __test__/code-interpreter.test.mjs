@@ -220,7 +220,7 @@ describe('novita-sandbox/code-interpreter (published) against the local server',
   })
 })
 
-describe('snapshots', () => {
+describe('snapshots and forks', () => {
   test('a sandbox started from a snapshot has the interpreter\'s variables', async (t) => {
     const sbx = await create(t)
     await sbx.runCode('kept = [1, 2, 3]')
@@ -240,5 +240,15 @@ describe('snapshots', () => {
     // The original goes on by itself.
     await copy.runCode('kept.append(4)')
     assert.equal((await sbx.runCode('len(kept)')).text, '3')
+  })
+
+  test('a fork has the interpreter\'s variables, as the interpreter\'s Sandbox', async (t) => {
+    const sbx = await create(t)
+    await sbx.runCode('forked = "yes"')
+    const [fork] = await sbx.fork({ count: 1 })
+    assert.ok(fork instanceof Sandbox, String(fork))
+    server.sandboxIds.add(fork.sandboxId)
+    t.after(() => fork.kill().catch(() => {}))
+    assert.equal((await fork.runCode('forked')).text, "'yes'")
   })
 })

@@ -81,7 +81,8 @@ async fn prepare(name: &str, force: bool) -> CliResult<ExitCode> {
     let tags = Some(vec!["default".to_string(), tag]);
     let opts = BuildOpts { name: CODE_INTERPRETER.into(), tags, context: "/".into(), ..Default::default() };
     let spec = code_interpreter_spec();
-    let mut log = |e: LogEntry| eprintln!("{}", log_line(&e));
+    // The step that writes the server carries it in base64: its line is cut, not printed whole.
+    let mut log = |e: LogEntry| eprintln!("{}", crate::templates::builtin::shortened(&log_line(&e)));
     match templates::build(&api, spec.clone(), &opts, &mut log).await {
         Ok(info) => {
             eprintln!("sandbank: {CODE_INTERPRETER} built in {:.1} s", started.elapsed().as_secs_f64());

@@ -112,7 +112,7 @@ async fn wait(templates: &Templates, name: &str, template_id: &str, build_id: &s
         let s = templates.status(template_id, build_id, offset)?;
         offset += s.logs.len();
         for line in &s.logs {
-            tracing::info!(template = name, "build: {}", line.message);
+            tracing::info!(template = name, "build: {}", shortened(&line.message));
         }
         match s.status {
             Status::Ready => {
@@ -134,9 +134,26 @@ async fn wait(templates: &Templates, name: &str, template_id: &str, build_id: &s
     }
 }
 
+/// A build log line cut to a readable length (the step that writes the server carries it whole,
+/// in base64).
+pub fn shortened(line: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 1000;
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}… ({} characters)", &line[..cut], line.len()).into(),
+        None => line.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_lines_are_cut() {
+        assert_eq!(shortened("short"), "short");
+        let long = "é".repeat(1200);
+        assert_eq!(shortened(&long), format!("{}… (2400 characters)", "é".repeat(1000)));
+    }
 
     #[test]
     fn names() {

@@ -85,8 +85,10 @@ pub enum TemplatesCmd {
     },
     /// Build a template the server knows by itself, ahead of its first use (which would
     /// otherwise build it then): `code-interpreter` (`code-interpreter-v1`, the interpreter
-    /// SDKs' default; a few minutes, once). Prints its build's log on stderr, then its ID.
+    /// SDKs' default; about 30 s with a fast network, once). Prints its build's log on stderr,
+    /// then its ID.
     Prepare {
+        /// `code-interpreter` (or `code-interpreter-v1`).
         #[arg(value_name = "NAME")]
         name: String,
         /// Build it again even if it is built (its cached steps are not run again).

@@ -41,8 +41,13 @@ async function create(t, opts = {}) {
 }
 
 describe('sandbank/code-interpreter', () => {
-  test('the package exports the interpreter surface, ESM and CJS alike', () => {
+  test('the package exports the interpreter surface, ESM and CJS alike', async () => {
     const cjs = createRequire(import.meta.url)('sandbank/code-interpreter')
+    // ESM: every name of sandbank's entry too (code-interpreter.mjs lists them).
+    const esm = await import('sandbank/code-interpreter')
+    const missing = Object.keys(await import('sandbank')).filter((k) => !(k in esm))
+    assert.deepEqual(missing, [], 'names of sandbank missing from sandbank/code-interpreter (ESM)')
+    assert.deepEqual(Object.keys(esm).filter((k) => k !== 'default' && !(k in cjs)), [], 'the ESM and CJS entries differ')
     assert.equal(cjs.Sandbox, Sandbox)
     assert.equal(cjs.default, Sandbox)
     assert.equal(cjs.CodeInterpreterSandbox, Sandbox)

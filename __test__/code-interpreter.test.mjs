@@ -108,6 +108,9 @@ describe('sandbank/code-interpreter', () => {
     // A long execution past timeoutMs is a TimeoutError, and the kernel is interrupted.
     await assert.rejects(sbx.runCode('import time; time.sleep(30)', { timeoutMs: 1000 }), (err) => err.name === 'TimeoutError')
     assert.equal((await sbx.runCode('6 * 7')).text, '42')
+    // A cell's pip install (for the user; PyPI, as the template's build) is importable at once.
+    const pip = await sbx.runCode('%pip install -q --disable-pip-version-check tabulate==0.9.0\nimport tabulate; tabulate.__version__', { timeoutMs: 120_000 })
+    assert.equal(pip.text, "'0.9.0'", JSON.stringify(pip))
   })
 
   test('a matplotlib figure comes back as a PNG result; rich formats map to their keys', async (t) => {

@@ -50,7 +50,12 @@ pub fn code_interpreter_spec() -> TemplateSpec {
                 "pip install --no-cache-dir --break-system-packages --disable-pip-version-check {}",
                 PIP_PACKAGES.join(" ")
             )),
-            run(format!("mkdir -p {dir} && echo {server} | base64 -d > {SERVER_PATH} && chmod 0644 {SERVER_PATH}")),
+            // Without Debian's PEP 668 marker, `!pip install x` in a cell installs for the user
+            // (~/.local), as in the cloud's template, instead of refusing.
+            run(format!(
+                "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED && mkdir -p {dir} && echo {server} | base64 -d > \
+                 {SERVER_PATH} && chmod 0644 {SERVER_PATH}"
+            )),
         ],
         "startCmd": format!("python3 {SERVER_PATH}"),
         "readyCmd": format!("curl -sf http://127.0.0.1:{CODE_INTERPRETER_PORT}/health"),

@@ -22,6 +22,7 @@ import json
 import os
 import queue
 import select
+import site
 import socket
 import sys
 import threading
@@ -389,6 +390,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    # Python puts the user's site-packages on sys.path only if it exists when it starts: made
+    # now, so that `%pip install x` in a cell (a user install) can be imported right away.
+    try:
+        os.makedirs(site.getusersitepackages(), exist_ok=True)
+    except OSError as e:
+        sys.stderr.write(f"user site-packages: {e}\n")
     # The default context starts before the port opens, so /health passing means the first
     # execution finds a kernel ready (and a template snapshot has it running).
     CONTEXTS.for_execution(None, None)

@@ -87,7 +87,7 @@ pub async fn ensure(templates: &Arc<Templates>, backend: &Arc<dyn Backend>, refe
     let Some(name) = builtin_name(reference) else { return Ok(()) };
     let tag = code_interpreter_tag();
     let current = format!("{name}:{tag}");
-    if templates.resolve(&current).is_some() {
+    if templates.resolve(&current).is_some() || users_own(templates, name) {
         return Ok(());
     }
     let _one = BUILDING.lock().await;
@@ -108,6 +108,13 @@ pub async fn ensure(templates: &Arc<Templates>, backend: &Arc<dyn Backend>, refe
         }
     };
     wait(templates, name, &template_id, &build_id).await
+}
+
+/// Whether `name` is a template built here by a user (`Template.build(t, 'code-interpreter-v1')`):
+/// it has a ready build and none of ours (tagged `spec-…`), and is left as it is.
+fn users_own(templates: &Templates, name: &str) -> bool {
+    let ours = templates.tags(name).is_ok_and(|tags| tags.iter().any(|(tag, _, _)| tag.starts_with("spec-")));
+    !ours && templates.resolve(name).is_some()
 }
 
 /// Waits for a build, logging its progress; `Err` says why it failed.
@@ -158,6 +165,21 @@ mod tests {
         assert_eq!(shortened("short"), "short");
         let long = "é".repeat(1200);
         assert_eq!(shortened(&long), format!("{}… (2400 characters)", "é".repeat(1000)));
+    }
+
+    #[test]
+    fn a_users_own_template_of_that_name_is_left_alone() {
+        let t = Templates::in_memory();
+        assert!(!users_own(&t, CODE_INTERPRETER), "none yet: ours is built");
+        let made =
+            || super::super::Resolved { snapshot: "snap".into(), envs: Default::default(), user: None, workdir: None };
+        let r = t.request(CODE_INTERPRETER, &[], None, None).unwrap();
+        t.finish(&r.template_id, &r.build_id, Ok(made()));
+        assert!(users_own(&t, CODE_INTERPRETER));
+        let tags = ["default".to_string(), "spec-000000000000".to_string()];
+        let r = t.request(CODE_INTERPRETER, &tags, None, None).unwrap();
+        t.finish(&r.template_id, &r.build_id, Ok(made()));
+        assert!(!users_own(&t, CODE_INTERPRETER), "one of ours (an older definition): rebuilt");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 // `npm run demo`: the snapshot walkthrough of the Novita docs, through `sandbank` itself on its
 // local default: no API key, no URL — the first call finds the local `sandbank serve` daemon
 // (through its daemon.json) or starts one in the background, which stops by itself after 5 idle
-// minutes. The code is the docs' code with the import swapped; each step prints its time. A
-// counter held in memory shows that a snapshot keeps the running processes (`npm run demo` first
-// has scripts/criu.sh provide CRIU, which the engine needs for that).
+// minutes. The code is the docs' code with the import swapped (`novita-sandbox/code-interpreter`
+// → `sandbank/code-interpreter`: its sandboxes run a Python interpreter, built into the local
+// template `code-interpreter-v1` the first time, in under a minute); each step prints its time. A
+// counter held in memory and an interpreter variable show that a snapshot keeps the running
+// processes (`npm run demo` first has scripts/criu.sh provide CRIU, which the engine needs).
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Sandbox } from 'sandbank'
+import { Sandbox } from 'sandbank/code-interpreter'
 import binding from '../binding.js'
 
 // The counter server (each GET gets the next number), the one the tests use.
@@ -71,6 +73,12 @@ try {
     return JSON.stringify(r.stdout)
   })
 
+  await step("runCode('x = 41')", async () => {
+    const execution = await sandbox.runCode('x = 41\nprint("x is", x)')
+    if (execution.error) throw new Error(`${execution.error.name}: ${execution.error.value}`)
+    return JSON.stringify(execution.logs.stdout.join(''))
+  })
+
   // A process whose only state is in memory: a counter served on loopback. A snapshot with memory
   // (the default where the engine has CRIU) takes it along.
   const next = async (sbx) => (await sbx.commands.run(COUNT)).stdout.trim()
@@ -104,6 +112,13 @@ try {
         const [inCopy, inOrigin] = [await next(copy), await next(sandbox)]
         if (inCopy !== '2' || inOrigin !== '2') throw new Error(`counter at ${inCopy} in the copy, ${inOrigin} in the origin; expected 2 in both`)
         return `2 in the copy, 2 in the origin: each goes on by itself`
+      })
+    }
+    if (snapshot.mode === 'full') {
+      await step("  → runCode('x + 1') in the new sandbox", async () => {
+        const execution = await copy.runCode('x + 1')
+        if (execution.text !== '42') throw new Error(`x + 1 is ${execution.text ?? execution.error?.name} in the copy, expected 42`)
+        return `${execution.text}: the interpreter's variables came along`
       })
     }
     await step('  → cat /tmp/status.txt', async () => {

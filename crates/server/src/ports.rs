@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -43,10 +43,7 @@ pub async fn forward(
     });
     let client_upgrade = req.headers().contains_key(header::UPGRADE).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
-        parts.uri = pq.parse::<Uri>().unwrap_or_else(|_| Uri::from_static("/"));
-    }
+    crate::proxy::to_origin_form(&mut parts.uri);
     if let Some(host) = host {
         parts.headers.insert(header::HOST, host);
     }

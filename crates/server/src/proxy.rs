@@ -32,11 +32,16 @@ pub async fn forward(socket: &Path, req: Request) -> Result<Response, ProxyError
         }
     });
     let (mut parts, body) = req.into_parts();
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        // An absolute-form request line: envd gets the origin form.
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
-        parts.uri = pq.parse::<Uri>().unwrap_or_else(|_| Uri::from_static("/"));
-    }
+    to_origin_form(&mut parts.uri);
     let res = sender.send_request(Request::from_parts(parts, body)).await.map_err(ProxyError::Send)?;
     Ok(res.map(Body::new))
+}
+
+/// An absolute-form request target (`http://host/path?q`) made origin-form (`/path?q`), as the
+/// server behind a proxy expects it.
+pub fn to_origin_form(uri: &mut Uri) {
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        let pq = uri.path_and_query().map_or("/", |pq| pq.as_str()).to_string();
+        *uri = pq.parse::<Uri>().unwrap_or_else(|_| Uri::from_static("/"));
+    }
 }

@@ -44,10 +44,10 @@ mod which;
 
 pub use engine::{
     on_copy_store, Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, Resumed, SandboxHandle,
-    SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, DEFAULT_DISK_MB,
+    SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, SnapshotOptions, DEFAULT_DISK_MB,
 };
 pub use error::{During, SysError};
-pub use store::BUILD_SNAPSHOT_PREFIX;
+pub use store::{ListFilter, BUILD_SNAPSHOT_PREFIX};
 pub use template::BASE as BASE_TEMPLATE;
 // The guest finds the directory it stages idmapped mounts in through it (every path under the
 // data directory comes from `layout`).

@@ -112,6 +112,27 @@ pub struct SnapshotInfo {
     /// Bytes of file data in the layer it added.
     pub size_bytes: u64,
     pub mode: SnapshotMode,
+    /// The user's labels.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// When it expires (Unix nanoseconds); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+/// What [`crate::Engine::snapshot_with`] takes besides the sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotOptions {
+    pub name: Option<String>,
+    /// With none, the memory where it can be taken.
+    pub mode: Option<SnapshotMode>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Unix nanoseconds; `None`: never.
+    pub expires_at: Option<i64>,
+    /// Keep only this many of the origin sandbox's snapshots (the new one included): older ones
+    /// expire at once.
+    pub keep_last: Option<u32>,
+    /// The name moves from an older snapshot that has it (a template build's layers) instead
+    /// of clashing with it.
+    pub name_moves: bool,
 }
 
 impl From<SnapshotRecord> for SnapshotInfo {
@@ -124,6 +145,8 @@ impl From<SnapshotRecord> for SnapshotInfo {
             created_at: r.created_at,
             size_bytes: r.size_bytes,
             mode: SnapshotMode::Filesystem,
+            metadata: r.metadata,
+            expires_at: r.expires_at,
         }
     }
 }

@@ -336,14 +336,24 @@ pub struct ResumedSandbox {
     pub auto_pause: Option<bool>,
 }
 
-/// `POST /sandboxes/{id}/snapshots`. The Novita SDK sends `{}`; the E2B SDK may name it.
+/// `POST /sandboxes/{id}/snapshots`. The Novita SDK sends `{}`; the E2B SDK may name it;
+/// sandbank's SDK may add `metadata` and `ttl`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewSnapshot {
+    /// Unique among live snapshots; usable as a `templateID`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `full` (files, processes and memory) or `filesystem` (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Labels, string to string. Values as JSON, so that the server can name one that is not
+    /// a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Seconds until it expires; 0: never (even with the server's default); none: the
+    /// server's default (`sandbank serve --snapshot-ttl`, none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
 }
 
 /// `GET /templates/aliases/{alias}`: the template an alias names.
@@ -412,6 +422,13 @@ pub struct SnapshotInfo {
     /// What was captured: `full` (files, processes and memory) or `filesystem` (files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// The labels it was created with (`{}` when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// When it expires: it is then no longer listed nor found, and deleted once no sandbox
+    /// uses it. `null`: never.
+    #[serde(rename = "expiresAt", default)]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// How long the engine gets to kill every sandbox once a stop signal arrives.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+/// How often expired snapshots that nothing uses are deleted (an index lookup when none are).
+const SNAPSHOT_SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 /// Set by the JS launcher (`npx sandbank`, `bin/sandbank.js`) to its own pid: a server it started
 /// stops, cleanly, when the launcher dies, however it dies.
@@ -154,7 +156,9 @@ fn run(args: ServeArgs) -> anyhow::Result<()> {
         let key = api_key(args.api_key, &data_dir)?;
         let idle = (args.idle_exit_secs > 0).then(|| Duration::from_secs(args.idle_exit_secs));
         let header_timeout = Duration::from_secs(args.header_timeout_secs);
-        serve(Arc::new(engine), &key, args.listen, header_timeout, &data_dir, idle).await
+        let policy =
+            crate::api::snapshots::SnapshotPolicy { default_ttl: args.snapshot_ttl, keep_last: args.keep_last };
+        serve(Arc::new(engine), &key, args.listen, header_timeout, &data_dir, idle, policy).await
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
@@ -352,6 +356,7 @@ async fn serve(
     header_timeout: Duration,
     data_dir: &Path,
     idle: Option<Duration>,
+    snapshot_policy: crate::api::snapshots::SnapshotPolicy,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Installed before the "listening" line: a signal right after it is still a clean stop.
@@ -363,9 +368,11 @@ async fn serve(
         crate::templates::Templates::open(&builds).with_context(|| format!("opening {}", builds.display()))?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let state = AppState::new(engine, key, templates, Some(format!("localhost:{}", addr.port())));
+    let mut state = AppState::new(engine, key, templates, Some(format!("localhost:{}", addr.port())));
+    state.snapshot_policy = snapshot_policy;
     state.restore_paused();
     let expiry = state.spawn_expiry();
+    let sweep = crate::api::snapshots::spawn_sweep(&state, SNAPSHOT_SWEEP_EVERY);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let activity = Arc::new(Activity {
         inflight: std::sync::atomic::AtomicUsize::new(0),
@@ -403,6 +410,7 @@ async fn serve(
     let _ = stop_tx.send(());
     remove_daemon_state(&state_file);
     expiry.abort();
+    sweep.abort();
     trim.abort();
     if tokio::time::timeout(SHUTDOWN_GRACE, state.shutdown()).await.is_err() {
         tracing::warn!("the engine did not shut down within {SHUTDOWN_GRACE:?}");

@@ -23,6 +23,9 @@ pub enum EngineError {
     SnapshotInUse { id: String, sandboxes: Vec<String> },
     #[error("invalid snapshot name: {0}")]
     InvalidName(String),
+    /// A live snapshot has the name a new one asked for.
+    #[error("a snapshot named {0:?} exists already: delete it first or choose another name")]
+    NameTaken(String),
     #[error("snapshot of sandbox {id:?} failed: {reason}")]
     SnapshotFailed { id: String, reason: String },
     /// A snapshot that did not fit: the data directory's filesystem is full (or over quota).

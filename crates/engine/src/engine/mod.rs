@@ -19,6 +19,7 @@ mod stop;
 pub use crate::cgroup::cgroup_name;
 pub use crate::spec::{
     Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode,
+    SnapshotOptions,
 };
 pub use error::EngineError;
 

@@ -4,7 +4,7 @@
 use super::*;
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
 use crate::id;
-use crate::store::SnapshotRecord;
+use crate::store::{InsertError, ListFilter, SnapshotRecord};
 use crate::template::remove_all;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +27,16 @@ impl Engine {
         name: Option<String>,
         mode: Option<SnapshotMode>,
     ) -> Result<SnapshotInfo, EngineError> {
+        let opts = SnapshotOptions { name, mode, name_moves: true, ..Default::default() };
+        self.snapshot_with(sandbox_id, opts).await
+    }
+
+    /// [`Engine::snapshot_as`] with everything a snapshot may carry: its labels, when it
+    /// expires, whether its name may move from another snapshot (else a live snapshot with it
+    /// refuses the new one: [`EngineError::NameTaken`]), and how many of the origin sandbox's
+    /// snapshots to keep (older ones expire at once, and go when nothing uses them).
+    pub async fn snapshot_with(&self, sandbox_id: &str, opts: SnapshotOptions) -> Result<SnapshotInfo, EngineError> {
+        let SnapshotOptions { name, mode, metadata, expires_at, keep_last, name_moves } = opts;
         let criu = match mode {
             Some(SnapshotMode::Full) => Some(self.criu()?.clone()),
             Some(SnapshotMode::Filesystem) => None,
@@ -36,6 +46,12 @@ impl Engine {
         if let Some(name) = name.as_deref().filter(|n| self.template(n).is_some()) {
             // Templates resolve first: the snapshot could never be started or deleted by that name.
             return Err(EngineError::InvalidName(format!("{name:?}: a template has that name")));
+        }
+        if let Some(name) = name.as_deref().filter(|_| !name_moves) {
+            // Before the copy, to say so at once (the commit checks again).
+            if self.state.lock().unwrap().store.get_live(name, now_ns())?.is_some() {
+                return Err(EngineError::NameTaken(name.to_string()));
+            }
         }
         let busy = self.state.lock().unwrap().processes(sandbox_id).map(|p| Arc::clone(&p.busy));
         let _turn = match &busy {
@@ -91,7 +107,7 @@ impl Engine {
                 EngineError::SnapshotFailed { id, reason }
             }
         })?;
-        let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let created_at = now_ns();
         let record = SnapshotRecord {
             id: id.clone(),
             name,
@@ -101,6 +117,8 @@ impl Engine {
             layers,
             size_bytes,
             created_at,
+            metadata,
+            expires_at,
         };
         // Publish: the layer directory first, then its record. Layer collection skips layers being
         // published, so it never removes one whose record is a moment away. All of it in the
@@ -108,12 +126,28 @@ impl Engine {
         let (layout, state) = (self.layout.clone(), Arc::clone(&self.state));
         let record = tokio::task::spawn_blocking(move || {
             let _publishing = Publishing::start(&state, &id);
-            publish(&layout, &state, &record).map(|()| record).inspect_err(|_| {
+            publish(&layout, &state, &record, name_moves).map(|()| record).inspect_err(|_| {
                 let _ = remove_all(&layout.layer(&id));
             })
         })
         .await
         .map_err(|e| EngineError::SnapshotFailed { id: sandbox_id.to_string(), reason: e.to_string() })??;
+        if let Some(keep) = keep_last {
+            let expired =
+                self.state.lock().unwrap().store.expire_all_but_newest(sandbox_id, keep.max(1), record.created_at)?;
+            if expired > 0 {
+                tracing::info!(
+                    sandbox = sandbox_id,
+                    expired,
+                    keep,
+                    "older snapshots of the sandbox expired (keep-last)"
+                );
+                let state = Arc::clone(&self.state);
+                let layout = self.layout.clone();
+                // Deleting is blocking work (the catalog, the layers' directories).
+                tokio::task::spawn_blocking(move || sweep_expired(&layout, &state)).await.ok();
+            }
+        }
         Ok(self.info(record))
     }
 
@@ -126,7 +160,7 @@ impl Engine {
     /// A snapshot by ID (with or without a `:tag`) or name.
     pub fn snapshot_info(&self, id_or_name: &str) -> Result<Option<SnapshotInfo>, EngineError> {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
-        let record = self.state.lock().unwrap().store.get(untagged)?;
+        let record = self.state.lock().unwrap().store.get_live(untagged, now_ns())?;
         Ok(record.map(|r| self.info(r)))
     }
 
@@ -134,33 +168,36 @@ impl Engine {
     /// (created_at, id) of the previous page's last item.
     pub fn list_snapshots(
         &self,
-        sandbox_id: Option<&str>,
-        name: Option<&str>,
+        filter: &ListFilter<'_>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError> {
-        let records = self.state.lock().unwrap().store.list(sandbox_id, name, after, limit)?;
+        let records = self.state.lock().unwrap().store.list(filter, after, limit, now_ns())?;
         Ok(records.into_iter().map(|r| self.info(r)).collect())
     }
 
     /// Deletes a snapshot (by ID with or without a tag, or by name). `Ok(false)` when there is
-    /// no such snapshot; an error while sandboxes started from it still run. Its layers go when
-    /// nothing else needs them.
+    /// no such snapshot (or it has expired); an error while sandboxes started from it still
+    /// run. Its layers go when nothing else needs them.
     pub fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
         let mut state = self.state.lock().unwrap();
-        let Some(record) = state.store.get(untagged)? else { return Ok(false) };
-        let from_it = |m: &Makeup| m.source.as_deref() == Some(&record.id);
-        let mut users: Vec<String> =
-            state.sandboxes.iter().filter(|(_, r)| from_it(&r.makeup)).map(|(id, _)| id.clone()).collect();
+        let Some(record) = state.store.get_live(untagged, now_ns())? else { return Ok(false) };
+        let users = users_of(&state, &record.id);
         if !users.is_empty() {
-            users.sort();
             return Err(EngineError::SnapshotInUse { id: record.id, sandboxes: users });
         }
         state.store.delete(&record.id)?;
         drop(state);
         collect_layers(&self.layout, &self.state);
         Ok(true)
+    }
+
+    /// Deletes the expired snapshots no sandbox uses, as [`Engine::delete_snapshot`] does (the
+    /// record first, then the layers nothing needs: a crash in between leaves layers that the
+    /// next start collects). Blocking. Returns the IDs deleted.
+    pub fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError> {
+        sweep_expired(&self.layout, &self.state)
     }
 
     /// Removes every layer that no snapshot and no sandbox needs.
@@ -316,13 +353,57 @@ pub(super) fn stage_layer(
 }
 
 /// Moves a staged layer into the layer store and commits its record (blocking: a rename, an
-/// fsync and a SQLite commit).
-pub(super) fn publish(layout: &Layout, state: &Mutex<State>, record: &SnapshotRecord) -> Result<(), EngineError> {
+/// fsync and a SQLite commit). Its name moves from an older snapshot with `names_move`, else
+/// clashes with a live one.
+pub(super) fn publish(
+    layout: &Layout,
+    state: &Mutex<State>,
+    record: &SnapshotRecord,
+    names_move: bool,
+) -> Result<(), EngineError> {
     fs::rename(layout.staging().join(&record.id), layout.layer(&record.id))
         .map_err(io_ctx("publish the layer".into()))?;
     sync_dir(&layout.layers()).map_err(io_ctx("sync the layers directory".into()))?;
-    state.lock().unwrap().store.insert(record)?;
-    Ok(())
+    state.lock().unwrap().store.insert(record, names_move, now_ns()).map_err(|e| match e {
+        InsertError::NameTaken(name) => EngineError::NameTaken(name),
+        InsertError::Db(e) => EngineError::Catalog(e),
+    })
+}
+
+/// Now, in Unix nanoseconds (the catalog's times).
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// The sandboxes (running or paused) started from snapshot `id`, sorted.
+fn users_of(state: &State, id: &str) -> Vec<String> {
+    let mut users: Vec<String> = state
+        .sandboxes
+        .iter()
+        .filter(|(_, r)| r.makeup.source.as_deref() == Some(id))
+        .map(|(sid, _)| sid.clone())
+        .collect();
+    users.sort();
+    users
+}
+
+/// Deletes the expired snapshots that no sandbox uses, then the layers nothing needs.
+fn sweep_expired(layout: &Layout, state: &Mutex<State>) -> Result<Vec<String>, EngineError> {
+    let deleted = {
+        let mut state = state.lock().unwrap();
+        let mut deleted = Vec::new();
+        for id in state.store.expired(now_ns())? {
+            if users_of(&state, &id).is_empty() && state.store.delete(&id)? {
+                deleted.push(id);
+            }
+        }
+        deleted
+    };
+    if !deleted.is_empty() {
+        tracing::info!(snapshots = ?deleted, "expired snapshots deleted");
+        collect_layers(layout, state);
+    }
+    Ok(deleted)
 }
 
 /// Folds `below` (topmost first) into the staged layer, so that it alone stands for the whole

@@ -79,7 +79,10 @@ impl Engine {
             return Ok(Source { template, snapshot: None });
         }
         let untagged = name.rsplit_once(':').map_or(name, |(base, _tag)| base);
-        let snapshot = state.store.get(untagged)?.ok_or_else(|| EngineError::TemplateNotFound(name.to_string()))?;
+        let snapshot = state
+            .store
+            .get_live(untagged, super::snapshot::now_ns())?
+            .ok_or_else(|| EngineError::TemplateNotFound(name.to_string()))?;
         let template = self
             .template(&snapshot.template)
             .ok_or_else(|| EngineError::TemplateNotFound(snapshot.template.clone()))?;

@@ -5,7 +5,8 @@ use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::SnapshotInfo;
 use sandbank_engine::oci::Credentials;
 use sandbank_engine::{
-    Engine, EngineError, Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotMode,
+    Engine, EngineError, Limits, ListFilter, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
+    SnapshotMode, SnapshotOptions,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -36,24 +37,34 @@ pub trait Backend: Send + Sync + 'static {
     fn usage<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SandboxUsage, EngineError>>;
     fn shutdown(&self) -> BoxFuture<'_, ()>;
     /// Captures a sandbox: its files, and with [`SnapshotMode::Full`] its processes' memory
-    /// (with none, its memory where that can be taken).
+    /// (with none, its memory where that can be taken). A name moves from an older snapshot
+    /// that has it (template builds' layers).
     fn snapshot<'a>(
         &'a self,
         sandbox_id: &'a str,
         name: Option<String>,
         mode: Option<SnapshotMode>,
+    ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>> {
+        self.snapshot_with(sandbox_id, SnapshotOptions { name, mode, name_moves: true, ..Default::default() })
+    }
+    /// [`Backend::snapshot`] with labels, expiry, keep-last, and names that clash.
+    fn snapshot_with<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        opts: SnapshotOptions,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>>;
-    /// Newest first, of one origin sandbox and with one name when given; `after` is the
-    /// previous page's last (created_at ns, id). Blocking.
+    /// Live snapshots newest first, as `filter` keeps them; `after` is the previous page's
+    /// last (created_at ns, id). Blocking.
     fn list_snapshots(
         &self,
-        sandbox_id: Option<&str>,
-        name: Option<&str>,
+        filter: &ListFilter<'_>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError>;
     /// `Ok(false)` when there is no such snapshot. Blocking.
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError>;
+    /// Deletes the expired snapshots no sandbox uses; their IDs. Blocking.
+    fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError>;
     /// Pulls an image from its registry unless it is here; `progress` gets a line per step.
     fn pull_image<'a>(
         &'a self,
@@ -123,27 +134,29 @@ impl Backend for Engine {
         Box::pin(Engine::shutdown(self))
     }
 
-    fn snapshot<'a>(
+    fn snapshot_with<'a>(
         &'a self,
         sandbox_id: &'a str,
-        name: Option<String>,
-        mode: Option<SnapshotMode>,
+        opts: SnapshotOptions,
     ) -> BoxFuture<'a, Result<SnapshotInfo, EngineError>> {
-        Box::pin(Engine::snapshot_as(self, sandbox_id, name, mode))
+        Box::pin(Engine::snapshot_with(self, sandbox_id, opts))
     }
 
     fn list_snapshots(
         &self,
-        sandbox_id: Option<&str>,
-        name: Option<&str>,
+        filter: &ListFilter<'_>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<SnapshotInfo>, EngineError> {
-        Engine::list_snapshots(self, sandbox_id, name, after, limit)
+        Engine::list_snapshots(self, filter, after, limit)
     }
 
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
         Engine::delete_snapshot(self, id_or_name)
+    }
+
+    fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError> {
+        Engine::sweep_expired_snapshots(self)
     }
 
     fn pull_image<'a>(

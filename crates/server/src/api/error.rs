@@ -87,7 +87,7 @@ impl From<EngineError> for ApiError {
             EngineError::SandboxNotFound(id) => ApiError::SandboxNotFound(id),
             EngineError::StartFailed(m) => ApiError::StartFailed(m),
             EngineError::SnapshotNotFound(id) => ApiError::SnapshotNotFound(id),
-            e @ EngineError::AlreadyPaused(_) => ApiError::Conflict(e.to_string()),
+            e @ (EngineError::AlreadyPaused(_) | EngineError::NameTaken(_)) => ApiError::Conflict(e.to_string()),
             e @ (EngineError::SnapshotInUse { .. } | EngineError::InvalidName(_)) => {
                 ApiError::BadRequest(e.to_string())
             }

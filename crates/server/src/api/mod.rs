@@ -40,6 +40,8 @@ pub struct AppState {
     /// The domain of sandbox hosts (`<port>-<id>.<domain>`) reported to the SDKs:
     /// `localhost:<the API's port>`, whose names curl and browsers send to loopback.
     pub domain: Option<Arc<str>>,
+    /// Default expiry and keep-last of the snapshots users take.
+    pub snapshot_policy: snapshots::SnapshotPolicy,
     api_key: Arc<str>,
 }
 
@@ -64,6 +66,7 @@ impl AppState {
             templates: Arc::new(templates),
             published: Arc::default(),
             domain: domain.map(Into::into),
+            snapshot_policy: snapshots::SnapshotPolicy::default(),
             api_key: api_key.into(),
         }
     }

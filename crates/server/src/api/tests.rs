@@ -194,44 +194,70 @@ impl Backend for Fake {
         })
     }
 
-    fn snapshot<'a>(
+    fn snapshot_with<'a>(
         &'a self,
         sandbox_id: &'a str,
-        name: Option<String>,
-        mode: Option<sandbank_engine::SnapshotMode>,
+        opts: sandbank_engine::SnapshotOptions,
     ) -> BoxFuture<'a, Result<sandbank_engine::SnapshotInfo, EngineError>> {
         Box::pin(async move {
             let mut all = self.snapshots.lock().unwrap();
+            let now = fake_now();
+            let live = |s: &sandbank_engine::SnapshotInfo| s.expires_at.is_none_or(|t| t > now);
+            if let Some(name) = &opts.name {
+                if all.iter().any(|s| live(s) && s.names.contains(name)) && !opts.name_moves {
+                    return Err(EngineError::NameTaken(name.clone()));
+                }
+                all.iter_mut().for_each(|s| s.names.retain(|n| n != name));
+            }
             let created_at = 1_700_000_000_000_000_000 + all.len() as i64 * 1000;
             let s = sandbank_engine::SnapshotInfo {
                 id: sandbank_engine::id::new_id(),
-                names: name.into_iter().collect(),
+                names: opts.name.into_iter().collect(),
                 sandbox_id: sandbox_id.to_string(),
                 parent_id: None,
                 created_at,
                 size_bytes: 0,
                 // As the engine with CRIU: with memory unless asked otherwise.
-                mode: mode.unwrap_or(sandbank_engine::SnapshotMode::Full),
+                mode: opts.mode.unwrap_or(sandbank_engine::SnapshotMode::Full),
+                metadata: opts.metadata,
+                expires_at: opts.expires_at,
             };
             all.push(s.clone());
+            if let Some(keep) = opts.keep_last {
+                let mut mine: Vec<_> = all.iter_mut().filter(|o| o.sandbox_id == sandbox_id && live(o)).collect();
+                mine.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+                mine.into_iter().skip(keep as usize).for_each(|o| o.expires_at = Some(now));
+            }
             Ok(s)
         })
     }
 
+    fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError> {
+        let now = fake_now();
+        let mut all = self.snapshots.lock().unwrap();
+        // A snapshot whose name is "inuse" stands for one a sandbox was started from.
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            all.drain(..).partition(|s| s.expires_at.is_some_and(|t| t <= now) && !s.metadata.contains_key("inuse"));
+        *all = kept;
+        Ok(gone.into_iter().map(|s| s.id).collect())
+    }
+
     fn list_snapshots(
         &self,
-        sandbox_id: Option<&str>,
-        name: Option<&str>,
+        filter: &sandbank_engine::ListFilter<'_>,
         after: Option<(i64, &str)>,
         limit: u32,
     ) -> Result<Vec<sandbank_engine::SnapshotInfo>, EngineError> {
+        let now = fake_now();
         let mut v: Vec<_> = self
             .snapshots
             .lock()
             .unwrap()
             .iter()
-            .filter(|s| sandbox_id.is_none_or(|id| s.sandbox_id == id))
-            .filter(|s| name.is_none_or(|n| s.names.iter().any(|m| m == n)))
+            .filter(|s| filter.origin.is_none_or(|id| s.sandbox_id == id))
+            .filter(|s| filter.name.is_none_or(|n| s.names.iter().any(|m| m == n)))
+            .filter(|s| filter.metadata.iter().all(|(k, v)| s.metadata.get(k) == Some(v)))
+            .filter(|s| s.expires_at.is_none_or(|t| t > now))
             .cloned()
             .collect();
         v.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -276,9 +302,18 @@ impl Backend for Fake {
     }
 }
 
+fn fake_now() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap()
+}
+
 async fn start() -> (SocketAddr, Arc<Fake>, AppState) {
+    start_with(super::snapshots::SnapshotPolicy::default()).await
+}
+
+async fn start_with(policy: super::snapshots::SnapshotPolicy) -> (SocketAddr, Arc<Fake>, AppState) {
     let fake = Fake::new();
-    let state = AppState::new(fake.clone(), KEY, crate::templates::Templates::in_memory(), None);
+    let mut state = AppState::new(fake.clone(), KEY, crate::templates::Templates::in_memory(), None);
+    state.snapshot_policy = policy;
     state.spawn_expiry();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1063,6 +1098,113 @@ async fn snapshots_create_list_delete() {
     let m = call(addr, "DELETE", "/templates/inuse:default", None).await.error(400);
     assert!(m.contains("running sandboxes"), "{m}");
     assert_eq!(fake.snapshots.lock().unwrap().len(), 1);
+}
+
+fn snapshot_ids(r: &Res) -> Vec<String> {
+    r.json().as_array().unwrap().iter().map(|v| v["snapshotID"].as_str().unwrap().to_string()).collect()
+}
+
+/// Names are unique among live snapshots (409 naming it); labels are a string map, checked
+/// (400 naming the key), reported, and filtered on with the sandbox list's encoding.
+#[tokio::test]
+async fn snapshot_names_clash_and_labels_filter() {
+    let (addr, _, _) = start().await;
+    let a = create(addr, r#"{"templateID":"base"}"#).await;
+    let b = create(addr, r#"{"templateID":"base"}"#).await;
+    let post = |sb: &str, body: &str| {
+        let path = format!("/sandboxes/{sb}/snapshots");
+        let body = body.to_string();
+        async move { call(addr, "POST", &path, Some(&body)).await }
+    };
+    let r = post(&a, r#"{"name":"prod","metadata":{"env":"prod","team":"a b&c=d"}}"#).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let prod = r.json();
+    assert_eq!(prod["names"], serde_json::json!(["prod"]));
+    assert_eq!(prod["metadata"], serde_json::json!({"env": "prod", "team": "a b&c=d"}));
+    assert_eq!(prod["expiresAt"], Value::Null);
+    // The same name again, from any sandbox: 409 naming it; nothing made.
+    let m = post(&b, r#"{"name":"prod"}"#).await.error(409);
+    assert!(m.contains("\"prod\"") && m.contains("exists already"), "{m}");
+    let dev = post(&b, r#"{"metadata":{"env":"dev","team":"a b&c=d"}}"#).await.json();
+    let unlabelled = post(&b, "{}").await.json();
+    assert_eq!(unlabelled["metadata"], serde_json::json!({}));
+
+    // Bad labels: 400 naming the key or value.
+    for (body, needle) in [
+        (r#"{"metadata":{"n":5}}"#, "\"n\""),
+        (r#"{"metadata":{"x":null}}"#, "\"x\""),
+        (r#"{"metadata":{"":"v"}}"#, "key \"\""),
+        (&format!(r#"{{"metadata":{{"{}":"v"}}}}"#, "k".repeat(200)), "kkkk"),
+        (&format!(r#"{{"metadata":{{"big":"{}"}}}}"#, "v".repeat(2000)), "\"big\""),
+        (r#"{"metadata":["a"]}"#, "metadata"),
+        (r#"{"ttl":-1}"#, "ttl"),
+    ] {
+        let m = post(&a, body).await.error(400);
+        assert!(m.contains(needle), "{body}: {m}");
+    }
+    let many: serde_json::Map<String, Value> = (0..65).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+    let m = post(&a, &serde_json::json!({ "metadata": many }).to_string()).await.error(400);
+    assert!(m.contains("at most 64"), "{m}");
+
+    // Filters: one pair, all pairs, with the other filters, page by page.
+    let id = |v: &Value| v["snapshotID"].as_str().unwrap().to_string();
+    let list = |q: String| async move { snapshot_ids(&call(addr, "GET", &format!("/snapshots?{q}"), None).await) };
+    assert_eq!(list("metadata=env%3Dprod".into()).await, [id(&prod)]);
+    // `team=a b&c=d` as the SDKs encode it: each part, the whole, then the query.
+    let team = "metadata=team%253Da%252520b%252526c%25253Dd";
+    assert_eq!(list(team.into()).await, [id(&dev), id(&prod)]);
+    assert_eq!(list(format!("{team}&limit=1")).await, [id(&dev)]);
+    let r = call(addr, "GET", &format!("/snapshots?{team}&limit=1"), None).await;
+    let t = r.headers.get("x-next-token").unwrap().to_str().unwrap().to_string();
+    assert_eq!(list(format!("{team}&limit=1&nextToken={t}")).await, [id(&prod)]);
+    assert_eq!(list("metadata=env%3Dprod%26team%3Da%252520b%252526c%25253Dd".into()).await, [id(&prod)]);
+    assert_eq!(list("metadata=env%3Ddev%26team%3Dnope".into()).await, Vec::<String>::new());
+    assert_eq!(list(format!("metadata=env%3Dprod&sandboxID={b}")).await, Vec::<String>::new());
+    assert_eq!(list("metadata=env%3Dprod&name=prod".into()).await, [id(&prod)]);
+    assert!(call(addr, "GET", "/snapshots?metadata=novalue", None).await.error(400).contains("novalue"));
+    assert_eq!(list(String::new()).await, [id(&unlabelled), id(&dev), id(&prod)]);
+
+    // Deleted, the name is free again.
+    assert_eq!(call(addr, "DELETE", "/templates/prod", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(post(&b, r#"{"name":"prod"}"#).await.status, StatusCode::CREATED);
+}
+
+/// `ttl` (seconds; 0: never), the server's default TTL and keep-last: an expired snapshot is
+/// not listed, its name is free, and the sweep deletes it unless a sandbox uses it.
+#[tokio::test]
+async fn snapshot_expiry_default_ttl_and_keep_last() {
+    use super::snapshots::SnapshotPolicy;
+    let policy = SnapshotPolicy { default_ttl: Some(std::time::Duration::from_secs(3600)), keep_last: Some(2) };
+    let (addr, fake, _) = start_with(policy).await;
+    let a = create(addr, r#"{"templateID":"base"}"#).await;
+    let post = |body: &'static str| {
+        let path = format!("/sandboxes/{a}/snapshots");
+        async move { call(addr, "POST", &path, Some(body)).await.json() }
+    };
+    let in_a_second = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let short = post(r#"{"name":"short","ttl":1,"metadata":{"inuse":"yes"}}"#).await;
+    let expires = short["expiresAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!((expires - in_a_second).num_milliseconds().abs() < 500, "{short}");
+    let forever = post(r#"{"ttl":0}"#).await;
+    assert_eq!(forever["expiresAt"], Value::Null, "ttl 0 overrides the server's default");
+    let id = |v: &Value| v["snapshotID"].as_str().unwrap().to_string();
+    assert_eq!(snapshot_ids(&call(addr, "GET", "/snapshots", None).await), [id(&forever), id(&short)]);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(snapshot_ids(&call(addr, "GET", "/snapshots", None).await), [id(&forever)]);
+    // Its name is free (the expired snapshot keeps living while a sandbox uses it).
+    let reuse = post(r#"{"name":"short"}"#).await;
+    let default_expiry = reuse["expiresAt"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!((default_expiry - chrono::Utc::now() - chrono::Duration::hours(1)).num_seconds().abs() < 5);
+    assert_eq!(fake.sweep_expired_snapshots().unwrap(), Vec::<String>::new(), "in use: kept");
+    assert_eq!(fake.snapshots.lock().unwrap().len(), 3);
+
+    // keep-last 2: a third live one expires the oldest live one ("forever"), and the sweep
+    // deletes it.
+    let third = post("{}").await;
+    assert_eq!(snapshot_ids(&call(addr, "GET", "/snapshots", None).await), [id(&third), id(&reuse)]);
+    let swept = fake.sweep_expired_snapshots().unwrap();
+    assert_eq!(swept, [id(&forever).trim_end_matches(":default").to_string()]);
 }
 
 /// `Template.exists` (e2b): a template or snapshot the engine knows is an alias; anything else 404.

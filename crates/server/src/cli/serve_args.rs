@@ -60,6 +60,53 @@ pub struct ServeArgs {
     /// server started waiting for them (a new connection, or an idle kept-alive one).
     #[arg(long, default_value_t = http_server::HEADER_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
+    /// How long the snapshots users take live when their request sets no `ttl` (`90s`, `30m`,
+    /// `12h`, `7d`; a bare number is seconds). An expired snapshot is no longer listed nor
+    /// found, and is deleted once no sandbox started from it runs. Default: they never expire.
+    #[arg(long, env = "SANDBANK_SNAPSHOT_TTL", value_parser = parse_duration)]
+    pub snapshot_ttl: Option<std::time::Duration>,
+    /// Keep only the newest N snapshots of each sandbox: taking one more expires the older
+    /// ones at once (deleted once no sandbox uses them). Default: all are kept.
+    #[arg(long, env = "SANDBANK_KEEP_LAST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_last: Option<u32>,
+}
+
+/// A duration as `--snapshot-ttl` takes it: a whole number with a unit (`s`, `m`, `h`, `d`),
+/// or seconds without one.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?} is not a duration such as 90s, 30m, 12h or 7d"))?;
+    let secs = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?} in {s:?}: use s, m, h or d")),
+    };
+    match n.checked_mul(secs) {
+        Some(0) => Err("a snapshot TTL must be more than 0".into()),
+        Some(t) => Ok(std::time::Duration::from_secs(t)),
+        None => Err(format!("{s:?} is too long")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5w").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
 }
 
 /// `--store`.

@@ -87,8 +87,8 @@ export declare class NativeSandbox {
   static getSandboxMetrics(sandboxId: string, opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
   /** `Sandbox.list(opts)`: no request until `nextItems`. */
   static listSandboxes(opts?: SandboxListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSandboxPaginator
-  /** `Sandbox.createSnapshot(id)`. */
-  static createSnapshotOf(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
+  /** `Sandbox.createSnapshot(id, opts)`. */
+  static createSnapshotOf(sandboxId: string, opts?: CreateSnapshotOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
   /** `Sandbox.listSnapshots(opts)`. */
   static listAllSnapshots(opts?: SnapshotListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
   /** `Sandbox.deleteSnapshot(id)`: `false` when there is no such snapshot. */
@@ -126,11 +126,14 @@ export declare class NativeSandbox {
   setTimeout(timeoutMs: number, conn?: ConnectionOptions | undefined | null): Promise<void>
   getInfo(conn?: ConnectionOptions | undefined | null): Promise<SandboxInfoJs>
   isRunning(requestTimeoutMs?: number | undefined | null): Promise<boolean>
-  createSnapshot(conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
+  createSnapshot(opts?: CreateSnapshotOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
   /** `sandbox.fork(opts)` (e2b): the copies have this sandbox's options, with the call's over them. */
   fork(opts?: ForkOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<ForkEntry>>
-  /** `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots. */
-  listSnapshots(limit?: number | undefined | null, nextToken?: string | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
+  /**
+   * `sandbox.listSnapshots({name, metadata, limit, nextToken, ...conn})`: this sandbox's
+   * snapshots.
+   */
+  listSnapshots(opts?: SnapshotListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
 }
 export type JsSandbox = NativeSandbox
 
@@ -247,6 +250,13 @@ export interface ConnectionOptions {
   /** Milliseconds; 0 disables. Default 60 000. */
   requestTimeoutMs?: number
   headers?: Record<string, string>
+}
+
+/** `CreateSnapshotOpts`: `name`, `metadata`, `ttlMs`. */
+export interface CreateSnapshotOptions {
+  name?: string
+  metadata?: Record<string, string>
+  ttlMs?: number
 }
 
 export interface DockerfileJs {
@@ -440,7 +450,7 @@ export interface SignatureJs {
   expiration?: number
 }
 
-/** `SnapshotInfo` with `createdAt` as epoch milliseconds. */
+/** `SnapshotInfo` with `createdAt` and `expiresAt` as epoch milliseconds. */
 export interface SnapshotInfoJs {
   snapshotId: string
   names: Array<string>
@@ -449,10 +459,14 @@ export interface SnapshotInfoJs {
   createdAt?: number
   sizeBytes?: number
   mode?: string
+  metadata?: Record<string, string>
+  expiresAt?: number
 }
 
 export interface SnapshotListOptions {
   sandboxId?: string
+  name?: string
+  metadata?: Record<string, string>
   limit?: number
   nextToken?: string
 }

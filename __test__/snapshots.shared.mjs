@@ -160,8 +160,14 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
         assert.equal((await fromName.getInfo()).templateId, bare(named.snapshotId))
         const listed = await Sandbox.listSnapshots({ ...opts(), sandboxId: sbx.sandboxId }).nextItems()
         assert.deepEqual(listed.map((s) => [s.snapshotId, s.names]), [[named.snapshotId, [name]]])
-        // The same name again moves to the newer snapshot.
+        // The same name again: a clash (409) while the snapshot that has it lives; once it is
+        // deleted, the name is free.
         await run(sbx, 'echo named-2 > /home/user/n.txt')
+        await assert.rejects(sbx.createSnapshot({ name }), (e) => /409/.test(e.message) && e.message.includes(`"${name}"`))
+        const other = await sbx.createSnapshot()
+        assert.equal(await Sandbox.deleteSnapshot(other.snapshotId, opts()), true)
+        await Sandbox.kill(fromName.sandboxId, opts())
+        assert.equal(await Sandbox.deleteSnapshot(name, opts()), true)
         const newer = k.snap(await sbx.createSnapshot({ name }))
         assert.deepEqual(newer.names, [name])
         const fromName2 = await k.create(name)
@@ -170,7 +176,6 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
         await assert.rejects(sbx.createSnapshot({ name: 'bad/name' }), (e) => /400|invalid/i.test(e.message))
         // A template's name would be shadowed by the template: refused.
         await assert.rejects(sbx.createSnapshot({ name: 'base' }), (e) => /a template has that name/.test(e.message))
-        assert.equal((await fromName.getInfo()).templateId, bare(named.snapshotId))
         assert.equal(await Sandbox.deleteSnapshot('base', opts()), false, 'base is no snapshot')
       })
     }

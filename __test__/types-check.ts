@@ -29,6 +29,8 @@ import SandboxDefault, {
   type SandboxInfo,
   type SandboxOpts,
   type SnapshotInfo,
+  type CreateSnapshotOpts,
+  type SnapshotListOpts,
   type WriteInfo,
   type ConnectionOpts,
   type FilesystemEvent,
@@ -200,6 +202,16 @@ async function everything(): Promise<void> {
     const sid: string = s.snapshotId
   }
   const deleted: boolean = await Sandbox.deleteSnapshot(snap.snapshotId, conn)
+  // Names, labels, expiry
+  const snapOpts: CreateSnapshotOpts = { ...conn, name: 'after-setup', metadata: { branch: 'main' }, ttlMs: 86_400_000 }
+  const named: SnapshotInfo = await a.createSnapshot(snapOpts)
+  const named2: SnapshotInfo = await Sandbox.createSnapshot(id, { name: 'n2', ...conn })
+  const labels: Record<string, string> | undefined = named.metadata
+  const expires: Date | undefined = named2.expiresAt
+  const fromName: Sandbox = await Sandbox.create('after-setup', conn)
+  const listOpts: SnapshotListOpts = { ...conn, name: 'after-setup', metadata: { branch: 'main' }, limit: 10 }
+  const labelled: SnapshotInfo[] = await Sandbox.listSnapshots(listOpts).nextItems()
+  const mineLabelled: SnapshotPaginator = a.listSnapshots({ metadata: { branch: 'main' }, name: 'n2' })
 
   // Fork (e2b) and clone (Novita): copies with the sandbox's memory
   const forkOpts: SandboxForkOpts = { ...conn, count: 2, timeoutMs: 60_000 }

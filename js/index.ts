@@ -43,6 +43,7 @@ export { serverBinaryPath } from './internal/binary'
 export type { ConnectionOpts, SandboxApiOpts, Username } from './connection'
 export type {
   CloneResult,
+  CreateSnapshotOpts,
   SandboxBetaCreateOpts,
   SandboxCloneOpts,
   SandboxCloneResult,

@@ -19,10 +19,17 @@ export interface SandboxListOpts extends SandboxApiOpts {
   nextToken?: string
 }
 
-/** Options of `Sandbox.listSnapshots()`. */
+/**
+ * Options of `Sandbox.listSnapshots()`. The filters are applied by the server; expired
+ * snapshots are never listed.
+ */
 export interface SnapshotListOpts extends SandboxApiOpts {
   /** Only snapshots of this sandbox. */
   sandboxId?: string
+  /** Only the snapshot with this name (a `:tag` is ignored), as e2b's. */
+  name?: string
+  /** Only snapshots with all these metadata pairs (sandbank's local server). */
+  metadata?: Record<string, string>
   /** Page size (server default 100). */
   limit?: number
   nextToken?: string
@@ -107,7 +114,7 @@ export class SnapshotPaginator extends BasePaginator<SnapshotInfo> {
   static #adopting: Pages<SnapshotInfoJs> | undefined
 
   constructor(opts?: SnapshotListOpts) {
-    const query = { sandboxId: opts?.sandboxId, limit: opts?.limit, nextToken: opts?.nextToken }
+    const query = { sandboxId: opts?.sandboxId, name: opts?.name, metadata: opts?.metadata, limit: opts?.limit, nextToken: opts?.nextToken }
     super(converted(SnapshotPaginator.#adopting ?? callSync(() => NativeSandbox.listAllSnapshots(query, opts)), snapshotInfo))
   }
 

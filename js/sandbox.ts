@@ -9,6 +9,7 @@ import {
   callSync,
   NativeSandbox,
   type CloneOptions,
+  type CreateSnapshotOptions,
   type ForkEntry,
   type ForkOptions,
   type MetricsOptions,
@@ -146,11 +147,11 @@ export interface SandboxInfoLifecycle {
   autoResume: boolean
 }
 
-/** A snapshot: use `snapshotId` as the template of `Sandbox.create()`. */
+/** A snapshot: use `snapshotId` (or its name) as the template of `Sandbox.create()`. */
 export interface SnapshotInfo {
   /** `<template id>:<tag>`, e.g. `abc…:default`. */
   snapshotId: string
-  /** Names of the snapshot, when it has any. */
+  /** Its name, when it has one (`createSnapshot({ name })`): usable wherever `snapshotId` is. */
   names?: string[]
   /** The sandbox it was taken from. */
   sandboxId?: string
@@ -159,8 +160,46 @@ export interface SnapshotInfo {
   createdAt?: Date
   /** Bytes of file data the snapshot added. */
   sizeBytes?: number
-  /** What was captured: `filesystem` (the local engine) or `memory` (filesystem and memory). */
+  /** What was captured: `full` (files, processes and memory) or `filesystem` (files only). */
   mode?: string
+  /** The labels it was created with (`{}` when none; absent from servers without labels). */
+  metadata?: Record<string, string>
+  /**
+   * When it expires (`createSnapshot({ ttlMs })` or the server's `--snapshot-ttl`); absent:
+   * never. From then on it is neither listed nor found (starting a sandbox from it fails as for
+   * a deleted one); sandboxes started from it keep running, and it is deleted once none does.
+   */
+  expiresAt?: Date
+}
+
+/**
+ * Options of `createSnapshot()`: e2b's `name`, and the local server's `metadata` and `ttlMs`.
+ *
+ * @example
+ * ```ts
+ * const snap = await sandbox.createSnapshot({ name: 'after-setup', metadata: { branch: 'main' }, ttlMs: 86_400_000 })
+ * const copy = await Sandbox.create('after-setup')
+ * const mine = await Sandbox.listSnapshots({ metadata: { branch: 'main' } }).nextItems()
+ * ```
+ */
+export interface CreateSnapshotOpts extends SandboxApiOpts {
+  /**
+   * A name unique among live snapshots (1-128 characters of `[A-Za-z0-9._-]`, not shaped like
+   * an ID, not a template's name): usable wherever the snapshot ID is (`Sandbox.create(name)`,
+   * `deleteSnapshot(name)`), reported in `names`. A name another live snapshot has is refused
+   * (`SandboxError`, `409: a snapshot named "…" exists already`).
+   */
+  name?: string
+  /**
+   * Labels, string to string (at most 64; keys 1-128 bytes, values up to 1024 bytes), reported
+   * as `metadata` and filtered on by `listSnapshots({ metadata })`.
+   */
+  metadata?: Record<string, string>
+  /**
+   * Time to live in **milliseconds** (sent in seconds, rounded up); `0`: never expires, whatever
+   * the server's default (`sandbank serve --snapshot-ttl`, none unless set).
+   */
+  ttlMs?: number
 }
 
 /** Options of `Sandbox.fork()` and `sandbox.fork()`. */
@@ -202,6 +241,22 @@ export type CloneResult<T> = SandboxCloneResult<T>
 function forkOpts(o: SandboxForkOpts | undefined): ForkOptions | undefined {
   if (!o) return undefined
   return { count: o.count, timeoutMs: o.timeoutMs }
+}
+
+/** The addon's options of a snapshot; labels that are not strings are named here. */
+function snapshotOpts(o: CreateSnapshotOpts | undefined): CreateSnapshotOptions | undefined {
+  if (!o) return undefined
+  if (o.metadata !== undefined && o.metadata !== null) {
+    if (typeof o.metadata !== 'object' || Array.isArray(o.metadata)) {
+      throw new InvalidArgumentError(`Invalid metadata: expected an object of strings, got ${Array.isArray(o.metadata) ? 'an array' : typeof o.metadata}`)
+    }
+    for (const [k, v] of Object.entries(o.metadata)) {
+      if (typeof v !== 'string') {
+        throw new InvalidArgumentError(`Invalid metadata value for key ${JSON.stringify(k)}: expected a string, got ${typeof v}`)
+      }
+    }
+  }
+  return { name: o.name, metadata: o.metadata ?? undefined, ttlMs: o.ttlMs }
 }
 
 function cloneOpts(o: SandboxCloneOpts | undefined): CloneOptions | undefined {
@@ -466,16 +521,19 @@ export class Sandbox {
   }
 
   /**
-   * Snapshots a sandbox; it keeps running. Use `snapshotId` with `Sandbox.create()`.
-   * @throws SandboxNotFoundError when there is no such sandbox.
+   * Snapshots a sandbox; it keeps running. Use `snapshotId` (or its `name`) with
+   * `Sandbox.create()`.
+   * @throws SandboxNotFoundError when there is no such sandbox; SandboxError (`409: …`) for a
+   * name another live snapshot has, (`400: …`) for a bad name or label, naming it;
+   * InvalidArgumentError for a `ttlMs` that is not a number of milliseconds, 0 or more.
    */
-  static async createSnapshot(sandboxId: string, opts?: SandboxApiOpts): Promise<SnapshotInfo> {
-    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(sandboxId, opts)))
+  static async createSnapshot(sandboxId: string, opts?: CreateSnapshotOpts): Promise<SnapshotInfo> {
+    return snapshotInfo(await call(NativeSandbox.createSnapshotOf(sandboxId, snapshotOpts(opts), opts)))
   }
 
-  /** Snapshots this sandbox; it keeps running. */
-  async createSnapshot(opts?: SandboxApiOpts): Promise<SnapshotInfo> {
-    return snapshotInfo(await call(this.#native.createSnapshot(opts)))
+  /** Snapshots this sandbox; it keeps running. See {@link Sandbox.createSnapshot}. */
+  async createSnapshot(opts?: CreateSnapshotOpts): Promise<SnapshotInfo> {
+    return snapshotInfo(await call(this.#native.createSnapshot(snapshotOpts(opts), opts)))
   }
 
   /**
@@ -525,14 +583,18 @@ export class Sandbox {
     return { sandboxes, count: sandboxes.length, snapshotTemplateId: opt(r.snapshotTemplateId) }
   }
 
-  /** Lists snapshots, newest first (optionally of one sandbox). */
+  /**
+   * Lists live snapshots, newest first, filtered by the server: of one sandbox (`sandboxId`),
+   * by `name`, by labels (`metadata`: all pairs must match).
+   */
   static listSnapshots(opts?: SnapshotListOpts): SnapshotPaginator {
     return new SnapshotPaginator(opts)
   }
 
-  /** Lists this sandbox's snapshots, newest first. */
+  /** Lists this sandbox's live snapshots, newest first (filtered as {@link Sandbox.listSnapshots}). */
   listSnapshots(opts?: Omit<SnapshotListOpts, 'sandboxId'>): SnapshotPaginator {
-    return snapshotPages(callSync(() => this.#native.listSnapshots(opts?.limit, opts?.nextToken, opts)))
+    const query = { name: opts?.name, metadata: opts?.metadata, limit: opts?.limit, nextToken: opts?.nextToken }
+    return snapshotPages(callSync(() => this.#native.listSnapshots(query, opts)))
   }
 
   /**

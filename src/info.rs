@@ -58,7 +58,7 @@ impl From<SandboxInfo> for SandboxInfoJs {
     }
 }
 
-/// `SnapshotInfo` with `createdAt` as epoch milliseconds.
+/// `SnapshotInfo` with `createdAt` and `expiresAt` as epoch milliseconds.
 #[napi(object)]
 pub struct SnapshotInfoJs {
     pub snapshot_id: String,
@@ -68,6 +68,8 @@ pub struct SnapshotInfoJs {
     pub created_at: Option<f64>,
     pub size_bytes: Option<f64>,
     pub mode: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+    pub expires_at: Option<f64>,
 }
 
 impl From<SnapshotInfo> for SnapshotInfoJs {
@@ -80,6 +82,8 @@ impl From<SnapshotInfo> for SnapshotInfoJs {
             created_at: s.created_at.map(|t| t.timestamp_millis() as f64),
             size_bytes: s.size_bytes.map(|b| b as f64),
             mode: s.mode,
+            metadata: s.metadata.map(|m| m.into_iter().collect()),
+            expires_at: s.expires_at.map(|t| t.timestamp_millis() as f64),
         }
     }
 }

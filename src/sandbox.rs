@@ -10,9 +10,9 @@ use crate::paginator::{JsSandboxPaginator, JsSnapshotPaginator};
 use crate::pty::JsPty;
 use napi_derive::napi;
 use sandbank_client::{
-    get_signature, Api, ConnectionOpts, FileOperation, Sandbox, SandboxCloneOpts, SandboxConnectOpts,
-    SandboxCreateOpts, SandboxForkOpts, SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts,
-    SandboxUrlOpts, SnapshotListOpts,
+    get_signature, Api, ConnectionOpts, CreateSnapshotOpts, FileOperation, Sandbox, SandboxCloneOpts,
+    SandboxConnectOpts, SandboxCreateOpts, SandboxForkOpts, SandboxLifecycle, SandboxListOpts, SandboxMetrics,
+    SandboxMetricsOpts, SandboxUrlOpts, SnapshotListOpts,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,8 +107,40 @@ pub struct SandboxListOptions {
 #[derive(Default)]
 pub struct SnapshotListOptions {
     pub sandbox_id: Option<String>,
+    pub name: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
+}
+
+impl From<SnapshotListOptions> for SnapshotListOpts {
+    fn from(o: SnapshotListOptions) -> Self {
+        SnapshotListOpts {
+            sandbox_id: o.sandbox_id,
+            name: o.name,
+            // Sorted: the same filter makes the same query.
+            metadata: o
+                .metadata
+                .map(|m| m.into_iter().collect::<std::collections::BTreeMap<_, _>>().into_iter().collect()),
+            limit: o.limit,
+            next_token: o.next_token,
+        }
+    }
+}
+
+/// `CreateSnapshotOpts`: `name`, `metadata`, `ttlMs`.
+#[napi(object)]
+#[derive(Default)]
+pub struct CreateSnapshotOptions {
+    pub name: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+    pub ttl_ms: Option<f64>,
+}
+
+impl From<CreateSnapshotOptions> for CreateSnapshotOpts {
+    fn from(o: CreateSnapshotOptions) -> Self {
+        CreateSnapshotOpts { name: o.name, metadata: o.metadata.map(|m| m.into_iter().collect()), ttl_ms: o.ttl_ms }
+    }
 }
 
 /// The sandbox fields of `SandboxForkOpts`: numbers as JS gave them (see `SandboxForkOpts` of the
@@ -286,13 +318,15 @@ impl JsSandbox {
         JsSandboxPaginator::new(conn, list.next_token.clone(), move |api| api.list(list.clone()))
     }
 
-    /// `Sandbox.createSnapshot(id)`.
+    /// `Sandbox.createSnapshot(id, opts)`.
     #[napi]
     pub async fn create_snapshot_of(
         sandbox_id: String,
+        opts: Option<CreateSnapshotOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<SnapshotInfoJs> {
-        api(conn).await?.create_snapshot(&sandbox_id).await.map(SnapshotInfoJs::from).napi()
+        let opts = CreateSnapshotOpts::from(opts.unwrap_or_default());
+        api(conn).await?.create_snapshot_with(&sandbox_id, &opts).await.map(SnapshotInfoJs::from).napi()
     }
 
     /// `Sandbox.listSnapshots(opts)`.
@@ -301,8 +335,7 @@ impl JsSandbox {
         opts: Option<SnapshotListOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<JsSnapshotPaginator> {
-        let o = opts.unwrap_or_default();
-        let list = SnapshotListOpts { sandbox_id: o.sandbox_id, limit: o.limit, next_token: o.next_token };
+        let list = SnapshotListOpts::from(opts.unwrap_or_default());
         JsSnapshotPaginator::new(conn, list.next_token.clone(), move |api| api.list_snapshots(list.clone()))
     }
 
@@ -468,9 +501,14 @@ impl JsSandbox {
     }
 
     #[napi]
-    pub async fn create_snapshot(&self, conn: Option<ConnectionOptions>) -> napi::Result<SnapshotInfoJs> {
+    pub async fn create_snapshot(
+        &self,
+        opts: Option<CreateSnapshotOptions>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<SnapshotInfoJs> {
         let s = self.for_call(conn)?;
-        s.create_snapshot().await.map(SnapshotInfoJs::from).napi()
+        let opts = CreateSnapshotOpts::from(opts.unwrap_or_default());
+        s.create_snapshot_with(&opts).await.map(SnapshotInfoJs::from).napi()
     }
 
     /// `sandbox.fork(opts)` (e2b): the copies have this sandbox's options, with the call's over them.
@@ -486,15 +524,15 @@ impl JsSandbox {
         Ok(fork_entries(copies, &call_opts))
     }
 
-    /// `sandbox.listSnapshots({limit, nextToken, ...conn})`: this sandbox's snapshots.
+    /// `sandbox.listSnapshots({name, metadata, limit, nextToken, ...conn})`: this sandbox's
+    /// snapshots.
     #[napi]
     pub fn list_snapshots(
         &self,
-        limit: Option<u32>,
-        next_token: Option<String>,
+        opts: Option<SnapshotListOptions>,
         conn: Option<ConnectionOptions>,
     ) -> napi::Result<JsSnapshotPaginator> {
         let s = self.for_call(conn)?;
-        s.list_snapshots(limit, next_token).map(JsSnapshotPaginator::ready).napi()
+        s.list_snapshots_with(SnapshotListOpts::from(opts.unwrap_or_default())).map(JsSnapshotPaginator::ready).napi()
     }
 }

@@ -15,6 +15,7 @@ export type {
   CommandOptions,
   CommandResultJs,
   ConnectionOptions,
+  CreateSnapshotOptions,
   EntryInfoJs,
   ForkEntry,
   ForkOptions,

@@ -64,6 +64,8 @@ export function snapshotInfo(s: SnapshotInfoJs): SnapshotInfo {
   if (s.createdAt !== null && s.createdAt !== undefined) out.createdAt = new Date(s.createdAt)
   if (s.sizeBytes !== null && s.sizeBytes !== undefined) out.sizeBytes = s.sizeBytes
   if (s.mode) out.mode = s.mode
+  if (s.metadata) out.metadata = { ...s.metadata }
+  if (s.expiresAt !== null && s.expiresAt !== undefined) out.expiresAt = new Date(s.expiresAt)
   return out
 }
 

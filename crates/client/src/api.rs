@@ -215,8 +215,46 @@ pub struct SandboxListOpts {
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotListOpts {
     pub sandbox_id: Option<String>,
+    /// Only the snapshot with this name (e2b's; a `:tag` is ignored).
+    pub name: Option<String>,
+    /// Only snapshots with all these metadata pairs (sandbank's).
+    pub metadata: Option<Vec<(String, String)>>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
+}
+
+/// `CreateSnapshotOpts`: e2b's `name`, and sandbank's `metadata` and `ttlMs`.
+#[derive(Clone, Debug, Default)]
+pub struct CreateSnapshotOpts {
+    /// Unique among live snapshots; usable wherever its ID is.
+    pub name: Option<String>,
+    /// Labels, string to string.
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// Milliseconds until it expires, sent in seconds rounded up; 0: never (whatever the
+    /// server's default).
+    pub ttl_ms: Option<f64>,
+}
+
+/// The body of `POST /sandboxes/{id}/snapshots`: `{}` without options, as the SDKs send it. A
+/// `ttlMs` that is not a finite number of milliseconds, 0 or more, is refused here.
+pub fn snapshot_body(opts: &CreateSnapshotOpts) -> Result<serde_json::Value> {
+    let mut body = serde_json::Map::new();
+    if let Some(n) = &opts.name {
+        body.insert("name".into(), n.clone().into());
+    }
+    if let Some(m) = &opts.metadata {
+        body.insert("metadata".into(), serde_json::to_value(m).expect("a string map"));
+    }
+    if let Some(t) = opts.ttl_ms {
+        if !t.is_finite() || t < 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "Invalid ttlMs {}: expected a number of milliseconds, 0 or more",
+                js_number(t)
+            )));
+        }
+        body.insert("ttl".into(), serde_json::Value::from((t / 1000.0).ceil() as u64));
+    }
+    Ok(serde_json::Value::Object(body))
 }
 
 /// `SandboxForkOpts` (e2b; the sandbox fields). Numbers as JS gave them: the server checks the
@@ -464,11 +502,19 @@ pub fn sandbox_list_query(
     parts.join("&")
 }
 
-/// The query string of `GET /snapshots`.
-pub fn snapshot_list_query(sandbox_id: Option<&str>, limit: Option<u32>, next_token: Option<&str>) -> String {
+/// The query string of `GET /snapshots` (e2b's order: sandboxID, name, then sandbank's
+/// metadata, encoded as the sandbox list's).
+pub fn snapshot_list_query(opts: &SnapshotListOpts, next_token: Option<&str>) -> String {
+    let (sandbox_id, limit) = (opts.sandbox_id.as_deref(), opts.limit);
     let mut parts = Vec::new();
     if let Some(s) = sandbox_id {
         parts.push(format!("sandboxID={}", encode_uri_component(s)));
+    }
+    if let Some(n) = &opts.name {
+        parts.push(format!("name={}", encode_uri_component(n)));
+    }
+    if let Some(m) = opts.metadata.as_deref().filter(|m| !m.is_empty()) {
+        parts.push(format!("metadata={}", encode_metadata_query(m)));
     }
     if let Some(l) = limit {
         parts.push(format!("limit={l}"));
@@ -734,9 +780,15 @@ impl Api {
 
     /// `Sandbox.createSnapshot`: `POST /sandboxes/{id}/snapshots {}`.
     pub async fn create_snapshot(&self, sandbox_id: &str) -> Result<SnapshotInfo> {
+        self.create_snapshot_with(sandbox_id, &CreateSnapshotOpts::default()).await
+    }
+
+    /// `Sandbox.createSnapshot(id, {name, metadata, ttlMs})`.
+    pub async fn create_snapshot_with(&self, sandbox_id: &str, opts: &CreateSnapshotOpts) -> Result<SnapshotInfo> {
         self.refuse_legacy("Sandbox.createSnapshot")?;
+        let body = snapshot_body(opts)?;
         let path = format!("/sandboxes/{}/snapshots", encode_uri_component(sandbox_id));
-        let res = self.send(Method::POST, &path, "", Some(serde_json::json!({}))).await?;
+        let res = self.send(Method::POST, &path, "", Some(body)).await?;
         if res.error().and_then(|e| e.code()) == Some(404) {
             return Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")));
         }
@@ -844,8 +896,32 @@ mod tests {
             "metadata=a%252520b%3Dc%252526d&state=running,paused&limit=10&nextToken=t%2Fk%3D"
         );
         assert_eq!(sandbox_list_query(None, None, None, None), "");
-        assert_eq!(snapshot_list_query(None, Some(1), None), "limit=1");
-        assert_eq!(snapshot_list_query(Some("sb1"), Some(1), Some("tok2")), "sandboxID=sb1&limit=1&nextToken=tok2");
+        let o = |sandbox_id: Option<&str>, limit| SnapshotListOpts {
+            sandbox_id: sandbox_id.map(Into::into),
+            limit,
+            ..Default::default()
+        };
+        assert_eq!(snapshot_list_query(&o(None, Some(1)), None), "limit=1");
+        assert_eq!(snapshot_list_query(&o(Some("sb1"), Some(1)), Some("tok2")), "sandboxID=sb1&limit=1&nextToken=tok2");
+        let filtered = SnapshotListOpts { name: Some("my snap".into()), metadata: Some(m.clone()), ..o(None, None) };
+        assert_eq!(snapshot_list_query(&filtered, None), "name=my%20snap&metadata=a%252520b%3Dc%252526d");
+    }
+
+    #[test]
+    fn snapshot_bodies() {
+        assert_eq!(snapshot_body(&CreateSnapshotOpts::default()).unwrap(), serde_json::json!({}));
+        let o = CreateSnapshotOpts {
+            name: Some("n".into()),
+            metadata: Some([("k".to_string(), "v".to_string())].into()),
+            ttl_ms: Some(1500.0),
+        };
+        assert_eq!(snapshot_body(&o).unwrap(), serde_json::json!({"name": "n", "metadata": {"k": "v"}, "ttl": 2}));
+        let never = CreateSnapshotOpts { ttl_ms: Some(0.0), ..Default::default() };
+        assert_eq!(snapshot_body(&never).unwrap(), serde_json::json!({"ttl": 0}));
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let e = snapshot_body(&CreateSnapshotOpts { ttl_ms: Some(bad), ..Default::default() }).unwrap_err();
+            assert_eq!(e.kind(), "InvalidArgumentError", "{bad}");
+        }
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub mod templates;
 
 pub use api::SandboxInfoLifecycle;
 pub use api::{
-    Api, CloneResult, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts, SandboxForkOpts,
-    SandboxInfo, SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    Api, CloneResult, CreateSnapshotOpts, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts,
+    SandboxForkOpts, SandboxInfo, SandboxLifecycle, SandboxListOpts, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo,
+    SnapshotListOpts,
 };
 pub use commands::{CommandConnectOpts, CommandHandle, CommandOutput, CommandStartOpts, Commands, ProcessInfo};
 pub use config::{ConnectionConfig, ConnectionOpts, SdkIdentity};

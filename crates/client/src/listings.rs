@@ -70,7 +70,7 @@ impl Listing for Sandboxes {
 impl Listing for Snapshots {
     type Item = SnapshotInfo;
     async fn fetch(&self, token: Option<String>) -> Result<(Vec<SnapshotInfo>, Option<String>)> {
-        let query = snapshot_list_query(self.opts.sandbox_id.as_deref(), self.opts.limit, token.as_deref());
+        let query = snapshot_list_query(&self.opts, token.as_deref());
         let (items, next) = self.api.page::<SnapshotInfo>("/snapshots", &query, "list snapshots").await?;
         Ok((items.unwrap_or_default(), next))
     }

@@ -2,8 +2,9 @@
 //! and the instance forms of the control-plane calls.
 
 use crate::api::{
-    envd_version_at_least, Api, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection, SandboxCreateOpts,
-    SandboxForkOpts, SandboxInfo, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo, SnapshotListOpts,
+    envd_version_at_least, Api, CreateSnapshotOpts, SandboxCloneOpts, SandboxConnectOpts, SandboxConnection,
+    SandboxCreateOpts, SandboxForkOpts, SandboxInfo, SandboxMetrics, SandboxMetricsOpts, SnapshotInfo,
+    SnapshotListOpts,
 };
 use crate::commands::Commands;
 use crate::config::{Config, ENVD_PORT};
@@ -282,9 +283,20 @@ impl Sandbox {
         self.api.create_snapshot(&self.sandbox_id).await
     }
 
+    /// `sandbox.createSnapshot({name, metadata, ttlMs})`.
+    pub async fn create_snapshot_with(&self, opts: &CreateSnapshotOpts) -> Result<SnapshotInfo> {
+        self.api.create_snapshot_with(&self.sandbox_id, opts).await
+    }
+
     /// `sandbox.listSnapshots({limit, nextToken})`: this sandbox's snapshots.
     pub fn list_snapshots(&self, limit: Option<u32>, next_token: Option<String>) -> Result<SnapshotPaginator> {
-        self.api.list_snapshots(SnapshotListOpts { sandbox_id: Some(self.sandbox_id.clone()), limit, next_token })
+        self.list_snapshots_with(SnapshotListOpts { limit, next_token, ..Default::default() })
+    }
+
+    /// `sandbox.listSnapshots({name, metadata, limit, nextToken})`: this sandbox's snapshots
+    /// (whatever `opts.sandbox_id` says).
+    pub fn list_snapshots_with(&self, opts: SnapshotListOpts) -> Result<SnapshotPaginator> {
+        self.api.list_snapshots(SnapshotListOpts { sandbox_id: Some(self.sandbox_id.clone()), ..opts })
     }
 
     /// `sandbox.isRunning()`: envd `GET /health`; 502 → false.

@@ -45,6 +45,8 @@ enum Command {
         /// Print the snapshot as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        opts: cli::snapshots::CreateArgs,
     },
     /// Build the base template's Debian image (once; `serve` builds it too when it is missing),
     /// and print its directory.
@@ -92,7 +94,7 @@ fn main() -> ExitCode {
         Command::Sandboxes(cmd) => cli::run(|| cli::sandboxes::main(cmd)),
         Command::Snapshots(cmd) => cli::run(|| cli::snapshots::main(cmd)),
         Command::Templates(cmd) => cli::run(|| cli::templates::main(cmd)),
-        Command::Snapshot { sandbox_id, json } => cli::run(|| cli::snapshots::create(sandbox_id, json)),
+        Command::Snapshot { sandbox_id, json, opts } => cli::run(|| cli::snapshots::create(sandbox_id, json, opts)),
         Command::BaseImage { data_dir, images_dir } => cli::base_image::main(data_dir, images_dir),
         Command::Doctor { json } => cli::doctor::main(json),
         Command::Guest { probe_userns: Some(scratch), probe_lower, .. } => {

@@ -125,7 +125,8 @@ fn table(text: &str, header: &[&str]) -> Vec<Vec<String>> {
 }
 
 const SANDBOX_COLUMNS: &[&str] = &["ID", "TEMPLATE", "STARTED", "ENDS", "CPU", "MEM MB", "METADATA"];
-const SNAPSHOT_COLUMNS: &[&str] = &["SNAPSHOT ID", "SANDBOX", "PARENT", "CREATED", "SIZE", "MODE"];
+const SNAPSHOT_COLUMNS: &[&str] =
+    &["SNAPSHOT ID", "NAME", "SANDBOX", "PARENT", "CREATED", "EXPIRES", "SIZE", "MODE", "LABELS"];
 
 fn ids(items: &[Value], key: &str) -> Vec<String> {
     items.iter().map(|v| v[key].as_str().unwrap().to_string()).collect()
@@ -222,15 +223,18 @@ async fn snapshot_snapshots_ls_and_rm() {
     let rows = table(&t, SNAPSHOT_COLUMNS);
     assert_eq!(rows.len(), 2, "{t}");
     assert_eq!(rows[1][0], snap1);
-    assert_eq!(rows[1][1], sb);
-    assert_eq!(rows[1][2], "-");
-    assert_eq!(rows[1][3], time(&all[1]["createdAt"]).format("%Y-%m-%d %H:%M:%SZ").to_string());
+    assert_eq!(rows[1][1], "-", "no name");
+    assert_eq!(rows[1][2], sb);
+    assert_eq!(rows[1][3], "-");
+    assert_eq!(rows[1][4], time(&all[1]["createdAt"]).format("%Y-%m-%d %H:%M:%SZ").to_string());
+    assert_eq!(rows[1][5], "never");
     let size = all[1]["sizeBytes"].as_u64().unwrap();
-    assert!(rows[1][4].ends_with("B") && rows[1][4].starts_with(|c: char| c.is_ascii_digit()), "{:?}", rows[1][4]);
+    assert!(rows[1][6].ends_with("B") && rows[1][6].starts_with(|c: char| c.is_ascii_digit()), "{:?}", rows[1][6]);
     if size < 1024 {
-        assert_eq!(rows[1][4], format!("{size} B"));
+        assert_eq!(rows[1][6], format!("{size} B"));
     }
-    assert_eq!(rows[1][5], "full");
+    assert_eq!(rows[1][7], "full");
+    assert_eq!(rows[1][8], "-", "no labels");
     let only = json(&cli(Via::Local(&s), &["snapshots", "ls", "--sandbox", &other, "--json"]).await);
     assert_eq!(ids(&only, "snapshotID"), vec![snap2.clone()]);
 
@@ -241,7 +245,7 @@ async fn snapshot_snapshots_ls_and_rm() {
     let rows = table(&t, SNAPSHOT_COLUMNS);
     assert_eq!(rows.len(), 1, "{t}");
     assert_eq!(rows[0][0], snap3);
-    assert_eq!(rows[0][2], snap1);
+    assert_eq!(rows[0][3], snap1);
 
     let o = cli(Via::Local(&s), &["snapshots", "rm", &snap1]).await;
     let e = fails(&o);
@@ -565,7 +569,7 @@ async fn every_page_is_listed() {
     assert_eq!(ids(&items, "snapshotID"), vec!["snap-page-1", "snap-page-2"]);
     let t = ok(&cli_at(&url, &["snapshots", "ls", "--sandbox", "sb"]).await);
     let rows = table(&t, SNAPSHOT_COLUMNS);
-    assert_eq!(rows[0], vec!["snap-page-1", "sb", "-", "2030-01-02 03:04:05Z", "2.5 GiB", "memory"]);
+    assert_eq!(rows[0], vec!["snap-page-1", "-", "sb", "-", "2030-01-02 03:04:05Z", "never", "2.5 GiB", "memory", "-"]);
     assert_eq!(rows.len(), 2);
     let seen = seen.lock().unwrap().clone();
     assert_eq!(

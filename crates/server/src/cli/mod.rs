@@ -39,7 +39,14 @@ pub enum SnapshotsCmd {
         /// Only the snapshots taken from this sandbox.
         #[arg(long, value_name = "ID")]
         sandbox: Option<String>,
-        /// Machine-readable output: a JSON array of the API's snapshot objects.
+        /// Only the snapshot with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only snapshots with this label (repeat it: all must match).
+        #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = snapshots::parse_label)]
+        metadata: Vec<(String, String)>,
+        /// Machine-readable output: a JSON array of the API's snapshot objects (with `names`,
+        /// `metadata` and `expiresAt`).
         #[arg(long)]
         json: bool,
     },

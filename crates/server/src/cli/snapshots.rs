@@ -1,8 +1,9 @@
-//! `sandbank snapshots ls [--sandbox ID] [--json]`, `sandbank snapshots rm <id>...` and
-//! `sandbank snapshot <sandboxId> [--json]`.
+//! `sandbank snapshots ls [--sandbox ID] [--name NAME] [--metadata K=V]... [--json]`,
+//! `sandbank snapshots rm <id>...` and
+//! `sandbank snapshot <sandboxId> [--name NAME] [--metadata K=V]... [--ttl DURATION] [--json]`.
 
 use super::{api, json_text, print_out, table, time_text, CliResult, SnapshotsCmd};
-use sandbank_client::{SnapshotInfo, SnapshotListOpts};
+use sandbank_client::{CreateSnapshotOpts, SnapshotInfo, SnapshotListOpts};
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,13 +13,57 @@ const SNAPSHOT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
 pub async fn main(cmd: SnapshotsCmd) -> CliResult<ExitCode> {
     match cmd {
-        SnapshotsCmd::Ls { sandbox, json } => ls(sandbox, json).await,
+        SnapshotsCmd::Ls { sandbox, name, metadata, json } => {
+            let opts = SnapshotListOpts {
+                sandbox_id: sandbox,
+                name,
+                metadata: Some(metadata).filter(|m| !m.is_empty()),
+                ..Default::default()
+            };
+            ls(opts, json).await
+        }
         SnapshotsCmd::Rm { ids } => remove("snapshot", &ids).await,
+    }
+}
+
+/// `KEY=VALUE` (the value may hold `=`).
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// What `sandbank snapshot` may give the new snapshot.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// A name, unique among live snapshots, usable wherever its ID is.
+    #[arg(long)]
+    name: Option<String>,
+    /// A label (repeat it for more).
+    #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_label)]
+    metadata: Vec<(String, String)>,
+    /// Expire it after this long (`90s`, `30m`, `12h`, `7d`; `0`: never, whatever the server's
+    /// default).
+    #[arg(long, value_parser = parse_ttl)]
+    ttl: Option<std::time::Duration>,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => super::serve_args::parse_duration(other),
     }
 }
 
 fn dash(v: Option<&str>) -> String {
     v.filter(|s| !s.is_empty()).unwrap_or("-").to_string()
+}
+
+/// Labels as `k=v,k2=v2` (sorted by key), `-` when none.
+fn labels_text(s: &SnapshotInfo) -> String {
+    let text = s.metadata.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    dash(Some(&text))
 }
 
 pub fn render_table(items: &[SnapshotInfo]) -> String {
@@ -27,20 +72,23 @@ pub fn render_table(items: &[SnapshotInfo]) -> String {
         .map(|s| {
             vec![
                 s.snapshot_id.clone(),
+                dash(Some(&s.names.join(","))),
                 dash(s.sandbox_id.as_deref()),
                 dash(s.parent_snapshot_id.as_deref()),
                 s.created_at.as_ref().map_or_else(|| "-".into(), time_text),
+                s.expires_at.as_ref().map_or_else(|| "never".into(), time_text),
                 s.size_bytes.map_or_else(|| "-".into(), table::human_bytes),
                 dash(s.mode.as_deref()),
+                labels_text(s),
             ]
         })
         .collect();
-    table::render(&["SNAPSHOT ID", "SANDBOX", "PARENT", "CREATED", "SIZE", "MODE"], &rows)
+    table::render(&["SNAPSHOT ID", "NAME", "SANDBOX", "PARENT", "CREATED", "EXPIRES", "SIZE", "MODE", "LABELS"], &rows)
 }
 
-async fn ls(sandbox: Option<String>, json: bool) -> CliResult<ExitCode> {
+async fn ls(opts: SnapshotListOpts, json: bool) -> CliResult<ExitCode> {
     let api = api(None).await?;
-    let pages = api.list_snapshots(SnapshotListOpts { sandbox_id: sandbox, ..Default::default() })?;
+    let pages = api.list_snapshots(opts)?;
     let mut items = Vec::new();
     while pages.has_next() {
         items.extend(pages.next_items().await?);
@@ -76,9 +124,15 @@ pub async fn remove(what: &str, ids: &[String]) -> CliResult<ExitCode> {
 
 /// `sandbank snapshot <sandboxId>`: prints the new snapshot's ID (or its JSON). While the
 /// request runs, a spinner with the elapsed time on stderr when stderr is a terminal.
-pub async fn create(sandbox_id: String, json: bool) -> CliResult<ExitCode> {
+pub async fn create(sandbox_id: String, json: bool, args: CreateArgs) -> CliResult<ExitCode> {
     let api = api(Some(SNAPSHOT_TIMEOUT_MS)).await?;
-    let request = api.create_snapshot(&sandbox_id);
+    let opts = CreateSnapshotOpts {
+        name: args.name,
+        metadata: Some(args.metadata.into_iter().collect())
+            .filter(|m: &std::collections::BTreeMap<_, _>| !m.is_empty()),
+        ttl_ms: args.ttl.map(|d| d.as_millis() as f64),
+    };
+    let request = api.create_snapshot_with(&sandbox_id, &opts);
     let snap = if std::io::stderr().is_terminal() {
         with_spinner(&format!("snapshotting {sandbox_id}"), request).await
     } else {

@@ -187,6 +187,12 @@ impl Store {
 
     /// Live snapshots (not expired by `now`), newest first; `after` is the (created_at, id) of
     /// the last item of the previous page.
+    ///
+    /// With a metadata filter, the rows are found one of two ways. When the rarest pair is
+    /// common, by walking the snapshots newest first (the time index) and checking each one's
+    /// pairs (an index probe each) until the page is full: few are skipped. When it is rare, by
+    /// reading the snapshots that have it (the pair index) and sorting those: walking the time
+    /// index would skip nearly every row. The counts come from the pair index.
     pub fn list(
         &self,
         filter: &ListFilter<'_>,
@@ -195,8 +201,27 @@ impl Store {
         now: i64,
     ) -> rusqlite::Result<Vec<SnapshotRecord>> {
         let (after_t, after_id) = after.map(|(t, id)| (Some(t), Some(id))).unwrap_or((None, None));
+        let mut pairs: Vec<&(String, String)> = filter.metadata.iter().collect();
+        let mut drive = false;
+        if !pairs.is_empty() {
+            let mut count =
+                self.db.prepare_cached("SELECT count(*) FROM snapshot_metadata WHERE key = ?1 AND value = ?2")?;
+            let mut counts = Vec::with_capacity(pairs.len());
+            for (k, v) in &pairs {
+                counts.push(count.query_row(params![k, v], |r| r.get::<_, i64>(0))?);
+            }
+            let (rarest, matches) = counts.iter().copied().enumerate().min_by_key(|&(_, n)| n).expect("a pair");
+            if matches == 0 {
+                return Ok(Vec::new());
+            }
+            // Rows in the catalog (rowids only grow: deletions make this an overestimate).
+            let total: i64 = self.db.query_row("SELECT coalesce(max(rowid), 0) FROM snapshots", [], |r| r.get(0))?;
+            // Sorting `matches` rows against walking about limit × total / matches of them.
+            drive = matches <= 1000 || (matches as f64).powi(2) <= f64::from(limit) * total as f64;
+            pairs.swap(0, rarest);
+        }
         // One EXISTS per metadata pair, its parameters after the fixed six.
-        let pairs: String = (0..filter.metadata.len())
+        let exists: String = (0..pairs.len())
             .map(|i| {
                 format!(
                     " AND EXISTS (SELECT 1 FROM snapshot_metadata m
@@ -206,14 +231,21 @@ impl Store {
                 )
             })
             .collect();
+        // CROSS JOIN: SQLite keeps the left table as the outer loop.
+        let from = match drive {
+            true => {
+                "snapshot_metadata d CROSS JOIN snapshots ON snapshots.id = d.snapshot AND d.key = ?7 AND d.value = ?8"
+            }
+            false => "snapshots",
+        };
         // A template build's layers are listed only by their names.
         let mut stmt = self.db.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM snapshots
+            "SELECT {COLUMNS} FROM {from}
              WHERE (?1 IS NULL OR origin_sandbox = ?1)
                AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3))
                AND (?5 IS NULL OR name = ?5)
                AND (?5 IS NOT NULL OR name IS NULL OR substr(name, 1, {len}) != '{BUILD_SNAPSHOT_PREFIX}')
-               AND (expires_at IS NULL OR expires_at > ?6){pairs}
+               AND (expires_at IS NULL OR expires_at > ?6){exists}
              ORDER BY created_at DESC, id DESC LIMIT ?4",
             len = BUILD_SNAPSHOT_PREFIX.len()
         ))?;
@@ -225,8 +257,7 @@ impl Store {
             filter.name.map(str::to_string).into(),
             now.into(),
         ];
-        let values =
-            fixed.into_iter().chain(filter.metadata.iter().flat_map(|(k, v)| [k.clone().into(), v.clone().into()]));
+        let values = fixed.into_iter().chain(pairs.iter().flat_map(|(k, v)| [k.clone().into(), v.clone().into()]));
         let rows = stmt.query_map(params_from_iter(values), row_to_record)?;
         rows.collect()
     }
@@ -429,6 +460,47 @@ mod tests {
         assert_eq!(s.expired(10).unwrap(), ["a"]);
         assert!(s.delete("a").unwrap());
         assert_eq!(list(&s, &pairs(&[("team", "a")]), 10), ["c"]);
+    }
+
+    #[test]
+    fn common_and_rare_pairs_list_the_same_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&tmp.path().join("db")).unwrap();
+        for i in 0..1500 {
+            let mut metadata = BTreeMap::from([("all".to_string(), "yes".to_string())]);
+            if i % 500 == 0 {
+                metadata.insert("rare".into(), "yes".into());
+            }
+            let origin = if i % 2 == 0 { "x" } else { "y" };
+            s.insert(&SnapshotRecord { metadata, ..rec(&format!("s{i:04}"), origin, i) }, false, 0).unwrap();
+        }
+        let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        // Every page, as the API walks them.
+        let walk = |m: &[(String, String)], origin: Option<&str>, limit: u32| {
+            let mut out = Vec::new();
+            let mut after: Option<(i64, String)> = None;
+            loop {
+                let f = ListFilter { origin, metadata: m, ..Default::default() };
+                let page = s.list(&f, after.as_ref().map(|(t, id)| (*t, id.as_str())), limit, 0).unwrap();
+                out.extend(page.iter().map(|r| r.id.clone()));
+                match page.last() {
+                    Some(last) if page.len() == limit as usize => after = Some((last.created_at, last.id.clone())),
+                    _ => return out,
+                }
+            }
+        };
+        let expect = |keep: &dyn Fn(i64) -> bool| {
+            (0..1500).rev().filter(|&i| keep(i)).map(|i| format!("s{i:04}")).collect::<Vec<_>>()
+        };
+        // 1,500 of 1,500: walked by time; 3: read from the pair index and sorted.
+        assert_eq!(walk(&pairs(&[("all", "yes")]), None, 100), expect(&|_| true));
+        assert_eq!(walk(&pairs(&[("rare", "yes")]), None, 2), expect(&|i| i % 500 == 0));
+        assert_eq!(walk(&pairs(&[("all", "yes"), ("rare", "yes")]), None, 1), expect(&|i| i % 500 == 0));
+        assert_eq!(walk(&pairs(&[("all", "yes")]), Some("y"), 100), expect(&|i| i % 2 == 1));
+        assert_eq!(walk(&pairs(&[("rare", "yes")]), Some("x"), 100), expect(&|i| i % 500 == 0));
+        assert_eq!(walk(&pairs(&[("rare", "yes")]), Some("y"), 100), Vec::<String>::new());
+        assert_eq!(walk(&pairs(&[("all", "no")]), None, 100), Vec::<String>::new());
+        assert_eq!(walk(&pairs(&[("all", "yes"), ("rare", "no")]), None, 100), Vec::<String>::new());
     }
 
     #[test]

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { Sandbox, Execution, Result, OutputMessage, ExecutionError, SandboxError, NotFoundError } from 'sandbank/code-interpreter'
+import { Sandbox, Execution, Result, OutputMessage, ExecutionError, SandboxError, NotFoundError, Template } from 'sandbank/code-interpreter'
 import * as e2bci from '@e2b/code-interpreter'
 import * as novitaci from 'novita-sandbox/code-interpreter'
 import { assertNoLeftovers, sandbankBinary, startServer } from './helpers.mjs'
@@ -127,6 +127,35 @@ describe('sandbank/code-interpreter', () => {
     assert.deepEqual(Buffer.from(png.png, 'base64').subarray(0, 8), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))
     assert.ok(png.formats().includes('png'))
     assert.equal(results[0], png)
+    // The figure's data too, as the cloud's chart object.
+    assert.equal(png.chart?.type, 'line', JSON.stringify(png.chart))
+    assert.equal(png.chart.title, 'squares')
+    assert.deepEqual(png.chart.elements.map((l) => l.points), [[[1, 1], [2, 4], [3, 9]]])
+    assert.equal(png.chart.x_scale, 'linear')
+    assert.equal(png.chart.x_ticks.length, png.chart.x_tick_labels.length)
+
+    const charts = await sbx.runCode(
+      [
+        'import matplotlib.pyplot as plt, pandas as pd',
+        'fig, (bars, pie) = plt.subplots(1, 2)',
+        'fig.suptitle("both")',
+        'bars.bar(["a", "b"], [3, 5], label="2024")',
+        'bars.set_xlabel("letter")',
+        'pie.pie([1, 3], labels=["x", "y"])',
+        'plt.show()',
+        'plt.plot(pd.to_datetime(["2024-01-01", "2024-01-02"]), [1, 2])',
+        'plt.show()',
+      ].join('\n'),
+    )
+    assert.equal(charts.error, undefined, charts.error?.traceback)
+    const [both, dated] = charts.results.map((r) => r.chart)
+    assert.equal(both.type, 'superchart')
+    assert.equal(both.title, 'both')
+    const [bar, pie] = both.elements
+    assert.deepEqual([bar.type, bar.x_label, bar.elements], ['bar', 'letter', [{ label: 'a', value: 3, group: '2024' }, { label: 'b', value: 5, group: '2024' }]])
+    assert.deepEqual(pie.elements, [{ label: 'x', angle: 90, radius: 1 }, { label: 'y', angle: 270, radius: 1 }])
+    assert.equal(dated.x_scale, 'datetime')
+    assert.deepEqual(dated.elements[0].points, [['2024-01-01T00:00:00', 1], ['2024-01-02T00:00:00', 2]])
 
     const rich = await sbx.runCode(
       'from IPython.display import display, HTML, Markdown, JSON\nimport pandas as pd\ndisplay(HTML("<b>hi</b>"), Markdown("# title"), JSON({"a": 1}))\npd.DataFrame({"a": [1, 2]})',
@@ -139,6 +168,10 @@ describe('sandbank/code-interpreter', () => {
     assert.equal(frame.isMainResult, true)
     assert.match(frame.html, /<table/)
     assert.match(frame.text, /a\n0\s+1/)
+    assert.deepEqual(frame.data, { a: [1, 2] })
+    assert.ok(frame.formats().includes('data'))
+    const table = await sbx.runCode('pd.DataFrame({"n": [1.5, float("nan")], "when": pd.to_datetime(["2024-05-01", None])})')
+    assert.deepEqual(table.results[0].data, { n: [1.5, null], when: ['2024-05-01T00:00:00', null] })
   })
 
   test('contexts: separate variables, restart clears, list and remove', async (t) => {
@@ -166,7 +199,34 @@ describe('sandbank/code-interpreter', () => {
     assert.ok(!(await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
     await assert.rejects(sbx.runCode('1', { context: ctx }), (err) => err instanceof NotFoundError && err.message.includes(ctx.id))
     await assert.rejects(sbx.createCodeContext({ cwd: '/nope' }), /cwd '\/nope' is not a directory/)
-    await assert.rejects(sbx.createCodeContext({ language: 'javascript' }), /language 'javascript' is not supported/)
+    await assert.rejects(sbx.createCodeContext({ language: 'r' }), /language 'r' is not supported/)
+  })
+
+  test('JavaScript and TypeScript (Deno) and Bash contexts', async (t) => {
+    const sbx = await create(t)
+    const out = []
+    const js = await sbx.runCode('let n = 20; console.log("from js"); n + 1', { language: 'js', onStdout: (m) => out.push(m.line) })
+    assert.equal(js.text, '21', JSON.stringify(js))
+    assert.deepEqual(out, ['from js\n'])
+    assert.equal((await sbx.runCode('n * 2', { language: 'javascript' })).text, '40', 'the default JS context keeps its state')
+    const ts = await sbx.runCode('const k: number = 6; k * 7', { language: 'ts' })
+    assert.equal(ts.text, '42', JSON.stringify(ts))
+    const err = await sbx.runCode('throw new TypeError("nope")', { language: 'js' })
+    assert.equal(err.error?.name, 'TypeError')
+    assert.equal(err.error?.value, 'nope')
+    const env = await sbx.runCode('Deno.env.get("WHO")', { language: 'js', envs: { WHO: 'js-env' } })
+    assert.equal(env.text, '"js-env"')
+    assert.equal((await sbx.runCode('Deno.env.get("WHO") ?? "unset"', { language: 'js' })).text, '"unset"')
+
+    const ctx = await sbx.createCodeContext({ language: 'bash', cwd: '/tmp' })
+    assert.equal(ctx.language, 'bash')
+    const sh = await sbx.runCode('X=5; echo "$PWD $((X * 2)) $WHO"', { context: ctx, envs: { WHO: 'sh-env' } })
+    assert.deepEqual(sh.logs.stdout.join(''), '/tmp 10 sh-env\n')
+    const again = await sbx.runCode('echo "${X}-${WHO:-unset}"', { context: ctx })
+    assert.deepEqual(again.logs.stdout.join(''), '5-unset\n', 'state kept; the execution\'s variable put back')
+    const langs = (await sbx.listCodeContexts()).map((c) => c.language).sort()
+    assert.deepEqual(langs, ['bash', 'javascript', 'python', 'typescript'])
+    await assert.rejects(sbx.runCode('echo', { language: 'bash', envs: { 'A B': '1' } }), /'A B' is not an environment variable name/)
   })
 })
 
@@ -188,6 +248,9 @@ describe('@e2b/code-interpreter (published) against the local server', () => {
     assert.equal(e.error.value, 'division by zero')
     const plot = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()')
     assert.ok(plot.results.some((r) => r.png?.startsWith('iVBORw0KGgo')), 'a PNG result')
+    assert.equal(plot.results[0].chart?.type, 'line')
+    assert.deepEqual((await sbx.runCode('import pandas as pd\npd.DataFrame({"a": [1]})')).results[0].data, { a: [1] })
+    assert.equal((await sbx.runCode('[1, 2].length', { language: 'js' })).text, '2')
     const ctx = await sbx.createCodeContext()
     assert.equal((await sbx.runCode('"x" in dir()', { context: ctx })).text, 'False')
     assert.ok((await sbx.listCodeContexts()).some((c) => c.id === ctx.id))
@@ -258,5 +321,28 @@ describe('snapshots and forks', () => {
     server.sandboxIds.add(fork.sandboxId)
     t.after(() => fork.kill().catch(() => {}))
     assert.equal((await fork.runCode('forked')).text, "'yes'")
+  })
+})
+
+describe('templates on the interpreter', () => {
+  // Last in the file: it removes the built-in template, which the build then
+  // makes again (from its cached pip layers: seconds).
+  test("a user's template fromTemplate('code-interpreter-v1') builds the built-in first when it is not built", async (t) => {
+    const env = { ...process.env, SANDBANK_URL: server.url, SANDBANK_API_KEY: server.apiKey }
+    const rm = spawnSync(sandbankBinary(), ['templates', 'rm', 'code-interpreter-v1'], { encoding: 'utf8', env })
+    assert.equal(rm.status, 0, rm.stderr)
+    const name = `ci-user-${process.pid}`
+    t.after(() => spawnSync(sandbankBinary(), ['templates', 'rm', name], { env }))
+    const logs = []
+    const template = Template().fromTemplate('code-interpreter-v1').runCmd('echo made-by-user > /home/user/mine.txt', { user: 'user' })
+    await Template.build(template, name, { ...server.e2b(), onBuildLogs: (l) => logs.push(l.message) })
+    const listed = spawnSync(sandbankBinary(), ['templates', 'ls', '--json'], { encoding: 'utf8', env })
+    const names = JSON.parse(listed.stdout).flatMap((x) => x.aliases ?? x.names ?? [])
+    assert.ok(names.some((n) => n.startsWith('code-interpreter-v1')), `the built-in was built again: ${listed.stdout}`)
+    const sbx = await Sandbox.create(name, server.novita())
+    server.sandboxIds.add(sbx.sandboxId)
+    t.after(() => sbx.kill().catch(() => {}))
+    const e = await sbx.runCode('open("/home/user/mine.txt").read().strip()')
+    assert.equal(e.text, "'made-by-user'", JSON.stringify(e))
   })
 })

@@ -45,6 +45,78 @@ export class ExecutionError {
   ) {}
 }
 
+/** What kind of chart a `Result.chart` is. */
+export type ChartType = 'line' | 'scatter' | 'bar' | 'pie' | 'box_and_whisker' | 'superchart' | 'unknown'
+
+/** How an axis maps values (matplotlib's scale names, `datetime` and `categorical`). */
+export type ScaleType = 'linear' | 'datetime' | 'categorical' | 'log' | 'symlog' | 'logit' | 'function' | 'functionlog' | 'asinh'
+
+/** A chart read from a matplotlib figure: its kind, its title and its data. */
+export type Chart = {
+  type: ChartType
+  title: string
+  elements: any[]
+}
+
+/** A chart with axes. */
+export type Chart2D = Chart & {
+  x_label?: string
+  y_label?: string
+  x_unit?: string
+  y_unit?: string
+}
+
+/** One series of a line or scatter chart: `[x, y]` pairs (dates as ISO 8601 strings). */
+export type PointData = {
+  label: string
+  points: [number | string, number | string][]
+}
+
+export type PointChart = Chart2D & {
+  x_ticks: (number | string)[]
+  x_scale: ScaleType
+  x_tick_labels: string[]
+  y_ticks: (number | string)[]
+  y_scale: ScaleType
+  y_tick_labels: string[]
+  elements: PointData[]
+}
+
+export type LineChart = PointChart & { type: 'line' }
+export type ScatterChart = PointChart & { type: 'scatter' }
+
+/** One bar: its category (the tick label under it), its height and its series' label. */
+export type BarData = {
+  label: string
+  value: number
+  group: string
+}
+export type BarChart = Chart2D & { type: 'bar'; elements: BarData[] }
+
+/** One wedge: its label, its angle in degrees and its radius. */
+export type PieData = {
+  label: string
+  angle: number
+  radius: number
+}
+export type PieChart = Chart & { type: 'pie'; elements: PieData[] }
+
+export type BoxAndWhiskerData = {
+  label: string
+  min: number
+  first_quartile: number
+  median: number
+  third_quartile: number
+  max: number
+  outliers: number[]
+}
+export type BoxAndWhiskerChart = Chart2D & { type: 'box_and_whisker'; elements: BoxAndWhiskerData[] }
+
+/** A figure with several plots: one chart per plot. */
+export type SuperChart = Chart & { type: 'superchart'; elements: Chart[] }
+
+export type ChartTypes = LineChart | ScatterChart | BarChart | PieChart | BoxAndWhiskerChart | SuperChart
+
 /** MIME-like keys a result may have (`text`, `png`, …). */
 export type MIMEType = string
 
@@ -75,10 +147,11 @@ export class Result {
   readonly json?: string
   /** JavaScript representation of the data. */
   readonly javascript?: string
-  /** Data of the result (the cloud's tables); not produced by sandbank's local interpreter. */
+  /** A pandas DataFrame's columns: `{column: [values]}` (NaN as null, dates as ISO 8601). */
   readonly data?: Record<string, unknown>
-  /** A chart's data (the cloud's); not produced by sandbank's local interpreter. */
-  readonly chart?: Record<string, unknown>
+  /** A matplotlib figure's data: its kind (line, scatter, bar, pie, several as a superchart),
+   * axes and points. */
+  readonly chart?: ChartTypes
   /** Formats beyond the ones above, by MIME type. */
   readonly extra?: any
   /** Every format as sent. */
@@ -178,7 +251,8 @@ export type Context = {
   cwd: string
 }
 
-/** The languages the SDKs name (sandbank's local interpreter has Python only). */
+/** The languages the SDKs name; sandbank's local interpreter runs Python, JavaScript and
+ * TypeScript (Deno's kernel) and Bash, and answers the others with an error naming them. */
 export type RunCodeLanguage = 'python' | 'javascript' | 'typescript' | 'r' | 'java' | 'bash' | (string & {})
 
 export interface RunCodeOpts {

@@ -25,6 +25,9 @@ const DEFAULT_READY_CMD: &str = "sleep 20";
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const READY_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Where a build starts: the layer, the variables it has, and its start and ready commands.
+type StartPoint = (String, BTreeMap<String, String>, (Option<String>, Option<String>));
+
 pub async fn run(
     templates: Arc<Templates>,
     backend: Arc<dyn Backend>,
@@ -93,7 +96,7 @@ impl Build {
     async fn steps(&mut self, req: &BuildRequest) -> Result<Resolved, Reason> {
         let from = req.from().map_err(|m| failed(m, "base"))?;
         let steps = req.steps().map_err(|(i, m)| failed(m, i.to_string()))?;
-        let (mut layer, envs) = self.start_point(&from).await?;
+        let (mut layer, envs, inherited) = self.start_point(&from).await?;
         let origin = match &from {
             From::Base => "base".to_string(),
             From::Template(_) => layer.clone(),
@@ -142,27 +145,38 @@ impl Build {
         // As in the cloud, the last USER and WORKDIR are its sandboxes' defaults.
         let user = Some(state.user.clone()).filter(|u| u != DEFAULT_USER);
         let workdir = state.workdir.clone();
-        if let Some(start) = req.start_cmd.as_deref().filter(|s| !s.trim().is_empty()) {
-            let ready = req.ready_cmd.as_deref().filter(|s| !s.trim().is_empty()).unwrap_or(DEFAULT_READY_CMD);
+        // Its own start command, else that of the template it is built from (as in E2B): a
+        // template on the code interpreter's has the interpreter running.
+        let given = |c: &Option<String>| c.clone().filter(|s| !s.trim().is_empty());
+        let (start_cmd, ready_cmd) = match given(&req.start_cmd) {
+            Some(start) => (Some(start), given(&req.ready_cmd)),
+            None => inherited,
+        };
+        if let Some(start) = &start_cmd {
+            let ready = ready_cmd.as_deref().unwrap_or(DEFAULT_READY_CMD);
             // Its envd, whose memory the template keeps, serves with the template's defaults.
             self.drop_sandbox().await;
             self.defaults = (user.clone(), workdir.clone());
             layer = self.finalize(start, ready, &layer, &state).await?;
         }
-        Ok(Resolved { snapshot: layer, envs: state.envs, user, workdir })
+        Ok(Resolved { snapshot: layer, envs: state.envs, user, workdir, start_cmd, ready_cmd })
     }
 
     /// What the build starts from: the engine's template or snapshot, with the variables of the
-    /// template it names.
-    async fn start_point(&self, from: &From) -> Result<(String, BTreeMap<String, String>), Reason> {
+    /// template it names and its start and ready commands.
+    async fn start_point(&self, from: &From) -> Result<StartPoint, Reason> {
         match from {
-            From::Base => Ok((sandbank_engine::BASE_TEMPLATE.to_string(), BTreeMap::new())),
+            From::Base => Ok((sandbank_engine::BASE_TEMPLATE.to_string(), BTreeMap::new(), (None, None))),
             From::Template(reference) => {
+                // `fromTemplate('code-interpreter-v1')`: the built-in is built first if it is not.
+                super::builtin::ensure(&self.templates, &self.backend, reference)
+                    .await
+                    .map_err(|e| failed(e.to_string(), "base"))?;
                 if let Some(r) = self.templates.resolve(reference) {
-                    return Ok((r.snapshot, r.envs));
+                    return Ok((r.snapshot, r.envs, (r.start_cmd, r.ready_cmd)));
                 }
                 match self.engine_knows(reference).await {
-                    true => Ok((reference.clone(), BTreeMap::new())),
+                    true => Ok((reference.clone(), BTreeMap::new(), (None, None))),
                     false => Err(failed(format!("template {reference:?} not found"), "base")),
                 }
             }
@@ -176,7 +190,7 @@ impl Build {
                     .pull_image(reference, credentials, &progress)
                     .await
                     .map_err(|e| failed(e.to_string(), "base"))?;
-                Ok((image.template, image.env.into_iter().collect()))
+                Ok((image.template, image.env.into_iter().collect(), (None, None)))
             }
         }
     }

@@ -21,14 +21,23 @@ pub const CODE_INTERPRETER_SHORT: &str = "code-interpreter";
 /// The port its server listens on (the SDKs' `JUPYTER_PORT`).
 pub const CODE_INTERPRETER_PORT: u16 = 49999;
 
-/// The in-sandbox interpreter server (`interpreter/server.py`).
+/// The in-sandbox interpreter server (`interpreter/server.py`) and what it loads into Python
+/// kernels (`interpreter/display.py`), installed side by side.
 const SERVER_PY: &str = include_str!("interpreter/server.py");
+const DISPLAY_PY: &str = include_str!("interpreter/display.py");
+const SERVER_DIR: &str = "/opt/sandbank-interpreter";
 const SERVER_PATH: &str = "/opt/sandbank-interpreter/server.py";
 
 /// Pinned, so that a rebuild gets what was tested (and the step's cached layer stays valid).
 /// Python 3.11 (Debian 12's) wheels exist for all of them.
 const PIP_PACKAGES: &[&str] =
     &["ipykernel==6.29.5", "jupyter_client==8.6.3", "matplotlib==3.9.2", "pandas==2.2.3", "numpy==2.1.3"];
+/// The other languages' kernels: Deno's (JavaScript and TypeScript; PyPI carries its binary)
+/// and bash_kernel, with bash_kernel's own dependencies pinned too.
+const KERNEL_PACKAGES: &[&str] = &["deno==2.9.8", "bash_kernel==0.10.0", "pexpect==4.9.0", "filetype==1.2.0"];
+/// Deno's kernelspec, system-wide (`deno jupyter --install` writes one in the caller's home);
+/// without colours, so that a result's text is `5`, not an ANSI-coloured `5`.
+const DENO_KERNEL_JSON: &str = r#"{"argv": ["/usr/local/bin/deno", "jupyter", "--kernel", "--conn", "{connection_file}"], "display_name": "Deno", "language": "typescript", "env": {"DENO_NO_UPDATE_CHECK": "1", "NO_COLOR": "1"}}"#;
 
 /// The built-in template `reference` (`name[:tag]`) names, if any.
 pub fn builtin_name(reference: &str) -> Option<&'static str> {
@@ -40,21 +49,29 @@ pub fn builtin_name(reference: &str) -> Option<&'static str> {
 /// command, ready once its default kernel answers.
 pub fn code_interpreter_spec() -> TemplateSpec {
     let run = |cmd: String| serde_json::json!({"type": "RUN", "args": [cmd, "root"], "force": false});
-    let server = base64::engine::general_purpose::STANDARD.encode(SERVER_PY);
-    let dir = SERVER_PATH.rsplit_once('/').map_or("/", |(d, _)| d);
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let pip = |packages: &[&str]| {
+        format!("pip install --no-cache-dir --break-system-packages --disable-pip-version-check {}", packages.join(" "))
+    };
     let json = serde_json::json!({
         "fromImage": sandbank_client::templates::DEFAULT_BASE_IMAGE,
         "steps": [
             // Debian's python3 is "externally managed" (PEP 668): the template is ours to shape.
+            run(pip(PIP_PACKAGES)),
             run(format!(
-                "pip install --no-cache-dir --break-system-packages --disable-pip-version-check {}",
-                PIP_PACKAGES.join(" ")
+                "{} && python3 -m bash_kernel.install --sys-prefix && mkdir -p {deno} && echo {} | base64 -d > \
+                 {deno}/kernel.json",
+                pip(KERNEL_PACKAGES),
+                b64(DENO_KERNEL_JSON),
+                deno = "/usr/local/share/jupyter/kernels/deno",
             )),
             // Without Debian's PEP 668 marker, `!pip install x` in a cell installs for the user
             // (~/.local), as in the cloud's template, instead of refusing.
             run(format!(
-                "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED && mkdir -p {dir} && echo {server} | base64 -d > \
-                 {SERVER_PATH} && chmod 0644 {SERVER_PATH}"
+                "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED && mkdir -p {SERVER_DIR} && echo {} | base64 -d > \
+                 {SERVER_PATH} && echo {} | base64 -d > {SERVER_DIR}/display.py && chmod 0644 {SERVER_DIR}/*.py",
+                b64(SERVER_PY),
+                b64(DISPLAY_PY),
             )),
         ],
         "startCmd": format!("python3 {SERVER_PATH}"),
@@ -171,8 +188,14 @@ mod tests {
     fn a_users_own_template_of_that_name_is_left_alone() {
         let t = Templates::in_memory();
         assert!(!users_own(&t, CODE_INTERPRETER), "none yet: ours is built");
-        let made =
-            || super::super::Resolved { snapshot: "snap".into(), envs: Default::default(), user: None, workdir: None };
+        let made = || super::super::Resolved {
+            snapshot: "snap".into(),
+            envs: Default::default(),
+            user: None,
+            workdir: None,
+            start_cmd: None,
+            ready_cmd: None,
+        };
         let r = t.request(CODE_INTERPRETER, &[], None, None).unwrap();
         t.finish(&r.template_id, &r.build_id, Ok(made()));
         assert!(users_own(&t, CODE_INTERPRETER));
@@ -195,7 +218,7 @@ mod tests {
         let req: BuildRequest = serde_json::from_value(spec).unwrap();
         assert_eq!(req.from(), Ok(super::super::steps::From::Base));
         let steps = req.steps().unwrap();
-        assert_eq!(steps.len(), 2);
+        assert_eq!(steps.len(), 3);
         assert!(req.start_cmd.unwrap().contains(SERVER_PATH));
         assert_eq!(super::super::catalog::check_tag(&code_interpreter_tag()), Ok(code_interpreter_tag()));
     }

@@ -54,6 +54,11 @@ pub struct Build {
     pub user: Option<String>,
     #[serde(default)]
     pub workdir: Option<String>,
+    /// Its start and ready commands (its own, or those of the template it was built from).
+    #[serde(default)]
+    pub start_cmd: Option<String>,
+    #[serde(default)]
+    pub ready_cmd: Option<String>,
     #[serde(default)]
     pub reason: Option<Reason>,
     pub cpu_count: Option<u32>,

@@ -57,6 +57,10 @@ pub struct Resolved {
     pub envs: BTreeMap<String, String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
+    /// Its start command and ready command: what a template built from it runs unless it has
+    /// its own.
+    pub start_cmd: Option<String>,
+    pub ready_cmd: Option<String>,
 }
 
 impl Templates {
@@ -114,6 +118,8 @@ impl Templates {
             envs: BTreeMap::new(),
             user: None,
             workdir: None,
+            start_cmd: None,
+            ready_cmd: None,
             reason: None,
             cpu_count,
             memory_mb,
@@ -220,6 +226,8 @@ impl Templates {
                 envs: b.envs.clone(),
                 user: b.user.clone(),
                 workdir: b.workdir.clone(),
+                start_cmd: b.start_cmd.clone(),
+                ready_cmd: b.ready_cmd.clone(),
             })
         })
     }
@@ -360,6 +368,8 @@ impl Templates {
                     b.envs = made.envs;
                     b.user = made.user;
                     b.workdir = made.workdir;
+                    b.start_cmd = made.start_cmd;
+                    b.ready_cmd = made.ready_cmd;
                     for tag in b.tags.clone() {
                         t.tags.insert(tag, build_id.to_string());
                     }

@@ -14,14 +14,17 @@ Routes:
   POST /contexts/{id}/restart   a fresh kernel, same id
   DELETE /contexts/{id}
 
-Only Python kernels (ipykernel) are here: another language is a 400 that names it.
+Languages: Python (ipykernel, with `display.py` loaded for the SDKs' `data` and `chart`),
+JavaScript and TypeScript (Deno's kernel), Bash (bash_kernel); another is a 400 that names it.
 Standard library plus jupyter_client only, so it runs on the image's python3.
 """
 
 import json
 import os
 import queue
+import re
 import select
+import shlex
 import site
 import socket
 import sys
@@ -34,10 +37,18 @@ from jupyter_client import KernelManager
 
 PORT = int(os.environ.get("SANDBANK_INTERPRETER_PORT", "49999"))
 DEFAULT_CWD = os.environ.get("SANDBANK_INTERPRETER_CWD", "/home/user")
-# The names a request may give Python by; the SDKs send "python" (or nothing).
-PYTHON_NAMES = ("python", "python3", "py", "ipython")
-# Where kernels' connection files and ipc sockets live: unix sockets rather than TCP, so that a
-# memory snapshot (CRIU) of the sandbox restores the server's connections to its kernels.
+# The names a request may give a language by (the SDKs send "python", "js", "ts", "bash" or
+# nothing) -> the context's language and the kernel that runs it.
+LANGUAGES = {
+    **{n: ("python", "python3") for n in ("python", "python3", "py", "ipython")},
+    **{n: ("javascript", "deno") for n in ("javascript", "js", "deno")},
+    **{n: ("typescript", "deno") for n in ("typescript", "ts")},
+    **{n: ("bash", "bash") for n in ("bash", "sh", "shell")},
+}
+# Loaded into every Python kernel: the `sandbank/data` and `sandbank/chart` display formats.
+DISPLAY_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "display.py")
+# Where kernels' connection files and ipc sockets live: unix sockets rather than TCP where the
+# kernel speaks them, as a memory snapshot (CRIU) restores those most simply.
 RUNTIME_DIR = os.environ.get("SANDBANK_INTERPRETER_RUNTIME", "/tmp/sandbank-interpreter")
 
 # Jupyter MIME types -> the keys of the SDKs' Result; other types are passed under their MIME
@@ -53,7 +64,12 @@ FORMATS = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    "sandbank/data": "data",
+    "sandbank/chart": "chart",
 }
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class BadRequest(Exception):
@@ -71,9 +87,10 @@ def now():
 class Context:
     """One kernel and the lock that runs its executions one at a time."""
 
-    def __init__(self, language, cwd):
+    def __init__(self, language, kernel, cwd):
         self.id = str(uuid.uuid4())
         self.language = language
+        self.kernel = kernel
         self.cwd = cwd
         self.lock = threading.Lock()
         self.km = None
@@ -82,10 +99,12 @@ class Context:
 
     def start(self):
         os.makedirs(RUNTIME_DIR, exist_ok=True)
+        # Deno's kernel speaks TCP only (loopback; CRIU keeps established TCP connections too).
+        ipc = self.kernel != "deno"
         km = KernelManager(
-            kernel_name="python3",
-            transport="ipc",
-            ip=os.path.join(RUNTIME_DIR, self.id),
+            kernel_name=self.kernel,
+            transport="ipc" if ipc else "tcp",
+            ip=os.path.join(RUNTIME_DIR, self.id) if ipc else "127.0.0.1",
             connection_file=os.path.join(RUNTIME_DIR, self.id + ".json"),
         )
         # The inline backend: figures come back as image/png display data.
@@ -95,6 +114,15 @@ class Context:
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
         self.km, self.kc = km, kc
+        if self.language == "python":
+            self.run_silently(
+                "import importlib.util as __sb_u\n"
+                f"__sb_s = __sb_u.spec_from_file_location('sandbank_display', {DISPLAY_PY!r})\n"
+                "__sb_m = __sb_u.module_from_spec(__sb_s)\n"
+                "__sb_s.loader.exec_module(__sb_m)\n"
+                "__sb_m.register(get_ipython())\n"
+                "del __sb_u, __sb_s, __sb_m\n"
+            )
 
     def stop(self):
         if self.kc is not None:
@@ -142,11 +170,7 @@ class Context:
         with self.lock:
             if env_vars:
                 # Set for this execution only, then put back as they were.
-                self.run_silently(
-                    "import os as __sb_os\n"
-                    f"__sb_saved_env = {{k: __sb_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
-                    f"__sb_os.environ.update({dict(env_vars)!r})\n"
-                )
+                self.run_silently(set_env_code(self.language, env_vars))
             msg_id, finished = None, False
             try:
                 msg_id = self.kc.execute(code, store_history=True, allow_stdin=False)
@@ -185,12 +209,52 @@ class Context:
                 raise
             finally:
                 if env_vars and self.km is not None and self.km.is_alive():
-                    self.run_silently(
-                        "for __sb_k, __sb_v in __sb_saved_env.items():\n"
-                        "    if __sb_v is None: __sb_os.environ.pop(__sb_k, None)\n"
-                        "    else: __sb_os.environ[__sb_k] = __sb_v\n"
-                        "del __sb_saved_env\n"
-                    )
+                    self.run_silently(restore_env_code(self.language, env_vars))
+
+
+def set_env_code(language, env_vars):
+    """Code, in the context's language, that sets `env_vars` and keeps what they replace."""
+    if language == "python":
+        return (
+            "import os as __sb_os\n"
+            f"__sb_saved_env = {{k: __sb_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
+            f"__sb_os.environ.update({dict(env_vars)!r})\n"
+        )
+    if language in ("javascript", "typescript"):
+        return (
+            f"globalThis.__sbSavedEnv = Object.fromEntries({json.dumps(list(env_vars))}"
+            ".map((k) => [k, Deno.env.get(k)]));\n"
+            f"for (const [k, v] of Object.entries({json.dumps(env_vars)})) Deno.env.set(k, v);\n"
+        )
+    lines = []
+    for k, v in env_vars.items():
+        lines.append(
+            f'if [ -n "${{{k}+x}}" ]; then __sb_had_{k}=1; __sb_old_{k}="${k}"; else __sb_had_{k}=0; fi; '
+            f"export {k}={shlex.quote(v)}"
+        )
+    return "\n".join(lines)
+
+
+def restore_env_code(language, env_vars):
+    """Code that puts back what `set_env_code` replaced."""
+    if language == "python":
+        return (
+            "for __sb_k, __sb_v in __sb_saved_env.items():\n"
+            "    if __sb_v is None: __sb_os.environ.pop(__sb_k, None)\n"
+            "    else: __sb_os.environ[__sb_k] = __sb_v\n"
+            "del __sb_saved_env\n"
+        )
+    if language in ("javascript", "typescript"):
+        return (
+            "for (const [k, v] of Object.entries(globalThis.__sbSavedEnv)) "
+            "v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);\n"
+            "delete globalThis.__sbSavedEnv;\n"
+        )
+    return "\n".join(
+        f'if [ "$__sb_had_{k}" = 1 ]; then export {k}="$__sb_old_{k}"; else unset {k}; fi; '
+        f"unset __sb_had_{k} __sb_old_{k}"
+        for k in env_vars
+    )
 
 
 def client_gone(sock):
@@ -217,23 +281,25 @@ class Contexts:
     def __init__(self):
         self.lock = threading.Lock()
         self.by_id = {}
-        self.default = None
+        # The context an execution without one runs in, per language.
+        self.defaults = {}
 
     def language(self, language):
+        """The context's language and kernel for the name a request gave."""
         name = (language or "python").strip().lower()
-        if name not in PYTHON_NAMES:
+        if name not in LANGUAGES:
             raise BadRequest(
-                f"language {language!r} is not supported by this interpreter: only Python "
-                "(ipykernel) is installed"
+                f"language {language!r} is not supported by this interpreter: use python, "
+                "javascript (js), typescript (ts) or bash"
             )
-        return "python"
+        return LANGUAGES[name]
 
     def create(self, language=None, cwd=None):
-        language = self.language(language)
+        language, kernel = self.language(language)
         cwd = cwd or DEFAULT_CWD
         if not os.path.isdir(cwd):
             raise BadRequest(f"cwd {cwd!r} is not a directory in the sandbox")
-        ctx = Context(language, cwd)
+        ctx = Context(language, kernel, cwd)
         with self.lock:
             self.by_id[ctx.id] = ctx
         return ctx
@@ -248,8 +314,8 @@ class Contexts:
     def remove(self, context_id):
         with self.lock:
             ctx = self.by_id.pop(context_id, None)
-            if ctx is self.default:
-                self.default = None
+            if ctx is not None and self.defaults.get(ctx.language) is ctx:
+                del self.defaults[ctx.language]
         if ctx is None:
             raise NotFound(f"context {context_id!r} not found")
         ctx.stop()
@@ -261,13 +327,14 @@ class Contexts:
     def for_execution(self, context_id, language):
         if context_id:
             return self.get(context_id)
-        self.language(language)
+        name = self.language(language)[0]
+        # One default per language, made by the first execution that needs it.
         with self.lock:
-            ctx = self.default
+            ctx = self.defaults.get(name)
         if ctx is None:
-            ctx = self.create()
+            ctx = self.create(name)
             with self.lock:
-                self.default = ctx
+                ctx = self.defaults.setdefault(name, ctx)
         return ctx
 
 
@@ -371,6 +438,9 @@ class Handler(BaseHTTPRequestHandler):
         env_vars = body.get("env_vars") or {}
         if not isinstance(env_vars, dict) or not all(isinstance(v, str) for v in env_vars.values()):
             raise BadRequest(f"env_vars must be an object of strings, got {env_vars!r}")
+        for key in env_vars:
+            if not ENV_NAME.fullmatch(key):
+                raise BadRequest(f"env_vars: {key!r} is not an environment variable name")
         context_id, language = body.get("context_id"), body.get("language")
         if context_id and language:
             raise BadRequest("give context_id or language, not both")

@@ -100,7 +100,7 @@ const lines = [
   row("`Sandbox.create(snapshot of a warm interpreter)` → `runCode('x+1')`", 'snapshot', '≤ 300 ms'),
   row("`runCode('x+1')` on a warm kernel", 'warm', '≤ 15 ms'),
   '',
-  'HTTP through the port forwarder is measured by `bench/ports.mjs` (below).',
+  'HTTP through the port forwarder is measured by `bench/ports.mjs` (its own section).',
 ]
 console.log(lines.join('\n'))
 if (WRITE) upsertSection(OUT, 'bench/interpreter.mjs', lines.join('\n'))

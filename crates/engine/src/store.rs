@@ -263,11 +263,23 @@ impl Store {
     }
 
     pub fn delete(&mut self, id: &str) -> rusqlite::Result<bool> {
+        Ok(self.delete_all(&[id.to_string()])? > 0)
+    }
+
+    /// Deletes these snapshots in one transaction (one commit however many); how many were there.
+    pub fn delete_all(&mut self, ids: &[String]) -> rusqlite::Result<usize> {
         let tx = self.db.transaction()?;
-        tx.execute("DELETE FROM snapshot_metadata WHERE snapshot = ?1", [id])?;
-        let n = tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])?;
+        let mut n = 0;
+        {
+            let mut pairs = tx.prepare_cached("DELETE FROM snapshot_metadata WHERE snapshot = ?1")?;
+            let mut rows = tx.prepare_cached("DELETE FROM snapshots WHERE id = ?1")?;
+            for id in ids {
+                pairs.execute([id])?;
+                n += rows.execute([id])?;
+            }
+        }
         tx.commit()?;
-        Ok(n > 0)
+        Ok(n)
     }
 
     /// The snapshots expired by `now` (Unix nanoseconds), still in the catalog.

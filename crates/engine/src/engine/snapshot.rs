@@ -391,13 +391,12 @@ fn users_of(state: &State, id: &str) -> Vec<String> {
 fn sweep_expired(layout: &Layout, state: &Mutex<State>) -> Result<Vec<String>, EngineError> {
     let deleted = {
         let mut state = state.lock().unwrap();
-        let mut deleted = Vec::new();
-        for id in state.store.expired(now_ns())? {
-            if users_of(&state, &id).is_empty() && state.store.delete(&id)? {
-                deleted.push(id);
-            }
+        let unused: Vec<String> =
+            state.store.expired(now_ns())?.into_iter().filter(|id| users_of(&state, id).is_empty()).collect();
+        if !unused.is_empty() {
+            state.store.delete_all(&unused)?;
         }
-        deleted
+        unused
     };
     if !deleted.is_empty() {
         tracing::info!(snapshots = ?deleted, "expired snapshots deleted");

@@ -83,6 +83,8 @@ export declare class NativeSandbox {
   static setSandboxTimeout(sandboxId: string, timeoutMs: number, conn?: ConnectionOptions | undefined | null): Promise<void>
   /** `Sandbox.pause(id)`: `true` when paused, `false` when it already was. */
   static pauseSandbox(sandboxId: string, conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  /** `Sandbox.restore(id, snapshotId, {force})` (sandbank's own). */
+  static restoreSandbox(sandboxId: string, snapshotId: string, force?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<void>
   /** `Sandbox.getMetrics(id, {start, end})`. */
   static getSandboxMetrics(sandboxId: string, opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
   /** `Sandbox.list(opts)`: no request until `nextItems`. */
@@ -115,6 +117,7 @@ export declare class NativeSandbox {
    */
   reconnect(timeoutMs?: number | undefined | null, secure?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<void>
   pause(conn?: ConnectionOptions | undefined | null): Promise<boolean>
+  restore(snapshotId: string, force?: boolean | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<void>
   getMetrics(opts?: MetricsOptions | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<Array<SandboxMetricsJs>>
   /** `sandbox.uploadUrl(path, opts)`. */
   uploadUrl(path?: string | undefined | null, opts?: UrlOptions | undefined | null): string

@@ -26,8 +26,8 @@ function tracker(t, server) {
   })
   return {
     opts,
-    async create(template) {
-      const sbx = template ? await Sandbox.create(template, opts()) : await Sandbox.create(opts())
+    async create(template, extra = {}) {
+      const sbx = template ? await Sandbox.create(template, opts(extra)) : await Sandbox.create(opts(extra))
       sandboxes.add(sbx.sandboxId)
       server.sandboxIds.add(sbx.sandboxId)
       return sbx
@@ -242,6 +242,90 @@ describe('snapshots: names, labels, expiry (default server)', () => {
     const clash = cli(server, ['snapshot', sbx.sandboxId, '--name', name])
     assert.notEqual(clash.status, 0)
     assert.match(clash.stderr, /409.*exists already/)
+  })
+})
+
+describe('restore in place (default server)', () => {
+  let server
+  before(async () => {
+    server = await startServer()
+  })
+  after(async () => {
+    if (server) await stopAndCheck(server)
+  })
+
+  test('back to a snapshot after files were written and deleted: same ID, token, timeout and metadata', async (t) => {
+    const k = tracker(t, server)
+    const sbx = await k.create(undefined, { metadata: { who: 'restore' }, timeoutMs: 600_000 })
+    await run(sbx, 'mkdir -p /home/user/d && echo kept > /home/user/d/a.txt && echo gone > /home/user/b.txt')
+    const snap = k.snap(await sbx.createSnapshot())
+    const before = await sbx.getInfo()
+    await run(sbx, 'rm -rf /home/user/d && echo changed > /home/user/b.txt && echo new > /home/user/c.txt')
+
+    await sbx.restore(snap.snapshotId)
+    // The same sandbox object goes on working: same ID and access token.
+    assert.equal(await run(sbx, 'cat /home/user/d/a.txt /home/user/b.txt'), 'kept\ngone\n')
+    assert.equal(await run(sbx, 'test -e /home/user/c.txt && echo present || echo absent'), 'absent\n')
+    assert.equal(await sbx.files.read('/home/user/d/a.txt'), 'kept\n')
+    const info = await sbx.getInfo()
+    assert.equal(info.sandboxId, sbx.sandboxId)
+    assert.deepEqual(info.metadata, { who: 'restore' })
+    assert.equal(info.state, 'running')
+    assert.equal(info.endAt.getTime(), before.endAt.getTime(), 'the timeout is kept')
+    // Listed once, running.
+    const listed = await allPages(Sandbox.list(k.opts()))
+    assert.equal(listed.filter((s) => s.sandboxId === sbx.sandboxId).length, 1)
+
+    // Again (a snapshot of its lineage, by name this time, through the static call) after more changes.
+    const name = unique('point')
+    k.snap(await sbx.createSnapshot({ name }))
+    await run(sbx, 'echo later > /home/user/b.txt')
+    await Sandbox.restore(sbx.sandboxId, name, k.opts())
+    assert.equal(await run(sbx, 'cat /home/user/b.txt'), 'gone\n')
+  })
+
+  test('a snapshot with memory brings its processes back; another lineage needs force; bad input named', async (t) => {
+    const k = tracker(t, server)
+    const sbx = await k.create()
+    // A process whose memory holds what it was started with.
+    await sbx.commands.run(`python3 -c "import time; x = 'in-memory'; open('/tmp/ready','w').write('1'); time.sleep(3600)" &`, { background: true })
+    await eventually(async () => assert.equal(await run(sbx, 'cat /tmp/ready'), '1'))
+    const full = k.snap(await sbx.createSnapshot())
+    // ([t]: not the shell running pkill, whose own command line says time.sleep)
+    await run(sbx, 'pkill -f "[t]ime.sleep"; rm /tmp/ready')
+    await sbx.restore(full.snapshotId)
+    if (full.mode === 'full') {
+      assert.match(await run(sbx, 'pgrep -f \"[t]ime.sleep\" || true'), /\d+/, 'the process is back')
+      assert.equal(await run(sbx, 'cat /tmp/ready'), '1')
+    } else {
+      console.log(`# no memory snapshots here (${full.mode}): files only`)
+    }
+
+    // A snapshot of another sandbox: refused, nothing changed; with force, restored.
+    const other = await k.create()
+    await run(other, 'echo other > /home/user/who.txt')
+    const foreign = k.snap(await other.createSnapshot())
+    await run(sbx, 'echo mine > /home/user/who.txt')
+    await assert.rejects(sbx.restore(foreign.snapshotId), (e) => {
+      assert.ok(e instanceof SandboxError, `${e?.name}: ${e?.message}`)
+      assert.match(e.message, /^409: /)
+      assert.ok(e.message.includes('lineage') && e.message.includes(other.sandboxId), e.message)
+      return true
+    })
+    assert.equal(await run(sbx, 'cat /home/user/who.txt'), 'mine\n', 'a refusal changes nothing')
+    await sbx.restore(foreign.snapshotId, { force: true })
+    assert.equal(await run(sbx, 'cat /home/user/who.txt'), 'other\n')
+    // Now of that lineage: its snapshots restore without force.
+    k.snap(await sbx.createSnapshot())
+
+    await assert.rejects(sbx.restore(''), (e) => e instanceof InvalidArgumentError && /snapshotId/.test(e.message))
+    await assert.rejects(sbx.restore('nosuchsnapshot'), (e) => e.name === 'NotFoundError' && e.message.includes('nosuchsnapshot'))
+    await assert.rejects(Sandbox.restore('nosuchsandbox0000000', foreign.snapshotId, k.opts()), (e) => e.name === 'SandboxNotFoundError')
+    await assert.rejects(sbx.restore('base'), (e) => /^409: /.test(e.message) && /a template, not a snapshot/.test(e.message))
+    await sbx.pause()
+    await assert.rejects(sbx.restore(foreign.snapshotId), (e) => /^409: /.test(e.message) && /paused/.test(e.message))
+    await sbx.connect()
+    assert.equal(await run(sbx, 'cat /home/user/who.txt'), 'other\n')
   })
 })
 

@@ -76,6 +76,16 @@ export interface SandboxConnectOpts extends ConnectionOpts {
 }
 
 /** Options of `getMetrics()`. */
+/** Options of {@link Sandbox.restore} (sandbank's own). */
+export interface RestoreOpts extends SandboxApiOpts {
+  /**
+   * Restore a snapshot that is not of this sandbox's lineage (taken from another sandbox that
+   * it was not started from): refused without it.
+   * @default false
+   */
+  force?: boolean
+}
+
 export interface SandboxMetricsOpts extends SandboxApiOpts {
   /** Start of the range. @default the sandbox's start */
   start?: Date
@@ -416,6 +426,28 @@ export class Sandbox {
   /** @deprecated Use {@link Sandbox.pause}. */
   async betaPause(opts?: ConnectionOpts): Promise<boolean> {
     return this.pause(opts)
+  }
+
+  /**
+   * Rolls a running sandbox back to a snapshot in place (sandbank's own; neither cloud SDK has
+   * it): the same sandbox ID, access token, timeout, metadata and network; the snapshot's files,
+   * and its processes and memory when the snapshot has them. Its running processes end.
+   * @param snapshotId the snapshot's ID or name; one of this sandbox's lineage (taken from it, or
+   * from what it was started from) unless `force`.
+   * @throws SandboxNotFoundError when there is no such sandbox; NotFoundError when there is no
+   * such snapshot; SandboxError (409) for a paused sandbox or another lineage's snapshot, with
+   * nothing changed.
+   */
+  static async restore(sandboxId: string, snapshotId: string, opts?: RestoreOpts): Promise<void> {
+    await call(NativeSandbox.restoreSandbox(sandboxId, snapshotId, opts?.force, opts))
+  }
+
+  /**
+   * Rolls this sandbox back to a snapshot in place: see {@link Sandbox.restore}. Its running
+   * commands end; handles to them (and PTYs, watchers) stop.
+   */
+  async restore(snapshotId: string, opts?: RestoreOpts): Promise<void> {
+    await call(this.#native.restore(snapshotId, opts?.force, opts))
   }
 
   /**

@@ -292,6 +292,17 @@ impl JsSandbox {
         api(conn).await?.pause(&sandbox_id).await.napi()
     }
 
+    /// `Sandbox.restore(id, snapshotId, {force})` (sandbank's own).
+    #[napi]
+    pub async fn restore_sandbox(
+        sandbox_id: String,
+        snapshot_id: String,
+        force: Option<bool>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<()> {
+        api(conn).await?.restore(&sandbox_id, &snapshot_id, force.unwrap_or(false)).await.napi()
+    }
+
     /// `Sandbox.getMetrics(id, {start, end})`.
     #[napi]
     pub async fn get_sandbox_metrics(
@@ -444,6 +455,17 @@ impl JsSandbox {
     pub async fn pause(&self, conn: Option<ConnectionOptions>) -> napi::Result<bool> {
         let s = self.for_call(conn)?;
         s.pause().await.napi()
+    }
+
+    #[napi]
+    pub async fn restore(
+        &self,
+        snapshot_id: String,
+        force: Option<bool>,
+        conn: Option<ConnectionOptions>,
+    ) -> napi::Result<()> {
+        let s = self.for_call(conn)?;
+        s.restore(&snapshot_id, force.unwrap_or(false)).await.napi()
     }
 
     #[napi]

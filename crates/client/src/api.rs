@@ -754,6 +754,30 @@ impl Api {
         published["host"].as_str().map(str::to_string).ok_or_else(|| Error::Other("the server named no host".into()))
     }
 
+    /// sandbank's own `Sandbox.restore(id, snapshotId, {force})`: `POST /sandboxes/{id}/restore`
+    /// rolls the sandbox back to a snapshot in place. A 404 names the sandbox or the snapshot;
+    /// a refusal (409: paused, another lineage) is a `SandboxError` with the server's reason.
+    pub async fn restore(&self, sandbox_id: &str, snapshot_id: &str, force: bool) -> Result<()> {
+        if snapshot_id.trim().is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "restore: snapshotId {snapshot_id:?} is empty: give the snapshot's ID or name"
+            )));
+        }
+        let body = rest::RestoreSandbox { snapshot_id: snapshot_id.to_string(), force: force.then_some(true) };
+        let path = format!("/sandboxes/{}/restore", encode_uri_component(sandbox_id));
+        let res = self.send(Method::POST, &path, "", Some(serde_json::to_value(&body).expect("JSON"))).await?;
+        match res.error() {
+            Some(e) if e.code() == Some(404) => {
+                if e.message().contains("napshot") {
+                    Err(Error::NotFound(format!("Snapshot {snapshot_id} not found")))
+                } else {
+                    Err(Error::SandboxNotFound(format!("Sandbox {sandbox_id} not found")))
+                }
+            }
+            _ => res.check(),
+        }
+    }
+
     /// `Sandbox.pause`: `true` = paused, `false` = already paused (code 409).
     pub async fn pause(&self, sandbox_id: &str) -> Result<bool> {
         let path = format!("/sandboxes/{}/pause", encode_uri_component(sandbox_id));

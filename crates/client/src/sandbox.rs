@@ -278,6 +278,12 @@ impl Sandbox {
         self.api.pause(&self.sandbox_id).await
     }
 
+    /// sandbank's own `sandbox.restore(snapshotId, {force})`: back to a snapshot in place (same
+    /// ID, access token, timeout and network).
+    pub async fn restore(&self, snapshot_id: &str, force: bool) -> Result<()> {
+        self.api.restore(&self.sandbox_id, snapshot_id, force).await
+    }
+
     /// `sandbox.createSnapshot()`.
     pub async fn create_snapshot(&self) -> Result<SnapshotInfo> {
         self.api.create_snapshot(&self.sandbox_id).await

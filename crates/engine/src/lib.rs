@@ -43,8 +43,8 @@ pub mod userns;
 mod which;
 
 pub use engine::{
-    on_copy_store, Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, Resumed, SandboxHandle,
-    SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, SnapshotOptions, DEFAULT_DISK_MB,
+    on_copy_store, Engine, EngineConfig, EngineError, LayerStore, Limits, PausedSandbox, RestoreError, RestoreRefused,
+    Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode, SnapshotOptions, DEFAULT_DISK_MB,
 };
 pub use error::{During, SysError};
 pub use store::{ListFilter, BUILD_SNAPSHOT_PREFIX};

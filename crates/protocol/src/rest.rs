@@ -317,6 +317,17 @@ pub struct PauseBody {
     pub mode: Option<String>,
 }
 
+/// `POST /sandboxes/{id}/restore` (sandbank's): roll the sandbox back to a snapshot in place.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSandbox {
+    /// The snapshot's ID (with or without its `:tag`) or name.
+    #[serde(rename = "snapshotID", default)]
+    pub snapshot_id: String,
+    /// Restore a snapshot that is not of the sandbox's lineage too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+}
+
 /// `POST /v2/sandboxes/{id}/connect` (the E2B SDK): the timeout may be left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectSandboxV2 {

@@ -5,11 +5,13 @@
 //! - `stop`: kill it, or undo a start that failed;
 //! - `pause`: freeze or stop it with its files kept, and bring it back;
 //! - `running`: what a live sandbox can be asked for (egress rules, usage);
+//! - `restore`: roll it back to a snapshot in place, keeping its ID;
 //! - `snapshot`: capture a sandbox's files as a layer, list and delete snapshots, collect layers;
 //! - `startup`: the data directory's lock and what a crashed server left behind.
 
 mod error;
 mod pause;
+mod restore;
 mod running;
 mod snapshot;
 mod start;
@@ -22,6 +24,7 @@ pub use crate::spec::{
     SnapshotOptions,
 };
 pub use error::EngineError;
+pub use restore::{RestoreError, RestoreRefused};
 
 use crate::cgroup::Cgroups;
 use crate::disk;

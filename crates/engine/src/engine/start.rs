@@ -61,7 +61,7 @@ pub(super) fn forget_processes(state: &mut State, id: &str) -> Option<Processes>
 /// What a sandbox starts from.
 pub(super) struct Source {
     template: Template,
-    snapshot: Option<SnapshotRecord>,
+    pub(super) snapshot: Option<SnapshotRecord>,
 }
 
 impl Engine {

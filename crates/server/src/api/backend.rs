@@ -5,13 +5,16 @@ use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::SnapshotInfo;
 use sandbank_engine::oci::Credentials;
 use sandbank_engine::{
-    Engine, EngineError, Limits, ListFilter, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage,
-    SnapshotMode, SnapshotOptions,
+    Engine, EngineError, Limits, ListFilter, PausedSandbox, RestoreError, Resumed, SandboxHandle, SandboxSpec,
+    SandboxUsage, SnapshotMode, SnapshotOptions,
 };
 use std::future::Future;
 use std::pin::Pin;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A restore's outcome: the sandbox's new handle, or why not (and whether it is still there).
+pub type Restored = Result<SandboxHandle, RestoreError>;
 
 pub trait Backend: Send + Sync + 'static {
     fn template_exists(&self, name: &str) -> bool;
@@ -30,6 +33,9 @@ pub trait Backend: Send + Sync + 'static {
     fn pause<'a>(&'a self, id: &'a str, api: String, keep_memory: bool) -> BoxFuture<'a, Result<(), EngineError>>;
     /// Thaws a paused sandbox, or starts it again on its files (always with `reboot`).
     fn resume<'a>(&'a self, id: &'a str, reboot: bool) -> BoxFuture<'a, Result<Resumed, EngineError>>;
+    /// Rolls a running sandbox back to a snapshot in place (same ID); refused for a snapshot not
+    /// of its lineage unless `any_lineage`.
+    fn restore<'a>(&'a self, id: &'a str, snapshot: &'a str, any_lineage: bool) -> BoxFuture<'a, Restored>;
     /// The paused sandboxes, with what the API stored for each (read at start).
     fn paused(&self) -> Vec<PausedSandbox>;
     /// Replaces a running sandbox's egress rules.
@@ -116,6 +122,10 @@ impl Backend for Engine {
 
     fn resume<'a>(&'a self, id: &'a str, reboot: bool) -> BoxFuture<'a, Result<Resumed, EngineError>> {
         Box::pin(Engine::resume(self, id, reboot))
+    }
+
+    fn restore<'a>(&'a self, id: &'a str, snapshot: &'a str, any_lineage: bool) -> BoxFuture<'a, Restored> {
+        Box::pin(Engine::restore(self, id, snapshot, any_lineage))
     }
 
     fn set_egress<'a>(&'a self, id: &'a str, rules: Egress) -> BoxFuture<'a, Result<(), EngineError>> {

@@ -99,14 +99,16 @@ impl AppState {
         self.published.close(id);
     }
 
-    /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up).
+    /// When the sandbox's PID 1 exits on its own, forget it (and let the engine clean up). For
+    /// its current incarnation: one started again calls [`Registry::next_incarnation`] first.
     pub fn watch_exit(&self, id: String, mut exited: tokio::sync::watch::Receiver<bool>) {
         let state = self.clone();
+        let incarnation = self.registry.incarnation(&id).unwrap_or_default();
         tokio::spawn(async move {
             // An error means the engine dropped the sender: the sandbox is gone too.
             let _ = exited.wait_for(|e| *e).await;
             // A sandbox paused with its files only ends its processes on purpose: it stays.
-            if state.registry.remove_running(&id).is_some() {
+            if state.registry.remove_running(&id, incarnation).is_some() {
                 state.forget_extras(&id);
                 tracing::info!(%id, "sandbox exited on its own");
                 if let Err(e) = state.backend.kill(&id).await {
@@ -181,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/timeout", post(sandboxes::set_timeout))
         .route("/sandboxes/{id}/connect", post(sandboxes::connect))
         .route("/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/sandboxes/{id}/restore", post(sandboxes::restore))
         .route("/sandboxes/{id}/resume", post(sandboxes::resume_deprecated))
         .route("/sandboxes/{id}/metrics", get(sandboxes::metrics))
         .route("/sandboxes/metrics", get(sandboxes::metrics_many))

@@ -46,6 +46,10 @@ pub struct Entry {
     /// network is not public (`allowPublicTraffic: false`); `None`: anyone may.
     #[serde(default)]
     pub traffic_token: Option<String>,
+    /// How many times it started again under its ID (resumed on its files, restored): the end
+    /// of an earlier incarnation's processes must not remove the current one.
+    #[serde(skip)]
+    pub incarnation: u64,
 }
 
 /// See [`Registry::route`].
@@ -140,16 +144,31 @@ impl Registry {
         Ok(entry.clone())
     }
 
-    /// Forgets a sandbox if it is running (a paused one's processes may end: it keeps its files).
-    pub fn remove_running(&self, id: &str) -> Option<Entry> {
+    /// Forgets a sandbox if it is running as `incarnation` (a paused one's processes may end: it
+    /// keeps its files; a restored one's earlier processes end: it runs on).
+    pub fn remove_running(&self, id: &str, incarnation: u64) -> Option<Entry> {
         let mut map = self.lock();
-        if map.get(id)?.state != SandboxState::Running {
+        let entry = map.get(id)?;
+        if entry.state != SandboxState::Running || entry.incarnation != incarnation {
             return None;
         }
         let removed = map.remove(id);
         drop(map);
         self.deadlines_changed.notify_one();
         removed
+    }
+
+    /// Its current incarnation (see [`Entry::incarnation`]).
+    pub fn incarnation(&self, id: &str) -> Option<u64> {
+        self.lock().get(id).map(|e| e.incarnation)
+    }
+
+    /// Starts a new incarnation of a sandbox whose processes start again; returns it.
+    pub fn next_incarnation(&self, id: &str) -> Option<u64> {
+        let mut map = self.lock();
+        let entry = map.get_mut(id)?;
+        entry.incarnation += 1;
+        Some(entry.incarnation)
     }
 
     /// Marks a sandbox running again (with its envd socket, which a restart may have moved),
@@ -283,6 +302,7 @@ mod tests {
             access_token: "t".into(),
             internet: false,
             files_only: false,
+            incarnation: 0,
             network: None,
             traffic_token: None,
         }
@@ -342,9 +362,10 @@ mod tests {
         assert!(r.take_expired(DateTime::from_timestamp(1_700_000_006, 0).unwrap()).is_empty());
         assert!(r.mark_paused("p", false).unwrap_err(), "already paused");
         assert!(!r.mark_paused("zz", false).unwrap_err(), "unknown");
-        assert!(r.remove_running("p").is_none(), "a paused sandbox is kept");
+        assert!(r.remove_running("p", 0).is_none(), "a paused sandbox is kept");
         r.insert(entry("c", 50));
-        assert!(r.remove_running("c").is_some());
+        assert!(r.remove_running("c", 1).is_none(), "another incarnation's end");
+        assert!(r.remove_running("c", 0).is_some());
         assert!(r.get("a").is_none() && r.get("b").is_some());
         let later = DateTime::from_timestamp(1_700_000_100, 0).unwrap();
         assert_eq!(r.set_end("b", later, true).unwrap().end_at, later);

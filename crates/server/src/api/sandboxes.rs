@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeDelta, Utc};
-use sandbank_engine::{Limits, Resumed, SandboxSpec, SnapshotMode};
+use sandbank_engine::{Limits, RestoreError, RestoreRefused, Resumed, SandboxSpec, SnapshotMode};
 use sandbank_protocol::metadata::decode_filter;
 use sandbank_protocol::pagination::{parse_limit, PageToken};
 use sandbank_protocol::rest::{
@@ -201,6 +201,7 @@ async fn start_sandbox(state: AppState, start: Start) -> Result<Entry, ApiError>
         access_token,
         internet: handle.internet,
         files_only: false,
+        incarnation: 0,
         traffic_token: network
             .as_ref()
             .is_some_and(|n| n.allow_public_traffic == Some(false))
@@ -516,6 +517,7 @@ pub async fn resume(state: &AppState, id: &str, timeout: u64, reboot: bool) -> R
         Resumed::Restored(handle) => (Some(handle), false),
     };
     let socket = handle.map(|h| {
+        state.registry.next_incarnation(id);
         state.watch_exit(h.id.clone(), h.exited.clone());
         h.envd_socket
     });
@@ -667,4 +669,67 @@ pub async fn metrics_many(
         }
     }
     Ok(Json(SandboxesWithMetrics { sandboxes }))
+}
+
+/// `POST /sandboxes/{id}/restore` `{"snapshotID", "force"?}`: rolls a running sandbox back to a
+/// snapshot in place: the same ID, access token, end time, metadata and network; the snapshot's
+/// files, and its processes when it has memory. 409 for a paused sandbox and for a snapshot not
+/// of its lineage (unless `force`), nothing changed.
+pub async fn restore(
+    State(state): State<AppState>,
+    SandboxId(id): SandboxId,
+    JsonBody(body): JsonBody<rest::RestoreSandbox>,
+) -> Result<Json<Sandbox>, ApiError> {
+    let snapshot = body.snapshot_id.trim().to_string();
+    if snapshot.is_empty() {
+        return Err(ApiError::BadRequest("Invalid snapshotID \"\": the snapshot to restore is required".into()));
+    }
+    // Marked paused while it starts again, so that the end of its old processes does not
+    // remove it (see `watch_exit`).
+    let before = state.registry.mark_paused(&id, false).map_err(|paused| {
+        if paused {
+            ApiError::Conflict(format!("Sandbox \"{id}\" is paused: resume it before restoring a snapshot into it"))
+        } else {
+            ApiError::SandboxNotFound(id.clone())
+        }
+    })?;
+    let (backend, id2, snap2) = (state.backend.clone(), id.clone(), snapshot.clone());
+    let force = body.force.unwrap_or(false);
+    // On its own task: a client that goes away must not leave it half restored.
+    let restored = tokio::spawn(async move { backend.restore(&id2, &snap2, force).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("restore failed: {e}")));
+    let back_as_it_was = || state.registry.mark_running(&id, before.end_at, before.envd_socket.clone());
+    match restored? {
+        Ok(handle) => {
+            state.registry.next_incarnation(&id);
+            state.watch_exit(handle.id.clone(), handle.exited.clone());
+            let entry = state
+                .registry
+                .mark_running(&id, before.end_at, handle.envd_socket)
+                .ok_or_else(|| ApiError::SandboxNotFound(id.clone()))?;
+            tracing::info!(%id, %snapshot, "sandbox restored");
+            state.logs.record(&id, LogLevel::Info, "sandbox restored", &[("snapshot", &snapshot)]);
+            Ok(Json(sandbox_body(&entry, state.domain.as_deref())))
+        }
+        Err(RestoreError::Refused(refused)) => {
+            back_as_it_was();
+            Err(match refused {
+                RestoreRefused::NotFound(_) => ApiError::SnapshotNotFound(snapshot),
+                refused => ApiError::Conflict(refused.to_string()),
+            })
+        }
+        Err(RestoreError::Unchanged(e)) => {
+            back_as_it_was();
+            Err(e.into())
+        }
+        Err(RestoreError::Lost(e)) => {
+            state.registry.remove(&id);
+            state.forget_extras(&id);
+            tracing::warn!(%id, %snapshot, "restore failed after the sandbox stopped; it is gone: {e}");
+            Err(ApiError::Internal(format!(
+                "restoring snapshot {snapshot:?} into sandbox {id:?} failed, and the sandbox is gone: {e}"
+            )))
+        }
+    }
 }

@@ -165,6 +165,40 @@ impl Backend for Fake {
         })
     }
 
+    /// Snapshot `other-lineage` is refused without `any_lineage`; `missing` is not found; any
+    /// other restores: the sandbox's fake envd ends (its exit fires) and a new one starts.
+    fn restore<'a>(
+        &'a self,
+        id: &'a str,
+        snapshot: &'a str,
+        any_lineage: bool,
+    ) -> BoxFuture<'a, super::backend::Restored> {
+        Box::pin(async move {
+            use sandbank_engine::{RestoreError, RestoreRefused};
+            if snapshot == "missing" {
+                return Err(RestoreRefused::NotFound(snapshot.into()).into());
+            }
+            if snapshot == "other-lineage" && !any_lineage {
+                let sandbox = id.into();
+                return Err(RestoreRefused::OtherLineage {
+                    snapshot: snapshot.into(),
+                    sandbox,
+                    origin: "elsewhere".into(),
+                }
+                .into());
+            }
+            let spec = self.specs.lock().unwrap().iter().rev().find(|s| s.id == id).cloned();
+            let spec = spec.ok_or_else(|| RestoreError::Unchanged(EngineError::SandboxNotFound(id.into())))?;
+            let _ = self.kill(id).await;
+            self.killed.lock().unwrap().pop();
+            let _ = std::fs::remove_file(self.dir.path().join(format!("{id}.sock")));
+            if snapshot == "unstartable" {
+                return Err(RestoreError::Lost(EngineError::StartFailed("it would not start".into())));
+            }
+            self.create(SandboxSpec { template: snapshot.into(), ..spec }).await.map_err(RestoreError::Lost)
+        })
+    }
+
     fn set_egress<'a>(
         &'a self,
         id: &'a str,
@@ -1521,4 +1555,40 @@ async fn publishing_a_port_names_a_bad_port_and_an_unknown_sandbox() {
     assert!(a["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{a}");
     assert_eq!(a, b);
     assert_eq!(a["port"], 8000);
+}
+
+/// `POST /sandboxes/{id}/restore`: the same sandbox (ID, state) after a restore, even though its
+/// old processes' end fires; refusals and failures before its processes end leave it as it was,
+/// a failure after them removes it; bad input is named.
+#[tokio::test]
+async fn restore_keeps_the_sandbox_or_says_why_not() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    let path = format!("/sandboxes/{id}/restore");
+    let restore = |body: &'static str| call(addr, "POST", &path, Some(body));
+    let m = restore(r#"{"snapshotID":"  "}"#).await.error(400);
+    assert!(m.contains("snapshotID"), "{m}");
+    let m = restore(r#"{"snapshotID":"other-lineage"}"#).await.error(409);
+    assert!(m.contains("lineage") && m.contains("force"), "{m}");
+    call(addr, "POST", "/sandboxes/nope0000000000000000/restore", Some(r#"{"snapshotID":"x"}"#)).await.error(404);
+    let m = restore(r#"{"snapshotID":"missing"}"#).await.error(404);
+    assert!(m.contains("missing"), "{m}");
+    assert_eq!(call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json()["state"], "running");
+
+    let r = restore(r#"{"snapshotID":"other-lineage","force":true}"#).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    assert_eq!(r.json()["sandboxID"], id.as_str());
+    // Its old processes' end (fired by the restore) did not remove it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let got = call(addr, "GET", &format!("/sandboxes/{id}"), None).await.json();
+    assert_eq!(got["state"], "running", "{got}");
+
+    call(addr, "POST", &format!("/sandboxes/{id}/pause"), None).await;
+    let m = restore(r#"{"snapshotID":"x"}"#).await.error(409);
+    assert!(m.contains("paused"), "{m}");
+    call(addr, "POST", &format!("/sandboxes/{id}/connect"), Some(r#"{"timeout":60}"#)).await;
+
+    let m = restore(r#"{"snapshotID":"unstartable"}"#).await.error(500);
+    assert!(m.contains("gone"), "{m}");
+    call(addr, "GET", &format!("/sandboxes/{id}"), None).await.error(404);
 }

@@ -222,6 +222,8 @@ mod tests {
             envs: BTreeMap::new(),
             user: None,
             workdir: None,
+            start_cmd: None,
+            ready_cmd: None,
             reason: None,
             cpu_count: None,
             memory_mb: None,

@@ -32,6 +32,7 @@ pub mod net;
 pub mod netpool;
 pub mod oci;
 mod spawner;
+pub mod snapshot_archive;
 mod spec;
 mod store;
 // The one module with `unsafe`: every raw system call the engine makes.

@@ -9,6 +9,7 @@
 //! - `snapshot`: capture a sandbox's files as a layer, list and delete snapshots, collect layers;
 //! - `startup`: the data directory's lock and what a crashed server left behind.
 
+mod archive;
 mod error;
 mod pause;
 mod restore;
@@ -23,6 +24,7 @@ pub use crate::spec::{
     Limits, PausedSandbox, Resumed, SandboxHandle, SandboxSpec, SandboxUsage, SnapshotInfo, SnapshotMode,
     SnapshotOptions,
 };
+pub use archive::{ImportedSnapshot, SnapshotExport, IMPORTED_ORIGIN};
 pub use error::EngineError;
 pub use restore::{RestoreError, RestoreRefused};
 

@@ -31,8 +31,8 @@ pub mod mounts;
 pub mod net;
 pub mod netpool;
 pub mod oci;
-mod spawner;
 pub mod snapshot_archive;
+mod spawner;
 mod spec;
 mod store;
 // The one module with `unsafe`: every raw system call the engine makes.

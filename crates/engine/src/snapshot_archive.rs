@@ -101,7 +101,9 @@ pub enum ArchiveError {
     Corrupted(String),
     #[error("the snapshot archive was made over template {0:?}, which this server does not have")]
     TemplateMissing(String),
-    #[error("the snapshot archive's layers were made over base image {archive:?}; this server's base image is {here:?}")]
+    #[error(
+        "the snapshot archive's layers were made over base image {archive:?}; this server's base image is {here:?}"
+    )]
     BaseImageMismatch { archive: String, here: String },
     #[error("snapshot {0:?} not found")]
     NotFound(String),
@@ -129,7 +131,7 @@ impl ArchiveError {
         )
     }
 
-    pub(crate) fn io(step: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
+    pub fn io(step: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
         let step = step.into();
         move |source| ArchiveError::Io { step, source }
     }
@@ -369,7 +371,9 @@ impl<R: Read> ArchiveReader<R> {
                 self.chunk_left = Some(0);
                 Ok(Some(LayerReader { r: self }))
             }
-            KIND_LAYER => Err(ArchiveError::Corrupted(format!("more layers than the {} its manifest says", self.layers))),
+            KIND_LAYER => {
+                Err(ArchiveError::Corrupted(format!("more layers than the {} its manifest says", self.layers)))
+            }
             KIND_DIGEST if self.layers_seen < self.layers => Err(ArchiveError::Corrupted(format!(
                 "{} layers where its manifest says {}",
                 self.layers_seen, self.layers

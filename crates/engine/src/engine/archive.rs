@@ -29,7 +29,8 @@ pub const IMPORTED_ORIGIN: &str = "imported";
 
 /// The extended attributes a layer's tar carries: overlayfs's (whiteouts of directories, opaque
 /// directories, redirects), the user's, and file capabilities.
-const XATTRS: [&str; 3] = ["--xattrs-include=trusted.*", "--xattrs-include=user.*", "--xattrs-include=security.capability"];
+const XATTRS: [&str; 3] =
+    ["--xattrs-include=trusted.*", "--xattrs-include=user.*", "--xattrs-include=security.capability"];
 
 /// A snapshot ready to be written as an archive ([`SnapshotExport::write_to`]); its layers are
 /// kept from layer collection for as long as it lives.

@@ -2,8 +2,9 @@
 //! The real implementation is [`sandbank_engine::Engine`]; tests use a fake.
 
 use sandbank_engine::egress::Egress;
-use sandbank_engine::engine::SnapshotInfo;
+use sandbank_engine::engine::{ImportedSnapshot, SnapshotInfo};
 use sandbank_engine::oci::Credentials;
+use sandbank_engine::snapshot_archive::ArchiveError;
 use sandbank_engine::{
     Engine, EngineError, Limits, ListFilter, PausedSandbox, RestoreError, Resumed, SandboxHandle, SandboxSpec,
     SandboxUsage, SnapshotMode, SnapshotOptions,
@@ -78,6 +79,19 @@ pub trait Backend: Send + Sync + 'static {
         credentials: &'a Credentials,
         progress: &'a (dyn Fn(String) + Send + Sync),
     ) -> BoxFuture<'a, Result<PulledImage, EngineError>>;
+    /// Prepares a snapshot's archive (by ID, with or without a tag, or name): what writes it.
+    fn export_snapshot(&self, id_or_name: &str) -> Result<ExportJob, ArchiveError>;
+    /// Imports a snapshot from an archive read from `input`; nothing is published unless it
+    /// was read whole and its digest matched. Blocking.
+    fn import_snapshot(&self, input: Box<dyn std::io::Read + Send>) -> Result<ImportedSnapshot, ArchiveError>;
+}
+
+/// A snapshot's archive, ready to be written.
+pub struct ExportJob {
+    /// The snapshot's ID (untagged).
+    pub snapshot_id: String,
+    /// Writes the archive (blocking); returns its content digest.
+    pub write: Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<String, ArchiveError> + Send>,
 }
 
 /// A pulled image: the template it is, and the environment its configuration gives.
@@ -179,5 +193,17 @@ impl Backend for Engine {
             let image = Engine::pull_image(self, reference, credentials, progress).await?;
             Ok(PulledImage { template: image.template_name(), env: image.env() })
         })
+    }
+
+    fn export_snapshot(&self, id_or_name: &str) -> Result<ExportJob, ArchiveError> {
+        let export = Engine::export_snapshot(self, id_or_name)?;
+        Ok(ExportJob {
+            snapshot_id: export.snapshot_id().to_string(),
+            write: Box::new(move |out| export.write_to(out)),
+        })
+    }
+
+    fn import_snapshot(&self, input: Box<dyn std::io::Read + Send>) -> Result<ImportedSnapshot, ArchiveError> {
+        Engine::import_snapshot(self, input)
     }
 }

@@ -10,6 +10,7 @@ pub mod network;
 pub mod ports;
 pub mod registry;
 pub mod sandboxes;
+pub mod snapshot_archive;
 pub mod snapshots;
 pub mod templates;
 
@@ -193,6 +194,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/sandboxes/{id}/logs", get(logs::v2))
         .route("/sandboxes/{id}/snapshots", post(snapshots::create))
         .route("/snapshots", get(snapshots::list))
+        .route("/snapshots/import", post(snapshot_archive::import))
+        .route("/snapshots/{id}/export", get(snapshot_archive::export))
         .route("/templates/aliases/{alias}", get(templates::alias))
         .route("/templates/{id}", axum::routing::delete(templates::delete).get(not_implemented))
         .route("/v3/templates", post(templates::request_build))

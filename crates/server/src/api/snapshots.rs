@@ -120,7 +120,7 @@ pub(super) fn parse_mode(mode: Option<&str>) -> Result<Option<SnapshotMode>, Api
     }
 }
 
-fn body(s: &EngineSnapshot) -> SnapshotInfo {
+pub(super) fn body(s: &EngineSnapshot) -> SnapshotInfo {
     SnapshotInfo {
         snapshot_id: format!("{}:{TAG}", s.id),
         names: s.names.clone(),

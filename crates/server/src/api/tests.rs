@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+use sandbank_engine::snapshot_archive::ArchiveError;
 use sandbank_engine::{EngineError, Limits, SandboxHandle, SandboxSpec};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -324,6 +325,77 @@ impl Backend for Fake {
             let message = "not found in the fake's registry".to_string();
             Err(sandbank_engine::oci::ImageError { reference: reference.into(), message }.into())
         })
+    }
+
+    /// A real archive (the engine's format) of one fake layer holding the snapshot's ID.
+    fn export_snapshot(&self, id_or_name: &str) -> Result<super::backend::ExportJob, ArchiveError> {
+        use sandbank_engine::snapshot_archive::{ArchiveWriter, Manifest, ManifestSnapshot, FORMAT, FORMAT_VERSION};
+        let base = id_or_name.rsplit_once(':').map_or(id_or_name, |(b, _)| b);
+        let all = self.snapshots.lock().unwrap();
+        let s = all
+            .iter()
+            .find(|s| s.id == base || s.names.iter().any(|n| n == base))
+            .ok_or_else(|| ArchiveError::NotFound(id_or_name.to_string()))?
+            .clone();
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: FORMAT_VERSION,
+            snapshot: ManifestSnapshot {
+                id: s.id.clone(),
+                names: s.names.clone(),
+                metadata: s.metadata.clone(),
+                origin_sandbox: s.sandbox_id.clone(),
+                created_at: s.created_at,
+                size_bytes: s.size_bytes,
+                mode: "filesystem".into(),
+                source_mode: "filesystem".into(),
+            },
+            template: "base".into(),
+            base_image: "fake-image".into(),
+            layers: 1,
+            exporter: "fake".into(),
+            exported_at: 0,
+        };
+        let write = move |out: &mut dyn std::io::Write| -> Result<String, ArchiveError> {
+            let io = ArchiveError::io("write");
+            let mut w = ArchiveWriter::new(out, &manifest).map_err(ArchiveError::io("write"))?;
+            let mut layer = w.layer().map_err(ArchiveError::io("write"))?;
+            std::io::Write::write_all(&mut layer, format!("layer of {}", manifest.snapshot.id).as_bytes())
+                .map_err(ArchiveError::io("write"))?;
+            layer.finish().map_err(ArchiveError::io("write"))?;
+            w.finish().map(|(_, digest)| digest).map_err(io)
+        };
+        Ok(super::backend::ExportJob { snapshot_id: s.id, write: Box::new(write) })
+    }
+
+    /// Reads the archive as the engine does (the same checks); its template must be `base`.
+    fn import_snapshot(
+        &self,
+        input: Box<dyn std::io::Read + Send>,
+    ) -> Result<sandbank_engine::engine::ImportedSnapshot, ArchiveError> {
+        let (mut r, m) = sandbank_engine::snapshot_archive::ArchiveReader::open(input)?;
+        if m.template != "base" {
+            return Err(ArchiveError::TemplateMissing(m.template));
+        }
+        while let Some(mut layer) = r.next_layer()? {
+            std::io::copy(&mut layer, &mut std::io::sink()).map_err(ArchiveError::from_read)?;
+        }
+        let mut all = self.snapshots.lock().unwrap();
+        let taken = |n: &String| all.iter().any(|s| s.names.contains(n));
+        let dropped_name = m.snapshot.names.first().filter(|n| taken(n)).cloned();
+        let info = sandbank_engine::SnapshotInfo {
+            id: sandbank_engine::id::new_id(),
+            names: m.snapshot.names.iter().filter(|n| !taken(n)).cloned().collect(),
+            sandbox_id: sandbank_engine::engine::IMPORTED_ORIGIN.into(),
+            parent_id: None,
+            created_at: fake_now(),
+            size_bytes: m.snapshot.size_bytes,
+            mode: sandbank_engine::SnapshotMode::Filesystem,
+            metadata: m.snapshot.metadata,
+            expires_at: None,
+        };
+        all.push(info.clone());
+        Ok(sandbank_engine::engine::ImportedSnapshot { info, dropped_name })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
@@ -1591,4 +1663,54 @@ async fn restore_keeps_the_sandbox_or_says_why_not() {
     let m = restore(r#"{"snapshotID":"unstartable"}"#).await.error(500);
     assert!(m.contains("gone"), "{m}");
     call(addr, "GET", &format!("/sandboxes/{id}"), None).await.error(404);
+}
+
+#[tokio::test]
+async fn snapshot_export_then_import_round_trips_and_bad_archives_are_400s_naming_why() {
+    let (addr, _fake, _) = start().await;
+    let sb = create(addr, r#"{"templateID":"base"}"#).await;
+    let r = call(addr, "POST", &format!("/sandboxes/{sb}/snapshots"), Some(r#"{"name":"keep","metadata":{"k":"v"}}"#))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.json()["snapshotID"].as_str().unwrap().to_string();
+
+    let r = call(addr, "GET", &format!("/snapshots/{id}/export"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/zstd");
+    assert!(r.headers["content-disposition"].to_str().unwrap().contains("attachment"));
+    let archive = r.body.clone();
+    // By name too; an unknown one is a 404.
+    assert_eq!(call(addr, "GET", "/snapshots/keep/export", None).await.status, StatusCode::OK);
+    assert!(call(addr, "GET", "/snapshots/nope/export", None).await.error(404).contains("nope"));
+
+    let import = |body: Bytes| {
+        let req = Request::post("/snapshots/import").header("x-api-key", KEY).body(Body::from(body)).unwrap();
+        send(addr, req)
+    };
+    // Its name is taken here (the snapshot is still there): imported without it, and said so.
+    let r = import(archive.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let v = r.json();
+    assert_ne!(v["snapshotID"].as_str().unwrap(), id);
+    assert_eq!(v["names"], serde_json::json!([]));
+    assert_eq!(v["metadata"]["k"], "v");
+    assert_eq!(r.headers["x-sandbank-dropped-name"], "keep");
+    let listed = call(addr, "GET", "/snapshots", None).await.json();
+    assert!(listed.as_array().unwrap().iter().any(|s| s["snapshotID"] == v["snapshotID"]), "{listed}");
+
+    let before = call(addr, "GET", "/snapshots", None).await.json().as_array().unwrap().len();
+    let truncated = archive.slice(..archive.len() - 7);
+    assert!(import(truncated).await.error(400).contains("truncated"));
+    let mut flipped = archive.to_vec();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    let why = import(Bytes::from(flipped)).await.error(400);
+    assert!(why.contains("corrupted") || why.contains("truncated"), "{why}");
+    assert!(import(Bytes::from_static(b"{\"not\": \"an archive\"}"))
+        .await
+        .error(400)
+        .contains("not a sandbank snapshot archive"));
+    assert!(import(Bytes::new()).await.error(400).contains("not a sandbank snapshot archive"));
+    let after = call(addr, "GET", "/snapshots", None).await.json().as_array().unwrap().len();
+    assert_eq!(before, after, "a refused archive publishes nothing");
 }

@@ -137,6 +137,10 @@ export declare class NativeSandbox {
    * snapshots.
    */
   listSnapshots(opts?: SnapshotListOptions | undefined | null, conn?: ConnectionOptions | undefined | null): NativeSnapshotPaginator
+  /** `Sandbox.exportSnapshot(id, path, opts)`: the archive's size in bytes. */
+  static exportSnapshotTo(snapshotId: string, path: string, timeoutMs?: number | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<number>
+  /** `Sandbox.importSnapshot(path, opts)`: the new snapshot. */
+  static importSnapshotFrom(path: string, timeoutMs?: number | undefined | null, conn?: ConnectionOptions | undefined | null): Promise<SnapshotInfoJs>
 }
 export type JsSandbox = NativeSandbox
 

@@ -57,6 +57,8 @@ export type {
   SandboxOpts,
   SandboxState,
   SandboxUrlOpts,
+  SnapshotArchiveOpts,
+  SnapshotExportInfo,
   SnapshotInfo,
 } from './sandbox'
 export type { SandboxListOpts, SnapshotListOpts } from './paginator'

@@ -212,6 +212,30 @@ export interface CreateSnapshotOpts extends SandboxApiOpts {
   ttlMs?: number
 }
 
+/**
+ * Options of `Sandbox.exportSnapshot()` and `Sandbox.importSnapshot()`.
+ *
+ * @example
+ * ```ts
+ * await Sandbox.exportSnapshot('after-setup', '/tmp/after-setup.sbsnap')
+ * // on another machine, another server:
+ * const snap = await Sandbox.importSnapshot('/tmp/after-setup.sbsnap')
+ * const sandbox = await Sandbox.create(snap.snapshotId)
+ * ```
+ */
+export interface SnapshotArchiveOpts extends SandboxApiOpts {
+  /** The whole transfer's limit in milliseconds; absent or `0`: none (`requestTimeoutMs` does not apply). */
+  timeoutMs?: number
+}
+
+/** What `Sandbox.exportSnapshot()` wrote. */
+export interface SnapshotExportInfo {
+  /** The archive's path, as given. */
+  path: string
+  /** Its size in bytes. */
+  sizeBytes: number
+}
+
 /** Options of `Sandbox.fork()` and `sandbox.fork()`. */
 export interface SandboxForkOpts extends ConnectionOpts {
   /**
@@ -635,5 +659,31 @@ export class Sandbox {
    */
   static async deleteSnapshot(snapshotId: string, opts?: SandboxApiOpts): Promise<boolean> {
     return call(NativeSandbox.deleteSnapshot(snapshotId, opts))
+  }
+
+  /**
+   * Writes a snapshot (by ID or name) to one archive file at `path`, streamed: its files, with
+   * the layers under it (so that it starts on its own elsewhere), its names and labels, and a
+   * manifest with the format's version and a SHA-256 digest of the content, zstd-compressed. The
+   * file appears whole or not at all. The processes and memory of a `full` snapshot are not in it:
+   * imported, it is a `filesystem` snapshot.
+   * @throws NotFoundError when there is no such snapshot.
+   */
+  static async exportSnapshot(snapshotId: string, path: string, opts?: SnapshotArchiveOpts): Promise<SnapshotExportInfo> {
+    const sizeBytes = await call(NativeSandbox.exportSnapshotTo(snapshotId, path, opts?.timeoutMs, opts))
+    return { path, sizeBytes }
+  }
+
+  /**
+   * Imports a snapshot from an archive file (made by `exportSnapshot()` or
+   * `sandbank snapshots export`), streamed to the server, which checks it whole (format, version,
+   * digest) before it publishes anything: a new snapshot ID, its names (unless a live snapshot
+   * there has one: then without it) and labels, mode `filesystem`, `sandboxId` `imported`.
+   * @throws SandboxError (`400: the snapshot archive is truncated: …`, `… is corrupted: …`,
+   * `not a sandbank snapshot archive: …`, `… made over template "…", which this server does not
+   * have`) for an archive it refuses; InvalidArgumentError when `path` cannot be read.
+   */
+  static async importSnapshot(path: string, opts?: SnapshotArchiveOpts): Promise<SnapshotInfo> {
+    return snapshotInfo(await call(NativeSandbox.importSnapshotFrom(path, opts?.timeoutMs, opts)))
   }
 }

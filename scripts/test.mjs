@@ -81,7 +81,7 @@ const jsNoUserns = step(
 
 // The files of snapshots, pauses and template builds again with the layers on the copy store (`--store copy`: where
 // btrfs cannot be used, and data directories made before the btrfs store).
-const COPY_STORE_FILES = ['snapshots.test.mjs', 'snapshots-e2b.test.mjs', 'snapshots-manage.test.mjs', 'fork-clone.test.mjs', 'pause.test.mjs', 'templates.test.mjs']
+const COPY_STORE_FILES = ['snapshots.test.mjs', 'snapshots-e2b.test.mjs', 'snapshots-manage.test.mjs', 'snapshots-archive.test.mjs', 'fork-clone.test.mjs', 'pause.test.mjs', 'templates.test.mjs']
 const jsStore = step(
   'JS tests on the copy store',
   process.execPath,

@@ -10,6 +10,7 @@ mod info;
 mod paginator;
 mod pty;
 mod sandbox;
+mod snapshot_archive;
 // Its exports are all free functions and objects only JS uses (a test build of the addon cannot
 // link against Node's symbols, so nothing there uses them).
 #[cfg_attr(test, allow(dead_code))]

@@ -27,6 +27,7 @@ mod paginator;
 mod pty;
 mod sandbox;
 mod signature;
+pub mod snapshot_archive;
 pub mod templates;
 
 pub use api::SandboxInfoLifecycle;

@@ -270,11 +270,19 @@ impl<R: Read> ArchiveReader<R> {
             .map_err(ArchiveError::io("start decompressing"))?;
         let mut r = Self { input, hasher: Sha256::new(), chunk_left: None, layers_seen: 0, layers: 0 };
         let mut magic = [0u8; MAGIC.len()];
-        if let Err(e) = r.input.read_exact(&mut magic) {
-            return Err(match e.kind() {
-                io::ErrorKind::UnexpectedEof => ArchiveError::Truncated("it ends before its manifest".into()),
-                _ => ArchiveError::Corrupted(format!("damaged at its start ({e})")),
-            });
+        let mut got = 0;
+        while got < magic.len() {
+            match r.input.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // What came so far is the magic's beginning: the file was cut short.
+                Err(e) if magic[..got] == MAGIC[..got] => return Err(ArchiveError::from_read(e)),
+                Err(e) => return Err(ArchiveError::Foreign(format!("damaged or something else ({e})"))),
+            }
+        }
+        if got < magic.len() && magic[..got] == MAGIC[..got] && got > 0 {
+            return Err(ArchiveError::Truncated("it ends before its manifest".into()));
         }
         if magic != MAGIC {
             return Err(ArchiveError::Foreign("it does not begin with the archive's magic".into()));
@@ -575,6 +583,8 @@ mod tests {
         let e = read_all(b"PK\x03\x04 a zip file, say").unwrap_err();
         assert!(matches!(e, ArchiveError::Foreign(_)), "{e}");
         let e = read_all(&zstd::encode_all(&b"some other zstd content, long enough"[..], 3).unwrap()).unwrap_err();
+        assert!(matches!(e, ArchiveError::Foreign(_)), "{e}");
+        let e = read_all(&zstd::encode_all(&b"short"[..], 3).unwrap()).unwrap_err();
         assert!(matches!(e, ArchiveError::Foreign(_)), "{e}");
         assert!(e.to_string().contains("not a sandbank snapshot archive"), "{e}");
     }

@@ -8,6 +8,7 @@ pub mod base_image;
 pub mod doctor;
 pub mod sandboxes;
 pub mod serve_args;
+pub mod snapshot_archive;
 pub mod snapshots;
 pub mod table;
 pub mod templates;
@@ -54,6 +55,24 @@ pub enum SnapshotsCmd {
     Rm {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+    },
+    /// Write a snapshot (its files, with the layers under it) to one archive file, to import
+    /// on another server.
+    Export {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// The file to write (whole or not at all).
+        #[arg(long, short, value_name = "FILE")]
+        output: std::path::PathBuf,
+    },
+    /// Import a snapshot from an archive file (checked whole before anything is published);
+    /// prints the new snapshot's ID.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        /// Machine-readable output: the API's snapshot object.
+        #[arg(long)]
+        json: bool,
     },
 }
 

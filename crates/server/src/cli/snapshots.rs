@@ -23,6 +23,8 @@ pub async fn main(cmd: SnapshotsCmd) -> CliResult<ExitCode> {
             ls(opts, json).await
         }
         SnapshotsCmd::Rm { ids } => remove("snapshot", &ids).await,
+        SnapshotsCmd::Export { id, output } => super::snapshot_archive::export(&id, &output).await,
+        SnapshotsCmd::Import { file, json } => super::snapshot_archive::import(&file, json).await,
     }
 }
 

@@ -13,7 +13,8 @@
 //! <data>/state.db                 the snapshot catalog (SQLite)
 //! <data>/layers/<id>/root, usr    the read-only layer a snapshot added, named by its ID
 //! <data>/layers/<id>/memory       a full snapshot's images of the processes (CRIU)
-//! <data>/layers/.staging/<id>     a layer being written (removed at start: never complete)
+//! <data>/layers/.staging/<id>     a layer being written: a snapshot's, or one being imported from an archive
+//!                                 ([`crate::snapshot_archive`]; removed at start: never complete)
 //! <data>/layers/.staging/<id>.memory  its images while they are being dumped
 //! <data>/envd/<binary>/bin/envd   the layer laid over every sandbox's /usr: envd (a copy of this binary)
 //! <data>/userns-probe/           scratch of the start-up check for user namespaces (removed after it)

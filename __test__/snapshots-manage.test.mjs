@@ -329,6 +329,57 @@ describe('restore in place (default server)', () => {
   })
 })
 
+describe('snapshots diff (default server)', () => {
+  let server
+  before(async () => {
+    server = await startServer()
+  })
+  after(async () => {
+    if (server) await stopAndCheck(server)
+  })
+
+  test('sandbank snapshots diff: added, changed and removed against the parent, from the layer', async (t) => {
+    const k = tracker(t, server)
+    const sbx = await k.create()
+    await run(sbx, 'mkdir -p /home/user/d && echo a > /home/user/d/a.txt && echo b > /home/user/b.txt && echo c > /home/user/c.txt && ln -s b.txt /home/user/link')
+    const parent = k.snap(await sbx.createSnapshot())
+    const child = await k.create(parent.snapshotId)
+    await run(child, 'echo changed > /home/user/b.txt && rm /home/user/c.txt && echo new > /home/user/d/new.txt && sudo rm /etc/motd && sudo touch /usr/local/bin/tool')
+    const snap = k.snap(await child.createSnapshot())
+
+    const json = cli(server, ['snapshots', 'diff', snap.snapshotId, '--json'])
+    assert.equal(json.status, 0, json.stderr)
+    const diff = JSON.parse(json.stdout)
+    assert.equal(diff.snapshotID, snap.snapshotId)
+    assert.equal(diff.parentSnapshotID, parent.snapshotId)
+    assert.deepEqual(diff.removed, ['/etc/motd', '/home/user/c.txt'])
+    assert.ok(diff.added.includes('/home/user/d/new.txt') && diff.added.includes('/usr/local/bin/tool'), JSON.stringify(diff))
+    assert.ok(diff.changed.includes('/home/user/b.txt'), JSON.stringify(diff))
+    for (const untouched of ['/home/user/d/a.txt', '/home/user/link']) {
+      assert.ok(![...diff.added, ...diff.changed, ...diff.removed].includes(untouched), `${untouched} in ${JSON.stringify(diff)}`)
+    }
+
+    // The first snapshot against the template: what the origin wrote.
+    const first = JSON.parse(cli(server, ['snapshots', 'diff', parent.snapshotId, '--json']).stdout)
+    assert.equal(first.parentSnapshotID, null)
+    for (const p of ['/home/user/d', '/home/user/d/a.txt', '/home/user/b.txt', '/home/user/c.txt', '/home/user/link']) {
+      assert.ok(first.added.includes(p), `${p} not added: ${JSON.stringify(first)}`)
+    }
+
+    const text = cli(server, ['snapshots', 'diff', snap.snapshotId])
+    assert.equal(text.status, 0, text.stderr)
+    assert.match(text.stdout, /^C \/home\/user\/b\.txt$/m)
+    assert.match(text.stdout, /^D \/home\/user\/c\.txt$/m)
+    assert.match(text.stdout, /^A \/home\/user\/d\/new\.txt$/m)
+    const missing = cli(server, ['snapshots', 'diff', 'nosuchsnapshot'])
+    assert.notEqual(missing.status, 0)
+    assert.match(missing.stderr, /nosuchsnapshot/)
+    const rest = await server.fetch(`/snapshots/${encodeURIComponent(bare(snap.snapshotId))}/diff`)
+    assert.equal(rest.status, 200)
+    assert.deepEqual(await rest.json(), diff)
+  })
+})
+
 describe('snapshots: sandbank serve --snapshot-ttl 1h --keep-last 2', () => {
   let server
   before(async () => {

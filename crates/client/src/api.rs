@@ -754,6 +754,17 @@ impl Api {
         published["host"].as_str().map(str::to_string).ok_or_else(|| Error::Other("the server named no host".into()))
     }
 
+    /// sandbank's own: `GET /snapshots/{id}/diff`, what a snapshot changed against its parent.
+    pub async fn snapshot_diff(&self, snapshot_id: &str) -> Result<rest::SnapshotDiff> {
+        let path = format!("/snapshots/{}/diff", encode_uri_component(snapshot_id));
+        let res = self.send(Method::GET, &path, "", None).await?;
+        if res.error().and_then(|e| e.code()) == Some(404) {
+            return Err(Error::NotFound(format!("Snapshot {snapshot_id} not found")));
+        }
+        res.check()?;
+        res.json("snapshot diff")
+    }
+
     /// sandbank's own `Sandbox.restore(id, snapshotId, {force})`: `POST /sandboxes/{id}/restore`
     /// rolls the sandbox back to a snapshot in place. A 404 names the sandbox or the snapshot;
     /// a refusal (409: paused, another lineage) is a `SandboxError` with the server's reason.

@@ -18,6 +18,7 @@ pub mod cgroup;
 mod copy;
 pub mod cow;
 pub mod criu;
+pub mod diff;
 mod disk;
 pub mod egress;
 pub mod engine;

@@ -317,6 +317,22 @@ pub struct PauseBody {
     pub mode: Option<String>,
 }
 
+/// `GET /snapshots/{id}/diff` (sandbank's): the paths a snapshot added, changed and removed
+/// against its parent (the template when it has none), as the sandbox sees them, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotDiff {
+    #[serde(rename = "snapshotID")]
+    pub snapshot_id: String,
+    #[serde(rename = "parentSnapshotID", default)]
+    pub parent_snapshot_id: Option<String>,
+    #[serde(default)]
+    pub added: Vec<String>,
+    #[serde(default)]
+    pub changed: Vec<String>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
 /// `POST /sandboxes/{id}/restore` (sandbank's): roll the sandbox back to a snapshot in place.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreSandbox {

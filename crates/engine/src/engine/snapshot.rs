@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::copy::{copy_tree, sync_dir, sync_filesystem};
+use crate::diff::{self, LayerDiff};
 use crate::id;
 use crate::store::{InsertError, ListFilter, SnapshotRecord};
 use crate::template::remove_all;
@@ -162,6 +163,37 @@ impl Engine {
         let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
         let record = self.state.lock().unwrap().store.get_live(untagged, now_ns())?;
         Ok(record.map(|r| self.info(r)))
+    }
+
+    /// What snapshot `id_or_name` changed against its parent (the snapshot its sandbox was
+    /// started from; the template when none), read from its layer: see [`crate::diff`]. `None`
+    /// when there is no such snapshot. Blocking.
+    pub fn snapshot_diff(&self, id_or_name: &str) -> Result<Option<(SnapshotInfo, LayerDiff)>, EngineError> {
+        let untagged = id_or_name.rsplit_once(':').map_or(id_or_name, |(base, _)| base);
+        let (record, below) = {
+            let state = self.state.lock().unwrap();
+            let Some(record) = state.store.get_live(untagged, now_ns())? else { return Ok(None) };
+            // Its own layer is the top of its chain; the parent's chain is the rest, unless the
+            // chain was folded into its layer (then the parent's own record says it).
+            let below = match record.layers.split_first() {
+                Some((_, rest)) if !rest.is_empty() => rest.to_vec(),
+                _ => match &record.parent {
+                    Some(parent) => state.store.get(parent)?.map(|p| p.layers).unwrap_or_default(),
+                    None => Vec::new(),
+                },
+            };
+            (record, below)
+        };
+        let template =
+            self.template(&record.template).ok_or_else(|| EngineError::TemplateNotFound(record.template.clone()))?;
+        let own = self.layout.layer(&record.id);
+        let layers = |part: &str| below.iter().map(|l| self.layout.layer(l).join(part)).collect::<Vec<_>>();
+        let parts = [
+            diff::Part { mount: "/", upper: own.join("root"), lowers: [layers("root"), template.root_lowers].concat() },
+            diff::Part { mount: "/usr", upper: own.join("usr"), lowers: [layers("usr"), template.usr_lowers].concat() },
+        ];
+        let changes = diff::diff(&parts).map_err(io_ctx(format!("read the layer of snapshot {}", record.id)))?;
+        Ok(Some((self.info(record), changes)))
     }
 
     /// Snapshots newest first, optionally only those of one sandbox; `after` is the

@@ -1,6 +1,7 @@
 //! The seam between the control plane and the engine: the handful of engine calls the API makes.
 //! The real implementation is [`sandbank_engine::Engine`]; tests use a fake.
 
+use sandbank_engine::diff::LayerDiff;
 use sandbank_engine::egress::Egress;
 use sandbank_engine::engine::{ImportedSnapshot, SnapshotInfo};
 use sandbank_engine::oci::Credentials;
@@ -72,6 +73,8 @@ pub trait Backend: Send + Sync + 'static {
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError>;
     /// Deletes the expired snapshots no sandbox uses; their IDs. Blocking.
     fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError>;
+    /// What a snapshot's layer changed against its parent (`None`: no such snapshot). Blocking.
+    fn snapshot_diff(&self, id_or_name: &str) -> Result<Option<(SnapshotInfo, LayerDiff)>, EngineError>;
     /// Pulls an image from its registry unless it is here; `progress` gets a line per step.
     fn pull_image<'a>(
         &'a self,
@@ -181,6 +184,10 @@ impl Backend for Engine {
 
     fn sweep_expired_snapshots(&self) -> Result<Vec<String>, EngineError> {
         Engine::sweep_expired_snapshots(self)
+    }
+
+    fn snapshot_diff(&self, id_or_name: &str) -> Result<Option<(SnapshotInfo, LayerDiff)>, EngineError> {
+        Engine::snapshot_diff(self, id_or_name)
     }
 
     fn pull_image<'a>(

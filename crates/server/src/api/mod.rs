@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots", get(snapshots::list))
         .route("/snapshots/import", post(snapshot_archive::import))
         .route("/snapshots/{id}/export", get(snapshot_archive::export))
+        .route("/snapshots/{id}/diff", get(snapshots::diff))
         .route("/templates/aliases/{alias}", get(templates::alias))
         .route("/templates/{id}", axum::routing::delete(templates::delete).get(not_implemented))
         .route("/v3/templates", post(templates::request_build))

@@ -256,3 +256,26 @@ pub async fn delete(
         Err(ApiError::SnapshotNotFound(raw))
     }
 }
+
+/// `GET /snapshots/{id}/diff` (sandbank's): the paths the snapshot added, changed and removed
+/// against its parent (the snapshot its sandbox started from; the template when none), read
+/// from its layer. 404 when there is no such snapshot.
+pub async fn diff(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<sandbank_protocol::rest::SnapshotDiff>, ApiError> {
+    let backend = state.backend.clone();
+    let id = raw.clone();
+    let found = tokio::task::spawn_blocking(move || backend.snapshot_diff(&id))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading the snapshot's changes failed: {e}")))??;
+    let (snapshot, changes) = found.ok_or(ApiError::SnapshotNotFound(raw))?;
+    let info = body(&snapshot);
+    Ok(Json(sandbank_protocol::rest::SnapshotDiff {
+        snapshot_id: info.snapshot_id,
+        parent_snapshot_id: info.parent_snapshot_id,
+        added: changes.added,
+        changed: changes.changed,
+        removed: changes.removed,
+    }))
+}

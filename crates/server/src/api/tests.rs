@@ -303,6 +303,22 @@ impl Backend for Fake {
         Ok(v)
     }
 
+    /// A fixed change list for any snapshot the fake has.
+    fn snapshot_diff(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<(sandbank_engine::SnapshotInfo, sandbank_engine::diff::LayerDiff)>, EngineError> {
+        let base = id_or_name.rsplit_once(':').map_or(id_or_name, |(b, _)| b);
+        let found =
+            self.snapshots.lock().unwrap().iter().find(|s| s.id == base || s.names.iter().any(|n| n == base)).cloned();
+        let changes = sandbank_engine::diff::LayerDiff {
+            added: vec!["/home/user/new.txt".into()],
+            changed: vec!["/etc/hosts".into()],
+            removed: vec!["/tmp/old".into()],
+        };
+        Ok(found.map(|s| (s, changes)))
+    }
+
     fn delete_snapshot(&self, id_or_name: &str) -> Result<bool, EngineError> {
         let base = id_or_name.rsplit_once(':').map_or(id_or_name, |(b, _)| b);
         if base == "inuse" {
@@ -1713,4 +1729,25 @@ async fn snapshot_export_then_import_round_trips_and_bad_archives_are_400s_namin
     assert!(import(Bytes::new()).await.error(400).contains("not a sandbank snapshot archive"));
     let after = call(addr, "GET", "/snapshots", None).await.json().as_array().unwrap().len();
     assert_eq!(before, after, "a refused archive publishes nothing");
+}
+
+/// `GET /snapshots/{id}/diff`: the snapshot's changes by its ID (tagged or not) or name; 404
+/// naming an unknown one.
+#[tokio::test]
+async fn snapshot_diff_answers_the_changes_or_404() {
+    let (addr, _, _) = start().await;
+    let id = create(addr, r#"{"templateID":"base"}"#).await;
+    let snap = call(addr, "POST", &format!("/sandboxes/{id}/snapshots"), Some(r#"{"name":"diffed"}"#)).await.json();
+    let snapshot_id = snap["snapshotID"].as_str().unwrap().to_string();
+    for reference in [snapshot_id.as_str(), snapshot_id.trim_end_matches(":default"), "diffed"] {
+        let got = call(addr, "GET", &format!("/snapshots/{reference}/diff"), None).await;
+        assert_eq!(got.status, StatusCode::OK, "{reference}");
+        let v = got.json();
+        assert_eq!(v["snapshotID"], snapshot_id.as_str());
+        assert_eq!(v["added"], serde_json::json!(["/home/user/new.txt"]));
+        assert_eq!(v["changed"], serde_json::json!(["/etc/hosts"]));
+        assert_eq!(v["removed"], serde_json::json!(["/tmp/old"]));
+    }
+    let m = call(addr, "GET", "/snapshots/nosuchsnapshot/diff", None).await.error(404);
+    assert!(m.contains("nosuchsnapshot"), "{m}");
 }

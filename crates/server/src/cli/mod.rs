@@ -56,6 +56,15 @@ pub enum SnapshotsCmd {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// What a snapshot added (A), changed (C) and removed (D) against its parent (the template
+    /// when it has none), read from its layer.
+    Diff {
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Machine-readable output: `{snapshotID, parentSnapshotID, added, changed, removed}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a snapshot (its files, with the layers under it) to one archive file, to import
     /// on another server.
     Export {

@@ -1,5 +1,5 @@
 //! `sandbank snapshots ls [--sandbox ID] [--name NAME] [--metadata K=V]... [--json]`,
-//! `sandbank snapshots rm <id>...` and
+//! `sandbank snapshots rm <id>...`, `sandbank snapshots diff <id> [--json]` and
 //! `sandbank snapshot <sandboxId> [--name NAME] [--metadata K=V]... [--ttl DURATION] [--json]`.
 
 use super::{api, json_text, print_out, table, time_text, CliResult, SnapshotsCmd};
@@ -23,6 +23,7 @@ pub async fn main(cmd: SnapshotsCmd) -> CliResult<ExitCode> {
             ls(opts, json).await
         }
         SnapshotsCmd::Rm { ids } => remove("snapshot", &ids).await,
+        SnapshotsCmd::Diff { id, json } => diff(&id, json).await,
         SnapshotsCmd::Export { id, output } => super::snapshot_archive::export(&id, &output).await,
         SnapshotsCmd::Import { file, json } => super::snapshot_archive::import(&file, json).await,
     }
@@ -100,6 +101,23 @@ async fn ls(opts: SnapshotListOpts, json: bool) -> CliResult<ExitCode> {
     } else {
         print_out(&render_table(&items));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sandbank snapshots diff ID`: one `A|C|D <path>` line per change, as `git diff --name-status`.
+async fn diff(id: &str, json: bool) -> CliResult<ExitCode> {
+    let changes = api(None).await?.snapshot_diff(id).await?;
+    if json {
+        print_out(&json_text(&serde_json::to_value(&changes).expect("JSON")));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut lines: Vec<(&str, &str)> = Vec::new();
+    for (mark, paths) in [("A", &changes.added), ("C", &changes.changed), ("D", &changes.removed)] {
+        lines.extend(paths.iter().map(|p| (p.as_str(), mark)));
+    }
+    lines.sort();
+    let text: String = lines.iter().map(|(path, mark)| format!("{mark} {path}\n")).collect();
+    print_out(&text);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,6 +28,8 @@ import SandboxDefault, {
   type ProcessInfo,
   type SandboxInfo,
   type SandboxOpts,
+  type SnapshotArchiveOpts,
+  type SnapshotExportInfo,
   type SnapshotInfo,
   type CreateSnapshotOpts,
   type SnapshotListOpts,
@@ -212,6 +214,13 @@ async function everything(): Promise<void> {
   const listOpts: SnapshotListOpts = { ...conn, name: 'after-setup', metadata: { branch: 'main' }, limit: 10 }
   const labelled: SnapshotInfo[] = await Sandbox.listSnapshots(listOpts).nextItems()
   const mineLabelled: SnapshotPaginator = a.listSnapshots({ metadata: { branch: 'main' }, name: 'n2' })
+  // Export and import
+  const archiveOpts: SnapshotArchiveOpts = { ...conn, timeoutMs: 600_000 }
+  const exported: SnapshotExportInfo = await Sandbox.exportSnapshot('after-setup', '/tmp/after-setup.sbsnap', archiveOpts)
+  const archiveBytes: number = exported.sizeBytes
+  const archivePath: string = exported.path
+  const imported: SnapshotInfo = await Sandbox.importSnapshot('/tmp/after-setup.sbsnap', conn)
+  const imported2: SnapshotInfo = await Sandbox.importSnapshot(archivePath)
 
   // Fork (e2b) and clone (Novita): copies with the sandbox's memory
   const forkOpts: SandboxForkOpts = { ...conn, count: 2, timeoutMs: 60_000 }

@@ -22,15 +22,8 @@ enum Via<'a> {
     DataDir(&'a Path),
 }
 
-const CONFIG_VARS: &[&str] = &["API_KEY", "ACCESS_TOKEN", "API_URL", "SANDBOX_URL", "DOMAIN", "DEBUG"];
-
 async fn cli(via: Via<'_>, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"));
-    cmd.args(args);
-    for v in CONFIG_VARS {
-        cmd.env_remove(format!("NOVITA_{v}")).env_remove(format!("E2B_{v}"));
-    }
-    cmd.env_remove("SANDBANK_URL").env_remove("SANDBANK_API_KEY").env_remove("SANDBANK_DATA_DIR");
+    let mut cmd = common::cli::command(args);
     match via {
         Via::Local(s) => {
             cmd.env("SANDBANK_URL", s.url())
@@ -48,15 +41,7 @@ async fn cli(via: Via<'_>, args: &[&str]) -> Output {
             cmd.env("SANDBANK_DATA_DIR", d);
         }
     }
-    let out = cmd.output().await.expect("running the sandbank CLI");
-    eprintln!(
-        "$ sandbank {}\n{}{}[{}]",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        out.status
-    );
-    out
+    common::cli::run_logged(cmd, args).await
 }
 
 fn stdout(o: &Output) -> String {
@@ -544,12 +529,8 @@ async fn fake_cloud() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 }
 
 async fn cli_at(url: &str, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"));
-    cmd.args(args);
-    for v in CONFIG_VARS {
-        cmd.env_remove(format!("NOVITA_{v}")).env_remove(format!("E2B_{v}"));
-    }
-    cmd.env("NOVITA_API_URL", url).env("NOVITA_API_KEY", "k").env_remove("SANDBANK_URL");
+    let mut cmd = common::cli::command(args);
+    cmd.env("NOVITA_API_URL", url).env("NOVITA_API_KEY", "k");
     cmd.output().await.unwrap()
 }
 

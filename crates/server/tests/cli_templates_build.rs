@@ -13,23 +13,12 @@ use std::process::Output;
 
 /// Runs `sandbank <args>` in `dir` against `s`.
 async fn cli(s: &Server, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbank"));
-    cmd.args(args).current_dir(dir);
-    for v in ["API_KEY", "ACCESS_TOKEN", "API_URL", "SANDBOX_URL", "DOMAIN", "DEBUG"] {
-        cmd.env_remove(format!("NOVITA_{v}")).env_remove(format!("E2B_{v}"));
-    }
-    cmd.env("SANDBANK_URL", s.url())
+    let mut cmd = common::cli::command(args);
+    cmd.current_dir(dir)
+        .env("SANDBANK_URL", s.url())
         .env("SANDBANK_API_KEY", KEY)
         .env("SANDBANK_DATA_DIR", "/nonexistent/sandbank-cli-test");
-    let out = cmd.output().await.expect("running the sandbank CLI");
-    eprintln!(
-        "$ sandbank {}\n{}{}[{}]",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        out.status
-    );
-    out
+    common::cli::run_logged(cmd, args).await
 }
 
 fn text(b: &[u8]) -> String {

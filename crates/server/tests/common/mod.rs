@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 
+pub mod cli;
 pub mod host;
 pub mod rng;
 

@@ -58,14 +58,16 @@ function cli(server, args) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
+// One default server for the suites below but the last.
+let server
+before(async () => {
+  server = await startServer()
+})
+after(async () => {
+  if (server) await stopAndCheck(server)
+})
+
 describe('snapshots: names, labels, expiry (default server)', () => {
-  let server
-  before(async () => {
-    server = await startServer()
-  })
-  after(async () => {
-    if (server) await stopAndCheck(server)
-  })
 
   test('a name is unique among live snapshots, starts sandboxes, and is free again once deleted', async (t) => {
     const k = tracker(t, server)
@@ -246,13 +248,6 @@ describe('snapshots: names, labels, expiry (default server)', () => {
 })
 
 describe('restore in place (default server)', () => {
-  let server
-  before(async () => {
-    server = await startServer()
-  })
-  after(async () => {
-    if (server) await stopAndCheck(server)
-  })
 
   test('back to a snapshot after files were written and deleted: same ID, token, timeout and metadata', async (t) => {
     const k = tracker(t, server)
@@ -330,13 +325,6 @@ describe('restore in place (default server)', () => {
 })
 
 describe('snapshots diff (default server)', () => {
-  let server
-  before(async () => {
-    server = await startServer()
-  })
-  after(async () => {
-    if (server) await stopAndCheck(server)
-  })
 
   test('sandbank snapshots diff: added, changed and removed against the parent, from the layer', async (t) => {
     const k = tracker(t, server)

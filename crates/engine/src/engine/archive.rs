@@ -201,17 +201,16 @@ impl SnapshotExport {
 /// Writes the tar of layer `dir` (its files: not the images of processes nor overlayfs's work
 /// directories) into `out`.
 fn pack(dir: &Path, out: &mut impl Write) -> Result<(), ArchiveError> {
-    let mut child = Command::new("tar")
-        .args(["--create", "--file=-", "--format=posix", "--numeric-owner", "--sparse", "--xattrs"])
+    let mut cmd = Command::new("tar");
+    cmd.args(["--create", "--file=-", "--format=posix", "--numeric-owner", "--sparse", "--xattrs"])
         .args(XATTRS)
         .args(["--anchored", "--exclude=./memory", "--exclude=./work", "--directory"])
         .arg(dir)
         .arg(".")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(ArchiveError::io("run tar"))?;
+        .stderr(Stdio::piped());
+    let mut child = spawn_tar(cmd)?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     // Its errors, read aside so that a chatty tar never blocks.
@@ -239,16 +238,15 @@ fn pack(dir: &Path, out: &mut impl Write) -> Result<(), ArchiveError> {
 
 /// Unpacks a layer's tar from `tar` into `dir`.
 fn unpack(tar: &mut impl Read, dir: &Path) -> Result<(), ArchiveError> {
-    let mut child = Command::new("tar")
-        .args(["--extract", "--file=-", "--numeric-owner", "--same-owner", "--same-permissions", "--xattrs"])
+    let mut cmd = Command::new("tar");
+    cmd.args(["--extract", "--file=-", "--numeric-owner", "--same-owner", "--same-permissions", "--xattrs"])
         .args(XATTRS)
         .arg("--directory")
         .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(ArchiveError::io("run tar"))?;
+        .stderr(Stdio::piped());
+    let mut child = spawn_tar(cmd)?;
     let mut stdin = child.stdin.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let errors = std::thread::spawn(move || {
@@ -278,6 +276,15 @@ fn unpack(tar: &mut impl Read, dir: &Path) -> Result<(), ArchiveError> {
         tracing::debug!(bytes = rest, "padding after a layer's tar");
     }
     Ok(())
+}
+
+/// Starts a tar child that dies with the thread that waits for it (a server killed in the
+/// middle of an import leaves no tar writing into staging after the next start cleared it), and
+/// inherits none of the server's descriptors.
+fn spawn_tar(mut cmd: Command) -> Result<std::process::Child, ArchiveError> {
+    let steps = crate::sys::BeforeExec { close_inherited: true, die_with_parent: true, ..Default::default() };
+    crate::sys::before_exec(&mut cmd, steps);
+    cmd.spawn().map_err(ArchiveError::io("run tar"))
 }
 
 /// `io::copy` with a large buffer: fewer, larger chunks in the archive, and fewer calls into

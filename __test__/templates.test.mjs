@@ -161,6 +161,31 @@ describe('templates built with e2b\'s Template', () => {
     }
   })
 
+  test('without CRIU (files-only template), a start command runs as each sandbox starts, ready before create returns', async (t) => {
+    // A server that cannot take memory: its templates keep their files only.
+    const plain = await startServer({ env: { SANDBANK_CRIU: '/nonexistent/criu' } })
+    const made = []
+    t.after(async () => {
+      for (const sbx of made) await sbx.kill()
+      await stopAndCheck(plain)
+    })
+    const name = unique('start-files')
+    const logs = []
+    await Template.build(
+      Template().fromBaseImage().setWorkdir('/home/user/site').runCmd('echo served > index.txt').setStartCmd('python3 -m http.server 8000', waitForPort(8000)),
+      name,
+      { ...plain.e2b(), onBuildLogs: (l) => logs.push(l.message) },
+    )
+    assert.ok(logs.some((l) => /run the start command when they start/.test(l)), logs.join('\n'))
+    for (let i = 0; i < 2; i++) {
+      const sbx = await Sandbox.create(name, plain.e2b())
+      plain.sandboxIds.add(sbx.sandboxId)
+      made.push(sbx)
+      // Ready when create returns: no waiting here.
+      assert.equal((await sbx.commands.run('curl -s http://127.0.0.1:8000/index.txt')).stdout, 'served\n')
+    }
+  })
+
   test('a failing step fails the build with its log; bad input is named; no build sandbox stays', async () => {
     const logs = []
     await assert.rejects(build(Template().fromBaseImage().runCmd('echo about to fail; exit 3'), unique('fails'), logs), (e) => {

@@ -80,6 +80,10 @@ fn detail(e: &Entry, root_is_host_root: bool) -> SandboxDetail {
     }
 }
 
+/// How long a create waits for the ready command of a template whose sandboxes run its start
+/// command as they start (its snapshot kept files only).
+const START_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<NewSandbox>,
@@ -112,11 +116,17 @@ pub async fn create(
     let egress = super::network::egress_of(req.network.as_ref()).await?;
     let network = req.network.clone();
     let built_here = built.is_some();
+    // A template whose snapshot kept its files only: its start command runs now.
+    let start_commands = built
+        .as_ref()
+        .filter(|b| b.start_on_create)
+        .and_then(|b| Some((b.start_cmd.clone()?, b.ready_cmd.clone(), b.user.clone(), b.workdir.clone())));
     let (start_from, mut env_vars, default_user, default_workdir) = match built {
         Some(b) => (b.snapshot, b.envs, b.user, b.workdir),
         None => (template.clone(), Default::default(), None, None),
     };
     env_vars.extend(req.env_vars.unwrap_or_default());
+    let start_envs = start_commands.as_ref().map(|_| env_vars.clone()).unwrap_or_default();
     let spec = SandboxSpec {
         id: sandbank_engine::id::new_id(),
         template: start_from,
@@ -145,9 +155,31 @@ pub async fn create(
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let domain = state.domain.clone();
-    let entry = tokio::spawn(start_sandbox(state, start))
+    let entry = tokio::spawn(start_sandbox(state.clone(), start))
         .await
         .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
+    if let Some((start, ready, user, workdir)) = start_commands {
+        let user = user.unwrap_or_else(|| "user".into());
+        let envs = start_envs.into_iter().collect();
+        let started = crate::templates::envd::start_and_wait(
+            &entry.envd_socket,
+            &user,
+            workdir.as_deref(),
+            &envs,
+            &start,
+            ready.as_deref(),
+            START_READY_TIMEOUT,
+        )
+        .await;
+        if let Err(why) = started {
+            tracing::warn!(id = %entry.id, "the template's start command failed: {why}; the sandbox is killed");
+            if state.registry.remove(&entry.id).is_some() {
+                state.forget_extras(&entry.id);
+                let _ = state.backend.kill(&entry.id).await;
+            }
+            return Err(ApiError::Internal(format!("sandbox {}: {why}", entry.id)));
+        }
+    }
     Ok((StatusCode::CREATED, Json(sandbox_body(&entry, domain.as_deref()))))
 }
 

@@ -152,14 +152,17 @@ impl Build {
             Some(start) => (Some(start), given(&req.ready_cmd)),
             None => inherited,
         };
+        let mut start_on_create = false;
         if let Some(start) = &start_cmd {
             let ready = ready_cmd.as_deref().unwrap_or(DEFAULT_READY_CMD);
             // Its envd, whose memory the template keeps, serves with the template's defaults.
             self.drop_sandbox().await;
             self.defaults = (user.clone(), workdir.clone());
-            layer = self.finalize(start, ready, &layer, &state).await?;
+            let (snapshot, with_memory) = self.finalize(start, ready, &layer, &state).await?;
+            layer = snapshot;
+            start_on_create = !with_memory;
         }
-        Ok(Resolved { snapshot: layer, envs: state.envs, user, workdir, start_cmd, ready_cmd })
+        Ok(Resolved { snapshot: layer, envs: state.envs, user, workdir, start_cmd, ready_cmd, start_on_create })
     }
 
     /// What the build starts from: the engine's template or snapshot, with the variables of the
@@ -324,10 +327,15 @@ impl Build {
     /// Starts `start` in the background, waits for `ready` to pass, and snapshots the sandbox
     /// with its memory where that can be taken (else its files: its sandboxes then start
     /// without the process).
-    async fn finalize(&mut self, start: &str, ready: &str, layer: &str, state: &State) -> Result<String, Reason> {
+    async fn finalize(
+        &mut self,
+        start: &str,
+        ready: &str,
+        layer: &str,
+        state: &State,
+    ) -> Result<(String, bool), Reason> {
         self.log(format!("Starting: {start}"), Some("finalize".into()));
-        let background = format!("setsid nohup bash -l -c {} >/dev/null 2>&1 < /dev/null &", shell_quote(start));
-        self.exec(layer, &state.user.clone(), &background, state, "finalize").await?;
+        self.exec(layer, &state.user.clone(), &in_background(start), state, "finalize").await?;
         self.log(format!("Waiting for the ready command: {ready}"), Some("finalize".into()));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -349,14 +357,15 @@ impl Build {
             .snapshot(&sandbox, Some(name), None)
             .await
             .map_err(|e| failed(format!("saving the template: {e}"), "finalize"))?;
-        if snap.mode != SnapshotMode::Full {
+        let with_memory = snap.mode == SnapshotMode::Full;
+        if !with_memory {
             self.log_at(
                 "warn",
-                "CRIU cannot take the sandbox's memory here: its sandboxes start with the files only, without the started process".into(),
+                "CRIU cannot take the sandbox's memory here: its sandboxes start from the files and run the start command when they start".into(),
                 Some("finalize".into()),
             );
         }
-        Ok(snap.id)
+        Ok((snap.id, with_memory))
     }
 }
 
@@ -423,6 +432,12 @@ fn glob_free_prefix(src: &str) -> String {
 }
 
 /// `s` as one shell word.
+/// `cmd` started in the background, detached from the command that starts it (its own session,
+/// no terminal, output dropped): a template's start command.
+pub fn in_background(cmd: &str) -> String {
+    format!("setsid nohup bash -l -c {} >/dev/null 2>&1 < /dev/null &", shell_quote(cmd))
+}
+
 fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b)) {
         return s.to_string();

@@ -195,6 +195,7 @@ mod tests {
             workdir: None,
             start_cmd: None,
             ready_cmd: None,
+            start_on_create: false,
         };
         let r = t.request(CODE_INTERPRETER, &[], None, None).unwrap();
         t.finish(&r.template_id, &r.build_id, Ok(made()));

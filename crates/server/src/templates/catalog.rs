@@ -59,6 +59,10 @@ pub struct Build {
     pub start_cmd: Option<String>,
     #[serde(default)]
     pub ready_cmd: Option<String>,
+    /// Its snapshot holds its files only (no CRIU where it was built): its sandboxes run the
+    /// start command when they start, rather than starting with it running.
+    #[serde(default)]
+    pub start_on_create: bool,
     #[serde(default)]
     pub reason: Option<Reason>,
     pub cpu_count: Option<u32>,
@@ -224,6 +228,7 @@ mod tests {
             workdir: None,
             start_cmd: None,
             ready_cmd: None,
+            start_on_create: false,
             reason: None,
             cpu_count: None,
             memory_mb: None,

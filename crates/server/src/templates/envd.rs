@@ -153,3 +153,34 @@ mod tests {
         assert_eq!(seen, ["one", "two", "thr"]);
     }
 }
+
+/// Starts a template's start command in a new sandbox of it, in the background, and waits until
+/// its ready command passes (none given: does not wait), within `timeout`: for the sandboxes of
+/// a template whose snapshot kept its files only (no CRIU where it was built), which do not
+/// start with the command running.
+pub async fn start_and_wait(
+    socket: &Path,
+    user: &str,
+    cwd: Option<&str>,
+    envs: &HashMap<String, String>,
+    start: &str,
+    ready: Option<&str>,
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    match run(socket, user, &super::build::in_background(start), cwd, envs, |_| {}).await? {
+        Ran::Exited(0) => {}
+        Ran::Exited(code) => return Err(format!("starting the template's start command {start:?} exited with {code}")),
+        Ran::Failed(why) => return Err(format!("starting the template's start command {start:?}: {why}")),
+    }
+    let Some(ready) = ready else { return Ok(()) };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if matches!(run(socket, user, ready, cwd, envs, |_| {}).await?, Ran::Exited(0)) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("the template's ready command {ready:?} did not pass within {timeout:?}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -61,6 +61,8 @@ pub struct Resolved {
     /// its own.
     pub start_cmd: Option<String>,
     pub ready_cmd: Option<String>,
+    /// See [`catalog::Build::start_on_create`].
+    pub start_on_create: bool,
 }
 
 impl Templates {
@@ -120,6 +122,7 @@ impl Templates {
             workdir: None,
             start_cmd: None,
             ready_cmd: None,
+            start_on_create: false,
             reason: None,
             cpu_count,
             memory_mb,
@@ -228,6 +231,7 @@ impl Templates {
                 workdir: b.workdir.clone(),
                 start_cmd: b.start_cmd.clone(),
                 ready_cmd: b.ready_cmd.clone(),
+                start_on_create: b.start_on_create,
             })
         })
     }
@@ -370,6 +374,7 @@ impl Templates {
                     b.workdir = made.workdir;
                     b.start_cmd = made.start_cmd;
                     b.ready_cmd = made.ready_cmd;
+                    b.start_on_create = made.start_on_create;
                     for tag in b.tags.clone() {
                         t.tags.insert(tag, build_id.to_string());
                     }

@@ -8,7 +8,8 @@
 // removed, and each server checked for leftovers when it stops.
 import { after, before, describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -121,6 +122,43 @@ async function checkFiles(sbx) {
   ].join(' && '))
   assert.deepEqual(out.trim().split('\n'), ['base-two', 'no-gone', 'y', 'new', 'keep.txt', '640 user'])
   assert.equal(await run(sbx, 'cat /etc/archive-root.txt; echo; stat -c "%a %U" /etc/archive-root.txt', { user: 'root' }), 'secret\n600 root\n')
+}
+
+/**
+ * An archive in the format (crates/engine/src/snapshot_archive.rs) with the manifest of the
+ * decompressed archive `plain` (its template and base image: this server's) and one layer of a
+ * block device node at /root/disk, its digest right.
+ */
+function craftedArchive(plain, dir) {
+  const magic = Buffer.from('sandbank-snapshot-archive\n')
+  assert.ok(plain.subarray(0, magic.length).equals(magic))
+  let at = magic.length + 1 // the 'M'
+  const parts = []
+  for (;;) {
+    const len = plain.readUInt32BE(at)
+    at += 4
+    if (len === 0) break
+    parts.push(plain.subarray(at, at + len))
+    at += len
+  }
+  const manifest = JSON.parse(Buffer.concat(parts).toString('utf8'))
+  manifest.layers = 1
+  const layer = join(dir, 'crafted-layer')
+  execFileSync('mkdir', ['-p', join(layer, 'root')])
+  execFileSync('mknod', [join(layer, 'root', 'disk'), 'b', '7', '0'])
+  const tar = execFileSync('tar', ['--create', '--file=-', '--format=posix', '--numeric-owner', '--directory', layer, '.'], { maxBuffer: 1 << 26 })
+  const section = (kind, bytes) => {
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(bytes.length)
+    return Buffer.concat([Buffer.from(kind), len, bytes, Buffer.alloc(4)])
+  }
+  const body = Buffer.concat([magic, section('M', Buffer.from(JSON.stringify(manifest))), section('L', tar), Buffer.from('D')])
+  const digest = createHash('sha256').update(body).digest('hex')
+  const trailer = Buffer.from(JSON.stringify({ sha256: digest }))
+  const len = Buffer.alloc(4)
+  len.writeUInt32BE(trailer.length)
+  const whole = Buffer.concat([body, len, trailer, Buffer.alloc(4)])
+  return spawnSync('zstd', ['-q', '-c', '--check'], { input: whole, maxBuffer: 1 << 26 }).stdout
 }
 
 describe('snapshot export and import', () => {
@@ -243,6 +281,15 @@ describe('snapshot export and import', () => {
     await refused(flipped, /corrupted/, 'bit-flipped')
     await refused(Buffer.from('just some text, not an archive\n'), /not a sandbank snapshot archive/, 'foreign')
     await refused(Buffer.from(spawnSync('zstd', ['-c'], { input: 'other zstd data' }).stdout), /not a sandbank snapshot archive/, 'foreign zstd')
+
+    // A well-formed frame whose content was changed before it was compressed: zstd's checksum
+    // holds, the archive's own digest does not.
+    const plain = Buffer.from(spawnSync('zstd', ['-d', '-c', file], { maxBuffer: 1 << 30 }).stdout)
+    const changed = Buffer.from(plain)
+    changed[Math.floor(changed.length / 2)] ^= 0x01
+    await refused(spawnSync('zstd', ['-q', '-c', '--check'], { input: changed, maxBuffer: 1 << 30 }).stdout, /content digest mismatch/, 'digest')
+    // A well-formed archive (right digest) whose layer holds a block device: refused by name.
+    await refused(craftedArchive(plain, dir), /device node \/root\/disk/, 'device node')
 
     // The CLI says the same, with a failing status.
     const bad = join(dir, 'cut.sbsnap')

@@ -120,7 +120,7 @@ impl Engine {
             let Some(mut tar) = reader.next_layer()? else {
                 unreachable!("the reader counts the layers its manifest says")
             };
-            unpack(&mut tar, &dir).map_err(|e| match e {
+            unpack(&mut tar, &dir).and_then(|()| no_devices(&dir, &dir)).map_err(|e| match e {
                 ArchiveError::Corrupted(why) => ArchiveError::Corrupted(format!("layer {n}: {why}")),
                 other => other,
             })?;
@@ -133,7 +133,12 @@ impl Engine {
             sync_filesystem(dir).map_err(ArchiveError::io("sync the imported layers"))?;
         }
 
-        let name = manifest.snapshot.names.first().cloned().filter(|n| n.len() <= 128);
+        // A name as the API takes them (an archive is not trusted to have checked).
+        let name = manifest.snapshot.names.first().cloned().filter(|n| {
+            (1..=128).contains(&n.len())
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !id::is_valid(n)
+        });
         let now = super::snapshot::now_ns();
         let name_free = |n: &String| {
             self.template(n).is_none() && self.state.lock().unwrap().store.get_live(n, now).ok().flatten().is_none()
@@ -274,6 +279,30 @@ fn unpack(tar: &mut impl Read, dir: &Path) -> Result<(), ArchiveError> {
     let rest = io::copy(tar, &mut io::sink()).map_err(ArchiveError::from_read)?;
     if rest > 0 {
         tracing::debug!(bytes = rest, "padding after a layer's tar");
+    }
+    Ok(())
+}
+
+/// Refuses device nodes in an unpacked layer but overlayfs's whiteouts (character devices 0:0):
+/// a layer is mounted under sandboxes, and an archive is not to hand them a device.
+fn no_devices(root: &Path, dir: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+    let entries = fs::read_dir(dir).map_err(ArchiveError::io(format!("read {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(ArchiveError::io(format!("read {}", dir.display())))?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).map_err(ArchiveError::io(format!("stat {}", path.display())))?;
+        let kind = meta.file_type();
+        if (kind.is_char_device() && meta.rdev() != 0) || kind.is_block_device() {
+            let inside = path.strip_prefix(root).unwrap_or(&path);
+            return Err(ArchiveError::Corrupted(format!(
+                "it holds device node /{} (only overlayfs whiteouts, character devices 0:0, may be in a layer)",
+                inside.display()
+            )));
+        }
+        if kind.is_dir() {
+            no_devices(root, &path)?;
+        }
     }
     Ok(())
 }

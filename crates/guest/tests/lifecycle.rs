@@ -6,7 +6,7 @@
 //! lowest that has both.) Needs root, as the engine does.
 
 use sandbank_engine::userns::IdMap;
-use sandbank_engine::{id, Engine, EngineConfig, EngineError, SandboxSpec, SnapshotMode};
+use sandbank_engine::{id, Engine, EngineConfig, EngineError, ListFilter, SandboxSpec, SnapshotMode};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -490,12 +490,15 @@ fn snapshots_capture_files_and_start_new_sandboxes() {
     let grandchild_snap = rt.block_on(engine.snapshot(&child.id, Some("second".into()))).unwrap();
     assert_eq!(grandchild_snap.parent_id.as_deref(), Some(snap.id.as_str()));
     assert_eq!(grandchild_snap.names, vec!["second".to_string()]);
-    let listed = engine.list_snapshots(None, None, None, 10).unwrap();
+    let listed = engine.list_snapshots(&ListFilter::default(), None, 10).unwrap();
     assert_eq!(
         listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         vec![grandchild_snap.id.as_str(), snap.id.as_str()]
     );
-    assert_eq!(engine.list_snapshots(Some(&origin.id), None, None, 10).unwrap().len(), 1);
+    assert_eq!(
+        engine.list_snapshots(&ListFilter { origin: Some(&origin.id), ..Default::default() }, None, 10).unwrap().len(),
+        1
+    );
 
     rt.block_on(engine.kill(&child.id)).unwrap();
     assert!(engine.delete_snapshot(&snap.id).unwrap());
@@ -562,7 +565,7 @@ fn snapshots_with_memory_keep_the_origin_running() {
     eprintln!("snapshot with memory in {:?}", started.elapsed());
     assert_eq!(snap.mode, SnapshotMode::Full);
     assert_eq!(engine.snapshot_info(&snap.id).unwrap().unwrap().mode, SnapshotMode::Full);
-    assert_eq!(engine.list_snapshots(None, None, None, 10).unwrap()[0].mode, SnapshotMode::Full);
+    assert_eq!(engine.list_snapshots(&ListFilter::default(), None, 10).unwrap()[0].mode, SnapshotMode::Full);
     let layer = tmp.path().join("layers").join(&snap.id);
     assert_eq!(std::fs::read_to_string(layer.join("root/tmp/file")).unwrap(), "kept\n");
     // The images: the processes' memory (the server's among them), and no log.
@@ -678,7 +681,7 @@ fn snapshots_with_memory_need_criu() {
         Err(EngineError::NoCriu(why)) => assert!(why.contains(&missing.display().to_string()), "{why}"),
         other => panic!("expected NoCriu, got {other:?}"),
     }
-    assert!(engine.list_snapshots(None, None, None, 10).unwrap().is_empty(), "no snapshot was made");
+    assert!(engine.list_snapshots(&ListFilter::default(), None, 10).unwrap().is_empty(), "no snapshot was made");
     let files = rt.block_on(engine.snapshot(&sb.id, None)).unwrap();
     assert_eq!(files.mode, SnapshotMode::Filesystem);
     rt.block_on(engine.kill(&sb.id)).unwrap();
@@ -769,7 +772,7 @@ fn snapshots_on_the_copy_on_write_store() {
     for id in &ids {
         assert!(rt.block_on(engine.kill(id)).unwrap());
     }
-    for s in engine.list_snapshots(None, None, None, 100).unwrap() {
+    for s in engine.list_snapshots(&ListFilter::default(), None, 100).unwrap() {
         assert!(engine.delete_snapshot(&s.id).unwrap());
     }
     let left = |dir: &str| {

@@ -89,12 +89,14 @@ pub trait Backend: Send + Sync + 'static {
     fn import_snapshot(&self, input: Box<dyn std::io::Read + Send>) -> Result<ImportedSnapshot, ArchiveError>;
 }
 
+/// Writes a snapshot's archive (blocking); returns its content digest.
+pub type WriteArchive = Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<String, ArchiveError> + Send>;
+
 /// A snapshot's archive, ready to be written.
 pub struct ExportJob {
     /// The snapshot's ID (untagged).
     pub snapshot_id: String,
-    /// Writes the archive (blocking); returns its content digest.
-    pub write: Box<dyn FnOnce(&mut dyn std::io::Write) -> Result<String, ArchiveError> + Send>,
+    pub write: WriteArchive,
 }
 
 /// A pulled image: the template it is, and the environment its configuration gives.

@@ -139,21 +139,6 @@ impl LineSplitter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_come_whole_whatever_the_chunks() {
-        let mut seen = Vec::new();
-        let mut s = LineSplitter::default();
-        s.push(b"one\ntw", &mut |l| seen.push(l.to_string()));
-        s.push(b"o\r\nthr", &mut |l| seen.push(l.to_string()));
-        s.finish(&mut |l| seen.push(l.to_string()));
-        assert_eq!(seen, ["one", "two", "thr"]);
-    }
-}
-
 /// Starts a template's start command in a new sandbox of it, in the background, and waits until
 /// its ready command passes (none given: does not wait), within `timeout`: for the sandboxes of
 /// a template whose snapshot kept its files only (no CRIU where it was built), which do not
@@ -182,5 +167,20 @@ pub async fn start_and_wait(
             return Err(format!("the template's ready command {ready:?} did not pass within {timeout:?}"));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_come_whole_whatever_the_chunks() {
+        let mut seen = Vec::new();
+        let mut s = LineSplitter::default();
+        s.push(b"one\ntw", &mut |l| seen.push(l.to_string()));
+        s.push(b"o\r\nthr", &mut |l| seen.push(l.to_string()));
+        s.finish(&mut |l| seen.push(l.to_string()));
+        assert_eq!(seen, ["one", "two", "thr"]);
     }
 }

@@ -319,3 +319,42 @@ export async function serverGenerations(t, opts = {}) {
   }
   return { first, next }
 }
+
+/**
+ * Everything a test makes through `Sandbox` (the class of any of the three SDKs) on `server`,
+ * removed when the test ends: its sandboxes killed first, then its snapshots deleted, newest
+ * first (a snapshot cannot go while a sandbox made from it runs). `opts(extra)` are the
+ * connection options (novita's spelling by default).
+ */
+export function tracker(t, server, Sandbox, opts = (extra = {}) => server.novita(extra)) {
+  const sandboxes = new Set()
+  const snapshots = new Set()
+  t.after(async () => {
+    for (const id of sandboxes) await Sandbox.kill(id, opts())
+    for (const id of [...snapshots].reverse()) await Sandbox.deleteSnapshot(id, opts())
+  })
+  return {
+    opts,
+    /** `Sandbox.create(template?, opts(extra))`, tracked. */
+    async create(template, extra = {}) {
+      const sbx = template ? await Sandbox.create(template, opts(extra)) : await Sandbox.create(opts(extra))
+      sandboxes.add(sbx.sandboxId)
+      server.sandboxIds.add(sbx.sandboxId)
+      return sbx
+    },
+    /** Kills a tracked sandbox now. */
+    async kill(sbx) {
+      await sbx.kill()
+      sandboxes.delete(sbx.sandboxId)
+    },
+    /** Tracks a snapshot (returns it). */
+    snap(info) {
+      snapshots.add(info.snapshotId)
+      return info
+    },
+    /** Stops tracking a snapshot the test deleted itself. */
+    forget(info) {
+      snapshots.delete(info.snapshotId)
+    },
+  }
+}

@@ -15,7 +15,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Sandbox, SandboxError } from 'sandbank'
-import { eventually, layersRoot, sandbankBinary, serverGenerations, startServer, stopAndCheck } from './helpers.mjs'
+import { eventually, layersRoot, sandbankBinary, serverGenerations, startServer, stopAndCheck, tracker } from './helpers.mjs'
 
 const unique = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`
 
@@ -24,37 +24,6 @@ function scratch(t) {
   const dir = mkdtempSync(join(tmpdir(), 'sandbank-archive-test-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-/** Everything a test makes on `server`, removed when the test ends (sandboxes first). */
-function tracker(t, server) {
-  const opts = (extra = {}) => server.novita(extra)
-  const sandboxes = new Set()
-  const snapshots = new Set()
-  t.after(async () => {
-    for (const id of sandboxes) await Sandbox.kill(id, opts())
-    for (const id of [...snapshots].reverse()) await Sandbox.deleteSnapshot(id, opts())
-  })
-  return {
-    opts,
-    async create(template, extra = {}) {
-      const sbx = await Sandbox.create(template, opts(extra))
-      sandboxes.add(sbx.sandboxId)
-      server.sandboxIds.add(sbx.sandboxId)
-      return sbx
-    },
-    async kill(sbx) {
-      await sbx.kill()
-      sandboxes.delete(sbx.sandboxId)
-    },
-    snap(info) {
-      snapshots.add(info.snapshotId)
-      return info
-    },
-    forget(info) {
-      snapshots.delete(info.snapshotId)
-    },
-  }
 }
 
 async function run(sbx, cmd, extra = {}) {
@@ -175,7 +144,7 @@ describe('snapshot export and import', () => {
   })
 
   test('export → delete → import → start: the files intact; and the archive starts on another server', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const dir = scratch(t)
     const { lower, top, name } = await layeredSnapshot(k)
     const file = join(dir, 'snap.sbsnap')
@@ -204,7 +173,7 @@ describe('snapshot export and import', () => {
     await checkFiles(sbx)
 
     // Another server, another data directory: it starts there too.
-    const o = tracker(t, other)
+    const o = tracker(t, other, Sandbox)
     const there = o.snap(await Sandbox.importSnapshot(file, o.opts()))
     assert.deepEqual(there.names, [name])
     await checkFiles(await o.create(there.snapshotId))
@@ -217,7 +186,7 @@ describe('snapshot export and import', () => {
   })
 
   test('the CLI: snapshots export ID --output FILE, snapshots import FILE --json', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const dir = scratch(t)
     const sbx = await k.create('base')
     await run(sbx, 'echo cli > /home/user/cli.txt')
@@ -233,7 +202,7 @@ describe('snapshot export and import', () => {
     assert.deepEqual(obj.metadata, { via: 'cli' })
     assert.equal(obj.mode, 'filesystem')
     assert.equal(obj.sandboxID, 'imported')
-    const o = tracker(t, other)
+    const o = tracker(t, other, Sandbox)
     o.snap({ snapshotId: obj.snapshotID })
     assert.ok((await listed(other)).includes(obj.snapshotID))
     const plain = cli(other, ['snapshots', 'import', file])
@@ -251,7 +220,7 @@ describe('snapshot export and import', () => {
   })
 
   test('a truncated, a bit-flipped and a foreign file are refused, naming why, and leave nothing', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const dir = scratch(t)
     const sbx = await k.create('base')
     // Incompressible content: the archive is large enough to cut and flip anywhere.
@@ -307,7 +276,7 @@ describe('a server killed with SIGKILL during an import', () => {
   test('its restart leaves nothing of it: no snapshot, no layer, staging empty', async (t) => {
     const dir = scratch(t)
     const { first, next: restart } = await serverGenerations(t)
-    const k = tracker(t, first)
+    const k = tracker(t, first, Sandbox)
     const sbx = await k.create('base')
     await run(sbx, 'head -c 64000000 /dev/urandom > /home/user/noise')
     const snap = await sbx.createSnapshot()

@@ -10,34 +10,10 @@ import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { Sandbox, SandboxError, InvalidArgumentError } from 'sandbank'
-import { eventually, layersRoot, sandbankBinary, startServer, stopAndCheck } from './helpers.mjs'
+import { eventually, layersRoot, sandbankBinary, startServer, stopAndCheck, tracker } from './helpers.mjs'
 
 const bare = (id) => id.replace(/:default$/, '')
 const unique = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`
-
-/** Everything a test makes on `server`, removed when the test ends (sandboxes first). */
-function tracker(t, server) {
-  const opts = (extra = {}) => server.novita(extra)
-  const sandboxes = new Set()
-  const snapshots = new Set()
-  t.after(async () => {
-    for (const id of sandboxes) await Sandbox.kill(id, opts())
-    for (const id of [...snapshots].reverse()) await Sandbox.deleteSnapshot(id, opts())
-  })
-  return {
-    opts,
-    async create(template, extra = {}) {
-      const sbx = template ? await Sandbox.create(template, opts(extra)) : await Sandbox.create(opts(extra))
-      sandboxes.add(sbx.sandboxId)
-      server.sandboxIds.add(sbx.sandboxId)
-      return sbx
-    },
-    snap(info) {
-      snapshots.add(info.snapshotId)
-      return info
-    },
-  }
-}
 
 async function allPages(paginator) {
   const out = []
@@ -70,7 +46,7 @@ after(async () => {
 describe('snapshots: names, labels, expiry (default server)', () => {
 
   test('a name is unique among live snapshots, starts sandboxes, and is free again once deleted', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create()
     await run(sbx, 'echo one > /home/user/v.txt')
     const name = unique('named')
@@ -118,7 +94,7 @@ describe('snapshots: names, labels, expiry (default server)', () => {
   })
 
   test('labels: filtered by the server, all pairs, through the paginator page by page', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const [a, b] = await Promise.all([k.create(), k.create()])
     const run1 = unique('run')
     const made = []
@@ -153,7 +129,7 @@ describe('snapshots: names, labels, expiry (default server)', () => {
   })
 
   test('ttlMs: expired while a sandbox started from it runs: it runs on, the snapshot is gone, then deleted', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create()
     await run(sbx, 'echo kept > /home/user/kept.txt')
     const name = unique('short')
@@ -196,7 +172,7 @@ describe('snapshots: names, labels, expiry (default server)', () => {
   })
 
   test('CLI: snapshots ls shows names, labels and expiry; --json carries them; --name and --metadata filter', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create()
     const name = unique('cli')
     const label = unique('lbl')
@@ -250,7 +226,7 @@ describe('snapshots: names, labels, expiry (default server)', () => {
 describe('restore in place (default server)', () => {
 
   test('back to a snapshot after files were written and deleted: same ID, token, timeout and metadata', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create(undefined, { metadata: { who: 'restore' }, timeoutMs: 600_000 })
     await run(sbx, 'mkdir -p /home/user/d && echo kept > /home/user/d/a.txt && echo gone > /home/user/b.txt')
     const snap = k.snap(await sbx.createSnapshot())
@@ -280,7 +256,7 @@ describe('restore in place (default server)', () => {
   })
 
   test('a snapshot with memory brings its processes back; another lineage needs force; bad input named', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create()
     // A process whose memory holds what it was started with.
     await sbx.commands.run(`python3 -c "import time; x = 'in-memory'; open('/tmp/ready','w').write('1'); time.sleep(3600)" &`, { background: true })
@@ -327,7 +303,7 @@ describe('restore in place (default server)', () => {
 describe('snapshots diff (default server)', () => {
 
   test('sandbank snapshots diff: added, changed and removed against the parent, from the layer', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const sbx = await k.create()
     await run(sbx, 'mkdir -p /home/user/d && echo a > /home/user/d/a.txt && echo b > /home/user/b.txt && echo c > /home/user/c.txt && ln -s b.txt /home/user/link')
     const parent = k.snap(await sbx.createSnapshot())
@@ -378,7 +354,7 @@ describe('snapshots: sandbank serve --snapshot-ttl 1h --keep-last 2', () => {
   })
 
   test('the default ttl is reported; keep-last expires the older snapshots of each sandbox', async (t) => {
-    const k = tracker(t, server)
+    const k = tracker(t, server, Sandbox)
     const [a, b] = await Promise.all([k.create(), k.create()])
     const t0 = Date.now()
     const a1 = k.snap(await a.createSnapshot())

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
-import { startServer, stopAndCheck, assertNoLeftovers, rejectsWith, eventually, overlayLowers, layersRoot } from './helpers.mjs'
+import { startServer, stopAndCheck, assertNoLeftovers, rejectsWith, eventually, overlayLowers, layersRoot, tracker } from './helpers.mjs'
 
 export const SNAPSHOT_ID = /^[a-z0-9]{20}:default$/
 
@@ -28,30 +28,7 @@ export function snapshotSuite({ label, Sandbox, SandboxError, canName }) {
   })
   const opts = (extra = {}) => server[label === 'e2b' ? 'e2b' : 'novita'](extra)
 
-  /**
-   * Everything a test makes, removed when the test ends: sandboxes are killed first, then the
-   * snapshots deleted (a snapshot cannot go while a sandbox made from it runs).
-   */
-  function track(t) {
-    const sandboxes = new Set()
-    const snapshots = new Set()
-    t.after(async () => {
-      for (const id of sandboxes) await Sandbox.kill(id, opts())
-      for (const id of [...snapshots].reverse()) await Sandbox.deleteSnapshot(id, opts())
-    })
-    return {
-      async create(template, extra = {}) {
-        const sbx = template ? await Sandbox.create(template, opts(extra)) : await Sandbox.create(opts(extra))
-        sandboxes.add(sbx.sandboxId)
-        server.sandboxIds.add(sbx.sandboxId)
-        return sbx
-      },
-      snap(info) {
-        snapshots.add(info.snapshotId)
-        return info
-      },
-    }
-  }
+  const track = (t) => tracker(t, server, Sandbox, opts)
 
   /** Snapshot layer directories on disk (`<data>/layers/<id>`), and what `.staging` holds. */
   const layerDirs = () => readdirSync(join(layersRoot(server), 'layers')).filter((n) => !n.startsWith('.')).sort()

@@ -155,32 +155,48 @@ pub async fn create(
     // The creation runs on its own task: a client that disconnects midway must not leave a
     // half-registered sandbox behind (the sandbox is registered and expires as usual).
     let domain = state.domain.clone();
-    let entry = tokio::spawn(start_sandbox(state.clone(), start))
-        .await
-        .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
-    if let Some((start, ready, user, workdir)) = start_commands {
-        let user = user.unwrap_or_else(|| "user".into());
-        let envs = start_envs.into_iter().collect();
-        let started = crate::templates::envd::start_and_wait(
-            &entry.envd_socket,
-            &user,
-            workdir.as_deref(),
-            &envs,
-            &start,
-            ready.as_deref(),
-            START_READY_TIMEOUT,
-        )
-        .await;
-        if let Err(why) = started {
-            tracing::warn!(id = %entry.id, "the template's start command failed: {why}; the sandbox is killed");
-            if state.registry.remove(&entry.id).is_some() {
-                state.forget_extras(&entry.id);
-                let _ = state.backend.kill(&entry.id).await;
-            }
-            return Err(ApiError::Internal(format!("sandbox {}: {why}", entry.id)));
+    let entry = tokio::spawn(async move {
+        let entry = start_sandbox(state.clone(), start).await?;
+        if let Some(commands) = start_commands {
+            run_start_command(&state, &entry, commands, start_envs).await?;
         }
-    }
+        Ok::<_, ApiError>(entry)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("sandbox creation failed: {e}")))??;
     Ok((StatusCode::CREATED, Json(sandbox_body(&entry, domain.as_deref()))))
+}
+
+/// A template's start command, ready command, user and working directory.
+type StartCommands = (String, Option<String>, Option<String>, Option<String>);
+
+/// Runs the start command of a template whose snapshot kept its files only in its new sandbox,
+/// and waits for its ready command; kills the sandbox and says why when that fails.
+async fn run_start_command(
+    state: &AppState,
+    entry: &Entry,
+    (start, ready, user, workdir): StartCommands,
+    envs: std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let user = user.unwrap_or_else(|| "user".into());
+    let envs = envs.into_iter().collect();
+    let started = crate::templates::envd::start_and_wait(
+        &entry.envd_socket,
+        &user,
+        workdir.as_deref(),
+        &envs,
+        &start,
+        ready.as_deref(),
+        START_READY_TIMEOUT,
+    )
+    .await;
+    let Err(why) = started else { return Ok(()) };
+    tracing::warn!(id = %entry.id, "the template's start command failed: {why}; the sandbox is killed");
+    if state.registry.remove(&entry.id).is_some() {
+        state.forget_extras(&entry.id);
+        let _ = state.backend.kill(&entry.id).await;
+    }
+    Err(ApiError::Internal(format!("sandbox {}: {why}", entry.id)))
 }
 
 /// A new sandbox's limits: the server's defaults, with the disk limit the request asks for.
